@@ -1,0 +1,3 @@
+// Support code shared by the end-to-end tests.
+export * from './wait.js';
+export * from './proc.js';
