@@ -1,0 +1,97 @@
+// The JSON shapes the admin API returns and `balloonctl --json` prints. Scripts
+// parse them, so these field names are a contract (../../../../shared/DESIGN.md):
+// camelCase, units in names. Add fields; never rename or remove one.
+import type { BalloonState, LockState, MemoryDomain, ShortfallReason } from '@memballoon/protocol';
+
+/** A VM's balloon while it runs. */
+export interface BalloonView {
+  targetMib: number;
+  actualMib: number;
+  lockedMib: number;
+  state: BalloonState;
+  /** Why the balloon stopped short ('none' when it did not). */
+  reason: ShortfallReason;
+  lock: LockState;
+  /** Generation of the newest target sent to the guest. */
+  generation: number;
+}
+
+/** The guest's latest statistics, in MiB where they are sizes. */
+export interface GuestStatsView {
+  totalMib: number;
+  freeMib: number;
+  availableMib: number;
+  cacheMib: number;
+  sharedMib: number;
+  swapInMib: number;
+  swapOutMib: number;
+  majorFaults: number;
+  minorFaults: number;
+  psiSomeAvg10Percent: number;
+  psiFullAvg10Percent: number;
+  agentRssMib: number;
+  domain: MemoryDomain;
+  /** When the host received them (ms since the epoch). */
+  receivedAtMs: number;
+}
+
+/** Automatic balloon policy settings of a VM. */
+export interface PolicyView {
+  balloonPolicy: 'manual' | 'auto';
+  memoryMinMib: number;
+  balloonMaxMib: number;
+  memoryWeight: number;
+  memoryBufferPercent: number;
+}
+
+/** One VM, as `showvminfo NAME --json` prints it. */
+export interface VmView extends PolicyView {
+  name: string;
+  state: 'running' | 'poweroff';
+  memoryMib: number;
+  /** The balloon requested at every start (`modifyvm --guestmemoryballoon`). */
+  defaultBalloonMib: number;
+  pageFusion: boolean;
+  /** Present while running. */
+  balloon?: BalloonView;
+  /** The agent's process id, as the guest reports it (while running). */
+  pid?: number;
+  /** What the VM holds of the pool: memoryMib - min(target, actual) (while running). */
+  heldMib?: number;
+  stats?: GuestStatsView;
+  /** Page fusion: MiB of this VM's hinted pages that other guests hold too (while running). */
+  sharableMib?: number;
+  /** Page fusion: MiB the kernel has actually merged for this VM (while running). */
+  sharedMib?: number;
+  /** When the current session started (ms since the epoch, while running). */
+  startedAtMs?: number;
+}
+
+/** The pool, as `showhostinfo --json` prints it under `pool`. */
+export interface PoolView {
+  sizeMib: number;
+  heldMib: number;
+  /** Sum of min(target, actual) over running VMs. */
+  reclaimedMib: number;
+  freeMib: number;
+}
+
+/** `showhostinfo --json`. */
+export interface HostView {
+  pool: PoolView;
+  version: string;
+  listen: string;
+  dataDir: string;
+  vmsRegistered: number;
+  vmsRunning: number;
+  /** Page fusion across guests (host-wide). */
+  sharableMib: number;
+  sharedMib: number;
+  ksm: { available: boolean; running: boolean; detail: string };
+  uptimeMs: number;
+}
+
+/** The body of every error answer of the admin API. */
+export interface ApiErrorView {
+  error: { code: string; message: string };
+}
