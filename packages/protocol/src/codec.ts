@@ -106,7 +106,9 @@ export function vmNameProblem(name: string): string | null {
 }
 
 function bytesField(value: unknown): Uint8Array {
-  return value instanceof Uint8Array ? value : new Uint8Array(0);
+  // protobufjs hands out a view into the frame (a Buffer on Node): copy it into
+  // a plain Uint8Array so the caller neither pins the frame nor sees a Buffer.
+  return value instanceof Uint8Array ? Uint8Array.from(value) : new Uint8Array(0);
 }
 
 function pageSize(value: unknown, field: string): number {

@@ -1,0 +1,318 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import {
+  BALLOON_STATES,
+  bodies,
+  decodeFrame,
+  encodeFrame,
+  ERROR_CODES,
+  expectBody,
+  FrameEncoder,
+  GOODBYE_REASONS,
+  LOCK_STATES,
+  MAX_FRAME_BYTES,
+  MAX_MEMORY_MIB,
+  MAX_PAGES_PER_REGION_FRAME,
+  MAX_TEXT_CHARS,
+  MAX_VM_NAME_CHARS,
+  MEMORY_DOMAINS,
+  ProtocolError,
+  PROTOCOL_VERSION,
+  SeqTracker,
+  SHORTFALL_REASONS,
+  vmNameProblem,
+  type Body,
+  type ErrorCode,
+  type Hello,
+} from './index.js';
+import { memballoon } from './generated/memballoon.js';
+
+const pb = memballoon.v1;
+
+const hello: Hello = {
+  vmName: 'web server-1',
+  credential: 'tok_abc',
+  agentVersion: '0.1.0',
+  facts: {
+    pid: 4242,
+    totalMemoryMib: 1024,
+    pageSizeBytes: 4096,
+    chunkSizeMib: 1,
+    capabilities: { pin: true, pageFusion: true, deflateOnPressure: true },
+    domain: 'process',
+    hostname: 'guest-a',
+  },
+  balloon: { actualMib: 128, lockedMib: 100, generation: 9, targetMib: 256 },
+};
+
+const hashes = new Uint8Array(16).map((_, i) => i + 1);
+
+/** One of every body, with non-default values in every field. */
+const everyBody: Body[] = [
+  bodies.hello(hello),
+  bodies.welcome({
+    sessionId: 's-1',
+    targetMib: 64,
+    generation: 3,
+    statsIntervalMs: 1000,
+    heartbeatIntervalMs: 2000,
+    protection: { floorMib: 64, deflateOnPressure: true },
+    pageFusion: true,
+  }),
+  bodies.setBalloonTarget({ targetMib: 300, generation: 2 ** 40 }),
+  bodies.balloonStatus({
+    generation: 5,
+    targetMib: 300,
+    actualMib: 200,
+    lockedMib: 150,
+    state: 'short',
+    reason: 'guest_floor',
+    lock: 'not_permitted',
+    detail: 'floor of 64 MiB',
+  }),
+  bodies.memoryStats({
+    totalBytes: 2 ** 40,
+    freeBytes: 2 ** 33 + 1,
+    availableBytes: 12345678901,
+    diskCachesBytes: 4096,
+    swapInBytes: 1,
+    swapOutBytes: 2,
+    majorFaults: 3,
+    minorFaults: 4,
+    psiSomeAvg10Percent: 12.5,
+    psiFullAvg10Percent: 0.25,
+    agentRssBytes: 77 * 1024 * 1024,
+    sharedBytes: 8192,
+    domain: 'cgroup',
+  }),
+  bodies.error('pool_exhausted', 'no room', 5000),
+  bodies.goodbye('shutdown', 'bye'),
+  bodies.sharedRegion({
+    regionId: 7,
+    name: 'model.bin',
+    version: 'v2',
+    sizeBytes: 8192,
+    pageSizeBytes: 4096,
+    firstPage: 0,
+    pageHashes: hashes,
+    confirmHashes: hashes.map((b) => 255 - b),
+    mergeable: true,
+    last: true,
+  }),
+  bodies.sharedRegionRemoved({ regionId: 7 }),
+];
+
+function codeOf(fn: () => unknown): ErrorCode {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ProtocolError);
+    return (err as ProtocolError).code;
+  }
+  throw new Error('expected a ProtocolError, nothing was thrown');
+}
+
+/** Encodes a raw Envelope, bypassing the facade's types (for hostile input). */
+function rawFrame(props: Record<string, unknown>): Uint8Array {
+  return pb.Envelope.encode({ protocolVersion: PROTOCOL_VERSION, seq: 1, ...props } as never).finish();
+}
+
+describe('round trips', () => {
+  it.each(everyBody.map((b) => [b.case, b] as const))('%s survives encode and decode unchanged', (_case, body) => {
+    const frame = decodeFrame(encodeFrame(17, body));
+    expect(frame).toEqual({ protocolVersion: PROTOCOL_VERSION, seq: 17, body });
+  });
+
+  it('covers every case of the oneof', () => {
+    const proto = readFileSync(new URL('../proto/memballoon/v1/memballoon.proto', import.meta.url), 'utf8');
+    const block = /oneof body \{([^}]*)\}/.exec(proto)?.[1] ?? '';
+    const fromProto = [...block.matchAll(/^\s*\w+ (\w+) = \d+;/gm)].map((m) => m[1]!.replace(/_(\w)/g, (_, c: string) => c.toUpperCase()));
+    expect(fromProto.length).toBeGreaterThan(0);
+    expect(everyBody.map((b) => b.case).sort()).toEqual(fromProto.sort());
+  });
+
+  it.each(ERROR_CODES.map((c) => [c]))('error code %s crosses the wire', (code) => {
+    const frame = decodeFrame(encodeFrame(1, bodies.error(code, `it was ${code}`)));
+    expect(expectBody(frame, 'error')).toEqual({ code, message: `it was ${code}`, retryAfterMs: 0 });
+  });
+
+  it.each([
+    ['BalloonState', BALLOON_STATES, pb.BalloonState, 'BALLOON_STATE_'],
+    ['ShortfallReason', SHORTFALL_REASONS, pb.ShortfallReason, 'SHORTFALL_REASON_'],
+    ['LockState', LOCK_STATES, pb.LockState, 'LOCK_STATE_'],
+    ['MemoryDomain', MEMORY_DOMAINS, pb.MemoryDomain, 'MEMORY_DOMAIN_'],
+    ['GoodbyeReason', GOODBYE_REASONS, pb.GoodbyeReason, 'GOODBYE_REASON_'],
+    ['ErrorCode', ERROR_CODES, pb.ErrorCode, 'ERROR_CODE_'],
+  ] as const)('the facade names of %s match the .proto in wire order', (_name, names, generated, prefix) => {
+    const fromProto = Object.entries(generated as Record<string, number>)
+      .filter(([k]) => k.startsWith(prefix))
+      .sort((a, b) => a[1] - b[1])
+      .map(([k]) => k.slice(prefix.length).toLowerCase());
+    expect([...names]).toEqual(fromProto);
+  });
+
+  it('every enum value of every body round-trips', () => {
+    for (const state of BALLOON_STATES) {
+      for (const reason of SHORTFALL_REASONS) {
+        const body = bodies.balloonStatus({ generation: 1, targetMib: 2, actualMib: 1, lockedMib: 0, state, reason, lock: 'locked' });
+        expect(decodeFrame(encodeFrame(1, body)).body).toEqual(body);
+      }
+    }
+    for (const lock of LOCK_STATES) {
+      const body = bodies.balloonStatus({ generation: 1, targetMib: 2, actualMib: 1, lockedMib: 0, state: 'steady', lock });
+      expect(decodeFrame(encodeFrame(1, body)).body).toEqual(body);
+    }
+    for (const reason of GOODBYE_REASONS) expect(decodeFrame(encodeFrame(1, bodies.goodbye(reason))).body).toEqual(bodies.goodbye(reason));
+    for (const domain of MEMORY_DOMAINS) expect(decodeFrame(encodeFrame(1, bodies.memoryStats({ domain }))).body).toEqual(bodies.memoryStats({ domain }));
+  });
+
+  it('FrameEncoder numbers frames 1, 2, 3 and SeqTracker refuses repeats and reordering', () => {
+    const enc = new FrameEncoder();
+    const seqs = [enc.encode(bodies.goodbye('shutdown')), enc.encode(bodies.goodbye('shutdown'))].map((b) => decodeFrame(b).seq);
+    expect(seqs).toEqual([1, 2]);
+    expect(enc.lastSeq).toBe(2);
+    const t = new SeqTracker();
+    t.accept(1);
+    t.accept(2);
+    t.accept(5);
+    expect(codeOf(() => t.accept(5))).toBe('out_of_order');
+    expect(codeOf(() => t.accept(3))).toBe('out_of_order');
+  });
+
+  it('expectBody names what came instead', () => {
+    const frame = decodeFrame(encodeFrame(1, bodies.goodbye('shutdown')));
+    expect(codeOf(() => expectBody(frame, 'hello'))).toBe('unexpected_message');
+  });
+});
+
+describe('untrusted bytes', () => {
+  it('refuses an empty buffer', () => {
+    expect(codeOf(() => decodeFrame(new Uint8Array(0)))).toBe('malformed_frame');
+  });
+
+  it('refuses garbage and truncated frames', () => {
+    expect(codeOf(() => decodeFrame(new Uint8Array([0xff, 0xff, 0xff])))).toBe('malformed_frame');
+    const good = encodeFrame(1, bodies.hello(hello));
+    for (const cut of [1, 5, good.length - 1]) {
+      expect(codeOf(() => decodeFrame(good.subarray(0, cut)))).toMatch(/malformed_frame|unsupported_version/);
+    }
+  });
+
+  it('refuses a frame without a body', () => {
+    expect(codeOf(() => decodeFrame(rawFrame({})))).toBe('malformed_frame');
+  });
+
+  it('refuses other protocol versions, naming both', () => {
+    const frame = rawFrame({ protocolVersion: 2, goodbye: {} });
+    expect(() => decodeFrame(frame)).toThrow(/version 2 is not supported \(this side speaks 1\)/);
+    expect(codeOf(() => decodeFrame(rawFrame({ protocolVersion: 0, goodbye: {} })))).toBe('unsupported_version');
+  });
+
+  it('refuses seq 0 and seq beyond 2^53', () => {
+    expect(codeOf(() => decodeFrame(rawFrame({ seq: 0, goodbye: {} })))).toBe('malformed_frame');
+    // uint64 max as a varint: ten bytes.
+    const bytes = new Uint8Array([0x08, 0x01, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x82, 0x01, 0x00]);
+    expect(codeOf(() => decodeFrame(bytes))).toBe('out_of_range');
+  });
+
+  it('refuses frames above the size limit before decoding them', () => {
+    expect(codeOf(() => decodeFrame(new Uint8Array(MAX_FRAME_BYTES + 1)))).toBe('frame_too_large');
+    expect(codeOf(() => decodeFrame(encodeFrame(1, bodies.hello(hello)), { maxFrameBytes: 16 }))).toBe('frame_too_large');
+  });
+
+  it('refuses negative and absurd sizes', () => {
+    // A negative int32 written into a uint32 field arrives as a huge number.
+    expect(codeOf(() => decodeFrame(rawFrame({ setBalloonTarget: { targetMib: -1 >>> 0, generation: 1 } })))).toBe('out_of_range');
+    expect(codeOf(() => decodeFrame(rawFrame({ setBalloonTarget: { targetMib: MAX_MEMORY_MIB + 1, generation: 1 } })))).toBe('out_of_range');
+    expect(codeOf(() => decodeFrame(rawFrame({ memoryStats: { totalBytes: 2 ** 60 } })))).toBe('out_of_range');
+    expect(codeOf(() => decodeFrame(rawFrame({ memoryStats: { psiSomeAvg10Percent: 101 } })))).toBe('out_of_range');
+    expect(codeOf(() => decodeFrame(rawFrame({ memoryStats: { psiSomeAvg10Percent: Number.NaN } })))).toBe('out_of_range');
+  });
+
+  it('refuses a target above the guest memory when the receiver knows it', () => {
+    const frame = encodeFrame(1, bodies.setBalloonTarget({ targetMib: 600, generation: 1 }));
+    expect(decodeFrame(frame, { guestMemoryMib: 1024 }).body.case).toBe('setBalloonTarget');
+    expect(() => decodeFrame(frame, { guestMemoryMib: 512 })).toThrow(/above the guest's memory of 512 MiB/);
+  });
+
+  it('refuses a Hello whose balloon does not fit its memory', () => {
+    const tooBig = { ...hello, balloon: { ...hello.balloon, actualMib: 2048 } };
+    expect(codeOf(() => decodeFrame(encodeFrame(1, bodies.hello(tooBig))))).toBe('out_of_range');
+    const lockedAboveActual = { ...hello, balloon: { ...hello.balloon, lockedMib: 129 } };
+    expect(codeOf(() => decodeFrame(encodeFrame(1, bodies.hello(lockedAboveActual))))).toBe('out_of_range');
+    const noMemory = { ...hello, facts: { ...hello.facts, totalMemoryMib: 0 } };
+    expect(codeOf(() => decodeFrame(encodeFrame(1, bodies.hello(noMemory))))).toBe('out_of_range');
+    const oddPage = { ...hello, facts: { ...hello.facts, pageSizeBytes: 5000 } };
+    expect(codeOf(() => decodeFrame(encodeFrame(1, bodies.hello(oddPage))))).toBe('out_of_range');
+  });
+
+  it('refuses over-long strings and bad VM names', () => {
+    const longName = { ...hello, vmName: 'x'.repeat(MAX_VM_NAME_CHARS + 1) };
+    expect(codeOf(() => decodeFrame(encodeFrame(1, bodies.hello(longName))))).toBe('out_of_range');
+    const longDetail = bodies.goodbye('shutdown', 'y'.repeat(MAX_TEXT_CHARS + 1));
+    expect(codeOf(() => decodeFrame(encodeFrame(1, longDetail)))).toBe('out_of_range');
+    for (const vmName of ['', ' lead', 'trail ', 'a/b', 'new\nline', 'semi;colon']) {
+      expect(codeOf(() => decodeFrame(encodeFrame(1, bodies.hello({ ...hello, vmName }))))).toMatch(/invalid_argument|out_of_range/);
+    }
+    expect(vmNameProblem('vm 1.prod_A-b')).toBeNull();
+  });
+
+  it('refuses non-UTF-8 strings', () => {
+    // Envelope{version 1, seq 1, goodbye{message: 0xC3 0x28}} (an invalid 2-byte sequence).
+    const bytes = new Uint8Array([0x08, 0x01, 0x10, 0x01, 0x82, 0x01, 0x04, 0x12, 0x02, 0xc3, 0x28]);
+    expect(codeOf(() => decodeFrame(bytes))).toBe('malformed_frame');
+  });
+
+  it('refuses unknown enum values', () => {
+    expect(codeOf(() => decodeFrame(rawFrame({ balloonStatus: { state: 99 } })))).toBe('out_of_range');
+    expect(codeOf(() => decodeFrame(rawFrame({ error: { code: 1000 } })))).toBe('out_of_range');
+  });
+
+  it('refuses inconsistent page hashes', () => {
+    const base = { regionId: 1, sizeBytes: 8192, pageSizeBytes: 4096, firstPage: 0 };
+    expect(codeOf(() => decodeFrame(rawFrame({ sharedRegion: { ...base, pageHashes: new Uint8Array(7), confirmHashes: new Uint8Array(7) } })))).toBe('invalid_argument');
+    expect(codeOf(() => decodeFrame(rawFrame({ sharedRegion: { ...base, pageHashes: new Uint8Array(16), confirmHashes: new Uint8Array(8) } })))).toBe('invalid_argument');
+    expect(codeOf(() => decodeFrame(rawFrame({ sharedRegion: { ...base, pageHashes: new Uint8Array(24), confirmHashes: new Uint8Array(24) } })))).toBe('out_of_range');
+    const many = (MAX_PAGES_PER_REGION_FRAME + 1) * 8;
+    const huge = { ...base, sizeBytes: 2 ** 40, pageHashes: new Uint8Array(many), confirmHashes: new Uint8Array(many) };
+    expect(codeOf(() => decodeFrame(rawFrame({ sharedRegion: huge })))).toBe('out_of_range');
+  });
+
+  it('throws only ProtocolError on random bytes (fuzz)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 512 }), (bytes) => {
+        try {
+          decodeFrame(bytes);
+        } catch (err) {
+          if (!(err instanceof ProtocolError)) throw err;
+        }
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('throws only ProtocolError on mutated valid frames (fuzz)', () => {
+    const valid = everyBody.map((b) => encodeFrame(3, b));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: valid.length - 1 }),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }),
+        fc.nat(),
+        (which, flips, cut) => {
+          const bytes = Uint8Array.from(valid[which]!);
+          for (const [at, value] of flips) bytes[at % bytes.length] = value;
+          const input = bytes.subarray(0, 1 + (cut % bytes.length));
+          try {
+            const frame = decodeFrame(input);
+            // Whatever decodes must re-encode: the facade handed out valid values.
+            decodeFrame(encodeFrame(frame.seq, frame.body));
+          } catch (err) {
+            if (!(err instanceof ProtocolError)) throw err;
+          }
+        },
+      ),
+      { numRuns: 5000 },
+    );
+  });
+});
