@@ -1,0 +1,17 @@
+// Metrics of the host: Prometheus exposition (`/metrics`) and VirtualBox-named
+// queries (`balloonctl metrics query`). See README.md next to this file.
+export { HostMetrics } from './prometheus.js';
+export {
+  queryMetrics,
+  compileMetricFilter,
+  MetricsQueryError,
+  METRIC_NAMES,
+  GUEST_METRICS,
+  HOST_METRICS,
+  HOST_OBJECT,
+  METRIC_UNIT_KB,
+  type MetricRow,
+  type MetricsQueryErrorCode,
+  type MetricsSnapshot,
+} from './query.js';
+export { formatMetricsTable } from './format.js';

@@ -1,0 +1,156 @@
+// `balloonctl metrics query [NAME] [METRIC]`: the current values under
+// VirtualBox's metric names, computed from a snapshot of the host. Pure: no
+// sockets, no logger, no prom-client.
+//
+// Unit: kB (1024 bytes), as `VBoxManage metrics query` prints every RAM metric.
+// The command mirrors VBoxManage, so its rows read (and compare) the same, and
+// kB keeps whole numbers where a MiB figure would need decimals. Each row names
+// its unit, so a script never has to guess.
+import type { HostView, VmView } from '../api/views.js';
+
+/** The snapshot of the host that metrics are computed from. */
+export interface MetricsSnapshot {
+  host: HostView;
+  vms: VmView[];
+}
+
+/** One value of `metrics query`: an object (a VM's name or 'host'), a metric name, a value and its unit. */
+export interface MetricRow {
+  object: string;
+  metric: string;
+  value: number;
+  unit: string;
+}
+
+/** The unit of every RAM row: kB of 1024 bytes, as VirtualBox prints them. */
+export const METRIC_UNIT_KB = 'kB';
+
+/** The object name of the host's own metrics, as VBoxManage calls it. */
+export const HOST_OBJECT = 'host';
+
+/** Guest metric names, in the order VBoxManage lists them. */
+export const GUEST_METRICS = [
+  'Guest/RAM/Usage/Total',
+  'Guest/RAM/Usage/Free',
+  'Guest/RAM/Usage/Balloon',
+  'Guest/RAM/Usage/Shared',
+  'Guest/RAM/Usage/Cache',
+] as const;
+
+/** Host metric names, in the order VBoxManage lists them. */
+export const HOST_METRICS = ['RAM/VMM/Used', 'RAM/VMM/Free', 'RAM/VMM/Ballooned', 'RAM/VMM/Shared'] as const;
+
+/** Every metric name `metrics query` knows. */
+export const METRIC_NAMES: readonly string[] = [...GUEST_METRICS, ...HOST_METRICS];
+
+/** Why a metrics query cannot be answered (a closed set). */
+export type MetricsQueryErrorCode = 'unknown_vm' | 'vm_not_running' | 'unknown_metric';
+
+/** The one error of metrics queries: a closed code and a message fit for one line on stderr. */
+export class MetricsQueryError extends Error {
+  override readonly name = 'MetricsQueryError';
+
+  constructor(
+    readonly code: MetricsQueryErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const KB_PER_MIB = 1024;
+
+function kb(mib: number): number {
+  return Math.round(mib * KB_PER_MIB);
+}
+
+/** The guest rows of a running VM; values the guest has not reported yet are left out, not shown as 0. */
+function guestRows(vm: VmView): MetricRow[] {
+  const values: Record<(typeof GUEST_METRICS)[number], number | undefined> = {
+    'Guest/RAM/Usage/Total': vm.stats?.totalMib ?? vm.memoryMib,
+    'Guest/RAM/Usage/Free': vm.stats?.freeMib,
+    'Guest/RAM/Usage/Balloon': vm.balloon?.actualMib,
+    // Page fusion as the host measured it; the guest's own KSM figure otherwise.
+    'Guest/RAM/Usage/Shared': vm.sharedMib ?? vm.stats?.sharedMib,
+    'Guest/RAM/Usage/Cache': vm.stats?.cacheMib,
+  };
+  const rows: MetricRow[] = [];
+  for (const metric of GUEST_METRICS) {
+    const mib = values[metric];
+    if (mib !== undefined) rows.push({ object: vm.name, metric, value: kb(mib), unit: METRIC_UNIT_KB });
+  }
+  return rows;
+}
+
+function hostRows(host: HostView): MetricRow[] {
+  const values: Record<(typeof HOST_METRICS)[number], number> = {
+    'RAM/VMM/Used': host.pool.heldMib,
+    'RAM/VMM/Free': host.pool.freeMib,
+    'RAM/VMM/Ballooned': host.pool.reclaimedMib,
+    'RAM/VMM/Shared': host.sharedMib,
+  };
+  return HOST_METRICS.map((metric) => ({ object: HOST_OBJECT, metric, value: kb(values[metric]), unit: METRIC_UNIT_KB }));
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * Compiles a metric filter as VBoxManage reads it: a comma-separated list of
+ * patterns; a pattern with `*` (any run of characters, `/` included) or `?`
+ * (one character) must match the whole name, any other pattern is a prefix
+ * (`Guest/RAM` selects the five guest metrics).
+ */
+export function compileMetricFilter(filter: string): (metric: string) => boolean {
+  const tests = filter
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p.length > 0)
+    .map((pattern): ((metric: string) => boolean) => {
+      if (!/[*?]/.test(pattern)) return (metric) => metric.startsWith(pattern);
+      const source = pattern
+        .split('')
+        .map((ch) => (ch === '*' ? '.*' : ch === '?' ? '.' : escapeRegExp(ch)))
+        .join('');
+      const re = new RegExp(`^${source}$`);
+      return (metric) => re.test(metric);
+    });
+  if (tests.length === 0) return () => true;
+  return (metric) => tests.some((t) => t(metric));
+}
+
+/**
+ * The rows of `metrics query [NAME] [METRIC]`. NAME is a VM's name, `host`, or
+ * `*`/absent for every running VM and the host. Throws MetricsQueryError for a
+ * VM that is not registered or not running, and for a filter that matches no
+ * known metric name.
+ */
+export function queryMetrics(snapshot: MetricsSnapshot, vmName?: string, metric?: string): MetricRow[] {
+  const matches = compileMetricFilter(metric ?? '*');
+  if (!METRIC_NAMES.some(matches)) {
+    throw new MetricsQueryError(
+      'unknown_metric',
+      `no metric matches '${metric}' (known: ${METRIC_NAMES.join(', ')})`,
+    );
+  }
+
+  let rows: MetricRow[];
+  if (vmName === undefined || vmName === '*') {
+    rows = snapshot.vms
+      .filter((vm) => vm.state === 'running')
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .flatMap(guestRows)
+      .concat(hostRows(snapshot.host));
+  } else if (vmName === HOST_OBJECT) {
+    rows = hostRows(snapshot.host);
+  } else {
+    const vm = snapshot.vms.find((v) => v.name === vmName);
+    if (!vm) throw new MetricsQueryError('unknown_vm', `no VM named '${vmName}' is registered`);
+    if (vm.state !== 'running') {
+      throw new MetricsQueryError('vm_not_running', `VM '${vmName}' is not running: its guest reports no metrics`);
+    }
+    rows = guestRows(vm);
+  }
+  return rows.filter((row) => matches(row.metric));
+}
