@@ -1,0 +1,484 @@
+// The balloon: memory taken from the guest in chunks, each committed page by
+// page with distinct non-zero words (so neither the zero page nor KSM can
+// quietly undo it) and pinned with mlock where permitted; deflated last-in
+// first-out with the pages handed back to the kernel at once.
+//
+// One loop moves the balloon toward the newest target. It re-reads the
+// target between steps of one chunk per thread, so a new target takes effect
+// at the next chunk in either direction (latest wins).
+import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { BalloonState, BalloonStatus, LockState, ShortfallReason } from '@memballoon/protocol';
+import { AgentError } from '../errors.js';
+import { defaultFloorMib, type DomainSource } from '../domain/source.js';
+import { MADV_DONTNEED, M_MMAP_THRESHOLD, madvise, mallopt, mlock, munlock, nativeAvailable, nativeUnavailableReason, pageSizeBytes } from '../native/libc.js';
+import { fullGc } from './gc.js';
+
+const MIB_BYTES = 1024 * 1024;
+
+// ES2024's growable form of the constructor (Node 20 has it; our lib is ES2023).
+const GrowableSharedArrayBuffer = SharedArrayBuffer as unknown as new (bytes: number, options: { maxByteLength: number }) => SharedArrayBuffer;
+
+/** Options of a BalloonEngine; every field has a default. */
+export interface BalloonEngineOptions {
+  /** Size of one chunk, in MiB (default 1, VirtualBox's). */
+  chunkMib?: number;
+  /** Pin chunks with mlock where permitted (default true). */
+  lock?: boolean;
+  /** The guest's memory domain, for the floor and pressure checks (default: none, no floor). */
+  domain?: DomainSource | null;
+  /** Largest target accepted, in MiB (default: the domain's total, else unlimited). */
+  maxTargetMib?: number;
+  /** Free-memory floor of the domain, in MiB (0 or absent: max(64 MiB, 5 % of the domain)). */
+  floorMib?: number;
+  /** Deflate by itself when the domain falls below the floor (default true). */
+  deflateOnPressure?: boolean;
+  /** How often the pressure check reads the domain, in ms (default 250). */
+  pressureCheckIntervalMs?: number;
+  /** Worker threads that commit pages beside the main thread (default: cores - 1, at most 3). */
+  workerThreads?: number;
+  /** Progress is reported at least every this many MiB while moving (default 64). */
+  progressEveryMib?: number;
+  /** …and at least every this many ms while moving (default 100). */
+  progressEveryMs?: number;
+}
+
+/** Events of a BalloonEngine. */
+export interface BalloonEngineEvents {
+  /** A new target was accepted. */
+  target: [target: { targetMib: number; generation: number }];
+  /** Progress while moving, and the final status when the balloon settles. */
+  progress: [status: BalloonStatus];
+  /** The balloon stopped short of its target (the reason is in the status). */
+  shortfall: [status: BalloonStatus];
+  /** A chunk was committed (and pinned, where permitted); used to measure reaction time. */
+  chunk: [info: { actualMib: number; locked: boolean }];
+}
+
+interface Chunk {
+  sab: SharedArrayBuffer;
+  bytes: Uint8Array;
+  sizeMib: number;
+  seed: number;
+  locked: boolean;
+}
+
+interface WorkerSlot {
+  worker: Worker;
+  pending: Map<number, () => void>;
+}
+
+/**
+ * A balloon of pinned SharedArrayBuffer chunks, usable alone (without a
+ * host). Drive it with setTarget; read `status`; listen to its events.
+ */
+export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
+  readonly chunkMib: number;
+  readonly pageSizeBytes: number;
+  private readonly chunks: Chunk[] = [];
+  private readonly lockWanted: boolean;
+  private readonly domain: DomainSource | null;
+  private readonly maxTargetMib: number;
+  private floorMibValue: number;
+  private deflateOnPressureValue: boolean;
+  private readonly progressEveryMib: number;
+  private readonly progressEveryMs: number;
+  private readonly workerCount: number;
+  private workers: WorkerSlot[] = [];
+  private nextJobId = 1;
+  private nextSeed = 1;
+
+  private targetMibValue = 0;
+  private generationValue = 0;
+  /** Upper bound set by guest pressure; lifted by the next target. */
+  private pressureCapMib = Number.POSITIVE_INFINITY;
+  private actualMibValue = 0;
+  private lockedMibValue = 0;
+  private lockState: LockState;
+  private lockDetail = '';
+  private state: BalloonState = 'steady';
+  private reason: ShortfallReason = 'none';
+  private detail = '';
+
+  private running: Promise<void> | null = null;
+  private closed = false;
+  private settleWaiters: Array<(s: BalloonStatus) => void> = [];
+  private pressureTimer: NodeJS.Timeout | null = null;
+  private gcTimer: NodeJS.Timeout | null = null;
+  private floorBudgetMib = 0;
+
+  constructor(options: BalloonEngineOptions = {}) {
+    super();
+    this.chunkMib = options.chunkMib ?? 1;
+    if (!Number.isInteger(this.chunkMib) || this.chunkMib < 1 || this.chunkMib > 1024) {
+      throw new AgentError('invalid_config', `chunk size must be a whole number of MiB from 1 to 1024, not ${options.chunkMib}`);
+    }
+    this.pageSizeBytes = pageSizeBytes();
+    this.domain = options.domain ?? null;
+    this.maxTargetMib = options.maxTargetMib ?? this.domain?.totalMib ?? Number.MAX_SAFE_INTEGER;
+    this.floorMibValue = options.floorMib || (this.domain ? defaultFloorMib(this.domain.totalMib) : 0);
+    this.deflateOnPressureValue = options.deflateOnPressure ?? true;
+    this.progressEveryMib = options.progressEveryMib ?? 64;
+    this.progressEveryMs = options.progressEveryMs ?? 100;
+    this.workerCount = Math.max(0, options.workerThreads ?? Math.min(3, availableParallelism() - 1));
+    this.lockWanted = options.lock ?? true;
+    this.lockState = this.lockWanted ? (nativeAvailable() ? 'unspecified' : 'unsupported') : 'disabled';
+    if (this.lockState === 'unsupported') this.lockDetail = nativeUnavailableReason();
+    if (nativeAvailable()) {
+      // After its first free, glibc raises its mmap threshold (up to 32 MiB),
+      // and later SAB stores would come from the brk heap and might never
+      // return to the kernel. Growable SABs (below) avoid glibc anyway; this
+      // keeps every other large allocation of the process returnable too.
+      mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    }
+    if (this.domain) {
+      const interval = options.pressureCheckIntervalMs ?? 250;
+      this.pressureTimer = setInterval(() => this.checkPressure(), interval);
+      this.pressureTimer.unref();
+    }
+  }
+
+  /** The balloon right now (a copy). */
+  get status(): BalloonStatus {
+    return {
+      generation: this.generationValue,
+      targetMib: this.targetMibValue,
+      actualMib: this.actualMibValue,
+      lockedMib: this.lockedMibValue,
+      state: this.state,
+      reason: this.reason,
+      lock: this.lockState,
+      detail: this.detail || this.lockDetail,
+    };
+  }
+
+  /** Whether the balloon is moving toward its target. */
+  get moving(): boolean {
+    return this.running !== null;
+  }
+
+  /** The free-memory floor in MiB (0: none). */
+  get floorMib(): number {
+    return this.floorMibValue;
+  }
+
+  /** Changes the guest protection (from the host's Welcome); floorMib 0 keeps the default. */
+  setProtection(protection: { floorMib: number; deflateOnPressure: boolean }): void {
+    this.floorMibValue = protection.floorMib || (this.domain ? defaultFloorMib(this.domain.totalMib) : 0);
+    this.deflateOnPressureValue = protection.deflateOnPressure;
+  }
+
+  /**
+   * Moves the balloon toward targetMib. A generation older than the one
+   * applied is ignored (returns false); without one, the next is used.
+   * Throws AgentError('target_out_of_range') above the guest's memory.
+   */
+  setTarget(targetMib: number, generation?: number): boolean {
+    if (this.closed) throw new AgentError('closed', 'the balloon is closed');
+    if (!Number.isSafeInteger(targetMib) || targetMib < 0) {
+      throw new AgentError('target_out_of_range', `a balloon target must be a whole number of MiB, not ${targetMib}`);
+    }
+    if (targetMib > this.maxTargetMib) {
+      throw new AgentError('target_out_of_range', `a balloon of ${targetMib} MiB is above the guest's memory of ${this.maxTargetMib} MiB`);
+    }
+    const gen = generation ?? this.generationValue + 1;
+    if (gen < this.generationValue) return false;
+    this.generationValue = gen;
+    this.targetMibValue = targetMib;
+    this.pressureCapMib = Number.POSITIVE_INFINITY;
+    this.floorBudgetMib = 0;
+    this.emit('target', { targetMib, generation: gen });
+    this.kick();
+    return true;
+  }
+
+  /** Resolves with the status once the balloon stops moving. */
+  settled(): Promise<BalloonStatus> {
+    if (!this.running) return Promise.resolve(this.status);
+    return new Promise((resolve) => this.settleWaiters.push(resolve));
+  }
+
+  /**
+   * Checks that every page of the balloon holds its distinct non-zero word
+   * (what the kernel has committed, not bookkeeping). Returns the number of
+   * pages checked, or throws naming the first bad page.
+   */
+  verifyPages(): number {
+    const pageWords = this.pageSizeBytes / 4;
+    let pages = 0;
+    for (const [index, chunk] of this.chunks.entries()) {
+      const words = new Uint32Array(chunk.sab);
+      let expected = chunk.seed;
+      for (let i = 0; i < words.length; i += pageWords, expected++, pages++) {
+        if (words[i] === 0 || words[i] !== expected) {
+          throw new AgentError('internal', `chunk ${index} page ${i / pageWords} holds ${words[i]}, expected ${expected}`);
+        }
+      }
+    }
+    return pages;
+  }
+
+  /** Deflates everything, stops the workers and timers. The engine cannot be used after. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.pressureTimer) clearInterval(this.pressureTimer);
+    this.pressureTimer = null;
+    this.targetMibValue = 0;
+    this.pressureCapMib = Number.POSITIVE_INFINITY;
+    this.kick();
+    await this.settled();
+    this.closed = true;
+    if (this.gcTimer) clearTimeout(this.gcTimer);
+    this.collect();
+    const workers = this.workers;
+    this.workers = [];
+    await Promise.all(workers.map((w) => w.worker.terminate()));
+  }
+
+  private kick(): void {
+    if (this.running) return;
+    this.running = this.run().finally(() => {
+      this.running = null;
+      const status = this.status;
+      const waiters = this.settleWaiters;
+      this.settleWaiters = [];
+      for (const w of waiters) w(status);
+    });
+  }
+
+  private goalMib(): number {
+    return Math.min(this.targetMibValue, this.pressureCapMib);
+  }
+
+  private async run(): Promise<void> {
+    let lastReportMib = this.actualMibValue;
+    let lastReportMs = performance.now();
+    let stop: { reason: ShortfallReason; detail: string } | null = null;
+    let freed = false;
+    for (;;) {
+      const goal = this.goalMib();
+      const have = this.actualMibValue;
+      if (goal === have) break;
+      if (goal > have) {
+        this.state = 'inflating';
+        const result = await this.inflateStep(goal - have);
+        if (result) {
+          stop = result;
+          // A newer target may have arrived while this step ran; only stop
+          // if the goal still asks for more than we could give.
+          if (this.goalMib() > this.actualMibValue) break;
+          stop = null;
+        }
+      } else {
+        this.state = 'deflating';
+        this.deflateStep(have - goal);
+        freed = true;
+        // Yield so that a new target (or a close) can be seen between steps.
+        await new Promise<void>((r) => setImmediate(r));
+      }
+      const now = performance.now();
+      if (Math.abs(this.actualMibValue - lastReportMib) >= this.progressEveryMib || now - lastReportMs >= this.progressEveryMs) {
+        lastReportMib = this.actualMibValue;
+        lastReportMs = now;
+        this.emit('progress', this.status);
+      }
+    }
+    if (stop) {
+      this.state = 'short';
+      this.reason = stop.reason;
+      this.detail = stop.detail;
+    } else if (this.pressureCapMib < this.targetMibValue && this.actualMibValue < this.targetMibValue) {
+      this.state = 'short';
+      this.reason = 'guest_pressure';
+      this.detail = `the guest fell below its floor of ${this.floorMibValue} MiB; the agent deflated by itself`;
+    } else {
+      this.state = 'steady';
+      this.reason = 'none';
+      this.detail = '';
+    }
+    const status = this.status;
+    this.emit('progress', status);
+    if (status.state === 'short') this.emit('shortfall', status);
+    if (freed) this.scheduleCollect();
+  }
+
+  /** How many MiB the floor lets us take now (re-reading the domain when the last budget is used up). */
+  private floorAllowsMib(wantMib: number): number {
+    if (!this.domain || this.floorMibValue <= 0) return wantMib;
+    if (this.floorBudgetMib < wantMib) {
+      const a = this.domain.availability();
+      // Our own inflation lowers availability MiB for MiB, so one reading
+      // stays good until its budget is spent: no /proc read per chunk.
+      this.floorBudgetMib = Math.max(0, Math.floor(a.availableBytes / MIB_BYTES) - this.floorMibValue);
+    }
+    return Math.min(wantMib, this.floorBudgetMib);
+  }
+
+  private async inflateStep(missingMib: number): Promise<{ reason: ShortfallReason; detail: string } | null> {
+    const threads = this.workerCount + 1;
+    let wantMib = Math.min(missingMib, this.chunkMib * threads);
+    const allowed = this.floorAllowsMib(wantMib);
+    if (allowed < Math.min(wantMib, this.chunkMib)) {
+      return { reason: 'guest_floor', detail: `inflating further would cross the guest's free-memory floor of ${this.floorMibValue} MiB` };
+    }
+    wantMib = allowed;
+    const fresh: Chunk[] = [];
+    for (let left = wantMib; left > 0; ) {
+      const sizeMib = Math.min(this.chunkMib, left);
+      const bytes = sizeMib * MIB_BYTES;
+      let sab: SharedArrayBuffer;
+      try {
+        // Growable SABs are mapped by V8 itself, page-aligned and outside
+        // glibc's heap, so madvise can return their pages and munmap frees them.
+        sab = new GrowableSharedArrayBuffer(bytes, { maxByteLength: bytes });
+      } catch (err) {
+        if (fresh.length === 0) {
+          return { reason: 'out_of_memory', detail: `could not allocate ${sizeMib} MiB: ${err instanceof Error ? err.message : String(err)}` };
+        }
+        break;
+      }
+      const pages = bytes / this.pageSizeBytes;
+      fresh.push({ sab, bytes: new Uint8Array(sab), sizeMib, seed: this.nextSeed, locked: false });
+      this.nextSeed += pages;
+      left -= sizeMib;
+    }
+    // The main thread commits the first chunk and pins it at once (the
+    // reaction a new target sees); the workers commit the others meanwhile.
+    const [own, ...rest] = fresh as [Chunk, ...Chunk[]];
+    const others = rest.length > 0 ? this.touchInWorkers(rest) : null;
+    touchPages(own, this.pageSizeBytes / 4);
+    this.commit(own);
+    if (others) {
+      await others;
+      for (const c of rest) this.commit(c);
+    }
+    this.floorBudgetMib -= wantMib;
+    return null;
+  }
+
+  private commit(chunk: Chunk): void {
+    if (this.lockState === 'unspecified' || this.lockState === 'locked') {
+      const r = mlock(chunk.bytes);
+      if (r.ok) {
+        chunk.locked = true;
+        this.lockState = 'locked';
+        this.lockedMibValue += chunk.sizeMib;
+      } else {
+        // Said once: from here on the balloon works unpinned.
+        this.lockState = r.failure === 'unavailable' ? 'unsupported' : 'not_permitted';
+        this.lockDetail = `balloon memory is not pinned: ${r.message}`;
+      }
+    }
+    this.chunks.push(chunk);
+    this.actualMibValue += chunk.sizeMib;
+    this.emit('chunk', { actualMib: this.actualMibValue, locked: chunk.locked });
+  }
+
+  private deflateStep(excessMib: number): void {
+    // Deflating is cheap (no faults); take up to 64 MiB per step between yields.
+    let budgetMib = Math.min(excessMib, Math.max(this.chunkMib, 64));
+    while (budgetMib > 0) {
+      const chunk = this.chunks.at(-1);
+      if (!chunk) break;
+      // A target inside the last chunk frees it whole; the loop then
+      // refills the rest with a smaller chunk.
+      this.chunks.pop();
+      if (chunk.locked) {
+        munlock(chunk.bytes);
+        this.lockedMibValue -= chunk.sizeMib;
+      }
+      // Hand the pages back now (VmRSS drops at once) instead of waiting for
+      // a GC to unmap them; madvise refuses locked pages, hence munlock first.
+      madvise(chunk.bytes, MADV_DONTNEED);
+      this.actualMibValue -= chunk.sizeMib;
+      budgetMib -= chunk.sizeMib;
+      excessMib -= chunk.sizeMib;
+    }
+  }
+
+  private scheduleCollect(): void {
+    if (this.gcTimer) return;
+    // Collect soon after a deflate, not inside it: a full GC costs tens of
+    // ms that a target arriving right after should not wait for.
+    this.gcTimer = setTimeout(() => {
+      this.gcTimer = null;
+      if (!this.running) this.collect();
+      else this.scheduleCollect();
+    }, 20);
+    this.gcTimer.unref();
+  }
+
+  private collect(): void {
+    fullGc()?.();
+    for (const w of this.workers) w.worker.postMessage({ gc: true });
+  }
+
+  private touchInWorkers(chunks: Chunk[]): Promise<void> {
+    if (this.workerCount === 0) {
+      for (const c of chunks) touchPages(c, this.pageSizeBytes / 4);
+      return Promise.resolve();
+    }
+    this.startWorkers();
+    const pageWords = this.pageSizeBytes / 4;
+    const perWorker: Chunk[][] = this.workers.map(() => []);
+    chunks.forEach((c, i) => perWorker[i % perWorker.length]!.push(c));
+    return Promise.all(
+      perWorker
+        .map((list, i) => ({ list, slot: this.workers[i]! }))
+        .filter(({ list }) => list.length > 0)
+        .map(
+          ({ list, slot }) =>
+            new Promise<void>((resolve) => {
+              const id = this.nextJobId++;
+              slot.pending.set(id, resolve);
+              // Keep the process alive while a worker owes us a chunk.
+              slot.worker.ref();
+              slot.worker.postMessage({ id, pageWords, jobs: list.map((c) => ({ sab: c.sab, seed: c.seed })) });
+            }),
+        ),
+    ).then(() => undefined);
+  }
+
+  private startWorkers(): void {
+    if (this.workers.length > 0) return;
+    for (let i = 0; i < this.workerCount; i++) {
+      const worker = new Worker(new URL('./touch-worker.mjs', import.meta.url));
+      const slot: WorkerSlot = { worker, pending: new Map() };
+      worker.on('message', (m: { id: number }) => {
+        const done = slot.pending.get(m.id);
+        slot.pending.delete(m.id);
+        if (slot.pending.size === 0) slot.worker.unref();
+        done?.();
+      });
+      worker.on('error', () => {
+        // A dead worker must not hang the balloon: finish its jobs here.
+        for (const done of slot.pending.values()) done();
+        slot.pending.clear();
+      });
+      // Idle workers must not keep the process alive.
+      worker.unref();
+      this.workers.push(slot);
+    }
+  }
+
+  private checkPressure(): void {
+    if (!this.domain || !this.deflateOnPressureValue || this.floorMibValue <= 0 || this.actualMibValue === 0) return;
+    const a = this.domain.availability();
+    const availableMib = Math.floor(a.availableBytes / MIB_BYTES);
+    if (availableMib >= this.floorMibValue) return;
+    const needMib = this.floorMibValue - availableMib;
+    const cap = Math.max(0, this.actualMibValue - needMib);
+    if (cap < this.pressureCapMib) {
+      this.pressureCapMib = cap;
+      this.kick();
+    }
+  }
+}
+
+/** Writes one distinct non-zero word per page: commits the page and defeats zero-page and KSM merging. */
+function touchPages(chunk: Chunk, pageWords: number): void {
+  const words = new Uint32Array(chunk.sab);
+  let value = chunk.seed;
+  for (let i = 0; i < words.length; i += pageWords) words[i] = value++;
+}

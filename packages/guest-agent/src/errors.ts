@@ -1,0 +1,35 @@
+// The agent's one error type: a closed code, a message, and the cause.
+
+/** Every way the agent's public surface can fail. */
+export const AGENT_ERROR_CODES = [
+  'invalid_config',
+  'target_out_of_range',
+  'domain_unavailable',
+  'protocol',
+  'rejected',
+  'closed',
+  'internal',
+] as const;
+
+/** A closed set of agent error codes. */
+export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number];
+
+/** The error of the guest agent's boundary (library and CLI). */
+export class AgentError extends Error {
+  override readonly name = 'AgentError';
+
+  constructor(
+    readonly code: AgentErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  /** Normalises anything thrown into an AgentError (unknown errors become `fallback`). */
+  static from(err: unknown, fallback: AgentErrorCode = 'internal'): AgentError {
+    if (err instanceof AgentError) return err;
+    const message = err instanceof Error ? err.message : String(err);
+    return new AgentError(fallback, message, { cause: err });
+  }
+}

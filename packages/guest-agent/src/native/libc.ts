@@ -1,0 +1,139 @@
+// The one door to native code: libc's memory calls through koffi (a
+// maintained FFI package with prebuilt binaries, so no addon of our own).
+// Every call returns a typed result instead of throwing, because a refused or
+// missing call is a normal state of a guest (no CAP_IPC_LOCK, not Linux, no
+// koffi binary) that the balloon must report, not crash on.
+import { createRequire } from 'node:module';
+
+/** madvise advice: let KSM merge these pages (page fusion). */
+export const MADV_MERGEABLE = 12;
+/** madvise advice: undo MADV_MERGEABLE. */
+export const MADV_UNMERGEABLE = 13;
+/** madvise advice: drop the pages now; the next touch reads zeros. */
+export const MADV_DONTNEED = 4;
+/** mallopt parameter: allocations of at least this many bytes use mmap. */
+export const M_MMAP_THRESHOLD = -3;
+
+/** Why a native call did not succeed. */
+export type NativeFailure = 'unavailable' | 'not_permitted' | 'failed';
+
+/** The result of a native call: ok, or why not, with errno where there is one. */
+export type NativeResult =
+  | { ok: true }
+  | { ok: false; failure: NativeFailure; errno: number; message: string };
+
+/** Memory a native call works on: a view of an (often Shared)ArrayBuffer. */
+export type NativeMemory = Uint8Array;
+
+const EPERM = 1;
+const EAGAIN = 11;
+const ENOMEM = 12;
+const EINVAL = 22;
+const ENOSYS = 38;
+const _SC_PAGESIZE = 30;
+
+const ERRNO_NAMES: Record<number, string> = {
+  [EPERM]: 'EPERM',
+  [EAGAIN]: 'EAGAIN',
+  [ENOMEM]: 'ENOMEM',
+  [EINVAL]: 'EINVAL',
+  [ENOSYS]: 'ENOSYS',
+};
+
+interface Bound {
+  mlock: (addr: NativeMemory, len: number) => number;
+  munlock: (addr: NativeMemory, len: number) => number;
+  madvise: (addr: NativeMemory, len: number, advice: number) => number;
+  mallopt: (param: number, value: number) => number;
+  sysconf: (name: number) => number;
+  errno: () => number;
+}
+
+let bound: Bound | null | undefined;
+let unavailableReason = '';
+
+function load(): Bound | null {
+  if (bound !== undefined) return bound;
+  if (process.platform !== 'linux') {
+    unavailableReason = `native memory calls are not supported on ${process.platform}`;
+    return (bound = null);
+  }
+  try {
+    // koffi is CommonJS with a native binary; require keeps its loading lazy,
+    // so a guest without it still runs (unpinned) and says why.
+    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+    const lib = koffi.load('libc.so.6');
+    const errnoLocation = lib.func('int *__errno_location()');
+    bound = {
+      mlock: lib.func('int mlock(void *addr, size_t len)'),
+      munlock: lib.func('int munlock(void *addr, size_t len)'),
+      madvise: lib.func('int madvise(void *addr, size_t len, int advice)'),
+      mallopt: lib.func('int mallopt(int param, int value)'),
+      sysconf: lib.func('long sysconf(int name)'),
+      errno: () => koffi.decode(errnoLocation(), 'int') as number,
+    };
+    return bound;
+  } catch (err) {
+    unavailableReason = `native memory calls are unavailable: ${err instanceof Error ? err.message : String(err)}`;
+    return (bound = null);
+  }
+}
+
+function unavailable(): NativeResult {
+  return { ok: false, failure: 'unavailable', errno: ENOSYS, message: unavailableReason };
+}
+
+function fromErrno(call: string, errno: number): NativeResult {
+  const name = ERRNO_NAMES[errno] ?? `errno ${errno}`;
+  const failure: NativeFailure = errno === EPERM || errno === ENOMEM || errno === EAGAIN ? 'not_permitted' : 'failed';
+  // mlock's ENOMEM/EAGAIN mean RLIMIT_MEMLOCK was reached: a permission limit,
+  // not a lack of memory (the pages are already committed when we lock).
+  return { ok: false, failure, errno, message: `${call} failed with ${name}` };
+}
+
+/** Whether the native calls could be loaded (Linux with koffi). */
+export function nativeAvailable(): boolean {
+  return load() !== null;
+}
+
+/** Why the native calls are unavailable ('' when they are available). */
+export function nativeUnavailableReason(): string {
+  load();
+  return unavailableReason;
+}
+
+/** Pins memory (mlock); needs root, CAP_IPC_LOCK or enough RLIMIT_MEMLOCK. */
+export function mlock(mem: NativeMemory): NativeResult {
+  const b = load();
+  if (!b) return unavailable();
+  return b.mlock(mem, mem.byteLength) === 0 ? { ok: true } : fromErrno('mlock', b.errno());
+}
+
+/** Unpins memory (munlock); must come before madvise(MADV_DONTNEED) or freeing. */
+export function munlock(mem: NativeMemory): NativeResult {
+  const b = load();
+  if (!b) return unavailable();
+  return b.munlock(mem, mem.byteLength) === 0 ? { ok: true } : fromErrno('munlock', b.errno());
+}
+
+/** Gives the kernel advice on memory (madvise); the start must be page-aligned. */
+export function madvise(mem: NativeMemory, advice: number): NativeResult {
+  const b = load();
+  if (!b) return unavailable();
+  return b.madvise(mem, mem.byteLength, advice) === 0 ? { ok: true } : fromErrno('madvise', b.errno());
+}
+
+/** Tunes glibc malloc (mallopt); mallopt returns 1 on success, 0 on error. */
+export function mallopt(param: number, value: number): NativeResult {
+  const b = load();
+  if (!b) return unavailable();
+  return b.mallopt(param, value) === 1 ? { ok: true } : { ok: false, failure: 'failed', errno: EINVAL, message: `mallopt(${param}, ${value}) was refused` };
+}
+
+/** The system page size in bytes (4096 where the native calls are unavailable). */
+export function pageSizeBytes(): number {
+  const b = load();
+  if (!b) return 4096;
+  const n = b.sysconf(_SC_PAGESIZE);
+  return n > 0 ? n : 4096;
+}
