@@ -1,0 +1,237 @@
+// The memory pool: pure bookkeeping of what running VMs hold, with the
+// invariant that the sum of what they hold never exceeds the pool. No I/O, no
+// clocks: the service feeds it events and asks it for plans; it answers
+// synchronously and throws HostError when an operation would break a rule.
+import { HostError } from '../errors.js';
+import { heldMib, maxBalloonMib } from './balloon-rules.js';
+
+/** The settings of a VM that the pool needs to reclaim from it. */
+export interface PoolVmSettings {
+  memoryMib: number;
+  /** What the guest always keeps: its balloon is never set past memory - min by the host. */
+  memoryMinMib: number;
+  /** Largest balloon the host may set automatically (0: only the 90 % rule). */
+  balloonMaxMib: number;
+}
+
+/** One running VM as the pool sees it. */
+export interface PoolVm extends PoolVmSettings {
+  targetMib: number;
+  /** The balloon the guest reports, clamped to its memory. */
+  actualMib: number;
+}
+
+/** Read-only view of a running VM with what it holds. */
+export interface PoolVmView extends PoolVm {
+  heldMib: number;
+}
+
+/** A plan to reclaim memory from running VMs: new (larger) targets per VM. */
+export interface ReclaimPlan {
+  /** MiB to free beyond the free quota (0: nothing to do). */
+  deficitMib: number;
+  /** New targets, all larger than the current ones. */
+  targets: Map<string, number>;
+}
+
+/** The largest balloon the host may set on its own for a VM (90 %, min, max). */
+export function autoBalloonCapMib(vm: PoolVmSettings): number {
+  let cap = Math.min(maxBalloonMib(vm.memoryMib), vm.memoryMib - vm.memoryMinMib);
+  if (vm.balloonMaxMib > 0) cap = Math.min(cap, vm.balloonMaxMib);
+  return Math.max(0, cap);
+}
+
+/** The pool of `sizeMib` MiB shared by the running VMs. */
+export class Pool {
+  private readonly vms = new Map<string, PoolVm>();
+  private heldSumMib = 0;
+  private reclaimedSumMib = 0;
+
+  constructor(readonly sizeMib: number) {
+    if (!Number.isSafeInteger(sizeMib) || sizeMib < 0) throw new HostError('invalid_argument', `the pool size must be a whole number of MiB (got ${sizeMib})`);
+  }
+
+  /** Sum over running VMs of memory - min(target, actual). */
+  get heldMib(): number {
+    return this.heldSumMib;
+  }
+
+  /** Sum over running VMs of min(target, actual): memory balloons have really pinned. */
+  get reclaimedMib(): number {
+    return this.reclaimedSumMib;
+  }
+
+  /** What can be granted now without reclaiming (0 while overcommitted). */
+  get freeMib(): number {
+    return Math.max(0, this.sizeMib - this.heldSumMib);
+  }
+
+  /** MiB held beyond the pool: only a guest deflating on its own can cause it. */
+  get overcommitMib(): number {
+    return Math.max(0, this.heldSumMib - this.sizeMib);
+  }
+
+  /** Whether a VM is running (admitted). */
+  has(name: string): boolean {
+    return this.vms.has(name);
+  }
+
+  /** A running VM with what it holds, or undefined. */
+  get(name: string): PoolVmView | undefined {
+    const vm = this.vms.get(name);
+    return vm && { ...vm, heldMib: heldMib(vm.memoryMib, vm.targetMib, vm.actualMib) };
+  }
+
+  /** Names of the running VMs. */
+  names(): string[] {
+    return [...this.vms.keys()];
+  }
+
+  /** What a VM starting with this balloon would hold: memory - min(target, actual). */
+  static admissionNeedMib(memoryMib: number, targetMib: number, actualMib: number): number {
+    return heldMib(memoryMib, targetMib, Math.min(actualMib, memoryMib));
+  }
+
+  /** Admits a starting VM; throws pool_exhausted if the free quota cannot hold it. */
+  admit(name: string, vm: PoolVm): void {
+    if (this.vms.has(name)) throw new HostError('already_exists', `VM '${name}' is already running`);
+    checkVm(name, vm);
+    const entry = { ...vm, actualMib: Math.min(vm.actualMib, vm.memoryMib) };
+    const need = heldMib(entry.memoryMib, entry.targetMib, entry.actualMib);
+    if (need > this.freeMib) {
+      throw new HostError('pool_exhausted', `VM '${name}' needs ${need} MiB of the pool but only ${this.freeMib} MiB of ${this.sizeMib} MiB are free`);
+    }
+    this.vms.set(name, entry);
+    this.account(entry, +1);
+  }
+
+  /** Removes a VM that stopped; everything it held returns to the pool. Returns what it held. */
+  release(name: string): number {
+    const vm = this.vms.get(name);
+    if (!vm) return 0;
+    this.account(vm, -1);
+    this.vms.delete(name);
+    return heldMib(vm.memoryMib, vm.targetMib, vm.actualMib);
+  }
+
+  /**
+   * MiB more the VM would hold with this target (negative: less). A larger
+   * balloon frees memory only once the guest pins it, so raising the target
+   * never costs anything and lowering it costs at once.
+   */
+  targetCostMib(name: string, targetMib: number): number {
+    const vm = this.require(name);
+    return heldMib(vm.memoryMib, targetMib, vm.actualMib) - heldMib(vm.memoryMib, vm.targetMib, vm.actualMib);
+  }
+
+  /** Sets a VM's target; throws out_of_range (90 % rule) or pool_exhausted (a deflate the free quota cannot fund). */
+  setTarget(name: string, targetMib: number): void {
+    const vm = this.require(name);
+    const limit = maxBalloonMib(vm.memoryMib);
+    if (!Number.isSafeInteger(targetMib) || targetMib < 0 || targetMib > limit) {
+      throw new HostError('out_of_range', `a balloon of ${targetMib} MiB is not allowed for VM '${name}' (0 to ${limit} MiB)`);
+    }
+    const cost = this.targetCostMib(name, targetMib);
+    if (cost > 0 && cost > this.freeMib) {
+      throw new HostError('pool_exhausted', `deflating VM '${name}' to ${targetMib} MiB needs ${cost} MiB of the pool but only ${this.freeMib} MiB are free`);
+    }
+    this.account(vm, -1);
+    vm.targetMib = targetMib;
+    this.account(vm, +1);
+  }
+
+  /**
+   * Records the balloon a guest reports. Values beyond its memory are clamped:
+   * a guest's word is advisory. An actual above the target does not count
+   * (held uses min(target, actual)). Returns the clamped value.
+   */
+  reportActual(name: string, actualMib: number): number {
+    const vm = this.require(name);
+    const clamped = Math.max(0, Math.min(Number.isFinite(actualMib) ? Math.floor(actualMib) : 0, vm.memoryMib));
+    this.account(vm, -1);
+    vm.actualMib = clamped;
+    this.account(vm, +1);
+    return clamped;
+  }
+
+  /** Updates the minimum and maximum a VM may be reclaimed to (policy settings). */
+  updateSettings(name: string, settings: Pick<PoolVmSettings, 'memoryMinMib' | 'balloonMaxMib'>): void {
+    const vm = this.require(name);
+    vm.memoryMinMib = settings.memoryMinMib;
+    vm.balloonMaxMib = settings.balloonMaxMib;
+  }
+
+  /**
+   * Plans how to make `needMib` free by inflating the balloons of running VMs
+   * (except `exclude`), each in proportion to what it holds above its
+   * minimum, never to 90 % or beyond. Throws pool_exhausted when even that
+   * cannot free enough. The plan only raises targets.
+   */
+  planReclaim(needMib: number, exclude: readonly string[] = []): ReclaimPlan {
+    const deficitMib = needMib - this.freeMib;
+    const targets = new Map<string, number>();
+    if (deficitMib <= 0) return { deficitMib: 0, targets };
+    const rooms: Array<{ name: string; vm: PoolVm; baseMib: number; roomMib: number }> = [];
+    let totalRoomMib = 0;
+    for (const [name, vm] of this.vms) {
+      if (exclude.includes(name)) continue;
+      const baseMib = Math.min(vm.targetMib, vm.actualMib);
+      const roomMib = Math.max(0, autoBalloonCapMib(vm) - baseMib);
+      if (roomMib === 0) continue;
+      rooms.push({ name, vm, baseMib, roomMib });
+      totalRoomMib += roomMib;
+    }
+    if (totalRoomMib < deficitMib) {
+      throw new HostError(
+        'pool_exhausted',
+        `${needMib} MiB are needed but only ${this.freeMib} MiB of the ${this.sizeMib} MiB pool are free and ${totalRoomMib} MiB more can be reclaimed from running VMs`,
+      );
+    }
+    // Largest-remainder rounding: integer shares that sum to the deficit
+    // exactly, each at most its room (the ratio deficit/total is at most 1).
+    const shares = rooms.map((r) => {
+      const exact = (deficitMib * r.roomMib) / totalRoomMib;
+      return { r, share: Math.floor(exact), frac: exact - Math.floor(exact) };
+    });
+    let remainder = deficitMib - shares.reduce((s, x) => s + x.share, 0);
+    for (const x of [...shares].sort((a, b) => b.frac - a.frac || a.r.name.localeCompare(b.r.name))) {
+      if (remainder <= 0) break;
+      if (x.share < x.r.roomMib) {
+        x.share += 1;
+        remainder -= 1;
+      }
+    }
+    for (const { r, share } of shares) {
+      const targetMib = r.baseMib + share;
+      if (share > 0 && targetMib > r.vm.targetMib) targets.set(r.name, targetMib);
+    }
+    return { deficitMib, targets };
+  }
+
+  /** A consistent copy of every running VM, for views and tests. */
+  list(): PoolVmView[] {
+    return this.names().map((n) => this.get(n) as PoolVmView);
+  }
+
+  private require(name: string): PoolVm {
+    const vm = this.vms.get(name);
+    if (!vm) throw new HostError('not_running', `VM '${name}' is not running`);
+    return vm;
+  }
+
+  private account(vm: PoolVm, sign: 1 | -1): void {
+    const reclaimed = Math.min(vm.targetMib, vm.actualMib);
+    this.heldSumMib += sign * (vm.memoryMib - reclaimed);
+    this.reclaimedSumMib += sign * reclaimed;
+  }
+}
+
+function checkVm(name: string, vm: PoolVm): void {
+  const ints = [vm.memoryMib, vm.memoryMinMib, vm.balloonMaxMib, vm.targetMib, vm.actualMib];
+  if (!ints.every((n) => Number.isSafeInteger(n) && n >= 0) || vm.memoryMib === 0) {
+    throw new HostError('invalid_argument', `VM '${name}' has invalid sizes`);
+  }
+  if (vm.targetMib > maxBalloonMib(vm.memoryMib)) {
+    throw new HostError('out_of_range', `a balloon of ${vm.targetMib} MiB is 90 % or more of VM '${name}''s memory of ${vm.memoryMib} MiB`);
+  }
+}
