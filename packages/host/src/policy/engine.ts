@@ -1,0 +1,323 @@
+// The automatic balloon policy: a pure function from (state, input) to
+// (state, decision). No clock, no I/O, no randomness: the host calls `step` on
+// its timer and applies the changes; the simulator and the tests call it in a
+// loop. The algorithm and the reasons for each rule are in README.md.
+import { waterFillMib } from './allocate.js';
+import { DEFAULT_POLICY_CONFIG, resolvePolicyConfig, type PolicyConfig } from './config.js';
+import { grantCostMib, maxBalloonMib } from './limits.js';
+import type {
+  BalloonPolicy,
+  PolicyDecision,
+  PolicyInput,
+  PolicyReasonCode,
+  PolicyState,
+  PolicyStepResult,
+  PolicyTargetChange,
+  PolicyVmInput,
+  PolicyVmState,
+} from './types.js';
+
+/** The state before the first round: nothing remembered. */
+export function initialPolicyState(): PolicyState {
+  return { vms: {} };
+}
+
+/** Everything the round works out about one VM before deciding (internal). */
+interface VmRound {
+  readonly vm: PolicyVmInput;
+  readonly index: number;
+  readonly maxBalloonMib: number;
+  readonly bufferMib: number;
+  readonly midBandMib: number;
+  readonly upperBandMib: number;
+  readonly minChangeMib: number;
+  readonly deflateStepMib: number;
+  readonly inflateStepMib: number;
+  /** The VM's remembered state after folding in this round's stats. */
+  next: PolicyVmState;
+  hasStats: boolean;
+  critical: boolean;
+  /** Available memory as the policy judges it (MiB); NaN without stats. */
+  availableForNeedMib: number;
+  availableLowMib: number;
+  /** Memory wanted back this round (MiB, already bounded by the step). */
+  needMib: number;
+  /** The target as this round has moved it so far. */
+  targetMib: number;
+  reason: PolicyReasonCode | undefined;
+  detail: string;
+}
+
+const roundMib = (x: number): number => Math.floor(x);
+
+/** Folds the new stats into the VM's moving averages and pressure flag. */
+function observe(config: PolicyConfig, prev: PolicyVmState | undefined, r: VmRound): void {
+  const stats = r.vm.stats;
+  const fallback: PolicyVmState = prev ?? {
+    availableEwmaMib: Number.NaN,
+    psiSomeEwmaPercent: 0,
+    pressured: false,
+    lastDeflateAtMs: Number.NEGATIVE_INFINITY,
+    lastDirection: 0,
+  };
+  if (stats === undefined || !Number.isFinite(stats.availableMib)) {
+    r.next = fallback;
+    return;
+  }
+  r.hasStats = true;
+  const w = config.statsEwmaWeight;
+  const availableMib = Math.max(0, stats.availableMib);
+  const psiSome = Math.max(0, stats.psiSomeAvg10Percent || 0);
+  const psiFull = Math.max(0, stats.psiFullAvg10Percent || 0);
+  const availableEwmaMib = Number.isFinite(fallback.availableEwmaMib)
+    ? fallback.availableEwmaMib + w * (availableMib - fallback.availableEwmaMib)
+    : availableMib;
+  const psiRisePercent = prev ? psiSome - prev.psiSomeEwmaPercent : 0;
+  const psiSomeEwmaPercent = prev ? prev.psiSomeEwmaPercent + w * (psiSome - prev.psiSomeEwmaPercent) : psiSome;
+
+  const criticalMib = (r.vm.memoryMib * config.criticalAvailablePercent) / 100;
+  r.critical = availableMib < criticalMib || psiFull > config.psiFullCriticalPercent;
+  // A critical reading acts at once; a merely low one must persist in the
+  // average first, so one noisy sample does not move a balloon.
+  r.availableForNeedMib = r.critical ? availableMib : availableEwmaMib;
+  // For taking memory away, the guest gets the benefit of the doubt: the lower reading.
+  r.availableLowMib = Math.min(availableMib, availableEwmaMib);
+
+  const psiHigh =
+    psiSomeEwmaPercent > config.psiSomeHighPercent ||
+    psiRisePercent > config.psiRiseDeltaPercent ||
+    psiFull > config.psiFullCriticalPercent;
+  const enters = r.availableForNeedMib < r.bufferMib || psiHigh;
+  const stays =
+    fallback.pressured && (r.availableForNeedMib < r.midBandMib || psiSomeEwmaPercent > config.psiQuietPercent);
+  const pressured = enters || stays;
+
+  let needMib = pressured ? Math.max(0, r.midBandMib - r.availableForNeedMib) : 0;
+  if (psiHigh) needMib = Math.max(needMib, (r.vm.memoryMib * config.psiDeflateStepPercent) / 100);
+  r.needMib = roundMib(Math.min(needMib, r.deflateStepMib));
+  r.next = { ...fallback, availableEwmaMib, psiSomeEwmaPercent, pressured };
+}
+
+function change(r: VmRound, targetMib: number, reason: PolicyReasonCode, detail: string): void {
+  r.targetMib = targetMib;
+  r.reason = reason;
+  r.detail = detail;
+}
+
+/** One policy round (pure): the new state and the targets to send. */
+export function policyStep(config: PolicyConfig, state: PolicyState, input: PolicyInput): PolicyStepResult {
+  const rounds: VmRound[] = input.vms.map((vm, index) => {
+    const pct = (p: number): number => (vm.memoryMib * p) / 100;
+    const bufferMib = pct(vm.settings.memoryBufferPercent);
+    const r: VmRound = {
+      vm,
+      index,
+      maxBalloonMib: maxBalloonMib(vm),
+      bufferMib,
+      midBandMib: bufferMib + pct(config.hysteresisPercent) / 2,
+      upperBandMib: bufferMib + pct(config.hysteresisPercent),
+      minChangeMib: Math.max(1, Math.ceil(pct(config.minChangePercent))),
+      deflateStepMib: Math.max(1, roundMib(pct(config.maxDeflateStepPercent))),
+      inflateStepMib: Math.max(1, roundMib(pct(config.maxInflateStepPercent))),
+      next: undefined as unknown as PolicyVmState,
+      hasStats: false,
+      critical: false,
+      availableForNeedMib: Number.NaN,
+      availableLowMib: Number.NaN,
+      needMib: 0,
+      targetMib: vm.targetMib,
+      reason: undefined,
+      detail: '',
+    };
+    observe(config, state.vms[vm.name], r);
+    return r;
+  });
+
+  let freeMib = input.poolFreeMib;
+  const costOf = (r: VmRound, newTargetMib: number): number => grantCostMib(r.targetMib, r.vm.actualMib, newTargetMib);
+
+  // 1. Limits first: a target above the VM's largest legal balloon is a bug to
+  // fix, not a preference, so it may spend the safety margin. A lowering the
+  // pool cannot fund goes as far as it can (never below the limit).
+  for (const r of rounds) {
+    if (r.targetMib <= r.maxBalloonMib) continue;
+    const pinnedMib = Math.min(r.targetMib, r.vm.actualMib);
+    const fundableMib = Math.max(0, freeMib);
+    const newTargetMib = Math.max(r.maxBalloonMib, pinnedMib - fundableMib);
+    if (newTargetMib >= r.targetMib) continue;
+    freeMib -= costOf(r, newTargetMib);
+    change(r, newTargetMib, 'limit', `target ${r.vm.targetMib} MiB above the largest legal balloon ${r.maxBalloonMib} MiB`);
+  }
+
+  // 2. Pressure: who claims memory back, and how much this round.
+  const claimants = rounds.filter((r) => r.hasStats && r.needMib > 0 && Math.min(r.targetMib, r.vm.actualMib) > 0);
+  const baseOf = (r: VmRound): number => Math.min(r.targetMib, r.vm.actualMib);
+  const wantOf = (r: VmRound): number => Math.min(r.needMib, baseOf(r));
+  const totalWantMib = claimants.reduce((s, r) => s + wantOf(r), 0);
+  const normalBudgetMib = Math.max(0, freeMib - config.safetyMarginMib);
+  const contended = claimants.length >= 2 && totalWantMib > normalBudgetMib;
+
+  // Under contention each claimant is entitled to its weight's share of what
+  // the claimants hold above their floors plus what can be given now. Stats are
+  // advisory: a guest above its share gets no grant, and well above it is
+  // squeezed back toward its share, whatever pressure it claims.
+  const shareExcessMib = new Map<VmRound, number>();
+  if (contended) {
+    const aboveFloor = (r: VmRound): number => Math.max(0, r.maxBalloonMib - baseOf(r));
+    const poolMib = claimants.reduce((s, r) => s + aboveFloor(r), 0) + normalBudgetMib;
+    const weightSum = claimants.reduce((s, r) => s + r.vm.settings.memoryWeight, 0);
+    for (const r of claimants) {
+      const shareMib = (poolMib * r.vm.settings.memoryWeight) / weightSum;
+      shareExcessMib.set(r, aboveFloor(r) - shareMib);
+    }
+  }
+
+  const grant = (budgetMib: number, eligible: readonly VmRound[], capOf: (r: VmRound) => number): void => {
+    const amounts = waterFillMib(
+      budgetMib,
+      eligible.map((r) => ({ capMib: capOf(r), shareWeight: r.vm.settings.memoryWeight })),
+    );
+    eligible.forEach((r, i) => {
+      const giveMib = amounts[i]!;
+      if (giveMib <= 0) return;
+      const newTargetMib = baseOf(r) - giveMib;
+      freeMib -= costOf(r, newTargetMib);
+      r.needMib -= giveMib;
+      const reading = r.critical ? 'critical' : `available ${Math.round(r.availableForNeedMib)} MiB, buffer ${Math.round(r.bufferMib)} MiB`;
+      change(r, newTargetMib, 'pressure', `${reading}: give back ${giveMib} MiB`);
+    });
+  };
+  const remainingWant = (r: VmRound): number => {
+    const want = wantOf(r);
+    // Skip grants too small to be worth a balloon operation, unless they empty the balloon.
+    return want >= r.minChangeMib || want === baseOf(r) ? want : 0;
+  };
+
+  // 2a. Free quota above the safety margin, by weight; under contention only up
+  // to each claimant's share.
+  const underShareCap = (r: VmRound): number => {
+    const excess = shareExcessMib.get(r);
+    return excess === undefined ? remainingWant(r) : Math.min(remainingWant(r), Math.max(0, roundMib(-excess)));
+  };
+  grant(normalBudgetMib, claimants, underShareCap);
+  // 2b. Whatever is left above the margin, by weight without shares.
+  grant(Math.max(0, freeMib - config.safetyMarginMib), claimants.filter((r) => r.needMib > 0), remainingWant);
+  // 2c. Critical guests may spend the margin itself: that is what it is for.
+  grant(Math.max(0, freeMib), claimants.filter((r) => r.critical && r.needMib > 0), remainingWant);
+
+  // 3. Squeeze claimants well above their share (by more than the dead band),
+  // while others below their share still wait.
+  const squeezed = new Set<VmRound>();
+  const othersWaiting = claimants.some((r) => r.needMib > 0 && (shareExcessMib.get(r) ?? 0) < 0);
+  if (contended && othersWaiting) {
+    for (const r of claimants) {
+      const excessMib = shareExcessMib.get(r) ?? 0;
+      const bandMib = (r.vm.memoryMib * config.hysteresisPercent) / 100;
+      if (excessMib <= bandMib || r.reason !== undefined) continue;
+      const takeMib = Math.min(roundMib(excessMib), r.inflateStepMib, r.maxBalloonMib - r.targetMib);
+      if (takeMib < r.minChangeMib) continue;
+      squeezed.add(r);
+      change(r, r.targetMib + takeMib, 'share', `claims pressure but holds ${roundMib(excessMib)} MiB above its weight's share: take ${takeMib} MiB`);
+    }
+  }
+
+  // 4. Reclaim from guests with surplus, to fund what is still wanted and to
+  // refill the safety margin. Memory already on its way (targets above what
+  // the guests have pinned) counts, so a slow guest does not cause over-reclaim.
+  const unmetDemandMib = claimants.reduce((s, r) => s + Math.max(0, r.needMib), 0);
+  const pendingMib = rounds.reduce((s, r) => s + Math.max(0, r.targetMib - r.vm.actualMib), 0);
+  const marginShortMib = Math.max(0, config.safetyMarginMib - freeMib);
+  const reclaimMib = unmetDemandMib + marginShortMib - pendingMib;
+  if (reclaimMib > 0) {
+    const donors: { r: VmRound; surplusMib: number; capMib: number }[] = [];
+    for (const r of rounds) {
+      if (!r.hasStats || r.reason !== undefined || r.next.pressured || squeezed.has(r)) continue;
+      if (r.next.psiSomeEwmaPercent > config.psiQuietPercent) continue;
+      if (input.nowMs - r.next.lastDeflateAtMs < config.inflateCooldownMs) continue;
+      // Hysteresis: start taking only above buffer + band, and stop at mid-band.
+      const pendingOwnMib = Math.max(0, r.targetMib - r.vm.actualMib);
+      const availableMib = r.availableLowMib - pendingOwnMib;
+      if (availableMib <= r.upperBandMib) continue;
+      const surplusMib = availableMib - r.midBandMib;
+      const capMib = roundMib(Math.min(surplusMib, r.inflateStepMib, r.maxBalloonMib - r.targetMib));
+      if (capMib < r.minChangeMib) continue;
+      donors.push({ r, surplusMib, capMib });
+    }
+    // The most surplus per unit of weight gives the most.
+    const amounts = waterFillMib(
+      reclaimMib,
+      donors.map((d) => ({ capMib: d.capMib, shareWeight: d.surplusMib / d.r.vm.settings.memoryWeight })),
+    );
+    donors.forEach((d, i) => {
+      let takeMib = amounts[i]!;
+      if (takeMib <= 0) return;
+      takeMib = Math.max(takeMib, Math.min(d.r.minChangeMib, d.capMib));
+      const why = unmetDemandMib > 0 ? 'reclaim' : 'margin';
+      change(d.r, d.r.targetMib + takeMib, why,
+        `available ${Math.round(d.r.availableLowMib)} MiB above buffer ${Math.round(d.r.bufferMib)} MiB: take ${takeMib} MiB`);
+    });
+  }
+
+  // 5. Emit the changes and remember directions.
+  const changes: PolicyTargetChange[] = [];
+  const vms: Record<string, PolicyVmState> = {};
+  for (const r of rounds) {
+    let next = r.next;
+    if (r.reason !== undefined && r.targetMib !== r.vm.targetMib) {
+      const direction = r.targetMib > r.vm.targetMib ? 1 : -1;
+      next = {
+        ...next,
+        lastDirection: direction,
+        lastDeflateAtMs: direction < 0 ? input.nowMs : next.lastDeflateAtMs,
+      };
+      changes.push({
+        name: r.vm.name,
+        previousTargetMib: r.vm.targetMib,
+        targetMib: r.targetMib,
+        reason: r.reason,
+        detail: r.detail,
+      });
+    }
+    vms[r.vm.name] = next;
+  }
+  const decision: PolicyDecision = { changes, poolFreeAfterMib: freeMib, unmetDemandMib };
+  return { state: { vms }, decision };
+}
+
+/** Our policy behind the interface the simulator drives. */
+export function ourPolicy(overrides: Partial<PolicyConfig> = {}): BalloonPolicy<PolicyState> {
+  const config = resolvePolicyConfig(overrides);
+  return {
+    name: 'memballoon',
+    initialState: initialPolicyState,
+    step: (state, input) => policyStep(config, state, input),
+  };
+}
+
+/** A policy engine that carries its own state, for a host calling it on a timer. */
+export interface PolicyEngine {
+  readonly config: PolicyConfig;
+  /** Runs one round; remembers the state for the next. */
+  step(input: PolicyInput): PolicyDecision;
+  /** The state carried between rounds (plain data). */
+  readonly state: PolicyState;
+}
+
+/** Makes a stateful engine around the pure `policyStep`. */
+export function createPolicyEngine(overrides: Partial<PolicyConfig> = {}, state: PolicyState = initialPolicyState()): PolicyEngine {
+  const config = resolvePolicyConfig(overrides);
+  let current = state;
+  return {
+    config,
+    get state() {
+      return current;
+    },
+    step(input) {
+      const result = policyStep(config, current, input);
+      current = result.state;
+      return result.decision;
+    },
+  };
+}
+
+export { DEFAULT_POLICY_CONFIG };
