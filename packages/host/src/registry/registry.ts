@@ -1,0 +1,174 @@
+// The VM registry: the persisted settings of every VM (what VirtualBox keeps
+// in its .vbox files) in one SQLite database under the data directory. WAL
+// mode, so readers never wait for a writer; every failure is a HostError.
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { HostError } from '../errors.js';
+import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
+
+/** The persisted settings of one VM. */
+export interface VmRecord {
+  name: string;
+  memoryMib: number;
+  defaultBalloonMib: number;
+  pageFusion: boolean;
+  balloonPolicy: 'manual' | 'auto';
+  memoryMinMib: number;
+  balloonMaxMib: number;
+  memoryWeight: number;
+  memoryBufferPercent: number;
+  createdAtMs: number;
+}
+
+/** Settings that modifyvm may change. */
+export type VmSettings = Partial<Omit<VmRecord, 'name' | 'createdAtMs'>>;
+
+/** The file name of the registry inside the data directory. */
+export const REGISTRY_FILE = 'registry.sqlite';
+
+const COLUMNS: Record<keyof VmSettings, string> = {
+  memoryMib: 'memory_mib',
+  defaultBalloonMib: 'default_balloon_mib',
+  pageFusion: 'page_fusion',
+  balloonPolicy: 'balloon_policy',
+  memoryMinMib: 'memory_min_mib',
+  balloonMaxMib: 'balloon_max_mib',
+  memoryWeight: 'memory_weight',
+  memoryBufferPercent: 'memory_buffer_percent',
+};
+
+interface Row {
+  name: string;
+  memory_mib: number;
+  default_balloon_mib: number;
+  page_fusion: number;
+  balloon_policy: 'manual' | 'auto';
+  memory_min_mib: number;
+  balloon_max_mib: number;
+  memory_weight: number;
+  memory_buffer_percent: number;
+  created_at_ms: number;
+}
+
+function fromRow(r: Row): VmRecord {
+  return {
+    name: r.name,
+    memoryMib: r.memory_mib,
+    defaultBalloonMib: r.default_balloon_mib,
+    pageFusion: r.page_fusion === 1,
+    balloonPolicy: r.balloon_policy,
+    memoryMinMib: r.memory_min_mib,
+    balloonMaxMib: r.balloon_max_mib,
+    memoryWeight: r.memory_weight,
+    memoryBufferPercent: r.memory_buffer_percent,
+    createdAtMs: r.created_at_ms,
+  };
+}
+
+function storage<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof HostError) throw err;
+    const code = (err as { code?: unknown }).code;
+    if (code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE') {
+      throw new HostError('already_exists', `${what}: a VM of that name is already registered`, { cause: err });
+    }
+    throw new HostError('storage', `${what}: the VM registry failed (${String(code ?? 'error')}): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
+/** The VM registry over one SQLite file. */
+export class Registry {
+  private readonly db: Database.Database;
+  private readonly stmts;
+
+  /** Opens (creating and migrating as needed) the registry in `dataDir`; ':memory:' for tests. */
+  constructor(dataDir: string | ':memory:') {
+    this.db = storage('opening the registry', () => {
+      if (dataDir !== ':memory:') mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      const db = new Database(dataDir === ':memory:' ? ':memory:' : join(dataDir, REGISTRY_FILE));
+      db.pragma('journal_mode = WAL');
+      // A second process on the same file waits a little instead of failing at once.
+      db.pragma('busy_timeout = 2000');
+      db.pragma('foreign_keys = ON');
+      return db;
+    });
+    this.migrate();
+    this.stmts = {
+      all: this.db.prepare<[], Row>('SELECT * FROM vms ORDER BY created_at_ms, name'),
+      get: this.db.prepare<[string], Row>('SELECT * FROM vms WHERE name = ?'),
+      insert: this.db.prepare('INSERT INTO vms (name, memory_mib, default_balloon_mib, page_fusion, created_at_ms) VALUES (?, ?, ?, ?, ?)'),
+      delete: this.db.prepare('DELETE FROM vms WHERE name = ?'),
+    };
+  }
+
+  /** The schema version of the open database. */
+  get schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  private migrate(): void {
+    storage('migrating the registry', () => {
+      const current = this.db.pragma('user_version', { simple: true }) as number;
+      if (current > SCHEMA_VERSION) {
+        throw new HostError('storage', `the registry has schema version ${current}, newer than this host understands (${SCHEMA_VERSION})`);
+      }
+      for (const m of MIGRATIONS) {
+        if (m.version <= current) continue;
+        this.db.transaction(() => {
+          this.db.exec(m.sql);
+          this.db.pragma(`user_version = ${m.version}`);
+        })();
+      }
+    });
+  }
+
+  /** Every registered VM, oldest first. */
+  list(): VmRecord[] {
+    return storage('listing VMs', () => this.stmts.all.all().map(fromRow));
+  }
+
+  /** A VM's settings, or undefined. */
+  find(name: string): VmRecord | undefined {
+    const row = storage('reading a VM', () => this.stmts.get.get(name));
+    return row && fromRow(row);
+  }
+
+  /** A VM's settings, or a not_found HostError. */
+  get(name: string): VmRecord {
+    const vm = this.find(name);
+    if (!vm) throw new HostError('not_found', `Could not find a registered machine named '${name}'`);
+    return vm;
+  }
+
+  /** Registers a VM; already_exists if the name is taken. */
+  create(vm: { name: string; memoryMib: number; defaultBalloonMib?: number; pageFusion?: boolean }, nowMs: number): VmRecord {
+    storage(`registering VM '${vm.name}'`, () => this.stmts.insert.run(vm.name, vm.memoryMib, vm.defaultBalloonMib ?? 0, vm.pageFusion ? 1 : 0, nowMs));
+    return this.get(vm.name);
+  }
+
+  /** Changes settings of a VM; returns the new record. */
+  update(name: string, settings: VmSettings): VmRecord {
+    const entries = Object.entries(settings).filter(([, v]) => v !== undefined) as Array<[keyof VmSettings, unknown]>;
+    if (entries.length > 0) {
+      const sql = `UPDATE vms SET ${entries.map(([k]) => `${COLUMNS[k]} = ?`).join(', ')} WHERE name = ?`;
+      const values = entries.map(([, v]) => (typeof v === 'boolean' ? (v ? 1 : 0) : v));
+      const info = storage(`modifying VM '${name}'`, () => this.db.prepare(sql).run(...values, name));
+      if (info.changes === 0) throw new HostError('not_found', `Could not find a registered machine named '${name}'`);
+    }
+    return this.get(name);
+  }
+
+  /** Unregisters a VM; not_found if it is not registered. */
+  remove(name: string): void {
+    const info = storage(`unregistering VM '${name}'`, () => this.stmts.delete.run(name));
+    if (info.changes === 0) throw new HostError('not_found', `Could not find a registered machine named '${name}'`);
+  }
+
+  /** Closes the database (checkpointing the WAL). */
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
