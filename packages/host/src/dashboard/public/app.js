@@ -1,0 +1,500 @@
+// memballoon dashboard: plain browser JavaScript, no build step.
+// State arrives as full snapshots over server-sent events (read with fetch, so
+// the request can carry an Authorization header); charts keep the last few
+// minutes client-side. Host data reaches the DOM only through textContent.
+'use strict';
+
+(() => {
+  const EVENTS_URL = '/api/v1/events';
+  const HISTORY_S = 300;
+  const CHART_HEIGHT_PX = 150;
+  const RECONNECT_MS = 2000;
+  /** No byte for this long (the host sends a keep-alive every 15 s): the stream is dead, reconnect. */
+  const STALL_MS = 45000;
+  const TOKEN_KEY = 'memballoon.token';
+  const PALETTE = ['#2563eb', '#d97706', '#059669', '#7c3aed', '#db2777', '#0891b2', '#65a30d', '#dc2626'];
+
+  const $ = (id) => document.getElementById(id);
+  const cards = new Map(); // VM name -> card state
+  let latest = null; // the newest snapshot event
+
+  // ---------------------------------------------------------------- token
+
+  /** The admin token: from `#token=…` (then kept in sessionStorage and dropped from the URL) or from sessionStorage. */
+  function readToken() {
+    const match = /(?:^|&)token=([^&]*)/.exec(location.hash.slice(1));
+    try {
+      if (match) {
+        sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+        history.replaceState(null, '', location.pathname + location.search);
+      }
+      return sessionStorage.getItem(TOKEN_KEY);
+    } catch {
+      return match ? decodeURIComponent(match[1]) : null;
+    }
+  }
+  const token = readToken();
+
+  function headers(extra) {
+    const h = Object.assign({}, extra);
+    if (token) h.authorization = 'Bearer ' + token;
+    return h;
+  }
+
+  // ---------------------------------------------------------------- formatting
+
+  function mib(value) {
+    if (value === undefined || value === null || !Number.isFinite(value)) return '–';
+    const rounded = Math.abs(value) >= 100 || Number.isInteger(value) ? Math.round(value) : Math.round(value * 10) / 10;
+    return rounded.toLocaleString('en-US') + ' MiB';
+  }
+
+  function percent(value) {
+    if (value === undefined || value === null || !Number.isFinite(value)) return '–';
+    return (Math.round(value * 10) / 10).toLocaleString('en-US') + ' %';
+  }
+
+  function duration(ms) {
+    const s = Math.floor(ms / 1000);
+    if (s < 60) return s + ' s';
+    const m = Math.floor(s / 60);
+    if (m < 60) return m + ' min ' + (s % 60) + ' s';
+    const h = Math.floor(m / 60);
+    return h + ' h ' + (m % 60) + ' min';
+  }
+
+  function colorOf(name) {
+    let hash = 0;
+    for (const ch of name) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+    return PALETTE[hash % PALETTE.length];
+  }
+
+  /** Creates an element with a class and optional text. */
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function setText(node, text) {
+    if (node.textContent !== text) node.textContent = text;
+  }
+
+  // ---------------------------------------------------------------- pool
+
+  function segment(className, widthPercent, title, color) {
+    const seg = el('span', 'seg ' + className);
+    seg.style.width = widthPercent + '%';
+    if (color) seg.style.setProperty('--vm-color', color);
+    seg.title = title;
+    return seg;
+  }
+
+  function renderPool(host, vms) {
+    const pool = host.pool;
+    const running = vms.filter((vm) => vm.state === 'running').sort((a, b) => a.name.localeCompare(b.name));
+    const guestsMib = running.reduce((sum, vm) => sum + vm.memoryMib, 0);
+    const scale = Math.max(pool.sizeMib, guestsMib, 1);
+    const pct = (value) => Math.max(0, (value / scale) * 100);
+
+    const figures = $('pool-figures');
+    figures.replaceChildren();
+    const figure = (label, value, key, note) => {
+      const box = el('div', 'figure');
+      box.dataset.field = key;
+      box.append(el('dt', '', label), el('dd', '', value));
+      if (note) box.append(el('dd', 'muted small', note));
+      figures.append(box);
+    };
+    figure('Pool', mib(pool.sizeMib), 'sizeMib');
+    figure('Held', mib(pool.heldMib), 'heldMib');
+    figure('Reclaimed', mib(pool.reclaimedMib), 'reclaimedMib', 'by balloons');
+    figure('Free', mib(pool.freeMib), 'freeMib');
+    const overcommit = pool.sizeMib > 0 ? (guestsMib / pool.sizeMib) * 100 : 0;
+    figure('Guests’ memory', mib(guestsMib), 'guestsMib', percent(overcommit) + ' of the pool');
+    figure('Shared', mib(host.sharedMib), 'sharedMib', 'page fusion');
+
+    // Pool row: what each VM holds, then what is free, out of the pool's size.
+    const poolBar = $('pool-bar');
+    const poolSegs = running.map((vm) =>
+      segment('held', pct(vm.heldMib || 0), vm.name + ' holds ' + mib(vm.heldMib), colorOf(vm.name)),
+    );
+    poolSegs.push(segment('free', pct(Math.max(0, pool.freeMib)), 'free: ' + mib(pool.freeMib)));
+    poolBar.replaceChildren(...poolSegs, marker(pct(pool.sizeMib)));
+    poolBar.setAttribute('aria-label', `pool ${mib(pool.sizeMib)}: held ${mib(pool.heldMib)}, free ${mib(pool.freeMib)}`);
+
+    // Guests row: each VM's memory, split into what it holds and what its balloon gave back.
+    const guestBar = $('guest-bar');
+    const guestSegs = [];
+    for (const vm of running) {
+      const color = colorOf(vm.name);
+      const reclaimed = Math.max(0, vm.memoryMib - (vm.heldMib || 0));
+      guestSegs.push(segment('held', pct(vm.heldMib || 0), vm.name + ' holds ' + mib(vm.heldMib), color));
+      guestSegs.push(segment('reclaimed', pct(reclaimed), vm.name + ': balloon reclaimed ' + mib(reclaimed), color));
+    }
+    guestBar.replaceChildren(...guestSegs, marker(pct(pool.sizeMib)));
+    guestBar.setAttribute('aria-label', `guests' memory ${mib(guestsMib)}, of which reclaimed ${mib(pool.reclaimedMib)}`);
+  }
+
+  function marker(leftPercent) {
+    const line = el('span', 'pool-line');
+    line.style.left = 'calc(' + leftPercent + '% - 1px)';
+    line.title = 'pool size';
+    return line;
+  }
+
+  // ---------------------------------------------------------------- VM cards
+
+  const FACTS = [
+    ['memoryMib', 'Memory'],
+    ['heldMib', 'Held of pool'],
+    ['targetMib', 'Balloon target'],
+    ['actualMib', 'Balloon actual'],
+    ['lockedMib', 'Locked'],
+    ['availableMib', 'Available'],
+    ['pressure', 'Pressure'],
+    ['sharedMib', 'Shared'],
+  ];
+
+  function createCard(name) {
+    const card = { name, history: [], chart: null };
+    const root = el('article', 'card panel');
+    root.dataset.vm = name;
+    root.style.setProperty('--vm-color', colorOf(name));
+
+    const head = el('header', 'card-head');
+    card.title = el('h3', '', name);
+    card.badge = el('span', 'badge');
+    card.badge.dataset.field = 'state';
+    card.pid = el('span', 'muted small');
+    head.append(card.title, card.badge, card.pid);
+
+    card.gauge = el('div', 'gauge');
+    card.gaugeFill = el('span', 'gauge-fill');
+    card.gaugeTarget = el('span', 'gauge-target');
+    card.gauge.append(card.gaugeFill, card.gaugeTarget);
+
+    const facts = el('dl', 'facts');
+    card.facts = {};
+    for (const [key, label] of FACTS) {
+      const row = el('div', 'fact');
+      const dd = el('dd', '', '–');
+      dd.dataset.field = key;
+      row.append(el('dt', '', label), dd);
+      facts.append(row);
+      card.facts[key] = dd;
+    }
+    card.status = el('p', 'balloon-status muted small');
+    card.chartBox = el('div', 'chart');
+
+    const form = el('form', 'control');
+    const label = el('label', '', 'Balloon ');
+    card.input = el('input');
+    card.input.type = 'number';
+    card.input.min = '0';
+    card.input.step = '1';
+    card.input.required = true;
+    card.input.name = 'targetMib';
+    card.input.setAttribute('aria-label', 'balloon size for ' + name + ' in MiB');
+    label.append(card.input, document.createTextNode(' MiB'));
+    card.button = el('button', '', 'Set balloon');
+    card.button.type = 'submit';
+    card.hint = el('span', 'muted small');
+    form.append(label, card.button, card.hint);
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      setBalloon(card, Number(card.input.value));
+    });
+    card.form = form;
+    card.message = el('p', 'message');
+    card.message.setAttribute('role', 'status');
+    card.message.setAttribute('aria-live', 'polite');
+    card.message.hidden = true;
+
+    root.append(head, card.gauge, facts, card.status, card.chartBox, form, card.message);
+    card.root = root;
+    return card;
+  }
+
+  function updateCard(card, vm, atMs) {
+    const running = vm.state === 'running';
+    const balloon = vm.balloon;
+    const stats = vm.stats;
+    card.root.dataset.state = vm.state;
+    setText(card.badge, running ? 'running' : 'powered off');
+    card.badge.dataset.state = vm.state;
+    setText(card.pid, running && vm.pid ? 'pid ' + vm.pid : '');
+
+    const f = card.facts;
+    setText(f.memoryMib, mib(vm.memoryMib));
+    setText(f.heldMib, running ? mib(vm.heldMib) : '–');
+    setText(f.targetMib, balloon ? mib(balloon.targetMib) : running ? '–' : 'default ' + mib(vm.defaultBalloonMib));
+    setText(f.actualMib, balloon ? mib(balloon.actualMib) : '–');
+    setText(f.lockedMib, balloon ? mib(balloon.lockedMib) + (balloon.lock && balloon.lock !== 'locked' ? ' (' + balloon.lock.replace('_', ' ') + ')' : '') : '–');
+    setText(f.availableMib, stats ? mib(stats.availableMib) : '–');
+    setText(f.pressure, stats ? percent(stats.psiSomeAvg10Percent) : '–');
+    const shared = vm.sharedMib !== undefined ? vm.sharedMib : stats ? stats.sharedMib : undefined;
+    setText(f.sharedMib, running ? mib(shared) + (vm.pageFusion ? '' : ' (fusion off)') : vm.pageFusion ? 'fusion on' : 'fusion off');
+
+    // The balloon gauge: actual as a fill, target as a tick, out of the VM's memory.
+    const memory = Math.max(vm.memoryMib, 1);
+    card.gauge.hidden = !balloon;
+    if (balloon) {
+      card.gaugeFill.style.width = Math.min(100, (balloon.actualMib / memory) * 100) + '%';
+      card.gaugeTarget.style.left = 'calc(' + Math.min(100, (balloon.targetMib / memory) * 100) + '% - 1px)';
+    }
+    setText(card.status, balloonStatus(vm));
+
+    // 90 % rule: the host refuses a balloon of 90 % of the VM's memory or more.
+    const maxMib = Math.ceil(vm.memoryMib * 0.9) - 1;
+    setText(card.hint, running ? 'up to ' + mib(maxMib) + ' (below 90 %)' : 'set while running');
+    card.input.disabled = !running;
+    card.button.disabled = !running;
+    if (running && card.input.value === '' && document.activeElement !== card.input && balloon) {
+      card.input.placeholder = String(balloon.targetMib);
+    }
+
+    if (running && balloon) {
+      card.history.push([atMs / 1000, balloon.targetMib, balloon.actualMib, stats ? stats.availableMib : null]);
+      const cutoff = atMs / 1000 - HISTORY_S;
+      while (card.history.length > 0 && card.history[0][0] < cutoff) card.history.shift();
+      ensureChart(card, vm.memoryMib);
+    } else if (card.chart) {
+      card.chart.destroy();
+      card.chart = null;
+      card.history = [];
+    }
+    card.chartBox.hidden = !card.chart;
+  }
+
+  function balloonStatus(vm) {
+    const b = vm.balloon;
+    if (vm.state !== 'running') return 'Not running; the default balloon is requested at every start.';
+    if (!b) return 'Waiting for the guest’s first report…';
+    switch (b.state) {
+      case 'inflating':
+        return 'Inflating towards ' + mib(b.targetMib) + '…';
+      case 'deflating':
+        return 'Deflating towards ' + mib(b.targetMib) + '…';
+      case 'short':
+        return 'Stopped short of ' + mib(b.targetMib) + ': ' + String(b.reason).replace(/_/g, ' ') + '.';
+      default:
+        return b.targetMib === 0 && b.actualMib === 0 ? 'No balloon.' : 'Steady.';
+    }
+  }
+
+  // ---------------------------------------------------------------- charts
+
+  function ensureChart(card, memoryMib) {
+    if (card.chart) {
+      if (card.chartMemoryMib !== memoryMib) {
+        card.chart.destroy();
+        card.chart = null;
+      } else {
+        return;
+      }
+    }
+    if (typeof uPlot !== 'function') return; // uPlot failed to load: figures still work
+    card.chartMemoryMib = memoryMib;
+    const color = colorOf(card.name);
+    const opts = {
+      width: chartWidth(card),
+      height: CHART_HEIGHT_PX,
+      cursor: { drag: { x: false, y: false } },
+      legend: { show: true, live: true },
+      scales: {
+        x: { time: true, range: () => [nowS() - HISTORY_S, nowS()] },
+        y: { range: () => [0, memoryMib] },
+      },
+      axes: [
+        { stroke: '#6b7280', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e5e7eb' } },
+        { stroke: '#6b7280', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e5e7eb' }, size: 56, values: (u, vals) => vals.map((v) => v + ' MiB') },
+      ],
+      series: [
+        {},
+        { label: 'target', stroke: '#9ca3af', width: 2, dash: [6, 4], paths: uPlot.paths.stepped({ align: 1 }), value: (u, v) => (v == null ? '–' : mib(v)) },
+        { label: 'actual', stroke: color, width: 2, fill: color + '22', paths: uPlot.paths.stepped({ align: 1 }), value: (u, v) => (v == null ? '–' : mib(v)) },
+        { label: 'available', stroke: '#10b981', width: 1.5, value: (u, v) => (v == null ? '–' : mib(v)) },
+      ],
+    };
+    card.chart = new uPlot(opts, chartData(card), card.chartBox);
+  }
+
+  function nowS() {
+    return Date.now() / 1000;
+  }
+
+  /** The history as uPlot columns, extended to now so a quiet VM's lines reach the right edge. */
+  function chartData(card) {
+    const rows = card.history.slice();
+    const last = rows[rows.length - 1];
+    if (last) rows.push([nowS(), last[1], last[2], last[3]]);
+    return [rows.map((r) => r[0]), rows.map((r) => r[1]), rows.map((r) => r[2]), rows.map((r) => r[3])];
+  }
+
+  function chartWidth(card) {
+    return Math.max(200, Math.floor(card.chartBox.clientWidth || card.root.clientWidth - 32));
+  }
+
+  function redrawCharts() {
+    for (const card of cards.values()) if (card.chart) card.chart.setData(chartData(card));
+  }
+
+  const resizer = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const card = cards.get(entry.target.closest('.card').dataset.vm);
+      if (card && card.chart) card.chart.setSize({ width: chartWidth(card), height: CHART_HEIGHT_PX });
+    }
+  });
+
+  // ---------------------------------------------------------------- balloon control
+
+  async function setBalloon(card, targetMib) {
+    if (!Number.isInteger(targetMib) || targetMib < 0) {
+      showMessage(card, 'error', 'Enter a whole number of MiB, 0 or more.');
+      return;
+    }
+    card.button.disabled = true;
+    showMessage(card, 'pending', 'Asking the host for a ' + mib(targetMib) + ' balloon…');
+    try {
+      const res = await fetch('/api/v1/vms/' + encodeURIComponent(card.name) + '/balloon', {
+        method: 'PUT',
+        headers: headers({ 'content-type': 'application/json', accept: 'application/json' }),
+        body: JSON.stringify({ targetMib }),
+      });
+      let body = null;
+      try {
+        body = await res.json();
+      } catch {
+        body = null;
+      }
+      if (res.ok) {
+        showMessage(card, 'ok', 'Target set to ' + mib(targetMib) + '. The chart follows the guest.');
+        card.input.value = '';
+      } else {
+        const error = body && body.error ? body.error : null;
+        let text = error && error.message ? error.message : 'HTTP ' + res.status + ' ' + res.statusText;
+        if (res.status === 401 || res.status === 403) text += ' — open the dashboard as …/#token=YOUR_TOKEN';
+        showMessage(card, 'error', 'Refused: ' + text, error && error.code);
+      }
+    } catch (err) {
+      showMessage(card, 'error', 'Could not reach the host: ' + (err && err.message ? err.message : String(err)));
+    } finally {
+      card.button.disabled = card.root.dataset.state !== 'running';
+    }
+  }
+
+  function showMessage(card, kind, text, code) {
+    card.message.hidden = false;
+    card.message.dataset.kind = kind;
+    card.message.replaceChildren(document.createTextNode(text));
+    if (code) card.message.append(' ', el('code', 'muted small', code));
+  }
+
+  // ---------------------------------------------------------------- snapshots
+
+  function render(event) {
+    latest = event;
+    const receivedMs = Date.now();
+    const { host, vms } = event;
+    setText($('host-meta'), 'v' + host.version + ' · ' + host.listen + ' · up ' + duration(host.uptimeMs) + ' · KSM ' + (host.ksm.running ? 'running' : host.ksm.available ? 'idle' : 'unavailable'));
+    renderPool(host, vms);
+
+    const sorted = vms.slice().sort((a, b) => (a.state === b.state ? a.name.localeCompare(b.name) : a.state === 'running' ? -1 : 1));
+    const container = $('vms');
+    const seen = new Set();
+    sorted.forEach((vm, index) => {
+      seen.add(vm.name);
+      let card = cards.get(vm.name);
+      if (!card) {
+        card = createCard(vm.name);
+        cards.set(vm.name, card);
+      }
+      if (container.children[index] !== card.root) container.insertBefore(card.root, container.children[index] || null);
+      if (!card.observed) {
+        resizer.observe(card.chartBox);
+        card.observed = true;
+      }
+      // History uses this browser's clock: the charts' time axis is drawn with it too.
+      updateCard(card, vm, receivedMs);
+    });
+    for (const [name, card] of cards) {
+      if (seen.has(name)) continue;
+      if (card.chart) card.chart.destroy();
+      resizer.unobserve(card.chartBox);
+      card.root.remove();
+      cards.delete(name);
+    }
+    const running = vms.filter((vm) => vm.state === 'running').length;
+    setText($('vm-count'), running + ' running of ' + vms.length);
+    $('no-vms').hidden = vms.length > 0;
+  }
+
+  // ---------------------------------------------------------------- event stream
+
+  function setConnection(state, text) {
+    const node = $('conn');
+    node.dataset.state = state;
+    setText(node, text);
+  }
+
+  function handleEvent(block) {
+    let type = 'message';
+    const data = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith(':')) continue;
+      const colon = line.indexOf(':');
+      const field = colon === -1 ? line : line.slice(0, colon);
+      const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
+      if (field === 'event') type = value;
+      else if (field === 'data') data.push(value);
+    }
+    if (type !== 'snapshot' || data.length === 0) return;
+    render(JSON.parse(data.join('\n')));
+  }
+
+  async function connect() {
+    const abort = new AbortController();
+    let stall = setTimeout(() => abort.abort(), STALL_MS);
+    try {
+      const res = await fetch(EVENTS_URL, { headers: headers({ accept: 'text/event-stream' }), cache: 'no-store', signal: abort.signal });
+      if (!res.ok || !res.body) {
+        let detail = 'HTTP ' + res.status;
+        try {
+          const body = await res.json();
+          if (body && body.error) detail = body.error.message;
+        } catch {}
+        throw new Error(detail);
+      }
+      setConnection('live', 'live');
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        clearTimeout(stall);
+        stall = setTimeout(() => abort.abort(), STALL_MS);
+        buffer += value.replace(/\r\n?/g, '\n');
+        let end;
+        while ((end = buffer.indexOf('\n\n')) !== -1) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          handleEvent(block);
+        }
+      }
+      setConnection('down', 'disconnected; reconnecting…');
+    } catch (err) {
+      setConnection('down', 'host unreachable (' + (err && err.message ? err.message : 'error') + '); retrying…');
+    } finally {
+      clearTimeout(stall);
+      abort.abort();
+    }
+    setTimeout(connect, RECONNECT_MS);
+  }
+
+  setInterval(() => {
+    if (latest) redrawCharts();
+  }, 1000);
+  connect();
+})();
