@@ -171,10 +171,11 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
 
   /**
    * Moves the balloon toward targetMib. A generation older than the one
-   * applied is ignored (returns false); without one, the next is used.
+   * applied is ignored (returns false) unless `force` (a host's Welcome is
+   * authoritative); without one, the next is used.
    * Throws AgentError('target_out_of_range') above the guest's memory.
    */
-  setTarget(targetMib: number, generation?: number): boolean {
+  setTarget(targetMib: number, generation?: number, force = false): boolean {
     if (this.closed) throw new AgentError('closed', 'the balloon is closed');
     if (!Number.isSafeInteger(targetMib) || targetMib < 0) {
       throw new AgentError('target_out_of_range', `a balloon target must be a whole number of MiB, not ${targetMib}`);
@@ -183,7 +184,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       throw new AgentError('target_out_of_range', `a balloon of ${targetMib} MiB is above the guest's memory of ${this.maxTargetMib} MiB`);
     }
     const gen = generation ?? this.generationValue + 1;
-    if (gen < this.generationValue) return false;
+    if (gen < this.generationValue && !force) return false;
     this.generationValue = gen;
     this.targetMibValue = targetMib;
     this.pressureCapMib = Number.POSITIVE_INFINITY;

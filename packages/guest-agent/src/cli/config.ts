@@ -1,0 +1,127 @@
+// The CLI's one config module: flags and environment become one frozen
+// object. process.env is read here and nowhere else in the agent.
+import { AgentError } from '../errors.js';
+import type { DomainKind } from '../domain/source.js';
+
+/** Log levels the CLI accepts (pino's). */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+/** The agent CLI's configuration. */
+export interface AgentConfig {
+  readonly host: string;
+  readonly name: string;
+  readonly token: string;
+  readonly memoryMib: number | undefined;
+  readonly chunkMib: number;
+  readonly floorMib: number;
+  readonly lock: boolean;
+  readonly domain: DomainKind | 'auto';
+  readonly logLevel: (typeof LOG_LEVELS)[number];
+  /** The wrapped workload (`-- COMMAND ARGS`), empty when none. */
+  readonly command: readonly string[];
+  readonly help: boolean;
+}
+
+/** The usage text of `balloon-agent`. */
+export const USAGE = `usage: balloon-agent --host URL --name NAME [--token T] [--memory-mib N] [--chunk-mib N]
+                     [--floor-mib N] [--no-lock] [--domain auto|machine|cgroup|process]
+                     [--log-level trace|debug|info|warn|error|silent] [-- COMMAND ARGS]
+
+  --host URL        the host's base URL (http://H:P or https://…); env MEMBALLOON_URL,
+                    else http://127.0.0.1:7450
+  --name NAME       the VM's name
+  --token T         the VM's token; env MEMBALLOON_TOKEN
+  --memory-mib N    the VM's memory size (required in the process domain)
+  --chunk-mib N     balloon chunk size (default 1)
+  --floor-mib N     free-memory floor (default: the host's, else max(64 MiB, 5 % of the domain))
+  --no-lock         do not pin balloon memory (mlock)
+  --domain D        how guest memory is measured (default auto)
+  -- COMMAND ARGS   run a workload as the agent's child; the agent exits with it`;
+
+function positiveInt(flag: string, value: string | undefined, min = 1): number {
+  const n = Number(value);
+  if (value === undefined || !/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min) {
+    throw new AgentError('invalid_config', `${flag} needs a whole number${min > 0 ? ` of at least ${min}` : ''}, not '${value ?? ''}'`);
+  }
+  return n;
+}
+
+/** Parses argv (without node and the script) and the environment into a frozen config. */
+export function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AgentConfig {
+  let host = env.MEMBALLOON_URL || 'http://127.0.0.1:7450';
+  let name = '';
+  let token = env.MEMBALLOON_TOKEN ?? '';
+  let memoryMib: number | undefined;
+  let chunkMib = 1;
+  let floorMib = 0;
+  let lock = true;
+  let domain: AgentConfig['domain'] = 'auto';
+  let logLevel: AgentConfig['logLevel'] = 'info';
+  let command: string[] = [];
+  let help = false;
+  for (let i = 0; i < argv.length; i++) {
+    const raw = argv[i]!;
+    if (raw === '--') {
+      command = argv.slice(i + 1);
+      if (command.length === 0) throw new AgentError('invalid_config', "'--' must be followed by a command");
+      break;
+    }
+    const eq = raw.indexOf('=');
+    const flag = raw.startsWith('--') && eq > 0 ? raw.slice(0, eq) : raw;
+    const inline = raw.startsWith('--') && eq > 0 ? raw.slice(eq + 1) : undefined;
+    const value = (): string => {
+      if (inline !== undefined) return inline;
+      const v = argv[++i];
+      if (v === undefined) throw new AgentError('invalid_config', `${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '--host':
+        host = value();
+        break;
+      case '--name':
+        name = value();
+        break;
+      case '--token':
+        token = value();
+        break;
+      case '--memory-mib':
+        memoryMib = positiveInt(flag, value());
+        break;
+      case '--chunk-mib':
+        chunkMib = positiveInt(flag, value());
+        if (chunkMib > 1024) throw new AgentError('invalid_config', '--chunk-mib may be at most 1024');
+        break;
+      case '--floor-mib':
+        floorMib = positiveInt(flag, value(), 0);
+        break;
+      case '--no-lock':
+        lock = false;
+        break;
+      case '--domain': {
+        const d = value();
+        if (d !== 'auto' && d !== 'machine' && d !== 'cgroup' && d !== 'process') {
+          throw new AgentError('invalid_config', `--domain must be auto, machine, cgroup or process, not '${d}'`);
+        }
+        domain = d;
+        break;
+      }
+      case '--log-level': {
+        const l = value();
+        if (!(LOG_LEVELS as readonly string[]).includes(l)) throw new AgentError('invalid_config', `--log-level must be one of ${LOG_LEVELS.join(', ')}, not '${l}'`);
+        logLevel = l as AgentConfig['logLevel'];
+        break;
+      }
+      case '--help':
+      case '-h':
+        help = true;
+        break;
+      default:
+        throw new AgentError('invalid_config', `unknown option '${raw}'`);
+    }
+  }
+  if (!help) {
+    if (!name) throw new AgentError('invalid_config', '--name NAME is required');
+  }
+  return Object.freeze({ host, name, token, memoryMib, chunkMib, floorMib, lock, domain, logLevel, command: Object.freeze(command), help });
+}

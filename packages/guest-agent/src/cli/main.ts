@@ -1,0 +1,93 @@
+// balloon-agent: the CLI face of the agent. It makes the process's one
+// logger, turns flags into the config, runs a wrapped workload if asked, and
+// turns SIGINT/SIGTERM into deflate, Goodbye and exit 0.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { constants as osConstants } from 'node:os';
+import { pino } from 'pino';
+import { startAgent, type AgentHandle } from '../agent.js';
+import { AgentError } from '../errors.js';
+import { loadConfig, USAGE, type AgentConfig } from './config.js';
+
+function fail(message: string, exitCode = 2): never {
+  process.stderr.write(`balloon-agent: ${message}\n`);
+  process.exit(exitCode);
+}
+
+let config: AgentConfig;
+try {
+  config = loadConfig(process.argv.slice(2));
+} catch (err) {
+  fail(`${AgentError.from(err).message}\n${USAGE}`);
+}
+if (config.help) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
+
+// Logs go to stderr so that a wrapped workload owns stdout.
+const log = pino({ name: 'balloon-agent', level: config.logLevel, base: { pid: process.pid, vm: config.name } }, pino.destination(2));
+
+let child: ChildProcess | null = null;
+let childExit: Promise<number> = new Promise(() => {});
+if (config.command.length > 0) {
+  // Started before the agent lowers its own oom_score_adj, so the workload
+  // keeps the ordinary score.
+  const [cmd, ...args] = config.command as [string, ...string[]];
+  child = spawn(cmd, args, { stdio: 'inherit' });
+  childExit = new Promise((resolve) => {
+    child!.on('exit', (code, signal) => resolve(code ?? (signal ? 128 + (signalNumber(signal) ?? 1) : 1)));
+    child!.on('error', (err) => {
+      log.error({ err }, `could not run ${cmd}`);
+      resolve(127);
+    });
+  });
+}
+
+function signalNumber(signal: NodeJS.Signals): number | undefined {
+  return (osConstants.signals as Record<string, number>)[signal];
+}
+
+let agent: AgentHandle;
+try {
+  agent = await startAgent({
+    host: config.host,
+    name: config.name,
+    token: config.token,
+    ...(config.memoryMib !== undefined ? { memoryMib: config.memoryMib } : {}),
+    chunkMib: config.chunkMib,
+    ...(config.floorMib > 0 ? { floorMib: config.floorMib } : {}),
+    lock: config.lock,
+    domain: config.domain,
+    wrapped: child !== null,
+    logger: log,
+  });
+} catch (err) {
+  child?.kill('SIGTERM');
+  fail(AgentError.from(err).message);
+}
+
+let exiting = false;
+async function exit(code: number, why: string): Promise<void> {
+  if (exiting) return;
+  exiting = true;
+  log.info({ exitCode: code }, why);
+  await agent.close();
+  log.flush();
+  process.exit(code);
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (child && child.exitCode === null) child.kill(signal);
+    void exit(0, `${signal}: deflating and saying goodbye`);
+  });
+}
+
+void childExit.then((code) => exit(code, `the workload exited with ${code}`));
+void agent.stopped.then((err) => {
+  if (err) {
+    child?.kill('SIGTERM');
+    process.stderr.write(`balloon-agent: ${err.message}\n`);
+    void exit(1, 'refused by the host');
+  }
+});
