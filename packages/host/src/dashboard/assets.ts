@@ -24,6 +24,7 @@ function assetFiles(): Array<[urlPath: string, file: string, contentType: string
     ['/', join(PUBLIC_DIR, 'index.html'), 'text/html; charset=utf-8'],
     ['/assets/app.js', join(PUBLIC_DIR, 'app.js'), 'text/javascript; charset=utf-8'],
     ['/assets/app.css', join(PUBLIC_DIR, 'app.css'), 'text/css; charset=utf-8'],
+    ['/favicon.svg', join(PUBLIC_DIR, 'favicon.svg'), 'image/svg+xml'],
     ['/assets/uPlot.iife.min.js', join(uplotDist, 'uPlot.iife.min.js'), 'text/javascript; charset=utf-8'],
     ['/assets/uPlot.min.css', join(uplotDist, 'uPlot.min.css'), 'text/css; charset=utf-8'],
   ];

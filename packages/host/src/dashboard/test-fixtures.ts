@@ -17,6 +17,8 @@ export interface FakeHost {
   vms: VmView[];
   /** Replaces a VM's fields and notifies the dashboard. */
   update(name: string, change: (vm: VmView) => void): void;
+  /** The Authorization header of the latest balloon request (undefined if none came or it had none). */
+  lastAuthorization: string | undefined;
   /** Notifies the dashboard without changing anything. */
   touch(): void;
   close(): Promise<void>;
@@ -74,6 +76,7 @@ export async function startFakeHost(options: Partial<DashboardOptions> & { poolS
     };
     const m = /^\/api\/v1\/vms\/([^/]+)\/balloon$/.exec(req.url ?? '');
     if (!m || req.method !== 'PUT') return reply(404, { error: { code: 'not_found', message: 'no such route' } });
+    fake.lastAuthorization = req.headers.authorization;
     let raw = '';
     req.setEncoding('utf8');
     req.on('data', (chunk: string) => (raw += chunk));
@@ -118,8 +121,9 @@ export async function startFakeHost(options: Partial<DashboardOptions> & { poolS
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
 
-  return {
+  const fake: FakeHost = {
     url: `http://127.0.0.1:${port}`,
+    lastAuthorization: undefined,
     server,
     dashboard,
     vms,
@@ -137,4 +141,5 @@ export async function startFakeHost(options: Partial<DashboardOptions> & { poolS
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+  return fake;
 }

@@ -12,6 +12,8 @@
   /** No byte for this long (the host sends a keep-alive every 15 s): the stream is dead, reconnect. */
   const STALL_MS = 45000;
   const TOKEN_KEY = 'memballoon.token';
+  const TARGET_COLOR = '#6b7280';
+  const AVAILABLE_COLOR = '#10b981';
   const PALETTE = ['#2563eb', '#d97706', '#059669', '#7c3aed', '#db2777', '#0891b2', '#65a30d', '#dc2626'];
 
   const $ = (id) => document.getElementById(id);
@@ -187,6 +189,11 @@
     }
     card.status = el('p', 'balloon-status muted small');
     card.chartBox = el('div', 'chart');
+    card.chartLegend = el('p', 'chart-legend muted small');
+    for (const [label, className] of [['target', 'key-target'], ['actual', 'key-actual'], ['available', 'key-available']]) {
+      card.chartLegend.append(el('span', 'key ' + className), document.createTextNode(label + ' '));
+    }
+    card.chartLegend.append(document.createTextNode('· last ' + HISTORY_S / 60 + ' minutes'));
 
     const form = el('form', 'control');
     const label = el('label', '', 'Balloon ');
@@ -212,7 +219,7 @@
     card.message.setAttribute('aria-live', 'polite');
     card.message.hidden = true;
 
-    root.append(head, card.gauge, facts, card.status, card.chartBox, form, card.message);
+    root.append(head, card.gauge, facts, card.status, card.chartBox, card.chartLegend, form, card.message);
     card.root = root;
     return card;
   }
@@ -229,7 +236,7 @@
     const f = card.facts;
     setText(f.memoryMib, mib(vm.memoryMib));
     setText(f.heldMib, running ? mib(vm.heldMib) : '–');
-    setText(f.targetMib, balloon ? mib(balloon.targetMib) : running ? '–' : 'default ' + mib(vm.defaultBalloonMib));
+    setText(f.targetMib, balloon ? mib(balloon.targetMib) : running ? '–' : mib(vm.defaultBalloonMib));
     setText(f.actualMib, balloon ? mib(balloon.actualMib) : '–');
     setText(f.lockedMib, balloon ? mib(balloon.lockedMib) + (balloon.lock && balloon.lock !== 'locked' ? ' (' + balloon.lock.replace('_', ' ') + ')' : '') : '–');
     setText(f.availableMib, stats ? mib(stats.availableMib) : '–');
@@ -266,11 +273,16 @@
       card.history = [];
     }
     card.chartBox.hidden = !card.chart;
+    card.chartLegend.hidden = !card.chart;
   }
 
   function balloonStatus(vm) {
     const b = vm.balloon;
-    if (vm.state !== 'running') return 'Not running; the default balloon is requested at every start.';
+    if (vm.state !== 'running') {
+      return vm.defaultBalloonMib > 0
+        ? 'Powered off. Its default balloon of ' + mib(vm.defaultBalloonMib) + ' is requested at every start.'
+        : 'Powered off.';
+    }
     if (!b) return 'Waiting for the guest’s first report…';
     switch (b.state) {
       case 'inflating':
@@ -302,20 +314,25 @@
       width: chartWidth(card),
       height: CHART_HEIGHT_PX,
       cursor: { drag: { x: false, y: false } },
-      legend: { show: true, live: true },
+      legend: { show: false },
       scales: {
         x: { time: true, range: () => [nowS() - HISTORY_S, nowS()] },
         y: { range: () => [0, memoryMib] },
       },
       axes: [
-        { stroke: '#6b7280', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e5e7eb' } },
-        { stroke: '#6b7280', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e5e7eb' }, size: 56, values: (u, vals) => vals.map((v) => v + ' MiB') },
+        {
+          stroke: '#6b7280',
+          grid: { stroke: '#eef0f3' },
+          ticks: { stroke: '#e5e7eb' },
+          values: (u, vals) => vals.map((v) => new Date(v * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hour12: false })),
+        },
+        { stroke: '#6b7280', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e5e7eb' }, size: 48, label: 'MiB', labelSize: 16, labelFont: '11px system-ui, sans-serif' },
       ],
       series: [
         {},
-        { label: 'target', stroke: '#9ca3af', width: 2, dash: [6, 4], paths: uPlot.paths.stepped({ align: 1 }), value: (u, v) => (v == null ? '–' : mib(v)) },
-        { label: 'actual', stroke: color, width: 2, fill: color + '22', paths: uPlot.paths.stepped({ align: 1 }), value: (u, v) => (v == null ? '–' : mib(v)) },
-        { label: 'available', stroke: '#10b981', width: 1.5, value: (u, v) => (v == null ? '–' : mib(v)) },
+        { label: 'target', stroke: TARGET_COLOR, width: 2, dash: [6, 4], paths: uPlot.paths.stepped({ align: 1 }) },
+        { label: 'actual', stroke: color, width: 2, fill: color + '22', paths: uPlot.paths.stepped({ align: 1 }) },
+        { label: 'available', stroke: AVAILABLE_COLOR, width: 1.5 },
       ],
     };
     card.chart = new uPlot(opts, chartData(card), card.chartBox);
