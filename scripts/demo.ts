@@ -1,2 +1,281 @@
-// npm start: the local demo (host plus agents on loopback). Not built yet.
-console.log('memballoon demo: not yet — the host and agents are being built.');
+// npm start: the local demo. On loopback it starts the host (balloon-host, its
+// registry under .data/demo, auto-registration on, a pool smaller than the
+// guests' sum so overcommitment shows) and three agents in child processes,
+// prints the dashboard's URL and commands to try, and on Ctrl-C stops the
+// agents first (they deflate and say goodbye), then the host.
+//
+// Children run in their own process groups: the terminal's Ctrl-C reaches only
+// this script, which then stops them in order. Their logs go to files, so the
+// terminal shows only what a newcomer needs.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { get } from 'node:http';
+import { createServer } from 'node:net';
+import { relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The demo's settings: flags, nothing else (`npm start -- --port 7460`). */
+interface DemoConfig {
+  readonly port: number;
+  readonly poolMib: number;
+}
+
+/** One guest of the demo. */
+interface Guest {
+  readonly name: string;
+  readonly memoryMib: number;
+}
+
+const GUESTS: readonly Guest[] = [
+  { name: 'vm-small', memoryMib: 512 },
+  { name: 'vm-medium', memoryMib: 768 },
+  { name: 'vm-large', memoryMib: 1024 },
+];
+const DEFAULT_PORT = 7450;
+const DEFAULT_POOL_MIB = 1536;
+const READY_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 15_000;
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const DATA_DIR = fileURLToPath(new URL('../.data/demo/', import.meta.url));
+const LOG_DIR = `${DATA_DIR}logs/`;
+const HOST_BIN = fileURLToPath(new URL('../packages/host/bin/balloon-host.mjs', import.meta.url));
+const AGENT_BIN = fileURLToPath(new URL('../packages/guest-agent/bin/balloon-agent.mjs', import.meta.url));
+
+/** A child process of the demo and where its log goes. */
+interface Child {
+  readonly label: string;
+  readonly process: ChildProcess;
+  readonly logFile: string;
+  /** Resolves with the exit code (or 128 + signal) once the process has exited. */
+  readonly exited: Promise<number>;
+}
+
+class DemoError extends Error {
+  override readonly name = 'DemoError';
+}
+
+function parseArgs(argv: readonly string[]): DemoConfig {
+  let port = DEFAULT_PORT;
+  let poolMib = DEFAULT_POOL_MIB;
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = argv[i + 1];
+    const whole = (min: number, max: number): number => {
+      i++;
+      const n = Number(value);
+      if (value === undefined || !/^\d+$/.test(value) || n < min || n > max) throw new DemoError(`${flag} needs a whole number from ${min} to ${max}`);
+      return n;
+    };
+    if (flag === '--port') port = whole(1, 65535);
+    else if (flag === '--pool-mib') poolMib = whole(64, 1 << 20);
+    else throw new DemoError(`unknown option '${flag}' (options: --port N, --pool-mib N)`);
+  }
+  return Object.freeze({ port, poolMib });
+}
+
+/** Fails with a one-line reason if something already listens on the port (a demo already running, usually). */
+async function ensurePortFree(port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE') {
+        reject(new DemoError(`127.0.0.1:${port} is already in use — is another \`npm start\` running? (or use \`npm start -- --port N\`)`));
+      } else {
+        reject(new DemoError(`cannot use 127.0.0.1:${port}: ${err.message}`));
+      }
+    });
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve()));
+  });
+}
+
+function startChild(label: string, bin: string, args: readonly string[]): Child {
+  const logFile = `${LOG_DIR}${label}.log`;
+  const fd = openSync(logFile, 'w');
+  const child = spawn(process.execPath, [bin, ...args], { cwd: ROOT, stdio: ['ignore', fd, fd], detached: true });
+  closeSync(fd);
+  const exited = new Promise<number>((resolve) => {
+    child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+    child.once('error', () => resolve(127));
+  });
+  return { label, process: child, logFile, exited };
+}
+
+function lastLines(file: string, count = 8): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-count).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+function shown(file: string): string {
+  return relative(process.cwd(), file) || file;
+}
+
+/** Polls `probe` every 100 ms until it returns true, the child exits (fails), or the deadline passes (fails). */
+async function until(what: string, child: Child, probe: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  let exitCode: number | undefined;
+  void child.exited.then((code) => (exitCode = code));
+  for (;;) {
+    if (exitCode !== undefined) {
+      throw new DemoError(`${child.label} exited (code ${exitCode}) before ${what}; its log (${shown(child.logFile)}) ends:\n${lastLines(child.logFile)}`);
+    }
+    if (await probe().catch(() => false)) return;
+    if (Date.now() > deadline) throw new DemoError(`timed out waiting for ${what}; see ${shown(child.logFile)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Answers true when GET url answers 200. */
+function answers(url: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = get(url, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.setTimeout(2000, () => req.destroy());
+    req.on('error', () => resolve(false));
+  });
+}
+
+/** The names of the running VMs, from the first snapshot of the dashboard's event stream. */
+function runningVms(baseUrl: string): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const req = get(`${baseUrl}/api/v1/events`, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        reject(new Error(`HTTP ${res.statusCode}`));
+        return;
+      }
+      let buffer = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        buffer += chunk;
+        const data = /^data: (.*)$/m.exec(buffer);
+        if (!data || !buffer.includes('\n\n', data.index)) return;
+        req.destroy();
+        const snapshot = JSON.parse(data[1]!) as { vms: Array<{ name: string; state: string }> };
+        resolve(snapshot.vms.filter((vm) => vm.state === 'running').map((vm) => vm.name));
+      });
+    });
+    req.setTimeout(2000, () => req.destroy(new Error('no snapshot')));
+    req.on('error', reject);
+  });
+}
+
+/** Stops one child: SIGINT, then SIGKILL if it has not exited by the deadline. Returns its exit code. */
+async function stop(child: Child): Promise<number | 'killed'> {
+  if (child.process.exitCode !== null || child.process.signalCode !== null) return child.exited;
+  child.process.kill('SIGINT');
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), STOP_TIMEOUT_MS)));
+  const result = await Promise.race([child.exited, timeout]);
+  clearTimeout(timer);
+  if (result !== 'timeout') return result;
+  child.process.kill('SIGKILL');
+  await child.exited;
+  return 'killed';
+}
+
+async function main(): Promise<void> {
+  const config = parseArgs(process.argv.slice(2));
+  await ensurePortFree(config.port);
+  mkdirSync(LOG_DIR, { recursive: true });
+
+  const baseUrl = `http://127.0.0.1:${config.port}`;
+  const agents: Child[] = [];
+  let host: Child | undefined;
+  let stopping: Promise<void> | undefined;
+
+  /** Agents first (each deflates and says goodbye), then the host. */
+  const shutdown = (why: string): Promise<void> =>
+    (stopping ??= (async () => {
+      process.stdout.write(`\n${why}: stopping the agents (they deflate and say goodbye), then the host…\n`);
+      const codes = await Promise.all(agents.map(stop));
+      agents.forEach((a, i) => process.stdout.write(`  ${a.label.padEnd(10)} ${describeExit(codes[i]!)}\n`));
+      if (host) process.stdout.write(`  ${'host'.padEnd(10)} ${describeExit(await stop(host))}\n`);
+    })());
+
+  // Ctrl-C may arrive twice (from the terminal and forwarded by npm): one shutdown.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      void shutdown(signal === 'SIGINT' ? 'Ctrl-C' : signal).then(() => process.exit(0));
+    });
+  }
+  // Last resort if this script dies with children still up: they are in their own groups.
+  process.on('exit', () => {
+    for (const child of [...agents, ...(host ? [host] : [])]) {
+      if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGTERM');
+    }
+  });
+
+  try {
+    host = startChild('host', HOST_BIN, [
+      '--listen',
+      `127.0.0.1:${config.port}`,
+      '--data-dir',
+      DATA_DIR,
+      '--pool-mib',
+      String(config.poolMib),
+      '--auto-register',
+    ]);
+    const hostChild = host;
+    await until('the host answered', hostChild, () => answers(`${baseUrl}/`));
+
+    // One after the other, so the pool's admissions (and reclaims) read in order in the logs.
+    for (const guest of GUESTS) {
+      const agent = startChild(guest.name, AGENT_BIN, ['--host', baseUrl, '--name', guest.name, '--memory-mib', String(guest.memoryMib)]);
+      agents.push(agent);
+      await until(`${guest.name} was running`, agent, async () => (await runningVms(baseUrl)).includes(guest.name));
+    }
+  } catch (err) {
+    await shutdown('start-up failed');
+    throw err;
+  }
+
+  const hostFlag = config.port === DEFAULT_PORT ? '' : ` --host ${baseUrl}`;
+  const guestsMib = GUESTS.reduce((sum, g) => sum + g.memoryMib, 0);
+  process.stdout.write(
+    [
+      '',
+      'memballoon demo is running.',
+      '',
+      `  Dashboard  ${baseUrl}/`,
+      `  Pool       ${config.poolMib} MiB for ${GUESTS.map((g) => `${g.name} (${g.memoryMib} MiB)`).join(', ')}: ${guestsMib} MiB of guests`,
+      `  Logs       ${shown(LOG_DIR)}`,
+      '',
+      'Try, in another terminal:',
+      `  npx balloonctl${hostFlag} controlvm vm-large guestmemoryballoon 256 --wait`,
+      `  npx balloonctl${hostFlag} showhostinfo`,
+      `  npx balloonctl${hostFlag} metrics query vm-large Guest/RAM/Usage`,
+      '',
+      'Ctrl-C stops everything.',
+      '',
+    ].join('\n'),
+  );
+
+  // Running: a host that dies ends the demo; an agent that dies is reported.
+  for (const agent of agents) {
+    void agent.exited.then((code) => {
+      if (!stopping) process.stdout.write(`${agent.label}'s agent exited (code ${code}); its log (${shown(agent.logFile)}) ends:\n${lastLines(agent.logFile)}\n`);
+    });
+  }
+  const hostCode = await host.exited;
+  if (!stopping) {
+    await shutdown('the host exited');
+    throw new DemoError(`the host exited (code ${hostCode}); its log (${shown(host.logFile)}) ends:\n${lastLines(host.logFile)}`);
+  }
+}
+
+function describeExit(code: number | 'killed'): string {
+  if (code === 'killed') return `did not stop within ${STOP_TIMEOUT_MS / 1000} s: killed`;
+  return code === 0 ? 'stopped' : `stopped with exit code ${code}`;
+}
+
+main().catch((err: unknown) => {
+  const message = err instanceof DemoError ? err.message : err instanceof Error ? `unexpected error: ${err.message}` : String(err);
+  process.stderr.write(`memballoon demo: ${message}\n`);
+  process.exit(1);
+});
