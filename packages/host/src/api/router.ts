@@ -1,0 +1,116 @@
+// The admin API under /api/v1/ (the contract balloonctl and the dashboard
+// use), plus the mounts of the dashboard and /metrics. Each route is a thin
+// translation from HTTP to one HostService call.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HostError } from '../errors.js';
+import type { HostService } from '../service/host-service.js';
+import { readJson, sendError, sendJson } from './http.js';
+
+/** Something mounted on the HTTP server that may serve a request (the dashboard). */
+export interface HttpMount {
+  /** Serves the request and returns true, or leaves it alone and returns false. */
+  handle(req: IncomingMessage, res: ServerResponse): boolean;
+  close?(): void;
+}
+
+/** What /metrics and /api/v1/metrics need (HostMetrics and queryMetrics implement it). */
+export interface MetricsMount {
+  readonly contentType: string;
+  render(): Promise<string>;
+  /** Rows of `balloonctl metrics query`; throws with a `code` of unknown_vm, vm_not_running or unknown_metric. */
+  query(vmName?: string, metric?: string): unknown;
+}
+
+/** The mounts the router offers requests to. */
+export interface RouterMounts {
+  dashboard?: HttpMount;
+  metrics?: MetricsMount;
+}
+
+const API = '/api/v1';
+
+/** Makes the request handler of the host's HTTP server. */
+export function createRouter(service: HostService, mounts: RouterMounts): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    void route(service, mounts, req, res).catch((err) => sendError(res, err));
+  };
+}
+
+async function route(service: HostService, mounts: RouterMounts, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://host.invalid');
+  const path = url.pathname;
+  const method = req.method ?? 'GET';
+
+  if (path === '/metrics' && mounts.metrics) {
+    if (method !== 'GET') throw methodNotAllowed(method, path);
+    const text = await mounts.metrics.render();
+    res.writeHead(200, { 'content-type': mounts.metrics.contentType });
+    res.end(text);
+    return;
+  }
+  if (mounts.dashboard?.handle(req, res)) return;
+  if (!path.startsWith(`${API}/`)) throw new HostError('not_found', `no such path: ${path}`);
+
+  const parts = path.slice(API.length + 1).split('/').map(decodePart);
+  const [resource, name, sub, extra] = parts;
+
+  if (resource === 'host' && parts.length === 1) {
+    if (method !== 'GET') throw methodNotAllowed(method, path);
+    return sendJson(res, 200, service.hostView());
+  }
+  if (resource === 'metrics' && parts.length === 1) {
+    if (method !== 'GET') throw methodNotAllowed(method, path);
+    if (!mounts.metrics) throw new HostError('not_found', 'metrics are not available on this host');
+    return sendJson(res, 200, queryMetrics(mounts.metrics, url.searchParams.get('vm') ?? undefined, url.searchParams.get('metric') ?? undefined));
+  }
+  if (resource === 'vms') {
+    if (name === undefined) {
+      if (method === 'GET') return sendJson(res, 200, service.listVms(url.searchParams.get('running') === '1' || url.searchParams.get('running') === 'true'));
+      if (method === 'POST') {
+        const body = await readJson(req);
+        return sendJson(res, 201, service.createVm({ name: body.name, memoryMib: body.memoryMib }));
+      }
+      throw methodNotAllowed(method, path);
+    }
+    if (sub === undefined) {
+      if (method === 'GET') return sendJson(res, 200, service.vmView(name));
+      if (method === 'DELETE') {
+        service.unregisterVm(name);
+        res.writeHead(204).end();
+        return;
+      }
+      if (method === 'PATCH') return sendJson(res, 200, service.modifyVm(name, await readJson(req)));
+      throw methodNotAllowed(method, path);
+    }
+    if (sub === 'balloon' && extra === undefined) {
+      if (method !== 'PUT') throw methodNotAllowed(method, path);
+      const body = await readJson(req);
+      return sendJson(res, 202, await service.setBalloon(name, body.targetMib, 'controlvm'));
+    }
+  }
+  throw new HostError('not_found', `no such path: ${path}`);
+}
+
+function decodePart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new HostError('invalid_argument', `the path segment '${part}' is not valid URL encoding`);
+  }
+}
+
+function methodNotAllowed(method: string, path: string): HostError {
+  return new HostError('invalid_argument', `${method} is not allowed on ${path}`);
+}
+
+const QUERY_ERRORS: Record<string, HostError['code']> = { unknown_vm: 'not_found', vm_not_running: 'not_running', unknown_metric: 'invalid_argument' };
+
+function queryMetrics(metrics: MetricsMount, vm?: string, metric?: string): unknown {
+  try {
+    return metrics.query(vm, metric);
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' && code in QUERY_ERRORS) throw new HostError(QUERY_ERRORS[code]!, (err as Error).message, { cause: err });
+    throw err;
+  }
+}

@@ -1,0 +1,63 @@
+// balloon-host: starts the host service. The process's one logger is made
+// here and passed down. The readiness line ("balloon-host listening" with
+// `url`) is what scripts and tests wait for.
+import pino from 'pino';
+import pretty from 'pino-pretty';
+import { HOST_USAGE, loadHostConfig, type HostConfig } from '../config.js';
+import { HostError } from '../errors.js';
+import { startHost } from '../server.js';
+
+function fatal(message: string): never {
+  process.stderr.write(`balloon-host: ${message}\n`);
+  process.exit(2);
+}
+
+let config: Readonly<HostConfig>;
+try {
+  config = loadHostConfig(process.argv.slice(2));
+} catch (err) {
+  fatal((err as Error).message);
+}
+if (config.help) {
+  process.stdout.write(`${HOST_USAGE}\n`);
+  process.exit(0);
+}
+
+const logger = config.logPretty
+  ? pino({ level: config.logLevel }, pretty({ colorize: Boolean(process.stdout.isTTY), sync: true }))
+  : pino({ level: config.logLevel });
+
+let host;
+try {
+  host = await startHost({
+    listenHost: config.listenHost,
+    listenPort: config.listenPort,
+    dataDir: config.dataDir,
+    poolMib: config.poolMib,
+    autoRegister: config.autoRegister,
+    logger,
+    policyIntervalMs: config.policyIntervalMs,
+  });
+} catch (err) {
+  const e = err as NodeJS.ErrnoException;
+  if (e.code === 'EADDRINUSE') fatal(`${config.listenHost}:${config.listenPort} is already in use (is another balloon-host running? try --listen ${config.listenHost}:0)`);
+  if (e.code === 'EACCES') fatal(`not allowed to listen on ${config.listenHost}:${config.listenPort}`);
+  fatal(err instanceof HostError ? err.message : `could not start: ${e.message}`);
+}
+logger.info({ url: host.url, poolMib: config.poolMib, dataDir: config.dataDir, autoRegister: config.autoRegister }, 'balloon-host listening');
+
+let stopping = false;
+const stop = (signal: string) => {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'balloon-host stopping');
+  void host.close().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      logger.error({ err }, 'shutdown failed');
+      process.exit(1);
+    },
+  );
+};
+process.on('SIGINT', () => stop('SIGINT'));
+process.on('SIGTERM', () => stop('SIGTERM'));

@@ -1,0 +1,108 @@
+// The configuration of balloon-host: flags and environment become one frozen
+// object. This is the only place of the host process that reads process.env.
+import { totalmem } from 'node:os';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { MAX_MEMORY_MIB } from '@memballoon/protocol';
+import { HostError } from './errors.js';
+
+/** Everything balloon-host needs to start. */
+export interface HostConfig {
+  listenHost: string;
+  listenPort: number;
+  dataDir: string;
+  poolMib: number;
+  autoRegister: boolean;
+  logLevel: string;
+  /** Human-readable logs (pino-pretty) instead of JSON lines. */
+  logPretty: boolean;
+  /** Interval of the automatic balloon policy, 0 to turn it off. */
+  policyIntervalMs: number;
+  help: boolean;
+}
+
+/** The default address, as DESIGN.md says. */
+export const DEFAULT_LISTEN = '127.0.0.1:7450';
+
+/** Usage text of balloon-host. */
+export const HOST_USAGE = `Usage: balloon-host [--listen HOST:PORT] [--data-dir DIR] [--pool-mib MIB] [--auto-register]
+                    [--log-level LEVEL] [--log-pretty] [--policy-interval-ms MS]
+
+  --listen HOST:PORT   where to serve guests, the admin API and the dashboard
+                       (default ${DEFAULT_LISTEN}; port 0 picks a free one)   env MEMBALLOON_LISTEN
+  --data-dir DIR       where the VM registry lives
+                       (default $XDG_DATA_HOME/memballoon or ~/.local/share/memballoon)  env MEMBALLOON_DATA_DIR
+  --pool-mib MIB       memory the host may hand to guests (default: RAM minus a reserve)  env MEMBALLOON_POOL_MIB
+  --auto-register      register unknown VMs with the memory their guest reports  env MEMBALLOON_AUTO_REGISTER=1
+  --log-level LEVEL    pino level (default info)   env MEMBALLOON_LOG_LEVEL
+  --log-pretty         human-readable logs (default when stdout is a terminal)  env MEMBALLOON_LOG_PRETTY=1
+  --policy-interval-ms MS  automatic balloon policy interval (default 1000, 0: off)`;
+
+/**
+ * The default pool: the machine's RAM minus a reserve for the host itself
+ * (the larger of 512 MiB and 20 %), so the demo overcommits a real machine
+ * without starving it.
+ */
+export function defaultPoolMib(totalMib: number): number {
+  return Math.max(0, Math.floor(totalMib - Math.max(512, totalMib * 0.2)));
+}
+
+/** Splits HOST:PORT (IPv6 in brackets); invalid_argument if it is not one. */
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new HostError('invalid_argument', `--listen '${value}' is not HOST:PORT (e.g. ${DEFAULT_LISTEN}, or 127.0.0.1:0)`);
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+}
+
+function parseBool(value: string | undefined): boolean {
+  return value !== undefined && /^(1|true|yes|on)$/i.test(value);
+}
+
+function parseInteger(value: string, flag: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new HostError('invalid_argument', `${flag} must be a whole number from ${min} to ${max} (got '${value}')`);
+  }
+  return n;
+}
+
+/** Reads flags and environment into the frozen HostConfig; throws HostError(invalid_argument) on nonsense. */
+export function loadHostConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, isTty = Boolean(process.stdout.isTTY)): Readonly<HostConfig> {
+  const flags = new Map<string, string | true>();
+  const valued = new Set(['--listen', '--data-dir', '--pool-mib', '--log-level', '--policy-interval-ms']);
+  const bools = new Set(['--auto-register', '--log-pretty', '--help', '-h']);
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const eq = arg.indexOf('=');
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    if (valued.has(name)) {
+      const value = eq > 0 ? arg.slice(eq + 1) : argv[++i];
+      if (value === undefined) throw new HostError('invalid_argument', `${name} needs a value`);
+      flags.set(name, value);
+    } else if (bools.has(name)) {
+      flags.set(name, true);
+    } else {
+      throw new HostError('invalid_argument', `unknown argument '${arg}' (see balloon-host --help)`);
+    }
+  }
+  const str = (flag: string, envName: string): string | undefined => {
+    const v = flags.get(flag);
+    return typeof v === 'string' ? v : env[envName];
+  };
+  const listen = parseListen(str('--listen', 'MEMBALLOON_LISTEN') ?? DEFAULT_LISTEN);
+  const dataHome = env.XDG_DATA_HOME || join(homedir(), '.local', 'share');
+  const poolText = str('--pool-mib', 'MEMBALLOON_POOL_MIB');
+  const config: HostConfig = {
+    listenHost: listen.host,
+    listenPort: listen.port,
+    dataDir: str('--data-dir', 'MEMBALLOON_DATA_DIR') ?? join(dataHome, 'memballoon'),
+    poolMib: poolText === undefined ? defaultPoolMib(Math.floor(totalmem() / (1024 * 1024))) : parseInteger(poolText, '--pool-mib', 0, MAX_MEMORY_MIB),
+    autoRegister: flags.get('--auto-register') === true || parseBool(env.MEMBALLOON_AUTO_REGISTER),
+    logLevel: str('--log-level', 'MEMBALLOON_LOG_LEVEL') ?? 'info',
+    logPretty: flags.get('--log-pretty') === true || parseBool(env.MEMBALLOON_LOG_PRETTY) || isTty,
+    policyIntervalMs: parseInteger(str('--policy-interval-ms', 'MEMBALLOON_POLICY_INTERVAL_MS') ?? '1000', '--policy-interval-ms', 0, 3_600_000),
+    help: flags.has('--help') || flags.has('-h'),
+  };
+  return Object.freeze(config);
+}

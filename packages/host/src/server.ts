@@ -1,0 +1,162 @@
+// startHost: the whole host service in-process (the balloon-host CLI, tests
+// and embedders use it): registry, service, one HTTP server carrying the admin
+// API, the guests' WebSocket endpoint, /metrics and the dashboard.
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pino, { type Logger } from 'pino';
+import { WebSocketServer } from 'ws';
+import { createRouter, type RouterMounts } from './api/router.js';
+import { createDashboard } from './dashboard/index.js';
+import { HostMetrics, queryMetrics } from './metrics/index.js';
+import { Registry } from './registry/registry.js';
+import { HostService } from './service/host-service.js';
+import { startPolicyLoop } from './service/policy-loop.js';
+import { DEFAULT_SESSION_LIMITS, type SessionLimits } from './session/limits.js';
+import { GUEST_SUBPROTOCOL, runGuestSession, type GuestFrameHooks } from './session/guest-session.js';
+
+/** The path of the guests' WebSocket endpoint. */
+export const GUEST_PATH = '/v1/guest';
+
+/** Options of startHost. */
+export interface StartHostOptions {
+  /** Address to listen on (default 127.0.0.1). */
+  listenHost?: string;
+  /** Port (default 7450; 0 picks a free one). */
+  listenPort?: number;
+  /** Where the registry lives. */
+  dataDir: string;
+  /** The pool size P in MiB. */
+  poolMib: number;
+  /** Register unknown VMs with the memory their guest reports. */
+  autoRegister?: boolean;
+  /** The process's logger (default: silent; a library never logs on its own). */
+  logger?: Logger;
+  /** Per-connection limits (defaults: DEFAULT_SESSION_LIMITS). */
+  limits?: Partial<SessionLimits>;
+  /** How long a start or deflate waits for others to inflate (default 20 s). */
+  reclaimTimeoutMs?: number;
+  /** Suggested wait before a refused guest retries (default 5 s). */
+  retryAfterMs?: number;
+  /** Interval of the automatic balloon policy (default 1000 ms; 0 turns it off). */
+  policyIntervalMs?: number;
+  /** Serve the dashboard at / (default true). */
+  dashboard?: boolean;
+  /** Hooks for page fusion frames. */
+  guestHooks?: GuestFrameHooks;
+}
+
+/** A running host. */
+export interface HostHandle {
+  /** Base URL, e.g. http://127.0.0.1:7450 (agents and balloonctl take it). */
+  url: string;
+  /** The service, for embedders (snapshot, subscribe, setBalloon, …). */
+  service: HostService;
+  server: Server;
+  /** Ends sessions with Goodbye, closes the server and the registry. */
+  close(): Promise<void>;
+}
+
+function readVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+function probeKsm(): { available: boolean; running: boolean; detail: string } {
+  try {
+    const run = readFileSync('/sys/kernel/mm/ksm/run', 'utf8').trim();
+    return { available: true, running: run === '1', detail: run === '1' ? 'KSM is merging pages' : `KSM is off (/sys/kernel/mm/ksm/run = ${run})` };
+  } catch {
+    return { available: false, running: false, detail: 'this kernel has no KSM (/sys/kernel/mm/ksm/run is missing)' };
+  }
+}
+
+/** Formats a listening address as a base URL. */
+export function baseUrlOf(address: AddressInfo): string {
+  const host = address.family === 'IPv6' || address.address.includes(':') ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
+}
+
+/** Starts the host service; resolves once it listens. */
+export async function startHost(options: StartHostOptions): Promise<HostHandle> {
+  const logger = options.logger ?? pino({ level: 'silent' });
+  const limits: SessionLimits = { ...DEFAULT_SESSION_LIMITS, ...options.limits };
+  const registry = new Registry(options.dataDir);
+  let url = '';
+  const service = new HostService({
+    registry,
+    poolSizeMib: options.poolMib,
+    autoRegister: options.autoRegister ?? false,
+    logger,
+    facts: { version: readVersion(), listen: () => url, dataDir: options.dataDir, ksm: probeKsm() },
+    reclaimTimeoutMs: options.reclaimTimeoutMs,
+    retryAfterMs: options.retryAfterMs,
+  });
+  const snapshot = () => service.snapshot();
+  const metrics = new HostMetrics(snapshot);
+  service.setCounters(metrics);
+  const mounts: RouterMounts = {
+    metrics: { contentType: metrics.contentType, render: () => metrics.render(), query: (vm, metric) => queryMetrics(snapshot(), vm, metric) },
+  };
+  if (options.dashboard !== false) mounts.dashboard = createDashboard({ snapshot, subscribe: (l) => service.subscribe(l) });
+
+  const server = createServer(createRouter(service, mounts));
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: limits.maxPayloadBytes,
+    // Pick our subprotocol if offered; without it the session refuses the
+    // guest with a protocol Error (clearer than a failed handshake).
+    handleProtocols: (protocols) => (protocols.has(GUEST_SUBPROTOCOL) ? GUEST_SUBPROTOCOL : false),
+  });
+  server.on('upgrade', (req, socket, head) => {
+    const path = new URL(req.url ?? '/', 'http://host.invalid').pathname;
+    if (path !== GUEST_PATH) {
+      socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      runGuestSession(ws, service, limits, logger.child({ remote: req.socket.remoteAddress }), options.guestHooks, (code) => metrics.countProtocolError(code));
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.listenPort ?? 7450, options.listenHost ?? '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  }).catch((err) => {
+    registry.close();
+    throw err;
+  });
+  url = baseUrlOf(server.address() as AddressInfo);
+  const stopPolicy = (options.policyIntervalMs ?? 1000) > 0 ? startPolicyLoop(service, logger, options.policyIntervalMs ?? 1000) : () => {};
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    service,
+    server,
+    close() {
+      closing ??= (async () => {
+        stopPolicy();
+        service.close();
+        mounts.dashboard?.close?.();
+        // Give the guests a moment to read their Goodbye before cutting them off.
+        const deadline = Date.now() + 1000;
+        while (wss.clients.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        for (const ws of wss.clients) ws.terminate();
+        wss.close();
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+        registry.close();
+      })();
+      return closing;
+    },
+  };
+}
