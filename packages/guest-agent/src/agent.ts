@@ -276,8 +276,8 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
         this.emit('disconnected', { reason: end.reason, closeCode: end.closeCode, retryInMs: null });
         this.emit('problem', e);
         // Nobody will ever count this balloon again: give the memory back.
-        await this.shutdown(false);
-        this.resolveStopped(e);
+        this.closing ??= this.shutdown(false, e);
+        await this.closing;
         return;
       }
       const delayMs = backoffDelayMs(attempt, this.options.backoff, end.hostError?.retryAfterMs ?? 0);
@@ -300,8 +300,7 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
     return this.closing;
   }
 
-  private async shutdown(goodbye: boolean): Promise<void> {
-    this.closing ??= Promise.resolve();
+  private async shutdown(goodbye: boolean, cause: AgentError | null = null): Promise<void> {
     this.wakeUp?.();
     // Deflate while still connected, so the host sees the balloon go down.
     await this.engine.close();
@@ -314,7 +313,7 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
     if (this.statsTimer) clearInterval(this.statsTimer);
     this.state = 'closed';
     this.log.info({}, 'agent stopped');
-    this.resolveStopped(null);
+    this.resolveStopped(cause);
   }
 }
 

@@ -42,6 +42,8 @@ export interface BalloonEngineOptions {
   progressEveryMib?: number;
   /** …and at least every this many ms while moving (default 100). */
   progressEveryMs?: number;
+  /** Most MiB freed between two looks at the target while deflating (default 64). */
+  deflateStepMib?: number;
 }
 
 /** Events of a BalloonEngine. */
@@ -85,6 +87,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   private readonly progressEveryMib: number;
   private readonly progressEveryMs: number;
   private readonly workerCount: number;
+  private readonly deflateStepMib: number;
   private workers: WorkerSlot[] = [];
   private nextJobId = 1;
   private nextSeed = 1;
@@ -121,6 +124,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.deflateOnPressureValue = options.deflateOnPressure ?? true;
     this.progressEveryMib = options.progressEveryMib ?? 64;
     this.progressEveryMs = options.progressEveryMs ?? 100;
+    this.deflateStepMib = Math.max(this.chunkMib, options.deflateStepMib ?? 64);
     this.workerCount = Math.max(0, options.workerThreads ?? Math.min(3, availableParallelism() - 1));
     this.lockWanted = options.lock ?? true;
     this.lockState = this.lockWanted ? (nativeAvailable() ? 'unspecified' : 'unsupported') : 'disabled';
@@ -377,8 +381,8 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   }
 
   private deflateStep(excessMib: number): void {
-    // Deflating is cheap (no faults); take up to 64 MiB per step between yields.
-    let budgetMib = Math.min(excessMib, Math.max(this.chunkMib, 64));
+    // Deflating is cheap (no faults): free several chunks between yields.
+    let budgetMib = Math.min(excessMib, this.deflateStepMib);
     while (budgetMib > 0) {
       const chunk = this.chunks.at(-1);
       if (!chunk) break;

@@ -3,7 +3,7 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { FrameEncoder, bodies, decodeFrame, type Body, type Frame, type Welcome } from '@memballoon/protocol';
+import { FrameEncoder, bodies, decodeFrame, type Body, type BodyCase, type BodyOf, type Frame, type Welcome } from '@memballoon/protocol';
 import { GUEST_SUBPROTOCOL } from '../client/url.js';
 
 /** One guest connection to the stub host. */
@@ -78,8 +78,8 @@ export class StubHost {
   }
 
   /** Bodies of a given case received on a connection. */
-  received<C extends Body['case']>(conn: StubConnection, kind: C): Extract<Body, { case: C }>['value'][] {
-    return conn.frames.filter((f) => f.body.case === kind).map((f) => f.body.value) as Extract<Body, { case: C }>['value'][];
+  received<C extends BodyCase>(conn: StubConnection, kind: C): BodyOf<C>[] {
+    return conn.frames.filter((f) => f.body.case === kind).map((f) => f.body.value as BodyOf<C>);
   }
 
   /** Stops the server and drops every connection. */

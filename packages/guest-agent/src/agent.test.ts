@@ -1,0 +1,206 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { bodies, ERROR_CODES, type BalloonStatus } from '@memballoon/protocol';
+import { startAgent, type AgentHandle, type AgentOptions } from './agent.js';
+import type { DomainSource, DomainStats } from './domain/source.js';
+import type { AgentError } from './errors.js';
+import { StubHost, type StubConnection } from './test-support/stub-host.js';
+
+const MIB = 1024 * 1024;
+
+async function poll<T>(probe: () => T | undefined | null | false, what: string, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined && v !== null && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** A 1 GiB guest with plenty free, so the floor never interferes. */
+const fakeDomain: DomainSource = {
+  kind: 'machine',
+  totalMib: 1024,
+  availability: () => ({ totalBytes: 1024 * MIB, availableBytes: 900 * MIB }),
+  stats: (): DomainStats => ({
+    domain: 'machine',
+    totalBytes: 1024 * MIB,
+    availableBytes: 900 * MIB,
+    freeBytes: 800 * MIB,
+    diskCachesBytes: 50 * MIB,
+    swapInBytes: 0,
+    swapOutBytes: 0,
+    majorFaults: 1,
+    minorFaults: 2,
+    psiSomeAvg10Percent: 0.5,
+    psiFullAvg10Percent: 0,
+    sharedBytes: 0,
+  }),
+};
+
+describe('agent against a stub host', () => {
+  let host: StubHost;
+  let agent: AgentHandle | null = null;
+
+  const start = async (extra: Partial<AgentOptions> = {}): Promise<AgentHandle> => {
+    agent = await startAgent({
+      host: host.url,
+      name: 'vm-test',
+      token: 'secret',
+      domain: fakeDomain,
+      workerThreads: 0,
+      oomScoreAdj: null,
+      backoff: { baseMs: 20, maxMs: 100 },
+      ...extra,
+    });
+    return agent;
+  };
+  const helloOn = (conn: StubConnection) => host.received(conn, 'hello')[0];
+  const lastStatus = (conn: StubConnection): BalloonStatus | undefined => host.received(conn, 'balloonStatus').at(-1);
+
+  beforeEach(async () => {
+    host = await StubHost.start();
+  });
+
+  afterEach(async () => {
+    await agent?.close();
+    agent = null;
+    await host.close();
+  });
+
+  it('says Hello with its facts, applies the Welcome target, sends status and statistics', async () => {
+    const a = await start();
+    const conn = await poll(() => host.latest, 'a connection');
+    const hello = await poll(() => helloOn(conn), 'Hello');
+    expect(hello).toMatchObject({
+      vmName: 'vm-test',
+      credential: 'secret',
+      facts: { pid: process.pid, totalMemoryMib: 1024, pageSizeBytes: 4096, chunkSizeMib: 1, domain: 'machine' },
+      balloon: { actualMib: 0, generation: 0 },
+    });
+    host.welcome(conn, { targetMib: 16, generation: 3, statsIntervalMs: 50 });
+    await poll(() => lastStatus(conn)?.state === 'steady' && lastStatus(conn)!.actualMib === 16, 'a steady status at 16 MiB');
+    expect(lastStatus(conn)).toMatchObject({ generation: 3, targetMib: 16, actualMib: 16 });
+    expect(a.balloon.actualMib).toBe(16);
+    expect(a.engine.verifyPages()).toBe((16 * MIB) / 4096);
+    expect(a.status).toBe('connected');
+    // Statistics come at the host's interval (several within a short wait).
+    await poll(() => host.received(conn, 'memoryStats').length >= 3, 'three MemoryStats');
+    expect(host.received(conn, 'memoryStats')[0]).toMatchObject({ totalBytes: 1024 * MIB, availableBytes: 900 * MIB, domain: 'machine', psiSomeAvg10Percent: 0.5 });
+    expect(host.received(conn, 'memoryStats')[0]!.agentRssBytes).toBeGreaterThan(0);
+  });
+
+  it('follows SetBalloonTarget, reports progress, and ignores an older generation', async () => {
+    const a = await start({ chunkMib: 1 });
+    const targets: number[] = [];
+    a.on('target', (t) => targets.push(t.targetMib));
+    const conn = await poll(() => host.latest, 'a connection');
+    await poll(() => helloOn(conn), 'Hello');
+    host.welcome(conn, { targetMib: 0, generation: 1 });
+    await poll(() => a.status === 'connected', 'connected');
+    host.send(conn, bodies.setBalloonTarget({ targetMib: 96, generation: 2 }));
+    await poll(() => lastStatus(conn)?.actualMib === 96 && lastStatus(conn)!.state === 'steady', 'the balloon at 96 MiB');
+    // Progress on the way (at least one status while inflating), then the final one.
+    expect(host.received(conn, 'balloonStatus').some((s) => s.state === 'inflating' && s.targetMib === 96)).toBe(true);
+    host.send(conn, bodies.setBalloonTarget({ targetMib: 200, generation: 1 }));
+    host.send(conn, bodies.setBalloonTarget({ targetMib: 8, generation: 4 }));
+    await poll(() => lastStatus(conn)?.actualMib === 8 && lastStatus(conn)!.state === 'steady', 'the balloon at 8 MiB');
+    expect(targets).toEqual([0, 96, 8]);
+    expect(a.balloon).toMatchObject({ generation: 4, targetMib: 8, actualMib: 8 });
+  });
+
+  it('keeps its balloon across a reconnect and reports it in the next Hello', async () => {
+    const a = await start();
+    const disconnects: string[] = [];
+    a.on('disconnected', (d) => disconnects.push(d.reason));
+    const first = await poll(() => host.latest, 'a connection');
+    await poll(() => helloOn(first), 'Hello');
+    host.welcome(first, { targetMib: 12, generation: 7 });
+    await poll(() => lastStatus(first)?.actualMib === 12 && lastStatus(first)!.state === 'steady', 'the balloon at 12 MiB');
+    first.ws.terminate();
+    const second = await poll(() => (host.connections.length >= 2 ? host.connections[1] : undefined), 'a second connection');
+    const hello = await poll(() => helloOn(second!), 'the second Hello');
+    expect(hello.balloon).toMatchObject({ actualMib: 12, generation: 7, targetMib: 12 });
+    // Kept while away: the pages are still there.
+    expect(a.engine.verifyPages()).toBe((12 * MIB) / 4096);
+    expect(disconnects.length).toBe(1);
+    host.welcome(second!, { targetMib: 12, generation: 7 });
+    await poll(() => a.status === 'connected', 'connected again');
+    expect(a.balloon.actualMib).toBe(12);
+  });
+
+  it('drops a silent host after three heartbeat intervals and reconnects', async () => {
+    const a = await start();
+    const first = await poll(() => host.latest, 'a connection');
+    await poll(() => helloOn(first), 'Hello');
+    // The stub never pings: the agent must notice.
+    host.welcome(first, { heartbeatIntervalMs: 30 });
+    await poll(() => host.connections.length >= 2, 'a reconnect after silence');
+    expect(first.closed || first.ws.readyState !== 1).toBe(true);
+    expect(a.status).not.toBe('closed');
+  });
+
+  it('refuses a malformed frame with an Error, reconnects, and loses nothing', async () => {
+    const a = await start();
+    const problems: AgentError[] = [];
+    a.on('problem', (e) => problems.push(e));
+    const first = await poll(() => host.latest, 'a connection');
+    await poll(() => helloOn(first), 'Hello');
+    host.welcome(first, { targetMib: 6, generation: 1 });
+    await poll(() => lastStatus(first)?.actualMib === 6, 'the balloon at 6 MiB');
+    first.ws.send(Buffer.from([0xff, 0xff, 0xff, 0x01]), { binary: true });
+    await poll(() => first.closed, 'the agent to close the broken session');
+    expect(host.received(first, 'error')[0]).toMatchObject({ code: 'malformed_frame' });
+    expect(first.closeCode).toBe(4000 + ERROR_CODES.indexOf('malformed_frame'));
+    expect(problems[0]?.code).toBe('protocol');
+    const second = await poll(() => host.connections[1], 'a reconnect');
+    expect((await poll(() => helloOn(second), 'Hello')).balloon.actualMib).toBe(6);
+    expect(a.engine.verifyPages()).toBe((6 * MIB) / 4096);
+  });
+
+  it('refuses a target above the guest memory, keeps the session and the balloon', async () => {
+    const a = await start();
+    const conn = await poll(() => host.latest, 'a connection');
+    await poll(() => helloOn(conn), 'Hello');
+    host.welcome(conn, { targetMib: 4, generation: 1 });
+    await poll(() => lastStatus(conn)?.actualMib === 4, 'the balloon at 4 MiB');
+    host.send(conn, bodies.setBalloonTarget({ targetMib: 4096, generation: 2 }));
+    const err = await poll(() => host.received(conn, 'error')[0], 'an Error frame');
+    expect(err.code).toBe('out_of_range');
+    expect(err.message).toMatch(/above the guest's memory of 1024 MiB/);
+    // Still the same session, still the same balloon; the next target works.
+    host.send(conn, bodies.setBalloonTarget({ targetMib: 5, generation: 3 }));
+    await poll(() => lastStatus(conn)?.actualMib === 5, 'the balloon at 5 MiB');
+    expect(conn.closed).toBe(false);
+    expect(host.connections.length).toBe(1);
+    expect(a.balloon.generation).toBe(3);
+  });
+
+  it('stops, deflates and reports when the host refuses its credential', async () => {
+    const a = await start();
+    const conn = await poll(() => host.latest, 'a connection');
+    await poll(() => helloOn(conn), 'Hello');
+    host.send(conn, bodies.error('auth_failed', 'bad token'));
+    conn.ws.close(4000 + ERROR_CODES.indexOf('auth_failed'), 'auth_failed');
+    const err = await a.stopped;
+    expect(err?.code).toBe('rejected');
+    expect(err?.message).toMatch(/auth_failed/);
+    expect(a.status).toBe('closed');
+    expect(host.connections.length).toBe(1);
+  });
+
+  it('close() deflates, reports the empty balloon and says Goodbye', async () => {
+    const a = await start();
+    const conn = await poll(() => host.latest, 'a connection');
+    await poll(() => helloOn(conn), 'Hello');
+    host.welcome(conn, { targetMib: 10, generation: 1 });
+    await poll(() => lastStatus(conn)?.actualMib === 10, 'the balloon at 10 MiB');
+    await a.close();
+    agent = null;
+    await poll(() => host.received(conn, 'goodbye')[0], 'Goodbye');
+    const statuses = host.received(conn, 'balloonStatus');
+    expect(statuses.at(-1)).toMatchObject({ actualMib: 0, lockedMib: 0 });
+    expect(host.received(conn, 'goodbye')[0]!.reason).toBe('shutdown');
+    expect(a.status).toBe('closed');
+  });
+});

@@ -1,0 +1,185 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BalloonStatus } from '@memballoon/protocol';
+import { BalloonEngine } from './engine.js';
+import type { DomainSource } from '../domain/source.js';
+
+const MIB = 1024 * 1024;
+
+function procMib(pid: number, key: 'VmRSS' | 'VmLck'): number {
+  const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m?.[1]) throw new Error(`no ${key} for ${pid}`);
+  return Number(m[1]) / 1024;
+}
+
+async function poll<T>(probe: () => T | undefined | false, what: string, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('balloon engine against the kernel (child process)', () => {
+  let child: ChildProcess;
+  const ask = async <T>(msg: object, op: string): Promise<T> => {
+    const answer = new Promise<T>((resolve) => {
+      const on = (m: { op: string }) => {
+        if (m.op === op) {
+          child.off('message', on);
+          resolve(m as T);
+        }
+      };
+      child.on('message', on);
+    });
+    child.send(msg);
+    return answer;
+  };
+
+  beforeAll(async () => {
+    child = fork(fileURLToPath(new URL('./rss-child.fixture.ts', import.meta.url)), { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+    const [m] = (await once(child, 'message')) as [{ op: string }];
+    expect(m.op).toBe('ready');
+  });
+
+  afterAll(async () => {
+    if (child.exitCode === null) {
+      await ask({ op: 'close' }, 'close');
+      await once(child, 'exit');
+    }
+  });
+
+  it('inflates 64 MiB: VmRSS grows by 64 MiB, VmLck shows the lock, pages hold non-zero data; deflate gives it back', async () => {
+    const pid = child.pid!;
+    const rssBefore = procMib(pid, 'VmRSS');
+    const { status } = await ask<{ status: BalloonStatus }>({ op: 'target', targetMib: 64 }, 'target');
+    expect(status.actualMib).toBe(64);
+    const grownMib = procMib(pid, 'VmRSS') - rssBefore;
+    expect(grownMib).toBeGreaterThan(64 - 4);
+    expect(grownMib).toBeLessThan(64 + 6);
+    if (status.lock === 'locked') {
+      expect(procMib(pid, 'VmLck')).toBeGreaterThanOrEqual(64);
+      expect(status.lockedMib).toBe(64);
+    } else {
+      // Unpinned where mlock is refused, and says why.
+      expect(['not_permitted', 'unsupported']).toContain(status.lock);
+      expect(status.detail).not.toBe('');
+    }
+    const verify = await ask<{ pages?: number; error?: string }>({ op: 'verify' }, 'verify');
+    expect(verify.error).toBeUndefined();
+    expect(verify.pages).toBe((64 * MIB) / 4096);
+
+    const back = await ask<{ status: BalloonStatus }>({ op: 'target', targetMib: 0 }, 'target');
+    expect(back.status.actualMib).toBe(0);
+    // RSS drops as soon as the deflate completes (madvise), within a few MiB.
+    const rssAfter = procMib(pid, 'VmRSS');
+    expect(rssAfter - rssBefore).toBeLessThan(4);
+    expect(procMib(pid, 'VmLck')).toBe(0);
+  });
+
+  it('gives memory back on every cycle, not only the first', async () => {
+    const pid = child.pid!;
+    const rssBefore = procMib(pid, 'VmRSS');
+    for (let i = 0; i < 3; i++) {
+      await ask({ op: 'target', targetMib: 48 }, 'target');
+      expect(procMib(pid, 'VmRSS') - rssBefore).toBeGreaterThan(44);
+      await ask({ op: 'target', targetMib: 0 }, 'target');
+      expect(procMib(pid, 'VmRSS') - rssBefore).toBeLessThan(4);
+    }
+  });
+});
+
+describe('balloon engine behaviour', () => {
+  it('a new target during an inflate takes effect at the next chunk (inflate → smaller)', async () => {
+    const engine = new BalloonEngine({ workerThreads: 1, lock: false });
+    let maxSeenMib = 0;
+    engine.on('chunk', (c) => (maxSeenMib = Math.max(maxSeenMib, c.actualMib)));
+    engine.once('chunk', () => setImmediate(() => engine.setTarget(8)));
+    engine.setTarget(96);
+    const status = await engine.settled();
+    expect(status.actualMib).toBe(8);
+    expect(status.targetMib).toBe(8);
+    expect(status.state).toBe('steady');
+    expect(maxSeenMib).toBeLessThan(96);
+    expect(engine.verifyPages()).toBe((8 * MIB) / 4096);
+    await engine.close();
+  });
+
+  it('a new target during a deflate takes effect at the next step (deflate → larger)', async () => {
+    const engine = new BalloonEngine({ workerThreads: 1, lock: false, deflateStepMib: 1, progressEveryMib: 1 });
+    engine.setTarget(48);
+    await engine.settled();
+    let minSeenMib = 48;
+    let preempted = false;
+    engine.on('progress', (s) => {
+      minSeenMib = Math.min(minSeenMib, s.actualMib);
+      if (!preempted && s.state === 'deflating') {
+        preempted = true;
+        setImmediate(() => engine.setTarget(40));
+      }
+    });
+    engine.setTarget(0);
+    const status = await engine.settled();
+    expect(status.actualMib).toBe(40);
+    expect(minSeenMib).toBeGreaterThan(0);
+    await engine.close();
+  });
+
+  it('ignores a target of an older generation (latest wins)', async () => {
+    const engine = new BalloonEngine({ workerThreads: 0, lock: false });
+    expect(engine.setTarget(4, 5)).toBe(true);
+    expect(engine.setTarget(16, 3)).toBe(false);
+    expect((await engine.settled()).actualMib).toBe(4);
+    await engine.close();
+  });
+
+  it('refuses a target above the guest memory with a named error and keeps its balloon', async () => {
+    const engine = new BalloonEngine({ workerThreads: 0, lock: false, maxTargetMib: 128 });
+    engine.setTarget(4);
+    await engine.settled();
+    expect(() => engine.setTarget(129)).toThrowError(expect.objectContaining({ code: 'target_out_of_range' }));
+    expect(() => engine.setTarget(-1)).toThrowError(expect.objectContaining({ code: 'target_out_of_range' }));
+    expect(engine.status.actualMib).toBe(4);
+    expect(engine.verifyPages()).toBe((4 * MIB) / 4096);
+    await engine.close();
+  });
+
+  it('stops short at the floor, and deflates by itself under guest pressure', async () => {
+    // A fake guest of 1 GiB whose free memory is whatever the test says,
+    // minus what the balloon holds (as a real domain would show it).
+    let workloadFreeMib = 200;
+    let engine: BalloonEngine | null = null;
+    const domain: DomainSource = {
+      kind: 'machine',
+      totalMib: 1024,
+      availability: () => ({ totalBytes: 1024 * MIB, availableBytes: Math.max(0, workloadFreeMib - (engine?.status.actualMib ?? 0)) * MIB }),
+      stats: () => {
+        throw new Error('not used');
+      },
+    };
+    engine = new BalloonEngine({ workerThreads: 0, lock: false, domain, floorMib: 64, pressureCheckIntervalMs: 10 });
+    const shortfalls: BalloonStatus[] = [];
+    engine.on('shortfall', (s) => shortfalls.push(s));
+    engine.setTarget(500);
+    const status = await engine.settled();
+    expect(status.state).toBe('short');
+    expect(status.reason).toBe('guest_floor');
+    expect(status.actualMib).toBe(200 - 64);
+    expect(status.targetMib).toBe(500);
+
+    // The workload grows: free memory falls below the floor.
+    workloadFreeMib = 170;
+    const e = engine;
+    await poll(() => shortfalls.find((s) => s.reason === 'guest_pressure'), 'a guest_pressure shortfall');
+    await e.settled();
+    expect(e.status.reason).toBe('guest_pressure');
+    expect(e.status.actualMib).toBeLessThanOrEqual(170 - 64);
+    expect(170 - e.status.actualMib).toBeGreaterThanOrEqual(64);
+    await e.close();
+  });
+});

@@ -1,0 +1,39 @@
+// A child process that holds a BalloonEngine for the RSS tests: the parent
+// measures this process's VmRSS/VmLck in /proc, away from the test runner's
+// own allocations. Commands arrive over IPC; each answer carries the status.
+import { BalloonEngine } from './engine.js';
+import { fullGc } from './gc.js';
+
+const engine = new BalloonEngine({ workerThreads: 1 });
+// Collect the fixture's own garbage (IPC messages) before each command, so
+// the parent's RSS readings show the balloon, not the noise around it; never
+// after one, which would hide a deflate that leaves its pages to a GC.
+const gc = fullGc() ?? (() => {});
+
+process.on('message', (msg: { op: 'target'; targetMib: number } | { op: 'verify' } | { op: 'close' }) => {
+  void (async () => {
+    if (msg.op === 'target') {
+      gc();
+      engine.setTarget(msg.targetMib);
+      const status = await engine.settled();
+      process.send!({ op: 'target', status });
+    } else if (msg.op === 'verify') {
+      try {
+        process.send!({ op: 'verify', pages: engine.verifyPages() });
+      } catch (err) {
+        process.send!({ op: 'verify', error: String(err) });
+      }
+    } else {
+      await engine.close();
+      process.send!({ op: 'close' }, undefined, {}, () => process.exit(0));
+    }
+  })();
+});
+// Warm up first: the worker thread's isolate and the code paths cost
+// memory once, which is not the balloon's.
+engine.setTarget(2);
+await engine.settled();
+engine.setTarget(0);
+await engine.settled();
+gc();
+process.send!({ op: 'ready' });

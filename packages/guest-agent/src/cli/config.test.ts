@@ -1,0 +1,25 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from './config.js';
+
+describe('agent CLI config', () => {
+  it('parses every flag and the wrapped command', () => {
+    const c = loadConfig(
+      ['--host', 'http://h:1', '--name', 'vm 1', '--memory-mib', '2048', '--chunk-mib=4', '--floor-mib', '100', '--no-lock', '--domain', 'process', '--log-level', 'debug', '--', 'sleep', '10'],
+      {},
+    );
+    expect(c).toMatchObject({ host: 'http://h:1', name: 'vm 1', memoryMib: 2048, chunkMib: 4, floorMib: 100, lock: false, domain: 'process', logLevel: 'debug', command: ['sleep', '10'] });
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+  it('takes the token and URL from the environment; flags win', () => {
+    expect(loadConfig(['--name', 'a'], { MEMBALLOON_TOKEN: 't', MEMBALLOON_URL: 'http://e:2' })).toMatchObject({ token: 't', host: 'http://e:2' });
+    expect(loadConfig(['--name', 'a', '--token', 'f'], { MEMBALLOON_TOKEN: 't' }).token).toBe('f');
+    expect(loadConfig(['--name', 'a'], {}).host).toBe('http://127.0.0.1:7450');
+  });
+  it('refuses bad input with a clear message', () => {
+    expect(() => loadConfig(['--host', 'http://h'], {})).toThrow(/--name NAME is required/);
+    expect(() => loadConfig(['--name', 'a', '--chunk-mib', '0'], {})).toThrow(/--chunk-mib needs a whole number/);
+    expect(() => loadConfig(['--name', 'a', '--domain', 'vm'], {})).toThrow(/--domain must be/);
+    expect(() => loadConfig(['--name', 'a', '--bogus'], {})).toThrow(/unknown option '--bogus'/);
+    expect(() => loadConfig(['--name', 'a', '--'], {})).toThrow(/followed by a command/);
+  });
+});
