@@ -32,6 +32,12 @@ export interface PolicyConfig {
   readonly statsEwmaWeight: number;
   /** After a deflate, a VM's balloon is not grown again for this long. */
   readonly inflateCooldownMs: number;
+  /** After a VM is squeezed toward its share, it is granted nothing for this long. */
+  readonly shareHoldMs: number;
+  /** Free quota above safetyMarginMib + this is handed back to guests as headroom (a spike then finds it inside the guest). */
+  readonly relaxReserveMib: number;
+  /** Half-life of the remembered largest fall of available memory (spike headroom). */
+  readonly spikeHeadroomHalfLifeMs: number;
 }
 
 /** The defaults (see README.md for why each has its value). */
@@ -50,6 +56,9 @@ export const DEFAULT_POLICY_CONFIG: PolicyConfig = Object.freeze({
   psiDeflateStepPercent: 5,
   statsEwmaWeight: 0.3,
   inflateCooldownMs: 10_000,
+  shareHoldMs: 30_000,
+  relaxReserveMib: 1024,
+  spikeHeadroomHalfLifeMs: 600_000,
 });
 
 /** Merges overrides into the defaults and checks the ranges; throws RangeError on nonsense. */

@@ -51,13 +51,18 @@ interface VmRound {
 const roundMib = (x: number): number => Math.floor(x);
 
 /** Folds the new stats into the VM's moving averages and pressure flag. */
-function observe(config: PolicyConfig, prev: PolicyVmState | undefined, r: VmRound): void {
+function observe(config: PolicyConfig, prev: PolicyVmState | undefined, r: VmRound, nowMs: number): void {
   const stats = r.vm.stats;
   const fallback: PolicyVmState = prev ?? {
     availableEwmaMib: Number.NaN,
     psiSomeEwmaPercent: 0,
     pressured: false,
-    lastDeflateAtMs: Number.NEGATIVE_INFINITY,
+    lastDeflateAtMs: null,
+    lastInflateAtMs: null,
+    lastSqueezeAtMs: null,
+    lastAvailableMib: null,
+    spikeHeadroomMib: 0,
+    observedAtMs: null,
     lastDirection: 0,
   };
   if (stats === undefined || !Number.isFinite(stats.availableMib)) {
@@ -92,10 +97,26 @@ function observe(config: PolicyConfig, prev: PolicyVmState | undefined, r: VmRou
     fallback.pressured && (r.availableForNeedMib < r.midBandMib || psiSomeEwmaPercent > config.psiQuietPercent);
   const pressured = enters || stays;
 
+  // Remember the largest fall of available memory in one round, decaying with
+  // a half-life: a guest that has spiked keeps that much headroom when others
+  // want memory, instead of being squeezed into its next spike's OOM.
+  const elapsedMs = fallback.observedAtMs === null ? 0 : Math.max(0, nowMs - fallback.observedAtMs);
+  const decay = Math.pow(0.5, elapsedMs / config.spikeHeadroomHalfLifeMs);
+  const fallMib = fallback.lastAvailableMib === null ? 0 : fallback.lastAvailableMib - availableMib;
+  const spikeHeadroomMib = Math.max(fallback.spikeHeadroomMib * decay, fallMib);
+
   let needMib = pressured ? Math.max(0, r.midBandMib - r.availableForNeedMib) : 0;
   if (psiHigh) needMib = Math.max(needMib, (r.vm.memoryMib * config.psiDeflateStepPercent) / 100);
   r.needMib = roundMib(Math.min(needMib, r.deflateStepMib));
-  r.next = { ...fallback, availableEwmaMib, psiSomeEwmaPercent, pressured };
+  r.next = {
+    ...fallback,
+    availableEwmaMib,
+    psiSomeEwmaPercent,
+    pressured,
+    lastAvailableMib: availableMib,
+    spikeHeadroomMib,
+    observedAtMs: nowMs,
+  };
 }
 
 function change(r: VmRound, targetMib: number, reason: PolicyReasonCode, detail: string): void {
@@ -129,7 +150,7 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
       reason: undefined,
       detail: '',
     };
-    observe(config, state.vms[vm.name], r);
+    observe(config, state.vms[vm.name], r, input.nowMs);
     return r;
   });
 
@@ -149,18 +170,19 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
     change(r, newTargetMib, 'limit', `target ${r.vm.targetMib} MiB above the largest legal balloon ${r.maxBalloonMib} MiB`);
   }
 
-  // 2. Pressure: who claims memory back, and how much this round.
-  const claimants = rounds.filter((r) => r.hasStats && r.needMib > 0 && Math.min(r.targetMib, r.vm.actualMib) > 0);
+  // 2. Pressure: who claims memory back, and how much this round. A VM whose
+  // balloon is already empty can be given nothing, but it still counts when
+  // the claimants' shares are worked out.
   const baseOf = (r: VmRound): number => Math.min(r.targetMib, r.vm.actualMib);
-  const wantOf = (r: VmRound): number => Math.min(r.needMib, baseOf(r));
-  const totalWantMib = claimants.reduce((s, r) => s + wantOf(r), 0);
+  const claimants = rounds.filter((r) => r.hasStats && r.reason === undefined && (r.needMib > 0 || r.next.pressured));
+  const totalNeedMib = claimants.reduce((s, r) => s + r.needMib, 0);
   const normalBudgetMib = Math.max(0, freeMib - config.safetyMarginMib);
-  const contended = claimants.length >= 2 && totalWantMib > normalBudgetMib;
+  const contended = claimants.length >= 2 && totalNeedMib > normalBudgetMib;
 
   // Under contention each claimant is entitled to its weight's share of what
   // the claimants hold above their floors plus what can be given now. Stats are
-  // advisory: a guest above its share gets no grant, and well above it is
-  // squeezed back toward its share, whatever pressure it claims.
+  // advisory: a claimant at or above its share gets no grant while others
+  // wait, and one well above it is squeezed back toward it, whatever it claims.
   const shareExcessMib = new Map<VmRound, number>();
   if (contended) {
     const aboveFloor = (r: VmRound): number => Math.max(0, r.maxBalloonMib - baseOf(r));
@@ -171,11 +193,39 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
       shareExcessMib.set(r, aboveFloor(r) - shareMib);
     }
   }
+  const othersWaiting = claimants.some((r) => r.needMib > 0 && (shareExcessMib.get(r) ?? 0) < 0);
 
-  const grant = (budgetMib: number, eligible: readonly VmRound[], capOf: (r: VmRound) => number): void => {
+  // 2a. Squeeze claimants above their share by more than the dead band.
+  const squeezed = new Set<VmRound>();
+  if (contended && othersWaiting) {
+    for (const r of claimants) {
+      const excessMib = shareExcessMib.get(r) ?? 0;
+      const bandMib = (r.vm.memoryMib * config.hysteresisPercent) / 100;
+      if (excessMib <= bandMib) continue;
+      const takeMib = Math.min(roundMib(excessMib - bandMib / 2), r.inflateStepMib, r.maxBalloonMib - r.targetMib);
+      if (takeMib < r.minChangeMib) continue;
+      squeezed.add(r);
+      change(r, r.targetMib + takeMib, 'share', `claims pressure but holds ${roundMib(excessMib)} MiB above its weight's share: take ${takeMib} MiB`);
+    }
+  }
+
+  const wantOf = (r: VmRound): number => {
+    if (squeezed.has(r)) return 0;
+    // A VM squeezed lately gets nothing back for a while: without this hold,
+    // a guest claiming pressure forever would take back what it just gave.
+    const squeezedAtMs = r.next.lastSqueezeAtMs;
+    if (squeezedAtMs !== null && input.nowMs - squeezedAtMs < config.shareHoldMs) return 0;
+    const want = Math.min(r.needMib, baseOf(r));
+    // Skip grants too small to be worth a balloon operation, unless they empty the balloon.
+    if (want < r.minChangeMib && want !== baseOf(r)) return 0;
+    const excess = shareExcessMib.get(r);
+    if (excess === undefined || !othersWaiting) return want;
+    return Math.min(want, Math.max(0, roundMib(-excess)));
+  };
+  const grant = (budgetMib: number, eligible: readonly VmRound[]): void => {
     const amounts = waterFillMib(
       budgetMib,
-      eligible.map((r) => ({ capMib: capOf(r), shareWeight: r.vm.settings.memoryWeight })),
+      eligible.map((r) => ({ capMib: wantOf(r), shareWeight: r.vm.settings.memoryWeight })),
     );
     eligible.forEach((r, i) => {
       const giveMib = amounts[i]!;
@@ -183,48 +233,22 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
       const newTargetMib = baseOf(r) - giveMib;
       freeMib -= costOf(r, newTargetMib);
       r.needMib -= giveMib;
-      const reading = r.critical ? 'critical' : `available ${Math.round(r.availableForNeedMib)} MiB, buffer ${Math.round(r.bufferMib)} MiB`;
+      const reading = r.critical
+        ? `critical, available ${Math.round(r.availableForNeedMib)} MiB`
+        : `available ${Math.round(r.availableForNeedMib)} MiB, buffer ${Math.round(r.bufferMib)} MiB`;
       change(r, newTargetMib, 'pressure', `${reading}: give back ${giveMib} MiB`);
     });
   };
-  const remainingWant = (r: VmRound): number => {
-    const want = wantOf(r);
-    // Skip grants too small to be worth a balloon operation, unless they empty the balloon.
-    return want >= r.minChangeMib || want === baseOf(r) ? want : 0;
-  };
-
-  // 2a. Free quota above the safety margin, by weight; under contention only up
-  // to each claimant's share.
-  const underShareCap = (r: VmRound): number => {
-    const excess = shareExcessMib.get(r);
-    return excess === undefined ? remainingWant(r) : Math.min(remainingWant(r), Math.max(0, roundMib(-excess)));
-  };
-  grant(normalBudgetMib, claimants, underShareCap);
-  // 2b. Whatever is left above the margin, by weight without shares.
-  grant(Math.max(0, freeMib - config.safetyMarginMib), claimants.filter((r) => r.needMib > 0), remainingWant);
+  // 2b. Free quota above the safety margin, by weight (within shares under contention).
+  grant(normalBudgetMib, claimants);
   // 2c. Critical guests may spend the margin itself: that is what it is for.
-  grant(Math.max(0, freeMib), claimants.filter((r) => r.critical && r.needMib > 0), remainingWant);
-
-  // 3. Squeeze claimants well above their share (by more than the dead band),
-  // while others below their share still wait.
-  const squeezed = new Set<VmRound>();
-  const othersWaiting = claimants.some((r) => r.needMib > 0 && (shareExcessMib.get(r) ?? 0) < 0);
-  if (contended && othersWaiting) {
-    for (const r of claimants) {
-      const excessMib = shareExcessMib.get(r) ?? 0;
-      const bandMib = (r.vm.memoryMib * config.hysteresisPercent) / 100;
-      if (excessMib <= bandMib || r.reason !== undefined) continue;
-      const takeMib = Math.min(roundMib(excessMib), r.inflateStepMib, r.maxBalloonMib - r.targetMib);
-      if (takeMib < r.minChangeMib) continue;
-      squeezed.add(r);
-      change(r, r.targetMib + takeMib, 'share', `claims pressure but holds ${roundMib(excessMib)} MiB above its weight's share: take ${takeMib} MiB`);
-    }
-  }
+  grant(Math.max(0, freeMib), claimants.filter((r) => r.critical && r.needMib > 0));
 
   // 4. Reclaim from guests with surplus, to fund what is still wanted and to
   // refill the safety margin. Memory already on its way (targets above what
   // the guests have pinned) counts, so a slow guest does not cause over-reclaim.
-  const unmetDemandMib = claimants.reduce((s, r) => s + Math.max(0, r.needMib), 0);
+  // Only what could still be given counts: a guest with an empty balloon can get nothing more.
+  const unmetDemandMib = claimants.reduce((s, r) => s + Math.max(0, Math.min(r.needMib, baseOf(r))), 0);
   const pendingMib = rounds.reduce((s, r) => s + Math.max(0, r.targetMib - r.vm.actualMib), 0);
   const marginShortMib = Math.max(0, config.safetyMarginMib - freeMib);
   const reclaimMib = unmetDemandMib + marginShortMib - pendingMib;
@@ -233,12 +257,13 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
     for (const r of rounds) {
       if (!r.hasStats || r.reason !== undefined || r.next.pressured || squeezed.has(r)) continue;
       if (r.next.psiSomeEwmaPercent > config.psiQuietPercent) continue;
-      if (input.nowMs - r.next.lastDeflateAtMs < config.inflateCooldownMs) continue;
-      // Hysteresis: start taking only above buffer + band, and stop at mid-band.
+      const deflatedAtMs = r.next.lastDeflateAtMs;
+      if (deflatedAtMs !== null && input.nowMs - deflatedAtMs < config.inflateCooldownMs) continue;
+      // Hysteresis: take only what lies above buffer + band, so a guest left
+      // there must lose a whole band before it counts as pressured again.
       const pendingOwnMib = Math.max(0, r.targetMib - r.vm.actualMib);
       const availableMib = r.availableLowMib - pendingOwnMib;
-      if (availableMib <= r.upperBandMib) continue;
-      const surplusMib = availableMib - r.midBandMib;
+      const surplusMib = availableMib - Math.max(r.upperBandMib, r.next.spikeHeadroomMib + (r.upperBandMib - r.bufferMib));
       const capMib = roundMib(Math.min(surplusMib, r.inflateStepMib, r.maxBalloonMib - r.targetMib));
       if (capMib < r.minChangeMib) continue;
       donors.push({ r, surplusMib, capMib });
@@ -258,7 +283,31 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
     });
   }
 
-  // 5. Emit the changes and remember directions.
+  // 5. Relax: quota idle in the pool helps no one, while headroom inside a
+  // guest absorbs its next spike without waiting for a round. Beyond the
+  // margin and a reserve kept for quick grants, hand it back by weight, gently,
+  // and never to a guest whose balloon grew lately (that would oscillate).
+  const relaxMib = Math.max(0, freeMib - config.safetyMarginMib - config.relaxReserveMib);
+  if (unmetDemandMib === 0 && relaxMib > 0) {
+    const relaxers = rounds.filter((r) => {
+      if (!r.hasStats || r.reason !== undefined || baseOf(r) <= 0) return false;
+      const grewAtMs = r.next.lastInflateAtMs;
+      return grewAtMs === null || input.nowMs - grewAtMs >= config.inflateCooldownMs;
+    });
+    const amounts = waterFillMib(
+      relaxMib,
+      relaxers.map((r) => ({ capMib: Math.min(baseOf(r), r.inflateStepMib), shareWeight: r.vm.settings.memoryWeight })),
+    );
+    relaxers.forEach((r, i) => {
+      const giveMib = amounts[i]!;
+      if (giveMib < r.minChangeMib && giveMib !== baseOf(r)) return;
+      const newTargetMib = baseOf(r) - giveMib;
+      freeMib -= costOf(r, newTargetMib);
+      change(r, newTargetMib, 'relax', `pool has ${Math.round(relaxMib)} MiB idle beyond its reserve: give back ${giveMib} MiB`);
+    });
+  }
+
+  // 6. Emit the changes and remember directions.
   const changes: PolicyTargetChange[] = [];
   const vms: Record<string, PolicyVmState> = {};
   for (const r of rounds) {
@@ -269,6 +318,8 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
         ...next,
         lastDirection: direction,
         lastDeflateAtMs: direction < 0 ? input.nowMs : next.lastDeflateAtMs,
+        lastInflateAtMs: direction > 0 ? input.nowMs : next.lastInflateAtMs,
+        lastSqueezeAtMs: r.reason === 'share' ? input.nowMs : next.lastSqueezeAtMs,
       };
       changes.push({
         name: r.vm.name,

@@ -56,7 +56,8 @@ export type PolicyReasonCode =
   | 'limit' // the current target breaks the VM's minimum, balloon max or the 90 % rule
   | 'reclaim' // the guest has memory above its buffer and someone needs it
   | 'margin' // the pool's safety margin is short: refill it from guests with surplus
-  | 'share'; // the guest claims pressure but holds more than its weight's share
+  | 'share' // the guest claims pressure but holds more than its weight's share
+  | 'relax'; // the pool has idle free quota beyond its reserve: hand it back as headroom
 
 /** One changed target. */
 export interface PolicyTargetChange {
@@ -85,8 +86,18 @@ export interface PolicyVmState {
   readonly psiSomeEwmaPercent: number;
   /** Whether the VM is in the pressured state (hysteresis: entered below buffer, left above mid-band). */
   readonly pressured: boolean;
-  /** When its balloon was last deflated by the policy (ms, caller's clock); -Infinity if never. */
-  readonly lastDeflateAtMs: number;
+  /** When its balloon was last deflated by the policy (ms, caller's clock); null if never. */
+  readonly lastDeflateAtMs: number | null;
+  /** When its balloon was last grown by the policy (ms); null if never. */
+  readonly lastInflateAtMs: number | null;
+  /** When it was last squeezed toward its weight's share (ms); null if never. */
+  readonly lastSqueezeAtMs: number | null;
+  /** The latest raw available reading (MiB), to see how fast it falls. */
+  readonly lastAvailableMib: number | null;
+  /** The largest recent one-round fall of available memory (MiB), decaying: headroom the guest has shown it needs. */
+  readonly spikeHeadroomMib: number;
+  /** When spikeHeadroomMib was last updated (ms), for its decay. */
+  readonly observedAtMs: number | null;
   /** Direction of the last change: +1 inflate, -1 deflate, 0 none yet. */
   readonly lastDirection: -1 | 0 | 1;
 }

@@ -1,0 +1,21 @@
+// Runs every engine on every scenario: what `npm run simulate` prints.
+import { momDefaultPolicy } from '../baselines/momDefault.js';
+import { vboxBalloonCtrlPolicy } from '../baselines/vboxBalloonCtrl.js';
+import { ourPolicy } from '../engine.js';
+import type { BalloonPolicy } from '../types.js';
+import { standardScenarios } from './scenarios.js';
+import { simulate, type SimResult } from './simulator.js';
+
+/** The engines of the comparison: ours first, then the baselines. */
+export function comparisonEngines(): BalloonPolicy<unknown>[] {
+  return [ourPolicy(), vboxBalloonCtrlPolicy(), momDefaultPolicy()] as BalloonPolicy<unknown>[];
+}
+
+/** Every engine on every standard scenario, with one seed per scenario (the same for each engine). */
+export function runComparison(seed = 7, rounds = 3000): SimResult[] {
+  const results: SimResult[] = [];
+  standardScenarios(rounds).forEach((scenario, i) => {
+    for (const engine of comparisonEngines()) results.push(simulate(scenario, engine, seed * 1000 + i));
+  });
+  return results;
+}
