@@ -1,0 +1,68 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { StubHost } from '../test-support/stub-host.js';
+
+const BIN = fileURLToPath(new URL('../../bin/balloon-agent.mjs', import.meta.url));
+
+async function poll<T>(probe: () => T | undefined | null | false, what: string, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined && v !== null && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function run(args: string[]): { child: ChildProcess; stderr: () => string; exit: Promise<[number | null, NodeJS.Signals | null]> } {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  return { child, stderr: () => err, exit: once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]> };
+}
+
+describe('balloon-agent CLI', () => {
+  let host: StubHost;
+  beforeEach(async () => {
+    host = await StubHost.start();
+  });
+  afterEach(async () => {
+    await host.close();
+  });
+
+  it('inflates on Welcome, then on SIGTERM deflates, says Goodbye and exits 0', async () => {
+    const { child, exit } = run(['--host', host.url, '--name', 'cli-vm', '--memory-mib', '2048', '--log-level', 'warn']);
+    const conn = await poll(() => host.latest, 'a connection');
+    const hello = await poll(() => host.received(conn, 'hello')[0], 'Hello');
+    expect(hello.facts).toMatchObject({ pid: child.pid, totalMemoryMib: 2048, domain: 'process' });
+    host.welcome(conn, { targetMib: 32, generation: 1 });
+    await poll(() => host.received(conn, 'balloonStatus').find((s) => s.actualMib === 32 && s.state === 'steady'), 'the balloon at 32 MiB');
+    const rss = Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024;
+    expect(rss).toBeGreaterThan(32);
+    child.kill('SIGTERM');
+    const [code] = await exit;
+    expect(code).toBe(0);
+    expect(host.received(conn, 'balloonStatus').at(-1)).toMatchObject({ actualMib: 0 });
+    expect(host.received(conn, 'goodbye')[0]?.reason).toBe('shutdown');
+  });
+
+  it('runs a wrapped workload and exits with its exit code', async () => {
+    const { exit } = run(['--host', host.url, '--name', 'wrap-vm', '--log-level', 'silent', '--memory-mib', '1024', '--', process.execPath, '-e', 'setTimeout(() => process.exit(3), 300)']);
+    const conn = await poll(() => host.latest, 'a connection');
+    await poll(() => host.received(conn, 'hello')[0], 'Hello');
+    host.welcome(conn, { targetMib: 4, generation: 1 });
+    const [code] = await exit;
+    expect(code).toBe(3);
+    await poll(() => host.received(conn, 'goodbye')[0], 'Goodbye');
+  });
+
+  it('refuses bad flags with a one-line reason and exit code 2', async () => {
+    const { stderr, exit } = run(['--name', 'x', '--domain', 'nope']);
+    const [code] = await exit;
+    expect(code).toBe(2);
+    expect(stderr()).toMatch(/^balloon-agent: --domain must be auto, machine, cgroup or process/);
+  });
+});
