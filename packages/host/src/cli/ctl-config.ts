@@ -1,0 +1,35 @@
+// The configuration of balloonctl: global flags and the environment become
+// one frozen object. The only place of the balloonctl process that reads
+// process.env.
+
+/** Where balloonctl finds the host when neither --host nor MEMBALLOON_URL says. */
+export const DEFAULT_HOST_URL = 'http://127.0.0.1:7450';
+
+/** balloonctl's settings and the command's words. */
+export interface CtlConfig {
+  hostUrl: string;
+  json: boolean;
+  /** The command and its arguments, global flags removed. */
+  args: readonly string[];
+  /** Whether stdout is a terminal (progress bars instead of lines). */
+  tty: boolean;
+}
+
+/** Takes --host URL and --json out of argv (anywhere), falls back to MEMBALLOON_URL. */
+export function loadCtlConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, tty = Boolean(process.stdout.isTTY)): Readonly<CtlConfig> {
+  const args: string[] = [];
+  let hostUrl: string | undefined;
+  let json = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--host') {
+      hostUrl = argv[++i];
+      if (hostUrl === undefined) throw new Error('--host needs a URL, e.g. http://127.0.0.1:7450');
+    } else if (a.startsWith('--host=')) hostUrl = a.slice('--host='.length);
+    else if (a === '--json') json = true;
+    else args.push(a);
+  }
+  const url = (hostUrl ?? env.MEMBALLOON_URL ?? DEFAULT_HOST_URL).replace(/\/+$/, '');
+  if (!/^https?:\/\/[^/]+/.test(url)) throw new Error(`the host URL '${url}' must start with http:// or https://`);
+  return Object.freeze({ hostUrl: url, json, args: Object.freeze(args), tty });
+}
