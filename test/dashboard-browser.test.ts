@@ -1,18 +1,25 @@
 // The dashboard in a real browser (headless Chromium driven by playwright-core):
 // the page lists the running VMs, setting a balloon from the page moves the
 // actual value shown, a refusal is shown readably, and a screenshot is written
-// to test-output/. Skipped, with the reason printed, where Chromium is missing.
+// to test-output/. Once against a fake host (the page alone), once against the
+// real host with three balloon-agent processes (the screenshot the README
+// shows: test-output/dashboard.png, copied to docs/dashboard.png). Skipped,
+// with the reason printed, where Chromium is missing.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { afterEach, describe, expect, it } from 'vitest';
+import { startHost, type HostHandle } from '@memballoon/host';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeHost, type FakeHost } from '../packages/host/src/dashboard/test-fixtures.js';
+import { waitFor } from './support/index.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const LAUNCH_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
 const OUTPUT_DIR = fileURLToPath(new URL('../test-output/', import.meta.url));
+const AGENT_BIN = fileURLToPath(new URL('../packages/guest-agent/bin/balloon-agent.mjs', import.meta.url));
 const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) console.log(`dashboard browser tests skipped: ${CHROMIUM} not found (Debian's chromium package provides it)`);
 
@@ -106,5 +113,95 @@ describe.skipIf(!haveChromium)('dashboard in Chromium (fake host)', () => {
     host.dashboard.close(); // ends the stream; new connections get 503
     await expect.poll(() => page.locator('#conn').getAttribute('data-state'), { timeout: 15_000 }).toBe('down');
     // A new fetch error is logged by Chromium as a console error for the 503; that is expected here.
+  });
+});
+
+/** The demo's guests: a pool smaller than their sum, so balloons must hold memory back. */
+const GUESTS = [
+  { name: 'vm-small', memoryMib: 512 },
+  { name: 'vm-medium', memoryMib: 768 },
+  { name: 'vm-large', memoryMib: 1024 },
+] as const;
+const POOL_MIB = 1536;
+
+describe.skipIf(!haveChromium)('dashboard in Chromium (real host, three agents)', () => {
+  let host: HostHandle | undefined;
+  let dataDir: string | undefined;
+  const agents: ChildProcess[] = [];
+  let browser: Awaited<ReturnType<typeof openBrowser>> | undefined;
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'memballoon-dashboard-'));
+    host = await startHost({ listenPort: 0, dataDir, poolMib: POOL_MIB, autoRegister: true });
+    for (const guest of GUESTS) {
+      const agent = spawn(
+        process.execPath,
+        [AGENT_BIN, '--host', host.url, '--name', guest.name, '--memory-mib', String(guest.memoryMib), '--log-level', 'warn'],
+        { stdio: ['ignore', 'ignore', 'inherit'] },
+      );
+      agents.push(agent);
+      // One after the other, as the demo starts them: each admission may reclaim from the others.
+      await waitFor(() => host!.service.snapshot().vms.some((vm) => vm.name === guest.name && vm.state === 'running'), {
+        timeoutMs: 45_000,
+        what: `${guest.name} to run`,
+      });
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await Promise.all(
+      agents.map(
+        (agent) =>
+          new Promise<void>((resolve) => {
+            if (agent.exitCode !== null || agent.signalCode !== null) return resolve();
+            agent.once('exit', () => resolve());
+            agent.kill('SIGINT'); // deflate, Goodbye, exit
+          }),
+      ),
+    );
+    await host?.close();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('lists the running VMs, moves the actual balloon set from the page, shows refusals, and writes the screenshot', async () => {
+    browser = await openBrowser();
+    const { page } = browser;
+    await page.goto(`${host!.url}/`);
+    await expect
+      .poll(() => page.locator('.card[data-state="running"] h3').allTextContents(), { timeout: 30_000 })
+      .toEqual(['vm-large', 'vm-medium', 'vm-small']);
+    // The pool overcommits: the guests' memory is more than the pool.
+    expect(await page.locator('#pool-figures [data-field="sizeMib"] dd').first().textContent()).toBe('1,536 MiB');
+    expect(await page.locator('#pool-figures [data-field="guestsMib"] dd').first().textContent()).toBe('2,304 MiB');
+
+    // A target the large VM does not have yet, so the value shown must move.
+    const before = host!.service.snapshot().vms.find((vm) => vm.name === 'vm-large')!.balloon!.actualMib;
+    const targetMib = before === 256 ? 320 : 256;
+    const card = page.locator('.card[data-vm="vm-large"]');
+    await card.locator('input[name="targetMib"]').fill(String(targetMib));
+    await card.locator('button[type="submit"]').click();
+    await expect.poll(() => card.locator('.message').getAttribute('data-kind'), { timeout: 30_000 }).toBe('ok');
+    await expect.poll(() => field(page, 'vm-large', 'actualMib').textContent(), { timeout: 30_000 }).toBe(`${targetMib} MiB`);
+    // The guest really holds it: the host's view agrees with the page.
+    expect(host!.service.snapshot().vms.find((vm) => vm.name === 'vm-large')!.balloon!.actualMib).toBe(targetMib);
+
+    // The 90 % rule, as the host words it.
+    await card.locator('input[name="targetMib"]').fill('1000');
+    await card.locator('button[type="submit"]').click();
+    await expect.poll(() => card.locator('.message[data-kind="error"]').textContent(), { timeout: 30_000 }).toContain('90 %');
+
+    // Let the medium VM deflate a little too, so the charts have a story, then the screenshot.
+    const medium = page.locator('.card[data-vm="vm-medium"]');
+    const mediumBefore = host!.service.snapshot().vms.find((vm) => vm.name === 'vm-medium')!.balloon!.actualMib;
+    const mediumTarget = Math.max(0, mediumBefore - 64);
+    await medium.locator('input[name="targetMib"]').fill(String(mediumTarget));
+    await medium.locator('button[type="submit"]').click();
+    await expect.poll(() => field(page, 'vm-medium', 'actualMib').textContent(), { timeout: 30_000 }).toBe(`${mediumTarget} MiB`);
+    await expect.poll(() => page.locator('.card canvas').count()).toBe(3);
+    mkdirSync(OUTPUT_DIR, { recursive: true });
+    await page.screenshot({ path: join(OUTPUT_DIR, 'dashboard.png'), fullPage: true });
+    console.log(`dashboard screenshot: ${join(OUTPUT_DIR, 'dashboard.png')}`);
+    expect(browser.pageErrors).toEqual([]);
   });
 });

@@ -8,6 +8,7 @@
   const EVENTS_URL = '/api/v1/events';
   const HISTORY_S = 300;
   const CHART_HEIGHT_PX = 150;
+  const MIN_WINDOW_S = 10;
   const RECONNECT_MS = 2000;
   /** No byte for this long (the host sends a keep-alive every 15 s): the stream is dead, reconnect. */
   const STALL_MS = 45000;
@@ -193,7 +194,7 @@
     for (const [label, className] of [['target', 'key-target'], ['actual', 'key-actual'], ['available', 'key-available']]) {
       card.chartLegend.append(el('span', 'key ' + className), document.createTextNode(label + ' '));
     }
-    card.chartLegend.append(document.createTextNode('· last ' + HISTORY_S / 60 + ' minutes'));
+    card.chartLegend.append(document.createTextNode('· last ' + HISTORY_S / 60 + ' min'));
 
     const form = el('form', 'control');
     const label = el('label', '', 'Balloon ');
@@ -242,7 +243,8 @@
     setText(f.availableMib, stats ? mib(stats.availableMib) : '–');
     setText(f.pressure, stats ? percent(stats.psiSomeAvg10Percent) : '–');
     const shared = vm.sharedMib !== undefined ? vm.sharedMib : stats ? stats.sharedMib : undefined;
-    setText(f.sharedMib, running ? mib(shared) + (vm.pageFusion ? '' : ' (fusion off)') : vm.pageFusion ? 'fusion on' : 'fusion off');
+    const fusionOff = !vm.pageFusion && !(shared > 0);
+    setText(f.sharedMib, fusionOff ? 'fusion off' : running ? mib(shared) : 'fusion on');
 
     // The balloon gauge: actual as a fill, target as a tick, out of the VM's memory.
     const memory = Math.max(vm.memoryMib, 1);
@@ -316,7 +318,7 @@
       cursor: { drag: { x: false, y: false } },
       legend: { show: false },
       scales: {
-        x: { time: true, range: () => [nowS() - HISTORY_S, nowS()] },
+        x: { time: true, range: () => chartWindow(card) },
         y: { range: () => [0, memoryMib] },
       },
       axes: [
@@ -324,7 +326,9 @@
           stroke: '#6b7280',
           grid: { stroke: '#eef0f3' },
           ticks: { stroke: '#e5e7eb' },
-          values: (u, vals) => vals.map((v) => new Date(v * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hour12: false })),
+          // Seconds only where ticks are closer than a minute.
+          values: (u, vals, axisIdx, space, incr) =>
+            vals.map((v) => new Date(v * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: incr < 60 ? '2-digit' : undefined, hour12: false })),
         },
         { stroke: '#6b7280', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e5e7eb' }, size: 48, label: 'MiB', labelSize: 16, labelFont: '11px system-ui, sans-serif' },
       ],
@@ -340,6 +344,13 @@
 
   function nowS() {
     return Date.now() / 1000;
+  }
+
+  /** The chart's time range: the history so far (at least MIN_WINDOW_S), growing to HISTORY_S, then scrolling. */
+  function chartWindow(card) {
+    const now = nowS();
+    const first = card.history.length > 0 ? card.history[0][0] : now;
+    return [Math.max(now - HISTORY_S, Math.min(first, now - MIN_WINDOW_S)), now];
   }
 
   /** The history as uPlot columns, extended to now so a quiet VM's lines reach the right edge. */
