@@ -19,7 +19,7 @@ export function balloonTargetProblem(targetMib: number, memoryMib: number, vmNam
   }
   const limitMib = maxBalloonMib(memoryMib);
   if (targetMib > limitMib) {
-    return `a balloon of ${targetMib} MiB is 90 % or more of VM '${vmName}''s memory of ${memoryMib} MiB: the largest allowed is ${limitMib} MiB`;
+    return `a balloon of ${targetMib} MiB is 90 % or more of the memory of VM '${vmName}' (${memoryMib} MiB): the largest allowed is ${limitMib} MiB`;
   }
   return null;
 }

@@ -32,7 +32,7 @@ describe('balloon rules', () => {
 
   it('explains a refused target', () => {
     expect(balloonTargetProblem(460, 512, 'a')).toBeNull();
-    expect(balloonTargetProblem(461, 512, 'a')).toMatch(/90 % or more of VM 'a''s memory of 512 MiB: the largest allowed is 460 MiB/);
+    expect(balloonTargetProblem(461, 512, 'a')).toMatch(/90 % or more of the memory of VM 'a' \(512 MiB\): the largest allowed is 460 MiB/);
     expect(balloonTargetProblem(-1, 512, 'a')).toMatch(/0 or more/);
     expect(balloonTargetProblem(1.5, 512, 'a')).toMatch(/whole number/);
   });

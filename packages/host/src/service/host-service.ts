@@ -362,8 +362,9 @@ export class HostService {
       }
     }
     if (!stillWanted()) throw new HostError('not_running', `${what}: given up, the VM went away`);
-    const guestReason = short ? `VM '${short.name}' stopped short (${this.running.get(short.name)?.guest.status?.reason ?? 'unknown'})` : `the VMs ${raised.map((x) => `'${x.name}'`).join(', ')} did not inflate in time`;
-    throw new HostError('pool_exhausted', `${what}: ${needMib} MiB needed, ${this.pool.freeMib} MiB free after ${Math.round(this.reclaimTimeoutMs / 1000)} s: ${guestReason}`);
+    const guestReason = short ? `VM '${short.name}' stopped short of its new balloon (${this.running.get(short.name)?.guest.status?.reason ?? 'unknown'}), so the reclaim was undone` : `the VMs ${raised.map((x) => `'${x.name}'`).join(', ')} did not inflate in time`;
+    const when = short ? 'now' : `after ${Math.round(this.reclaimTimeoutMs / 1000)} s`;
+    throw new HostError('pool_exhausted', `${what}: ${needMib} MiB needed, ${this.pool.freeMib} MiB free ${when}: ${guestReason}`);
   }
 
   // ---- guest sessions ------------------------------------------------------

@@ -1,0 +1,216 @@
+// The host's guest sessions against a fake guest: Hello rules, refusals with
+// their close codes, targets with generations, status intake and the pool.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { bodies, encodeFrame } from '@memballoon/protocol';
+import { startHost, type HostHandle } from '@memballoon/host';
+import { connectFake, helloFor } from './support/fake-guest.js';
+import { tempDataDir } from './support/host.js';
+import { waitFor } from './support/wait.js';
+
+let host: HostHandle;
+let data: { dir: string; remove: () => void };
+
+beforeEach(async () => {
+  data = tempDataDir();
+  host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1024, limits: { helloTimeoutMs: 300 }, reclaimTimeoutMs: 2_000, policyIntervalMs: 0, dashboard: false });
+});
+afterEach(async () => {
+  await host.close();
+  data.remove();
+});
+
+const running = (name: string) => host.service.isRunning(name);
+
+describe('guest sessions', () => {
+  it('welcomes a registered VM with its default balloon and a generation, and counts its status into the pool', async () => {
+    host.service.createVm({ name: 'a', memoryMib: 512 });
+    host.service.modifyVm('a', { defaultBalloonMib: 100 });
+    const g = await connectFake(host.url);
+    g.send(helloFor('a', 512));
+    const welcome = await g.next('welcome');
+    expect(welcome).toMatchObject({ targetMib: 100, generation: 1, statsIntervalMs: 1000, heartbeatIntervalMs: 2000, pageFusion: false });
+    expect(host.service.hostView().pool).toEqual({ sizeMib: 1024, heldMib: 512, reclaimedMib: 0, freeMib: 512 });
+    g.send(bodies.balloonStatus({ generation: 1, targetMib: 100, actualMib: 100, lockedMib: 100, state: 'steady' }));
+    await waitFor(() => host.service.hostView().pool.heldMib === 412, { what: 'the pool to count the balloon' });
+    // Latest wins, with increasing generations.
+    await host.service.setBalloon('a', 200);
+    await host.service.setBalloon('a', 300);
+    expect(await g.next('setBalloonTarget')).toEqual({ targetMib: 200, generation: 2 });
+    expect(await g.next('setBalloonTarget')).toEqual({ targetMib: 300, generation: 3 });
+    // An actual above the target sent never counts.
+    g.send(bodies.balloonStatus({ generation: 3, targetMib: 300, actualMib: 500, lockedMib: 0, state: 'steady' }));
+    await waitFor(() => host.service.vmView('a').balloon?.actualMib === 500);
+    expect(host.service.hostView().pool.heldMib).toBe(212);
+    // A status for a generation never sent is ignored.
+    g.send(bodies.balloonStatus({ generation: 99, targetMib: 1, actualMib: 1, lockedMib: 0, state: 'steady' }));
+    g.send(bodies.memoryStats({ totalBytes: 512 * 2 ** 20, availableBytes: 10 * 2 ** 40, freeBytes: 100 * 2 ** 20 }));
+    await waitFor(() => host.service.vmView('a').stats);
+    expect(host.service.vmView('a').stats).toMatchObject({ availableMib: 512, freeMib: 100, totalMib: 512 });
+    expect(host.service.vmView('a').balloon?.generation).toBe(3);
+    // Disconnect gives everything back.
+    g.close();
+    await waitFor(() => !running('a'), { what: 'the session to end' });
+    expect(host.service.hostView().pool).toMatchObject({ heldMib: 0, freeMib: 1024 });
+  });
+
+  it('refuses an unknown VM with unknown_vm (4006)', async () => {
+    const g = await connectFake(host.url);
+    g.send(helloFor('nobody', 256));
+    const err = await g.next('error');
+    expect(err.code).toBe('unknown_vm');
+    expect(err.message).toMatch(/VM 'nobody' is not registered on this host.*--auto-register/);
+    expect((await g.waitClosed()).code).toBe(4006);
+  });
+
+  it('refuses a second guest for the same VM (4008)', async () => {
+    host.service.createVm({ name: 'a', memoryMib: 256 });
+    const g1 = await connectFake(host.url);
+    g1.send(helloFor('a', 256));
+    await g1.next('welcome');
+    const g2 = await connectFake(host.url);
+    g2.send(helloFor('a', 256));
+    expect((await g2.next('error')).code).toBe('already_connected');
+    expect((await g2.waitClosed()).code).toBe(4008);
+    expect(running('a')).toBe(true);
+  });
+
+  it('refuses a wrong protocol version (4002), a malformed frame (4001), a text frame, and a missing subprotocol', async () => {
+    const g1 = await connectFake(host.url);
+    const bytes = encodeFrame(1, helloFor('a', 256));
+    // protocol_version is field 1 (varint) at the start of the Envelope.
+    expect(bytes[0]).toBe(0x08);
+    const wrong = Uint8Array.from(bytes);
+    wrong[1] = 7;
+    g1.sendRaw(wrong);
+    const e1 = await g1.next('error');
+    expect(e1).toMatchObject({ code: 'unsupported_version' });
+    expect(e1.message).toMatch(/protocol version 7 is not supported/);
+    expect((await g1.waitClosed()).code).toBe(4002);
+
+    const g2 = await connectFake(host.url);
+    g2.sendRaw(Uint8Array.from([0xff, 0xff, 0xff, 0x01, 0x02]));
+    expect((await g2.next('error')).code).toBe('malformed_frame');
+    expect((await g2.waitClosed()).code).toBe(4001);
+
+    const g3 = await connectFake(host.url);
+    g3.sendRaw('hello');
+    expect((await g3.next('error')).message).toMatch(/binary/);
+    expect((await g3.waitClosed()).code).toBe(4001);
+
+    const g4 = await connectFake(host.url, { protocol: null });
+    expect((await g4.next('error')).message).toMatch(/subprotocol must be 'memballoon.v1'/);
+    expect((await g4.waitClosed()).code).toBe(4002);
+  });
+
+  it('refuses absurd sizes in Hello and frames that are not Hello first', async () => {
+    const g1 = await connectFake(host.url);
+    g1.send(helloFor('a', 256, { facts: { pid: 1, totalMemoryMib: 2 ** 40, pageSizeBytes: 4096, chunkSizeMib: 1, capabilities: { pin: false, pageFusion: false, deflateOnPressure: false }, domain: 'process', hostname: '' } }));
+    const e1 = await g1.next('error');
+    expect(e1.code).toBe('out_of_range');
+    expect(e1.message).toMatch(/total_memory_mib/);
+    expect((await g1.waitClosed()).code).toBe(4003);
+
+    const g2 = await connectFake(host.url);
+    g2.send(bodies.memoryStats({}));
+    expect((await g2.next('error')).code).toBe('unexpected_message');
+    expect((await g2.waitClosed()).code).toBe(4005);
+  });
+
+  it('refuses a balloon status beyond the guest memory without ending the session', async () => {
+    host.service.createVm({ name: 'a', memoryMib: 256 });
+    const g = await connectFake(host.url);
+    g.send(helloFor('a', 256));
+    await g.next('welcome');
+    g.send(bodies.balloonStatus({ generation: 1, targetMib: 0, actualMib: 100_000, lockedMib: 0, state: 'steady' }));
+    const e = await g.next('error');
+    expect(e.code).toBe('out_of_range');
+    expect(e.message).toMatch(/above the guest's memory of 256 MiB/);
+    expect(running('a')).toBe(true);
+    expect(host.service.hostView().pool.heldMib).toBe(256);
+  });
+
+  it('closes a guest that sends no Hello in time (4011)', async () => {
+    const g = await connectFake(host.url);
+    expect((await g.next('error')).code).toBe('timeout');
+    expect((await g.waitClosed()).code).toBe(4011);
+  });
+
+  it('auto-registers with the memory the guest reports when enabled', async () => {
+    await host.close();
+    host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1024, autoRegister: true, policyIntervalMs: 0, dashboard: false });
+    const g = await connectFake(host.url);
+    g.send(helloFor('newcomer', 300));
+    await g.next('welcome');
+    expect(host.service.vmView('newcomer')).toMatchObject({ memoryMib: 300, state: 'running' });
+  });
+
+  it('resumes a reconnecting guest at the balloon it holds, with a higher generation', async () => {
+    host.service.createVm({ name: 'a', memoryMib: 512 });
+    const g = await connectFake(host.url);
+    g.send(helloFor('a', 512, { balloon: { actualMib: 200, lockedMib: 200, generation: 41, targetMib: 200 } }));
+    expect(await g.next('welcome')).toMatchObject({ targetMib: 200, generation: 42 });
+    expect(host.service.hostView().pool.heldMib).toBe(312);
+  });
+
+  it('admits a starting guest by reclaiming from the others, and refuses cleanly when they do not inflate', async () => {
+    for (const n of ['a', 'b', 'c']) host.service.createVm({ name: n, memoryMib: 512 });
+    await host.close();
+    host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 768, reclaimTimeoutMs: 1_500, retryAfterMs: 1234, policyIntervalMs: 0, dashboard: false });
+    const a = await connectFake(host.url);
+    a.send(helloFor('a', 512));
+    await a.next('welcome');
+    const b = await connectFake(host.url);
+    b.send(helloFor('b', 512));
+    // b waits: a is asked to inflate by 256 MiB.
+    const t = await a.next('setBalloonTarget');
+    expect(t.targetMib).toBe(256);
+    expect(running('b')).toBe(false);
+    a.send(bodies.balloonStatus({ generation: t.generation, targetMib: 256, actualMib: 256, lockedMib: 256, state: 'steady' }));
+    await b.next('welcome');
+    expect(host.service.hostView().pool).toMatchObject({ heldMib: 768, freeMib: 0 });
+
+    // c: a and b are asked for more, never answer: c is refused, targets go back.
+    const c = await connectFake(host.url);
+    c.send(helloFor('c', 512));
+    const ta = await a.next('setBalloonTarget');
+    const tb = await b.next('setBalloonTarget');
+    expect(ta.targetMib - 256 + tb.targetMib).toBe(512);
+    const e = await c.next('error', 5_000);
+    expect(e).toMatchObject({ code: 'pool_exhausted', retryAfterMs: 1234 });
+    expect(e.message).toMatch(/starting VM 'c'.*did not inflate in time/);
+    expect((await c.waitClosed()).code).toBe(4009);
+    expect((await a.next('setBalloonTarget')).targetMib).toBe(256);
+    expect((await b.next('setBalloonTarget')).targetMib).toBe(0);
+    expect(host.service.vmView('a').balloon?.targetMib).toBe(256);
+    expect(host.service.hostView().pool.heldMib).toBeLessThanOrEqual(768);
+  });
+
+  it('funds a deflate from the others, or refuses it and changes nothing', async () => {
+    host.service.createVm({ name: 'a', memoryMib: 512 });
+    host.service.createVm({ name: 'b', memoryMib: 512 });
+    host.service.modifyVm('a', { defaultBalloonMib: 400 });
+    const a = await connectFake(host.url);
+    a.send(helloFor('a', 512, { balloon: { actualMib: 400, lockedMib: 400, generation: 1, targetMib: 400 } }));
+    await a.next('welcome');
+    const b = await connectFake(host.url);
+    b.send(helloFor('b', 512));
+    await b.next('welcome');
+    // held: a 112 + b 512 = 624 of 1024: free 400. Deflating a to 0 costs 400: funded.
+    await host.service.setBalloon('a', 0);
+    expect(host.service.hostView().pool.freeMib).toBe(0);
+    // a inflates again; c takes the freed memory; deflating a now needs b and c
+    // to inflate; they never do: refused, and every target is as before.
+    await host.service.setBalloon('a', 300);
+    a.send(bodies.balloonStatus({ generation: 3, targetMib: 300, actualMib: 300, lockedMib: 300, state: 'steady' }));
+    await waitFor(() => host.service.hostView().pool.freeMib === 300);
+    host.service.createVm({ name: 'c', memoryMib: 300 });
+    const c = await connectFake(host.url);
+    c.send(helloFor('c', 300));
+    await c.next('welcome');
+    expect(host.service.hostView().pool.freeMib).toBe(0);
+    await expect(host.service.setBalloon('a', 0)).rejects.toThrow(/deflating VM 'a' to 0 MiB.*did not inflate in time/);
+    expect(host.service.vmView('a').balloon?.targetMib).toBe(300);
+    expect(host.service.vmView('c').balloon?.targetMib).toBe(0);
+    expect(host.service.vmView('b').balloon?.targetMib).toBe(0);
+  });
+});

@@ -1,0 +1,61 @@
+// A fake guest that speaks the wire protocol with @memballoon/protocol and
+// ws, for tests of the host's session rules without a real balloon.
+import { WebSocket } from 'ws';
+import { bodies, decodeFrame, FrameEncoder, type Body, type Frame, type Hello } from '@memballoon/protocol';
+import { waitFor } from './wait.js';
+
+/** What a fake guest saw. */
+export interface FakeGuest {
+  ws: WebSocket;
+  frames: Frame[];
+  closed: { code: number; reason: string } | undefined;
+  send(body: Body): void;
+  sendRaw(bytes: Uint8Array | string): void;
+  /** Waits for a frame of a case (the first one not yet taken). */
+  next<C extends Body['case']>(kind: C, timeoutMs?: number): Promise<Extract<Body, { case: C }>['value']>;
+  waitClosed(timeoutMs?: number): Promise<{ code: number; reason: string }>;
+  close(): void;
+}
+
+/** A Hello with sensible defaults. */
+export function helloFor(vmName: string, memoryMib: number, extra: Partial<Hello> = {}): Body {
+  return bodies.hello({
+    vmName,
+    credential: '',
+    agentVersion: 'fake-1',
+    facts: { pid: process.pid, totalMemoryMib: memoryMib, pageSizeBytes: 4096, chunkSizeMib: 1, capabilities: { pin: false, pageFusion: false, deflateOnPressure: false }, domain: 'process', hostname: 'fake' },
+    balloon: { actualMib: 0, lockedMib: 0, generation: 0, targetMib: 0 },
+    ...extra,
+  });
+}
+
+/** Connects to `<url>/v1/guest` (with the subprotocol unless told otherwise). */
+export async function connectFake(url: string, opts: { protocol?: string | null } = {}): Promise<FakeGuest> {
+  const wsUrl = `${url.replace(/^http/, 'ws')}/v1/guest`;
+  const ws = opts.protocol === null ? new WebSocket(wsUrl) : new WebSocket(wsUrl, opts.protocol ?? 'memballoon.v1');
+  const encoder = new FrameEncoder();
+  const g: FakeGuest = {
+    ws,
+    frames: [],
+    closed: undefined,
+    send: (body) => ws.send(encoder.encode(body)),
+    sendRaw: (bytes) => ws.send(bytes),
+    async next(kind, timeoutMs = 10_000) {
+      const f = await waitFor(() => {
+        const i = g.frames.findIndex((x) => x.body.case === kind);
+        return i >= 0 ? g.frames.splice(i, 1)[0] : undefined;
+      }, { timeoutMs, what: `a ${kind} frame` });
+      return f.body.value as never;
+    },
+    waitClosed: (timeoutMs = 10_000) => waitFor(() => g.closed, { timeoutMs, what: 'the host to close the socket' }),
+    close: () => ws.close(),
+  };
+  ws.on('message', (data: Buffer) => g.frames.push(decodeFrame(new Uint8Array(data))));
+  ws.on('close', (code, reason) => (g.closed = { code, reason: reason.toString('utf8') }));
+  ws.on('error', () => {});
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  return g;
+}

@@ -1,0 +1,130 @@
+// Start the real host and agent CLIs for end-to-end tests: free ports (port
+// 0, the URL read from the host's readiness line), deadlines, and cleanup of
+// every process a test started.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from './wait.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+/** Paths of the CLIs. */
+export const BIN = {
+  host: join(ROOT, 'packages/host/bin/balloon-host.mjs'),
+  ctl: join(ROOT, 'packages/host/bin/balloonctl.mjs'),
+  agent: join(ROOT, 'packages/guest-agent/bin/balloon-agent.mjs'),
+};
+
+/** A process started by a test. */
+export interface Started {
+  proc: ChildProcess;
+  pid: number;
+  /** Everything it wrote so far (stdout and stderr). */
+  output(): string;
+  /** SIGTERM, then waits for the exit (SIGKILL after the deadline). */
+  stop(timeoutMs?: number): Promise<number | null>;
+  /** SIGKILL and wait. */
+  kill(): Promise<void>;
+}
+
+const started = new Set<Started>();
+
+function track(proc: ChildProcess): Started {
+  let out = '';
+  proc.stdout?.on('data', (d: Buffer) => (out += d.toString('utf8')));
+  proc.stderr?.on('data', (d: Buffer) => (out += d.toString('utf8')));
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const s: Started = {
+    proc,
+    pid: proc.pid ?? -1,
+    output: () => out,
+    async stop(timeoutMs = 10_000) {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+      const code = await exited;
+      clearTimeout(timer);
+      started.delete(s);
+      return code;
+    },
+    async kill() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      await exited;
+      started.delete(s);
+    },
+  };
+  started.add(s);
+  return s;
+}
+
+/** Stops every process the tests started (agents first, so that they say goodbye). */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...started].map((s) => s.stop(5_000)));
+}
+
+/** A temporary data directory, removed by the returned function. */
+export function tempDataDir(): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'memballoon-e2e-'));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A running balloon-host. */
+export interface StartedHost extends Started {
+  url: string;
+}
+
+/** Starts balloon-host on a free port and waits for its readiness line. */
+export async function spawnHost(opts: { dataDir: string; poolMib: number; autoRegister?: boolean; extra?: string[] }): Promise<StartedHost> {
+  const args = [BIN.host, '--listen', '127.0.0.1:0', '--data-dir', opts.dataDir, '--pool-mib', String(opts.poolMib), '--log-level', 'debug'];
+  if (opts.autoRegister) args.push('--auto-register');
+  args.push(...(opts.extra ?? []));
+  const s = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MEMBALLOON_LOG_PRETTY: '0' } }));
+  const url = await waitFor(
+    () => {
+      if (s.proc.exitCode !== null) throw new Error(`balloon-host exited with ${s.proc.exitCode}: ${s.output()}`);
+      const m = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"balloon-host listening"/.exec(s.output());
+      return m?.[1];
+    },
+    { what: 'balloon-host to listen', timeoutMs: 20_000 },
+  );
+  return Object.assign(s, { url });
+}
+
+/** Starts balloon-agent for VM `name` in the process domain. */
+export function spawnAgent(opts: { url: string; name: string; memoryMib: number; floorMib?: number; extra?: string[] }): Started {
+  const args = [BIN.agent, '--host', opts.url, '--name', opts.name, '--memory-mib', String(opts.memoryMib), '--domain', 'process', '--log-level', 'info'];
+  if (opts.floorMib !== undefined) args.push('--floor-mib', String(opts.floorMib));
+  args.push(...(opts.extra ?? []));
+  return track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+}
+
+/** The result of one balloonctl run. */
+export interface CtlResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs balloonctl against `url` (as --host). */
+export function ctl(url: string, ...args: string[]): Promise<CtlResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN.ctl, '--host', url, ...args], { timeout: 60_000, env: { ...process.env, MEMBALLOON_URL: '' } }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Runs balloonctl with --json and parses its output; throws with stderr on failure. */
+export async function ctlJson<T = unknown>(url: string, ...args: string[]): Promise<T> {
+  const r = await ctl(url, ...args, '--json');
+  if (r.code !== 0) throw new Error(`balloonctl ${args.join(' ')} failed (${r.code}): ${r.stderr.trim()}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+/** GET a JSON path of the admin API. */
+export async function apiGet<T = unknown>(url: string, path: string): Promise<T> {
+  const res = await fetch(`${url}/api/v1${path}`);
+  if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
