@@ -7,3 +7,4 @@ export * from './frames.js';
 export * from './advise.js';
 export * from './ksm-stats.js';
 export * from './registry.js';
+export * from './link.js';

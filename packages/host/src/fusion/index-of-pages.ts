@@ -32,10 +32,16 @@ export class PageIndex {
   readonly #contents = new Map<PageKey, Holders>();
   readonly #sharableBytes: number[] = [];
   #savingBytes = 0;
+  #totalSharableBytes = 0;
 
   /** Bytes of VM `vm` whose content at least one other VM holds. */
   sharableBytes(vm: number): number {
     return this.#sharableBytes[vm] ?? 0;
+  }
+
+  /** The sum of sharableBytes over all VMs. */
+  totalSharableBytes(): number {
+    return this.#totalSharableBytes;
   }
 
   /** Bytes merging would save host-wide: per content, (VMs holding it - 1) pages. */
@@ -98,5 +104,6 @@ export class PageIndex {
 
   #bump(vm: number, bytes: number): void {
     this.#sharableBytes[vm] = (this.#sharableBytes[vm] ?? 0) + bytes;
+    this.#totalSharableBytes += bytes;
   }
 }

@@ -6,3 +6,4 @@ export * from './hints.js';
 export * from './ksm-policy.js';
 export * from './ksm-sysfs.js';
 export * from './ksm-controller.js';
+export * from './host-fusion.js';

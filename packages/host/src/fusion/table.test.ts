@@ -45,18 +45,18 @@ describe('sharing table', () => {
     for (const vm of ['a', 'b', 'c']) {
       expect(table.vm(vm)).toEqual({ regions: 2, hintedPages: 36 * MIB_PAGES, hintedMib: 36, sharableMib: 32, mergeableSharableMib: 0 });
     }
-    // Host-wide, merging would keep one copy of the 32 MiB: 64 MiB saved.
-    expect(table.host()).toEqual({ vms: 3, hintedMib: 108, sharableMib: 64, mergeableSharableMib: 0 });
+    // Host-wide, 3 x 32 MiB are sharable; merging keeps one copy: 64 MiB saved.
+    expect(table.host()).toEqual({ vms: 3, hintedMib: 108, sharableMib: 96, savingMib: 64, mergeableSharableMib: 0, mergeableSavingMib: 0 });
 
     // A guest leaves: the other two still share; then one more leaves: nobody does.
     table.removeVm('c');
     expect(table.vm('c').sharableMib).toBe(0);
     expect(table.vm('a').sharableMib).toBe(32);
-    expect(table.host().sharableMib).toBe(32);
+    expect(table.host()).toMatchObject({ sharableMib: 64, savingMib: 32 });
     table.removeRegion('b', 1);
     expect(table.vm('a').sharableMib).toBe(0);
     expect(table.vm('b')).toMatchObject({ regions: 1, sharableMib: 0, hintedMib: 4 });
-    expect(table.host()).toEqual({ vms: 2, hintedMib: 40, sharableMib: 0, mergeableSharableMib: 0 });
+    expect(table.host()).toEqual({ vms: 2, hintedMib: 40, sharableMib: 0, savingMib: 0, mergeableSharableMib: 0, mergeableSavingMib: 0 });
   });
 
   it('counts partly overlapping regions page by page', () => {
@@ -65,7 +65,8 @@ describe('sharing table', () => {
     table.putRegion('b', region(1, 'data', range('d', 100, 60))); // pages 60..159
     expect(table.vm('a').sharableMib).toBeCloseTo(40 / MIB_PAGES);
     expect(table.vm('b').sharableMib).toBeCloseTo(40 / MIB_PAGES);
-    expect(table.host().sharableMib).toBeCloseTo(40 / MIB_PAGES);
+    expect(table.host().sharableMib).toBeCloseTo(80 / MIB_PAGES);
+    expect(table.host().savingMib).toBeCloseTo(40 / MIB_PAGES);
   });
 
   it('never counts pages that collide on the primary hash but differ', () => {
@@ -94,8 +95,10 @@ describe('sharing table', () => {
     table.putRegion('b', region(1, 'zeros', [['z', 0]]));
     expect(table.vm('a').sharableMib * MIB_PAGES).toBeCloseTo(3);
     expect(table.vm('b').sharableMib * MIB_PAGES).toBeCloseTo(1);
-    expect(table.host().sharableMib * MIB_PAGES).toBeCloseTo(1);
+    expect(table.host().sharableMib * MIB_PAGES).toBeCloseTo(4);
+    expect(table.host().savingMib * MIB_PAGES).toBeCloseTo(1);
     table.removeVm('b');
+    expect(table.host().sharableMib).toBe(0);
     expect(table.vm('a').sharableMib).toBe(0);
   });
 
@@ -106,7 +109,7 @@ describe('sharing table', () => {
     table.putRegion('c', region(1, 'm', range('m', MIB_PAGES), { mergeable: false }));
     expect(table.vm('a')).toMatchObject({ sharableMib: 1, mergeableSharableMib: 1 });
     expect(table.vm('c')).toMatchObject({ sharableMib: 1, mergeableSharableMib: 0 });
-    expect(table.host()).toMatchObject({ sharableMib: 2, mergeableSharableMib: 1 });
+    expect(table.host()).toMatchObject({ sharableMib: 3, savingMib: 2, mergeableSharableMib: 2, mergeableSavingMib: 1 });
   });
 
   it('replaces a region sent again under the same id', () => {

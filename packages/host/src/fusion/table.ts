@@ -41,14 +41,21 @@ export interface VmSharing {
   mergeableSharableMib: number;
 }
 
-/** What the table knows host-wide. */
+/**
+ * What the table knows host-wide. sharableMib sums the VMs' sharableMib (the
+ * counterpart of the guests' summed shared_bytes); savingMib is what merging
+ * would free (per content, VMs holding it - 1), the counterpart of the
+ * kernel's pages_sharing.
+ */
 export interface HostSharing {
   vms: number;
   hintedMib: number;
-  /** MiB merging all hinted duplicates would save (per content, holders - 1). */
   sharableMib: number;
-  /** The same, counting only mergeable regions. */
+  savingMib: number;
+  /** sharableMib counting only mergeable regions. */
   mergeableSharableMib: number;
+  /** savingMib counting only mergeable regions. */
+  mergeableSavingMib: number;
 }
 
 /** Options of SharingTable. */
@@ -172,8 +179,10 @@ export class SharingTable {
     return {
       vms: this.#vms.size,
       hintedMib: this.#hintedBytes / MIB_BYTES,
-      sharableMib: this.#all.savingBytes() / MIB_BYTES,
-      mergeableSharableMib: this.#mergeable.savingBytes() / MIB_BYTES,
+      sharableMib: this.#all.totalSharableBytes() / MIB_BYTES,
+      savingMib: this.#all.savingBytes() / MIB_BYTES,
+      mergeableSharableMib: this.#mergeable.totalSharableBytes() / MIB_BYTES,
+      mergeableSavingMib: this.#mergeable.savingBytes() / MIB_BYTES,
     };
   }
 

@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import type { Body } from '@memballoon/protocol';
+import { FusionLink } from './link.js';
+import { createSharedRegionRegistry } from './registry.js';
+
+const PAGE = 4096;
+
+describe('fusion link', () => {
+  it('sends every region after each Welcome, and changes while connected only', async () => {
+    const advised: boolean[] = [];
+    const reg = await createSharedRegionRegistry({ advisor: { advise: (_b, m) => (advised.push(m), { ok: true }) } });
+    const link = new FusionLink(reg);
+    const a = reg.register({ name: 'a', version: '1', data: Buffer.alloc(2 * PAGE, 1) });
+    const sent: Body[] = [];
+    const send = (b: Body): boolean => (sent.push(b), true);
+
+    expect(link.welcomed(true, send).mergeableRegions).toBe(1);
+    expect(sent.map((b) => b.case)).toEqual(['sharedRegion']);
+    expect(sent[0]).toMatchObject({ value: { regionId: a.regionId, mergeable: true, last: true } });
+
+    const b = reg.register({ name: 'b', version: '1', data: Buffer.alloc(PAGE, 2) });
+    b.release();
+    expect(sent.map((x) => x.case)).toEqual(['sharedRegion', 'sharedRegion', 'sharedRegionRemoved']);
+
+    // Disconnected: nothing goes out; the next Welcome resends what is held.
+    link.disconnected();
+    reg.register({ name: 'c', version: '1', data: Buffer.alloc(PAGE, 3) });
+    expect(sent.length).toBe(3);
+    sent.length = 0;
+    link.welcomed(false, send);
+    expect(sent.map((x) => (x.case === 'sharedRegion' ? x.value.name : x.case))).toEqual(['a', 'c']);
+    expect(sent.every((x) => x.case === 'sharedRegion' && !x.value.mergeable)).toBe(true);
+    // Page fusion turned off for this VM: the regions were advised unmergeable again.
+    expect(advised.at(-1)).toBe(false);
+
+    link.close();
+    expect(reg.regions()).toEqual([]);
+  });
+});
