@@ -27,7 +27,7 @@ export const MOM_BALLOON_DEFAULTS = Object.freeze({
 });
 
 /** Constants of MOM's default balloon policy. */
-export type MomBalloonConfig = typeof MOM_BALLOON_DEFAULTS;
+export type MomBalloonConfig = { readonly [K in keyof typeof MOM_BALLOON_DEFAULTS]: number };
 
 /** MOM's per-guest sample history (what StatAvg averages). */
 export interface MomState {

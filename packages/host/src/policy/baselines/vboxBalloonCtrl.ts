@@ -22,7 +22,7 @@ export const VBOX_BALLOONCTRL_DEFAULTS = Object.freeze({
 });
 
 /** Constants of the VBoxBalloonCtrl rule. */
-export type VBoxBalloonCtrlConfig = typeof VBOX_BALLOONCTRL_DEFAULTS;
+export type VBoxBalloonCtrlConfig = { readonly [K in keyof typeof VBOX_BALLOONCTRL_DEFAULTS]: number };
 
 /** VBoxBalloonCtrl's balloonGetDelta, in MiB: <0 deflate, >0 inflate. */
 export function vboxBalloonDeltaMib(
@@ -40,9 +40,13 @@ export function vboxBalloonDeltaMib(
     deltaMib = -config.balloonDecrementMib;
     if (balloonOldMib + deltaMib < 0) deltaMib = 0;
   } else if (balloonNewMib > balloonOldMib) {
-    let incrementMib = config.balloonIncrementMib;
-    while (incrementMib >= 16 && guestFreeMib - incrementMib < config.balloonLowerLimitMib) incrementMib /= 2;
-    if (guestFreeMib - incrementMib > config.balloonLowerLimitMib) deltaMib = incrementMib;
+    // The original subtracts uint32_t values: with less free memory than the
+    // increment the difference wraps to ~4 GiB, the halving loop stops at once
+    // and the full increment is applied. Kept on purpose: this is the rule as shipped.
+    const u32Sub = (a: number, b: number): number => (a - b) >>> 0;
+    let incrementMib: number = config.balloonIncrementMib;
+    while (incrementMib >= 16 && u32Sub(guestFreeMib, incrementMib) < config.balloonLowerLimitMib) incrementMib = Math.floor(incrementMib / 2);
+    if (u32Sub(guestFreeMib, incrementMib) > config.balloonLowerLimitMib) deltaMib = incrementMib;
     if (balloonOldMib + deltaMib > balloonNewMib) deltaMib = Math.min(config.balloonIncrementMib, balloonNewMib - balloonOldMib);
   } else if (balloonNewMib < balloonOldMib) {
     deltaMib = -Math.min(config.balloonDecrementMib, balloonOldMib - balloonNewMib);
@@ -70,7 +74,7 @@ export function vboxBalloonCtrlPolicy(overrides: Partial<VBoxBalloonCtrlConfig> 
         // VirtualBox reads Guest/RAM/Usage/Balloon, the balloon the guest reports.
         const balloonCurMib = vm.actualMib;
         const requestedMib = vm.settings.balloonMaxMib;
-        const deltaMib = vboxBalloonDeltaMib(config, Math.max(0, vm.stats.freeMib), balloonCurMib, requestedMib, 0, input.poolFreeMib);
+        const deltaMib = vboxBalloonDeltaMib(config, Math.max(0, Math.floor(vm.stats.freeMib)), balloonCurMib, requestedMib, 0, input.poolFreeMib);
         if (deltaMib === 0) continue;
         const targetMib = balloonCurMib + deltaMib;
         if (targetMib === vm.targetMib) continue;

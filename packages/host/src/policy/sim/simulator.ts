@@ -162,6 +162,8 @@ export function simulate<S>(
     givenRounds: 0,
     ooms: 0,
   }));
+  const poolFree = (): number => scenario.poolSizeMib - guests.reduce((s, g) => s + heldMib(g.spec.memoryMib, g.targetMib, g.actualMib), 0);
+  if (poolFree() < 0) throw new RangeError(`scenario ${scenario.name}: the initial balloons leave the pool ${-poolFree()} MiB short`);
   let state = policy.initialState();
   let violations = 0;
   let refused = 0;
@@ -173,7 +175,6 @@ export function simulate<S>(
   let honestRounds = 0;
   let poolFreeMinMib = Number.POSITIVE_INFINITY;
   let contendedRounds = 0;
-  const poolFree = (): number => scenario.poolSizeMib - guests.reduce((s, g) => s + heldMib(g.spec.memoryMib, g.targetMib, g.actualMib), 0);
 
   for (let round = 0; round < scenario.rounds; round++) {
     // 1. The host asks the policy.
