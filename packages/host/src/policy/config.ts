@@ -16,6 +16,8 @@ export interface PolicyConfig {
   readonly minChangePercent: number;
   /** Width of the dead band above the buffer, in % of memory: inflate only above buffer + band. */
   readonly hysteresisPercent: number;
+  /** For a guest under pressure, donors give down to buffer + this % of the band (refilling the margin stops at the band's top). */
+  readonly reclaimFloorBandPercent: number;
   /** Available below this % of memory is critical: the deflate may spend the safety margin. */
   readonly criticalAvailablePercent: number;
   /** PSI "some" avg10 above this means pressure even with memory available. */
@@ -48,6 +50,7 @@ export const DEFAULT_POLICY_CONFIG: PolicyConfig = Object.freeze({
   maxInflateStepPercent: 5,
   minChangePercent: 0.25,
   hysteresisPercent: 5,
+  reclaimFloorBandPercent: 75,
   criticalAvailablePercent: 5,
   psiSomeHighPercent: 20,
   psiRiseDeltaPercent: 5,

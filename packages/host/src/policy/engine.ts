@@ -259,11 +259,16 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
       if (r.next.psiSomeEwmaPercent > config.psiQuietPercent) continue;
       const deflatedAtMs = r.next.lastDeflateAtMs;
       if (deflatedAtMs !== null && input.nowMs - deflatedAtMs < config.inflateCooldownMs) continue;
-      // Hysteresis: take only what lies above buffer + band, so a guest left
-      // there must lose a whole band before it counts as pressured again.
+      // Hysteresis: to refill the margin, take only what lies above buffer +
+      // band, so a guest left there must lose a whole band before it counts as
+      // pressured again. For a guest under pressure, take further into the band
+      // (not as far as mid-band, where a deflate leaves a guest, or the two
+      // would trade memory back and forth): otherwise guests idling inside
+      // the band would watch it starve.
+      const floorMib = unmetDemandMib > 0 ? r.bufferMib + ((r.upperBandMib - r.bufferMib) * config.reclaimFloorBandPercent) / 100 : r.upperBandMib;
       const pendingOwnMib = Math.max(0, r.targetMib - r.vm.actualMib);
       const availableMib = r.availableLowMib - pendingOwnMib;
-      const surplusMib = availableMib - Math.max(r.upperBandMib, r.next.spikeHeadroomMib + (r.upperBandMib - r.bufferMib));
+      const surplusMib = availableMib - Math.max(floorMib, r.next.spikeHeadroomMib + (floorMib - r.bufferMib));
       const capMib = roundMib(Math.min(surplusMib, r.inflateStepMib, r.maxBalloonMib - r.targetMib));
       if (capMib < r.minChangeMib) continue;
       donors.push({ r, surplusMib, capMib });
