@@ -327,44 +327,69 @@ export class HostService {
 
   /**
    * Makes `needMib` free: plans reclaim from the running VMs except `exclude`,
-   * sends the new targets and waits until the guests have pinned enough. On
+   * sends the new targets and waits until the guests have pinned enough. A
+   * guest that stops short keeps what it pinned and drops out; the rest of
+   * the deficit is planned again over the others, until the deadline. On
    * failure every target it raised is put back (nothing half-applied).
    */
   private async fund(needMib: number, exclude: string[], what: string, stillWanted: () => boolean): Promise<void> {
     if (this.pool.freeMib >= needMib) return;
-    let plan;
-    try {
-      plan = this.pool.planReclaim(needMib, exclude);
-    } catch (err) {
-      throw new HostError('pool_exhausted', `${what}: ${(err as Error).message}`, { cause: err });
-    }
-    const raised: Array<{ name: string; previousMib: number; generation: number }> = [];
-    for (const [name, targetMib] of plan.targets) {
-      const previousMib = this.pool.get(name)?.targetMib ?? 0;
-      raised.push({ name, previousMib, generation: this.applyTarget(name, targetMib, 'reclaim') });
-    }
-    this.log.info({ needMib, freeMib: this.pool.freeMib, targets: Object.fromEntries(plan.targets), what }, 'reclaiming memory from running VMs');
-    const shortOf = () =>
-      raised.find((x) => {
-        const s = this.running.get(x.name)?.guest.status;
-        return s !== undefined && s.generation === x.generation && s.state === 'short';
-      });
-    await this.waitUntil(() => this.pool.freeMib >= needMib || !stillWanted() || shortOf() !== undefined, this.reclaimTimeoutMs);
-    if (this.pool.freeMib >= needMib && stillWanted()) return;
-    const short = shortOf();
-    for (const x of raised) {
-      const r = this.running.get(x.name);
-      if (!r || r.guest.generation !== x.generation) continue;
+    const deadlineMs = this.nowMs() + this.reclaimTimeoutMs;
+    // First target of each VM this reclaim changed, and the newest generation it sent.
+    const original = new Map<string, number>();
+    const sent = new Map<string, number>();
+    const dropped = new Set<string>(exclude);
+    let failure: string | undefined;
+    for (;;) {
+      let plan;
       try {
-        this.applyTarget(x.name, x.previousMib, 'rollback');
+        plan = this.pool.planReclaim(needMib, [...dropped]);
       } catch (err) {
-        this.log.warn({ vm: x.name, err: (err as Error).message }, 'could not put a reclaimed balloon back');
+        failure = (err as Error).message;
+        break;
+      }
+      for (const [name, targetMib] of plan.targets) {
+        if (!original.has(name)) original.set(name, this.pool.get(name)?.targetMib ?? 0);
+        sent.set(name, this.applyTarget(name, targetMib, 'reclaim'));
+      }
+      this.log.info({ needMib, freeMib: this.pool.freeMib, targets: Object.fromEntries(plan.targets), what }, 'reclaiming memory from running VMs');
+      const shortNow = () =>
+        [...sent].filter(([name, generation]) => {
+          if (dropped.has(name)) return false;
+          const st = this.running.get(name)?.guest.status;
+          return st !== undefined && st.generation === generation && st.state === 'short';
+        });
+      const leftMs = deadlineMs - this.nowMs();
+      if (leftMs > 0) await this.waitUntil(() => this.pool.freeMib >= needMib || !stillWanted() || shortNow().length > 0, leftMs);
+      if (this.pool.freeMib >= needMib && stillWanted()) return;
+      if (!stillWanted()) break;
+      const short = shortNow();
+      if (short.length === 0) {
+        failure = `the VMs ${[...sent.keys()].map((n) => `'${n}'`).join(', ')} did not inflate in time (${Math.round(this.reclaimTimeoutMs / 1000)} s)`;
+        break;
+      }
+      // A guest that stopped short keeps what it pinned: its target comes
+      // down to its actual (no cost: it holds the same) and it drops out.
+      for (const [name] of short) {
+        const p = this.pool.get(name);
+        const reason = this.running.get(name)?.guest.status?.reason ?? 'unknown';
+        this.log.info({ vm: name, actualMib: p?.actualMib, reason }, 'a VM stopped short of its reclaim target; planning over the others');
+        if (p && p.actualMib < p.targetMib) sent.set(name, this.applyTarget(name, Math.max(p.actualMib, original.get(name) ?? 0), 'reclaim'));
+        dropped.add(name);
+        failure = `VM '${name}' stopped short of its new balloon (${reason})`;
+      }
+    }
+    for (const [name, previousMib] of original) {
+      const r = this.running.get(name);
+      if (!r || r.guest.generation !== sent.get(name)) continue;
+      try {
+        this.applyTarget(name, previousMib, 'rollback');
+      } catch (err) {
+        this.log.warn({ vm: name, err: (err as Error).message }, 'could not put a reclaimed balloon back');
       }
     }
     if (!stillWanted()) throw new HostError('not_running', `${what}: given up, the VM went away`);
-    const guestReason = short ? `VM '${short.name}' stopped short of its new balloon (${this.running.get(short.name)?.guest.status?.reason ?? 'unknown'}), so the reclaim was undone` : `the VMs ${raised.map((x) => `'${x.name}'`).join(', ')} did not inflate in time`;
-    const when = short ? 'now' : `after ${Math.round(this.reclaimTimeoutMs / 1000)} s`;
-    throw new HostError('pool_exhausted', `${what}: ${needMib} MiB needed, ${this.pool.freeMib} MiB free ${when}: ${guestReason}`);
+    throw new HostError('pool_exhausted', `${what}: ${needMib} MiB needed, ${this.pool.freeMib} MiB free: ${failure ?? 'nothing left to reclaim'}; the reclaim was undone`);
   }
 
   // ---- guest sessions ------------------------------------------------------

@@ -1,0 +1,79 @@
+// Overcommit end to end: a pool of 768 MiB and three guests of 512 MiB. The
+// third is admitted only after the other two have really inflated (VmRSS),
+// the pool never shows more held than its size, and kill -9 of an agent
+// returns its holding.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { HostView, VmView } from '@memballoon/host';
+import { apiGet, ctl, spawnAgent, spawnHost, stopAll, tempDataDir, type Started, type StartedHost } from './support/host.js';
+import { vmRssMib } from './support/proc.js';
+import { waitFor } from './support/wait.js';
+
+let data: ReturnType<typeof tempDataDir>;
+let host: StartedHost;
+let watching = true;
+let maxHeldMib = 0;
+let watcher: Promise<void>;
+
+beforeAll(async () => {
+  data = tempDataDir();
+  host = await spawnHost({ dataDir: data.dir, poolMib: 768 });
+  for (const n of ['oc-a', 'oc-b', 'oc-c']) expect((await ctl(host.url, 'createvm', '--name', n, '--memory', '512')).code).toBe(0);
+  // Watch the pool all along: held must never exceed its size.
+  watcher = (async () => {
+    while (watching) {
+      try {
+        const h = await apiGet<HostView>(host.url, '/host');
+        maxHeldMib = Math.max(maxHeldMib, h.pool.heldMib);
+      } catch {
+        // the host may be restarting
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+});
+afterAll(async () => {
+  watching = false;
+  await watcher;
+  await stopAll();
+  data.remove();
+});
+
+const vm = (name: string) => apiGet<VmView>(host.url, `/vms/${name}`);
+// The agents keep a small floor so that a 80 % balloon does not stop short.
+const agentFor = (name: string) => spawnAgent({ url: host.url, name, memoryMib: 512, floorMib: 16 });
+
+it('admits the third guest only after the other two really inflated, and kill -9 returns a holding', async () => {
+  const a = agentFor('oc-a');
+  await waitFor(async () => (await vm('oc-a')).state === 'running', { what: 'oc-a to run', timeoutMs: 20_000 });
+  const rssA0 = vmRssMib(a.pid);
+
+  const b = agentFor('oc-b');
+  await waitFor(async () => (await vm('oc-b')).state === 'running', { what: 'oc-b to run', timeoutMs: 30_000 });
+  // b needed 512 of a free 256: a was asked for 256 and pinned it first.
+  expect((await vm('oc-a')).balloon).toMatchObject({ targetMib: 256, actualMib: 256 });
+  expect(vmRssMib(a.pid) - rssA0).toBeGreaterThan(256 * 0.8);
+  const rssB0 = vmRssMib(b.pid);
+  const rssA1 = vmRssMib(a.pid);
+
+  const c: Started = agentFor('oc-c');
+  await waitFor(async () => (await vm('oc-c')).state === 'running', { what: 'oc-c to be admitted', timeoutMs: 40_000 });
+  const [va, vb] = [await vm('oc-a'), await vm('oc-b')];
+  // Both inflated (their pinned balloons, as the kernel sees them, grew)
+  // before c ran, by 512 MiB together.
+  expect(va.balloon!.actualMib - 256 + vb.balloon!.actualMib).toBeGreaterThanOrEqual(512);
+  expect(vmRssMib(a.pid) - rssA1).toBeGreaterThan((va.balloon!.actualMib - 256) * 0.8);
+  expect(vmRssMib(b.pid) - rssB0).toBeGreaterThan(vb.balloon!.actualMib * 0.8);
+  const h = await apiGet<HostView>(host.url, '/host');
+  expect(h.pool).toMatchObject({ sizeMib: 768, heldMib: 768, freeMib: 0 });
+  expect(h.vmsRunning).toBe(3);
+
+  // kill -9 of b: its holding returns to the pool.
+  const heldB = (await vm('oc-b')).heldMib!;
+  await b.kill();
+  await waitFor(async () => (await vm('oc-b')).state === 'poweroff', { what: "oc-b's holding to return", timeoutMs: 15_000 });
+  const after = await apiGet<HostView>(host.url, '/host');
+  expect(after.pool.freeMib).toBe(heldB);
+  expect(after.pool.heldMib).toBe(768 - heldB);
+  expect(maxHeldMib).toBeLessThanOrEqual(768);
+  await Promise.all([a.stop(), c.stop()]);
+});
