@@ -185,6 +185,32 @@ describe('guest sessions', () => {
     expect(host.service.hostView().pool.heldMib).toBeLessThanOrEqual(768);
   });
 
+  it('re-plans over the others when a guest stops short of its reclaim target', async () => {
+    for (const n of ['a', 'b', 'c']) host.service.createVm({ name: n, memoryMib: 512 });
+    await host.close();
+    host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1024, reclaimTimeoutMs: 5_000, policyIntervalMs: 0, dashboard: false });
+    const a = await connectFake(host.url);
+    a.send(helloFor('a', 512));
+    await a.next('welcome');
+    const b = await connectFake(host.url);
+    b.send(helloFor('b', 512));
+    await b.next('welcome');
+    // Pool full; c needs 512: a and b are asked for 256 each.
+    const c = await connectFake(host.url);
+    c.send(helloFor('c', 512));
+    const ta = await a.next('setBalloonTarget');
+    const tb = await b.next('setBalloonTarget');
+    expect(ta.targetMib + tb.targetMib).toBe(512);
+    // a pins only 100 and stops short; b is asked for the rest and pins it.
+    a.send(bodies.balloonStatus({ generation: ta.generation, targetMib: ta.targetMib, actualMib: 100, lockedMib: 100, state: 'short', reason: 'guest_floor' }));
+    expect(await a.next('setBalloonTarget')).toMatchObject({ targetMib: 100 });
+    const tb2 = await b.next('setBalloonTarget');
+    expect(tb2.targetMib).toBe(412);
+    b.send(bodies.balloonStatus({ generation: tb2.generation, targetMib: 412, actualMib: 412, lockedMib: 412, state: 'steady' }));
+    await c.next('welcome');
+    expect(host.service.hostView().pool).toMatchObject({ heldMib: 1024, freeMib: 0 });
+  });
+
   it('funds a deflate from the others, or refuses it and changes nothing', async () => {
     host.service.createVm({ name: 'a', memoryMib: 512 });
     host.service.createVm({ name: 'b', memoryMib: 512 });
