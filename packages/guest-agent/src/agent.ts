@@ -200,7 +200,13 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
   }
 
   private sendStats(session: GuestSession): void {
-    session.send(bodies.memoryStats(toMemoryStats(this.domain.stats(), processRssBytes('self'))));
+    try {
+      session.send(bodies.memoryStats(toMemoryStats(this.domain.stats(), processRssBytes('self'))));
+    } catch (err) {
+      // A domain that cannot be read this time skips one tick; it never
+      // takes the agent (and its balloon) down.
+      this.onAgentProblem(AgentError.from(err, 'domain_unavailable'));
+    }
   }
 
   private startSession(): GuestSession {

@@ -36,7 +36,7 @@ export interface BalloonEngineOptions {
   deflateOnPressure?: boolean;
   /** How often the pressure check reads the domain, in ms (default 250). */
   pressureCheckIntervalMs?: number;
-  /** Worker threads that commit pages beside the main thread (default: cores - 1, at most 3). */
+  /** Worker threads that commit pages (default: one per core, at most 4; 0: all on the main thread). */
   workerThreads?: number;
   /** Progress is reported at least every this many MiB while moving (default 64). */
   progressEveryMib?: number;
@@ -66,10 +66,23 @@ interface Chunk {
   locked: boolean;
 }
 
+interface WorkerReply {
+  id: number;
+  /** Chunks committed, from the first (a cancelled job stops early). */
+  done: number;
+  /** Chunks pinned, from the first. */
+  locked: number;
+  /** errno of the first refused mlock (0: none). */
+  lockErrno: number;
+}
+
 interface WorkerSlot {
   worker: Worker;
-  pending: Map<number, () => void>;
+  pending: Map<number, (reply: WorkerReply) => void>;
 }
+
+/** MiB each worker commits per message: large enough to amortise the message, small enough to report often. */
+const WORKER_BATCH_MIB = 16;
 
 /**
  * A balloon of pinned SharedArrayBuffer chunks, usable alone (without a
@@ -110,6 +123,11 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   private pressureTimer: NodeJS.Timeout | null = null;
   private gcTimer: NodeJS.Timeout | null = null;
   private floorBudgetMib = 0;
+  /** Shared with the workers: [epoch]; bumping it cancels their jobs at the next chunk. */
+  private readonly control = new Int32Array(new SharedArrayBuffer(4));
+  /** Where the balloon ends if the step in flight completes (0: none in flight). */
+  private inflightEndMib = 0;
+  private freedSinceGcMib = 0;
 
   constructor(options: BalloonEngineOptions = {}) {
     super();
@@ -125,7 +143,8 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.progressEveryMib = options.progressEveryMib ?? 64;
     this.progressEveryMs = options.progressEveryMs ?? 100;
     this.deflateStepMib = Math.max(this.chunkMib, options.deflateStepMib ?? 64);
-    this.workerCount = Math.max(0, options.workerThreads ?? Math.min(3, availableParallelism() - 1));
+    // One worker per core: the main thread mostly waits (and hears targets).
+    this.workerCount = Math.max(0, options.workerThreads ?? Math.min(4, availableParallelism()));
     this.lockWanted = options.lock ?? true;
     this.lockState = this.lockWanted ? (nativeAvailable() ? 'unspecified' : 'unsupported') : 'disabled';
     if (this.lockState === 'unsupported') this.lockDetail = nativeUnavailableReason();
@@ -194,6 +213,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.pressureCapMib = Number.POSITIVE_INFINITY;
     this.floorBudgetMib = 0;
     this.emit('target', { targetMib, generation: gen });
+    this.cancelIfOvershooting();
     this.kick();
     return true;
   }
@@ -231,6 +251,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.pressureTimer = null;
     this.targetMibValue = 0;
     this.pressureCapMib = Number.POSITIVE_INFINITY;
+    this.cancelIfOvershooting();
     this.kick();
     await this.settled();
     this.closed = true;
@@ -252,6 +273,11 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     });
   }
 
+  /** A lower goal cancels the chunks in flight beyond it (latest target wins, at the next chunk). */
+  private cancelIfOvershooting(): void {
+    if (this.inflightEndMib > this.goalMib()) Atomics.add(this.control, 0, 1);
+  }
+
   private goalMib(): number {
     return Math.min(this.targetMibValue, this.pressureCapMib);
   }
@@ -261,13 +287,15 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     let lastReportMs = performance.now();
     let stop: { reason: ShortfallReason; detail: string } | null = null;
     let freed = false;
+    let firstStep = true;
     for (;;) {
       const goal = this.goalMib();
       const have = this.actualMibValue;
       if (goal === have) break;
       if (goal > have) {
         this.state = 'inflating';
-        const result = await this.inflateStep(goal - have);
+        const result = await this.inflateStep(goal - have, firstStep);
+        firstStep = false;
         if (result) {
           stop = result;
           // A newer target may have arrived while this step ran; only stop
@@ -305,7 +333,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     const status = this.status;
     this.emit('progress', status);
     if (status.state === 'short') this.emit('shortfall', status);
-    if (freed) this.scheduleCollect();
+    if (freed) this.maybeCollect();
   }
 
   /** How many MiB the floor lets us take now (re-reading the domain when the last budget is used up). */
@@ -320,64 +348,140 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     return Math.min(wantMib, this.floorBudgetMib);
   }
 
-  private async inflateStep(missingMib: number): Promise<{ reason: ShortfallReason; detail: string } | null> {
-    const threads = this.workerCount + 1;
-    let wantMib = Math.min(missingMib, this.chunkMib * threads);
+  private async inflateStep(missingMib: number, firstStep: boolean): Promise<{ reason: ShortfallReason; detail: string } | null> {
+    const perWorkerChunks = Math.max(1, Math.floor(WORKER_BATCH_MIB / this.chunkMib));
+    const stepMib = this.workerCount === 0 ? this.chunkMib : (firstStep ? this.chunkMib : 0) + this.workerCount * perWorkerChunks * this.chunkMib;
+    let wantMib = Math.min(missingMib, stepMib);
     const allowed = this.floorAllowsMib(wantMib);
     if (allowed < Math.min(wantMib, this.chunkMib)) {
       return { reason: 'guest_floor', detail: `inflating further would cross the guest's free-memory floor of ${this.floorMibValue} MiB` };
     }
     wantMib = allowed;
-    const fresh: Chunk[] = [];
-    for (let left = wantMib; left > 0; ) {
-      const sizeMib = Math.min(this.chunkMib, left);
-      const bytes = sizeMib * MIB_BYTES;
-      let sab: SharedArrayBuffer;
-      try {
-        // Growable SABs are mapped by V8 itself, page-aligned and outside
-        // glibc's heap, so madvise can return their pages and munmap frees them.
-        sab = new GrowableSharedArrayBuffer(bytes, { maxByteLength: bytes });
-      } catch (err) {
-        if (fresh.length === 0) {
-          return { reason: 'out_of_memory', detail: `could not allocate ${sizeMib} MiB: ${err instanceof Error ? err.message : String(err)}` };
+    let allocError = '';
+    const allocate = (mib: number, out: Chunk[]): void => {
+      for (let left = mib; left > 0; ) {
+        const sizeMib = Math.min(this.chunkMib, left);
+        const bytes = sizeMib * MIB_BYTES;
+        let sab: SharedArrayBuffer;
+        try {
+          // Growable SABs are mapped by V8 itself, page-aligned and outside
+          // glibc's heap, so madvise can return their pages and munmap frees them.
+          sab = new GrowableSharedArrayBuffer(bytes, { maxByteLength: bytes });
+        } catch (err) {
+          allocError = `could not allocate ${sizeMib} MiB: ${err instanceof Error ? err.message : String(err)}`;
+          return;
         }
-        break;
+        out.push({ sab, bytes: new Uint8Array(sab), sizeMib, seed: this.nextSeed, locked: false });
+        this.nextSeed += bytes / this.pageSizeBytes;
+        left -= sizeMib;
       }
-      const pages = bytes / this.pageSizeBytes;
-      fresh.push({ sab, bytes: new Uint8Array(sab), sizeMib, seed: this.nextSeed, locked: false });
-      this.nextSeed += pages;
-      left -= sizeMib;
+    };
+    let committedMib = 0;
+    if (this.workerCount === 0 || firstStep) {
+      // On a fresh target the main thread commits the first chunk itself,
+      // before anything else (the reaction the host sees).
+      const own: Chunk[] = [];
+      allocate(Math.min(this.chunkMib, wantMib), own);
+      if (own.length === 0) return { reason: 'out_of_memory', detail: allocError };
+      this.commitHere(own[0]!);
+      committedMib = own[0]!.sizeMib;
     }
-    // The main thread commits the first chunk and pins it at once (the
-    // reaction a new target sees); the workers commit the others meanwhile.
-    const [own, ...rest] = fresh as [Chunk, ...Chunk[]];
-    const others = rest.length > 0 ? this.touchInWorkers(rest) : null;
-    touchPages(own, this.pageSizeBytes / 4);
-    this.commit(own);
-    if (others) {
-      await others;
-      for (const c of rest) this.commit(c);
+    if (this.workerCount === 0) {
+      // Let a new target (or a close) in between chunks.
+      await new Promise<void>((r) => setImmediate(r));
+    } else if (wantMib > committedMib && !allocError) {
+      // The workers take the rest, so the main thread stays free to hear
+      // the next target (which cancels their jobs at the next chunk).
+      const fresh: Chunk[] = [];
+      allocate(wantMib - committedMib, fresh);
+      if (fresh.length === 0 && committedMib === 0) return { reason: 'out_of_memory', detail: allocError };
+      this.inflightEndMib = this.actualMibValue + fresh.reduce((sum, c) => sum + c.sizeMib, 0);
+      await this.dispatch(fresh, Atomics.load(this.control, 0));
     }
+    this.inflightEndMib = 0;
     this.floorBudgetMib -= wantMib;
-    return null;
+    // Memory ran out part-way: keep what was committed and say so.
+    return allocError ? { reason: 'out_of_memory', detail: allocError } : null;
   }
 
-  private commit(chunk: Chunk): void {
+  /** Commits and pins a chunk on the main thread. */
+  private commitHere(chunk: Chunk): void {
+    let locked = false;
+    let lockErrno = 0;
     if (this.lockState === 'unspecified' || this.lockState === 'locked') {
+      // mlock first: it faults every page in, in the kernel, faster than
+      // touching each from JS; the words written after make pages distinct.
       const r = mlock(chunk.bytes);
-      if (r.ok) {
-        chunk.locked = true;
-        this.lockState = 'locked';
-        this.lockedMibValue += chunk.sizeMib;
-      } else {
-        // Said once: from here on the balloon works unpinned.
-        this.lockState = r.failure === 'unavailable' ? 'unsupported' : 'not_permitted';
-        this.lockDetail = `balloon memory is not pinned: ${r.message}`;
-      }
+      if (r.ok) locked = true;
+      else lockErrno = r.errno;
+    }
+    touchPages(chunk, this.pageSizeBytes / 4);
+    this.push(chunk, locked, lockErrno);
+  }
+
+  /** Records a committed chunk (and what its lock attempt said). */
+  private push(chunk: Chunk, locked: boolean, lockErrno: number): void {
+    if (locked) {
+      chunk.locked = true;
+      this.lockState = 'locked';
+      this.lockedMibValue += chunk.sizeMib;
+    } else if (lockErrno !== 0 && this.lockState !== 'not_permitted') {
+      // Said once: from here on the balloon works unpinned.
+      this.lockState = 'not_permitted';
+      this.lockDetail = `balloon memory is not pinned: mlock failed with errno ${lockErrno} (needs root, CAP_IPC_LOCK or a higher RLIMIT_MEMLOCK)`;
     }
     this.chunks.push(chunk);
     this.actualMibValue += chunk.sizeMib;
     this.emit('chunk', { actualMib: this.actualMibValue, locked: chunk.locked });
+  }
+
+  /** Hands chunks to the workers, a contiguous share each; resolves when all have answered. */
+  private dispatch(chunks: Chunk[], epoch: number): Promise<void> {
+    if (chunks.length === 0) return Promise.resolve();
+    this.startWorkers();
+    const lock = this.lockState === 'unspecified' || this.lockState === 'locked';
+    const per = Math.ceil(chunks.length / this.workers.length);
+    const pageWords = this.pageSizeBytes / 4;
+    const shares = this.workers.map((slot, i) => ({ slot, list: chunks.slice(i * per, (i + 1) * per) })).filter((s) => s.list.length > 0);
+    return Promise.all(
+      shares.map(
+        ({ slot, list }) =>
+          new Promise<WorkerReply>((resolve) => {
+            const id = this.nextJobId++;
+            slot.pending.set(id, resolve);
+            // Keep the process alive while a worker owes us chunks.
+            slot.worker.ref();
+            slot.worker.postMessage({ id, epoch, pageWords, lock, jobs: list.map((c) => ({ sab: c.sab, seed: c.seed })) });
+          }),
+      ),
+    ).then((replies) => {
+      replies.forEach((reply, i) => {
+        const list = shares[i]!.list;
+        for (let k = 0; k < reply.done; k++) this.push(list[k]!, k < reply.locked, k === reply.locked ? reply.lockErrno : 0);
+      });
+    });
+  }
+
+  private startWorkers(): void {
+    if (this.workers.length > 0) return;
+    for (let i = 0; i < this.workerCount; i++) {
+      const worker = new Worker(new URL('./touch-worker.mjs', import.meta.url), { workerData: { control: this.control } });
+      const slot: WorkerSlot = { worker, pending: new Map() };
+      worker.on('message', (m: WorkerReply) => {
+        const done = slot.pending.get(m.id);
+        slot.pending.delete(m.id);
+        if (slot.pending.size === 0) slot.worker.unref();
+        done?.(m);
+      });
+      worker.on('error', () => {
+        // A dead worker must not hang the balloon: its jobs count as not done.
+        for (const done of slot.pending.values()) done({ id: 0, done: 0, locked: 0, lockErrno: 0 });
+        slot.pending.clear();
+      });
+      // Idle workers must not keep the process alive.
+      worker.unref();
+      this.workers.push(slot);
+    }
   }
 
   private deflateStep(excessMib: number): void {
@@ -397,9 +501,20 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       // a GC to unmap them; madvise refuses locked pages, hence munlock first.
       madvise(chunk.bytes, MADV_DONTNEED);
       this.actualMibValue -= chunk.sizeMib;
+      this.freedSinceGcMib += chunk.sizeMib;
       budgetMib -= chunk.sizeMib;
       excessMib -= chunk.sizeMib;
     }
+  }
+
+  /**
+   * madvise has handed the pages back already; a GC only unmaps the spent
+   * chunks and settles V8's external-memory account. A full GC costs
+   * milliseconds, so it runs after a deflate to empty or after 256 MiB freed;
+   * without madvise it is what frees the pages, so it always runs.
+   */
+  private maybeCollect(): void {
+    if (!nativeAvailable() || this.actualMibValue === 0 || this.freedSinceGcMib >= 256) this.scheduleCollect();
   }
 
   private scheduleCollect(): void {
@@ -415,56 +530,9 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   }
 
   private collect(): void {
+    this.freedSinceGcMib = 0;
     fullGc()?.();
     for (const w of this.workers) w.worker.postMessage({ gc: true });
-  }
-
-  private touchInWorkers(chunks: Chunk[]): Promise<void> {
-    if (this.workerCount === 0) {
-      for (const c of chunks) touchPages(c, this.pageSizeBytes / 4);
-      return Promise.resolve();
-    }
-    this.startWorkers();
-    const pageWords = this.pageSizeBytes / 4;
-    const perWorker: Chunk[][] = this.workers.map(() => []);
-    chunks.forEach((c, i) => perWorker[i % perWorker.length]!.push(c));
-    return Promise.all(
-      perWorker
-        .map((list, i) => ({ list, slot: this.workers[i]! }))
-        .filter(({ list }) => list.length > 0)
-        .map(
-          ({ list, slot }) =>
-            new Promise<void>((resolve) => {
-              const id = this.nextJobId++;
-              slot.pending.set(id, resolve);
-              // Keep the process alive while a worker owes us a chunk.
-              slot.worker.ref();
-              slot.worker.postMessage({ id, pageWords, jobs: list.map((c) => ({ sab: c.sab, seed: c.seed })) });
-            }),
-        ),
-    ).then(() => undefined);
-  }
-
-  private startWorkers(): void {
-    if (this.workers.length > 0) return;
-    for (let i = 0; i < this.workerCount; i++) {
-      const worker = new Worker(new URL('./touch-worker.mjs', import.meta.url));
-      const slot: WorkerSlot = { worker, pending: new Map() };
-      worker.on('message', (m: { id: number }) => {
-        const done = slot.pending.get(m.id);
-        slot.pending.delete(m.id);
-        if (slot.pending.size === 0) slot.worker.unref();
-        done?.();
-      });
-      worker.on('error', () => {
-        // A dead worker must not hang the balloon: finish its jobs here.
-        for (const done of slot.pending.values()) done();
-        slot.pending.clear();
-      });
-      // Idle workers must not keep the process alive.
-      worker.unref();
-      this.workers.push(slot);
-    }
   }
 
   private checkPressure(): void {
@@ -476,6 +544,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     const cap = Math.max(0, this.actualMibValue - needMib);
     if (cap < this.pressureCapMib) {
       this.pressureCapMib = cap;
+      this.cancelIfOvershooting();
       this.kick();
     }
   }

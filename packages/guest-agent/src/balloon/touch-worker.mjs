@@ -1,16 +1,21 @@
 // Worker thread that commits balloon chunks: plain JavaScript so it loads
-// the same under tsx, vitest and plain node. It writes one distinct non-zero
-// word per page (faulting the page in), which is the cheapest way to commit
-// memory from JS; the main thread does the rest of each step in parallel.
-import { parentPort } from 'node:worker_threads';
+// the same under tsx, vitest and plain node. For each chunk it pins the
+// pages (mlock faults them all in, in the kernel, faster than touching from
+// JS) and writes one distinct non-zero word per page. Between chunks it
+// checks the shared epoch: a newer target cancels the rest of the job, so
+// the balloon follows the latest target at chunk granularity.
+import { parentPort, workerData } from 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { bindLibc } from '../native/libc-binding.mjs';
 
+const control = workerData.control; // Int32Array: [epoch]
+let libc;
 let gc = null;
 
 parentPort.on('message', (msg) => {
   if (msg.gc) {
-    // The clones of deflated chunks keep their backing stores alive until
+    // Our clones of deflated chunks keep their backing stores alive until
     // this isolate collects too; the main thread asks after a deflate.
     if (!gc) {
       setFlagsFromString('--expose-gc');
@@ -19,12 +24,30 @@ parentPort.on('message', (msg) => {
     gc();
     return;
   }
-  const { id, jobs, pageWords } = msg;
-  for (const job of jobs) {
+  const { id, epoch, pageWords } = msg;
+  let lock = msg.lock;
+  if (lock && libc === undefined) libc = bindLibc().fns;
+  if (!libc) lock = false;
+  let done = 0;
+  let locked = 0;
+  let lockErrno = 0;
+  for (const job of msg.jobs) {
+    if (Atomics.load(control, 0) !== epoch) break;
+    const bytes = new Uint8Array(job.sab);
+    if (lock) {
+      if (libc.mlock(bytes, bytes.byteLength) === 0) locked++;
+      else {
+        lockErrno = libc.errno();
+        lock = false;
+      }
+    }
     const words = new Uint32Array(job.sab);
     let value = job.seed;
     for (let i = 0; i < words.length; i += pageWords) words[i] = value++;
+    done++;
   }
+  // Drop our references before answering, so a deflated chunk's memory
+  // depends on the main thread alone.
   msg.jobs = null;
-  parentPort.postMessage({ id });
+  parentPort.postMessage({ id, done, locked, lockErrno });
 });

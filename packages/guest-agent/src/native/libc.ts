@@ -3,7 +3,7 @@
 // Every call returns a typed result instead of throwing, because a refused or
 // missing call is a normal state of a guest (no CAP_IPC_LOCK, not Linux, no
 // koffi binary) that the balloon must report, not crash on.
-import { createRequire } from 'node:module';
+import { bindLibc, type LibcFunctions } from './libc-binding.mjs';
 
 /** madvise advice: let KSM merge these pages (page fusion). */
 export const MADV_MERGEABLE = 12;
@@ -40,43 +40,14 @@ const ERRNO_NAMES: Record<number, string> = {
   [ENOSYS]: 'ENOSYS',
 };
 
-interface Bound {
-  mlock: (addr: NativeMemory, len: number) => number;
-  munlock: (addr: NativeMemory, len: number) => number;
-  madvise: (addr: NativeMemory, len: number, advice: number) => number;
-  mallopt: (param: number, value: number) => number;
-  sysconf: (name: number) => number;
-  errno: () => number;
-}
-
-let bound: Bound | null | undefined;
+let bound: LibcFunctions | null | undefined;
 let unavailableReason = '';
 
-function load(): Bound | null {
+function load(): LibcFunctions | null {
   if (bound !== undefined) return bound;
-  if (process.platform !== 'linux') {
-    unavailableReason = `native memory calls are not supported on ${process.platform}`;
-    return (bound = null);
-  }
-  try {
-    // koffi is CommonJS with a native binary; require keeps its loading lazy,
-    // so a guest without it still runs (unpinned) and says why.
-    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-    const lib = koffi.load('libc.so.6');
-    const errnoLocation = lib.func('int *__errno_location()');
-    bound = {
-      mlock: lib.func('int mlock(void *addr, size_t len)'),
-      munlock: lib.func('int munlock(void *addr, size_t len)'),
-      madvise: lib.func('int madvise(void *addr, size_t len, int advice)'),
-      mallopt: lib.func('int mallopt(int param, int value)'),
-      sysconf: lib.func('long sysconf(int name)'),
-      errno: () => koffi.decode(errnoLocation(), 'int') as number,
-    };
-    return bound;
-  } catch (err) {
-    unavailableReason = `native memory calls are unavailable: ${err instanceof Error ? err.message : String(err)}`;
-    return (bound = null);
-  }
+  const b = bindLibc();
+  unavailableReason = b.reason;
+  return (bound = b.fns);
 }
 
 function unavailable(): NativeResult {

@@ -1,0 +1,232 @@
+// Balloon benchmark (not a test): our inflate/deflate against a C baseline
+// (mmap, touch every page, one thread) of the same size, run alternately in
+// the same process tree, because on free-page-reporting guests memory freed
+// seconds ago faults far slower than memory freed just now: only side-by-side
+// ratios mean anything. Also the time for RSS to come back after a deflate,
+// and the reaction from a target's arrival to the first chunk pinned.
+//
+//   npx tsx packages/guest-agent/bench/balloon.bench.ts
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { bodies } from '@memballoon/protocol';
+import { BalloonEngine } from '../src/balloon/engine.js';
+import { MachineDomain, readMachineMemory } from '../src/domain/readers.js';
+import { startAgent } from '../src/agent.js';
+import type { DomainSource } from '../src/domain/source.js';
+import { StubHost } from '../src/test-support/stub-host.js';
+
+/** One row of the benchmark table. */
+export interface BenchRow {
+  metric: string;
+  sizeMib: number;
+  ours: number;
+  baseline: number | null;
+  /** ours/baseline in throughput terms (higher is better); null where there is no baseline. */
+  ratio: number | null;
+  unit: string;
+}
+
+const C_SOURCE = String.raw`
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+static double now(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec+t.tv_nsec/1e9;}
+int main(int argc,char**argv){
+  size_t n=strtoull(argv[1],0,10)<<20; long pg=sysconf(_SC_PAGESIZE);
+  double t0=now();
+  volatile char*p=mmap(0,n,PROT_READ|PROT_WRITE,MAP_PRIVATE|MAP_ANONYMOUS,-1,0);
+  if(p==MAP_FAILED){perror("mmap");return 1;}
+  for(size_t i=0;i<n;i+=pg)p[i]=1;
+  double t1=now(); munmap((void*)p,n); double t2=now();
+  printf("%.3f %.3f\n",(t1-t0)*1e3,(t2-t1)*1e3); return 0;}
+`;
+
+function buildBaseline(dir: string): string {
+  const src = join(dir, 'touch.c');
+  const bin = join(dir, 'touch');
+  writeFileSync(src, C_SOURCE);
+  execFileSync('cc', ['-O2', '-o', bin, src]);
+  return bin;
+}
+
+function runBaseline(bin: string, sizeMib: number): { inflateMs: number; deflateMs: number } {
+  const [inflateMs, deflateMs] = execFileSync(bin, [String(sizeMib)], { encoding: 'utf8' }).trim().split(' ').map(Number);
+  return { inflateMs: inflateMs!, deflateMs: deflateMs! };
+}
+
+function rssMib(): number {
+  return Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]) / 1024;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+const gibPerS = (mib: number, ms: number): number => mib / 1024 / (ms / 1000);
+
+async function sizeRows(engine: BalloonEngine, bin: string, sizeMib: number, rounds: number): Promise<BenchRow[]> {
+  const ours = { inflate: [] as number[], deflate: [] as number[], rssBack: [] as number[] };
+  const base = { inflate: [] as number[], deflate: [] as number[] };
+  for (let r = 0; r < rounds; r++) {
+    // Alternate who goes first, so neither always gets the freshly freed memory.
+    const order = r % 2 === 0 ? ['c', 'ours'] : ['ours', 'c'];
+    for (const who of order) {
+      if (who === 'c') {
+        const c = runBaseline(bin, sizeMib);
+        base.inflate.push(c.inflateMs);
+        base.deflate.push(c.deflateMs);
+        continue;
+      }
+      const before = rssMib();
+      let t0 = performance.now();
+      engine.setTarget(sizeMib);
+      const up = await engine.settled();
+      ours.inflate.push(performance.now() - t0);
+      if (up.actualMib !== sizeMib) throw new Error(`inflate stopped at ${up.actualMib} MiB: ${up.reason} ${up.detail}`);
+      t0 = performance.now();
+      engine.setTarget(0);
+      await engine.settled();
+      const settledAt = performance.now();
+      ours.deflate.push(settledAt - t0);
+      // RSS back: within 16 MiB of where it was before the inflate.
+      while (rssMib() > before + 16 && performance.now() - settledAt < 5000) await new Promise((r) => setImmediate(r));
+      ours.rssBack.push(performance.now() - settledAt);
+    }
+  }
+  const inflateOurs = gibPerS(sizeMib, median(ours.inflate));
+  const inflateBase = gibPerS(sizeMib, median(base.inflate));
+  const deflateOurs = gibPerS(sizeMib, median(ours.deflate));
+  const deflateBase = gibPerS(sizeMib, median(base.deflate));
+  return [
+    { metric: 'inflate', sizeMib, ours: inflateOurs, baseline: inflateBase, ratio: inflateOurs / inflateBase, unit: 'GiB/s' },
+    { metric: 'deflate', sizeMib, ours: deflateOurs, baseline: deflateBase, ratio: deflateOurs / deflateBase, unit: 'GiB/s' },
+    { metric: 'RSS back after deflate (p50)', sizeMib, ours: median(ours.rssBack), baseline: null, ratio: null, unit: 'ms' },
+    { metric: 'RSS back after deflate (max)', sizeMib, ours: Math.max(...ours.rssBack), baseline: null, ratio: null, unit: 'ms' },
+  ];
+}
+
+async function reactionRows(engine: BalloonEngine, samples: number): Promise<BenchRow[]> {
+  // A steady balloon receives a new, larger target: from the call that hands
+  // the target to the engine to the first chunk pinned.
+  engine.setTarget(16);
+  await engine.settled();
+  const latencies: number[] = [];
+  for (let i = 1; i <= samples; i++) {
+    let pinnedAt = 0;
+    const on = (): void => {
+      pinnedAt ||= performance.now();
+    };
+    engine.once('chunk', on);
+    const t0 = performance.now();
+    engine.setTarget(16 + (i % 32) + 1);
+    await engine.settled();
+    latencies.push(pinnedAt - t0);
+    engine.setTarget(16);
+    await engine.settled();
+  }
+  engine.setTarget(0);
+  await engine.settled();
+  return [
+    { metric: 'target → first chunk pinned, p50', sizeMib: 1, ours: percentile(latencies, 50), baseline: null, ratio: null, unit: 'ms' },
+    { metric: 'target → first chunk pinned, p99', sizeMib: 1, ours: percentile(latencies, 99), baseline: null, ratio: null, unit: 'ms' },
+  ];
+}
+
+async function wireReactionRows(samples: number): Promise<BenchRow[]> {
+  // The same over a real WebSocket: from the host's send to the first chunk
+  // pinned in the agent (host and agent share this process, so one clock).
+  const host = await StubHost.start();
+  // The machine's own figures, with a fixed size so the floor stays out of the way.
+  const machine = new MachineDomain();
+  const domain: DomainSource = {
+    kind: 'machine',
+    totalMib: 4096,
+    availability: () => ({ totalBytes: 4096 * 2 ** 20, availableBytes: 4000 * 2 ** 20 }),
+    stats: () => machine.stats(),
+  };
+  const agent = await startAgent({ host: host.url, name: 'bench', domain, oomScoreAdj: null });
+  try {
+    for (const deadline = Date.now() + 10_000; !host.latest?.frames.length; ) {
+      if (Date.now() > deadline) throw new Error('no Hello');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const conn = host.latest!;
+    host.welcome(conn, { targetMib: 16, generation: 1, statsIntervalMs: 60_000 });
+    while (agent.balloon.actualMib !== 16 || agent.engine.moving) await new Promise((r) => setTimeout(r, 5));
+    const latencies: number[] = [];
+    let generation = 1;
+    for (let i = 1; i <= samples; i++) {
+      const pinned = new Promise<number>((resolve) => agent.engine.once('chunk', () => resolve(performance.now())));
+      const t0 = performance.now();
+      host.send(conn, bodies.setBalloonTarget({ targetMib: 16 + (i % 32) + 1, generation: ++generation }));
+      latencies.push((await pinned) - t0);
+      await agent.engine.settled();
+      host.send(conn, bodies.setBalloonTarget({ targetMib: 16, generation: ++generation }));
+      while (agent.balloon.generation !== generation || agent.engine.moving) await new Promise((r) => setImmediate(r));
+    }
+    return [
+      { metric: 'host send → first chunk pinned (WebSocket), p50', sizeMib: 1, ours: percentile(latencies, 50), baseline: null, ratio: null, unit: 'ms' },
+      { metric: 'host send → first chunk pinned (WebSocket), p99', sizeMib: 1, ours: percentile(latencies, 99), baseline: null, ratio: null, unit: 'ms' },
+    ];
+  } finally {
+    await agent.close();
+    await host.close();
+  }
+}
+
+/** Runs the balloon benchmark and returns its rows (the root `npm run bench` prints them). */
+export async function runBalloonBench(options: { rounds?: number; log?: (line: string) => void } = {}): Promise<BenchRow[]> {
+  const log = options.log ?? (() => {});
+  const dir = mkdtempSync(join(tmpdir(), 'memballoon-bench-'));
+  const engine = new BalloonEngine();
+  try {
+    const bin = buildBaseline(dir);
+    const rows: BenchRow[] = [];
+    // Warm up: worker isolates and code paths cost memory once, which is
+    // not the balloon's and must not count in "RSS back".
+    engine.setTarget(64);
+    await engine.settled();
+    engine.setTarget(0);
+    await engine.settled();
+    const availableMib = readMachineMemory().availableBytes / 2 ** 20;
+    // 4 GiB only where the machine has room for it twice over (ours and C
+    // never overlap, but the guest must keep breathing).
+    const sizes = availableMib > 4096 * 2 + 1024 ? [1024, 4096] : [1024];
+    for (const sizeMib of sizes) {
+      log(`inflate/deflate ${sizeMib} MiB…`);
+      rows.push(...(await sizeRows(engine, bin, sizeMib, options.rounds ?? (sizeMib > 1024 ? 3 : 7))));
+    }
+    log('reaction…');
+    rows.push(...(await reactionRows(engine, 200)));
+    rows.push(...(await wireReactionRows(200)));
+    return rows;
+  } finally {
+    await engine.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Formats rows as a Markdown table. */
+export function formatBenchTable(rows: BenchRow[]): string {
+  const f = (n: number | null, digits = 2): string => (n === null ? '—' : n.toFixed(digits));
+  const lines = ['| metric | size | ours | C baseline (1 thread) | ratio | unit |', '|---|---:|---:|---:|---:|---|'];
+  for (const r of rows) lines.push(`| ${r.metric} | ${r.sizeMib >= 1024 ? `${r.sizeMib / 1024} GiB` : `${r.sizeMib} MiB`} | ${f(r.ours, r.unit === 'ms' ? 3 : 2)} | ${f(r.baseline)} | ${f(r.ratio)} | ${r.unit} |`);
+  return lines.join('\n');
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const rows = await runBalloonBench({ log: (l) => process.stderr.write(`${l}\n`) });
+  process.stdout.write(`balloon benchmark, ${new Date().toISOString().slice(0, 10)}\n\n${formatBenchTable(rows)}\n`);
+}
