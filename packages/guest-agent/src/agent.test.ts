@@ -203,4 +203,33 @@ describe('agent against a stub host', () => {
     expect(host.received(conn, 'goodbye')[0]!.reason).toBe('shutdown');
     expect(a.status).toBe('closed');
   });
+
+  it('tells a session plugin (page fusion) of each Welcome and disconnect, and lets it send', async () => {
+    const calls: string[] = [];
+    const a = await start({
+      fusion: {
+        welcomed: (pageFusion, send) => {
+          calls.push(`welcomed:${pageFusion}`);
+          send(bodies.sharedRegionRemoved({ regionId: 7 }));
+        },
+        disconnected: () => calls.push('disconnected'),
+        close: () => calls.push('close'),
+      },
+    });
+    const first = await poll(() => host.latest, 'a connection');
+    await poll(() => helloOn(first), 'Hello');
+    host.welcome(first, { pageFusion: true });
+    await poll(() => host.received(first, 'sharedRegionRemoved')[0], 'the plugin frame');
+    expect(a.send(bodies.sharedRegionRemoved({ regionId: 8 }))).toBe(true);
+    await poll(() => host.received(first, 'sharedRegionRemoved')[1], 'a frame sent through the handle');
+    first.ws.terminate();
+    const second = await poll(() => host.connections[1], 'a reconnect');
+    await poll(() => helloOn(second), 'Hello');
+    expect(a.send(bodies.sharedRegionRemoved({ regionId: 9 }))).toBe(false);
+    host.welcome(second, { pageFusion: false });
+    await poll(() => calls.length >= 3, 'the second welcome');
+    await a.close();
+    agent = null;
+    expect(calls).toEqual(['welcomed:true', 'disconnected', 'welcomed:false', 'disconnected', 'close']);
+  });
 });

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { writeFileSync } from 'node:fs';
-import { bodies, vmNameProblem, type BalloonStatus, type ErrorCode, type Hello, type ProtocolError } from '@memballoon/protocol';
+import { bodies, vmNameProblem, type Body, type BalloonStatus, type ErrorCode, type Hello, type ProtocolError } from '@memballoon/protocol';
 import { BalloonEngine } from './balloon/engine.js';
 import { openDomain } from './domain/readers.js';
 import { processRssBytes } from './domain/readers.js';
@@ -52,8 +52,20 @@ export interface AgentOptions {
   backoff?: BackoffOptions;
   /** How long to wait for the socket and Welcome, in ms (default 10 000). */
   helloTimeoutMs?: number;
-  /** Worker threads for committing pages (default: cores - 1, at most 3). */
+  /** Worker threads for committing pages (default: one per core, at most 4). */
   workerThreads?: number;
+  /** Page fusion's side of the session (a FusionLink from ./fusion), told of every Welcome and disconnect. */
+  fusion?: SessionPlugin;
+}
+
+/** Something that rides along each session (page fusion's FusionLink fits). */
+export interface SessionPlugin {
+  /** A session was welcomed; `send` sends a frame on it (false when the socket is closed). */
+  welcomed(pageFusion: boolean, send: (body: Body) => boolean): unknown;
+  /** The session ended. */
+  disconnected(): void;
+  /** The agent stops. */
+  close(): void;
 }
 
 /** The connection state of an agent. */
@@ -68,7 +80,7 @@ export interface AgentEvents {
   /** The balloon stopped short of its target. */
   shortfall: [status: BalloonStatus];
   /** The host welcomed a session. */
-  connected: [info: { sessionId: string; url: string }];
+  connected: [info: { sessionId: string; url: string; pageFusion: boolean }];
   /** A session ended; the agent reconnects after `retryInMs` unless it is closing or refused. */
   disconnected: [info: { reason: string; closeCode: number; retryInMs: number | null }];
   /** A problem that did not stop the agent (a refused frame, an Error from the host), or a final refusal. */
@@ -97,6 +109,8 @@ export interface AgentHandle {
   once<E extends keyof AgentEvents>(event: E, listener: (...args: AgentEvents[E]) => void): this;
   /** Unsubscribes. */
   off<E extends keyof AgentEvents>(event: E, listener: (...args: AgentEvents[E]) => void): this;
+  /** Sends a frame on the current session; false when not connected (the next Welcome resyncs). */
+  send(body: Body): boolean;
   /** Deflates the balloon, says Goodbye to the host, and stops. */
   close(): Promise<void>;
 }
@@ -169,6 +183,10 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
     return this.sessionIdValue;
   }
 
+  send(body: Body): boolean {
+    return this.session?.open ? this.session.send(body) : false;
+  }
+
   private setOomScoreAdj(value: number | null): void {
     if (value === null) return;
     try {
@@ -220,11 +238,16 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
           session.setHeartbeatInterval(w.heartbeatIntervalMs || 2000);
           this.engine.setProtection({ floorMib: this.floorOverrideMib || w.protection.floorMib, deflateOnPressure: w.protection.deflateOnPressure });
           this.log.info({ sessionId: w.sessionId, targetMib: w.targetMib, generation: w.generation }, 'welcomed by the host');
-          this.emit('connected', { sessionId: w.sessionId, url: this.url });
+          this.emit('connected', { sessionId: w.sessionId, url: this.url, pageFusion: w.pageFusion });
           // Tell the host where the balloon stands now, then apply its target.
           session.send(bodies.balloonStatus(this.engine.status));
           this.applyTarget(w.targetMib, w.generation, true, session);
           this.sendStats(session);
+          try {
+            this.options.fusion?.welcomed(w.pageFusion, (body) => session.send(body));
+          } catch (err) {
+            this.onAgentProblem(AgentError.from(err));
+          }
           const intervalMs = w.statsIntervalMs || 1000;
           if (this.statsTimer) clearInterval(this.statsTimer);
           this.statsTimer = setInterval(() => this.sendStats(session), intervalMs);
@@ -273,6 +296,7 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
       if (this.statsTimer) clearInterval(this.statsTimer);
       this.statsTimer = null;
       this.session = null;
+      this.options.fusion?.disconnected();
       this.sessionIdValue = '';
       if (this.closing) break;
       attempt = end.welcomed ? 1 : attempt + 1;
@@ -317,6 +341,7 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
       else session.terminate('agent closing');
     }
     if (this.statsTimer) clearInterval(this.statsTimer);
+    this.options.fusion?.close();
     this.state = 'closed';
     this.log.info({}, 'agent stopped');
     this.resolveStopped(cause);

@@ -1,6 +1,6 @@
 // The guest agent's public surface: startAgent (library), the BalloonEngine
 // (usable alone, without a host), the memory domains and the /proc parsers.
-export { startAgent, AGENT_VERSION, type AgentOptions, type AgentHandle, type AgentEvents, type AgentConnectionState } from './agent.js';
+export { startAgent, AGENT_VERSION, type AgentOptions, type AgentHandle, type AgentEvents, type AgentConnectionState, type SessionPlugin } from './agent.js';
 export { BalloonEngine, type BalloonEngineOptions, type BalloonEngineEvents } from './balloon/engine.js';
 export { AgentError, AGENT_ERROR_CODES, type AgentErrorCode } from './errors.js';
 export { silentLogger, type AgentLogger, type LogMethod } from './logger.js';

@@ -78,6 +78,8 @@ async function exit(code: number, why: string): Promise<void> {
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
+    // A second signal while deflating means "now": leave at once.
+    if (exiting) process.exit(1);
     if (child && child.exitCode === null) child.kill(signal);
     void exit(0, `${signal}: deflating and saying goodbye`);
   });
