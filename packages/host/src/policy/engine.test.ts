@@ -91,6 +91,14 @@ describe('policyStep', () => {
     expect(given('heavy')).toBeGreaterThan(2 * given('light'));
   });
 
+  it('survives a zero weight (treated as 1)', () => {
+    const zero = testVm('zero', 2000, testStats(50), { settings: testSettings({ memoryWeight: 0 }) });
+    const other = testVm('other', 2000, testStats(50));
+    const result = step({ nowMs: 0, poolSizeMib: 8192, poolFreeMib: 300, vms: [zero, other] });
+    for (const c of result.decision.changes) expect(Number.isInteger(c.targetMib)).toBe(true);
+    expect(result.decision.changes.length).toBeGreaterThan(0);
+  });
+
   it('keeps the safety margin from a guest that is low but not critical', () => {
     const vm = testVm('a', 2000, testStats(700));
     const input: PolicyInput = { nowMs: 0, poolSizeMib: 8192, poolFreeMib: 200, vms: [vm] };

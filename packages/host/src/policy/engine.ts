@@ -25,7 +25,8 @@ export function initialPolicyState(): PolicyState {
 /** Everything the round works out about one VM before deciding (internal). */
 interface VmRound {
   readonly vm: PolicyVmInput;
-  readonly index: number;
+  /** The VM's weight, at least 1 (a zero weight would divide by zero). */
+  readonly weight: number;
   readonly maxBalloonMib: number;
   readonly bufferMib: number;
   readonly midBandMib: number;
@@ -49,6 +50,14 @@ interface VmRound {
 }
 
 const roundMib = (x: number): number => Math.floor(x);
+
+/**
+ * Whether atMs lies within the last windowMs. A clock that went backwards
+ * (a restarted host resuming saved state) ends the window instead of
+ * stretching it.
+ */
+const within = (nowMs: number, atMs: number | null, windowMs: number): boolean =>
+  atMs !== null && nowMs >= atMs && nowMs - atMs < windowMs;
 
 /** Folds the new stats into the VM's moving averages and pressure flag. */
 function observe(config: PolicyConfig, prev: PolicyVmState | undefined, r: VmRound, nowMs: number): void {
@@ -127,12 +136,12 @@ function change(r: VmRound, targetMib: number, reason: PolicyReasonCode, detail:
 
 /** One policy round (pure): the new state and the targets to send. */
 export function policyStep(config: PolicyConfig, state: PolicyState, input: PolicyInput): PolicyStepResult {
-  const rounds: VmRound[] = input.vms.map((vm, index) => {
+  const rounds: VmRound[] = input.vms.map((vm) => {
     const pct = (p: number): number => (vm.memoryMib * p) / 100;
     const bufferMib = pct(vm.settings.memoryBufferPercent);
     const r: VmRound = {
       vm,
-      index,
+      weight: Math.max(1, vm.settings.memoryWeight || 1),
       maxBalloonMib: maxBalloonMib(vm),
       bufferMib,
       midBandMib: bufferMib + pct(config.hysteresisPercent) / 2,
@@ -187,9 +196,9 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
   if (contended) {
     const aboveFloor = (r: VmRound): number => Math.max(0, r.maxBalloonMib - baseOf(r));
     const poolMib = claimants.reduce((s, r) => s + aboveFloor(r), 0) + normalBudgetMib;
-    const weightSum = claimants.reduce((s, r) => s + r.vm.settings.memoryWeight, 0);
+    const weightSum = claimants.reduce((s, r) => s + r.weight, 0);
     for (const r of claimants) {
-      const shareMib = (poolMib * r.vm.settings.memoryWeight) / weightSum;
+      const shareMib = (poolMib * r.weight) / weightSum;
       shareExcessMib.set(r, aboveFloor(r) - shareMib);
     }
   }
@@ -213,8 +222,7 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
     if (squeezed.has(r)) return 0;
     // A VM squeezed lately gets nothing back for a while: without this hold,
     // a guest claiming pressure forever would take back what it just gave.
-    const squeezedAtMs = r.next.lastSqueezeAtMs;
-    if (squeezedAtMs !== null && input.nowMs - squeezedAtMs < config.shareHoldMs) return 0;
+    if (within(input.nowMs, r.next.lastSqueezeAtMs, config.shareHoldMs)) return 0;
     const want = Math.min(r.needMib, baseOf(r));
     // Skip grants too small to be worth a balloon operation, unless they empty the balloon.
     if (want < r.minChangeMib && want !== baseOf(r)) return 0;
@@ -225,7 +233,7 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
   const grant = (budgetMib: number, eligible: readonly VmRound[]): void => {
     const amounts = waterFillMib(
       budgetMib,
-      eligible.map((r) => ({ capMib: wantOf(r), shareWeight: r.vm.settings.memoryWeight })),
+      eligible.map((r) => ({ capMib: wantOf(r), shareWeight: r.weight })),
     );
     eligible.forEach((r, i) => {
       const giveMib = amounts[i]!;
@@ -257,8 +265,7 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
     for (const r of rounds) {
       if (!r.hasStats || r.reason !== undefined || r.next.pressured || squeezed.has(r)) continue;
       if (r.next.psiSomeEwmaPercent > config.psiQuietPercent) continue;
-      const deflatedAtMs = r.next.lastDeflateAtMs;
-      if (deflatedAtMs !== null && input.nowMs - deflatedAtMs < config.inflateCooldownMs) continue;
+      if (within(input.nowMs, r.next.lastDeflateAtMs, config.inflateCooldownMs)) continue;
       // Hysteresis: to refill the margin, take only what lies above buffer +
       // band, so a guest left there must lose a whole band before it counts as
       // pressured again. For a guest under pressure, take further into the band
@@ -276,7 +283,7 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
     // The most surplus per unit of weight gives the most.
     const amounts = waterFillMib(
       reclaimMib,
-      donors.map((d) => ({ capMib: d.capMib, shareWeight: d.surplusMib / d.r.vm.settings.memoryWeight })),
+      donors.map((d) => ({ capMib: d.capMib, shareWeight: d.surplusMib / d.r.weight })),
     );
     donors.forEach((d, i) => {
       let takeMib = amounts[i]!;
@@ -296,12 +303,11 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
   if (unmetDemandMib === 0 && relaxMib > 0) {
     const relaxers = rounds.filter((r) => {
       if (!r.hasStats || r.reason !== undefined || baseOf(r) <= 0) return false;
-      const grewAtMs = r.next.lastInflateAtMs;
-      return grewAtMs === null || input.nowMs - grewAtMs >= config.inflateCooldownMs;
+      return !within(input.nowMs, r.next.lastInflateAtMs, config.inflateCooldownMs);
     });
     const amounts = waterFillMib(
       relaxMib,
-      relaxers.map((r) => ({ capMib: Math.min(baseOf(r), r.inflateStepMib), shareWeight: r.vm.settings.memoryWeight })),
+      relaxers.map((r) => ({ capMib: Math.min(baseOf(r), r.inflateStepMib), shareWeight: r.weight })),
     );
     relaxers.forEach((r, i) => {
       const giveMib = amounts[i]!;
