@@ -3,7 +3,7 @@
 // its timer and applies the changes; the simulator and the tests call it in a
 // loop. The algorithm and the reasons for each rule are in README.md.
 import { waterFillMib } from './allocate.js';
-import { DEFAULT_POLICY_CONFIG, resolvePolicyConfig, type PolicyConfig } from './config.js';
+import { resolvePolicyConfig, type PolicyConfig } from './config.js';
 import { grantCostMib, maxBalloonMib } from './limits.js';
 import type {
   BalloonPolicy,
@@ -382,4 +382,3 @@ export function createPolicyEngine(overrides: Partial<PolicyConfig> = {}, state:
   };
 }
 
-export { DEFAULT_POLICY_CONFIG };
