@@ -173,8 +173,9 @@ export class GuestSession {
       const e = ProtocolError.from(err, 'malformed_frame');
       // A number out of range (a target above the guest's memory) is a bad
       // request, not a broken stream: refuse it and keep the session and the
-      // balloon. Anything else means the stream cannot be trusted.
-      this.refuse(e, e.code !== 'out_of_range');
+      // balloon. Anything else (or a bad Welcome) means the stream cannot be
+      // trusted: close, and let the reconnect start afresh.
+      this.refuse(e, e.code !== 'out_of_range' || !this.welcomed);
       return;
     }
     const body = frame.body;
