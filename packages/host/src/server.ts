@@ -8,6 +8,7 @@ import pino, { type Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { createRouter, type RouterMounts } from './api/router.js';
 import { createDashboard } from './dashboard/index.js';
+import { HostFusion, type HostFusionOptions } from './fusion/index.js';
 import { HostMetrics, queryMetrics } from './metrics/index.js';
 import { Registry } from './registry/registry.js';
 import { HostService } from './service/host-service.js';
@@ -42,7 +43,9 @@ export interface StartHostOptions {
   policyIntervalMs?: number;
   /** Serve the dashboard at / (default true). */
   dashboard?: boolean;
-  /** Hooks for page fusion frames. */
+  /** Page fusion (hint table, KSM controller) options; false turns page fusion off. */
+  fusion?: HostFusionOptions | false;
+  /** Hooks for page fusion frames (default: the page fusion module's). */
   guestHooks?: GuestFrameHooks;
 }
 
@@ -65,15 +68,6 @@ function readVersion(): string {
   }
 }
 
-function probeKsm(): { available: boolean; running: boolean; detail: string } {
-  try {
-    const run = readFileSync('/sys/kernel/mm/ksm/run', 'utf8').trim();
-    return { available: true, running: run === '1', detail: run === '1' ? 'KSM is merging pages' : `KSM is off (/sys/kernel/mm/ksm/run = ${run})` };
-  } catch {
-    return { available: false, running: false, detail: 'this kernel has no KSM (/sys/kernel/mm/ksm/run is missing)' };
-  }
-}
-
 /** Formats a listening address as a base URL. */
 export function baseUrlOf(address: AddressInfo): string {
   const host = address.family === 'IPv6' || address.address.includes(':') ? `[${address.address}]` : address.address;
@@ -86,12 +80,19 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
   const limits: SessionLimits = { ...DEFAULT_SESSION_LIMITS, ...options.limits };
   const registry = new Registry(options.dataDir);
   let url = '';
+  const fusion = options.fusion === false ? undefined : new HostFusion(options.fusion ?? {});
   const service = new HostService({
     registry,
     poolSizeMib: options.poolMib,
     autoRegister: options.autoRegister ?? false,
     logger,
-    facts: { version: readVersion(), listen: () => url, dataDir: options.dataDir, ksm: probeKsm() },
+    facts: {
+      version: readVersion(),
+      listen: () => url,
+      dataDir: options.dataDir,
+      ksm: () => fusion?.ksmStatus() ?? { available: false, running: false, detail: 'page fusion is off on this host' },
+      sharableMib: fusion && { vm: (name) => fusion.vmSharableMib(name), host: () => fusion.hostSharing().sharableMib },
+    },
     reclaimTimeoutMs: options.reclaimTimeoutMs,
     retryAfterMs: options.retryAfterMs,
   });
@@ -118,7 +119,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
-      runGuestSession(ws, service, limits, logger.child({ remote: req.socket.remoteAddress }), options.guestHooks, (code) => metrics.countProtocolError(code));
+      runGuestSession(ws, service, limits, logger.child({ remote: req.socket.remoteAddress }), options.guestHooks ?? fusion?.hooks, (code) => metrics.countProtocolError(code));
     });
   });
 
@@ -133,6 +134,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     throw err;
   });
   url = baseUrlOf(server.address() as AddressInfo);
+  fusion?.start(() => service.listVms(false).map((v) => ({ name: v.name, state: v.state, pageFusion: v.pageFusion, sharedMib: v.sharedMib })));
   const stopPolicy = (options.policyIntervalMs ?? 1000) > 0 ? startPolicyLoop(service, logger, options.policyIntervalMs ?? 1000) : () => {};
 
   let closing: Promise<void> | undefined;
@@ -144,6 +146,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
       closing ??= (async () => {
         stopPolicy();
         service.close();
+        fusion?.close();
         mounts.dashboard?.close?.();
         // Give the guests a moment to read their Goodbye before cutting them off.
         const deadline = Date.now() + 1000;

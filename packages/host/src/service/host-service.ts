@@ -35,7 +35,10 @@ export interface HostFacts {
   version: string;
   listen: () => string;
   dataDir: string;
-  ksm: { available: boolean; running: boolean; detail: string };
+  /** KSM's state for showhostinfo (page fusion). */
+  ksm: () => { available: boolean; running: boolean; detail: string };
+  /** Page fusion figures: MiB of a VM's hinted pages others hold too, and host-wide. */
+  sharableMib?: { vm(name: string): number; host(): number };
 }
 
 /** Options of the service. */
@@ -165,9 +168,9 @@ export class HostService {
       dataDir: this.options.facts.dataDir,
       vmsRegistered: this.records.size,
       vmsRunning: this.running.size,
-      sharableMib: 0,
+      sharableMib: this.options.facts.sharableMib?.host() ?? 0,
       sharedMib: vms.reduce((s, r) => s + (r.guest.stats?.sharedMib ?? 0), 0),
-      ksm: this.options.facts.ksm,
+      ksm: this.options.facts.ksm(),
       uptimeMs: this.nowMs() - this.startedAtMs,
     };
   }
@@ -187,7 +190,9 @@ export class HostService {
     const record = this.record(name);
     const r = this.running.get(name);
     const p = this.pool.get(name);
-    return vmView(record, r && p ? { pool: p, guest: r.guest } : undefined);
+    const view = vmView(record, r && p ? { pool: p, guest: r.guest } : undefined);
+    if (view.state === 'running' && this.options.facts.sharableMib) view.sharableMib = this.options.facts.sharableMib.vm(name);
+    return view;
   }
 
   /** Whether a VM's guest is connected. */
