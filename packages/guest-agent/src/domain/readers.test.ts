@@ -1,7 +1,10 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { chooseDomain, MachineDomain, openDomain, ProcessDomain, readProcessTree } from './readers.js';
+import { CgroupDomain, chooseDomain, findMemoryCgroup, MachineDomain, readMachineMemory, openDomain, ProcessDomain, readProcessTree } from './readers.js';
 
 describe('domain choice', () => {
   const base = { requested: 'auto' as const, wrapped: false, cgroupLimited: false, cgroupFound: true };
@@ -51,5 +54,60 @@ describe('domains on this machine', () => {
   it('openDomain follows --domain, and auto picks process when the VM size is given', () => {
     expect(openDomain({ memoryMib: 2048 }).kind).toBe('process');
     expect(openDomain({ domain: 'machine' }).kind).toBe('machine');
+  });
+});
+
+describe('cgroup domain (files written by the test)', () => {
+  const MIB = 1024 * 1024;
+  const withDir = (files: Record<string, string>, fn: (dir: string) => void): void => {
+    const dir = mkdtempSync(join(tmpdir(), 'cg-'));
+    try {
+      for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+      fn(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it('v2: memory.max is the total; available counts inactive file cache; PSI from memory.pressure', () => {
+    withDir(
+      {
+        'memory.current': `${300 * MIB}\n`,
+        'memory.max': `${512 * MIB}\n`,
+        'memory.stat': `anon ${200 * MIB}\nfile ${100 * MIB}\ninactive_file ${40 * MIB}\npgfault 900\npgmajfault 9\n`,
+        'memory.pressure': 'some avg10=2.50 avg60=0.00 avg300=0.00 total=1\nfull avg10=1.25 avg60=0.00 avg300=0.00 total=1\n',
+      },
+      (dir) => {
+        const d = new CgroupDomain({ version: 2, dir });
+        expect(d.totalMib).toBe(512);
+        const s = d.stats();
+        expect(s).toMatchObject({ domain: 'cgroup', totalBytes: 512 * MIB, freeBytes: 212 * MIB, diskCachesBytes: 100 * MIB, majorFaults: 9, minorFaults: 891, psiSomeAvg10Percent: 2.5, psiFullAvg10Percent: 1.25 });
+        // 512 - 300 + 40 inactive file = 252 MiB (the machine has more than that free).
+        if (readMachineMemory().availableBytes > 1024 * MIB) {
+          expect(s.availableBytes).toBe(252 * MIB);
+          expect(d.availability()).toEqual({ totalBytes: 512 * MIB, availableBytes: 252 * MIB });
+        }
+      },
+    );
+  });
+
+  it('v1: limit_in_bytes and usage_in_bytes; an unlimited cgroup is as large as the machine', () => {
+    withDir(
+      {
+        'memory.usage_in_bytes': `${100 * MIB}\n`,
+        'memory.limit_in_bytes': '9223372036854771712\n',
+        'memory.stat': `total_cache ${10 * MIB}\ntotal_inactive_file ${5 * MIB}\ntotal_pgfault 50\ntotal_pgmajfault 5\n`,
+      },
+      (dir) => {
+        const d = new CgroupDomain({ version: 1, dir });
+        expect(d.totalMib).toBe(new MachineDomain().totalMib);
+        expect(d.stats()).toMatchObject({ diskCachesBytes: 10 * MIB, majorFaults: 5, minorFaults: 45 });
+      },
+    );
+  });
+
+  it("finds this process's memory cgroup where there is one", () => {
+    const loc = findMemoryCgroup();
+    if (loc) expect([1, 2]).toContain(loc.version);
   });
 });
