@@ -1,0 +1,165 @@
+// The service without sockets: a recording GuestLink stands in for a session.
+import pino from 'pino';
+import { bodies, type Hello } from '@memballoon/protocol';
+import { describe, expect, it } from 'vitest';
+import { HostError } from '../errors.js';
+import { Registry } from '../registry/registry.js';
+import { HostService, type GuestLink } from './host-service.js';
+
+const logger = pino({ level: 'silent' });
+
+function service(poolSizeMib = 1024, autoRegister = false) {
+  const counted: string[] = [];
+  const s = new HostService({
+    registry: new Registry(':memory:'),
+    poolSizeMib,
+    autoRegister,
+    logger,
+    facts: { version: 't', listen: () => 'http://x', dataDir: ':memory:', ksm: () => ({ available: false, running: false, detail: '' }) },
+    reclaimTimeoutMs: 200,
+    counters: { countSession: (v) => counted.push(`session:${v}`), countRefusal: (r) => counted.push(`refusal:${r}`), countProtocolError: (c) => counted.push(`protocol:${c}`) },
+  });
+  return { s, counted };
+}
+
+function link(): Omit<GuestLink, 'open'> & { open: boolean; targets: Array<[number, number]>; ended: unknown[] } {
+  const l = {
+    targets: [] as Array<[number, number]>,
+    ended: [] as unknown[],
+    open: true,
+    sendTarget(t: number, g: number) {
+      l.targets.push([t, g]);
+    },
+    end(r: unknown) {
+      l.ended.push(r);
+      l.open = false;
+    },
+  };
+  return l;
+}
+
+const hello = (vmName: string, totalMemoryMib: number): Hello => (bodies.hello({
+  vmName,
+  credential: '',
+  agentVersion: 't',
+  facts: { pid: 42, totalMemoryMib, pageSizeBytes: 4096, chunkSizeMib: 1, capabilities: { pin: true, pageFusion: false, deflateOnPressure: false }, domain: 'process', hostname: '' },
+  balloon: { actualMib: 0, lockedMib: 0, generation: 0, targetMib: 0 },
+}).value as Hello);
+
+const code = async (p: Promise<unknown> | (() => unknown)) => {
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    return (e as HostError).code;
+  }
+  return undefined;
+};
+
+describe('HostService', () => {
+  it('validates createvm, modifyvm and unregistervm', async () => {
+    const { s } = service();
+    expect(s.createVm({ name: 'a', memoryMib: 512 })).toMatchObject({ name: 'a', state: 'poweroff', memoryMib: 512, defaultBalloonMib: 0 });
+    expect(await code(() => s.createVm({ name: 'a', memoryMib: 1 }))).toBe('already_exists');
+    expect(await code(() => s.createVm({ name: '', memoryMib: 1 }))).toBe('invalid_argument');
+    expect(await code(() => s.createVm({ name: 'b', memoryMib: 0 }))).toBe('out_of_range');
+    expect(await code(() => s.createVm({ name: 'b', memoryMib: '5' }))).toBe('invalid_argument');
+    expect(await code(() => s.modifyVm('a', { defaultBalloonMib: 461 }))).toBe('out_of_range');
+    expect(await code(() => s.modifyVm('a', { memoryMib: 100 }))).toBeUndefined();
+    expect(await code(() => s.modifyVm('a', { defaultBalloonMib: 90 }))).toBe('out_of_range');
+    expect(await code(() => s.modifyVm('a', { frob: 1 }))).toBe('invalid_argument');
+    expect(await code(() => s.modifyVm('a', { memoryWeight: 0 }))).toBe('out_of_range');
+    expect(await code(() => s.modifyVm('a', { balloonPolicy: 'magic' }))).toBe('invalid_argument');
+    expect(await code(() => s.modifyVm('a', { pageFusion: 'yes' }))).toBe('invalid_argument');
+    expect(s.modifyVm('a', { memoryMib: 512, defaultBalloonMib: 64, pageFusion: true, balloonPolicy: 'auto', memoryMinMib: 128, balloonMaxMib: 300, memoryWeight: 500, memoryBufferPercent: 10 })).toMatchObject({
+      memoryMib: 512,
+      defaultBalloonMib: 64,
+      pageFusion: true,
+      balloonPolicy: 'auto',
+      memoryMinMib: 128,
+      balloonMaxMib: 300,
+      memoryWeight: 500,
+      memoryBufferPercent: 10,
+    });
+    expect(await code(() => s.modifyVm('zz', {}))).toBe('not_found');
+    s.unregisterVm('a');
+    expect(await code(() => s.unregisterVm('a'))).toBe('not_found');
+  });
+
+  it('refuses resize settings while running, allows policy settings, and notifies subscribers', async () => {
+    const { s, counted } = service();
+    s.createVm({ name: 'a', memoryMib: 512 });
+    let changes = 0;
+    const off = s.subscribe(() => changes++);
+    const l = link();
+    const r = await s.openSession(hello('a', 512), l, logger);
+    expect(r.ok).toBe(true);
+    expect(changes).toBeGreaterThan(0);
+    expect(await code(() => s.modifyVm('a', { memoryMib: 1024 }))).toBe('vm_running');
+    expect(() => s.modifyVm('a', { defaultBalloonMib: 10 })).toThrow("VM 'a' is running: modifyvm needs the VM powered off (to change defaultBalloonMib)");
+    expect(s.modifyVm('a', { memoryMinMib: 100, balloonPolicy: 'auto' })).toMatchObject({ memoryMinMib: 100, state: 'running' });
+    expect(await code(() => s.unregisterVm('a'))).toBe('vm_running');
+    off();
+    const before = changes;
+    await s.setBalloon('a', 10);
+    expect(changes).toBe(before);
+    expect(counted).toEqual(['session:a']);
+  });
+
+  it('controlvm: 90 % rule, not running, latest wins with increasing generations', async () => {
+    const { s, counted } = service();
+    s.createVm({ name: 'a', memoryMib: 1000 });
+    expect(await code(s.setBalloon('a', 10))).toBe('not_running');
+    const l = link();
+    await s.openSession(hello('a', 1000), l, logger);
+    expect(await code(s.setBalloon('a', 900))).toBe('out_of_range');
+    expect(await code(s.setBalloon('a', -1))).toBe('out_of_range');
+    expect(await code(s.setBalloon('a', '5'))).toBe('out_of_range');
+    expect(await code(s.setBalloon('nope', 5))).toBe('not_found');
+    await s.setBalloon('a', 899);
+    await s.setBalloon('a', 100);
+    expect(l.targets).toEqual([
+      [899, 2],
+      [100, 3],
+    ]);
+    expect(s.vmView('a').balloon).toMatchObject({ targetMib: 100, generation: 3, state: 'inflating' });
+    expect(counted).toContain('refusal:balloon_too_large');
+    expect(counted).toContain('refusal:not_running');
+  });
+
+  it('a disconnect, and the host closing, give everything back; generations survive sessions', async () => {
+    const { s } = service(600);
+    s.createVm({ name: 'a', memoryMib: 512 });
+    const l = link();
+    const r = await s.openSession(hello('a', 512), l, logger);
+    if (!r.ok) throw new Error('refused');
+    expect(s.hostView().pool.freeMib).toBe(88);
+    s.closeSession('a', 'some other session', 'x');
+    expect(s.isRunning('a')).toBe(true);
+    s.closeSession('a', r.sessionId, 'gone');
+    expect(s.hostView().pool).toMatchObject({ heldMib: 0, freeMib: 600 });
+    const l2 = link();
+    const r2 = await s.openSession(hello('a', 512), l2, logger);
+    expect(r2.ok && r2.welcome.generation).toBe(2);
+    s.close();
+    expect(l2.ended).toEqual([{ kind: 'shutdown' }]);
+    expect(s.hostView().pool.heldMib).toBe(0);
+    const l3 = link();
+    expect(await s.openSession(hello('a', 512), l3, logger)).toMatchObject({ ok: false, code: 'shutting_down' });
+  });
+
+  it('gives up an admission when the guest leaves while others inflate, and undoes the reclaim', async () => {
+    const { s } = service(512);
+    s.createVm({ name: 'a', memoryMib: 512 });
+    s.createVm({ name: 'b', memoryMib: 256 });
+    const la = link();
+    await s.openSession(hello('a', 512), la, logger);
+    const lb = link();
+    const pending = s.openSession(hello('b', 256), lb, logger);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(la.targets.at(-1)).toEqual([256, 2]);
+    lb.open = false;
+    expect(await pending).toMatchObject({ ok: false });
+    expect(la.targets.at(-1)).toEqual([0, 3]);
+    expect(s.isRunning('b')).toBe(false);
+  });
+});
