@@ -1,4 +1,4 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -90,6 +90,56 @@ describe('balloon engine against the kernel (child process)', () => {
       expect(procMib(pid, 'VmRSS') - rssBefore).toBeGreaterThan(44);
       await ask({ op: 'target', targetMib: 0 }, 'target');
       expect(procMib(pid, 'VmRSS') - rssBefore).toBeLessThan(4);
+    }
+  });
+});
+
+// Without CAP_IPC_LOCK and with a tiny RLIMIT_MEMLOCK, mlock is refused:
+// possible to arrange only where prlimit and setpriv exist and we may drop
+// the capability (root).
+const canDropLock =
+  process.getuid?.() === 0 &&
+  spawnSync('prlimit', ['--version']).status === 0 &&
+  spawnSync('setpriv', ['--version']).status === 0;
+
+describe.skipIf(!canDropLock)('balloon engine where mlock is not permitted (child without CAP_IPC_LOCK)', () => {
+  it('inflates unpinned, says why, and still gives the memory back', async () => {
+    const fixture = fileURLToPath(new URL('./rss-child.fixture.ts', import.meta.url));
+    const child = spawn(
+      'prlimit',
+      ['--memlock=65536:65536', 'setpriv', '--bounding-set=-ipc_lock', '--inh-caps=-ipc_lock', '--', process.execPath, '--import', 'tsx', fixture],
+      { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+    );
+    try {
+      const next = (op: string): Promise<Record<string, unknown>> =>
+        new Promise((resolve) => {
+          const on = (m: { op: string }) => {
+            if (m.op === op) {
+              child.off('message', on);
+              resolve(m as Record<string, unknown>);
+            }
+          };
+          child.on('message', on);
+        });
+      await next('ready');
+      const pid = child.pid!; // prlimit and setpriv exec: same pid as the node child
+      const before = procMib(pid, 'VmRSS');
+      const answer = next('target');
+      child.send({ op: 'target', targetMib: 32 });
+      const { status } = (await answer) as { status: BalloonStatus };
+      expect(status).toMatchObject({ actualMib: 32, lockedMib: 0, lock: 'not_permitted' });
+      expect(status.detail).toMatch(/not pinned/);
+      expect(procMib(pid, 'VmLck')).toBe(0);
+      expect(procMib(pid, 'VmRSS') - before).toBeGreaterThan(28);
+      const back = next('target');
+      child.send({ op: 'target', targetMib: 0 });
+      await back;
+      expect(procMib(pid, 'VmRSS') - before).toBeLessThan(4);
+      const closed = next('close');
+      child.send({ op: 'close' });
+      await closed;
+    } finally {
+      if (child.exitCode === null) child.kill();
     }
   });
 });
