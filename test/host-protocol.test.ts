@@ -135,6 +135,36 @@ describe('guest sessions', () => {
     expect((await g.waitClosed()).code).toBe(4011);
   });
 
+  it('terminates a guest that stops answering heartbeats, and its holding returns', async () => {
+    await host.close();
+    host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1024, limits: { heartbeatIntervalMs: 100 }, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+    host.service.createVm({ name: 'mute', memoryMib: 256 });
+    const g = await connectFake(host.url, { autoPong: false });
+    g.send(helloFor('mute', 256));
+    expect((await g.next('welcome')).heartbeatIntervalMs).toBe(100);
+    await waitFor(() => !running('mute'), { what: 'the silent guest to be dropped' });
+    expect(host.service.hostView().pool.heldMib).toBe(0);
+    await g.waitClosed();
+  });
+
+  it('caps the frame rate (4010) and the frame size (1009)', async () => {
+    await host.close();
+    host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1024, limits: { maxMessagesPerSecond: 20, maxPayloadBytes: 4096 }, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+    host.service.createVm({ name: 'loud', memoryMib: 256 });
+    const g = await connectFake(host.url);
+    g.send(helloFor('loud', 256));
+    await g.next('welcome');
+    for (let i = 0; i < 100; i++) g.send(bodies.memoryStats({}));
+    const e = await g.next('error');
+    expect(e).toMatchObject({ code: 'rate_limited' });
+    expect((await g.waitClosed()).code).toBe(4010);
+    await waitFor(() => !running('loud'));
+
+    const big = await connectFake(host.url);
+    big.sendRaw(new Uint8Array(8192));
+    expect((await big.waitClosed()).code).toBe(1009);
+  });
+
   it('auto-registers with the memory the guest reports when enabled', async () => {
     await host.close();
     host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1024, autoRegister: true, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });

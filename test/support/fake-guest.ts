@@ -30,9 +30,10 @@ export function helloFor(vmName: string, memoryMib: number, extra: Partial<Hello
 }
 
 /** Connects to `<url>/v1/guest` (with the subprotocol unless told otherwise). */
-export async function connectFake(url: string, opts: { protocol?: string | null } = {}): Promise<FakeGuest> {
+export async function connectFake(url: string, opts: { protocol?: string | null; autoPong?: boolean } = {}): Promise<FakeGuest> {
   const wsUrl = `${url.replace(/^http/, 'ws')}/v1/guest`;
-  const ws = opts.protocol === null ? new WebSocket(wsUrl) : new WebSocket(wsUrl, opts.protocol ?? 'memballoon.v1');
+  const wsOpts = { autoPong: opts.autoPong ?? true };
+  const ws = opts.protocol === null ? new WebSocket(wsUrl, wsOpts) : new WebSocket(wsUrl, opts.protocol ?? 'memballoon.v1', wsOpts);
   const encoder = new FrameEncoder();
   const g: FakeGuest = {
     ws,
