@@ -128,6 +128,8 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   /** Where the balloon ends if the step in flight completes (0: none in flight). */
   private inflightEndMib = 0;
   private freedSinceGcMib = 0;
+  /** A target arrived since the last inflate step: commit its first chunk on the main thread, at once. */
+  private freshTarget = false;
 
   constructor(options: BalloonEngineOptions = {}) {
     super();
@@ -212,6 +214,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.targetMibValue = targetMib;
     this.pressureCapMib = Number.POSITIVE_INFINITY;
     this.floorBudgetMib = 0;
+    this.freshTarget = true;
     this.emit('target', { targetMib, generation: gen });
     this.cancelIfOvershooting();
     this.kick();
@@ -287,15 +290,18 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     let lastReportMs = performance.now();
     let stop: { reason: ShortfallReason; detail: string } | null = null;
     let freed = false;
-    let firstStep = true;
+    // A moving balloon has no shortfall (yet): the last one's reason is over.
+    this.reason = 'none';
+    this.detail = '';
     for (;;) {
       const goal = this.goalMib();
       const have = this.actualMibValue;
       if (goal === have) break;
       if (goal > have) {
         this.state = 'inflating';
-        const result = await this.inflateStep(goal - have, firstStep);
-        firstStep = false;
+        const fresh = this.freshTarget;
+        this.freshTarget = false;
+        const result = await this.inflateStep(goal - have, fresh);
         if (result) {
           stop = result;
           // A newer target may have arrived while this step ran; only stop
