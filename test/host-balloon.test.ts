@@ -90,6 +90,23 @@ describe('balloonctl and a real agent', () => {
     expect(off.stderr).toMatch(/VM 'ctl vm' is not running/);
   });
 
+  it('controlvm --wait fails with the guest reason when the balloon stops short', async () => {
+    expect((await ctl(host.url, 'createvm', '--name', 'tight', '--memory', '300')).code).toBe(0);
+    // The agent's default floor (64 MiB) plus its own footprint leave less
+    // than 269 MiB for a balloon in a 300 MiB guest: the agent stops (floor)
+    // or gives memory back (pressure), and says why.
+    const agent = spawnAgent({ url: host.url, name: 'tight', memoryMib: 300 });
+    await waitFor(async () => (await vm('tight')).state === 'running', { what: "VM 'tight' to run", timeoutMs: 20_000 });
+    const r = await ctl(host.url, 'controlvm', 'tight', 'guestmemoryballoon', '269', '--wait', '--timeout', '30');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim()).toMatch(/^balloonctl: error: VM 'tight': the balloon stopped short at \d+ of 269 MiB: (inflating further would cross the guest's free-memory floor|the guest ran short of memory and deflated by itself|the guest could not allocate more memory)$/);
+    const info = await vm('tight');
+    expect(info.balloon).toMatchObject({ targetMib: 269, state: 'short' });
+    expect(['guest_floor', 'guest_pressure', 'out_of_memory']).toContain(info.balloon!.reason);
+    expect(info.balloon!.actualMib).toBeLessThan(269);
+    await agent.stop();
+  });
+
   it('names bad input clearly', async () => {
     const unknown = await ctl(host.url, 'showvminfo', 'ghost');
     expect(unknown.code).not.toBe(0);
