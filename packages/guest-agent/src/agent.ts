@@ -32,6 +32,8 @@ export interface AgentOptions {
   name: string;
   /** Per-VM token ('' or absent: none). */
   token?: string;
+  /** CA certificate(s) (PEM) that sign the host's TLS certificate, for self-signed setups; default: the system's CAs. */
+  ca?: string | Buffer;
   /** The VM's memory size in MiB (required in the process domain). */
   memoryMib?: number;
   /** Balloon chunk size in MiB (default 1). */
@@ -209,7 +211,7 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
         totalMemoryMib: this.domain.totalMib,
         pageSizeBytes: this.engine.pageSizeBytes,
         chunkSizeMib: this.engine.chunkMib,
-        capabilities: { pin: this.lockWanted && nativeAvailable() && b.lock !== 'not_permitted', pageFusion: nativeAvailable(), deflateOnPressure: true },
+        capabilities: { pin: b.lock === 'locked', pageFusion: nativeAvailable(), deflateOnPressure: true },
         domain: this.domain.kind,
         hostname: hostname(),
       },
@@ -229,7 +231,7 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
 
   private startSession(): GuestSession {
     return new GuestSession(
-      { url: this.url, guestMemoryMib: this.domain.totalMib, helloTimeoutMs: this.options.helloTimeoutMs ?? 10_000 },
+      { url: this.url, guestMemoryMib: this.domain.totalMib, helloTimeoutMs: this.options.helloTimeoutMs ?? 10_000, ...(this.options.ca !== undefined ? { ca: this.options.ca } : {}) },
       {
         hello: () => this.hello(),
         welcome: (w, session) => {

@@ -150,6 +150,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.lockWanted = options.lock ?? true;
     this.lockState = this.lockWanted ? (nativeAvailable() ? 'unspecified' : 'unsupported') : 'disabled';
     if (this.lockState === 'unsupported') this.lockDetail = nativeUnavailableReason();
+    if (this.lockState === 'unspecified') this.probeLock();
     if (nativeAvailable()) {
       // After its first free, glibc raises its mmap threshold (up to 32 MiB),
       // and later SAB stores would come from the brk heap and might never
@@ -161,6 +162,19 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       const interval = options.pressureCheckIntervalMs ?? 250;
       this.pressureTimer = setInterval(() => this.checkPressure(), interval);
       this.pressureTimer.unref();
+    }
+  }
+
+  /** Tries mlock on one page, so that Hello and the first status tell the truth about pinning. */
+  private probeLock(): void {
+    const page = new Uint8Array(new GrowableSharedArrayBuffer(this.pageSizeBytes, { maxByteLength: this.pageSizeBytes }));
+    const r = mlock(page);
+    if (r.ok) {
+      munlock(page);
+      this.lockState = 'locked';
+    } else {
+      this.lockState = r.failure === 'unavailable' ? 'unsupported' : 'not_permitted';
+      this.lockDetail = `balloon memory is not pinned: ${r.message} (needs root, CAP_IPC_LOCK or a higher RLIMIT_MEMLOCK)`;
     }
   }
 
