@@ -70,6 +70,11 @@ export class HostFusion {
     return round1(this.table.vm(vm).sharableMib);
   }
 
+  /** Host-wide sharable MiB: the sum of the VMs' sharableMib (HostView.sharableMib). */
+  hostSharableMib(): number {
+    return round1(this.table.host().sharableMib);
+  }
+
   /** Host-wide figures of the table. */
   hostSharing(): HostSharing {
     return this.table.host();
