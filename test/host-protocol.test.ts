@@ -3,7 +3,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { bodies, encodeFrame } from '@memballoon/protocol';
 import { startHost, type HostHandle } from '@memballoon/host';
-import { connectFake, helloFor } from './support/fake-guest.js';
+import { connectFake, helloFor, registerVm } from './support/fake-guest.js';
 import { tempDataDir } from './support/host.js';
 import { waitFor } from './support/wait.js';
 
@@ -23,7 +23,7 @@ const running = (name: string) => host.service.isRunning(name);
 
 describe('guest sessions', () => {
   it('welcomes a registered VM with its default balloon and a generation, and counts its status into the pool', async () => {
-    host.service.createVm({ name: 'a', memoryMib: 512 });
+    registerVm(host, { name: 'a', memoryMib: 512 });
     host.service.modifyVm('a', { defaultBalloonMib: 100 });
     const g = await connectFake(host.url);
     g.send(helloFor('a', 512));
@@ -37,9 +37,9 @@ describe('guest sessions', () => {
     await host.service.setBalloon('a', 300);
     expect(await g.next('setBalloonTarget')).toEqual({ targetMib: 200, generation: 2 });
     expect(await g.next('setBalloonTarget')).toEqual({ targetMib: 300, generation: 3 });
-    // An actual above the target sent never counts.
+    // An actual above the target sent never counts: it is clamped to the target (and logged).
     g.send(bodies.balloonStatus({ generation: 3, targetMib: 300, actualMib: 500, lockedMib: 0, state: 'steady' }));
-    await waitFor(() => host.service.vmView('a').balloon?.actualMib === 500);
+    await waitFor(() => host.service.vmView('a').balloon?.actualMib === 300);
     expect(host.service.hostView().pool.heldMib).toBe(212);
     // A status for a generation never sent is ignored.
     g.send(bodies.balloonStatus({ generation: 99, targetMib: 1, actualMib: 1, lockedMib: 0, state: 'steady' }));
@@ -63,7 +63,7 @@ describe('guest sessions', () => {
   });
 
   it('refuses a second guest for the same VM (4008)', async () => {
-    host.service.createVm({ name: 'a', memoryMib: 256 });
+    registerVm(host, { name: 'a', memoryMib: 256 });
     const g1 = await connectFake(host.url);
     g1.send(helloFor('a', 256));
     await g1.next('welcome');
@@ -117,7 +117,7 @@ describe('guest sessions', () => {
   });
 
   it('refuses a balloon status beyond the guest memory without ending the session', async () => {
-    host.service.createVm({ name: 'a', memoryMib: 256 });
+    registerVm(host, { name: 'a', memoryMib: 256 });
     const g = await connectFake(host.url);
     g.send(helloFor('a', 256));
     await g.next('welcome');
@@ -138,7 +138,7 @@ describe('guest sessions', () => {
   it('terminates a guest that stops answering heartbeats, and its holding returns', async () => {
     await host.close();
     host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1024, limits: { heartbeatIntervalMs: 100 }, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
-    host.service.createVm({ name: 'mute', memoryMib: 256 });
+    registerVm(host, { name: 'mute', memoryMib: 256 });
     const g = await connectFake(host.url, { autoPong: false });
     g.send(helloFor('mute', 256));
     expect((await g.next('welcome')).heartbeatIntervalMs).toBe(100);
@@ -150,7 +150,7 @@ describe('guest sessions', () => {
   it('caps the frame rate (4010) and the frame size (1009)', async () => {
     await host.close();
     host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1024, limits: { maxMessagesPerSecond: 20, maxPayloadBytes: 4096 }, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
-    host.service.createVm({ name: 'loud', memoryMib: 256 });
+    registerVm(host, { name: 'loud', memoryMib: 256 });
     const g = await connectFake(host.url);
     g.send(helloFor('loud', 256));
     await g.next('welcome');
@@ -175,7 +175,7 @@ describe('guest sessions', () => {
   });
 
   it('resumes a reconnecting guest at the balloon it holds, with a higher generation', async () => {
-    host.service.createVm({ name: 'a', memoryMib: 512 });
+    registerVm(host, { name: 'a', memoryMib: 512 });
     const g = await connectFake(host.url);
     g.send(helloFor('a', 512, { balloon: { actualMib: 200, lockedMib: 200, generation: 41, targetMib: 200 } }));
     expect(await g.next('welcome')).toMatchObject({ targetMib: 200, generation: 42 });
@@ -183,7 +183,7 @@ describe('guest sessions', () => {
   });
 
   it('admits a starting guest by reclaiming from the others, and refuses cleanly when they do not inflate', async () => {
-    for (const n of ['a', 'b', 'c']) host.service.createVm({ name: n, memoryMib: 512 });
+    for (const n of ['a', 'b', 'c']) registerVm(host, { name: n, memoryMib: 512 });
     await host.close();
     host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 768, reclaimTimeoutMs: 1_500, retryAfterMs: 1234, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
     const a = await connectFake(host.url);
@@ -216,7 +216,7 @@ describe('guest sessions', () => {
   });
 
   it('re-plans over the others when a guest stops short of its reclaim target', async () => {
-    for (const n of ['a', 'b', 'c']) host.service.createVm({ name: n, memoryMib: 512 });
+    for (const n of ['a', 'b', 'c']) registerVm(host, { name: n, memoryMib: 512 });
     await host.close();
     host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1024, reclaimTimeoutMs: 5_000, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
     const a = await connectFake(host.url);
@@ -242,8 +242,8 @@ describe('guest sessions', () => {
   });
 
   it('funds a deflate from the others, or refuses it and changes nothing', async () => {
-    host.service.createVm({ name: 'a', memoryMib: 512 });
-    host.service.createVm({ name: 'b', memoryMib: 512 });
+    registerVm(host, { name: 'a', memoryMib: 512 });
+    registerVm(host, { name: 'b', memoryMib: 512 });
     host.service.modifyVm('a', { defaultBalloonMib: 400 });
     const a = await connectFake(host.url);
     a.send(helloFor('a', 512, { balloon: { actualMib: 400, lockedMib: 400, generation: 1, targetMib: 400 } }));
@@ -259,7 +259,7 @@ describe('guest sessions', () => {
     await host.service.setBalloon('a', 300);
     a.send(bodies.balloonStatus({ generation: 3, targetMib: 300, actualMib: 300, lockedMib: 300, state: 'steady' }));
     await waitFor(() => host.service.hostView().pool.freeMib === 300);
-    host.service.createVm({ name: 'c', memoryMib: 300 });
+    registerVm(host, { name: 'c', memoryMib: 300 });
     const c = await connectFake(host.url);
     c.send(helloFor('c', 300));
     await c.next('welcome');

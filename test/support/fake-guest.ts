@@ -17,11 +17,22 @@ export interface FakeGuest {
   close(): void;
 }
 
-/** A Hello with sensible defaults. */
+// Guest tokens of the VMs registered with registerVm, by name: helloFor
+// presents them unless a test passes its own credential.
+const tokens = new Map<string, string>();
+
+/** Registers a VM on an in-process host and remembers its guest token for helloFor. */
+export function registerVm(host: { service: { createVm(input: { name: unknown; memoryMib: unknown }): { token: string } } }, input: { name: string; memoryMib: number }): { token: string } {
+  const vm = host.service.createVm(input);
+  tokens.set(input.name, vm.token);
+  return vm;
+}
+
+/** A Hello with sensible defaults (and the VM's token if registerVm made it). */
 export function helloFor(vmName: string, memoryMib: number, extra: Partial<Hello> = {}): Body {
   return bodies.hello({
     vmName,
-    credential: '',
+    credential: tokens.get(vmName) ?? '',
     agentVersion: 'fake-1',
     facts: { pid: process.pid, totalMemoryMib: memoryMib, pageSizeBytes: 4096, chunkSizeMib: 1, capabilities: { pin: false, pageFusion: false, deflateOnPressure: false }, domain: 'process', hostname: 'fake' },
     balloon: { actualMib: 0, lockedMib: 0, generation: 0, targetMib: 0 },

@@ -2,7 +2,7 @@
 // 0, the URL read from the host's readiness line), deadlines, and cleanup of
 // every process a test started.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +71,36 @@ export function tempDataDir(): { dir: string; remove: () => void } {
 /** A running balloon-host. */
 export interface StartedHost extends Started {
   url: string;
+  dataDir: string;
+}
+
+// Hosts need tokens (issue 8). The helpers keep tests short: ctl and apiGet
+// send the admin token of the host's data directory, createvm's guest token
+// is remembered by VM name and handed to spawnAgent unless a test passes one.
+const dataDirOf = new Map<string, string>();
+const guestTokens = new Map<string, string>();
+
+/** The admin token of a host started by spawnHost (read from its data directory). */
+export function adminTokenOf(url: string): string | undefined {
+  const dir = dataDirOf.get(url);
+  if (dir === undefined) return undefined;
+  try {
+    return readFileSync(join(dir, 'admin.token'), 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The guest token createvm printed for a VM in this test file, if any. */
+export function guestTokenOf(name: string): string | undefined {
+  return guestTokens.get(name);
+}
+
+function rememberToken(args: readonly string[], stdout: string): void {
+  if (!args.includes('createvm')) return;
+  const name = args[args.indexOf('--name') + 1];
+  const token = /"token":\s*"([^"]+)"/.exec(stdout)?.[1] ?? /^Token: (\S+)/m.exec(stdout)?.[1];
+  if (name !== undefined && token !== undefined) guestTokens.set(name, token);
 }
 
 /** Starts balloon-host on a free port and waits for its readiness line. */
@@ -82,12 +112,13 @@ export async function spawnHost(opts: { dataDir: string; poolMib: number; autoRe
   const url = await waitFor(
     () => {
       if (s.proc.exitCode !== null) throw new Error(`balloon-host exited with ${s.proc.exitCode}: ${s.output()}`);
-      const m = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"balloon-host listening"/.exec(s.output());
+      const m = /"url":"(https?:\/\/[^"]+)"[^\n]*"msg":"balloon-host listening"/.exec(s.output());
       return m?.[1];
     },
     { what: 'balloon-host to listen', timeoutMs: 20_000 },
   );
-  return Object.assign(s, { url });
+  dataDirOf.set(url, opts.dataDir);
+  return Object.assign(s, { url, dataDir: opts.dataDir });
 }
 
 /** Starts balloon-agent for VM `name` in the process domain. */
@@ -95,7 +126,9 @@ export function spawnAgent(opts: { url: string; name: string; memoryMib: number;
   const args = [BIN.agent, '--host', opts.url, '--name', opts.name, '--memory-mib', String(opts.memoryMib), '--domain', 'process', '--log-level', 'info'];
   if (opts.floorMib !== undefined) args.push('--floor-mib', String(opts.floorMib));
   args.push(...(opts.extra ?? []));
-  return track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const token = opts.extra?.includes('--token') ? undefined : guestTokens.get(opts.name);
+  const env = { ...process.env, MEMBALLOON_TOKEN: token ?? '' };
+  return track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env }));
 }
 
 /** The result of one balloonctl run. */
@@ -108,8 +141,10 @@ export interface CtlResult {
 /** Runs balloonctl against `url` (as --host). */
 export function ctl(url: string, ...args: string[]): Promise<CtlResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN.ctl, '--host', url, ...args], { timeout: 60_000, env: { ...process.env, MEMBALLOON_URL: '' } }, (err, stdout, stderr) => {
+    const env = { ...process.env, MEMBALLOON_URL: '', MEMBALLOON_ADMIN_TOKEN: '', MEMBALLOON_DATA_DIR: dataDirOf.get(url) ?? '' };
+    execFile(process.execPath, [BIN.ctl, '--host', url, ...args], { timeout: 60_000, env }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+      if (code === 0) rememberToken(args, stdout);
       resolve({ code, stdout, stderr });
     });
   });
@@ -124,7 +159,8 @@ export async function ctlJson<T = unknown>(url: string, ...args: string[]): Prom
 
 /** GET a JSON path of the admin API. */
 export async function apiGet<T = unknown>(url: string, path: string): Promise<T> {
-  const res = await fetch(`${url}/api/v1${path}`);
+  const token = adminTokenOf(url);
+  const res = await fetch(`${url}/api/v1${path}`, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } });
   if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
   return (await res.json()) as T;
 }

@@ -18,6 +18,13 @@ export interface HostConfig {
   logPretty: boolean;
   /** Interval of the automatic balloon policy, 0 to turn it off. */
   policyIntervalMs: number;
+  /** PEM files of the certificate and key: serve https/wss. */
+  tlsCertPath: string | undefined;
+  tlsKeyPath: string | undefined;
+  /** No admin or guest tokens (loopback only; the demo). */
+  insecureNoAuth: boolean;
+  /** Listen on a non-loopback address without TLS (with a warning). */
+  allowInsecureListen: boolean;
   help: boolean;
 }
 
@@ -36,7 +43,13 @@ export const HOST_USAGE = `Usage: balloon-host [--listen HOST:PORT] [--data-dir 
   --auto-register      register unknown VMs with the memory their guest reports  env MEMBALLOON_AUTO_REGISTER=1
   --log-level LEVEL    pino level (default info)   env MEMBALLOON_LOG_LEVEL
   --log-pretty         human-readable logs (default when stdout is a terminal)  env MEMBALLOON_LOG_PRETTY=1
-  --policy-interval-ms MS  automatic balloon policy interval (default 1000, 0: off)`;
+  --policy-interval-ms MS  automatic balloon policy interval (default 1000, 0: off)
+  --tls-cert FILE --tls-key FILE  serve https/wss (PEM)   env MEMBALLOON_TLS_CERT, MEMBALLOON_TLS_KEY
+  --insecure-no-auth   no admin token, no guest tokens; loopback addresses only (demo)
+  --allow-insecure-listen  allow a non-loopback address without TLS (tokens in clear text)
+
+Security: the admin API needs the token in <data-dir>/admin.token (made at the
+first start, mode 0600); each VM's agent needs the token createvm printed.`;
 
 /**
  * The default pool: the machine's RAM minus a reserve for the host itself
@@ -70,8 +83,8 @@ function parseInteger(value: string, flag: string, min: number, max: number): nu
 /** Reads flags and environment into the frozen HostConfig; throws HostError(invalid_argument) on nonsense. */
 export function loadHostConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, isTty = Boolean(process.stdout.isTTY)): Readonly<HostConfig> {
   const flags = new Map<string, string | true>();
-  const valued = new Set(['--listen', '--data-dir', '--pool-mib', '--log-level', '--policy-interval-ms']);
-  const bools = new Set(['--auto-register', '--log-pretty', '--help', '-h']);
+  const valued = new Set(['--listen', '--data-dir', '--pool-mib', '--log-level', '--policy-interval-ms', '--tls-cert', '--tls-key']);
+  const bools = new Set(['--auto-register', '--log-pretty', '--help', '-h', '--insecure-no-auth', '--allow-insecure-listen']);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.indexOf('=');
@@ -102,7 +115,14 @@ export function loadHostConfig(argv: readonly string[], env: NodeJS.ProcessEnv =
     logLevel: str('--log-level', 'MEMBALLOON_LOG_LEVEL') ?? 'info',
     logPretty: flags.get('--log-pretty') === true || parseBool(env.MEMBALLOON_LOG_PRETTY) || isTty,
     policyIntervalMs: parseInteger(str('--policy-interval-ms', 'MEMBALLOON_POLICY_INTERVAL_MS') ?? '1000', '--policy-interval-ms', 0, 3_600_000),
+    tlsCertPath: str('--tls-cert', 'MEMBALLOON_TLS_CERT'),
+    tlsKeyPath: str('--tls-key', 'MEMBALLOON_TLS_KEY'),
+    insecureNoAuth: flags.get('--insecure-no-auth') === true,
+    allowInsecureListen: flags.get('--allow-insecure-listen') === true,
     help: flags.has('--help') || flags.has('-h'),
   };
+  if ((config.tlsCertPath === undefined) !== (config.tlsKeyPath === undefined)) {
+    throw new HostError('invalid_argument', '--tls-cert and --tls-key go together');
+  }
   return Object.freeze(config);
 }

@@ -3,12 +3,16 @@
 // API, the guests' WebSocket endpoint, /metrics and the dashboard.
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { createRouter, type RouterMounts } from './api/router.js';
+import { listenProblem } from './auth/listen.js';
+import { ensureAdminToken, hashToken } from './auth/tokens.js';
 import { createDashboard } from './dashboard/index.js';
 import { HostFusion, type HostFusionOptions } from './fusion/index.js';
+import { HostError } from './errors.js';
 import { HostMetrics, queryMetrics } from './metrics/index.js';
 import { Registry } from './registry/registry.js';
 import { HostService } from './service/host-service.js';
@@ -47,6 +51,17 @@ export interface StartHostOptions {
   fusion?: HostFusionOptions | false;
   /** Hooks for page fusion frames (default: the page fusion module's). */
   guestHooks?: GuestFrameHooks;
+  /** Serve https/wss with this certificate and key (PEM). */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * The admin token; default: `<dataDir>/admin.token`, created (0600) at the
+   * first start.
+   */
+  adminToken?: string;
+  /** No admin token and no guest tokens: loopback addresses only (the demo). */
+  insecureNoAuth?: boolean;
+  /** Allow a non-loopback address without TLS (a warning is logged). */
+  allowInsecureListen?: boolean;
 }
 
 /** A running host. */
@@ -56,6 +71,8 @@ export interface HostHandle {
   /** The service, for embedders (snapshot, subscribe, setBalloon, …). */
   service: HostService;
   server: Server;
+  /** The admin token (undefined with insecureNoAuth). */
+  adminToken: string | undefined;
   /** Ends sessions with Goodbye, closes the server and the registry. */
   close(): Promise<void>;
 }
@@ -69,15 +86,20 @@ function readVersion(): string {
 }
 
 /** Formats a listening address as a base URL. */
-export function baseUrlOf(address: AddressInfo): string {
+export function baseUrlOf(address: AddressInfo, tls = false): string {
   const host = address.family === 'IPv6' || address.address.includes(':') ? `[${address.address}]` : address.address;
-  return `http://${host}:${address.port}`;
+  return `${tls ? 'https' : 'http'}://${host}:${address.port}`;
 }
 
 /** Starts the host service; resolves once it listens. */
 export async function startHost(options: StartHostOptions): Promise<HostHandle> {
   const logger = options.logger ?? pino({ level: 'silent' });
   const limits: SessionLimits = { ...DEFAULT_SESSION_LIMITS, ...options.limits };
+  const listenHost = options.listenHost ?? '127.0.0.1';
+  const listen = listenProblem(listenHost, { tls: options.tls !== undefined, noAuth: options.insecureNoAuth === true, allowInsecure: options.allowInsecureListen === true });
+  if (listen.error) throw new HostError('invalid_argument', listen.error);
+  if (listen.warning) logger.warn(listen.warning);
+  const adminToken = options.insecureNoAuth ? undefined : (options.adminToken ?? ensureAdminToken(options.dataDir).token);
   const registry = new Registry(options.dataDir);
   let url = '';
   const fusion = options.fusion === false ? undefined : new HostFusion(options.fusion ?? {});
@@ -85,6 +107,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     registry,
     poolSizeMib: options.poolMib,
     autoRegister: options.autoRegister ?? false,
+    guestAuth: options.insecureNoAuth !== true,
     logger,
     facts: {
       version: readVersion(),
@@ -100,11 +123,16 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
   const metrics = new HostMetrics(snapshot);
   service.setCounters(metrics);
   const mounts: RouterMounts = {
+    adminTokenHash: adminToken === undefined ? undefined : hashToken(adminToken),
     metrics: { contentType: metrics.contentType, render: () => metrics.render(), query: (vm, metric) => queryMetrics(snapshot(), vm, metric) },
   };
   if (options.dashboard !== false) mounts.dashboard = createDashboard({ snapshot, subscribe: (l) => service.subscribe(l) });
 
-  const server = createServer(createRouter(service, mounts));
+  const handler = createRouter(service, mounts);
+  const server: Server = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, handler) : createServer(handler);
+  // Slow or idle clients must not hold sockets for ever (a flood of half-open handshakes).
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: limits.maxPayloadBytes,
@@ -125,7 +153,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.listenPort ?? 7450, options.listenHost ?? '127.0.0.1', () => {
+    server.listen(options.listenPort ?? 7450, listenHost, () => {
       server.off('error', reject);
       resolve();
     });
@@ -133,7 +161,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     registry.close();
     throw err;
   });
-  url = baseUrlOf(server.address() as AddressInfo);
+  url = baseUrlOf(server.address() as AddressInfo, options.tls !== undefined);
   fusion?.start(() => service.listVms(false).map((v) => ({ name: v.name, state: v.state, pageFusion: v.pageFusion, sharedMib: v.sharedMib })));
   const stopPolicy = (options.policyIntervalMs ?? 1000) > 0 ? startPolicyLoop(service, logger, options.policyIntervalMs ?? 1000) : () => {};
 
@@ -142,6 +170,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     url,
     service,
     server,
+    adminToken,
     close() {
       closing ??= (async () => {
         stopPolicy();

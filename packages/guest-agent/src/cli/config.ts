@@ -11,6 +11,8 @@ export interface AgentConfig {
   readonly host: string;
   readonly name: string;
   readonly token: string;
+  /** PEM file of the CA that signed the host's certificate (https hosts with a private CA). */
+  readonly caFile: string | undefined;
   readonly memoryMib: number | undefined;
   readonly chunkMib: number;
   readonly floorMib: number;
@@ -23,14 +25,15 @@ export interface AgentConfig {
 }
 
 /** The usage text of `balloon-agent`. */
-export const USAGE = `usage: balloon-agent --host URL --name NAME [--token T] [--memory-mib N] [--chunk-mib N]
+export const USAGE = `usage: balloon-agent --host URL --name NAME [--token T] [--ca-file PEM] [--memory-mib N] [--chunk-mib N]
                      [--floor-mib N] [--no-lock] [--domain auto|machine|cgroup|process]
                      [--log-level trace|debug|info|warn|error|silent] [-- COMMAND ARGS]
 
   --host URL        the host's base URL (http://H:P or https://…); env MEMBALLOON_URL,
                     else http://127.0.0.1:7450
   --name NAME       the VM's name
-  --token T         the VM's token; env MEMBALLOON_TOKEN
+  --token T         the VM's token (createvm printed it); env MEMBALLOON_TOKEN
+  --ca-file PEM     CA certificate that signed the host's (https, self-signed); env MEMBALLOON_CA_FILE
   --memory-mib N    the VM's memory size (required in the process domain)
   --chunk-mib N     balloon chunk size (default 1)
   --floor-mib N     free-memory floor (default: the host's, else max(64 MiB, 5 % of the domain))
@@ -51,6 +54,7 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   let host = env.MEMBALLOON_URL || 'http://127.0.0.1:7450';
   let name = '';
   let token = env.MEMBALLOON_TOKEN ?? '';
+  let caFile = env.MEMBALLOON_CA_FILE || undefined;
   let memoryMib: number | undefined;
   let chunkMib = 1;
   let floorMib = 0;
@@ -84,6 +88,9 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
         break;
       case '--token':
         token = value();
+        break;
+      case '--ca-file':
+        caFile = value();
         break;
       case '--memory-mib':
         memoryMib = positiveInt(flag, value());
@@ -123,5 +130,5 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   if (!help) {
     if (!name) throw new AgentError('invalid_config', '--name NAME is required');
   }
-  return Object.freeze({ host, name, token, memoryMib, chunkMib, floorMib, lock, domain, logLevel, command: Object.freeze(command), help });
+  return Object.freeze({ host, name, token, caFile, memoryMib, chunkMib, floorMib, lock, domain, logLevel, command: Object.freeze(command), help });
 }

@@ -2,6 +2,7 @@
 // logger, turns flags into the config, runs a wrapped workload if asked, and
 // turns SIGINT/SIGTERM into deflate, Goodbye and exit 0.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { pino } from 'pino';
 import { startAgent, type AgentHandle } from '../agent.js';
@@ -53,6 +54,7 @@ try {
     host: config.host,
     name: config.name,
     token: config.token,
+    ...(config.caFile !== undefined ? { ca: readFileSync(config.caFile) } : {}),
     ...(config.memoryMib !== undefined ? { memoryMib: config.memoryMib } : {}),
     chunkMib: config.chunkMib,
     ...(config.floorMib > 0 ? { floorMib: config.floorMib } : {}),

@@ -44,6 +44,8 @@ export interface SessionOptions {
   guestMemoryMib: number;
   /** How long to wait for the socket and Welcome (ms). */
   helloTimeoutMs: number;
+  /** CA certificate(s) for wss:// (self-signed hosts); the server's certificate is always verified. */
+  ca?: string | Buffer;
 }
 
 /** Error codes whose Error frames from the host we treat as a refusal of this frame only. */
@@ -70,6 +72,8 @@ export class GuestSession {
       maxPayload: MAX_FRAME_BYTES,
       handshakeTimeout: options.helloTimeoutMs,
       perMessageDeflate: false,
+      // Never rejectUnauthorized: false; a private CA is given, not skipped.
+      ...(options.ca !== undefined ? { ca: options.ca } : {}),
     });
     this.ended = new Promise((resolve) => {
       this.ws.on('close', (code, reason) => {

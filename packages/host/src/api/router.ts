@@ -2,6 +2,7 @@
 // use), plus the mounts of the dashboard and /metrics. Each route is a thin
 // translation from HTTP to one HostService call.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { bearerOf, tokenMatches } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
 import type { HostService } from '../service/host-service.js';
 import { readJson, sendError, sendJson } from './http.js';
@@ -25,6 +26,12 @@ export interface MetricsMount {
 export interface RouterMounts {
   dashboard?: HttpMount;
   metrics?: MetricsMount;
+  /**
+   * Hash of the admin token (auth/tokens.ts) every /api/ and /metrics request
+   * must carry as `Authorization: Bearer …`; undefined turns the check off
+   * (the loopback-only demo mode).
+   */
+  adminTokenHash?: string;
 }
 
 const API = '/api/v1';
@@ -40,6 +47,16 @@ async function route(service: HostService, mounts: RouterMounts, req: IncomingMe
   const url = new URL(req.url ?? '/', 'http://host.invalid');
   const path = url.pathname;
   const method = req.method ?? 'GET';
+
+  // Everything that reads or changes state needs the admin token; only the
+  // dashboard's static shell (which holds no data) is open.
+  if (mounts.adminTokenHash !== undefined && (path === '/metrics' || path.startsWith('/api/'))) {
+    const token = bearerOf(req.headers.authorization);
+    if (token === undefined || !tokenMatches(token, mounts.adminTokenHash)) {
+      res.setHeader('www-authenticate', 'Bearer realm="memballoon"');
+      throw new HostError('unauthorized', token === undefined ? 'the admin API needs `Authorization: Bearer <admin token>` (the token is in <data-dir>/admin.token)' : 'the admin token is wrong');
+    }
+  }
 
   if (path === '/metrics' && mounts.metrics) {
     if (method !== 'GET') throw methodNotAllowed(method, path);

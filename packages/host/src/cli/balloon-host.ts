@@ -1,11 +1,14 @@
 // balloon-host: starts the host service. The process's one logger is made
 // here and passed down. The readiness line ("balloon-host listening" with
 // `url`) is what scripts and tests wait for.
+import { readFileSync } from 'node:fs';
 import pino from 'pino';
 import pretty from 'pino-pretty';
 import { HOST_USAGE, loadHostConfig, type HostConfig } from '../config.js';
 import { HostError } from '../errors.js';
 import { startHost } from '../server.js';
+import { join } from 'node:path';
+import { ADMIN_TOKEN_FILE } from '../auth/tokens.js';
 
 function fatal(message: string): never {
   process.stderr.write(`balloon-host: ${message}\n`);
@@ -37,6 +40,9 @@ try {
     autoRegister: config.autoRegister,
     logger,
     policyIntervalMs: config.policyIntervalMs,
+    tls: config.tlsCertPath && config.tlsKeyPath ? { cert: readFileSync(config.tlsCertPath), key: readFileSync(config.tlsKeyPath) } : undefined,
+    insecureNoAuth: config.insecureNoAuth,
+    allowInsecureListen: config.allowInsecureListen,
   });
 } catch (err) {
   const e = err as NodeJS.ErrnoException;
@@ -44,7 +50,13 @@ try {
   if (e.code === 'EACCES') fatal(`not allowed to listen on ${config.listenHost}:${config.listenPort}`);
   fatal(err instanceof HostError ? err.message : `could not start: ${e.message}`);
 }
-logger.info({ url: host.url, poolMib: config.poolMib, dataDir: config.dataDir, autoRegister: config.autoRegister }, 'balloon-host listening');
+if (config.insecureNoAuth) {
+  logger.warn('authentication is OFF (--insecure-no-auth): any local process may drive the balloons; loopback only');
+}
+logger.info(
+  { url: host.url, poolMib: config.poolMib, dataDir: config.dataDir, autoRegister: config.autoRegister, auth: config.insecureNoAuth ? 'off' : 'tokens', adminTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, ADMIN_TOKEN_FILE) },
+  'balloon-host listening',
+);
 
 let stopping = false;
 const stop = (signal: string) => {

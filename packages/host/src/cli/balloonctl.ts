@@ -20,7 +20,10 @@ const USAGE = `Usage: balloonctl [--host URL] [--json] COMMAND
   controlvm NAME guestmemoryballoon MIB [--wait] [--timeout S]
   metrics query [NAME] [METRIC]
 
-The host is --host URL, else $MEMBALLOON_URL, else http://127.0.0.1:7450.`;
+The host is --host URL, else $MEMBALLOON_URL, else http://127.0.0.1:7450.
+The admin token is --admin-token T, else $MEMBALLOON_ADMIN_TOKEN, else the file
+admin.token in --data-dir DIR (else $MEMBALLOON_DATA_DIR, else the host's default).
+createvm prints the VM's guest token once: give it to its agent (--token).`;
 
 const out = (text: string): void => {
   process.stdout.write(`${text}\n`);
@@ -171,7 +174,7 @@ async function main(cfg: CtlConfig): Promise<void> {
     out(USAGE);
     return;
   }
-  const client = new AdminClient(cfg.hostUrl);
+  const client = new AdminClient(cfg.hostUrl, cfg.adminToken);
   switch (command) {
     case 'list':
       return list(client, cfg, args[0]);
@@ -190,7 +193,10 @@ async function main(cfg: CtlConfig): Promise<void> {
       const name = flags.get('--name');
       if (!name) usage('createvm needs --name NAME');
       const vm = await client.create(name, mibArg(flags.get('--memory'), '--memory'));
-      return cfg.json ? printJson(vm) : out(`Virtual machine '${vm.name}' is created and registered (${vm.memoryMib} MiB).`);
+      if (cfg.json) return printJson(vm);
+      out(`Virtual machine '${vm.name}' is created and registered (${vm.memoryMib} MiB).`);
+      // Shown once: the host keeps only its hash.
+      return out(`Token: ${vm.token}\n(give it to the VM's agent: balloon-agent --token, or MEMBALLOON_TOKEN; it is not shown again)`);
     }
     case 'unregistervm': {
       if (args.length !== 1) usage('unregistervm needs exactly one VM name');

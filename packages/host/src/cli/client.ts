@@ -15,14 +15,20 @@ export class CtlError extends Error {
 
 /** The admin API of one host. */
 export class AdminClient {
-  constructor(readonly baseUrl: string) {}
+  constructor(
+    readonly baseUrl: string,
+    private readonly adminToken?: string,
+  ) {}
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     let res: Response;
     try {
       res = await fetch(`${this.baseUrl}/api/v1${path}`, {
         method,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: {
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(this.adminToken === undefined ? {} : { authorization: `Bearer ${this.adminToken}` }),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {
@@ -38,7 +44,8 @@ export class AdminClient {
     }
     if (!res.ok) {
       const e = (value as ApiErrorView | undefined)?.error;
-      throw new CtlError(e?.message ?? `the host answered ${res.status} ${res.statusText}`, e?.code ?? 'error');
+      const hint = res.status === 401 ? ' (balloonctl reads the admin token from <data-dir>/admin.token; or pass --admin-token / MEMBALLOON_ADMIN_TOKEN)' : '';
+      throw new CtlError(`${e?.message ?? `the host answered ${res.status} ${res.statusText}`}${hint}`, e?.code ?? 'error');
     }
     return value as T;
   }
@@ -59,7 +66,7 @@ export class AdminClient {
   }
 
   /** POST /vms */
-  create(name: string, memoryMib: number): Promise<VmView> {
+  create(name: string, memoryMib: number): Promise<VmView & { token: string }> {
     return this.call('POST', '/vms', { name, memoryMib });
   }
 

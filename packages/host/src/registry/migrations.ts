@@ -35,6 +35,14 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE vms ADD COLUMN memory_buffer_percent INTEGER NOT NULL DEFAULT 20 CHECK (memory_buffer_percent BETWEEN 0 AND 100);
     `,
   },
+  {
+    version: 3,
+    description: 'per-VM guest tokens, stored only as a hash (issue 8)',
+    // NULL: the VM has no token (auto-registered without one, demo mode).
+    sql: `
+      ALTER TABLE vms ADD COLUMN token_hash TEXT CHECK (token_hash IS NULL OR length(token_hash) <= 128);
+    `,
+  },
 ];
 
 /** The schema version this code writes. */

@@ -18,6 +18,8 @@ export interface VmRecord {
   balloonMaxMib: number;
   memoryWeight: number;
   memoryBufferPercent: number;
+  /** Hash of the VM's guest token (see auth/tokens.ts); null: no token (auto-registered in demo mode). */
+  tokenHash: string | null;
   createdAtMs: number;
 }
 
@@ -36,6 +38,7 @@ const COLUMNS: Record<keyof VmSettings, string> = {
   balloonMaxMib: 'balloon_max_mib',
   memoryWeight: 'memory_weight',
   memoryBufferPercent: 'memory_buffer_percent',
+  tokenHash: 'token_hash',
 };
 
 interface Row {
@@ -48,6 +51,7 @@ interface Row {
   balloon_max_mib: number;
   memory_weight: number;
   memory_buffer_percent: number;
+  token_hash: string | null;
   created_at_ms: number;
 }
 
@@ -62,6 +66,7 @@ function fromRow(r: Row): VmRecord {
     balloonMaxMib: r.balloon_max_mib,
     memoryWeight: r.memory_weight,
     memoryBufferPercent: r.memory_buffer_percent,
+    tokenHash: r.token_hash,
     createdAtMs: r.created_at_ms,
   };
 }
@@ -99,7 +104,7 @@ export class Registry {
     this.stmts = {
       all: this.db.prepare<[], Row>('SELECT * FROM vms ORDER BY created_at_ms, name'),
       get: this.db.prepare<[string], Row>('SELECT * FROM vms WHERE name = ?'),
-      insert: this.db.prepare('INSERT INTO vms (name, memory_mib, default_balloon_mib, page_fusion, created_at_ms) VALUES (?, ?, ?, ?, ?)'),
+      insert: this.db.prepare('INSERT INTO vms (name, memory_mib, default_balloon_mib, page_fusion, token_hash, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)'),
       delete: this.db.prepare('DELETE FROM vms WHERE name = ?'),
     };
   }
@@ -144,8 +149,8 @@ export class Registry {
   }
 
   /** Registers a VM; already_exists if the name is taken. */
-  create(vm: { name: string; memoryMib: number; defaultBalloonMib?: number; pageFusion?: boolean }, nowMs: number): VmRecord {
-    storage(`registering VM '${vm.name}'`, () => this.stmts.insert.run(vm.name, vm.memoryMib, vm.defaultBalloonMib ?? 0, vm.pageFusion ? 1 : 0, nowMs));
+  create(vm: { name: string; memoryMib: number; defaultBalloonMib?: number; pageFusion?: boolean; tokenHash?: string | null }, nowMs: number): VmRecord {
+    storage(`registering VM '${vm.name}'`, () => this.stmts.insert.run(vm.name, vm.memoryMib, vm.defaultBalloonMib ?? 0, vm.pageFusion ? 1 : 0, vm.tokenHash ?? null, nowMs));
     return this.get(vm.name);
   }
 

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { MAX_MEMORY_MIB, vmNameProblem, type BalloonStatus, type ErrorCode, type Hello, type MemoryStats, type Welcome } from '@memballoon/protocol';
 import type { HostView, VmView } from '../api/views.js';
+import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
 import { balloonTargetProblem, maxBalloonMib } from '../pool/balloon-rules.js';
 import { Pool } from '../pool/pool.js';
@@ -46,6 +47,8 @@ export interface HostServiceOptions {
   registry: Registry;
   poolSizeMib: number;
   autoRegister: boolean;
+  /** Check guest tokens in Hello (default true; off only for a loopback demo). */
+  guestAuth?: boolean;
   logger: Logger;
   facts: HostFacts;
   /** How long a start or a deflate waits for other guests to inflate (default 20 s). */
@@ -208,15 +211,29 @@ export class HostService {
 
   // ---- registry commands ---------------------------------------------------
 
-  /** createvm: registers a VM. */
-  createVm(input: { name: unknown; memoryMib: unknown }): VmView {
+  /**
+   * createvm: registers a VM and issues its guest token, returned here once
+   * and stored only as a hash.
+   */
+  createVm(input: { name: unknown; memoryMib: unknown }): VmView & { token: string } {
+    const token = generateToken();
+    return { ...this.register(input, hashToken(token)), token };
+  }
+
+  private register(input: { name: unknown; memoryMib: unknown }, tokenHash: string | null): VmView {
     const name = checkName(input.name);
     const memoryMib = checkMib(input.memoryMib, 'memoryMib', 1, MAX_MEMORY_MIB);
-    const record = this.registry.create({ name, memoryMib }, this.nowMs());
+    const record = this.registry.create({ name, memoryMib, tokenHash }, this.nowMs());
     this.records.set(name, record);
-    this.log.info({ vm: name, memoryMib }, 'VM registered');
+    this.log.info({ vm: name, memoryMib, token: tokenHash !== null }, 'VM registered');
     this.notify();
     return this.vmView(name);
+  }
+
+  /** Whether a Hello's credential opens this VM: its token, or anything for a token-less auto-registered VM. */
+  private credentialOk(record: VmRecord, credential: string): boolean {
+    if (this.options.guestAuth === false) return true;
+    return record.tokenHash === null || tokenMatches(credential, record.tokenHash);
   }
 
   /** unregistervm: removes a powered-off VM. */
@@ -418,12 +435,18 @@ export class HostService {
         return refuse('unknown_vm', `VM '${name}' is not registered on this host (register it with 'balloonctl createvm --name "${name}" --memory MIB', or start the host with --auto-register)`);
       }
       try {
-        this.createVm({ name, memoryMib: hello.facts.totalMemoryMib });
+        // Trust on first use: the first Hello's token (if any) becomes the
+        // VM's; without one the VM stays token-less (the demo's mode).
+        this.register({ name, memoryMib: hello.facts.totalMemoryMib }, hello.credential === '' ? null : hashToken(hello.credential));
         record = this.record(name);
         logger.info({ memoryMib: record.memoryMib }, 'VM auto-registered');
       } catch (err) {
         return refuse('internal', `VM '${name}' could not be registered: ${(err as Error).message}`);
       }
+    }
+    // Before anything else about the VM, so that a stranger learns nothing of its state.
+    if (!this.credentialOk(record, hello.credential)) {
+      return refuse('auth_failed', `the token for VM '${name}' is wrong or missing (give the agent the token createvm printed: --token or MEMBALLOON_TOKEN)`);
     }
     if (this.running.has(name) || this.admitting.has(name)) {
       return refuse('already_connected', `VM '${name}' already has a guest connected`, this.retryAfterMs);
@@ -502,7 +525,16 @@ export class HostService {
       return;
     }
     const before = this.pool.get(name);
-    const actualMib = this.pool.reportActual(name, status.actualMib);
+    // A balloon only grows towards a target it was sent: it may sit above the
+    // newest target while it deflates, never above both that and what it held.
+    const ceilingMib = Math.max(before?.targetMib ?? 0, before?.actualMib ?? 0);
+    let reportedMib = status.actualMib;
+    if (reportedMib > ceilingMib) {
+      this.counters.countProtocolError('out_of_range');
+      r.logger.warn({ actualMib: reportedMib, ceilingMib, targetMib: before?.targetMib }, 'balloon actual above every target sent: clamped');
+      reportedMib = ceilingMib;
+    }
+    const actualMib = this.pool.reportActual(name, reportedMib);
     r.guest.status = status;
     r.guest.lockedMib = Math.min(status.lockedMib, actualMib);
     if (this.pool.overcommitMib > 0) {

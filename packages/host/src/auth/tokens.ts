@@ -1,0 +1,93 @@
+// Secrets of the host: per-VM guest tokens and the admin token. Pure logic
+// (node:crypto and node:fs only): no sockets, no logger.
+//
+// Why SHA-256 and not scrypt: a token is 256 bits from the CSPRNG, not a
+// password a human picked, so nobody can guess it from its hash however fast
+// the hash is; a slow KDF only protects low-entropy secrets. A fast hash also
+// keeps a Hello cheap when a thousand agents reconnect after a host restart
+// (scrypt at its defaults costs tens of ms of CPU each). Digests are compared
+// in constant time.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+
+/** Bytes of randomness in every token (256 bits). */
+export const TOKEN_BYTES = 32;
+
+/** The admin token's file inside the data directory (mode 0600). */
+export const ADMIN_TOKEN_FILE = 'admin.token';
+
+/** A fresh token: 32 random bytes, base64url (43 characters, safe in URLs, headers and shells). */
+export function generateToken(): string {
+  return randomBytes(TOKEN_BYTES).toString('base64url');
+}
+
+/** The stored form of a token: `sha256:` and the hex digest. */
+export function hashToken(token: string): string {
+  return `sha256:${createHash('sha256').update(token, 'utf8').digest('hex')}`;
+}
+
+/** Whether `token` matches a stored hash, in constant time; false for an unknown hash format. */
+export function tokenMatches(token: string, storedHash: string): boolean {
+  if (!storedHash.startsWith('sha256:')) return false;
+  const expected = Buffer.from(storedHash.slice('sha256:'.length), 'hex');
+  const actual = createHash('sha256').update(token, 'utf8').digest();
+  return expected.length === actual.length && timingSafeEqual(expected, actual);
+}
+
+/** The Bearer token of an Authorization header, or undefined. */
+export function bearerOf(header: string | undefined): string | undefined {
+  const m = header === undefined ? null : /^Bearer[ ]+(\S+)\s*$/i.exec(header);
+  return m?.[1];
+}
+
+/** Whether a listen address reaches only this machine (127.0.0.0/8, ::1, localhost). */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  if (h.startsWith('::ffff:')) return h.slice(7).startsWith('127.');
+  return false;
+}
+
+/**
+ * Reads `<dataDir>/admin.token`, creating it (mode 0600, the directory 0700)
+ * with a fresh token on the first start. A file others may read is refused:
+ * whoever reads it controls every balloon.
+ */
+export function ensureAdminToken(dataDir: string): { token: string; path: string; created: boolean } {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const path = join(dataDir, ADMIN_TOKEN_FILE);
+  let created = false;
+  try {
+    // 'wx': never overwrite a token another start created meanwhile.
+    const fd = openSync(path, 'wx', 0o600);
+    try {
+      writeSync(fd, `${generateToken()}\n`);
+    } finally {
+      closeSync(fd);
+    }
+    created = true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    throw Object.assign(new Error(`${path} may be read by others (mode ${mode.toString(8)}); run chmod 600 on it`), { code: 'EPERM_TOKEN' });
+  }
+  const token = readFileSync(path, 'utf8').trim();
+  if (token.length < 16) throw Object.assign(new Error(`${path} holds no usable token; delete it to make a new one`), { code: 'EBAD_TOKEN' });
+  if (created) chmodSync(path, 0o600);
+  return { token, path, created };
+}
+
+/** Reads the admin token from a data directory (balloonctl on the same machine); undefined if there is none. */
+export function readAdminToken(dataDir: string): string | undefined {
+  try {
+    const t = readFileSync(join(dataDir, ADMIN_TOKEN_FILE), 'utf8').trim();
+    return t === '' ? undefined : t;
+  } catch {
+    return undefined;
+  }
+}
