@@ -8,3 +8,4 @@ export * from './advise.js';
 export * from './ksm-stats.js';
 export * from './registry.js';
 export * from './link.js';
+export * from './page-fusion.js';
