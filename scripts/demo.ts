@@ -16,8 +16,10 @@ import { fileURLToPath } from 'node:url';
 
 /** The demo's settings: flags, nothing else (`npm start -- --port 7460`). */
 interface DemoConfig {
+  /** 0: any free port (tests); the URL is then read from the host's readiness line. */
   readonly port: number;
   readonly poolMib: number;
+  readonly dataDir: string;
 }
 
 /** One guest of the demo. */
@@ -37,8 +39,7 @@ const READY_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 15_000;
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const DATA_DIR = fileURLToPath(new URL('../.data/demo/', import.meta.url));
-const LOG_DIR = `${DATA_DIR}logs/`;
+const DEFAULT_DATA_DIR = fileURLToPath(new URL('../.data/demo/', import.meta.url));
 const HOST_BIN = fileURLToPath(new URL('../packages/host/bin/balloon-host.mjs', import.meta.url));
 const AGENT_BIN = fileURLToPath(new URL('../packages/guest-agent/bin/balloon-agent.mjs', import.meta.url));
 
@@ -58,6 +59,7 @@ class DemoError extends Error {
 function parseArgs(argv: readonly string[]): DemoConfig {
   let port = DEFAULT_PORT;
   let poolMib = DEFAULT_POOL_MIB;
+  let dataDir = DEFAULT_DATA_DIR;
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[i + 1];
@@ -67,11 +69,14 @@ function parseArgs(argv: readonly string[]): DemoConfig {
       if (value === undefined || !/^\d+$/.test(value) || n < min || n > max) throw new DemoError(`${flag} needs a whole number from ${min} to ${max}`);
       return n;
     };
-    if (flag === '--port') port = whole(1, 65535);
+    if (flag === '--port') port = whole(0, 65535);
     else if (flag === '--pool-mib') poolMib = whole(64, 1 << 20);
-    else throw new DemoError(`unknown option '${flag}' (options: --port N, --pool-mib N)`);
+    else if (flag === '--data-dir' && value) {
+      i++;
+      dataDir = value.endsWith('/') ? value : `${value}/`;
+    } else throw new DemoError(`unknown option '${flag}' (options: --port N, --pool-mib N, --data-dir DIR)`);
   }
-  return Object.freeze({ port, poolMib });
+  return Object.freeze({ port, poolMib, dataDir });
 }
 
 /** Fails with a one-line reason if something already listens on the port (a demo already running, usually). */
@@ -89,10 +94,13 @@ async function ensurePortFree(port: number): Promise<void> {
   });
 }
 
-function startChild(label: string, bin: string, args: readonly string[]): Child {
-  const logFile = `${LOG_DIR}${label}.log`;
+function startChild(logDir: string, label: string, bin: string, args: readonly string[]): Child {
+  const logFile = `${logDir}${label}.log`;
   const fd = openSync(logFile, 'w');
-  const child = spawn(process.execPath, [bin, ...args], { cwd: ROOT, stdio: ['ignore', fd, fd], detached: true });
+  // JSON logs: the readiness line is parsed (and files read better without colour codes).
+  const env = { ...process.env };
+  delete env.MEMBALLOON_LOG_PRETTY;
+  const child = spawn(process.execPath, [bin, ...args], { cwd: ROOT, env, stdio: ['ignore', fd, fd], detached: true });
   closeSync(fd);
   const exited = new Promise<number>((resolve) => {
     child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
@@ -109,8 +117,10 @@ function lastLines(file: string, count = 8): string {
   }
 }
 
+/** A path as short as it reads well: relative to here when inside it, else absolute. */
 function shown(file: string): string {
-  return relative(process.cwd(), file) || file;
+  const rel = relative(process.cwd(), file);
+  return rel === '' || rel.startsWith('..') ? file : rel;
 }
 
 /** Polls `probe` every 100 ms until it returns true, the child exits (fails), or the deadline passes (fails). */
@@ -128,22 +138,39 @@ async function until(what: string, child: Child, probe: () => Promise<boolean>):
   }
 }
 
-/** Answers true when GET url answers 200. */
-function answers(url: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = get(url, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.setTimeout(2000, () => req.destroy());
-    req.on('error', () => resolve(false));
-  });
+/** What the host says in its readiness line ("balloon-host listening", pino JSON). */
+interface Readiness {
+  url: string;
+  /** 'tokens' when the admin API needs the admin token; absent or 'off' otherwise. */
+  auth?: string;
+  adminTokenFile?: string;
+}
+
+/** The host's readiness line, once it has written it. */
+function readiness(logFile: string): Readiness | undefined {
+  let text: string;
+  try {
+    text = readFileSync(logFile, 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split('\n')) {
+    if (!line.includes('balloon-host listening')) continue;
+    try {
+      const fields = JSON.parse(line) as Partial<Readiness>;
+      if (typeof fields.url === 'string') return fields as Readiness;
+    } catch {
+      // Not JSON: keep looking.
+    }
+  }
+  return undefined;
 }
 
 /** The names of the running VMs, from the first snapshot of the dashboard's event stream. */
-function runningVms(baseUrl: string): Promise<string[]> {
+function runningVms(baseUrl: string, adminToken: string | undefined): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    const req = get(`${baseUrl}/api/v1/events`, (res) => {
+    const headers = adminToken ? { authorization: `Bearer ${adminToken}` } : {};
+    const req = get(`${baseUrl}/api/v1/events`, { headers }, (res) => {
       if (res.statusCode !== 200) {
         res.resume();
         reject(new Error(`HTTP ${res.statusCode}`));
@@ -181,10 +208,12 @@ async function stop(child: Child): Promise<number | 'killed'> {
 
 async function main(): Promise<void> {
   const config = parseArgs(process.argv.slice(2));
-  await ensurePortFree(config.port);
-  mkdirSync(LOG_DIR, { recursive: true });
+  if (config.port !== 0) await ensurePortFree(config.port);
+  const logDir = `${config.dataDir}logs/`;
+  mkdirSync(logDir, { recursive: true });
 
-  const baseUrl = `http://127.0.0.1:${config.port}`;
+  let baseUrl = `http://127.0.0.1:${config.port}`;
+  let adminToken: string | undefined;
   const agents: Child[] = [];
   let host: Child | undefined;
   let stopping: Promise<void> | undefined;
@@ -212,44 +241,51 @@ async function main(): Promise<void> {
   });
 
   try {
-    host = startChild('host', HOST_BIN, [
+    host = startChild(logDir, 'host', HOST_BIN, [
       '--listen',
       `127.0.0.1:${config.port}`,
       '--data-dir',
-      DATA_DIR,
+      config.dataDir,
       '--pool-mib',
       String(config.poolMib),
       '--auto-register',
     ]);
     const hostChild = host;
-    await until('the host answered', hostChild, () => answers(`${baseUrl}/`));
+    let ready: Readiness | undefined;
+    await until('the host was listening', hostChild, async () => (ready = readiness(hostChild.logFile)) !== undefined);
+    baseUrl = ready!.url.replace(/\/+$/, '');
+    if (ready!.auth === 'tokens' && ready!.adminTokenFile) adminToken = readFileSync(ready!.adminTokenFile, 'utf8').trim();
 
     // One after the other, so the pool's admissions (and reclaims) read in order in the logs.
     for (const guest of GUESTS) {
-      const agent = startChild(guest.name, AGENT_BIN, ['--host', baseUrl, '--name', guest.name, '--memory-mib', String(guest.memoryMib)]);
+      const agent = startChild(logDir, guest.name, AGENT_BIN, ['--host', baseUrl, '--name', guest.name, '--memory-mib', String(guest.memoryMib)]);
       agents.push(agent);
-      await until(`${guest.name} was running`, agent, async () => (await runningVms(baseUrl)).includes(guest.name));
+      await until(`${guest.name} was running`, agent, async () => (await runningVms(baseUrl, adminToken)).includes(guest.name));
     }
   } catch (err) {
     await shutdown('start-up failed');
     throw err;
   }
 
-  const hostFlag = config.port === DEFAULT_PORT ? '' : ` --host ${baseUrl}`;
+  // balloonctl finds the host with --host (unless it is the default) and the
+  // admin token in the data directory (--data-dir), as balloon-host wrote it.
+  const ctlFlags =
+    (baseUrl === `http://127.0.0.1:${DEFAULT_PORT}` ? '' : ` --host ${baseUrl}`) + (adminToken ? ` --data-dir ${shown(config.dataDir)}` : '');
+  const dashboardUrl = adminToken ? `${baseUrl}/#token=${adminToken}` : `${baseUrl}/`;
   const guestsMib = GUESTS.reduce((sum, g) => sum + g.memoryMib, 0);
   process.stdout.write(
     [
       '',
       'memballoon demo is running.',
       '',
-      `  Dashboard  ${baseUrl}/`,
+      `  Dashboard  ${dashboardUrl}`,
       `  Pool       ${config.poolMib} MiB for ${GUESTS.map((g) => `${g.name} (${g.memoryMib} MiB)`).join(', ')}: ${guestsMib} MiB of guests`,
-      `  Logs       ${shown(LOG_DIR)}`,
+      `  Logs       ${shown(logDir)}`,
       '',
-      'Try, in another terminal:',
-      `  npx balloonctl${hostFlag} controlvm vm-large guestmemoryballoon 256 --wait`,
-      `  npx balloonctl${hostFlag} showhostinfo`,
-      `  npx balloonctl${hostFlag} metrics query vm-large Guest/RAM/Usage`,
+      'Try, in another terminal (in this directory):',
+      `  npx balloonctl${ctlFlags} controlvm vm-large guestmemoryballoon 256 --wait`,
+      `  npx balloonctl${ctlFlags} showhostinfo`,
+      `  npx balloonctl${ctlFlags} metrics query vm-large Guest/RAM/Usage`,
       '',
       'Ctrl-C stops everything.',
       '',

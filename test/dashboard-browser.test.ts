@@ -6,7 +6,7 @@
 // shows: test-output/dashboard.png, copied to docs/dashboard.png). Skipped,
 // with the reason printed, where Chromium is missing.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -100,7 +100,7 @@ describe.skipIf(!haveChromium)('dashboard in Chromium (fake host)', () => {
     // The chart has drawn (uPlot's canvas), then the screenshot.
     await expect.poll(() => card.locator('canvas').count()).toBeGreaterThan(0);
     mkdirSync(OUTPUT_DIR, { recursive: true });
-    await page.screenshot({ path: join(OUTPUT_DIR, 'dashboard-fake.png'), fullPage: true });
+    await page.screenshot({ path: join(OUTPUT_DIR, 'dashboard-fake.png'), fullPage: true, animations: 'disabled' });
     expect(browser.pageErrors).toEqual([]);
   });
 
@@ -167,7 +167,18 @@ describe.skipIf(!haveChromium)('dashboard in Chromium (real host, three agents)'
   it('lists the running VMs, moves the actual balloon set from the page, shows refusals, and writes the screenshot', async () => {
     browser = await openBrowser();
     const { page } = browser;
+    // The admin API needs the admin token, which the host keeps in its data dir; the page takes it from #token=….
+    const tokenFile = join(dataDir!, 'admin.token');
+    const adminToken = existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : undefined;
     await page.goto(`${host!.url}/`);
+    if (adminToken) {
+      // Without the token the page says what it needs; given one in the address bar, it goes live.
+      await expect.poll(() => page.locator('#conn').getAttribute('data-state'), { timeout: 30_000 }).toBe('auth');
+      expect(await page.locator('#conn').textContent()).toContain('#token=');
+      await page.evaluate(`location.hash = ${JSON.stringify(`#token=${adminToken}`)}`);
+      await expect.poll(() => page.locator('#conn').getAttribute('data-state'), { timeout: 30_000 }).toBe('live');
+      expect(page.url()).not.toContain(adminToken);
+    }
     await expect
       .poll(() => page.locator('.card[data-state="running"] h3').allTextContents(), { timeout: 30_000 })
       .toEqual(['vm-large', 'vm-medium', 'vm-small']);
@@ -200,7 +211,7 @@ describe.skipIf(!haveChromium)('dashboard in Chromium (real host, three agents)'
     await expect.poll(() => field(page, 'vm-medium', 'actualMib').textContent(), { timeout: 30_000 }).toBe(`${mediumTarget} MiB`);
     await expect.poll(() => page.locator('.card canvas').count()).toBe(3);
     mkdirSync(OUTPUT_DIR, { recursive: true });
-    await page.screenshot({ path: join(OUTPUT_DIR, 'dashboard.png'), fullPage: true });
+    await page.screenshot({ path: join(OUTPUT_DIR, 'dashboard.png'), fullPage: true, animations: 'disabled' });
     console.log(`dashboard screenshot: ${join(OUTPUT_DIR, 'dashboard.png')}`);
     expect(browser.pageErrors).toEqual([]);
   });

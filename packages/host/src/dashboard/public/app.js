@@ -36,7 +36,7 @@
       return match ? decodeURIComponent(match[1]) : null;
     }
   }
-  const token = readToken();
+  let token = readToken();
 
   function headers(extra) {
     const h = Object.assign({}, extra);
@@ -482,11 +482,25 @@
     render(JSON.parse(data.join('\n')));
   }
 
+  /** The live connection: aborting it makes connect() start over at once (a new token). */
+  let connection = null;
+  let retryTimer = null;
+  const TOKEN_HINT = 'the host needs its admin token: open this page as …/#token=TOKEN (the token is in the host’s data directory, admin.token)';
+
   async function connect() {
+    clearTimeout(retryTimer);
     const abort = new AbortController();
+    connection = abort;
     let stall = setTimeout(() => abort.abort(), STALL_MS);
+    let retry = true;
     try {
       const res = await fetch(EVENTS_URL, { headers: headers({ accept: 'text/event-stream' }), cache: 'no-store', signal: abort.signal });
+      if (res.status === 401 || res.status === 403) {
+        // Retrying cannot help: wait for a token in the address bar (hashchange).
+        retry = false;
+        setConnection('auth', token ? 'the admin token was refused; ' + TOKEN_HINT : TOKEN_HINT);
+        return;
+      }
       if (!res.ok || !res.body) {
         let detail = 'HTTP ' + res.status;
         try {
@@ -513,13 +527,23 @@
       }
       setConnection('down', 'disconnected; reconnecting…');
     } catch (err) {
+      if (connection !== abort) return; // replaced by a newer connection
       setConnection('down', 'host unreachable (' + (err && err.message ? err.message : 'error') + '); retrying…');
     } finally {
       clearTimeout(stall);
       abort.abort();
     }
-    setTimeout(connect, RECONNECT_MS);
+    if (retry && connection === abort) retryTimer = setTimeout(connect, RECONNECT_MS);
   }
+
+  // A token typed or pasted into the address bar (#token=…) takes effect at once.
+  window.addEventListener('hashchange', () => {
+    const next = readToken();
+    if (next === token) return;
+    token = next;
+    if (connection) connection.abort();
+    connect();
+  });
 
   setInterval(() => {
     if (latest) redrawCharts();
