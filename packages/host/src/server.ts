@@ -140,14 +140,23 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     // guest with a protocol Error (clearer than a failed handshake).
     handleProtocols: (protocols) => (protocols.has(GUEST_SUBPROTOCOL) ? GUEST_SUBPROTOCOL : false),
   });
+  let pendingHellos = 0;
   server.on('upgrade', (req, socket, head) => {
     const path = new URL(req.url ?? '/', 'http://host.invalid').pathname;
     if (path !== GUEST_PATH) {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       return;
     }
+    // Sockets that have not said Hello yet are strangers: only so many at once.
+    if (pendingHellos >= limits.maxPendingConnections) {
+      metrics.countProtocolError('rate_limited');
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
     wss.handleUpgrade(req, socket, head, (ws) => {
-      runGuestSession(ws, service, limits, logger.child({ remote: req.socket.remoteAddress }), options.guestHooks ?? fusion?.hooks, (code) => metrics.countProtocolError(code));
+      // Counted once the handshake succeeded: a failed one never calls back.
+      pendingHellos++;
+      runGuestSession(ws, service, limits, logger.child({ remote: req.socket.remoteAddress }), options.guestHooks ?? fusion?.hooks, (code) => metrics.countProtocolError(code), () => pendingHellos--);
     });
   });
 

@@ -20,6 +20,7 @@ import {
 } from '@memballoon/protocol';
 import type { GuestLink, HostService } from '../service/host-service.js';
 import { RateLimiter, type SessionLimits } from './limits.js';
+import { TargetOutbox } from './outbox.js';
 
 /** The WebSocket subprotocol guests must offer. */
 export const GUEST_SUBPROTOCOL = 'memballoon.v1';
@@ -39,9 +40,26 @@ export interface GuestFrameHooks {
 // Errors after which the stream cannot be trusted any more.
 const FATAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['malformed_frame', 'unsupported_version', 'out_of_order', 'frame_too_large', 'unexpected_message', 'rate_limited', 'timeout']);
 
-/** Runs one guest connection until it closes. */
-export function runGuestSession(ws: WebSocket, service: HostService, limits: SessionLimits, baseLogger: Logger, hooks: GuestFrameHooks = {}, countProtocolError: (code: string) => void = () => {}): void {
+/** Runs one guest connection until it closes; `helloDone` is called once, when the connection leaves the Hello phase. */
+export function runGuestSession(
+  ws: WebSocket,
+  service: HostService,
+  limits: SessionLimits,
+  baseLogger: Logger,
+  hooks: GuestFrameHooks = {},
+  countProtocolError: (code: string) => void = () => {},
+  helloDone: () => void = () => {},
+): void {
   const encoder = new FrameEncoder();
+  const outbox = new TargetOutbox(limits.coalesceAboveBytes);
+  let flushTimer: NodeJS.Timeout | undefined;
+  let helloPending = true;
+  const leaveHello = (): void => {
+    if (helloPending) {
+      helloPending = false;
+      helloDone();
+    }
+  };
   const seq = new SeqTracker();
   const rate = new RateLimiter(limits.maxMessagesPerSecond, Date.now());
   let logger = baseLogger;
@@ -75,7 +93,9 @@ export function runGuestSession(ws: WebSocket, service: HostService, limits: Ses
     if (phase === 'closed') return;
     const wasOpen = phase === 'open';
     phase = 'closed';
+    leaveHello();
     clearTimeout(helloTimer);
+    clearTimeout(flushTimer);
     clearInterval(heartbeat);
     if (wasOpen) {
       service.closeSession(vmName, sessionId, why);
@@ -87,8 +107,20 @@ export function runGuestSession(ws: WebSocket, service: HostService, limits: Ses
     }
   };
 
+  // A congested socket gets the newest target once it drains (latest wins), checked every 50 ms.
+  const flushTarget = (): void => {
+    flushTimer = undefined;
+    if (ws.readyState !== ws.OPEN || phase === 'closed') return;
+    const t = outbox.flush(ws.bufferedAmount);
+    if (t) send(bodies.setBalloonTarget(t));
+    else if (outbox.pending) flushTimer = setTimeout(flushTarget, 50);
+  };
   const link: GuestLink = {
-    sendTarget: (targetMib, generation) => send(bodies.setBalloonTarget({ targetMib, generation })),
+    sendTarget: (targetMib, generation) => {
+      const now = outbox.offer({ targetMib, generation }, ws.bufferedAmount);
+      if (now) send(bodies.setBalloonTarget(now));
+      else flushTimer ??= setTimeout(flushTarget, 50);
+    },
     end: (reason) => {
       if (reason.kind === 'shutdown') {
         send(bodies.goodbye('shutdown', 'the host is shutting down'));
@@ -150,6 +182,7 @@ export function runGuestSession(ws: WebSocket, service: HostService, limits: Ses
     if (phase === 'hello') {
       if (body.case !== 'hello') throw new ProtocolError('unexpected_message', `the first frame must be Hello, got ${body.case}`);
       clearTimeout(helloTimer);
+      leaveHello();
       void onHello(body.value).catch((err) => {
         logger.error({ err }, 'admission failed');
         fail('internal', 'the host failed to admit the guest');
@@ -188,6 +221,8 @@ export function runGuestSession(ws: WebSocket, service: HostService, limits: Ses
       if (!rate.take(Date.now())) throw new ProtocolError('rate_limited', `more than ${limits.maxMessagesPerSecond} frames per second`);
       if (!isBinary) throw new ProtocolError('malformed_frame', 'a frame must be binary, not text');
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+      // Before Hello nobody is authenticated: a stranger gets the smallest buffer.
+      if (phase === 'hello' && bytes.length > limits.maxHelloBytes) throw new ProtocolError('frame_too_large', `a Hello is at most ${limits.maxHelloBytes} bytes (got ${bytes.length})`);
       const opts = guestMemoryMib === undefined ? { maxFrameBytes: limits.maxPayloadBytes } : { maxFrameBytes: limits.maxPayloadBytes, guestMemoryMib };
       onFrame(decodeFrame(bytes, opts));
     } catch (err) {

@@ -1,6 +1,14 @@
 // Per-connection limits of guest sessions, in one place so that hardening can
 // tighten them without hunting through the session code.
-import { MAX_FRAME_BYTES } from '@memballoon/protocol';
+import { MAX_PAGES_PER_REGION_FRAME, PAGE_HASH_BYTES } from '@memballoon/protocol';
+
+/**
+ * The largest frame a guest has reason to send: a SharedRegion with the most
+ * pages a frame may carry (two hashes a page), plus room for its name,
+ * version and framing. Everything else a guest sends is under 2 KiB; the
+ * protocol's MAX_FRAME_BYTES (1 MiB) is the ceiling, not what we accept.
+ */
+export const GUEST_MAX_FRAME_BYTES = MAX_PAGES_PER_REGION_FRAME * PAGE_HASH_BYTES * 2 + 8 * 1024;
 
 /** Limits and intervals applied to every guest connection. */
 export interface SessionLimits {
@@ -18,17 +26,26 @@ export interface SessionLimits {
   statsIntervalMs: number;
   /** Outbound bytes queued on one socket above which the guest is considered stuck and dropped. */
   maxBufferedBytes: number;
+  /** Largest first frame (Hello: a name, a token and a few short strings), checked before it is decoded. */
+  maxHelloBytes: number;
+  /** Outbound bytes queued above which a new target waits (latest wins) instead of queueing behind the others. */
+  coalesceAboveBytes: number;
+  /** Host-wide: connections that have not sent Hello yet; more are closed at once (a flood of idle sockets). */
+  maxPendingConnections: number;
 }
 
 /** The defaults: generous for a healthy agent (a status every 100 ms plus stats), tight for a flood. */
 export const DEFAULT_SESSION_LIMITS: Readonly<SessionLimits> = Object.freeze({
-  maxPayloadBytes: MAX_FRAME_BYTES,
+  maxPayloadBytes: GUEST_MAX_FRAME_BYTES,
   helloTimeoutMs: 5_000,
   maxMessagesPerSecond: 200,
   heartbeatIntervalMs: 2_000,
   missedHeartbeats: 3,
   statsIntervalMs: 1_000,
   maxBufferedBytes: 4 * 1024 * 1024,
+  maxHelloBytes: 16 * 1024,
+  coalesceAboveBytes: 64 * 1024,
+  maxPendingConnections: 256,
 });
 
 /** A token bucket: `take()` is false once more than `ratePerSecond` frames came in a second. */

@@ -1,0 +1,202 @@
+// Issue 8, security: guest tokens (auth_failed, 4007, counted), the admin
+// token (401 without it, a 0600 file), what the registry stores, the listen
+// rules, auto-registration's trust on first use, the Hello size limit and the
+// cap on connections that have not said Hello. In-process host, fake guests.
+import Database from 'better-sqlite3';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import pino from 'pino';
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { bodies } from '@memballoon/protocol';
+import { startHost, type HostHandle } from '@memballoon/host';
+import { connectFake, helloFor, registerVm } from './support/fake-guest.js';
+import { tempDataDir } from './support/host.js';
+import { waitFor } from './support/wait.js';
+
+const hosts: HostHandle[] = [];
+const dirs: Array<{ remove: () => void }> = [];
+
+async function start(opts: Partial<Parameters<typeof startHost>[0]> = {}): Promise<{ host: HostHandle; dir: string }> {
+  const data = tempDataDir();
+  dirs.push(data);
+  const host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1024, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null }, ...opts });
+  hosts.push(host);
+  return { host, dir: data.dir };
+}
+
+afterEach(async () => {
+  await Promise.all(hosts.splice(0).map((h) => h.close()));
+  for (const d of dirs.splice(0)) d.remove();
+});
+
+const get = (host: HostHandle, path: string, token?: string) => fetch(`${host.url}${path}`, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } });
+
+async function metric(host: HostHandle, pattern: RegExp): Promise<number> {
+  const text = await (await get(host, '/metrics', host.adminToken)).text();
+  const m = pattern.exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+describe('guest tokens', () => {
+  it('welcomes the right token; refuses a wrong or missing one with auth_failed (4007) and counts it', async () => {
+    const { host } = await start();
+    const { token } = registerVm(host, { name: 'a', memoryMib: 256 });
+    expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    for (const credential of ['', 'wrong', `${token}x`, token.slice(0, -1)]) {
+      const g = await connectFake(host.url);
+      g.send(helloFor('a', 256, { credential }));
+      const err = await g.next('error');
+      expect(err.code).toBe('auth_failed');
+      expect(err.message).toMatch(/token/);
+      expect((await g.waitClosed()).code).toBe(4007);
+      expect(host.service.isRunning('a')).toBe(false);
+    }
+    expect(await metric(host, /memballoon_refusals_total\{reason="auth_failed"\} (\d+)/)).toBe(4);
+    const g = await connectFake(host.url);
+    g.send(helloFor('a', 256));
+    await g.next('welcome');
+    expect(host.service.isRunning('a')).toBe(true);
+    // A second guest with the right token is refused: one live session per VM.
+    const g2 = await connectFake(host.url);
+    g2.send(helloFor('a', 256));
+    expect((await g2.next('error')).code).toBe('already_connected');
+    expect((await g2.waitClosed()).code).toBe(4008);
+    g.close();
+  });
+
+  it('stores only a hash of the token, and createvm over the API shows it once', async () => {
+    const { host, dir } = await start();
+    const res = await fetch(`${host.url}/api/v1/vms`, { method: 'POST', headers: { authorization: `Bearer ${host.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'b', memoryMib: 128 }) });
+    expect(res.status).toBe(201);
+    const created = (await res.json()) as { token: string };
+    expect(created.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const shown = (await (await get(host, '/api/v1/vms/b', host.adminToken)).json()) as Record<string, unknown>;
+    expect(JSON.stringify(shown)).not.toContain(created.token);
+    expect(JSON.stringify(shown)).not.toMatch(/sha256/);
+    await host.close();
+    const db = new Database(join(dir, 'registry.sqlite'), { readonly: true });
+    const row = db.prepare('SELECT * FROM vms WHERE name = ?').get('b') as Record<string, unknown>;
+    db.close();
+    expect(JSON.stringify(row)).not.toContain(created.token);
+    expect(row.token_hash).toMatch(/^sha256:[0-9a-f]{64}$/);
+  });
+
+  it('auto-registration trusts the first Hello: its token binds the VM, no token leaves it open', async () => {
+    const { host } = await start({ autoRegister: true });
+    const g1 = await connectFake(host.url);
+    g1.send(helloFor('tofu', 256, { credential: 'first-secret-0123456789' }));
+    await g1.next('welcome');
+    g1.close();
+    await waitFor(() => !host.service.isRunning('tofu'));
+    const bad = await connectFake(host.url);
+    bad.send(helloFor('tofu', 256, { credential: 'another' }));
+    expect((await bad.next('error')).code).toBe('auth_failed');
+    const good = await connectFake(host.url);
+    good.send(helloFor('tofu', 256, { credential: 'first-secret-0123456789' }));
+    await good.next('welcome');
+    good.close();
+    const open = await connectFake(host.url);
+    open.send(helloFor('open-vm', 128, { credential: '' }));
+    await open.next('welcome');
+    open.close();
+  });
+
+  it('turns every token off with insecureNoAuth (loopback only)', async () => {
+    const { host } = await start({ insecureNoAuth: true });
+    expect(host.adminToken).toBeUndefined();
+    expect((await get(host, '/api/v1/host')).status).toBe(200);
+    registerVm(host, { name: 'c', memoryMib: 128 });
+    const g = await connectFake(host.url);
+    g.send(helloFor('c', 128, { credential: '' }));
+    await g.next('welcome');
+    g.close();
+  });
+});
+
+describe('admin token', () => {
+  it('is created at the first start with mode 0600 and kept across restarts', async () => {
+    const data = tempDataDir();
+    dirs.push(data);
+    const h1 = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false });
+    const file = join(data.dir, 'admin.token');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(readFileSync(file, 'utf8').trim()).toBe(h1.adminToken);
+    await h1.close();
+    const h2 = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false });
+    hosts.push(h2);
+    expect(h2.adminToken).toBe(h1.adminToken);
+  });
+
+  it('is required on the admin API and /metrics (401 with the JSON error); the dashboard shell stays open', async () => {
+    const { host } = await start({ dashboard: true });
+    for (const path of ['/api/v1/host', '/api/v1/vms', '/metrics', '/api/v1/events']) {
+      for (const token of [undefined, 'wrong', `${host.adminToken}x`]) {
+        const res = await get(host, path, token);
+        expect(res.status, `${path} with ${token}`).toBe(401);
+        expect(res.headers.get('www-authenticate')).toMatch(/^Bearer/);
+        expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unauthorized');
+      }
+    }
+    const write = await fetch(`${host.url}/api/v1/vms`, { method: 'POST', body: JSON.stringify({ name: 'x', memoryMib: 64 }) });
+    expect(write.status).toBe(401);
+    expect(host.service.listVms(false)).toEqual([]);
+    expect((await get(host, '/api/v1/host', host.adminToken)).status).toBe(200);
+    expect((await get(host, '/metrics', host.adminToken)).status).toBe(200);
+    const shell = await get(host, '/');
+    expect(shell.status).toBe(200);
+    await shell.text();
+  });
+
+  it('refuses a group- or world-readable token file', async () => {
+    const data = tempDataDir();
+    dirs.push(data);
+    const h = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false });
+    await h.close();
+    const { chmodSync } = await import('node:fs');
+    chmodSync(join(data.dir, 'admin.token'), 0o644);
+    await expect(startHost({ listenPort: 0, dataDir: data.dir, poolMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false })).rejects.toThrow(/may be read by others/);
+  });
+});
+
+describe('listen rules', () => {
+  it('refuses no-auth and plaintext on a non-loopback address; allows plaintext with the flag and a warning', async () => {
+    await expect(start({ listenHost: '0.0.0.0', insecureNoAuth: true, allowInsecureListen: true })).rejects.toThrow(/loopback addresses only/);
+    await expect(start({ listenHost: '0.0.0.0' })).rejects.toThrow(/needs --tls-cert and --tls-key, or --allow-insecure-listen/);
+    let logged = '';
+    const logger = pino({ level: 'warn' }, new Writable({ write: (chunk, _enc, cb) => ((logged += String(chunk)), cb()) }));
+    const { host } = await start({ listenHost: '0.0.0.0', allowInsecureListen: true, logger });
+    expect(host.url).toMatch(/^http:\/\/0\.0\.0\.0:\d+$/);
+    expect(logged).toMatch(/without TLS: guest and admin tokens cross the network in clear text/);
+  });
+});
+
+describe('limits before Hello', () => {
+  it('refuses a first frame above the Hello size limit with frame_too_large (4012)', async () => {
+    const { host } = await start();
+    registerVm(host, { name: 'big', memoryMib: 128 });
+    const g = await connectFake(host.url);
+    g.sendRaw(new Uint8Array(20 * 1024));
+    expect((await g.waitClosed()).code).toBe(4012);
+  });
+
+  it('answers 503 to upgrades beyond the cap on connections that have not said Hello', async () => {
+    const { host } = await start({ limits: { maxPendingConnections: 3, helloTimeoutMs: 10_000 } });
+    const idle = await Promise.all([0, 1, 2].map(() => connectFake(host.url)));
+    const refused = await new Promise<number>((resolve) => {
+      const ws = new WebSocket(`${host.url.replace(/^http/, 'ws')}/v1/guest`, 'memballoon.v1');
+      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on('open', () => resolve(101));
+      ws.on('error', () => {});
+    });
+    expect(refused).toBe(503);
+    // Once one of them says Hello (even a refused one), a place is free again.
+    idle[0]!.send(helloFor('nobody', 64));
+    await idle[0]!.waitClosed();
+    const late = await connectFake(host.url);
+    late.send(bodies.goodbye('shutdown', ''));
+    for (const g of idle) g.close();
+    late.close();
+  });
+});
