@@ -39,3 +39,6 @@ export {
   type CgroupEntry,
 } from './domain/parsers.js';
 export * as libc from './native/libc.js';
+// Page fusion: shared regions (registerSharedRegion / --share-file), their page
+// hashes and frames, the mergeable advice; createPageFusion().plugin is startAgent's `fusion`.
+export * from './fusion/index.js';

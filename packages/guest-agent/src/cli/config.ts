@@ -13,6 +13,8 @@ export interface AgentConfig {
   readonly token: string;
   /** PEM file of the CA that signed the host's certificate (https hosts with a private CA). */
   readonly caFile: string | undefined;
+  /** Files to load into page-aligned memory and hint to the host as shared regions (page fusion). */
+  readonly shareFiles: readonly string[];
   readonly memoryMib: number | undefined;
   readonly chunkMib: number;
   readonly floorMib: number;
@@ -26,7 +28,7 @@ export interface AgentConfig {
 
 /** The usage text of `balloon-agent`. */
 export const USAGE = `usage: balloon-agent --host URL --name NAME [--token T] [--ca-file PEM] [--memory-mib N] [--chunk-mib N]
-                     [--floor-mib N] [--no-lock] [--domain auto|machine|cgroup|process]
+                     [--floor-mib N] [--no-lock] [--domain auto|machine|cgroup|process] [--share-file PATH]...
                      [--log-level trace|debug|info|warn|error|silent] [-- COMMAND ARGS]
 
   --host URL        the host's base URL (http://H:P or https://…); env MEMBALLOON_URL,
@@ -39,6 +41,8 @@ export const USAGE = `usage: balloon-agent --host URL --name NAME [--token T] [-
   --floor-mib N     free-memory floor (default: the host's, else max(64 MiB, 5 % of the domain))
   --no-lock         do not pin balloon memory (mlock)
   --domain D        how guest memory is measured (default auto)
+  --share-file PATH load a file that other guests probably hold too and hint it
+                    to the host for page fusion (repeatable)
   -- COMMAND ARGS   run a workload as the agent's child; the agent exits with it`;
 
 function positiveInt(flag: string, value: string | undefined, min = 1): number {
@@ -63,6 +67,7 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   let logLevel: AgentConfig['logLevel'] = 'info';
   let command: string[] = [];
   let help = false;
+  const shareFiles: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const raw = argv[i]!;
     if (raw === '--') {
@@ -119,6 +124,9 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
         logLevel = l as AgentConfig['logLevel'];
         break;
       }
+      case '--share-file':
+        shareFiles.push(value());
+        break;
       case '--help':
       case '-h':
         help = true;
@@ -130,5 +138,5 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   if (!help) {
     if (!name) throw new AgentError('invalid_config', '--name NAME is required');
   }
-  return Object.freeze({ host, name, token, caFile, memoryMib, chunkMib, floorMib, lock, domain, logLevel, command: Object.freeze(command), help });
+  return Object.freeze({ host, name, token, caFile, shareFiles: Object.freeze(shareFiles), memoryMib, chunkMib, floorMib, lock, domain, logLevel, command: Object.freeze(command), help });
 }

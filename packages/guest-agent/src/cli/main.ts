@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { pino } from 'pino';
 import { startAgent, type AgentHandle } from '../agent.js';
+import { createPageFusion, type PageFusion } from '../fusion/index.js';
 import { AgentError } from '../errors.js';
 import { loadConfig, USAGE, type AgentConfig } from './config.js';
 
@@ -49,7 +50,16 @@ function signalNumber(signal: NodeJS.Signals): number | undefined {
 }
 
 let agent: AgentHandle;
+let fusion: PageFusion;
 try {
+  // The shared files are loaded (and hashed) before the first Hello, so the
+  // first Welcome already finds them; the agent keeps them, as the guest
+  // application that mapped them would.
+  fusion = await createPageFusion();
+  for (const path of config.shareFiles) {
+    const region = fusion.shareFile(path);
+    log.info({ path, region: region.name, sizeBytes: region.sizeBytes, pages: region.pageCount }, 'shared file loaded for page fusion');
+  }
   agent = await startAgent({
     host: config.host,
     name: config.name,
@@ -62,6 +72,7 @@ try {
     domain: config.domain,
     wrapped: child !== null,
     logger: log,
+    fusion: fusion.plugin,
   });
 } catch (err) {
   child?.kill('SIGTERM');
