@@ -145,7 +145,7 @@ describe('round trips', () => {
     ['GoodbyeReason', GOODBYE_REASONS, pb.GoodbyeReason, 'GOODBYE_REASON_'],
     ['ErrorCode', ERROR_CODES, pb.ErrorCode, 'ERROR_CODE_'],
   ] as const)('the facade names of %s match the .proto in wire order', (_name, names, generated, prefix) => {
-    const fromProto = Object.entries(generated as Record<string, number>)
+    const fromProto = Object.entries(generated as unknown as Record<string, number>)
       .filter(([k]) => k.startsWith(prefix))
       .sort((a, b) => a[1] - b[1])
       .map(([k]) => k.slice(prefix.length).toLowerCase());
