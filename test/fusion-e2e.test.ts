@@ -8,7 +8,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostView, VmView } from '@memballoon/host';
-import { DEFAULT_KSM_LOCK_PATH, KsmSysfs, probeKsm, type KsmState } from '../packages/host/src/fusion/index.js';
+import { DEFAULT_KSM_LOCK_PATH, KsmSysfs, probeKsm, type KsmState } from '@memballoon/host';
 import { ctl, ctlJson, spawnAgent, spawnHost, stopAll, tempDataDir, type Started, type StartedHost } from './support/host.js';
 import { waitFor } from './support/wait.js';
 

@@ -4,7 +4,7 @@
 // Lines on stdin: "write PAGE" | "exit". Lines on stdout: JSON.
 import { randomFillSync } from 'node:crypto';
 import { createInterface } from 'node:readline';
-import { allocateAligned, libcMergeAdvisor } from '../packages/guest-agent/src/fusion/index.js';
+import { allocateAligned, libcMergeAdvisor } from '@memballoon/guest-agent';
 
 const [seedArg, commonMibArg, privateMibArg] = process.argv.slice(2);
 const seed = Number(seedArg);

@@ -8,8 +8,8 @@ import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { KsmController, KsmSysfs, probeKsm } from '../packages/host/src/fusion/index.js';
-import { ksmMergingPages } from '../packages/guest-agent/src/fusion/index.js';
+import { KsmController, KsmSysfs, probeKsm } from '@memballoon/host';
+import { ksmMergingPages } from '@memballoon/guest-agent';
 import { waitFor } from './support/wait.js';
 
 const COMMON_MIB = 32;

@@ -5,8 +5,7 @@
 import { randomFillSync } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHost, type HostHandle } from '@memballoon/host';
-import { startAgent, type AgentHandle } from '@memballoon/guest-agent';
-import { createPageFusion, type PageFusion, type SharedRegionHandle } from '../packages/guest-agent/src/fusion/index.js';
+import { createPageFusion, startAgent, type AgentHandle, type PageFusion, type SharedRegionHandle } from '@memballoon/guest-agent';
 import { tempDataDir } from './support/host.js';
 import { waitFor } from './support/wait.js';
 

@@ -2,7 +2,7 @@
 // (the same in every guest of one run, every page distinct) and a private one
 // (random), advises both mergeable, says so on stdout and waits to be killed.
 import { randomFillSync } from 'node:crypto';
-import { allocateAligned, libcMergeAdvisor } from '../../guest-agent/src/fusion/index.js';
+import { allocateAligned, libcMergeAdvisor } from '@memballoon/guest-agent';
 import { fillCommon } from './fusion-content.js';
 
 const [seedArg, commonMibArg, privateMibArg] = process.argv.slice(2);

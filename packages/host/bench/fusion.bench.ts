@@ -14,7 +14,7 @@ import { totalmem } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { bodies, decodeFrame, encodeFrame } from '@memballoon/protocol';
-import { allocateAligned, createSharedRegionRegistry, ksmMergingPages } from '../../guest-agent/src/fusion/index.js';
+import { allocateAligned, createSharedRegionRegistry, ksmMergingPages } from '@memballoon/guest-agent';
 import { decideKsm, HostFusion, KsmController, KsmSysfs, MOM_KSM_POLICY, probeKsm, type KsmSettings } from '../src/fusion/index.js';
 import { fillCommon } from './fusion-content.js';
 

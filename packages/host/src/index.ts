@@ -11,3 +11,5 @@ export { DEFAULT_SESSION_LIMITS, type SessionLimits } from './session/limits.js'
 export { GUEST_SUBPROTOCOL, closeCodeOf, type GuestFrameHooks } from './session/guest-session.js';
 export { loadHostConfig, defaultPoolMib, parseListen, DEFAULT_LISTEN, type HostConfig } from './config.js';
 export type * from './api/views.js';
+// Page fusion: the sharing table of hinted pages, the frame hooks, the KSM controller.
+export * from './fusion/index.js';
