@@ -130,7 +130,7 @@ async function until(what: string, child: Child, probe: () => Promise<boolean>):
   void child.exited.then((code) => (exitCode = code));
   for (;;) {
     if (exitCode !== undefined) {
-      throw new DemoError(`${child.label} exited (code ${exitCode}) before ${what}; its log (${shown(child.logFile)}) ends:\n${lastLines(child.logFile)}`);
+      throw new DemoError(`${child.label} exited (code ${exitCode}) while waiting for ${what}; its log (${shown(child.logFile)}) ends:\n${lastLines(child.logFile)}`);
     }
     if (await probe().catch(() => false)) return;
     if (Date.now() > deadline) throw new DemoError(`timed out waiting for ${what}; see ${shown(child.logFile)}`);
@@ -252,7 +252,7 @@ async function main(): Promise<void> {
     ]);
     const hostChild = host;
     let ready: Readiness | undefined;
-    await until('the host was listening', hostChild, async () => (ready = readiness(hostChild.logFile)) !== undefined);
+    await until('the host to listen', hostChild, async () => (ready = readiness(hostChild.logFile)) !== undefined);
     baseUrl = ready!.url.replace(/\/+$/, '');
     if (ready!.auth === 'tokens' && ready!.adminTokenFile) adminToken = readFileSync(ready!.adminTokenFile, 'utf8').trim();
 
@@ -260,7 +260,7 @@ async function main(): Promise<void> {
     for (const guest of GUESTS) {
       const agent = startChild(logDir, guest.name, AGENT_BIN, ['--host', baseUrl, '--name', guest.name, '--memory-mib', String(guest.memoryMib)]);
       agents.push(agent);
-      await until(`${guest.name} was running`, agent, async () => (await runningVms(baseUrl, adminToken)).includes(guest.name));
+      await until(`${guest.name} to run`, agent, async () => (await runningVms(baseUrl, adminToken)).includes(guest.name));
     }
   } catch (err) {
     await shutdown('start-up failed');
