@@ -1,7 +1,17 @@
 // From the admin API's view of a VM to the engine's input, so the host's timer
 // can feed the engine straight from what `showvminfo --json` would print.
+// This is the one place where the registry's meaning of a setting becomes the
+// engine's: the registry stores balloonMaxMib = 0 for "not set" (only the
+// 90 % rule limits the policy), while the engine reads 0 literally as "never
+// inflate". The host's policy loop goes through here, never around it.
 import type { VmView } from '../api/views.js';
+import { ninetyPercentRuleMaxMib } from './limits.js';
 import type { PolicyVmInput } from './types.js';
+
+/** The engine's balloon max for the registry's value: 0 ("not set") becomes the 90 % rule. */
+export function engineBalloonMaxMib(registryBalloonMaxMib: number, memoryMib: number): number {
+  return registryBalloonMaxMib > 0 ? registryBalloonMaxMib : ninetyPercentRuleMaxMib(memoryMib);
+}
 
 /** The engine's input for a VM, or undefined unless it runs in auto mode with a balloon. */
 export function policyVmInputFromView(view: VmView): PolicyVmInput | undefined {
@@ -10,11 +20,16 @@ export function policyVmInputFromView(view: VmView): PolicyVmInput | undefined {
   return {
     name: view.name,
     memoryMib: view.memoryMib,
-    targetMib: view.balloon.targetMib,
+    // A balloon that stopped short of its newest target (guest floor, or the
+    // guest deflated on its own under pressure) will not move until it gets a
+    // new one. To the engine a target above the actual is memory on its way;
+    // this one is not, and counting it would stop the engine from reclaiming
+    // elsewhere, e.g. to pay back a pool the guest's own deflate overcommitted.
+    targetMib: view.balloon.state === 'short' ? Math.min(view.balloon.targetMib, view.balloon.actualMib) : view.balloon.targetMib,
     actualMib: view.balloon.actualMib,
     settings: {
       memoryMinMib: view.memoryMinMib,
-      balloonMaxMib: view.balloonMaxMib,
+      balloonMaxMib: engineBalloonMaxMib(view.balloonMaxMib, view.memoryMib),
       memoryWeight: view.memoryWeight,
       memoryBufferPercent: view.memoryBufferPercent,
     },

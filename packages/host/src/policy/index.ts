@@ -4,7 +4,7 @@ export { createPolicyEngine, initialPolicyState, ourPolicy, policyStep, type Pol
 export { DEFAULT_POLICY_CONFIG, resolvePolicyConfig, type PolicyConfig } from './config.js';
 export { grantCostMib, heldMib, maxBalloonMib, ninetyPercentRuleMaxMib } from './limits.js';
 export { decisionViolations } from './invariants.js';
-export { policyVmInputFromView } from './adapter.js';
+export { engineBalloonMaxMib, policyVmInputFromView } from './adapter.js';
 export { waterFillMib, type AllocationClaim } from './allocate.js';
 export { vboxBalloonCtrlPolicy, VBOX_BALLOONCTRL_DEFAULTS } from './baselines/vboxBalloonCtrl.js';
 export { momDefaultPolicy, MOM_BALLOON_DEFAULTS } from './baselines/momDefault.js';

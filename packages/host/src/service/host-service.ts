@@ -314,14 +314,16 @@ export class HostService {
       this.applyTarget(name, t, source);
       return this.vmView(name);
     }
-    if (opts.reclaim === false) {
-      this.counters.countRefusal('pool_exhausted');
-      throw new HostError('pool_exhausted', `deflating VM '${name}' to ${t} MiB needs ${this.pool.targetCostMib(name, t)} MiB but only ${this.pool.freeMib} MiB of the pool are free`);
-    }
     try {
+      // Under the lock even without reclaim (the policy's deflates, funded
+      // from the free quota): memory a waiting start or deflate has reclaimed
+      // must not be spent by someone else meanwhile.
       await this.withQuotaLock(async () => {
         if (!this.running.has(name)) throw new HostError('not_running', `VM '${name}' stopped while its balloon was being changed`);
         const cost = this.pool.targetCostMib(name, t);
+        if (cost > this.pool.freeMib && opts.reclaim === false) {
+          throw new HostError('pool_exhausted', `deflating VM '${name}' to ${t} MiB needs ${cost} MiB but only ${this.pool.freeMib} MiB of the pool are free`);
+        }
         if (cost > this.pool.freeMib) await this.fund(cost, [name], `deflating VM '${name}' to ${t} MiB`, () => this.running.has(name));
         this.applyTarget(name, t, source);
       });
