@@ -6,7 +6,10 @@
 // One driver per machine: KSM is global, and two drivers that each save and
 // restore would leave it as the later one found it (on, say). A lock file
 // holding the driver's pid keeps a second host (or a second test) off until
-// the first has restored; a lock whose pid is gone is taken over.
+// the first has restored; a lock whose pid is gone is taken over. The lock
+// also holds the settings its driver found, so a driver that died (kill -9)
+// does not make its own settings the next driver's "original": the next one
+// inherits what the dead one found, and restores that.
 import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -107,13 +110,15 @@ export class KsmSysfs {
    */
   apply(settings: KsmSettings): void {
     if (!this.#saved) {
-      this.#lock();
+      const inherited = this.#lock();
       try {
         const now = this.read();
-        this.#saved = { run: now.run, pagesToScan: now.pagesToScan, sleepMillisecs: now.sleepMillisecs };
+        const saved = inherited ?? { run: now.run, pagesToScan: now.pagesToScan, sleepMillisecs: now.sleepMillisecs };
+        writeFileSync(this.lockPath, `${this.#owner}\n${JSON.stringify(saved)}\n`);
+        this.#saved = saved;
       } catch (err) {
         this.#unlock();
-        throw err;
+        throw FusionError.from(err, 'ksm_io');
       }
     }
     this.#write(settings);
@@ -155,21 +160,25 @@ export class KsmSysfs {
     }
   }
 
-  #lock(): void {
+  // Takes the lock; returns the settings a dead driver had found, if it took over its lock.
+  #lock(): KsmSettings | null {
+    let inherited: KsmSettings | null = null;
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         const fd = openSync(this.lockPath, 'wx', 0o644);
         writeSync(fd, `${this.#owner}\n`);
         closeSync(fd);
-        return;
+        return inherited;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new FusionError('ksm_io', `cannot create ${this.lockPath}: ${(err as Error).message}`, { cause: err });
       }
-      const owner = Number.parseInt(safeRead(this.lockPath), 10);
+      const text = safeRead(this.lockPath);
+      const owner = Number.parseInt(text, 10);
       if (Number.isInteger(owner) && owner > 0 && this.#isAlive(owner)) {
         throw new FusionError('ksm_unavailable', `KSM is driven by another memballoon host (pid ${owner}, lock ${this.lockPath})`);
       }
-      // Its owner is gone: take it over.
+      // Its owner is gone: take it over, with what it had found.
+      inherited = parseSaved(text.split('\n')[1] ?? '') ?? inherited;
       try {
         unlinkSync(this.lockPath);
       } catch {
@@ -180,13 +189,25 @@ export class KsmSysfs {
   }
 
   #unlock(): void {
-    if (safeRead(this.lockPath).trim() !== this.#owner) return;
+    if (safeRead(this.lockPath).split('\n')[0] !== this.#owner) return;
     try {
       unlinkSync(this.lockPath);
     } catch {
       /* already gone */
     }
   }
+}
+
+function parseSaved(line: string): KsmSettings | null {
+  try {
+    const v = JSON.parse(line) as Partial<KsmSettings>;
+    if (typeof v.run === 'boolean' && Number.isSafeInteger(v.pagesToScan) && Number.isSafeInteger(v.sleepMillisecs)) {
+      return { run: v.run, pagesToScan: v.pagesToScan!, sleepMillisecs: v.sleepMillisecs! };
+    }
+  } catch {
+    /* an older or damaged lock: nothing to inherit */
+  }
+  return null;
 }
 
 function safeRead(path: string): string {

@@ -91,14 +91,18 @@ describe('KSM sysfs edge', () => {
     expect(k.driving).toBe(false);
   });
 
-  it('takes over the lock of a driver that died', () => {
-    const dir = fakeSysfs();
+  it('takes over the lock of a driver that died, and restores what that driver had found', () => {
+    // The dead driver left KSM running fast; it had found it off at 100/20.
+    const dir = fakeSysfs({ run: 1, pages_to_scan: 1250, sleep_millisecs: 7 });
     const lockPath = join(dir, 'lock');
-    writeFileSync(lockPath, '999999999 dead\n');
+    writeFileSync(lockPath, `999999999 dead\n${JSON.stringify({ run: false, pagesToScan: 100, sleepMillisecs: 20 })}\n`);
     const k = new KsmSysfs({ dir, lockPath, isAlive: () => false });
     k.apply({ run: true, pagesToScan: 64, sleepMillisecs: 10 });
     expect(k.driving).toBe(true);
+    expect(k.saved).toEqual({ run: false, pagesToScan: 100, sleepMillisecs: 20 });
     k.restore();
+    expect([readNum(dir, 'run'), readNum(dir, 'pages_to_scan'), readNum(dir, 'sleep_millisecs')]).toEqual([0, 100, 20]);
+    expect(existsSync(lockPath)).toBe(false);
   });
 });
 
