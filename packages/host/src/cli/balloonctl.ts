@@ -34,8 +34,8 @@ function usage(message: string): never {
   throw new CtlError(`${message} (see balloonctl --help)`, 'usage');
 }
 
-function mibArg(value: string | undefined, flag: string): number {
-  if (value === undefined || !/^\d+$/.test(value)) usage(`${flag} needs a whole number of MiB (got ${value === undefined ? 'nothing' : `'${value}'`})`);
+function mibArg(value: string | undefined, flag: string, what = 'a whole number of MiB'): number {
+  if (value === undefined || !/^\d+$/.test(value)) usage(`${flag} needs ${what} (got ${value === undefined ? 'nothing' : `'${value}'`})`);
   return Number(value);
 }
 
@@ -94,10 +94,10 @@ async function modifyvm(client: AdminClient, cfg: CtlConfig, args: readonly stri
         s.balloonMaxMib = mibArg(value, flag);
         break;
       case '--memory-weight':
-        s.memoryWeight = mibArg(value, flag);
+        s.memoryWeight = mibArg(value, flag, 'a whole number from 1 to 10000');
         break;
       case '--memory-buffer':
-        s.memoryBufferPercent = mibArg(value, flag);
+        s.memoryBufferPercent = mibArg(value, flag, 'a whole number of percent (0 to 100)');
         break;
     }
   }

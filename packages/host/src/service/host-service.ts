@@ -279,9 +279,18 @@ export class HostService {
       s.balloonPolicy = patch.balloonPolicy;
     }
     if (patch.memoryMinMib !== undefined) s.memoryMinMib = checkMib(patch.memoryMinMib, 'memoryMinMib', 0, memoryMib);
-    if (patch.balloonMaxMib !== undefined) s.balloonMaxMib = checkMib(patch.balloonMaxMib, 'balloonMaxMib', 0, maxBalloonMib(memoryMib), 'below 90 % of the VM memory');
+    if (patch.balloonMaxMib !== undefined) s.balloonMaxMib = checkMib(patch.balloonMaxMib, 'balloonMaxMib', 0, maxBalloonMib(memoryMib), 'below 90 % of the VM memory; 0: the 90 % rule alone');
     if (patch.memoryWeight !== undefined) s.memoryWeight = checkMib(patch.memoryWeight, 'memoryWeight', 1, 10_000, undefined, '');
     if (patch.memoryBufferPercent !== undefined) s.memoryBufferPercent = checkMib(patch.memoryBufferPercent, 'memoryBufferPercent', 0, 100, undefined, ' %');
+    // A smaller memory must not leave the stored policy limits beyond it.
+    const minMib = s.memoryMinMib ?? record.memoryMinMib;
+    if (minMib > memoryMib) {
+      throw new HostError('out_of_range', `memoryMinMib ${minMib} MiB of VM '${name}' is above its memory of ${memoryMib} MiB: lower it too (--memory-min)`);
+    }
+    const maxMib = s.balloonMaxMib ?? record.balloonMaxMib;
+    if (maxMib > maxBalloonMib(memoryMib)) {
+      throw new HostError('out_of_range', `balloonMaxMib ${maxMib} MiB of VM '${name}' is 90 % or more of its memory of ${memoryMib} MiB (the largest allowed is ${maxBalloonMib(memoryMib)} MiB): lower it too (--balloon-max, 0 for the 90 % rule alone)`);
+    }
     const updated = this.registry.update(name, s);
     this.records.set(name, updated);
     if (this.pool.has(name)) this.pool.updateSettings(name, { memoryMinMib: updated.memoryMinMib, balloonMaxMib: updated.balloonMaxMib });
