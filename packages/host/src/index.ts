@@ -13,3 +13,6 @@ export { loadHostConfig, defaultPoolMib, parseListen, DEFAULT_LISTEN, type HostC
 export type * from './api/views.js';
 // Page fusion: the sharing table of hinted pages, the frame hooks, the KSM controller.
 export * from './fusion/index.js';
+// The dashboard (page, assets, server-sent events) and the metrics (Prometheus, VirtualBox-named queries).
+export { createDashboard, EVENTS_PATH, type Dashboard, type DashboardOptions, type SnapshotEvent } from './dashboard/index.js';
+export { HostMetrics, queryMetrics, formatMetricsTable, MetricsQueryError } from './metrics/index.js';
