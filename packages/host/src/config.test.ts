@@ -5,7 +5,7 @@ import { loadCtlConfig } from './cli/ctl-config.js';
 describe('balloon-host config', () => {
   it('has the documented defaults', () => {
     const c = loadHostConfig([], { HOME: '/home/x' }, false);
-    expect(c).toMatchObject({ listenHost: '127.0.0.1', listenPort: 7450, autoRegister: false, logLevel: 'info', logPretty: false, policyIntervalMs: 1000 });
+    expect(c).toMatchObject({ listenHost: '127.0.0.1', listenPort: 7450, autoRegister: false, logLevel: 'info', logPretty: false, policyIntervalMs: 1000, policyMarginMib: 256 });
     expect(c.dataDir).toMatch(/memballoon$/);
     expect(c.poolMib).toBeGreaterThan(0);
     expect(Object.isFrozen(c)).toBe(true);
@@ -22,6 +22,8 @@ describe('balloon-host config', () => {
     expect(() => loadHostConfig(['--listen', 'nowhere'], {}, false)).toThrow(/is not HOST:PORT/);
     expect(() => loadHostConfig(['--frob'], {}, false)).toThrow(/unknown argument '--frob'/);
     expect(() => loadHostConfig(['--data-dir'], {}, false)).toThrow(/--data-dir needs a value/);
+    expect(loadHostConfig(['--policy-margin-mib', '64'], { MEMBALLOON_POLICY_MARGIN_MIB: '9' }, false).policyMarginMib).toBe(64);
+    expect(() => loadHostConfig(['--policy-margin-mib', '-1'], {}, false)).toThrow(/--policy-margin-mib must be a whole number/);
   });
 
   it('parses IPv6 and leaves a reserve for the host', () => {

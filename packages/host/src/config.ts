@@ -18,6 +18,8 @@ export interface HostConfig {
   logPretty: boolean;
   /** Interval of the automatic balloon policy, 0 to turn it off. */
   policyIntervalMs: number;
+  /** Pool memory the automatic policy keeps free (its safety margin). */
+  policyMarginMib: number;
   /** PEM files of the certificate and key: serve https/wss. */
   tlsCertPath: string | undefined;
   tlsKeyPath: string | undefined;
@@ -34,6 +36,7 @@ export const DEFAULT_LISTEN = '127.0.0.1:7450';
 /** Usage text of balloon-host. */
 export const HOST_USAGE = `Usage: balloon-host [--listen HOST:PORT] [--data-dir DIR] [--pool-mib MIB] [--auto-register]
                     [--log-level LEVEL] [--log-pretty] [--policy-interval-ms MS]
+                    [--policy-margin-mib MIB]
 
   --listen HOST:PORT   where to serve guests, the admin API and the dashboard
                        (default ${DEFAULT_LISTEN}; port 0 picks a free one)   env MEMBALLOON_LISTEN
@@ -43,7 +46,8 @@ export const HOST_USAGE = `Usage: balloon-host [--listen HOST:PORT] [--data-dir 
   --auto-register      register unknown VMs with the memory their guest reports  env MEMBALLOON_AUTO_REGISTER=1
   --log-level LEVEL    pino level (default info)   env MEMBALLOON_LOG_LEVEL
   --log-pretty         human-readable logs (default when stdout is a terminal)  env MEMBALLOON_LOG_PRETTY=1
-  --policy-interval-ms MS  automatic balloon policy interval (default 1000, 0: off)
+  --policy-interval-ms MS  automatic balloon policy interval (default 1000, 0: off)  env MEMBALLOON_POLICY_INTERVAL_MS
+  --policy-margin-mib MIB  pool memory the automatic policy keeps free (default 256)  env MEMBALLOON_POLICY_MARGIN_MIB
   --tls-cert FILE --tls-key FILE  serve https/wss (PEM)   env MEMBALLOON_TLS_CERT, MEMBALLOON_TLS_KEY
   --insecure-no-auth   no admin token, no guest tokens; loopback addresses only (demo)
   --allow-insecure-listen  allow a non-loopback address without TLS (tokens in clear text)
@@ -83,7 +87,7 @@ function parseInteger(value: string, flag: string, min: number, max: number): nu
 /** Reads flags and environment into the frozen HostConfig; throws HostError(invalid_argument) on nonsense. */
 export function loadHostConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, isTty = Boolean(process.stdout.isTTY)): Readonly<HostConfig> {
   const flags = new Map<string, string | true>();
-  const valued = new Set(['--listen', '--data-dir', '--pool-mib', '--log-level', '--policy-interval-ms', '--tls-cert', '--tls-key']);
+  const valued = new Set(['--listen', '--data-dir', '--pool-mib', '--log-level', '--policy-interval-ms', '--policy-margin-mib', '--tls-cert', '--tls-key']);
   const bools = new Set(['--auto-register', '--log-pretty', '--help', '-h', '--insecure-no-auth', '--allow-insecure-listen']);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -115,6 +119,7 @@ export function loadHostConfig(argv: readonly string[], env: NodeJS.ProcessEnv =
     logLevel: str('--log-level', 'MEMBALLOON_LOG_LEVEL') ?? 'info',
     logPretty: flags.get('--log-pretty') === true || parseBool(env.MEMBALLOON_LOG_PRETTY) || isTty,
     policyIntervalMs: parseInteger(str('--policy-interval-ms', 'MEMBALLOON_POLICY_INTERVAL_MS') ?? '1000', '--policy-interval-ms', 0, 3_600_000),
+    policyMarginMib: parseInteger(str('--policy-margin-mib', 'MEMBALLOON_POLICY_MARGIN_MIB') ?? '256', '--policy-margin-mib', 0, MAX_MEMORY_MIB),
     tlsCertPath: str('--tls-cert', 'MEMBALLOON_TLS_CERT'),
     tlsKeyPath: str('--tls-key', 'MEMBALLOON_TLS_KEY'),
     insecureNoAuth: flags.get('--insecure-no-auth') === true,

@@ -45,6 +45,8 @@ export interface StartHostOptions {
   retryAfterMs?: number;
   /** Interval of the automatic balloon policy (default 1000 ms; 0 turns it off). */
   policyIntervalMs?: number;
+  /** Pool memory the automatic policy keeps free (default 256 MiB, the engine's). */
+  policyMarginMib?: number;
   /** Serve the dashboard at / (default true). */
   dashboard?: boolean;
   /** Page fusion (hint table, KSM controller) options; false turns page fusion off. */
@@ -172,7 +174,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
   });
   url = baseUrlOf(server.address() as AddressInfo, options.tls !== undefined);
   fusion?.start(() => service.listVms(false).map((v) => ({ name: v.name, state: v.state, pageFusion: v.pageFusion, sharedMib: v.sharedMib })));
-  const stopPolicy = (options.policyIntervalMs ?? 1000) > 0 ? startPolicyLoop(service, logger, options.policyIntervalMs ?? 1000) : () => {};
+  const stopPolicy = (options.policyIntervalMs ?? 1000) > 0 ? startPolicyLoop(service, logger, options.policyIntervalMs ?? 1000, options.policyMarginMib === undefined ? {} : { safetyMarginMib: options.policyMarginMib }) : () => {};
 
   let closing: Promise<void> | undefined;
   return {

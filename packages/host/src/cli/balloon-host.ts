@@ -40,6 +40,7 @@ try {
     autoRegister: config.autoRegister,
     logger,
     policyIntervalMs: config.policyIntervalMs,
+    policyMarginMib: config.policyMarginMib,
     tls: config.tlsCertPath && config.tlsKeyPath ? { cert: readFileSync(config.tlsCertPath), key: readFileSync(config.tlsKeyPath) } : undefined,
     insecureNoAuth: config.insecureNoAuth,
     allowInsecureListen: config.allowInsecureListen,
