@@ -55,7 +55,13 @@ try {
   // The shared files are loaded (and hashed) before the first Hello, so the
   // first Welcome already finds them; the agent keeps them, as the guest
   // application that mapped them would.
-  fusion = await createPageFusion();
+  fusion = await createPageFusion({
+    onMergeState: (st, pageFusion) => {
+      if (st.regions === 0) return;
+      if (st.detail) log.warn({ mergeableRegions: st.mergeableRegions, regions: st.regions }, `page fusion: regions not marked mergeable: ${st.detail}`);
+      else log.info({ mergeable: pageFusion, regions: st.regions }, pageFusion ? 'page fusion on: shared regions marked mergeable' : 'page fusion off for this VM: shared regions hinted only');
+    },
+  });
   for (const path of config.shareFiles) {
     const region = fusion.shareFile(path);
     log.info({ path, region: region.name, sizeBytes: region.sizeBytes, pages: region.pageCount }, 'shared file loaded for page fusion');

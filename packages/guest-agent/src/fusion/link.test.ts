@@ -9,7 +9,8 @@ describe('fusion link', () => {
   it('sends every region after each Welcome, and changes while connected only', async () => {
     const advised: boolean[] = [];
     const reg = await createSharedRegionRegistry({ advisor: { advise: (_b, m) => (advised.push(m), { ok: true }) } });
-    const link = new FusionLink(reg);
+    const states: Array<[number, boolean]> = [];
+    const link = new FusionLink(reg, { onMergeState: (st, pf) => states.push([st.mergeableRegions, pf]) });
     const a = reg.register({ name: 'a', version: '1', data: Buffer.alloc(2 * PAGE, 1) });
     const sent: Body[] = [];
     const send = (b: Body): boolean => (sent.push(b), true);
@@ -33,6 +34,7 @@ describe('fusion link', () => {
     // Page fusion turned off for this VM: the regions were advised unmergeable again.
     expect(advised.at(-1)).toBe(false);
 
+    expect(states).toEqual([[1, true], [0, false]]);
     link.close();
     expect(reg.regions()).toEqual([]);
   });

@@ -8,14 +8,22 @@ import type { MergeState, SharedRegionRegistry } from './registry.js';
 /** Sends one frame to the host; false when the socket is not open (the next Welcome resends). */
 export type SendFrame = (body: Body) => boolean;
 
+/** Options of FusionLink. */
+export interface FusionLinkOptions {
+  /** Told after each Welcome how the mergeable advice went (the CLI logs it; a library never logs). */
+  onMergeState?: (state: MergeState, pageFusion: boolean) => void;
+}
+
 /** Keeps the host's view of the registry's regions current across sessions. */
 export class FusionLink {
   readonly #registry: SharedRegionRegistry;
+  readonly #onMergeState: FusionLinkOptions['onMergeState'];
   #send: SendFrame | null = null;
   readonly #unsubscribe: () => void;
 
-  constructor(registry: SharedRegionRegistry) {
+  constructor(registry: SharedRegionRegistry, opts: FusionLinkOptions = {}) {
     this.#registry = registry;
+    this.#onMergeState = opts.onMergeState;
     this.#unsubscribe = registry.onChange((change) => {
       const send = this.#send;
       if (!send) return;
@@ -32,6 +40,7 @@ export class FusionLink {
     const state = this.#registry.setMergeable(pageFusion);
     this.#send = send;
     for (const f of this.#registry.frames()) send(bodies.sharedRegion(f));
+    this.#onMergeState?.(state, pageFusion);
     return state;
   }
 

@@ -3,7 +3,7 @@
 // as `fusion`, and the application registers what it expects others to hold.
 import type { SharedRegionHandle, SharedRegionInput, FileRegionOptions, RegistryOptions, SharedRegionRegistry } from './registry.js';
 import { createSharedRegionRegistry } from './registry.js';
-import { FusionLink } from './link.js';
+import { FusionLink, type FusionLinkOptions } from './link.js';
 
 /** Page fusion of one agent. */
 export interface PageFusion {
@@ -18,9 +18,9 @@ export interface PageFusion {
 }
 
 /** Makes an agent's page fusion: `startAgent({ …, fusion: pf.plugin })`, then `pf.registerSharedRegion(…)`. */
-export async function createPageFusion(opts: RegistryOptions = {}): Promise<PageFusion> {
+export async function createPageFusion(opts: RegistryOptions & FusionLinkOptions = {}): Promise<PageFusion> {
   const registry = await createSharedRegionRegistry(opts);
-  const plugin = new FusionLink(registry);
+  const plugin = new FusionLink(registry, opts);
   return {
     registry,
     plugin,
