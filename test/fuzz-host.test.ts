@@ -123,7 +123,10 @@ function makeCase(rand: () => number): Case {
       case 2: {
         // a valid frame with bits flipped
         const f = encodeFrame(++seq, pick());
-        for (let k = 0; k < 1 + int(4); k++) f[int(f.length)] ^= 1 << int(8);
+        for (let k = 0; k < 1 + int(4); k++) {
+          const at = int(f.length);
+          f[at] = (f[at] ?? 0) ^ (1 << int(8));
+        }
         frames.push(f);
         break;
       }
