@@ -35,6 +35,9 @@ export function formatVm(vm: VmView): string {
       `${pad('Agent pid')}${vm.pid ?? '?'}`,
     );
   }
+  if (vm.sharableMib !== undefined || vm.sharedMib !== undefined) {
+    lines.push(`${pad('Page fusion sharable')}${mib1(vm.sharableMib ?? 0)} MiB`, `${pad('Page fusion shared')}${mib1(vm.sharedMib ?? 0)} MiB`);
+  }
   if (vm.stats) {
     const s = vm.stats;
     lines.push(
@@ -59,10 +62,15 @@ export function formatHost(h: HostView): string {
     `${pad('Pool free')}${h.pool.freeMib} MiB`,
     `${pad('VMs registered')}${h.vmsRegistered}`,
     `${pad('VMs running')}${h.vmsRunning}`,
+    `${pad('Page fusion sharable')}${mib1(h.sharableMib)} MiB`,
+    `${pad('Page fusion shared')}${mib1(h.sharedMib)} MiB`,
     `${pad('Page fusion (KSM)')}${h.ksm.detail}`,
     `${pad('Uptime')}${Math.round(h.uptimeMs / 1000)} s`,
   ].join('\n');
 }
+
+// Page fusion figures come in pages (1/256 MiB): one decimal is enough.
+const mib1 = (mib: number): string => String(Math.round(mib * 10) / 10);
 
 /** Why a balloon stopped short, in words. */
 export function reasonText(reason: ShortfallReason): string {
