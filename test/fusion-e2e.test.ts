@@ -83,7 +83,7 @@ describe('page fusion with real agents', () => {
     await waitFor(async () => (await vm(GUESTS[2]!)).state === 'poweroff', { what: 'the third guest to stop' });
     expect((await ctlJson<HostView>(host.url, 'showhostinfo')).sharableMib).toBeCloseTo(2 * COMMON_MIB, 0);
     expect((await vm(GUESTS[0]!)).sharableMib).toBeCloseTo(COMMON_MIB, 0);
-  });
+  }, 120_000);
 
   it.runIf(ksmDrivable)('KSM: the kernel merges the common pages and sharedMib grows', async () => {
     // The host drives KSM once no other driver (the KSM test) holds the lock.
@@ -110,5 +110,5 @@ describe('page fusion with real agents', () => {
         sleepMillisecs: ksmFound.sleepMillisecs,
       });
     }
-  });
+  }, 180_000);
 });

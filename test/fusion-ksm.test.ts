@@ -53,6 +53,8 @@ function startChild(seed: number): Promise<Child> {
   });
 }
 
+// The KSM driver lock may be held by fusion-e2e's host for as long as its
+// page-fusion VMs run: this test waits for it, hence its longer timeout.
 const children: Child[] = [];
 const controller = new KsmController();
 afterAll(() => {
@@ -74,7 +76,7 @@ describe.runIf(canMerge)('page fusion on the real kernel (KSM)', () => {
       const unmerged = merged().reduce((s, n) => s + Math.max(0, COMMON_PAGES - n), 0) / 256;
       return { fusionVmsRunning: 3, sharableMib: 3 * COMMON_MIB, unmergedMib: unmerged };
     };
-    await waitFor(() => controller.tick(inputs()).driving, { timeoutMs: 60_000, what: 'the KSM driver lock' });
+    await waitFor(() => controller.tick(inputs()).driving, { timeoutMs: 120_000, intervalMs: 250, what: 'the KSM driver lock' });
     const driven = controller.report();
     expect(driven.kernel?.run).toBe(true);
     expect(driven.kernel?.pagesToScan).toBe(driven.settings?.pagesToScan);
@@ -116,7 +118,7 @@ describe.runIf(canMerge)('page fusion on the real kernel (KSM)', () => {
       pagesToScan: found.pagesToScan,
       sleepMillisecs: found.sleepMillisecs,
     });
-  });
+  }, 240_000);
 });
 
 describe.runIf(!canMerge)('page fusion on the real kernel (KSM unavailable)', () => {
