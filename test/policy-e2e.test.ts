@@ -42,10 +42,14 @@ afterAll(async () => {
   data.remove();
 });
 
-const vm = (name: string) => ctlJson<VmView>(host.url, 'showvminfo', name);
+const vm = (name: string, url = host.url) => ctlJson<VmView>(url, 'showvminfo', name);
 
 async function ok(...args: string[]): Promise<void> {
-  const r = await ctl(host.url, ...args);
+  await okOn(host.url, ...args);
+}
+
+async function okOn(url: string, ...args: string[]): Promise<void> {
+  const r = await ctl(url, ...args);
   if (r.code !== 0) throw new Error(`balloonctl ${args.join(' ')} failed (${r.code}): ${r.stderr.trim()}`);
 }
 
@@ -160,5 +164,57 @@ describe('automatic balloon policy, end to end', () => {
         busyDeflatedOnItsOwn: selfDeflated,
       }),
     );
+  }, 180_000);
+
+  it('pays back a pool that a guest overcommitted by deflating on its own, by inflating the other auto guest', async () => {
+    // Its own host: the pool's free quota is exactly the margin, so the
+    // policy cannot grant anything before it has reclaimed, and the busy
+    // guest's agent (floor 64 MiB, checked every 250 ms) gives its balloon
+    // back by itself when the workload takes 200 MiB at once.
+    const dir = join(data.dir, 'overcommit');
+    const pool = GUEST_MIB - BUSY_DEFAULT_BALLOON_MIB + GUEST_MIB + MARGIN_MIB;
+    const h = await spawnHost({ dataDir: dir, poolMib: pool, extra: ['--policy-interval-ms', '200', '--policy-margin-mib', String(MARGIN_MIB)] });
+    const goFile = join(dir, 'go');
+    await okOn(h.url, 'createvm', '--name', 'busy2', '--memory', String(GUEST_MIB));
+    await okOn(h.url, 'createvm', '--name', 'idle2', '--memory', String(GUEST_MIB));
+    await okOn(h.url, 'modifyvm', 'busy2', '--guestmemoryballoon', String(BUSY_DEFAULT_BALLOON_MIB), '--balloon-policy', 'auto');
+    await okOn(h.url, 'modifyvm', 'idle2', '--balloon-policy', 'auto');
+    const busy = spawnAgent({
+      url: h.url,
+      name: 'busy2',
+      memoryMib: GUEST_MIB,
+      extra: ['--', process.execPath, FIXTURE, '--target-mib', '200', '--step-mib', '50', '--step-interval-ms', '0', '--go-file', goFile],
+    });
+    await waitFor(async () => (await vm('busy2', h.url)).balloon?.actualMib === BUSY_DEFAULT_BALLOON_MIB, { what: "the busy guest's default balloon", timeoutMs: 30_000 });
+    const idle = spawnAgent({ url: h.url, name: 'idle2', memoryMib: GUEST_MIB });
+    await waitFor(async () => (await vm('idle2', h.url)).stats !== undefined && (await vm('busy2', h.url)).stats !== undefined, { what: 'both guests to report stats', timeoutMs: 30_000 });
+    expect((await vm('idle2', h.url)).balloon).toMatchObject({ targetMib: 0, actualMib: 0 });
+    const idleRssBeforeMib = vmRssMib(idle.pid);
+    const goAtMs = Date.now();
+    writeFileSync(goFile, '');
+
+    // The agent deflates by itself: the pool holds more than its size, and the host says so.
+    await waitFor(() => /the guest deflated on its own: the pool is overcommitted/.test(h.output()), { what: 'the host to log the overcommit', timeoutMs: 30_000 });
+    const overcommitMib = Math.max(...h.output().split('\n').filter((l) => l.includes('the pool is overcommitted')).map((l) => Number(/"overcommitMib":(\d+)/.exec(l)?.[1] ?? 0)));
+    expect(overcommitMib).toBeGreaterThan(0);
+    const short = await vm('busy2', h.url);
+    expect(short.balloon!.actualMib).toBeLessThan(BUSY_DEFAULT_BALLOON_MIB);
+
+    // Within a deadline the policy pays it back from the idle guest: the pool
+    // holds no more than its size again, and the idle agent's VmRSS grew.
+    const paid = await waitFor(async () => {
+      const info = await ctlJson<HostView>(h.url, 'showhostinfo');
+      return info.pool.heldMib <= info.pool.sizeMib ? info.pool : undefined;
+    }, { what: 'the overcommit to be paid back', timeoutMs: 60_000 });
+    const paidAtMs = Date.now();
+    const idleAfter = await waitFor(async () => {
+      const v = await vm('idle2', h.url);
+      return v.balloon!.actualMib > 0 && v.balloon!.actualMib === v.balloon!.targetMib ? v : undefined;
+    }, { what: "the idle guest's balloon to settle", timeoutMs: 30_000 });
+    expect(idleAfter.balloon!.actualMib).toBeGreaterThanOrEqual(overcommitMib);
+    expect(vmRssMib(idle.pid) - idleRssBeforeMib).toBeGreaterThan(idleAfter.balloon!.actualMib * 0.8);
+    await waitFor(() => /^done \d+ MiB/m.test(busy.output()), { what: 'the workload to print done', timeoutMs: 30_000 });
+    expect(isAlive(busy.pid)).toBe(true);
+    console.log(JSON.stringify({ overcommitMib, paidBackMs: paidAtMs - goAtMs, pool: paid, busy: short.balloon, idle: idleAfter.balloon }));
   }, 180_000);
 });
