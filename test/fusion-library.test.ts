@@ -31,12 +31,12 @@ describe('page fusion through the libraries', () => {
     randomFillSync(common);
     for (const name of ['lib-a', 'lib-b', 'lib-c']) {
       // createvm issues the VM's guest token (hosts check it in Hello).
-      const { token } = host.service.createVm({ name, memoryMib: 256 }) as { token?: string };
+      const { token } = host.service.createVm({ name, memoryMib: 256 });
       host.service.modifyVm(name, { pageFusion: true });
       const pf = await createPageFusion();
       // One region before the connection (sent after Welcome), one after (sent at once).
       const handle = pf.registerSharedRegion({ name: 'common', version: '1', data: common });
-      const agent = await startAgent({ host: host.url, name, token: token ?? '', memoryMib: 256, domain: 'process', lock: false, workerThreads: 0, fusion: pf.plugin });
+      const agent = await startAgent({ host: host.url, name, token, memoryMib: 256, domain: 'process', lock: false, workerThreads: 0, fusion: pf.plugin });
       guests.push({ name, agent, pf, common: handle });
     }
     await waitFor(() => guests.every((g) => g.agent.status === 'connected'), { what: 'three connected agents' });
