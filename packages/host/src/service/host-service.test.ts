@@ -17,6 +17,8 @@ function service(poolSizeMib = 1024, autoRegister = false) {
     logger,
     facts: { version: 't', listen: () => 'http://x', dataDir: ':memory:', ksm: () => ({ available: false, running: false, detail: '' }) },
     reclaimTimeoutMs: 200,
+    // These tests are about the pool and the sessions; guest tokens have their own tests.
+    guestAuth: false,
     counters: { countSession: (v) => counted.push(`session:${v}`), countRefusal: (r) => counted.push(`refusal:${r}`), countProtocolError: (c) => counted.push(`protocol:${c}`) },
   });
   return { s, counted };
