@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Body } from '@memballoon/protocol';
-import { FusionLink } from './link.js';
+import { FUSION_FRAMES_PER_WINDOW, FUSION_WINDOW_MS, FusionLink } from './link.js';
 import { createSharedRegionRegistry } from './registry.js';
 
 const PAGE = 4096;
@@ -37,5 +37,35 @@ describe('fusion link', () => {
     expect(states).toEqual([[1, true], [0, false]]);
     link.close();
     expect(reg.regions()).toEqual([]);
+  });
+});
+
+describe('fusion link pacing', () => {
+  it('sends at most FUSION_FRAMES_PER_WINDOW frames per window, the rest in later windows, in order', async () => {
+    vi.useFakeTimers();
+    try {
+      const reg = await createSharedRegionRegistry({ advisor: { advise: () => ({ ok: true }) } });
+      for (let i = 0; i < 250; i++) reg.register({ name: `m${i}`, version: '1', data: Buffer.alloc(16, i) });
+      const link = new FusionLink(reg);
+      const sent: string[] = [];
+      link.welcomed(false, (b) => (sent.push(b.case === 'sharedRegion' ? b.value.name : b.case), true));
+      expect(sent.length).toBe(FUSION_FRAMES_PER_WINDOW);
+      vi.advanceTimersByTime(FUSION_WINDOW_MS);
+      expect(sent.length).toBe(2 * FUSION_FRAMES_PER_WINDOW);
+      vi.advanceTimersByTime(FUSION_WINDOW_MS);
+      expect(sent).toEqual(Array.from({ length: 250 }, (_, i) => `m${i}`));
+      // Added while connected with room in the window: sent at once.
+      reg.register({ name: 'late', version: '1', data: Buffer.alloc(16, 1) });
+      expect(sent.length).toBe(250 + 1);
+      // A disconnect drops what is queued: the next Welcome sends everything again.
+      for (let i = 0; i < 120; i++) reg.register({ name: `x${i}`, version: '1', data: Buffer.alloc(16, i) });
+      expect(sent.length).toBe(250 + 1 + 49);
+      link.disconnected();
+      vi.advanceTimersByTime(10 * FUSION_WINDOW_MS);
+      expect(sent.length).toBe(250 + 1 + 49);
+      link.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
