@@ -172,6 +172,33 @@ describe('listen rules', () => {
   });
 });
 
+describe('a guest that lies about its balloon', () => {
+  it('may sit above a smaller target while it deflates, never above what it held and was asked; the excess is clamped and counted', async () => {
+    const { host } = await start();
+    registerVm(host, { name: 'liar', memoryMib: 512 });
+    const g = await connectFake(host.url);
+    g.send(helloFor('liar', 512));
+    await g.next('welcome');
+    await host.service.setBalloon('liar', 100);
+    const t1 = await g.next('setBalloonTarget');
+    g.send(bodies.balloonStatus({ generation: t1.generation, targetMib: 100, actualMib: 100, lockedMib: 100, state: 'steady' }));
+    await waitFor(() => host.service.vmView('liar').balloon?.actualMib === 100);
+    await host.service.setBalloon('liar', 50);
+    const t2 = await g.next('setBalloonTarget');
+    // Deflating from 100 towards 50: 80 is honest.
+    g.send(bodies.balloonStatus({ generation: t2.generation, targetMib: 50, actualMib: 80, lockedMib: 80, state: 'deflating' }));
+    await waitFor(() => host.service.vmView('liar').balloon?.actualMib === 80);
+    const before = await metric(host, /memballoon_protocol_errors_total\{code="out_of_range"\} (\d+)/);
+    // 300 is above both the target (50) and what it held (80): clamped to 80.
+    g.send(bodies.balloonStatus({ generation: t2.generation, targetMib: 50, actualMib: 300, lockedMib: 300, state: 'steady' }));
+    await waitFor(async () => (await metric(host, /memballoon_protocol_errors_total\{code="out_of_range"\} (\d+)/)) === before + 1, { what: 'the lie to be counted' });
+    expect(host.service.vmView('liar').balloon).toMatchObject({ actualMib: 80, lockedMib: 80 });
+    // The pool counts min(target, actual): 512 - 50.
+    expect(host.service.hostView().pool.heldMib).toBe(462);
+    g.close();
+  });
+});
+
 describe('limits before Hello', () => {
   it('refuses a first frame above the Hello size limit with frame_too_large (4012)', async () => {
     const { host } = await start();

@@ -1,0 +1,80 @@
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { listenProblem } from './listen.js';
+import { bearerOf, ensureAdminToken, generateToken, hashToken, isLoopback, readAdminToken, tokenMatches } from './tokens.js';
+
+const dirs: string[] = [];
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), 'memballoon-auth-'));
+  dirs.push(d);
+  return d;
+};
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('tokens', () => {
+  it('are 256 bits, url-safe and different each time', () => {
+    const a = generateToken();
+    expect(a).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(Buffer.from(a, 'base64url')).toHaveLength(32);
+    expect(new Set(Array.from({ length: 100 }, generateToken)).size).toBe(100);
+  });
+
+  it('match only their own hash', () => {
+    const t = generateToken();
+    const h = hashToken(t);
+    expect(h).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(h).not.toContain(t);
+    expect(tokenMatches(t, h)).toBe(true);
+    for (const wrong of ['', t.slice(1), `${t} `, t.toUpperCase(), generateToken()]) expect(tokenMatches(wrong, h)).toBe(false);
+    expect(tokenMatches(t, 'plain-text')).toBe(false);
+    expect(tokenMatches(t, 'sha256:abc')).toBe(false);
+  });
+
+  it('read a Bearer header and nothing else', () => {
+    expect(bearerOf('Bearer abc')).toBe('abc');
+    expect(bearerOf('bearer   abc ')).toBe('abc');
+    for (const bad of [undefined, '', 'Bearer', 'Bearer ', 'Basic abc', 'Bearer a b', 'abc']) expect(bearerOf(bad)).toBeUndefined();
+  });
+});
+
+describe('the admin token file', () => {
+  it('is made once with mode 0600 and read back', () => {
+    const dir = join(tempDir(), 'data');
+    const first = ensureAdminToken(dir);
+    expect(first.created).toBe(true);
+    expect(statSync(first.path).mode & 0o777).toBe(0o600);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    const again = ensureAdminToken(dir);
+    expect(again).toMatchObject({ token: first.token, created: false });
+    expect(readAdminToken(dir)).toBe(first.token);
+    expect(readAdminToken(join(dir, 'nope'))).toBeUndefined();
+  });
+
+  it('is refused when others may read it, or when it is empty', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'admin.token'), `${generateToken()}\n`, { mode: 0o640 });
+    expect(() => ensureAdminToken(dir)).toThrow(/may be read by others/);
+    const dir2 = tempDir();
+    writeFileSync(join(dir2, 'admin.token'), '\n', { mode: 0o600 });
+    expect(() => ensureAdminToken(dir2)).toThrow(/no usable token/);
+  });
+});
+
+describe('listen rules', () => {
+  it('know loopback addresses', () => {
+    for (const h of ['127.0.0.1', '127.1.2.3', 'localhost', '::1', '[::1]', '::ffff:127.0.0.1']) expect(isLoopback(h), h).toBe(true);
+    for (const h of ['0.0.0.0', '::', '10.0.0.1', '192.168.1.1', 'example.com', '128.0.0.1', '::ffff:10.0.0.1']) expect(isLoopback(h), h).toBe(false);
+  });
+
+  it('allow loopback always; elsewhere need TLS or the explicit flag, and never no-auth', () => {
+    expect(listenProblem('127.0.0.1', { tls: false, noAuth: true, allowInsecure: false })).toEqual({});
+    expect(listenProblem('0.0.0.0', { tls: true, noAuth: false, allowInsecure: false })).toEqual({});
+    expect(listenProblem('0.0.0.0', { tls: false, noAuth: false, allowInsecure: false }).error).toMatch(/--tls-cert/);
+    expect(listenProblem('0.0.0.0', { tls: false, noAuth: false, allowInsecure: true })).toEqual({ warning: expect.stringMatching(/clear text/) });
+    expect(listenProblem('0.0.0.0', { tls: true, noAuth: true, allowInsecure: true }).error).toMatch(/loopback addresses only/);
+  });
+});

@@ -1,0 +1,65 @@
+// Issue 8 through the real CLIs: createvm shows the guest token once (text and
+// --json); the agent with it runs, with a wrong one it exits 1 naming
+// auth_failed; balloonctl without the admin token gets a one-line 401 hint,
+// with --admin-token or the data dir's file it works.
+import { execFile } from 'node:child_process';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { VmView } from '@memballoon/host';
+import { adminTokenOf, apiGet, BIN, ctl, ctlJson, spawnAgent, spawnHost, stopAll, tempDataDir, type StartedHost } from './support/host.js';
+import { waitFor } from './support/wait.js';
+
+let data: ReturnType<typeof tempDataDir>;
+let host: StartedHost;
+
+beforeAll(async () => {
+  data = tempDataDir();
+  host = await spawnHost({ dataDir: data.dir, poolMib: 1024 });
+});
+afterAll(async () => {
+  await stopAll();
+  data.remove();
+});
+
+/** balloonctl with exactly the environment given (no data dir, no token unless said). */
+function bare(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN.ctl, '--host', host.url, ...args], { env: { PATH: process.env.PATH ?? '', HOME: data.dir, XDG_DATA_HOME: `${data.dir}/nowhere`, ...env } }, (err, stdout, stderr) => {
+      resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+it('createvm shows the guest token once; the agent runs with it and exits 1 with a wrong one', async () => {
+  const text = await ctl(host.url, 'createvm', '--name', 'cli-a', '--memory', '128');
+  expect(text.code).toBe(0);
+  const token = /^Token: (\S+)$/m.exec(text.stdout)?.[1];
+  expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  expect(text.stdout).toMatch(/not shown again/);
+  const json = await ctlJson<VmView & { token: string }>(host.url, 'createvm', '--name', 'cli-b', '--memory', '128');
+  expect(json.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  // Never shown again.
+  expect((await ctl(host.url, 'showvminfo', 'cli-a', '--json')).stdout).not.toContain(token!);
+
+  const wrong = spawnAgent({ url: host.url, name: 'cli-a', memoryMib: 128, floorMib: 16, extra: ['--token', 'not-the-token'] });
+  // A final refusal: the agent exits by itself.
+  expect(await waitFor(() => wrong.proc.exitCode ?? undefined, { what: 'the agent with a wrong token to exit', timeoutMs: 20_000 })).toBe(1);
+  expect(wrong.output()).toMatch(/auth_failed|token/);
+
+  const right = spawnAgent({ url: host.url, name: 'cli-a', memoryMib: 128, floorMib: 16, extra: ['--token', token!] });
+  await waitFor(async () => (await apiGet<VmView>(host.url, '/vms/cli-a')).state === 'running', { what: 'cli-a to run', timeoutMs: 20_000 });
+  await right.stop();
+});
+
+it('balloonctl needs the admin token: a one-line 401 without it; --admin-token, the env var or --data-dir work', async () => {
+  const none = await bare(['list', 'vms']);
+  expect(none.code).toBe(1);
+  expect(none.stderr.trim().split('\n')).toHaveLength(1);
+  expect(none.stderr).toMatch(/^balloonctl: error: the admin API needs `Authorization: Bearer <admin token>`.*--admin-token/);
+  const wrong = await bare(['list', 'vms', '--admin-token', 'nope']);
+  expect(wrong.stderr).toMatch(/the admin token is wrong/);
+  const token = adminTokenOf(host.url)!;
+  expect((await bare(['list', 'vms', '--admin-token', token])).code).toBe(0);
+  expect((await bare(['list', 'vms'], { MEMBALLOON_ADMIN_TOKEN: token })).code).toBe(0);
+  expect((await bare(['--data-dir', data.dir, 'list', 'vms'])).code).toBe(0);
+  expect((await bare(['list', 'vms'], { MEMBALLOON_DATA_DIR: data.dir })).code).toBe(0);
+});
