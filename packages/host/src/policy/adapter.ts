@@ -42,6 +42,8 @@ export function policyVmInputFromView(view: VmView): PolicyVmInput | undefined {
             cacheMib: stats.cacheMib,
             psiSomeAvg10Percent: stats.psiSomeAvg10Percent,
             psiFullAvg10Percent: stats.psiFullAvg10Percent,
+            // Tells the engine a new sample from one it already saw (rounds may outpace reports).
+            sampledAtMs: stats.receivedAtMs,
           },
   };
 }

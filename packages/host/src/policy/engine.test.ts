@@ -189,6 +189,54 @@ describe('policyStep', () => {
   });
 });
 
+describe('a sample seen again (rounds faster than the guests report)', () => {
+  // The guest follows its target at once; its stats stay those of sample 1.
+  const follow = (vm: ReturnType<typeof testVm>, targetMib: number) => ({ ...vm, targetMib, actualMib: targetMib });
+
+  it('does not grant the same need twice', () => {
+    const run = (sampledAtMs: number | undefined) => {
+      const vm = testVm('a', 2000, testStats(700, sampledAtMs === undefined ? {} : { sampledAtMs }));
+      // A pool with no idle quota beyond margin + reserve: nothing but pressure moves the balloon.
+      const first = step(testInput([vm], 3500, 0));
+      const t1 = changeOf(first, 'a')!.targetMib;
+      const second = step(testInput([follow(vm, t1)], 3500, 1000), first.state);
+      return { t1, t2: changeOf(second, 'a')?.targetMib };
+    };
+    // Available 700 MiB, mid-band 921.6 MiB: the need is 221 MiB, given once.
+    expect(run(1)).toEqual({ t1: 2000 - 221, t2: undefined });
+    // Without sample times every round is a new sample: the same need again.
+    expect(run(undefined)).toEqual({ t1: 2000 - 221, t2: 2000 - 221 - 221 });
+  });
+
+  it("counts a donor's pinned inflate against its surplus", () => {
+    const wideMargin = resolvePolicyConfig({ safetyMarginMib: 1000 });
+    const run = (sampledAtMs: number | undefined) => {
+      // Available 1324 MiB: 300 MiB above the top of the band (25 % of 4096).
+      let vm = testVm('d', 0, testStats(1324, sampledAtMs === undefined ? {} : { sampledAtMs }));
+      let state = initialPolicyState();
+      for (let round = 0; round < 2; round++) {
+        const input = testInput([vm], 4096, round * 1000);
+        const result = policyStep(wideMargin, state, input);
+        expect(decisionViolations(input, result.decision)).toEqual([]);
+        state = result.state;
+        const c = result.decision.changes.find((x) => x.name === 'd');
+        if (c) vm = follow(vm, c.targetMib);
+      }
+      return vm.targetMib;
+    };
+    expect(run(1)).toBe(300);
+    expect(run(undefined)).toBe(408);
+  });
+
+  it('folds a new sample as before', () => {
+    const vm = testVm('a', 2000, testStats(700, { sampledAtMs: 1 }));
+    const first = step(testInput([vm], 8192, 0));
+    const t1 = changeOf(first, 'a')!.targetMib;
+    const next = { ...follow(vm, t1), stats: testStats(700, { sampledAtMs: 2 }) };
+    expect(changeOf(step(testInput([next], 8192, 1000), first.state), 'a')?.targetMib).toBeLessThan(t1);
+  });
+});
+
 describe('createPolicyEngine', () => {
   it('carries its state between rounds, as plain JSON', () => {
     const engine = createPolicyEngine({ safetyMarginMib: 0 });

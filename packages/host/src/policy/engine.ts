@@ -80,14 +80,22 @@ function observe(config: PolicyConfig, prev: PolicyVmState | undefined, r: VmRou
   }
   r.hasStats = true;
   const w = config.statsEwmaWeight;
-  const availableMib = Math.max(0, stats.availableMib);
+  // A sample seen again (the host's rounds outpace the guest's reports) is
+  // not news: it is not folded into the averages twice, and what the balloon
+  // did since it was first seen is counted on top of it, so a need granted on
+  // it is not granted again and a donor's pinned inflate is not taken twice.
+  const repeated = prev !== undefined && stats.sampledAtMs !== undefined && prev.sampleAtMs === stats.sampledAtMs;
+  const actualAtSampleMib = repeated ? (prev.actualAtSampleMib ?? r.vm.actualMib) : r.vm.actualMib;
+  const availableMib = Math.max(0, stats.availableMib + (actualAtSampleMib - r.vm.actualMib));
   const psiSome = Math.max(0, stats.psiSomeAvg10Percent || 0);
   const psiFull = Math.max(0, stats.psiFullAvg10Percent || 0);
-  const availableEwmaMib = Number.isFinite(fallback.availableEwmaMib)
-    ? fallback.availableEwmaMib + w * (availableMib - fallback.availableEwmaMib)
-    : availableMib;
-  const psiRisePercent = prev ? psiSome - prev.psiSomeEwmaPercent : 0;
-  const psiSomeEwmaPercent = prev ? prev.psiSomeEwmaPercent + w * (psiSome - prev.psiSomeEwmaPercent) : psiSome;
+  const availableEwmaMib = !Number.isFinite(fallback.availableEwmaMib)
+    ? availableMib
+    : repeated
+      ? fallback.availableEwmaMib + (availableMib - (fallback.lastAvailableMib ?? availableMib))
+      : fallback.availableEwmaMib + w * (availableMib - fallback.availableEwmaMib);
+  const psiRisePercent = prev && !repeated ? psiSome - prev.psiSomeEwmaPercent : 0;
+  const psiSomeEwmaPercent = !prev ? psiSome : repeated ? prev.psiSomeEwmaPercent : prev.psiSomeEwmaPercent + w * (psiSome - prev.psiSomeEwmaPercent);
 
   const criticalMib = (r.vm.memoryMib * config.criticalAvailablePercent) / 100;
   r.critical = availableMib < criticalMib || psiFull > config.psiFullCriticalPercent;
@@ -111,7 +119,8 @@ function observe(config: PolicyConfig, prev: PolicyVmState | undefined, r: VmRou
   // want memory, instead of being squeezed into its next spike's OOM.
   const elapsedMs = fallback.observedAtMs === null ? 0 : Math.max(0, nowMs - fallback.observedAtMs);
   const decay = Math.pow(0.5, elapsedMs / config.spikeHeadroomHalfLifeMs);
-  const fallMib = fallback.lastAvailableMib === null ? 0 : fallback.lastAvailableMib - availableMib;
+  // Only a new sample shows a fall; within one, available moves only with the balloon.
+  const fallMib = fallback.lastAvailableMib === null || repeated ? 0 : fallback.lastAvailableMib - availableMib;
   const spikeHeadroomMib = Math.max(fallback.spikeHeadroomMib * decay, fallMib);
 
   let needMib = pressured ? Math.max(0, r.midBandMib - r.availableForNeedMib) : 0;
@@ -125,6 +134,7 @@ function observe(config: PolicyConfig, prev: PolicyVmState | undefined, r: VmRou
     lastAvailableMib: availableMib,
     spikeHeadroomMib,
     observedAtMs: nowMs,
+    ...(stats.sampledAtMs === undefined ? {} : { sampleAtMs: stats.sampledAtMs, actualAtSampleMib }),
   };
 }
 

@@ -20,6 +20,12 @@ export interface PolicyGuestStats {
   readonly cacheMib: number;
   readonly psiSomeAvg10Percent: number;
   readonly psiFullAvg10Percent: number;
+  /**
+   * When the sample was taken or received (ms, any clock). Optional: when
+   * given, a round that sees the same sample again (the policy runs faster
+   * than guests report) does not count it twice; see README.md.
+   */
+  readonly sampledAtMs?: number;
 }
 
 /** One running VM in auto mode, as the host sees it this round. */
@@ -100,6 +106,10 @@ export interface PolicyVmState {
   readonly observedAtMs: number | null;
   /** Direction of the last change: +1 inflate, -1 deflate, 0 none yet. */
   readonly lastDirection: -1 | 0 | 1;
+  /** sampledAtMs of the newest stats folded in (absent: samples are not told apart). */
+  readonly sampleAtMs?: number;
+  /** The balloon's actual size when that sample was first seen: its moves since then change what is available. */
+  readonly actualAtSampleMib?: number;
 }
 
 /** What the engine carries between rounds, keyed by VM name. Plain data: serialisable. */
