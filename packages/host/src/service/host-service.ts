@@ -305,7 +305,8 @@ export class HostService {
    * controlvm NAME guestmemoryballoon MIB (and the policy): sets a running VM's
    * target. Latest wins. A deflate the free quota cannot fund reclaims from the
    * other VMs first (waiting for them), or fails with pool_exhausted and
-   * changes nothing.
+   * changes nothing. `reclaim: false` (the policy): never reclaims, and waits
+   * its turn behind a start or deflate in progress.
    */
   async setBalloon(name: string, targetMib: unknown, source: TargetSource = 'controlvm', opts: { reclaim?: boolean } = {}): Promise<VmView> {
     const record = this.record(name);
@@ -319,7 +320,10 @@ export class HostService {
       this.counters.countRefusal('not_running');
       throw new HostError('not_running', `VM '${name}' is not running: controlvm needs a running VM (start its agent)`);
     }
-    if (this.pool.targetCostMib(name, t) <= 0) {
+    // The policy waits for a start or deflate in progress even when its
+    // change costs nothing: lowering a target that a reclaim has just raised
+    // would leave the reclaim waiting for memory that is never pinned.
+    if (this.pool.targetCostMib(name, t) <= 0 && opts.reclaim !== false) {
       this.applyTarget(name, t, source);
       return this.vmView(name);
     }

@@ -173,6 +173,27 @@ describe('policy loop', () => {
     expect(Math.max(...byVm('b'))).toBeLessThanOrEqual(100);
   });
 
+  it("waits behind a start that is reclaiming, instead of undoing the start's reclaim", async () => {
+    const s = service(768);
+    const a = await guest(s, 'a', 512);
+    const { token } = s.createVm({ name: 'b', memoryMib: 512 });
+    const admission = s.openSession(hello('b', 512, token), link(), logger);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(a.link.targets.at(-1)).toBe(256);
+    // Costs nothing (below the target, above the actual), yet must not jump the queue.
+    let settled = false;
+    const policy = s.setBalloon('a', 100, 'policy', { reclaim: false }).finally(() => (settled = true));
+    policy.catch(() => {});
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(settled).toBe(false);
+    expect(a.link.targets.at(-1)).toBe(256);
+    a.follow();
+    expect(await admission).toMatchObject({ ok: true });
+    // Its turn: now the deflate would cost what b was just given, and is refused.
+    await expect(policy).rejects.toMatchObject({ code: 'pool_exhausted' });
+    expect(a.link.targets.at(-1)).toBe(256);
+  });
+
   it('logs a refused change and goes on with the others; never rejects', async () => {
     const s = service(1024);
     const x = await guest(s, 'x', 512);
