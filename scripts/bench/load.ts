@@ -6,11 +6,10 @@
 // A simulated balloon is fine here: this measures the host, not the kernel.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createInterface } from 'node:readline';
 import { WebSocket } from 'ws';
 import { bodies, decodeFrame, FrameEncoder } from '@memballoon/protocol';
 
@@ -55,23 +54,23 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function startProcess(cmd: string, args: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout! });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${args.join(' ')}: no URL within 30 s`)), 30_000);
-    lines.on('line', (line) => {
-      const m = /(https?:\/\/127\.0\.0\.1:\d+)/.exec(line);
-      if (m?.[1]) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}`)));
-  });
-  lines.removeAllListeners('line');
-  child.stdout!.resume();
-  return { child, url };
+/**
+ * Starts a host with its stdout in a file, as a service's logs would go to
+ * journald: a pipe that this busy driver drains late would block the host's
+ * synchronous log writes and show up as the host's latency.
+ */
+async function startProcess(cmd: string, args: string[], logFile: string): Promise<{ child: ChildProcess; url: string }> {
+  const fd = openSync(logFile, 'w');
+  const child = spawn(cmd, args, { stdio: ['ignore', fd, 'inherit'] });
+  closeSync(fd);
+  const deadlineMs = Date.now() + 30_000;
+  for (;;) {
+    const m = /(https?:\/\/127\.0\.0\.1:\d+)/.exec(readFileSync(logFile, 'utf8'));
+    if (m?.[1]) return { child, url: m[1] };
+    if (child.exitCode !== null) throw new Error(`${args.join(' ')} exited with ${child.exitCode}`);
+    if (Date.now() > deadlineMs) throw new Error(`${args.join(' ')}: no URL within 30 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 interface Guest {
@@ -250,7 +249,7 @@ export async function runLoadBench(partial: Partial<LoadOptions> = {}, host?: Ho
       ['memballoon host', ours.args(dataDir), {}],
     ];
     for (const [label, args] of runs) {
-      const { child, url } = await startProcess(process.execPath, args);
+      const { child, url } = await startProcess(process.execPath, args, join(dataDir, `${label.split(' ')[0]}.log`));
       try {
         const headers = label.startsWith('memballoon') ? ours.headers(dataDir) : {};
         results.push(await runAgainst(label, url, child.pid!, opts, headers));
