@@ -1,13 +1,17 @@
 // The hard limits every target must respect, in one place so the engine, the
 // baselines' pool gate and the property tests all use the same arithmetic.
+import { heldMib, maxBalloonMib as poolMaxBalloonMib } from '../pool/balloon-rules.js';
 import type { PolicyVmInput } from './types.js';
+
+export { heldMib };
 
 /**
  * VirtualBox refuses a balloon of 90 % of memory or more: the largest legal
- * balloon is ceil(0.9 × memory) − 1 (integer MiB).
+ * balloon, in integer MiB. The pool's rule, so the host and the policy can
+ * never disagree about it.
  */
 export function ninetyPercentRuleMaxMib(memoryMib: number): number {
-  return Math.max(0, Math.ceil(0.9 * memoryMib) - 1);
+  return poolMaxBalloonMib(memoryMib);
 }
 
 /** The largest balloon the policy may set for this VM: min of balloon max, memory − min, and the 90 % rule. */
@@ -16,10 +20,6 @@ export function maxBalloonMib(vm: Pick<PolicyVmInput, 'memoryMib' | 'settings'>)
   return Math.max(0, Math.floor(Math.min(vm.settings.balloonMaxMib, byMinimum, ninetyPercentRuleMaxMib(vm.memoryMib))));
 }
 
-/** What a running VM holds of the pool: memory − min(target, actual). */
-export function heldMib(memoryMib: number, targetMib: number, actualMib: number): number {
-  return memoryMib - Math.min(targetMib, actualMib);
-}
 
 /**
  * Pool quota a new target costs the moment it is granted: a deflate below the
