@@ -199,6 +199,29 @@ describe('a guest that lies about its balloon', () => {
   });
 });
 
+describe('counting and logging under a flood', () => {
+  it('counts admin requests refused for the token', async () => {
+    const { host } = await start();
+    for (let i = 0; i < 3; i++) expect((await get(host, '/api/v1/host', 'wrong')).status).toBe(401);
+    expect(await metric(host, /memballoon_refusals_total\{reason="unauthorized"\} (\d+)/)).toBe(3);
+  });
+
+  it('counts every protocol error but logs only within a host-wide budget', async () => {
+    let logged = '';
+    const logger = pino({ level: 'warn' }, new Writable({ write: (chunk, _enc, cb) => ((logged += String(chunk)), cb()) }));
+    const { host } = await start({ logger, limits: { maxErrorLogsPerSecond: 1 } });
+    for (let i = 0; i < 30; i++) {
+      const g = await connectFake(host.url);
+      g.sendRaw(new Uint8Array([0xff, 0xff, 0xff]));
+      await g.waitClosed();
+    }
+    expect(await metric(host, /memballoon_protocol_errors_total\{code="malformed_frame"\} (\d+)/)).toBe(30);
+    const lines = logged.split('\n').filter((l) => l.includes('protocol error')).length;
+    expect(lines).toBeGreaterThanOrEqual(1);
+    expect(lines).toBeLessThan(15);
+  });
+});
+
 describe('limits before Hello', () => {
   it('refuses a first frame above the Hello size limit with frame_too_large (4012)', async () => {
     const { host } = await start();

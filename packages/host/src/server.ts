@@ -17,7 +17,7 @@ import { HostMetrics, queryMetrics } from './metrics/index.js';
 import { Registry } from './registry/registry.js';
 import { HostService } from './service/host-service.js';
 import { startPolicyLoop } from './service/policy-loop.js';
-import { DEFAULT_SESSION_LIMITS, type SessionLimits } from './session/limits.js';
+import { DEFAULT_SESSION_LIMITS, RateLimiter, type SessionLimits } from './session/limits.js';
 import { GUEST_SUBPROTOCOL, runGuestSession, type GuestFrameHooks } from './session/guest-session.js';
 
 /** The path of the guests' WebSocket endpoint. */
@@ -126,6 +126,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
   service.setCounters(metrics);
   const mounts: RouterMounts = {
     adminTokenHash: adminToken === undefined ? undefined : hashToken(adminToken),
+    onUnauthorized: () => metrics.countRefusal('unauthorized'),
     metrics: { contentType: metrics.contentType, render: () => metrics.render(), query: (vm, metric) => queryMetrics(snapshot(), vm, metric) },
   };
   if (options.dashboard !== false) mounts.dashboard = createDashboard({ snapshot, subscribe: (l) => service.subscribe(l) });
@@ -143,6 +144,8 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     handleProtocols: (protocols) => (protocols.has(GUEST_SUBPROTOCOL) ? GUEST_SUBPROTOCOL : false),
   });
   let pendingHellos = 0;
+  const errorLogs = new RateLimiter(limits.maxErrorLogsPerSecond, Date.now());
+  const mayLog = () => errorLogs.take(Date.now());
   server.on('upgrade', (req, socket, head) => {
     const path = new URL(req.url ?? '/', 'http://host.invalid').pathname;
     if (path !== GUEST_PATH) {
@@ -158,7 +161,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     wss.handleUpgrade(req, socket, head, (ws) => {
       // Counted once the handshake succeeded: a failed one never calls back.
       pendingHellos++;
-      runGuestSession(ws, service, limits, logger.child({ remote: req.socket.remoteAddress }), options.guestHooks ?? fusion?.hooks, (code) => metrics.countProtocolError(code), () => pendingHellos--);
+      runGuestSession(ws, service, limits, logger.child({ remote: req.socket.remoteAddress }), options.guestHooks ?? fusion?.hooks, (code) => metrics.countProtocolError(code), () => pendingHellos--, mayLog);
     });
   });
 

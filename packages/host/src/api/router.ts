@@ -32,6 +32,8 @@ export interface RouterMounts {
    * (the loopback-only demo mode).
    */
   adminTokenHash?: string;
+  /** Told of every request refused for a missing or wrong admin token (counted in /metrics). */
+  onUnauthorized?: () => void;
 }
 
 const API = '/api/v1';
@@ -53,6 +55,7 @@ async function route(service: HostService, mounts: RouterMounts, req: IncomingMe
   if (mounts.adminTokenHash !== undefined && (path === '/metrics' || path.startsWith('/api/'))) {
     const token = bearerOf(req.headers.authorization);
     if (token === undefined || !tokenMatches(token, mounts.adminTokenHash)) {
+      mounts.onUnauthorized?.();
       res.setHeader('www-authenticate', 'Bearer realm="memballoon"');
       throw new HostError('unauthorized', token === undefined ? 'the admin API needs `Authorization: Bearer <admin token>` (the token is in <data-dir>/admin.token)' : 'the admin token is wrong');
     }

@@ -40,7 +40,11 @@ export interface GuestFrameHooks {
 // Errors after which the stream cannot be trusted any more.
 const FATAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['malformed_frame', 'unsupported_version', 'out_of_order', 'frame_too_large', 'unexpected_message', 'rate_limited', 'timeout']);
 
-/** Runs one guest connection until it closes; `helloDone` is called once, when the connection leaves the Hello phase. */
+/**
+ * Runs one guest connection until it closes; `helloDone` is called once, when
+ * the connection leaves the Hello phase; `mayLog` is the host-wide budget of
+ * protocol-error log lines (they are always counted, only logged while it lasts).
+ */
 export function runGuestSession(
   ws: WebSocket,
   service: HostService,
@@ -49,6 +53,7 @@ export function runGuestSession(
   hooks: GuestFrameHooks = {},
   countProtocolError: (code: string) => void = () => {},
   helloDone: () => void = () => {},
+  mayLog: () => boolean = () => true,
 ): void {
   const encoder = new FrameEncoder();
   const outbox = new TargetOutbox(limits.coalesceAboveBytes);
@@ -229,12 +234,12 @@ export function runGuestSession(
       const e = ProtocolError.from(err);
       countProtocolError(e.code);
       if (phase === 'hello' || FATAL.has(e.code) || e.code === 'internal') {
-        logger.warn({ code: e.code }, `protocol error: ${e.message}`);
+        if (mayLog()) logger.warn({ code: e.code }, `protocol error: ${e.message}`);
         fail(e.code, e.message, e.code === 'rate_limited' ? 1000 : 0);
       } else {
         // Advisory data beyond the limits (a balloon above the guest's
         // memory, an absurd stat): refused and logged, the session goes on.
-        logger.warn({ code: e.code }, `guest frame refused: ${e.message}`);
+        if (mayLog()) logger.warn({ code: e.code }, `guest frame refused: ${e.message}`);
         send(bodies.error(e.code, e.message));
       }
     }
@@ -243,7 +248,7 @@ export function runGuestSession(
   ws.on('error', (err: Error & { code?: string }) => {
     // ws closes with 1009 by itself when a frame is above maxPayload.
     if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') countProtocolError('frame_too_large');
-    logger.warn({ err: err.message }, 'guest socket error');
+    if (mayLog()) logger.warn({ err: err.message }, 'guest socket error');
     end(`socket error: ${err.message}`);
   });
 

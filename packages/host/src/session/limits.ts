@@ -32,6 +32,8 @@ export interface SessionLimits {
   coalesceAboveBytes: number;
   /** Host-wide: connections that have not sent Hello yet; more are closed at once (a flood of idle sockets). */
   maxPendingConnections: number;
+  /** Host-wide: protocol-error log lines per second; beyond, errors are only counted (a flood must not fill the disk). */
+  maxErrorLogsPerSecond: number;
 }
 
 /** The defaults: generous for a healthy agent (a status every 100 ms plus stats), tight for a flood. */
@@ -46,6 +48,7 @@ export const DEFAULT_SESSION_LIMITS: Readonly<SessionLimits> = Object.freeze({
   maxHelloBytes: 16 * 1024,
   coalesceAboveBytes: 64 * 1024,
   maxPendingConnections: 256,
+  maxErrorLogsPerSecond: 20,
 });
 
 /** A token bucket: `take()` is false once more than `ratePerSecond` frames came in a second. */
