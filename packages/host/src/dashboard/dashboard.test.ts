@@ -1,19 +1,12 @@
 import { get, request, type IncomingMessage } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { SnapshotEvent } from './events.js';
 import { startFakeHost, type FakeHost } from './test-fixtures.js';
 
-/** Polls until `probe` is truthy or the deadline passes. */
-async function waitFor<T>(probe: () => T, what: string, timeoutMs = 10_000): Promise<NonNullable<Exclude<T, false>>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value) return value as NonNullable<Exclude<T, false>>;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+/** Deadline and poll interval for what the tests wait for. */
+const WAIT = { timeout: 10_000, interval: 10 };
 
+/** Polls until `probe` is truthy or the deadline passes. */
 function fetchRaw(url: string, options: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; headers: IncomingMessage['headers']; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: options.method ?? 'GET', headers: options.headers }, (res) => {
@@ -88,7 +81,7 @@ describe('createDashboard mounted on an HTTP server', () => {
     host = await startFakeHost();
     const sse = await subscribe(`${host.url}/api/v1/events`);
     expect(sse.res.headers['content-type']).toMatch(/^text\/event-stream/);
-    const first = await waitFor(() => sse.events[0], 'the first snapshot');
+    const first = await vi.waitUntil(() => sse.events[0], WAIT); // the first snapshot
     expect(first.vms.filter((vm) => vm.state === 'running').map((vm) => vm.name).sort()).toEqual(['vm-large', 'vm-medium', 'vm-small']);
     expect(first.host.pool.sizeMib).toBe(1536);
 
@@ -96,7 +89,7 @@ describe('createDashboard mounted on an HTTP server', () => {
       vm.balloon!.targetMib = 100;
       vm.balloon!.actualMib = 100;
     });
-    const next = await waitFor(() => sse.events.find((e) => e.vms.find((vm) => vm.name === 'vm-small')?.balloon?.actualMib === 100), 'the changed snapshot');
+    const next = await vi.waitUntil(() => sse.events.find((e) => e.vms.find((vm) => vm.name === 'vm-small')?.balloon?.actualMib === 100), WAIT); // the changed snapshot
     expect(next.host.pool.reclaimedMib).toBe(first.host.pool.reclaimedMib + 100);
     sse.close();
   });
@@ -104,9 +97,9 @@ describe('createDashboard mounted on an HTTP server', () => {
   it('coalesces a burst of changes into far fewer events, ending with the newest state', async () => {
     host = await startFakeHost({ minIntervalMs: 250 });
     const sse = await subscribe(`${host.url}/api/v1/events`);
-    await waitFor(() => sse.events.length === 1, 'the first snapshot');
+    await vi.waitUntil(() => sse.events.length === 1, WAIT); // the first snapshot
     for (let i = 1; i <= 200; i++) host.update('vm-small', (vm) => (vm.balloon!.actualMib = i));
-    await waitFor(() => sse.events.at(-1)?.vms.find((vm) => vm.name === 'vm-small')?.balloon?.actualMib === 200, 'the newest state');
+    await vi.waitUntil(() => sse.events.at(-1)?.vms.find((vm) => vm.name === 'vm-small')?.balloon?.actualMib === 200, WAIT); // the newest state
     // 200 synchronous changes: one event.
     expect(sse.events).toHaveLength(2);
     sse.close();
@@ -116,16 +109,12 @@ describe('createDashboard mounted on an HTTP server', () => {
     host = await startFakeHost();
     const first = await subscribe(`${host.url}/api/v1/events`);
     const second = await subscribe(`${host.url}/api/v1/events`);
-    await waitFor(() => first.events.length > 0 && second.events.length > 0, 'both snapshots');
+    await vi.waitUntil(() => first.events.length > 0 && second.events.length > 0, WAIT); // both snapshots
     first.close();
     const connections = () => new Promise<number>((resolve, reject) => host!.server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
-    const deadline = Date.now() + 10_000;
-    while ((await connections()) > 1) {
-      if (Date.now() > deadline) throw new Error('the first client never went away');
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await vi.waitUntil(async () => (await connections()) <= 1, WAIT); // the first client to go away
     host.update('vm-small', (vm) => (vm.balloon!.actualMib = 7));
-    await waitFor(() => second.events.length === 2, 'the second client to get the change');
+    await vi.waitUntil(() => second.events.length === 2, WAIT); // the second client to get the change
     const ended = new Promise<void>((resolve) => second.res.on('end', resolve));
     host.dashboard.close();
     await ended;
@@ -145,6 +134,6 @@ describe('createDashboard mounted on an HTTP server', () => {
       });
     expect((await put('vm-large', 922)).status).toBe(422);
     expect((await put('vm-large', 800)).status).toBe(202);
-    await waitFor(() => host!.vms.find((vm) => vm.name === 'vm-large')?.balloon?.actualMib === 800, 'the fake guest to inflate');
+    await vi.waitUntil(() => host!.vms.find((vm) => vm.name === 'vm-large')?.balloon?.actualMib === 800, WAIT); // the fake guest to inflate
   });
 });
