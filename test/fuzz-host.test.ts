@@ -12,7 +12,7 @@ import { WebSocket } from 'ws';
 import { bodies, decodeFrame, encodeFrame, FrameEncoder, type Body } from '@memballoon/protocol';
 import type { VmView } from '@memballoon/host';
 import { adminTokenOf, apiGet, ctlJson, spawnHost, stopAll, tempDataDir, type StartedHost } from './support/host.js';
-import { helloFor } from './support/fake-guest.js';
+import { connectFake, helloFor } from './support/fake-guest.js';
 import { isAlive, vmRssMib } from './support/proc.js';
 import { waitFor } from './support/wait.js';
 
@@ -302,6 +302,19 @@ it(
     expect(good.generations).toHaveLength(targetsSet);
     good.generations.forEach((g, i) => expect(g).toBe(good.welcomeGeneration + 1 + i));
     good.ws.close();
+    // Nothing leaked (pending-Hello places, sessions): a fresh guest still gets in.
+    await waitFor(
+      async () => {
+        const g = await connectFake(host.url);
+        try {
+          g.send(helloFor('fuzz-0', 256, { credential: tokens.get('fuzz-0')! }));
+          return await g.next('welcome', 2_000);
+        } finally {
+          g.close();
+        }
+      },
+      { what: 'a fresh guest to be welcomed after the flood' },
+    );
   },
   120_000,
 );
