@@ -161,6 +161,8 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
       this.log.warn({ status: s }, `balloon short of its target: ${s.reason}${s.detail ? ` (${s.detail})` : ''}`);
       this.emit('shortfall', s);
     });
+    // A worker failure is worked around by the engine; it is still news.
+    this.engine.on('problem', (e) => this.onAgentProblem(e));
     let lockReported = false;
     this.engine.on('chunk', (c) => {
       if (!c.locked && !lockReported && this.lockWanted) {
@@ -262,6 +264,8 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
   }
 
   private applyTarget(targetMib: number, generation: number, force: boolean, session: GuestSession | null): void {
+    // Shutting down: the balloon is on its way to 0 and stays there.
+    if (this.closing) return;
     try {
       const applied = this.engine.setTarget(targetMib, generation, force);
       if (!applied) {

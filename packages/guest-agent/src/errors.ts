@@ -8,6 +8,7 @@ export const AGENT_ERROR_CODES = [
   'protocol',
   'rejected',
   'closed',
+  'worker_failed',
   'internal',
 ] as const;
 

@@ -44,6 +44,10 @@ export interface BalloonEngineOptions {
   progressEveryMs?: number;
   /** Most MiB freed between two looks at the target while deflating (default 64). */
   deflateStepMib?: number;
+  /** A worker job unanswered this long (plus 10 ms per MiB of the job) counts as a stuck worker (default 10 000). */
+  workerJobTimeoutMs?: number;
+  /** Tests: another worker script (same messages as touch-worker.mjs) and extra workerData for it. */
+  workerScript?: { url: URL; data?: Record<string, unknown> };
 }
 
 /** Events of a BalloonEngine. */
@@ -56,6 +60,8 @@ export interface BalloonEngineEvents {
   shortfall: [status: BalloonStatus];
   /** A chunk was committed (and pinned, where permitted); used to measure reaction time. */
   chunk: [info: { actualMib: number; locked: boolean }];
+  /** Something went wrong that the balloon worked around (a worker failed: code `worker_failed`). */
+  problem: [err: AgentError];
 }
 
 interface Chunk {
@@ -76,13 +82,32 @@ interface WorkerReply {
   lockErrno: number;
 }
 
+/** A job a worker owes us: its chunks (released if the worker fails) and its watchdog. */
+interface PendingJob {
+  chunks: Chunk[];
+  resolve: (reply: WorkerReply) => void;
+  watchdog: NodeJS.Timeout;
+}
+
 interface WorkerSlot {
+  /** 1, 2, …: names the worker in problem reports. */
+  serial: number;
   worker: Worker;
-  pending: Map<number, (reply: WorkerReply) => void>;
+  pending: Map<number, PendingJob>;
+  /** Failed (crashed, exited, stuck): out of the pool, never sent another job. */
+  dead: boolean;
 }
 
 /** MiB each worker commits per message: large enough to amortise the message, small enough to report often. */
 const WORKER_BATCH_MIB = 16;
+/** Worker failures after which the engine stops restarting workers and commits on the main thread. */
+const MAX_WORKER_FAILURES = 3;
+/** How long close() lets workers finish (or cancel) their jobs before it gives up on them. */
+const CLOSE_WORKER_GRACE_MS = 1000;
+/** How long close() waits for a worker thread to terminate (one stuck in native code may never). */
+const CLOSE_TERMINATE_WAIT_MS = 1000;
+/** A reply that commits nothing: what a failed worker's jobs count as. */
+const NOTHING_DONE: Omit<WorkerReply, 'id'> = { done: 0, locked: 0, lockErrno: 0 };
 
 /**
  * A balloon of pinned SharedArrayBuffer chunks, usable alone (without a
@@ -101,7 +126,11 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   private readonly progressEveryMs: number;
   private readonly workerCount: number;
   private readonly deflateStepMib: number;
+  private readonly workerJobTimeoutMs: number;
+  private readonly workerScript: { url: URL; data?: Record<string, unknown> };
   private workers: WorkerSlot[] = [];
+  private workerSerial = 0;
+  private workerFailures = 0;
   private nextJobId = 1;
   private nextSeed = 1;
 
@@ -118,6 +147,12 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   private detail = '';
 
   private running: Promise<void> | null = null;
+  /** Requests (targets, pressure caps, close) so far, and the count the running loop has seen. */
+  private requests = 0;
+  private requestsSeen = 0;
+  /** Set by the first close(): from then on targets are refused. */
+  private closeRequested = false;
+  private closing: Promise<void> | null = null;
   private closed = false;
   private settleWaiters: Array<(s: BalloonStatus) => void> = [];
   private pressureTimer: NodeJS.Timeout | null = null;
@@ -145,6 +180,8 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.progressEveryMib = options.progressEveryMib ?? 64;
     this.progressEveryMs = options.progressEveryMs ?? 100;
     this.deflateStepMib = Math.max(this.chunkMib, options.deflateStepMib ?? 64);
+    this.workerJobTimeoutMs = options.workerJobTimeoutMs ?? 10_000;
+    this.workerScript = options.workerScript ?? { url: new URL('./touch-worker.mjs', import.meta.url) };
     // One worker per core: the main thread mostly waits (and hears targets).
     this.workerCount = Math.max(0, options.workerThreads ?? Math.min(4, availableParallelism()));
     this.lockWanted = options.lock ?? true;
@@ -215,7 +252,9 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
    * Throws AgentError('target_out_of_range') above the guest's memory.
    */
   setTarget(targetMib: number, generation?: number, force = false): boolean {
-    if (this.closed) throw new AgentError('closed', 'the balloon is closed');
+    // Closing counts as closed: a target accepted now would re-inflate a
+    // balloon that close() is deflating, and close() would leave it held.
+    if (this.closeRequested) throw new AgentError('closed', 'the balloon is closed');
     if (!Number.isSafeInteger(targetMib) || targetMib < 0) {
       throw new AgentError('target_out_of_range', `a balloon target must be a whole number of MiB, not ${targetMib}`);
     }
@@ -229,6 +268,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.pressureCapMib = Number.POSITIVE_INFINITY;
     this.floorBudgetMib = 0;
     this.freshTarget = true;
+    this.requests++;
     this.emit('target', { targetMib, generation: gen });
     this.cancelIfOvershooting();
     this.kick();
@@ -261,33 +301,87 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     return pages;
   }
 
-  /** Deflates everything, stops the workers and timers. The engine cannot be used after. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Deflates everything, stops the workers and timers. The engine cannot be
+   * used after. Always finishes: workers that do not answer within a grace
+   * period are given up (and the deflate runs on the main thread), and
+   * threads that will not terminate are not waited for beyond a bound.
+   */
+  close(): Promise<void> {
+    if (!this.closing) {
+      // Before shutdown() starts: its first steps may run listeners that set targets.
+      this.closeRequested = true;
+      this.closing = this.shutdown();
+    }
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
     if (this.pressureTimer) clearInterval(this.pressureTimer);
     this.pressureTimer = null;
     this.targetMibValue = 0;
     this.pressureCapMib = Number.POSITIVE_INFINITY;
+    this.requests++;
     this.cancelIfOvershooting();
     this.kick();
-    await this.settled();
+    const settled = this.settled();
+    while ((await withTimeout(settled, CLOSE_WORKER_GRACE_MS)) === 'timeout') {
+      // A worker that ignores the cancel is stuck: its jobs count as not
+      // done, so the loop goes on (deflating needs no worker).
+      for (const slot of [...this.workers]) {
+        if (slot.pending.size > 0) this.failWorker(slot, `did not answer within ${CLOSE_WORKER_GRACE_MS} ms of close`);
+      }
+    }
     this.closed = true;
     if (this.gcTimer) clearTimeout(this.gcTimer);
     this.collect();
     const workers = this.workers;
     this.workers = [];
-    await Promise.all(workers.map((w) => w.worker.terminate()));
+    await Promise.all(workers.map((w) => withTimeout(w.worker.terminate().catch(() => undefined), CLOSE_TERMINATE_WAIT_MS)));
   }
 
   private kick(): void {
     if (this.running) return;
-    this.running = this.run().finally(() => {
-      this.running = null;
-      const status = this.status;
+    this.running = this.run()
+      .catch((err: unknown) => this.stopOnError(err))
+      .finally(() => {
+        this.running = null;
+        // A request that came after the loop's last look (from a listener of
+        // the final progress, say) must not be lost: move again before
+        // telling anyone the balloon has settled.
+        if (this.requests !== this.requestsSeen && this.goalMib() !== this.actualMibValue) {
+          this.kick();
+          return;
+        }
+        const status = this.status;
       const waiters = this.settleWaiters;
       this.settleWaiters = [];
-      for (const w of waiters) w(status);
-    });
+        for (const w of waiters) w(status);
+      });
+  }
+
+  /** The loop failed unexpectedly: the balloon stays where it is, says so, and settles (never hangs, never crashes the process). */
+  private stopOnError(err: unknown): void {
+    this.state = 'short';
+    this.reason = 'cancelled';
+    this.detail = `the balloon stopped at ${this.actualMibValue} MiB after an internal error: ${err instanceof Error ? err.message : String(err)}`;
+    this.report(AgentError.from(err, 'internal'));
+    const status = this.status;
+    this.safeEmit('progress', status);
+    this.safeEmit('shortfall', status);
+  }
+
+  /** Emits without letting a listener's exception stop the balloon. */
+  private safeEmit<E extends keyof BalloonEngineEvents>(event: E, ...args: BalloonEngineEvents[E]): void {
+    try {
+      (this.emit as (event: E, ...args: BalloonEngineEvents[E]) => boolean)(event, ...args);
+    } catch {
+      // A listener's bug is the listener's: the balloon has already moved.
+    }
+  }
+
+  private report(err: AgentError): void {
+    this.safeEmit('problem', err);
   }
 
   /** A lower goal cancels the chunks in flight beyond it (latest target wins, at the next chunk). */
@@ -308,6 +402,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.reason = 'none';
     this.detail = '';
     for (;;) {
+      this.requestsSeen = this.requests;
       const goal = this.goalMib();
       const have = this.actualMibValue;
       if (goal === have) break;
@@ -368,9 +463,15 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     return Math.min(wantMib, this.floorBudgetMib);
   }
 
+  /** Whether workers commit pages (none asked for, or too many failed: the main thread does). */
+  private get useWorkers(): boolean {
+    return this.workerCount > 0 && this.workerFailures < MAX_WORKER_FAILURES;
+  }
+
   private async inflateStep(missingMib: number, firstStep: boolean): Promise<{ reason: ShortfallReason; detail: string } | null> {
     const perWorkerChunks = Math.max(1, Math.floor(WORKER_BATCH_MIB / this.chunkMib));
-    const stepMib = this.workerCount === 0 ? this.chunkMib : (firstStep ? this.chunkMib : 0) + this.workerCount * perWorkerChunks * this.chunkMib;
+    const viaWorkers = this.useWorkers;
+    const stepMib = !viaWorkers ? this.chunkMib : (firstStep ? this.chunkMib : 0) + this.workerCount * perWorkerChunks * this.chunkMib;
     let wantMib = Math.min(missingMib, stepMib);
     const allowed = this.floorAllowsMib(wantMib);
     if (allowed < Math.min(wantMib, this.chunkMib)) {
@@ -397,7 +498,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       }
     };
     let committedMib = 0;
-    if (this.workerCount === 0 || firstStep) {
+    if (!viaWorkers || firstStep) {
       // On a fresh target the main thread commits the first chunk itself,
       // before anything else (the reaction the host sees).
       const own: Chunk[] = [];
@@ -406,7 +507,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       this.commitHere(own[0]!);
       committedMib = own[0]!.sizeMib;
     }
-    if (this.workerCount === 0) {
+    if (!viaWorkers) {
       // Let a new target (or a close) in between chunks.
       await new Promise<void>((r) => setImmediate(r));
     } else if (wantMib > committedMib && !allocError) {
@@ -455,53 +556,115 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.emit('chunk', { actualMib: this.actualMibValue, locked: chunk.locked });
   }
 
-  /** Hands chunks to the workers, a contiguous share each; resolves when all have answered. */
+  /**
+   * Hands chunks to the workers, a contiguous share each; resolves when all
+   * have answered or failed. Chunks of a failed worker's job are released
+   * and not counted: the loop commits them again (on a restarted worker, or
+   * on the main thread once workers have failed too often).
+   */
   private dispatch(chunks: Chunk[], epoch: number): Promise<void> {
     if (chunks.length === 0) return Promise.resolve();
     this.startWorkers();
+    const slots = this.workers;
+    if (slots.length === 0) return Promise.resolve();
     const lock = this.lockState === 'unspecified' || this.lockState === 'locked';
-    const per = Math.ceil(chunks.length / this.workers.length);
+    const per = Math.ceil(chunks.length / slots.length);
     const pageWords = this.pageSizeBytes / 4;
-    const shares = this.workers.map((slot, i) => ({ slot, list: chunks.slice(i * per, (i + 1) * per) })).filter((s) => s.list.length > 0);
+    const shares = slots.map((slot, i) => ({ slot, list: chunks.slice(i * per, (i + 1) * per) })).filter((s) => s.list.length > 0);
     return Promise.all(
       shares.map(
         ({ slot, list }) =>
           new Promise<WorkerReply>((resolve) => {
             const id = this.nextJobId++;
-            slot.pending.set(id, resolve);
+            const jobMib = list.reduce((sum, c) => sum + c.sizeMib, 0);
+            const timeoutMs = this.workerJobTimeoutMs + jobMib * 10;
+            // A worker that neither answers nor dies (stuck in native code, a
+            // message it could not read) would hold the balloon forever.
+            const watchdog = setTimeout(() => this.failWorker(slot, `did not answer a job of ${jobMib} MiB within ${timeoutMs} ms`), timeoutMs);
+            slot.pending.set(id, { chunks: list, resolve, watchdog });
             // Keep the process alive while a worker owes us chunks.
             slot.worker.ref();
-            slot.worker.postMessage({ id, epoch, pageWords, lock, jobs: list.map((c) => ({ sab: c.sab, seed: c.seed })) });
+            try {
+              slot.worker.postMessage({ id, epoch, pageWords, lock, jobs: list.map((c) => ({ sab: c.sab, seed: c.seed })) });
+            } catch (err) {
+              this.failWorker(slot, 'could not be sent a job', err);
+            }
           }),
       ),
     ).then((replies) => {
       replies.forEach((reply, i) => {
         const list = shares[i]!.list;
         for (let k = 0; k < reply.done; k++) this.push(list[k]!, k < reply.locked, k === reply.locked ? reply.lockErrno : 0);
+        // Chunks past `done` (a cancel) were never committed; they are garbage now.
       });
     });
   }
 
+  /** Fills the pool up to workerCount (a failed worker's place is taken by a new one). */
   private startWorkers(): void {
-    if (this.workers.length > 0) return;
-    for (let i = 0; i < this.workerCount; i++) {
-      const worker = new Worker(new URL('./touch-worker.mjs', import.meta.url), { workerData: { control: this.control } });
-      const slot: WorkerSlot = { worker, pending: new Map() };
+    while (this.useWorkers && this.workers.length < this.workerCount) {
+      const serial = ++this.workerSerial;
+      let worker: Worker;
+      try {
+        worker = new Worker(this.workerScript.url, { workerData: { ...this.workerScript.data, control: this.control } });
+      } catch (err) {
+        this.noteWorkerFailure(serial, 'could not be started', err);
+        continue;
+      }
+      const slot: WorkerSlot = { serial, worker, pending: new Map(), dead: false };
       worker.on('message', (m: WorkerReply) => {
-        const done = slot.pending.get(m.id);
+        const job = slot.pending.get(m.id);
+        if (!job) return;
+        clearTimeout(job.watchdog);
         slot.pending.delete(m.id);
         if (slot.pending.size === 0) slot.worker.unref();
-        done?.(m);
+        job.resolve(m);
       });
-      worker.on('error', () => {
-        // A dead worker must not hang the balloon: its jobs count as not done.
-        for (const done of slot.pending.values()) done({ id: 0, done: 0, locked: 0, lockErrno: 0 });
-        slot.pending.clear();
+      // Every way a worker can end or go deaf: without these, a job it owed
+      // would never be answered and the balloon would stall for good.
+      worker.on('error', (err) => this.failWorker(slot, 'failed', err));
+      worker.on('messageerror', (err) => this.failWorker(slot, 'sent a reply that could not be read', err));
+      worker.on('exit', (code) => {
+        if (!this.closed) this.failWorker(slot, `exited with code ${code}`);
       });
       // Idle workers must not keep the process alive.
       worker.unref();
       this.workers.push(slot);
     }
+  }
+
+  /**
+   * Takes a failed worker out of the pool: its jobs count as not done and
+   * their chunks are released (it may have pinned and touched some before
+   * it failed), and the failure is reported. Idempotent.
+   */
+  private failWorker(slot: WorkerSlot, what: string, cause?: unknown): void {
+    if (slot.dead) return;
+    slot.dead = true;
+    this.workers = this.workers.filter((w) => w !== slot);
+    let lostMib = 0;
+    for (const job of slot.pending.values()) {
+      clearTimeout(job.watchdog);
+      for (const chunk of job.chunks) {
+        release(chunk);
+        lostMib += chunk.sizeMib;
+      }
+      this.freedSinceGcMib += job.chunks.reduce((sum, c) => sum + c.sizeMib, 0);
+    }
+    const jobs = [...slot.pending.entries()];
+    slot.pending.clear();
+    // Not awaited: a thread stuck in native code may never finish terminating.
+    slot.worker.terminate().catch(() => undefined);
+    slot.worker.unref();
+    this.noteWorkerFailure(slot.serial, lostMib > 0 ? `${what} (${lostMib} MiB of its job to be committed again)` : what, cause);
+    for (const [id, job] of jobs) job.resolve({ id, ...NOTHING_DONE });
+  }
+
+  private noteWorkerFailure(serial: number, what: string, cause?: unknown): void {
+    this.workerFailures++;
+    const next = this.closeRequested ? 'the balloon is closing' : this.useWorkers ? 'a new worker takes its place' : `${this.workerFailures} worker failures: committing on the main thread from now on`;
+    const why = cause === undefined ? '' : `: ${cause instanceof Error ? cause.message : String(cause)}`;
+    this.report(new AgentError('worker_failed', `balloon worker ${serial} ${what}${why}; ${next}`, cause === undefined ? undefined : { cause }));
   }
 
   private deflateStep(excessMib: number): void {
@@ -564,9 +727,29 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     const cap = Math.max(0, this.actualMibValue - needMib);
     if (cap < this.pressureCapMib) {
       this.pressureCapMib = cap;
+      this.requests++;
       this.cancelIfOvershooting();
       this.kick();
     }
+  }
+}
+
+/** Hands a chunk's pages back to the kernel whatever state a failed worker left them in (munlock first: madvise refuses locked pages). */
+function release(chunk: Chunk): void {
+  munlock(chunk.bytes);
+  madvise(chunk.bytes, MADV_DONTNEED);
+}
+
+/** The promise's value, or 'timeout' after timeoutMs. */
+async function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -4,19 +4,33 @@
 import { BalloonEngine } from './engine.js';
 import { fullGc } from './gc.js';
 
-const engine = new BalloonEngine({ workerThreads: 1 });
+// `rss-child.fixture.ts exit` (or throw, …): the worker is the faulty
+// fixture, failing as often as the 'arm' command says (shared across restarts).
+const fault = process.argv[2];
+const faults = new Int32Array(new SharedArrayBuffer(4));
+const engine = new BalloonEngine({
+  workerThreads: 1,
+  ...(fault ? { workerScript: { url: new URL('./faulty-worker.fixture.mjs', import.meta.url), data: { fault, faults } } } : {}),
+});
+const problems: string[] = [];
+engine.on('problem', (e) => problems.push(`${e.code}: ${e.message}`));
 // Collect the fixture's own garbage (IPC messages) before each command, so
 // the parent's RSS readings show the balloon, not the noise around it; never
 // after one, which would hide a deflate that leaves its pages to a GC.
 const gc = fullGc() ?? (() => {});
 
-process.on('message', (msg: { op: 'target'; targetMib: number } | { op: 'verify' } | { op: 'close' }) => {
+type Command = { op: 'target'; targetMib: number } | { op: 'verify' } | { op: 'arm'; faults: number } | { op: 'close' };
+
+process.on('message', (msg: Command) => {
   void (async () => {
     if (msg.op === 'target') {
       gc();
       engine.setTarget(msg.targetMib);
       const status = await engine.settled();
-      process.send!({ op: 'target', status });
+      process.send!({ op: 'target', status, problems: problems.splice(0) });
+    } else if (msg.op === 'arm') {
+      Atomics.store(faults, 0, msg.faults);
+      process.send!({ op: 'arm' });
     } else if (msg.op === 'verify') {
       try {
         process.send!({ op: 'verify', pages: engine.verifyPages() });

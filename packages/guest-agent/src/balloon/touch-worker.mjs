@@ -51,3 +51,9 @@ parentPort.on('message', (msg) => {
   msg.jobs = null;
   parentPort.postMessage({ id, done, locked, lockErrno });
 });
+// A job we cannot read would never be answered: fail loudly instead, so the
+// engine sees the worker die at once (and releases and recommits the job)
+// rather than waiting for its watchdog.
+parentPort.on('messageerror', (err) => {
+  throw err;
+});

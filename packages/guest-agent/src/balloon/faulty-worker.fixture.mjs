@@ -1,0 +1,46 @@
+// Tests only: a balloon worker that fails on purpose, speaking the same
+// messages as touch-worker.mjs. It commits pages like the real one (touch,
+// no mlock) until the shared fault budget says to fail, then fails in the
+// way workerData.fault names:
+//   'throw'  — an uncaught exception half-way through a job (a crash);
+//   'exit'   — process.exit half-way through a job (a worker killed mid-job);
+//   'silent' — never answers the job (stuck; only the watchdog notices);
+//   'load'   — fails while loading, before it could take any job;
+//   'idle'   — exits when asked to collect garbage (after a deflate), idle.
+// workerData.faults (Int32Array on a SharedArrayBuffer, [count]) is shared by
+// every instance, so "fail the first N times" spans restarted workers.
+import { parentPort, workerData } from 'node:worker_threads';
+
+const { control, fault, faults } = workerData;
+
+/** Takes one fault from the shared budget; true when this instance must fail. */
+function takeFault() {
+  return Atomics.sub(faults, 0, 1) > 0;
+}
+
+if (fault === 'load' && takeFault()) throw new Error('fixture: this worker fails while loading');
+
+parentPort.on('message', (msg) => {
+  if (msg.gc) {
+    if (fault === 'idle' && takeFault()) process.exit(4);
+    return;
+  }
+  const { id, epoch, pageWords } = msg;
+  const failing = (fault === 'throw' || fault === 'exit' || fault === 'silent') && takeFault();
+  if (failing && fault === 'silent') return;
+  const failAt = failing ? Math.floor(msg.jobs.length / 2) : -1;
+  let done = 0;
+  for (const job of msg.jobs) {
+    if (done === failAt) {
+      if (fault === 'exit') process.exit(3);
+      throw new Error('fixture: this worker crashes mid-job');
+    }
+    if (Atomics.load(control, 0) !== epoch) break;
+    const words = new Uint32Array(job.sab);
+    let value = job.seed;
+    for (let i = 0; i < words.length; i += pageWords) words[i] = value++;
+    done++;
+  }
+  msg.jobs = null;
+  parentPort.postMessage({ id, done, locked: 0, lockErrno: 0 });
+});
