@@ -4,18 +4,9 @@ import { startAgent, type AgentHandle, type AgentOptions } from './agent.js';
 import type { DomainSource, DomainStats } from './domain/source.js';
 import type { AgentError } from './errors.js';
 import { StubHost, type StubConnection } from './test-support/stub-host.js';
+import { poll } from './test-support/poll.js';
 
 const MIB = 1024 * 1024;
-
-async function poll<T>(probe: () => T | undefined | null | false, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined && v !== null && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** A 1 GiB guest with plenty free, so the floor never interferes. */
 const fakeDomain: DomainSource = {

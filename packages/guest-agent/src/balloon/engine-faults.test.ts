@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BalloonStatus } from '@memballoon/protocol';
 import { BalloonEngine, type BalloonEngineOptions } from './engine.js';
 import type { AgentError } from '../errors.js';
+import { poll } from '../test-support/poll.js';
 
 const FAULTY_WORKER = new URL('./faulty-worker.fixture.mjs', import.meta.url);
 /** Generous: a stalled balloon never gets there at all; a slow CI machine does. */
@@ -25,16 +26,6 @@ async function within<T>(promise: Promise<T>, what: string, timeoutMs = DEADLINE
     return await Promise.race([promise, expired]);
   } finally {
     clearTimeout(timer);
-  }
-}
-
-async function poll<T>(probe: () => T | undefined | false, what: string, timeoutMs = DEADLINE_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
   }
 }
 

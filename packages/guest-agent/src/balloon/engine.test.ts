@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BalloonStatus } from '@memballoon/protocol';
 import { BalloonEngine } from './engine.js';
 import type { DomainSource } from '../domain/source.js';
+import { poll } from '../test-support/poll.js';
 
 const MIB = 1024 * 1024;
 
@@ -13,16 +14,6 @@ function procMib(pid: number, key: 'VmRSS' | 'VmLck'): number {
   const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m?.[1]) throw new Error(`no ${key} for ${pid}`);
   return Number(m[1]) / 1024;
-}
-
-async function poll<T>(probe: () => T | undefined | false, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('balloon engine against the kernel (child process)', () => {

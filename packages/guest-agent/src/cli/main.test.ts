@@ -4,18 +4,9 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StubHost } from '../test-support/stub-host.js';
+import { poll } from '../test-support/poll.js';
 
 const BIN = fileURLToPath(new URL('../../bin/balloon-agent.mjs', import.meta.url));
-
-async function poll<T>(probe: () => T | undefined | null | false, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined && v !== null && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function run(args: string[]): { child: ChildProcess; stderr: () => string; exit: Promise<[number | null, NodeJS.Signals | null]> } {
   const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
