@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostView, VmView } from '@memballoon/host';
 import { ctl, ctlJson, spawnAgent, spawnHost, stopAll, tempDataDir, type Started, type StartedHost } from './support/host.js';
-import { isAlive, vmRssMib } from './support/proc.js';
+import { isAlive, vmLockedMib, vmRssMib } from './support/proc.js';
 import { waitFor } from './support/wait.js';
 
 let data: ReturnType<typeof tempDataDir>;
@@ -48,6 +48,11 @@ describe('balloonctl and a real agent', () => {
     expect(info).toMatchObject({ name: 'dflt', state: 'running', memoryMib: 512, defaultBalloonMib: 192, pageFusion: false, pid: agent.pid });
     expect(info.balloon).toMatchObject({ targetMib: 192, actualMib: 192 });
     expect(info.heldMib).toBe(512 - 192);
+    // What the host shows as pinned is what the kernel pins for the agent (VmLck).
+    // Where mlock is not permitted (not root, no CAP_IPC_LOCK) nothing is claimed.
+    const pinned = info.balloon?.lock === 'locked';
+    expect(info.balloon?.lockedMib).toBe(pinned ? 192 : 0);
+    expect(vmLockedMib(agent.pid)).toBeGreaterThanOrEqual(pinned ? 192 : 0);
     await agent.stop();
   });
 

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { bodies, vmNameProblem, type Body, type BalloonStatus, type ErrorCode, type Hello, type ProtocolError } from '@memballoon/protocol';
 import { BalloonEngine } from './balloon/engine.js';
 import { openDomain } from './domain/readers.js';
-import { processRssBytes } from './domain/readers.js';
+import { processLockedBytes, processRssBytes } from './domain/readers.js';
 import type { DomainKind, DomainSource } from './domain/source.js';
 import { AgentError } from './errors.js';
 import { silentLogger, type AgentLogger } from './logger.js';
@@ -17,6 +17,22 @@ import { backoffDelayMs, type BackoffOptions } from './client/backoff.js';
 import { GuestSession, type SessionEnd } from './client/session.js';
 import { guestEndpoint } from './client/url.js';
 import { nativeAvailable } from './native/libc.js';
+
+/**
+ * What the host is told is pinned: the engine's count of mlock'ed chunks, but
+ * never more than the kernel's VmLck for this process, so a claim of pinned
+ * memory is the kernel's word and not only our bookkeeping.
+ */
+function kernelLockedMib(bookkeptMib: number): number {
+  if (bookkeptMib === 0) return 0;
+  const kernelMib = Math.floor(processLockedBytes('self') / 2 ** 20);
+  return Math.min(bookkeptMib, kernelMib);
+}
+
+/** A status with its lockedMib checked against the kernel. */
+function kernelChecked(status: BalloonStatus): BalloonStatus {
+  return { ...status, lockedMib: kernelLockedMib(status.lockedMib) };
+}
 
 /** The agent's version, sent in Hello. */
 export const AGENT_VERSION = '0.1.0';
@@ -154,7 +170,7 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
     this.stopped = new Promise((r) => (this.resolveStopped = r));
     this.engine.on('target', (t) => this.emit('target', t));
     this.engine.on('progress', (s) => {
-      this.session?.send(bodies.balloonStatus(s));
+      this.session?.send(bodies.balloonStatus(kernelChecked(s)));
       this.emit('progress', s);
     });
     this.engine.on('shortfall', (s) => {
@@ -217,7 +233,7 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
         domain: this.domain.kind,
         hostname: hostname(),
       },
-      balloon: { actualMib: b.actualMib, lockedMib: b.lockedMib, generation: b.generation, targetMib: b.targetMib },
+      balloon: { actualMib: b.actualMib, lockedMib: kernelLockedMib(b.lockedMib), generation: b.generation, targetMib: b.targetMib },
     };
   }
 
@@ -244,7 +260,7 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
           this.log.info({ sessionId: w.sessionId, targetMib: w.targetMib, generation: w.generation }, 'welcomed by the host');
           this.emit('connected', { sessionId: w.sessionId, url: this.url, pageFusion: w.pageFusion });
           // Tell the host where the balloon stands now, then apply its target.
-          session.send(bodies.balloonStatus(this.engine.status));
+          session.send(bodies.balloonStatus(kernelChecked(this.engine.status)));
           this.applyTarget(w.targetMib, w.generation, true, session);
           this.sendStats(session);
           try {
@@ -274,7 +290,7 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
       }
       this.log.debug({ targetMib, generation }, 'new balloon target');
       // Say at once that the balloon moves (or is already there).
-      session?.send(bodies.balloonStatus({ ...this.engine.status, state: this.engine.moving ? this.engine.status.state : 'steady' }));
+      session?.send(bodies.balloonStatus(kernelChecked({ ...this.engine.status, state: this.engine.moving ? this.engine.status.state : 'steady' })));
     } catch (err) {
       const e = AgentError.from(err);
       session?.send(bodies.error(e.code === 'target_out_of_range' ? 'out_of_range' : 'internal', e.message));

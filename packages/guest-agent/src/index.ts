@@ -19,6 +19,7 @@ export {
   readMachineMemory,
   readProcessTree,
   processRssBytes,
+  processLockedBytes,
   ksmMergedBytes,
   type CgroupLocation,
   type DomainChoiceInput,

@@ -365,3 +365,8 @@ export function openDomain(options: OpenDomainOptions = {}): DomainSource {
 export function processRssBytes(pid: number | 'self' = 'self'): number {
   return parseProcStatus(readText(`/proc/${pid}/status`) ?? '').rssBytes;
 }
+
+/** VmLck of a process in bytes (0 when unreadable): what the kernel holds pinned for it. */
+export function processLockedBytes(pid: number | 'self' = 'self'): number {
+  return parseProcStatus(readText(`/proc/${pid}/status`) ?? '').lockedBytes;
+}
