@@ -4,30 +4,15 @@
 // from /proc of a forked child, as in engine.test.ts.
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BalloonStatus } from '@memballoon/protocol';
 import { BalloonEngine, type BalloonEngineOptions } from './engine.js';
 import type { AgentError } from '../errors.js';
 import { poll } from '../test-support/poll.js';
+import { askChild, procMib, within } from '../test-support/child.js';
 
 const FAULTY_WORKER = new URL('./faulty-worker.fixture.mjs', import.meta.url);
-/** Generous: a stalled balloon never gets there at all; a slow CI machine does. */
-const DEADLINE_MS = 20_000;
-
-/** The promise's value, or a failure naming what never happened. */
-async function within<T>(promise: Promise<T>, what: string, timeoutMs = DEADLINE_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${timeoutMs} ms (stalled)`)), timeoutMs);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 type Fault = 'throw' | 'exit' | 'silent' | 'load' | 'idle';
 
@@ -192,27 +177,10 @@ describe('targets under stress (real workers)', () => {
   });
 });
 
-function procMib(pid: number, key: 'VmRSS' | 'VmLck'): number {
-  const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m?.[1]) throw new Error(`no ${key} for ${pid}`);
-  return Number(m[1]) / 1024;
-}
 
 describe('a worker killed mid-job, against the kernel (child process)', () => {
   let child: ChildProcess;
-  const ask = async <T>(msg: object, op: string): Promise<T> => {
-    const answer = new Promise<T>((resolve) => {
-      const on = (m: { op: string }) => {
-        if (m.op === op) {
-          child.off('message', on);
-          resolve(m as T);
-        }
-      };
-      child.on('message', on);
-    });
-    child.send(msg);
-    return within(answer, `the child's answer to ${op}`);
-  };
+  const ask = <T>(msg: object, op: string): Promise<T> => askChild<T>(child, msg, op);
 
   beforeAll(async () => {
     child = fork(fileURLToPath(new URL('./rss-child.fixture.ts', import.meta.url)), ['exit'], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });

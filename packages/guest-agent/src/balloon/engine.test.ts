@@ -1,36 +1,19 @@
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BalloonStatus } from '@memballoon/protocol';
 import { BalloonEngine } from './engine.js';
 import type { DomainSource } from '../domain/source.js';
 import { poll } from '../test-support/poll.js';
+import { askChild, procMib } from '../test-support/child.js';
 
 const MIB = 1024 * 1024;
 
-function procMib(pid: number, key: 'VmRSS' | 'VmLck'): number {
-  const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m?.[1]) throw new Error(`no ${key} for ${pid}`);
-  return Number(m[1]) / 1024;
-}
 
 describe('balloon engine against the kernel (child process)', () => {
   let child: ChildProcess;
-  const ask = async <T>(msg: object, op: string): Promise<T> => {
-    const answer = new Promise<T>((resolve) => {
-      const on = (m: { op: string }) => {
-        if (m.op === op) {
-          child.off('message', on);
-          resolve(m as T);
-        }
-      };
-      child.on('message', on);
-    });
-    child.send(msg);
-    return answer;
-  };
+  const ask = <T>(msg: object, op: string): Promise<T> => askChild<T>(child, msg, op);
 
   beforeAll(async () => {
     child = fork(fileURLToPath(new URL('./rss-child.fixture.ts', import.meta.url)), { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
