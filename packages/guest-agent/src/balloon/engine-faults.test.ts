@@ -2,15 +2,12 @@
 // silently, close() must always finish, and settled() must tell the truth.
 // Failing workers come from faulty-worker.fixture.mjs; real memory is read
 // from /proc of a forked child, as in engine.test.ts.
-import { fork, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BalloonStatus } from '@memballoon/protocol';
 import { BalloonEngine, type BalloonEngineOptions } from './engine.js';
 import type { AgentError } from '../errors.js';
 import { poll } from '../test-support/poll.js';
-import { askChild, procMib, within } from '../test-support/child.js';
+import { procMib, startBalloonChild, within, type BalloonChild } from '../test-support/child.js';
 
 const FAULTY_WORKER = new URL('./faulty-worker.fixture.mjs', import.meta.url);
 
@@ -179,24 +176,17 @@ describe('targets under stress (real workers)', () => {
 
 
 describe('a worker killed mid-job, against the kernel (child process)', () => {
-  let child: ChildProcess;
-  const ask = <T>(msg: object, op: string): Promise<T> => askChild<T>(child, msg, op);
+  let kid: BalloonChild;
+  const ask = <T>(msg: object, op: string): Promise<T> => kid.ask<T>(msg, op);
 
   beforeAll(async () => {
-    child = fork(fileURLToPath(new URL('./rss-child.fixture.ts', import.meta.url)), ['exit'], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
-    const [m] = (await once(child, 'message')) as [{ op: string }];
-    expect(m.op).toBe('ready');
+    kid = await startBalloonChild(['exit']);
   });
 
-  afterAll(async () => {
-    if (child.exitCode === null) {
-      await ask({ op: 'close' }, 'close');
-      await once(child, 'exit');
-    }
-  });
+  afterAll(() => kid.stop());
 
   it("reaches its target with the pages the dead worker touched handed back: VmRSS grows by the balloon, not more; deflate returns it", async () => {
-    const pid = child.pid!;
+    const pid = kid.pid;
     const rssBefore = procMib(pid, 'VmRSS');
     await ask({ op: 'arm', faults: 1 }, 'arm');
     // One worker, 16-chunk jobs: it touches 8 MiB of its first job, then exits.

@@ -1,4 +1,4 @@
-import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,30 +6,23 @@ import type { BalloonStatus } from '@memballoon/protocol';
 import { BalloonEngine } from './engine.js';
 import type { DomainSource } from '../domain/source.js';
 import { poll } from '../test-support/poll.js';
-import { askChild, procMib } from '../test-support/child.js';
+import { askChild, procMib, startBalloonChild, within, type BalloonChild } from '../test-support/child.js';
 
 const MIB = 1024 * 1024;
 
 
 describe('balloon engine against the kernel (child process)', () => {
-  let child: ChildProcess;
-  const ask = <T>(msg: object, op: string): Promise<T> => askChild<T>(child, msg, op);
+  let kid: BalloonChild;
+  const ask = <T>(msg: object, op: string): Promise<T> => kid.ask<T>(msg, op);
 
   beforeAll(async () => {
-    child = fork(fileURLToPath(new URL('./rss-child.fixture.ts', import.meta.url)), { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
-    const [m] = (await once(child, 'message')) as [{ op: string }];
-    expect(m.op).toBe('ready');
+    kid = await startBalloonChild();
   });
 
-  afterAll(async () => {
-    if (child.exitCode === null) {
-      await ask({ op: 'close' }, 'close');
-      await once(child, 'exit');
-    }
-  });
+  afterAll(() => kid.stop());
 
   it('inflates 64 MiB: VmRSS grows by 64 MiB, VmLck shows the lock, pages hold non-zero data; deflate gives it back', async () => {
-    const pid = child.pid!;
+    const pid = kid.pid;
     const rssBefore = procMib(pid, 'VmRSS');
     const { status } = await ask<{ status: BalloonStatus }>({ op: 'target', targetMib: 64 }, 'target');
     expect(status.actualMib).toBe(64);
@@ -57,7 +50,7 @@ describe('balloon engine against the kernel (child process)', () => {
   });
 
   it('gives memory back on every cycle, not only the first', async () => {
-    const pid = child.pid!;
+    const pid = kid.pid;
     const rssBefore = procMib(pid, 'VmRSS');
     for (let i = 0; i < 3; i++) {
       await ask({ op: 'target', targetMib: 48 }, 'target');
@@ -85,33 +78,18 @@ describe.skipIf(!canDropLock)('balloon engine where mlock is not permitted (chil
       { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
     );
     try {
-      const next = (op: string): Promise<Record<string, unknown>> =>
-        new Promise((resolve) => {
-          const on = (m: { op: string }) => {
-            if (m.op === op) {
-              child.off('message', on);
-              resolve(m as Record<string, unknown>);
-            }
-          };
-          child.on('message', on);
-        });
-      await next('ready');
+      const [ready] = (await within(once(child, 'message'), 'the child to start')) as [{ op: string }];
+      expect(ready.op).toBe('ready');
       const pid = child.pid!; // prlimit and setpriv exec: same pid as the node child
       const before = procMib(pid, 'VmRSS');
-      const answer = next('target');
-      child.send({ op: 'target', targetMib: 32 });
-      const { status } = (await answer) as { status: BalloonStatus };
+      const { status } = await askChild<{ status: BalloonStatus }>(child, { op: 'target', targetMib: 32 }, 'target');
       expect(status).toMatchObject({ actualMib: 32, lockedMib: 0, lock: 'not_permitted' });
       expect(status.detail).toMatch(/not pinned/);
       expect(procMib(pid, 'VmLck')).toBe(0);
       expect(procMib(pid, 'VmRSS') - before).toBeGreaterThan(28);
-      const back = next('target');
-      child.send({ op: 'target', targetMib: 0 });
-      await back;
+      await askChild(child, { op: 'target', targetMib: 0 }, 'target');
       expect(procMib(pid, 'VmRSS') - before).toBeLessThan(4);
-      const closed = next('close');
-      child.send({ op: 'close' });
-      await closed;
+      await askChild(child, { op: 'close' }, 'close');
     } finally {
       if (child.exitCode === null) child.kill();
     }

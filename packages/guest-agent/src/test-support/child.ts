@@ -1,8 +1,10 @@
 // Support for tests that run a balloon in a child process (so the vitest
 // worker's own allocations do not blur the kernel's figures) and read what
 // the kernel says about it.
-import type { ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 /** VmRSS or VmLck of a process in MiB, read from /proc/PID/status. */
 export function procMib(pid: number, key: 'VmRSS' | 'VmLck'): number {
@@ -40,4 +42,33 @@ export function askChild<T>(child: ChildProcess, msg: object, op: string, timeou
   });
   child.send(msg);
   return within(answer, `the child's answer to ${op}`, timeoutMs);
+}
+
+/** A balloon engine running in a forked child (balloon/rss-child.fixture.ts). */
+export interface BalloonChild {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  /** Sends a request and waits for the child's answer of that `op`. */
+  ask<T>(msg: object, op: string): Promise<T>;
+  /** Closes the engine (it deflates) and waits for the child to exit. */
+  stop(): Promise<void>;
+}
+
+/** Forks the balloon child with `args` and waits until it says it is ready. */
+export async function startBalloonChild(args: string[] = []): Promise<BalloonChild> {
+  const fixture = fileURLToPath(new URL('../balloon/rss-child.fixture.ts', import.meta.url));
+  const child = fork(fixture, args, { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+  const [m] = (await within(once(child, 'message'), 'the balloon child to start')) as [{ op: string }];
+  if (m.op !== 'ready') throw new Error(`the balloon child said ${m.op} instead of ready`);
+  return {
+    child,
+    pid: child.pid!,
+    ask: <T>(msg: object, op: string) => askChild<T>(child, msg, op),
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = once(child, 'exit');
+      await askChild(child, { op: 'close' }, 'close');
+      await within(exited, 'the balloon child to exit');
+    },
+  };
 }
