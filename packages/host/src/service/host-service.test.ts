@@ -1,21 +1,17 @@
 // The service without sockets: a recording GuestLink stands in for a session.
-import pino from 'pino';
-import { bodies, type Hello } from '@memballoon/protocol';
+import type { Hello } from '@memballoon/protocol';
 import { describe, expect, it, vi } from 'vitest';
 import { HostError } from '../errors.js';
-import { Registry } from '../registry/registry.js';
-import { HostService, type GuestLink } from './host-service.js';
+import type { GuestLink } from './host-service.js';
+import { testHello, testLogger, testService } from './test-fixtures.js';
 
-const logger = pino({ level: 'silent' });
+const logger = testLogger;
 
 function service(poolSizeMib = 1024, autoRegister = false) {
   const counted: string[] = [];
-  const s = new HostService({
-    registry: new Registry(':memory:'),
+  const s = testService({
     poolSizeMib,
     autoRegister,
-    logger,
-    facts: { version: 't', listen: () => 'http://x', dataDir: ':memory:', ksm: () => ({ available: false, running: false, detail: '' }) },
     reclaimTimeoutMs: 200,
     // These tests are about the pool and the sessions; guest tokens have their own tests.
     guestAuth: false,
@@ -40,13 +36,7 @@ function link(): Omit<GuestLink, 'open'> & { open: boolean; targets: Array<[numb
   return l;
 }
 
-const hello = (vmName: string, totalMemoryMib: number): Hello => (bodies.hello({
-  vmName,
-  credential: '',
-  agentVersion: 't',
-  facts: { pid: 42, totalMemoryMib, pageSizeBytes: 4096, chunkSizeMib: 1, capabilities: { pin: true, pageFusion: false, deflateOnPressure: false }, domain: 'process', hostname: '' },
-  balloon: { actualMib: 0, lockedMib: 0, generation: 0, targetMib: 0 },
-}).value as Hello);
+const hello = (vmName: string, totalMemoryMib: number): Hello => testHello(vmName, totalMemoryMib);
 
 const code = async (p: Promise<unknown> | (() => unknown)) => {
   try {

@@ -1,27 +1,20 @@
 // The policy loop without sockets or timers: a real HostService with recording
 // links, guest stats and statuses fed by hand, one round at a time; what the
 // loop sends through setBalloon is what is checked.
-import pino from 'pino';
-import { bodies, type BalloonStatus, type Hello, type MemoryStats } from '@memballoon/protocol';
+import type pino from 'pino';
+import type { BalloonStatus } from '@memballoon/protocol';
 import { describe, expect, it, vi } from 'vitest';
 import { HostError } from '../errors.js';
 import { createPolicyEngine } from '../policy/engine.js';
-import { Registry } from '../registry/registry.js';
 import { HostService, type GuestLink } from './host-service.js';
+import { testHello, testLogger, testService, testStats } from './test-fixtures.js';
 import { policyInput, runPolicyRound, type PolicyLoopService } from './policy-loop.js';
 
-const logger = pino({ level: 'silent' });
+const logger = testLogger;
 const MIB = 1024 * 1024;
 
 function service(poolSizeMib: number) {
-  return new HostService({
-    registry: new Registry(':memory:'),
-    poolSizeMib,
-    autoRegister: false,
-    logger,
-    facts: { version: 't', listen: () => 'http://x', dataDir: ':memory:', ksm: () => ({ available: false, running: false, detail: '' }) },
-    reclaimTimeoutMs: 200,
-  });
+  return testService({ poolSizeMib, reclaimTimeoutMs: 200 });
 }
 
 type TestLink = GuestLink & { targets: number[] };
@@ -30,30 +23,9 @@ function link(): TestLink {
   return { targets, open: true, sendTarget: (t: number) => void targets.push(t), end: () => {} };
 }
 
-const hello = (vmName: string, totalMemoryMib: number, credential: string): Hello =>
-  bodies.hello({
-    vmName,
-    credential,
-    agentVersion: 't',
-    facts: { pid: 42, totalMemoryMib, pageSizeBytes: 4096, chunkSizeMib: 1, capabilities: { pin: true, pageFusion: false, deflateOnPressure: true }, domain: 'process', hostname: '' },
-    balloon: { actualMib: 0, lockedMib: 0, generation: 0, targetMib: 0 },
-  }).value as Hello;
+const hello = testHello;
 
-const stats = (memoryMib: number, availableMib: number): MemoryStats => ({
-  totalBytes: memoryMib * MIB,
-  freeBytes: availableMib * MIB,
-  availableBytes: availableMib * MIB,
-  diskCachesBytes: 0,
-  swapInBytes: 0,
-  swapOutBytes: 0,
-  majorFaults: 0,
-  minorFaults: 0,
-  psiSomeAvg10Percent: 0,
-  psiFullAvg10Percent: 0,
-  agentRssBytes: 0,
-  sharedBytes: 0,
-  domain: 'process',
-});
+const stats = testStats;
 
 /** A running guest that the test drives: start, report stats, pin what it was asked. */
 async function guest(s: HostService, name: string, memoryMib: number, settings: Record<string, unknown> = {}) {

@@ -1,32 +1,16 @@
 // modifyvm's automatic-policy settings (issue 7): allowed while the VM runs,
 // because they steer rather than resize, and validated with clear errors.
-import pino from 'pino';
-import { bodies, type Hello } from '@memballoon/protocol';
 import { describe, expect, it } from 'vitest';
 import type { HostError } from '../errors.js';
-import { Registry } from '../registry/registry.js';
-import { HostService } from './host-service.js';
+import { testHello, testLogger, testService } from './test-fixtures.js';
 
-const logger = pino({ level: 'silent' });
+const logger = testLogger;
 
 function service() {
-  return new HostService({
-    registry: new Registry(':memory:'),
-    poolSizeMib: 4096,
-    autoRegister: false,
-    logger,
-    facts: { version: 't', listen: () => 'http://x', dataDir: ':memory:', ksm: () => ({ available: false, running: false, detail: '' }) },
-  });
+  return testService({ poolSizeMib: 4096 });
 }
 
-const hello = (vmName: string, totalMemoryMib: number, credential: string): Hello =>
-  bodies.hello({
-    vmName,
-    credential,
-    agentVersion: 't',
-    facts: { pid: 42, totalMemoryMib, pageSizeBytes: 4096, chunkSizeMib: 1, capabilities: { pin: true, pageFusion: false, deflateOnPressure: true }, domain: 'process', hostname: '' },
-    balloon: { actualMib: 0, lockedMib: 0, generation: 0, targetMib: 0 },
-  }).value as Hello;
+const hello = testHello;
 
 const refusal = (fn: () => unknown): { code: string; message: string } | undefined => {
   try {
