@@ -1,7 +1,7 @@
 // What the agent needs to know about its guest's memory domain. The balloon
 // engine asks only for totals and availability (to keep the floor); the
 // statistics loop asks for the full set.
-import type { MemoryDomain } from '@memballoon/protocol';
+import type { MemoryDomain, MemoryStats } from '@memballoon/protocol';
 
 /** The kinds of domain the agent can measure (the protocol's, minus 'unspecified'). */
 export type DomainKind = Exclude<MemoryDomain, 'unspecified'>;
@@ -12,20 +12,12 @@ export interface DomainAvailability {
   availableBytes: number;
 }
 
-/** The full statistics of a domain (the protocol's MemoryStats set, minus the agent's own figures). */
-export interface DomainStats extends DomainAvailability {
-  domain: DomainKind;
-  freeBytes: number;
-  diskCachesBytes: number;
-  swapInBytes: number;
-  swapOutBytes: number;
-  majorFaults: number;
-  minorFaults: number;
-  psiSomeAvg10Percent: number;
-  psiFullAvg10Percent: number;
-  /** Memory of the domain the kernel has merged with other pages (KSM). */
-  sharedBytes: number;
-}
+/**
+ * The full statistics of a domain: the protocol's MemoryStats set, minus the
+ * agent's own RSS (the agent adds it), with sharedBytes what the kernel has
+ * merged (KSM).
+ */
+export type DomainStats = Omit<MemoryStats, 'agentRssBytes' | 'domain'> & { domain: DomainKind };
 
 /** A memory domain: where the guest's memory is measured. Reads must not throw. */
 export interface DomainSource {
