@@ -67,7 +67,15 @@ it('admits the third guest only after the other two really inflated, and kill -9
   expect(h.pool).toMatchObject({ sizeMib: 768, heldMib: 768, freeMib: 0 });
   expect(h.vmsRunning).toBe(3);
 
-  // kill -9 of b: its holding returns to the pool.
+  // kill -9 of b: its holding returns to the pool. First let every balloon
+  // settle, so that what b holds is not still moving by a chunk.
+  await waitFor(
+    async () => {
+      const vms = await Promise.all(['oc-a', 'oc-b', 'oc-c'].map(vm));
+      return vms.every((v) => v.balloon && v.balloon.actualMib === v.balloon.targetMib && v.balloon.state === 'steady');
+    },
+    { what: 'the balloons to settle', timeoutMs: 20_000 },
+  );
   const heldB = (await vm('oc-b')).heldMib!;
   await b.kill();
   await waitFor(async () => (await vm('oc-b')).state === 'poweroff', { what: "oc-b's holding to return", timeoutMs: 15_000 });

@@ -194,14 +194,21 @@ describe('a worker killed mid-job, against the kernel (child process)', () => {
     expect(status).toMatchObject({ actualMib: 48, state: 'steady' });
     expect(problems).toHaveLength(1);
     expect(problems[0]).toMatch(/^worker_failed: balloon worker \d+ exited with code 3/);
+    // What is pinned is what the engine says is pinned (this test worker does
+    // not mlock; the main thread's chunks are).
+    expect(procMib(pid, 'VmLck')).toBe(status.lockedMib);
+    // VmRSS holds the balloon. It moves by several MiB besides while the dead
+    // worker's isolate is freed and a new one starts, so the margins are wide;
+    // the dead worker's 8 MiB are checked after the deflate below, once the
+    // isolates have settled.
     const grownMib = procMib(pid, 'VmRSS') - rssBefore;
-    expect(grownMib).toBeGreaterThan(48 - 4);
-    // The dead worker's 8 MiB would show here if they were not released.
-    expect(grownMib).toBeLessThan(48 + 5);
+    expect(grownMib).toBeGreaterThan(48 - 10);
+    expect(grownMib).toBeLessThan(48 + 10);
     const verify = await ask<{ pages?: number; error?: string }>({ op: 'verify' }, 'verify');
     expect(verify.error).toBeUndefined();
     const back = await ask<{ status: BalloonStatus }>({ op: 'target', targetMib: 0 }, 'target');
     expect(back.status.actualMib).toBe(0);
+    // Had the dead worker's 8 MiB not been handed back, they would remain now.
     expect(procMib(pid, 'VmRSS') - rssBefore).toBeLessThan(4);
     expect(procMib(pid, 'VmLck')).toBe(0);
   });
