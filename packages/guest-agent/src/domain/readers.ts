@@ -5,6 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { AgentError } from '../errors.js';
 import { parseCgroupLimit, parseKeyValues, parseMeminfo, parsePressure, parseProcCgroup, parseProcStat, parseProcStatus } from './parsers.js';
 import type { DomainAvailability, DomainKind, DomainSource, DomainStats } from './source.js';
+import { ksmMergingPages } from '../fusion/ksm-stats.js';
 
 const MIB_BYTES = 1024 * 1024;
 
@@ -36,11 +37,9 @@ function vmstat(pageBytes: number): { swapInBytes: number; swapOutBytes: number;
   };
 }
 
-/** KSM-merged bytes of one process (/proc/PID/ksm_merging_pages; 0 where the kernel lacks it). */
+/** KSM-merged bytes of one process (ksm_merging_pages or ksm_stat; 0 where the kernel lacks both). */
 export function ksmMergedBytes(pid: number | 'self', pageBytes: number): number {
-  const text = readText(`/proc/${pid}/ksm_merging_pages`);
-  const n = text ? Number(text.trim()) : 0;
-  return Number.isFinite(n) ? n * pageBytes : 0;
+  return ksmMergingPages(pid) * pageBytes;
 }
 
 interface MachineMemory {

@@ -2,7 +2,6 @@
 // (Linux 5.19+), else /proc/self/ksm_stat. Zero where neither exists (not
 // Linux, old kernel): nothing is merged that we could prove.
 import { readFileSync } from 'node:fs';
-import { DEFAULT_PAGE_SIZE_BYTES } from './aligned.js';
 
 /** Parses /proc/PID/ksm_merging_pages (a bare number) or ksm_stat ("ksm_merging_pages N"); null if absent. */
 export function parseKsmMergingPages(text: string): number | null {
@@ -23,9 +22,4 @@ export function ksmMergingPages(pid: number | 'self' = 'self'): number {
     }
   }
   return 0;
-}
-
-/** Bytes of this process that KSM has merged: MemoryStats.shared_bytes. */
-export function ksmSharedBytes(pageSizeBytes = DEFAULT_PAGE_SIZE_BYTES): number {
-  return ksmMergingPages('self') * pageSizeBytes;
 }
