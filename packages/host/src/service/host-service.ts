@@ -549,10 +549,13 @@ export class HostService {
       r.logger.warn({ actualMib: reportedMib, ceilingMib, targetMib: before?.targetMib }, 'balloon actual above every target sent: clamped');
       reportedMib = ceilingMib;
     }
+    const overcommitBeforeMib = this.pool.overcommitMib;
     const actualMib = this.pool.reportActual(name, reportedMib);
     r.guest.status = status;
     r.guest.lockedMib = Math.min(status.lockedMib, actualMib);
-    if (this.pool.overcommitMib > 0) {
+    // Said when a guest's own deflate makes the overcommit grow, not on every
+    // status frame while it lasts.
+    if (this.pool.overcommitMib > overcommitBeforeMib) {
       r.logger.warn({ actualMib, previousActualMib: before?.actualMib, overcommitMib: this.pool.overcommitMib }, 'the guest deflated on its own: the pool is overcommitted');
     }
     if (status.state === 'short' && status.generation === r.guest.generation) {
