@@ -24,8 +24,10 @@ function faultyEngine(
   const engine = new BalloonEngine({
     workerThreads: 2,
     lock: false,
-    // Only the silent worker needs its watchdog; short, so the test is quick.
-    workerJobTimeoutMs: fault === 'silent' ? 300 : 60_000,
+    // Only the silent worker needs its watchdog: short, so the test is quick,
+    // but well above what a healthy 16 MiB job takes on a busy machine, or
+    // the healthy replacement would be taken for silent too.
+    workerJobTimeoutMs: fault === 'silent' ? 3000 : 60_000,
     workerScript: { url: FAULTY_WORKER, data: { fault, faults } },
     ...options,
   });
