@@ -17,7 +17,13 @@ let watcher: Promise<void>;
 beforeAll(async () => {
   data = tempDataDir();
   host = await spawnHost({ dataDir: data.dir, poolMib: 768 });
-  for (const n of ['oc-a', 'oc-b', 'oc-c']) expect((await ctl(host.url, 'createvm', '--name', n, '--memory', '512')).code).toBe(0);
+  for (const n of ['oc-a', 'oc-b', 'oc-c']) {
+    expect((await ctl(host.url, 'createvm', '--name', n, '--memory', '512')).code).toBe(0);
+    // What each guest keeps whatever the reclaim: room for the agent itself
+    // (about 100 MiB of Node) above its floor, so that no balloon the host
+    // asks for pushes a guest into deflating on its own.
+    expect((await ctl(host.url, 'modifyvm', n, '--memory-min', '128')).code).toBe(0);
+  }
   // Watch the pool all along: held must never exceed its size.
   watcher = (async () => {
     while (watching) {
@@ -72,16 +78,19 @@ it('admits the third guest only after the other two really inflated, and kill -9
   await waitFor(
     async () => {
       const vms = await Promise.all(['oc-a', 'oc-b', 'oc-c'].map(vm));
-      return vms.every((v) => v.balloon && v.balloon.actualMib === v.balloon.targetMib && v.balloon.state === 'steady');
+      return vms.every((v) => v.balloon && (v.balloon.state === 'short' || (v.balloon.state === 'steady' && v.balloon.actualMib === v.balloon.targetMib)));
     },
     { what: 'the balloons to settle', timeoutMs: 20_000 },
   );
   const heldB = (await vm('oc-b')).heldMib!;
+  expect(heldB).toBeGreaterThan(0);
   await b.kill();
   await waitFor(async () => (await vm('oc-b')).state === 'poweroff', { what: "oc-b's holding to return", timeoutMs: 15_000 });
-  const after = await apiGet<HostView>(host.url, '/host');
-  expect(after.pool.freeMib).toBe(heldB);
-  expect(after.pool.heldMib).toBe(768 - heldB);
+  // What b held is counted nowhere any more: the pool holds exactly what a
+  // and c hold (read together with it), and the rest is free again.
+  const [after, ra, rc] = [await apiGet<HostView>(host.url, '/host'), await vm('oc-a'), await vm('oc-c')];
+  expect(after.pool.heldMib).toBe(ra.heldMib! + rc.heldMib!);
+  expect(after.pool.freeMib).toBe(768 - after.pool.heldMib);
   expect(maxHeldMib).toBeLessThanOrEqual(768);
   await Promise.all([a.stop(), c.stop()]);
 });
