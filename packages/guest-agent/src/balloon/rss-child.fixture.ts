@@ -2,7 +2,7 @@
 // measures this process's VmRSS/VmLck in /proc, away from the test runner's
 // own allocations. Commands arrive over IPC; each answer carries the status.
 import { BalloonEngine } from './engine.js';
-import { fullGc } from './gc.js';
+import { fullGc } from './gc.mjs';
 
 // `rss-child.fixture.ts exit` (or throw, …): the worker is the faulty
 // fixture, failing as often as the 'arm' command says (shared across restarts).
