@@ -118,6 +118,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   private inflightEndMib = 0;
   /** A target arrived since the last inflate step: commit its first chunk on the main thread, at once. */
   private freshTarget = false;
+  private readonly started: Promise<void>;
 
   constructor(options: BalloonEngineOptions = {}) {
     super();
@@ -150,6 +151,10 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       closing: () => this.closeRequested,
     });
     this.gc = new GcSchedule(nativeAvailable(), () => this.pool.collect(), () => this.running !== null);
+    // The threads start with the engine, not with the first target: what they
+    // cost (an isolate each, the libc binding) is then the agent's from the
+    // start, and the first inflate grows the guest by the balloon alone.
+    this.started = this.pool.warmUp();
     if (nativeAvailable()) {
       // After its first free, glibc raises its mmap threshold (up to 32 MiB),
       // and later SAB stores would come from the brk heap and might never
@@ -175,6 +180,11 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       this.lockState = r.failure === 'unavailable' ? 'unsupported' : 'not_permitted';
       this.lockDetail = `balloon memory is not pinned: ${r.message} (needs root, CAP_IPC_LOCK or a higher RLIMIT_MEMLOCK)`;
     }
+  }
+
+  /** Resolves once the worker threads have started (never rejects: a worker that fails is reported and replaced). */
+  ready(): Promise<void> {
+    return this.started;
   }
 
   /** The balloon right now (a copy). */
