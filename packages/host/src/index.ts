@@ -10,7 +10,7 @@ export { Registry, type VmRecord, type VmSettings } from './registry/registry.js
 export { DEFAULT_SESSION_LIMITS, type SessionLimits } from './session/limits.js';
 export { GUEST_SUBPROTOCOL, closeCodeOf, type GuestFrameHooks } from './session/guest-session.js';
 export { loadHostConfig, defaultPoolMib, parseListen, DEFAULT_LISTEN, type HostConfig } from './config.js';
-export type * from './api/views.js';
+export type * from './service/views.js';
 // Page fusion: the sharing table of hinted pages, the frame hooks, the KSM controller.
 export * from './fusion/index.js';
 // The dashboard (page, assets, server-sent events) and the metrics (Prometheus, VirtualBox-named queries).

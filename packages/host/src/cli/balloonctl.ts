@@ -1,6 +1,6 @@
 // balloonctl: VBoxManage's commands for memballoon, over the admin API.
 // Exit 0 on success; otherwise 1 with one line on stderr. --json on every read.
-import type { VmView } from '../api/views.js';
+import type { VmView } from '../service/views.js';
 import { formatMetricsTable } from '../metrics/format.js';
 import type { MetricRow } from '../metrics/query.js';
 import { AdminClient, CtlError } from './client.js';

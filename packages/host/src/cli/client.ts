@@ -1,6 +1,6 @@
 // A small client of the admin API for balloonctl: JSON in and out, every
 // failure a CtlError with a one-line message.
-import type { ApiErrorView, HostView, VmView } from '../api/views.js';
+import type { ApiErrorView, HostView, VmView } from '../service/views.js';
 
 /** A failure of a balloonctl command: one line for stderr, and the API's code if any. */
 export class CtlError extends Error {

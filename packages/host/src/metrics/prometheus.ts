@@ -8,7 +8,7 @@
 // default process metrics keep their standard unprefixed names (process_*,
 // nodejs_*) so the usual Node dashboards work on them.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { HostView, VmView } from '../api/views.js';
+import type { HostView, VmView } from '../service/views.js';
 import type { MetricsSnapshot } from './query.js';
 
 const BYTES_PER_MIB = 1024 * 1024;

@@ -4,7 +4,7 @@
 // engine's: the registry stores balloonMaxMib = 0 for "not set" (only the
 // 90 % rule limits the policy), while the engine reads 0 literally as "never
 // inflate". The host's policy loop goes through here, never around it.
-import type { VmView } from '../api/views.js';
+import type { VmView } from '../service/views.js';
 import { ninetyPercentRuleMaxMib } from './limits.js';
 import type { PolicyVmInput } from './types.js';
 

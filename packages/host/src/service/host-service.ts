@@ -7,14 +7,14 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { MAX_MEMORY_MIB, vmNameProblem, type BalloonStatus, type ErrorCode, type Hello, type MemoryStats, type Welcome } from '@memballoon/protocol';
-import type { HostView, VmView } from '../api/views.js';
+import type { HostView, VmView } from './views.js';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
 import { balloonTargetProblem, maxBalloonMib } from '../pool/balloon-rules.js';
 import { Pool } from '../pool/pool.js';
 import type { Registry, VmRecord, VmSettings } from '../registry/registry.js';
 import { NO_COUNTERS, type ServiceCounters } from './observer.js';
-import { statsView, vmView, type GuestFactsView } from './views.js';
+import { statsView, vmView, type GuestFactsView } from './build-views.js';
 
 /** How the service reaches a connected guest (the session implements it). */
 export interface GuestLink {
