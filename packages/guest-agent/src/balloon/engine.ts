@@ -14,8 +14,7 @@ import { AgentError } from '../errors.js';
 import { defaultFloorMib, type DomainSource } from '../domain/source.js';
 import { MADV_DONTNEED, M_MMAP_THRESHOLD, madvise, mallopt, mlock, munlock, nativeAvailable, nativeUnavailableReason, pageSizeBytes } from '../native/libc.js';
 import { fullGc } from './gc.js';
-
-const MIB_BYTES = 1024 * 1024;
+import { BYTES_PER_MIB } from '@memballoon/protocol';
 
 // ES2024's growable form of the constructor (Node 20 has it; our lib is ES2023).
 const GrowableSharedArrayBuffer = SharedArrayBuffer as unknown as new (bytes: number, options: { maxByteLength: number }) => SharedArrayBuffer;
@@ -458,7 +457,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       const a = this.domain.availability();
       // Our own inflation lowers availability MiB for MiB, so one reading
       // stays good until its budget is spent: no /proc read per chunk.
-      this.floorBudgetMib = Math.max(0, Math.floor(a.availableBytes / MIB_BYTES) - this.floorMibValue);
+      this.floorBudgetMib = Math.max(0, Math.floor(a.availableBytes / BYTES_PER_MIB) - this.floorMibValue);
     }
     return Math.min(wantMib, this.floorBudgetMib);
   }
@@ -482,7 +481,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     const allocate = (mib: number, out: Chunk[]): void => {
       for (let left = mib; left > 0; ) {
         const sizeMib = Math.min(this.chunkMib, left);
-        const bytes = sizeMib * MIB_BYTES;
+        const bytes = sizeMib * BYTES_PER_MIB;
         let sab: SharedArrayBuffer;
         try {
           // Growable SABs are mapped by V8 itself, page-aligned and outside
@@ -721,7 +720,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   private checkPressure(): void {
     if (!this.domain || !this.deflateOnPressureValue || this.floorMibValue <= 0 || this.actualMibValue === 0) return;
     const a = this.domain.availability();
-    const availableMib = Math.floor(a.availableBytes / MIB_BYTES);
+    const availableMib = Math.floor(a.availableBytes / BYTES_PER_MIB);
     if (availableMib >= this.floorMibValue) return;
     const needMib = this.floorMibValue - availableMib;
     const cap = Math.max(0, this.actualMibValue - needMib);

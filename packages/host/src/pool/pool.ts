@@ -3,16 +3,10 @@
 // clocks: the service feeds it events and asks it for plans; it answers
 // synchronously and throws HostError when an operation would break a rule.
 import { HostError } from '../errors.js';
-import { heldMib, maxBalloonMib } from './balloon-rules.js';
+import { autoBalloonCapMib, balloonLimitMib, heldMib, type BalloonCapSettings } from './balloon-rules.js';
 
 /** The settings of a VM that the pool needs to reclaim from it. */
-export interface PoolVmSettings {
-  memoryMib: number;
-  /** What the guest always keeps: its balloon is never set past memory - min by the host. */
-  memoryMinMib: number;
-  /** Largest balloon the host may set automatically (0: only the 90 % rule). */
-  balloonMaxMib: number;
-}
+export type PoolVmSettings = BalloonCapSettings;
 
 /** One running VM as the pool sees it. */
 export interface PoolVm extends PoolVmSettings {
@@ -32,13 +26,6 @@ export interface ReclaimPlan {
   deficitMib: number;
   /** New targets, all larger than the current ones. */
   targets: Map<string, number>;
-}
-
-/** The largest balloon the host may set on its own for a VM (90 %, min, max). */
-export function autoBalloonCapMib(vm: PoolVmSettings): number {
-  let cap = Math.min(maxBalloonMib(vm.memoryMib), vm.memoryMib - vm.memoryMinMib);
-  if (vm.balloonMaxMib > 0) cap = Math.min(cap, vm.balloonMaxMib);
-  return Math.max(0, cap);
 }
 
 /** The pool of `sizeMib` MiB shared by the running VMs. */
@@ -127,7 +114,7 @@ export class Pool {
   /** Sets a VM's target; throws out_of_range (90 % rule) or pool_exhausted (a deflate the free quota cannot fund). */
   setTarget(name: string, targetMib: number): void {
     const vm = this.require(name);
-    const limit = maxBalloonMib(vm.memoryMib);
+    const limit = balloonLimitMib(vm.memoryMib);
     if (!Number.isSafeInteger(targetMib) || targetMib < 0 || targetMib > limit) {
       throw new HostError('out_of_range', `a balloon of ${targetMib} MiB is not allowed for VM '${name}' (0 to ${limit} MiB)`);
     }
@@ -231,7 +218,7 @@ function checkVm(name: string, vm: PoolVm): void {
   if (!ints.every((n) => Number.isSafeInteger(n) && n >= 0) || vm.memoryMib === 0) {
     throw new HostError('invalid_argument', `VM '${name}' has invalid sizes`);
   }
-  if (vm.targetMib > maxBalloonMib(vm.memoryMib)) {
+  if (vm.targetMib > balloonLimitMib(vm.memoryMib)) {
     throw new HostError('out_of_range', `a balloon of ${vm.targetMib} MiB is 90 % or more of VM '${name}''s memory of ${vm.memoryMib} MiB`);
   }
 }

@@ -3,8 +3,7 @@ import type { BalloonStatus, MemoryStats } from '@memballoon/protocol';
 import type { BalloonView, GuestStatsView, VmView } from './views.js';
 import type { PoolVmView } from '../pool/pool.js';
 import type { VmRecord } from '../registry/registry.js';
-
-const BYTES_PER_MIB = 1024 * 1024;
+import { BYTES_PER_MIB } from '@memballoon/protocol';
 
 /** What the service knows about a running guest beyond the pool's numbers. */
 export interface GuestFactsView {

@@ -10,7 +10,7 @@ import { MAX_MEMORY_MIB, vmNameProblem, type BalloonStatus, type ErrorCode, type
 import type { HostView, VmView } from './views.js';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
-import { balloonTargetProblem, maxBalloonMib } from '../pool/balloon-rules.js';
+import { balloonLimitMib, balloonTargetProblem } from '../pool/balloon-rules.js';
 import { Pool } from '../pool/pool.js';
 import type { Registry, VmRecord, VmSettings } from '../registry/registry.js';
 import { NO_COUNTERS, type ServiceCounters } from './observer.js';
@@ -279,7 +279,7 @@ export class HostService {
       s.balloonPolicy = patch.balloonPolicy;
     }
     if (patch.memoryMinMib !== undefined) s.memoryMinMib = checkMib(patch.memoryMinMib, 'memoryMinMib', 0, memoryMib);
-    if (patch.balloonMaxMib !== undefined) s.balloonMaxMib = checkMib(patch.balloonMaxMib, 'balloonMaxMib', 0, maxBalloonMib(memoryMib), 'below 90 % of the VM memory; 0: the 90 % rule alone');
+    if (patch.balloonMaxMib !== undefined) s.balloonMaxMib = checkMib(patch.balloonMaxMib, 'balloonMaxMib', 0, balloonLimitMib(memoryMib), 'below 90 % of the VM memory; 0: the 90 % rule alone');
     if (patch.memoryWeight !== undefined) s.memoryWeight = checkMib(patch.memoryWeight, 'memoryWeight', 1, 10_000, undefined, '');
     if (patch.memoryBufferPercent !== undefined) s.memoryBufferPercent = checkMib(patch.memoryBufferPercent, 'memoryBufferPercent', 0, 100, undefined, ' %');
     // A smaller memory must not leave the stored policy limits beyond it.
@@ -288,8 +288,8 @@ export class HostService {
       throw new HostError('out_of_range', `memoryMinMib ${minMib} MiB of VM '${name}' is above its memory of ${memoryMib} MiB: lower it too (--memory-min)`);
     }
     const maxMib = s.balloonMaxMib ?? record.balloonMaxMib;
-    if (maxMib > maxBalloonMib(memoryMib)) {
-      throw new HostError('out_of_range', `balloonMaxMib ${maxMib} MiB of VM '${name}' is 90 % or more of its memory of ${memoryMib} MiB (the largest allowed is ${maxBalloonMib(memoryMib)} MiB): lower it too (--balloon-max, 0 for the 90 % rule alone)`);
+    if (maxMib > balloonLimitMib(memoryMib)) {
+      throw new HostError('out_of_range', `balloonMaxMib ${maxMib} MiB of VM '${name}' is 90 % or more of its memory of ${memoryMib} MiB (the largest allowed is ${balloonLimitMib(memoryMib)} MiB): lower it too (--balloon-max, 0 for the 90 % rule alone)`);
     }
     const updated = this.registry.update(name, s);
     this.records.set(name, updated);
@@ -474,7 +474,7 @@ export class HostService {
     // a dropped connection or a host restart: keep its target. A fresh start
     // gets the VM's default balloon.
     const resuming = hello.balloon.generation > 0;
-    const targetMib = Math.min(resuming ? hello.balloon.targetMib : record.defaultBalloonMib, maxBalloonMib(memoryMib));
+    const targetMib = Math.min(resuming ? hello.balloon.targetMib : record.defaultBalloonMib, balloonLimitMib(memoryMib));
     const actualMib = Math.min(hello.balloon.actualMib, memoryMib);
     const needMib = Pool.admissionNeedMib(memoryMib, targetMib, actualMib);
     this.admitting.add(name);
