@@ -49,3 +49,23 @@ export function autoBalloonCapMib(vm: BalloonCapSettings): number {
   if (vm.balloonMaxMib > 0) cap = Math.min(cap, vm.balloonMaxMib);
   return Math.max(0, Math.floor(cap));
 }
+
+/**
+ * The floor the host gives a guest in Welcome: MiB of its domain's available
+ * memory that the agent never inflates into, and below which it deflates on
+ * its own (deflate on pressure). The larger of 64 MiB and 5 % of the VM, as
+ * the agent's own default is of its domain.
+ */
+export function guestFloorMib(memoryMib: number): number {
+  return Math.max(64, Math.ceil(memoryMib * 0.05));
+}
+
+/**
+ * How far above a guest's floor a reclaim stops: the guest's available memory
+ * moves by a few MiB on its own (its agent, caches), and a balloon parked at
+ * the floor would give memory back in 1 MiB steps, pushing the pool over its
+ * size. The larger of 8 MiB and 2 % of the VM.
+ */
+export function floorMarginMib(memoryMib: number): number {
+  return Math.max(8, Math.ceil(memoryMib * 0.02));
+}

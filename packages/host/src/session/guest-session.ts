@@ -177,7 +177,7 @@ export function runGuestSession(
     sessionId = result.sessionId;
     guestMemoryMib = service.memoryOf(vmName);
     phase = 'open';
-    logger = logger.child({ session: sessionId });
+    logger = logger.child({ sessionId });
     send(bodies.welcome({ ...result.welcome, statsIntervalMs: limits.statsIntervalMs, heartbeatIntervalMs: limits.heartbeatIntervalMs }));
   };
 
