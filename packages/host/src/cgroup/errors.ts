@@ -7,6 +7,8 @@ export const CGROUP_ERROR_CODES = [
   'unavailable',
   // A path or name that is not a cgroup we may use (outside the hierarchy, `..`, bad characters).
   'invalid_path',
+  // A limit or pid that is not a positive whole number.
+  'invalid_value',
   // The cgroup does not exist (any more).
   'not_found',
   // The cgroup already exists where a new one was asked for.
