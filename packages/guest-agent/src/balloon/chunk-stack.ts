@@ -9,8 +9,8 @@
 import { AgentError } from '../errors.js';
 import { MADV_DONTNEED, madvise, munlock } from '../native/libc.js';
 import { firstBadPage } from './pages.mjs';
+import { BYTES_PER_MIB } from '@memballoon/protocol';
 
-const MIB_BYTES = 1024 * 1024;
 
 // ES2024's growable form of the constructor (Node 20 has it; our lib is ES2023).
 const GrowableSharedArrayBuffer = SharedArrayBuffer as unknown as new (bytes: number, options: { maxByteLength: number }) => SharedArrayBuffer;
@@ -73,7 +73,7 @@ export class ChunkStack {
     const chunks: Chunk[] = [];
     for (let left = mib; left > 0; ) {
       const sizeMib = Math.min(chunkMib, left);
-      const bytes = sizeMib * MIB_BYTES;
+      const bytes = sizeMib * BYTES_PER_MIB;
       let sab: SharedArrayBuffer;
       try {
         sab = allocateChunkMemory(bytes);

@@ -3,8 +3,8 @@
 // when the guest's own use has pushed availability below it (pressure).
 // Pure arithmetic over a DomainSource: no timers, no balloon.
 import { defaultFloorMib, type DomainSource } from '../domain/source.js';
+import { BYTES_PER_MIB } from '@memballoon/protocol';
 
-const MIB_BYTES = 1024 * 1024;
 
 /** Within this many MiB of the floor (by the last reading), every inflate step reads the domain afresh. */
 const NEAR_FLOOR_MIB = 128;
@@ -62,7 +62,7 @@ export class FloorGuard {
     if (!this.domain || this.floorMibValue <= 0) return wantMib;
     if (this.budgetMib - wantMib < NEAR_FLOOR_MIB) {
       const a = this.domain.availability();
-      this.budgetMib = Math.max(0, Math.floor(a.availableBytes / MIB_BYTES) - this.floorMibValue);
+      this.budgetMib = Math.max(0, Math.floor(a.availableBytes / BYTES_PER_MIB) - this.floorMibValue);
     }
     return Math.min(wantMib, this.budgetMib);
   }
@@ -79,7 +79,7 @@ export class FloorGuard {
    */
   pressureCapMib(actualMib: number): number | null {
     if (!this.domain || this.floorMibValue <= 0 || actualMib === 0) return null;
-    const availableMib = Math.floor(this.domain.availability().availableBytes / MIB_BYTES);
+    const availableMib = Math.floor(this.domain.availability().availableBytes / BYTES_PER_MIB);
     if (availableMib >= this.floorMibValue - pressureSlackMib(this.floorMibValue)) return null;
     return Math.max(0, actualMib - (this.floorMibValue - availableMib));
   }
