@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { pino } from 'pino';
+import pretty from 'pino-pretty';
 import { startAgent, type AgentHandle } from '../agent.js';
 import { createPageFusion, type PageFusion } from '../fusion/index.js';
 import { AgentError } from '../errors.js';
@@ -17,7 +18,7 @@ function fail(message: string, exitCode = 2): never {
 
 let config: AgentConfig;
 try {
-  config = loadConfig(process.argv.slice(2));
+  config = loadConfig(process.argv.slice(2), process.env, Boolean(process.stderr.isTTY));
 } catch (err) {
   fail(`${AgentError.from(err).message}\n${USAGE}`);
 }
@@ -27,7 +28,10 @@ if (config.help) {
 }
 
 // Logs go to stderr so that a wrapped workload owns stdout.
-const log = pino({ name: 'balloon-agent', level: config.logLevel, base: { pid: process.pid, vm: config.name } }, pino.destination(2));
+const logOptions = { name: 'balloon-agent', level: config.logLevel, base: { pid: process.pid, vm: config.name } };
+const log = config.logPretty
+  ? pino(logOptions, pretty({ destination: 2, colorize: Boolean(process.stderr.isTTY), sync: true }))
+  : pino(logOptions, pino.destination(2));
 
 let child: ChildProcess | null = null;
 let childExit: Promise<number> = new Promise(() => {});
@@ -78,6 +82,11 @@ try {
     domain: config.domain,
     wrapped: child !== null,
     logger: log,
+    // What a library leaves alone, the command does: the balloon makes this
+    // process the largest, the OOM killer's first pick; and large
+    // allocations of the rest of the process should return to the kernel.
+    oomScoreAdj: -500,
+    tuneMalloc: true,
     fusion: fusion.plugin,
   });
 } catch (err) {
