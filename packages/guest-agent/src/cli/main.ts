@@ -5,7 +5,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { pino } from 'pino';
-import pretty from 'pino-pretty';
 import { startAgent, type AgentHandle } from '../agent.js';
 import { createPageFusion, type PageFusion } from '../fusion/index.js';
 import { AgentError } from '../errors.js';
@@ -29,8 +28,9 @@ if (config.help) {
 
 // Logs go to stderr so that a wrapped workload owns stdout.
 const logOptions = { name: 'balloon-agent', level: config.logLevel, base: { pid: process.pid, vm: config.name } };
+// pino-pretty is loaded only when asked for: it costs start-up time otherwise.
 const log = config.logPretty
-  ? pino(logOptions, pretty({ destination: 2, colorize: Boolean(process.stderr.isTTY), sync: true }))
+  ? pino(logOptions, (await import('pino-pretty')).default({ destination: 2, colorize: Boolean(process.stderr.isTTY), sync: true }))
   : pino(logOptions, pino.destination(2));
 
 let child: ChildProcess | null = null;
