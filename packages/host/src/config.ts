@@ -51,6 +51,7 @@ export const HOST_USAGE = `Usage: balloon-host [--listen HOST:PORT] [--data-dir 
   --tls-cert FILE --tls-key FILE  serve https/wss (PEM)   env MEMBALLOON_TLS_CERT, MEMBALLOON_TLS_KEY
   --insecure-no-auth   no admin token, no guest tokens; loopback addresses only (demo)
   --allow-insecure-listen  allow a non-loopback address without TLS (tokens in clear text)
+  --version            print the version and exit
 
 Security: the admin API needs the token in <data-dir>/admin.token (made at the
 first start, mode 0600); each VM's agent needs the token createvm printed.`;

@@ -1,3 +1,37 @@
+// The wire contract of memballoon v1 in one place: where guests connect, the
+// subprotocol they offer, how a protocol error maps to a close code, which
+// errors are final, and every limit a frame is held to. Host and agent import
+// these; neither retypes them (the .proto's header repeats them for other
+// languages, and wire.test.ts checks the two agree).
+import { ERROR_CODES, type ErrorCode } from './errors.js';
+
+/** The path of the guests' WebSocket endpoint on the host's base URL. */
+export const GUEST_PATH = '/v1/guest';
+
+/** The WebSocket subprotocol a guest offers and the host picks. */
+export const GUEST_SUBPROTOCOL = 'memballoon.v1';
+
+/** A fatal protocol error closes the socket with this + the ErrorCode's wire number. */
+export const ERROR_CLOSE_CODE_BASE = 4000;
+
+/** The WebSocket close code for a protocol error: 4000 + its wire number. */
+export function closeCodeOf(code: ErrorCode): number {
+  return ERROR_CLOSE_CODE_BASE + ERROR_CODES.indexOf(code);
+}
+
+/** The protocol error a close code stands for, or undefined for any other close code. */
+export function errorCodeOfClose(closeCode: number): ErrorCode | undefined {
+  if (!Number.isInteger(closeCode) || closeCode < ERROR_CLOSE_CODE_BASE) return undefined;
+  return ERROR_CODES[closeCode - ERROR_CLOSE_CODE_BASE];
+}
+
+/**
+ * Refusals after which a guest must not reconnect with the same settings:
+ * retrying cannot succeed until an operator changes something (a token, the
+ * agent's version, its configuration).
+ */
+export const FINAL_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['auth_failed', 'unsupported_version', 'invalid_argument']);
+
 /** The protocol version this code speaks; an Envelope with another is refused. */
 export const PROTOCOL_VERSION = 1;
 
