@@ -184,6 +184,11 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
       }
     });
     this.setOomScoreAdj(options.oomScoreAdj === undefined ? -500 : options.oomScoreAdj);
+  }
+
+  /** Connects once the balloon's threads have started, so the first stats already include them. */
+  async start(): Promise<void> {
+    await this.engine.ready();
     this.log.info({ domain: this.domain.kind, totalMib: this.domain.totalMib, floorMib: this.engine.floorMib, url: this.url }, 'agent started');
     void this.connectLoop();
   }
@@ -375,5 +380,7 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
 export async function startAgent(options: AgentOptions): Promise<AgentHandle> {
   const problem = vmNameProblem(options.name ?? '');
   if (problem) throw new AgentError('invalid_config', problem);
-  return new Agent(options);
+  const agent = new Agent(options);
+  await agent.start();
+  return agent;
 }

@@ -32,7 +32,7 @@ export interface StartHostOptions {
   /** Where the registry lives. */
   dataDir: string;
   /** The pool size P in MiB. */
-  poolMib: number;
+  poolSizeMib: number;
   /** Register unknown VMs with the memory their guest reports. */
   autoRegister?: boolean;
   /** The process's logger (default: silent; a library never logs on its own). */
@@ -107,7 +107,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
   const fusion = options.fusion === false ? undefined : new HostFusion(options.fusion ?? {});
   const service = new HostService({
     registry,
-    poolSizeMib: options.poolMib,
+    poolSizeMib: options.poolSizeMib,
     autoRegister: options.autoRegister ?? false,
     guestAuth: options.insecureNoAuth !== true,
     logger,

@@ -59,6 +59,9 @@ export function nextGeneration(...seen: number[]): number {
 /** The protocol version this code speaks; an Envelope with another is refused. */
 export const PROTOCOL_VERSION = 1;
 
+/** Bytes in a MiB: every size in the protocol and both ends is counted in MiB or bytes, converted with this. */
+export const BYTES_PER_MIB = 1024 * 1024;
+
 /** Largest frame either side accepts (a SharedRegion chunk is the largest body). */
 export const MAX_FRAME_BYTES = 1024 * 1024;
 

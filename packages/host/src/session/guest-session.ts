@@ -228,7 +228,7 @@ export class GuestSession {
     this.sessionId = result.sessionId;
     this.guestMemoryMib = this.service.memoryOf(this.vmName);
     this.phase = 'open';
-    this.logger = this.logger.child({ session: this.sessionId });
+    this.logger = this.logger.child({ sessionId: this.sessionId });
     this.send(bodies.welcome({ ...result.welcome, statsIntervalMs: this.limits.statsIntervalMs, heartbeatIntervalMs: this.limits.heartbeatIntervalMs }));
   }
 
