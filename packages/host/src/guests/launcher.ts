@@ -40,6 +40,8 @@ export interface LauncherOptions {
   agentCommand: readonly string[];
   /** PATH given to guests and used to find their command. */
   pathEnv: string;
+  /** NODE_OPTIONS for the agent (a source checkout runs it with --conditions). */
+  nodeOptions?: string;
   /** Where the agents connect (the host's own URL). */
   hostUrl: () => string;
   /** CA file the agents trust (the host's certificate, with TLS). */
@@ -259,7 +261,7 @@ export class GuestLauncher implements GuestsCollaborator {
           stdio: ['ignore', fd, fd],
           // A clean environment: nothing of the host's (no admin token) leaks
           // into the guest; the VM's token goes by environment, never argv.
-          env: { PATH: this.options.pathEnv, HOME: user?.home ?? '/root', MEMBALLOON_TOKEN: token },
+          env: { PATH: this.options.pathEnv, HOME: user?.home ?? '/root', MEMBALLOON_TOKEN: token, ...(this.options.nodeOptions ? { NODE_OPTIONS: this.options.nodeOptions } : {}) },
           ...(user ? { uid: user.uid, gid: user.gid, cwd: existsSync(user.home) ? user.home : '/' } : {}),
         });
       } finally {

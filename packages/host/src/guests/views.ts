@@ -1,6 +1,6 @@
 // What the launcher adds to showhostinfo and showvminfo, and the narrow face
 // of the host service it needs. Field names are a contract (camelCase, --json).
-import type { VmView } from '../api/views.js';
+import type { VmView } from '../service/views.js';
 import type { MemoryCgroup } from '../cgroup/index.js';
 
 /** showhostinfo: how this host runs guests, and why. */
