@@ -13,7 +13,7 @@ let host: StartedHost;
 
 beforeAll(async () => {
   data = tempDataDir();
-  host = await spawnHost({ dataDir: data.dir, poolMib: 1024 });
+  host = await spawnHost({ dataDir: data.dir, poolSizeMib: 1024 });
 });
 afterAll(async () => {
   await stopAll();

@@ -3,7 +3,7 @@
 // Start-up cost: only light modules are imported here; a command that needs a
 // heavy one (SQLite, the dashboard, a launcher) imports it inside the command
 // (await import), and test/cli-startup.test.ts checks what `list vms` loads.
-import type { VmView } from '../api/views.js';
+import type { VmView } from '../service/views.js';
 import { formatMetricsTable } from '../metrics/format.js';
 import type { MetricRow } from '../metrics/query.js';
 import { AdminClient, CtlError } from './client.js';

@@ -3,7 +3,7 @@
 // than fetch: fetch loads undici on first use, which costs more start-up time
 // than the rest of balloonctl together (issue 15: a CLI that answers at once).
 import type { IncomingMessage, RequestOptions } from 'node:http';
-import type { ApiErrorView, HostView, VmView } from '../api/views.js';
+import type { ApiErrorView, HostView, VmView } from '../service/views.js';
 
 /** A failure of a balloonctl command: one line for stderr, and the API's code if any. */
 export class CtlError extends Error {
