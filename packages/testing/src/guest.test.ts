@@ -1,7 +1,10 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startHost } from '@memballoon/host';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { launchGuest, TestingError, withMemoryPressure } from './index.js';
+import { launchGuest, TestingError, UNBOUNDED_WARNING_CODE, withMemoryPressure } from './index.js';
 
 const HOLD = fileURLToPath(new URL('./hold.fixture.mjs', import.meta.url));
 const MEMORY_ROOT = '/sys/fs/cgroup/memory';
@@ -83,6 +86,29 @@ describe('launchGuest', () => {
     const err = await launchGuest({ memoryMib: 256, command: ['/no/such/command-memballoon'] }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TestingError);
     expect((err as TestingError).message).toMatch(/no\/such\/command-memballoon/);
+    expect(ownCgroups()).toEqual([]);
+  });
+
+  it('says so when the host can only run a plain process tree, and refuses then if asked to', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'memballoon-testing-proc-'));
+    const host = await startHost({ dataDir, listenPort: 0, poolSizeMib: 1024, guests: { pathEnv: process.env.PATH ?? '/usr/bin:/bin', forceProcessMode: true } });
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      await expect(launchGuest({ host, memoryMib: 256, command: [process.execPath, HOLD, '8'], requireCgroup: true })).rejects.toMatchObject({ code: 'invalid_argument' });
+      expect(host.service.listVms(false)).toEqual([]);
+      await using vm = await launchGuest({ host, memoryMib: 256, command: [process.execPath, HOLD, '8'] });
+      expect(vm.bounded).toBe(false);
+      expect(vm.cgroupDir).toBeUndefined();
+      await expect.poll(() => warnings.some((w) => (w as { code?: string }).code === UNBOUNDED_WARNING_CODE)).toBe(true);
+      expect((await vm.balloon(32)).balloon).toMatchObject({ targetMib: 32, actualMib: 32 });
+    } finally {
+      process.off('warning', onWarning);
+      await host.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+    // The guest's VM was unregistered when it closed; the host it was given stays the caller's.
     expect(ownCgroups()).toEqual([]);
   });
 });
