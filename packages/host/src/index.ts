@@ -15,4 +15,4 @@ export type * from './service/views.js';
 export * from './fusion/index.js';
 // The dashboard (page, assets, server-sent events) and the metrics (Prometheus, VirtualBox-named queries).
 export { createDashboard, EVENTS_PATH, type Dashboard, type DashboardOptions, type SnapshotEvent } from './dashboard/index.js';
-export { HostMetrics, queryMetrics, formatMetricsTable, MetricsQueryError } from './metrics/index.js';
+export { HostMetrics, queryMetrics, formatMetricsTable } from './metrics/index.js';
