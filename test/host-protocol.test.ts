@@ -250,7 +250,7 @@ describe('guest sessions', () => {
     expect(ta.targetMib - 256 + tb.targetMib).toBe(512);
     const e = await c.next('error', 5_000);
     expect(e).toMatchObject({ code: 'pool_exhausted', retryAfterMs: 1234 });
-    expect(e.message).toMatch(/starting VM .c.*still missing after 2 s: VM 'a' pinned 256 of \d+ MiB, VM 'b' pinned 0 of \d+ MiB.*undone/);
+    expect(e.message).toMatch(/starting VM .c.*after 2 s, \d+ MiB still missing: VM 'a' pinned 256 of \d+ MiB, VM 'b' pinned 0 of \d+ MiB.*undone/);
     expect((await c.waitClosed()).code).toBe(4009);
     expect((await a.next('setBalloonTarget')).targetMib).toBe(256);
     expect((await b.next('setBalloonTarget')).targetMib).toBe(0);

@@ -17,6 +17,7 @@ import { NO_COUNTERS, type ServiceCounters } from './observer.js';
 import { statsView, vmView, type GuestFactsView } from './build-views.js';
 import { Reclaimer, SYSTEM_CLOCK, type Clock, type ReclaimSource } from './reclaim.js';
 import { parseCreateVm, parseVmPatch } from './vm-settings.js';
+import type { GuestsCollaborator } from '../guests/views.js';
 
 /** How the service reaches a connected guest (the session implements it). */
 export interface GuestLink {
@@ -60,6 +61,8 @@ export interface HostServiceOptions {
   counters?: ServiceCounters;
   /** Wall clock and timers (tests pass a fake one). */
   clock?: Clock;
+  /** The guests the host owns (startvm, adopted cgroups): their cgroups, launch tokens and views. */
+  guests?: GuestsCollaborator;
 }
 
 /** Settings the PATCH of modifyvm may carry. */
@@ -122,6 +125,11 @@ export class HostService {
     for (const r of this.registry.list()) this.records.set(r.name, r);
   }
 
+  /** The guests the host owns (the hand-off asks it for a VM's cgroup: guests?.cgroupOf(name)). */
+  get guests(): GuestsCollaborator | undefined {
+    return this.options.guests;
+  }
+
   /** Replaces the counters (the metrics module is mounted after the service exists). */
   setCounters(counters: ServiceCounters): void {
     this.counters = counters;
@@ -168,6 +176,7 @@ export class HostService {
       sharedMib: vms.reduce((s, r) => s + (r.guest.stats?.sharedMib ?? 0), 0),
       ksm: this.options.facts.ksm(),
       uptimeMs: this.clock.nowMs() - this.startedAtMs,
+      ...this.options.guests?.hostView(),
     };
   }
 
@@ -188,6 +197,8 @@ export class HostService {
     const p = this.pool.get(name);
     const view = vmView(record, r && p ? { pool: p, guest: r.guest } : undefined);
     if (view.state === 'running' && this.options.facts.sharableMib) view.sharableMib = this.options.facts.sharableMib.vm(name);
+    const managed = this.options.guests?.vmView(name);
+    if (managed) view.managed = managed;
     return view;
   }
 
@@ -225,6 +236,8 @@ export class HostService {
   /** Whether a Hello's credential opens this VM: its token, or anything for a token-less auto-registered VM. */
   private credentialOk(record: VmRecord, credential: string): boolean {
     if (this.options.guestAuth === false) return true;
+    // A guest the host started carries the launch token it was given instead.
+    if (this.options.guests?.acceptsCredential(record.name, credential)) return true;
     return record.tokenHash === null || tokenMatches(credential, record.tokenHash);
   }
 
