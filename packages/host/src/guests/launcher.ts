@@ -385,10 +385,13 @@ export class GuestLauncher implements GuestsCollaborator {
     g.killAtMs = Math.min(g.killAtMs ?? Infinity, killAtMs);
     g.stopping ??= (async () => {
       const name = g.record.name;
-      if (g.poll) clearInterval(g.poll);
-      // The agent passes SIGTERM on to the workload; what it started further
-      // (or what outlives a killed agent) gets it here.
-      if (g.child?.exitCode === null && g.child.signalCode === null && g.record.agentPid !== undefined) signal(g.record.agentPid, 'SIGTERM');
+      // While the agent lives it deflates, says Goodbye and passes SIGTERM
+      // to the workload: a second signal would cut its deflate short.
+      let agentGone = false;
+      void g.exited.then(() => (agentGone = true));
+      while (!agentGone && Date.now() < (g.killAtMs ?? 0)) await pause(25);
+      // What outlives the agent (a workload's own children, or all of it
+      // when the agent was killed) gets SIGTERM here, SIGKILL at killAtMs.
       await this.signalAll(g, 'SIGTERM');
       let killed = false;
       const hardDeadline = () => (g.killAtMs ?? Date.now()) + 30_000;
@@ -525,6 +528,8 @@ export class GuestLauncher implements GuestsCollaborator {
     const started = [...this.guests.values()].filter((g) => g.record.kind === 'startvm');
     await Promise.all(started.map((g) => this.poweroff(g.record.name).catch((err) => this.log.warn({ err, vm: g.record.name }, 'poweroff at shutdown failed'))));
     for (const g of this.guests.values()) if (g.poll) clearInterval(g.poll);
+    // An empty parent is removed (a pool limit would otherwise outlive the host).
+    if (this.tree && (await this.tree.children().catch(() => ['?'])).length === 0) await this.tree.remove(this.tree.parentDir).catch(() => undefined);
   }
 }
 
