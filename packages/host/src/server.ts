@@ -22,8 +22,10 @@ import { HostService } from './service/host-service.js';
 import { DEFAULT_CGROUP_PARENT } from './cgroup/index.js';
 import { GuestLauncher } from './guests/launcher.js';
 import { startPolicyLoop } from './service/policy-loop.js';
-import { DEFAULT_SESSION_LIMITS, RateLimiter, type SessionLimits } from './session/limits.js';
-import { runGuestSession, type GuestFrameHooks } from './session/guest-session.js';
+import { DEFAULT_SESSION_LIMITS, type SessionLimits } from './session/limits.js';
+import { GuestSession, type GuestFrameHooks } from './session/guest-session.js';
+import { LogBudget } from './session/log-budget.js';
+import { PendingConnections } from './session/pending.js';
 
 /** Options of startHost. */
 export interface StartHostOptions {
@@ -211,25 +213,30 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     // guest with a protocol Error (clearer than a failed handshake).
     handleProtocols: (protocols) => (protocols.has(GUEST_SUBPROTOCOL) ? GUEST_SUBPROTOCOL : false),
   });
-  let pendingHellos = 0;
-  const errorLogs = new RateLimiter(limits.maxErrorLogsPerSecond, Date.now());
-  const mayLog = () => errorLogs.take(Date.now());
+  // Sockets that have not said Hello yet are strangers: only so many at once,
+  // and at the cap the oldest stranger of the busiest address makes room.
+  const pending = new PendingConnections(limits.maxPendingConnections);
+  // Every line a guest can cause is charged to one host-wide budget.
+  const guestLogs = new LogBudget(limits.maxGuestLogLinesPerSecond, limits.guestLogBurstLines, logger);
   server.on('upgrade', (req, socket, head) => {
     const path = new URL(req.url ?? '/', 'http://host.invalid').pathname;
     if (path !== GUEST_PATH) {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       return;
     }
-    // Sockets that have not said Hello yet are strangers: only so many at once.
-    if (pendingHellos >= limits.maxPendingConnections) {
-      metrics.countProtocolError('rate_limited');
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n');
-      return;
-    }
     wss.handleUpgrade(req, socket, head, (ws) => {
       // Counted once the handshake succeeded: a failed one never calls back.
-      pendingHellos++;
-      runGuestSession(ws, service, limits, logger.child({ remote: req.socket.remoteAddress }), options.guestHooks ?? fusion?.hooks, (code) => metrics.countProtocolError(code), () => pendingHellos--, mayLog);
+      const address = req.socket.remoteAddress ?? 'unknown';
+      let session: GuestSession | undefined;
+      const release = pending.add(address, () => (session ? session.evict() : ws.terminate()));
+      session = new GuestSession(ws, {
+        service,
+        limits,
+        logger: guestLogs.wrap(logger.child({ remote: address })),
+        hooks: options.guestHooks ?? fusion?.hooks,
+        countProtocolError: (code) => metrics.countProtocolError(code),
+        helloDone: release,
+      });
     });
   });
 

@@ -6,7 +6,7 @@
 // ./vm-settings.ts.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { type BalloonStatus, type ErrorCode, type Hello, type MemoryStats, type Welcome } from '@memballoon/protocol';
+import { nextGeneration, type BalloonStatus, type ErrorCode, type Hello, type MemoryStats, type Welcome } from '@memballoon/protocol';
 import type { HostView, VmView } from './views.js';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
@@ -84,6 +84,9 @@ interface Running {
   /** The balloon's last state that was logged (`generation:state:reason`): a change of state is logged once. */
   loggedState: string;
 }
+
+// Compared against when a Hello names an unknown VM, so that it costs what a wrong token costs.
+const UNKNOWN_VM_TOKEN_HASH = hashToken('no VM has this token');
 
 /** The host service: registry, pool, sessions, snapshot and change notification. */
 export class HostService {
@@ -316,8 +319,8 @@ export class HostService {
   private applyTarget(name: string, targetMib: number, source: AnySource): number {
     const r = this.running.get(name);
     if (!r) throw new HostError('not_running', `VM '${name}' is not running`);
+    const generation = nextGeneration(this.generations.get(name) ?? 0);
     this.pool.setTarget(name, targetMib, { restore: source === 'rollback' });
-    const generation = (this.generations.get(name) ?? 0) + 1;
     this.generations.set(name, generation);
     r.guest.generation = generation;
     r.link.sendTarget(targetMib, generation);
@@ -341,9 +344,20 @@ export class HostService {
       return { ok: false, code, message, retryAfterMs };
     };
     if (this.closed) return refuse('shutting_down', 'the host is shutting down', this.retryAfterMs);
+    // With guest tokens on, an unknown name and a wrong token get the same
+    // answer (code, message, and a token check either way), so that a
+    // stranger cannot list the VM names; the host's log tells them apart.
+    const denied = (why: string): AdmissionResult => {
+      logger.warn(`guest refused: ${why}`);
+      return refuse('auth_failed', `VM '${name}' is not registered on this host, or its token is wrong or missing (give the agent the token 'balloonctl createvm' printed: --token or MEMBALLOON_TOKEN)`);
+    };
     let record = this.records.get(name);
     if (!record) {
       if (!this.options.autoRegister) {
+        if (this.options.guestAuth !== false) {
+          tokenMatches(hello.credential, UNKNOWN_VM_TOKEN_HASH);
+          return denied('the VM is not registered');
+        }
         return refuse('unknown_vm', `VM '${name}' is not registered on this host (register it with 'balloonctl createvm --name "${name}" --memory MIB', or start the host with --auto-register)`);
       }
       try {
@@ -356,9 +370,7 @@ export class HostService {
       }
     }
     // Before anything else about the VM, so that a stranger learns nothing of its state.
-    if (!this.credentialOk(record, hello.credential)) {
-      return refuse('auth_failed', `the token for VM '${name}' is wrong or missing (give the agent the token createvm printed: --token or MEMBALLOON_TOKEN)`);
-    }
+    if (!this.credentialOk(record, hello.credential)) return denied('the token is wrong or missing');
     if (this.running.has(name) || this.admitting.has(name)) {
       return refuse('already_connected', `VM '${name}' already has a guest connected`, this.retryAfterMs);
     }
@@ -392,7 +404,7 @@ export class HostService {
     } finally {
       this.admitting.delete(name);
     }
-    const generation = Math.max(this.generations.get(name) ?? 0, hello.balloon.generation) + 1;
+    const generation = nextGeneration(this.generations.get(name) ?? 0, hello.balloon.generation);
     this.generations.set(name, generation);
     const sessionId = randomUUID();
     this.running.set(name, {
