@@ -6,7 +6,7 @@
 // ./vm-settings.ts.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { type BalloonStatus, type ErrorCode, type Hello, type MemoryStats, type Welcome } from '@memballoon/protocol';
+import { nextGeneration, type BalloonStatus, type ErrorCode, type Hello, type MemoryStats, type Welcome } from '@memballoon/protocol';
 import type { HostView, VmView } from './views.js';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
@@ -17,6 +17,7 @@ import { NO_COUNTERS, type ServiceCounters } from './observer.js';
 import { statsView, vmView, type GuestFactsView } from './build-views.js';
 import { Reclaimer, SYSTEM_CLOCK, type Clock, type ReclaimSource } from './reclaim.js';
 import { parseCreateVm, parseVmPatch } from './vm-settings.js';
+import type { GuestsCollaborator } from '../guests/views.js';
 
 /** How the service reaches a connected guest (the session implements it). */
 export interface GuestLink {
@@ -60,6 +61,8 @@ export interface HostServiceOptions {
   counters?: ServiceCounters;
   /** Wall clock and timers (tests pass a fake one). */
   clock?: Clock;
+  /** The guests the host owns (startvm, adopted cgroups): their cgroups, launch tokens and views. */
+  guests?: GuestsCollaborator;
 }
 
 /** Settings the PATCH of modifyvm may carry. */
@@ -81,6 +84,9 @@ interface Running {
   /** The balloon's last state that was logged (`generation:state:reason`): a change of state is logged once. */
   loggedState: string;
 }
+
+// Compared against when a Hello names an unknown VM, so that it costs what a wrong token costs.
+const UNKNOWN_VM_TOKEN_HASH = hashToken('no VM has this token');
 
 /** The host service: registry, pool, sessions, snapshot and change notification. */
 export class HostService {
@@ -117,6 +123,11 @@ export class HostService {
       { timeoutMs: options.reclaimTimeoutMs ?? 20_000, clock: this.clock, log: this.log },
     );
     for (const r of this.registry.list()) this.records.set(r.name, r);
+  }
+
+  /** The guests the host owns (the hand-off asks it for a VM's cgroup: guests?.cgroupOf(name)). */
+  get guests(): GuestsCollaborator | undefined {
+    return this.options.guests;
   }
 
   /** Replaces the counters (the metrics module is mounted after the service exists). */
@@ -165,6 +176,7 @@ export class HostService {
       sharedMib: vms.reduce((s, r) => s + (r.guest.stats?.sharedMib ?? 0), 0),
       ksm: this.options.facts.ksm(),
       uptimeMs: this.clock.nowMs() - this.startedAtMs,
+      ...this.options.guests?.hostView(),
     };
   }
 
@@ -185,6 +197,8 @@ export class HostService {
     const p = this.pool.get(name);
     const view = vmView(record, r && p ? { pool: p, guest: r.guest } : undefined);
     if (view.state === 'running' && this.options.facts.sharableMib) view.sharableMib = this.options.facts.sharableMib.vm(name);
+    const managed = this.options.guests?.vmView(name);
+    if (managed) view.managed = managed;
     return view;
   }
 
@@ -222,6 +236,8 @@ export class HostService {
   /** Whether a Hello's credential opens this VM: its token, or anything for a token-less auto-registered VM. */
   private credentialOk(record: VmRecord, credential: string): boolean {
     if (this.options.guestAuth === false) return true;
+    // A guest the host started carries the launch token it was given instead.
+    if (this.options.guests?.acceptsCredential(record.name, credential)) return true;
     return record.tokenHash === null || tokenMatches(credential, record.tokenHash);
   }
 
@@ -303,8 +319,8 @@ export class HostService {
   private applyTarget(name: string, targetMib: number, source: AnySource): number {
     const r = this.running.get(name);
     if (!r) throw new HostError('not_running', `VM '${name}' is not running`);
+    const generation = nextGeneration(this.generations.get(name) ?? 0);
     this.pool.setTarget(name, targetMib, { restore: source === 'rollback' });
-    const generation = (this.generations.get(name) ?? 0) + 1;
     this.generations.set(name, generation);
     r.guest.generation = generation;
     r.link.sendTarget(targetMib, generation);
@@ -328,9 +344,20 @@ export class HostService {
       return { ok: false, code, message, retryAfterMs };
     };
     if (this.closed) return refuse('shutting_down', 'the host is shutting down', this.retryAfterMs);
+    // With guest tokens on, an unknown name and a wrong token get the same
+    // answer (code, message, and a token check either way), so that a
+    // stranger cannot list the VM names; the host's log tells them apart.
+    const denied = (why: string): AdmissionResult => {
+      logger.warn(`guest refused: ${why}`);
+      return refuse('auth_failed', `VM '${name}' is not registered on this host, or its token is wrong or missing (give the agent the token 'balloonctl createvm' printed: --token or MEMBALLOON_TOKEN)`);
+    };
     let record = this.records.get(name);
     if (!record) {
       if (!this.options.autoRegister) {
+        if (this.options.guestAuth !== false) {
+          tokenMatches(hello.credential, UNKNOWN_VM_TOKEN_HASH);
+          return denied('the VM is not registered');
+        }
         return refuse('unknown_vm', `VM '${name}' is not registered on this host (register it with 'balloonctl createvm --name "${name}" --memory MIB', or start the host with --auto-register)`);
       }
       try {
@@ -343,9 +370,7 @@ export class HostService {
       }
     }
     // Before anything else about the VM, so that a stranger learns nothing of its state.
-    if (!this.credentialOk(record, hello.credential)) {
-      return refuse('auth_failed', `the token for VM '${name}' is wrong or missing (give the agent the token createvm printed: --token or MEMBALLOON_TOKEN)`);
-    }
+    if (!this.credentialOk(record, hello.credential)) return denied('the token is wrong or missing');
     if (this.running.has(name) || this.admitting.has(name)) {
       return refuse('already_connected', `VM '${name}' already has a guest connected`, this.retryAfterMs);
     }
@@ -367,19 +392,19 @@ export class HostService {
     try {
       await this.reclaim.withQuotaLock(async () => {
         if (!link.open) throw new HostError('not_running', 'the guest disconnected while waiting');
-        if (this.closed) throw new HostError('internal', 'the host is shutting down');
+        if (this.closed) throw new HostError('unavailable', 'the host is shutting down');
         await this.reclaim.fund(needMib, [name], `starting VM '${name}'`, () => link.open && !this.closed);
         this.pool.admit(name, { memoryMib, memoryMinMib: record.memoryMinMib, balloonMaxMib: record.balloonMaxMib, targetMib, actualMib });
       });
     } catch (err) {
       const e = HostError.from(err);
-      if (e.code === 'pool_exhausted') return refuse('pool_exhausted', e.message, this.retryAfterMs);
-      if (e.code === 'not_running') return { ok: false, code: 'timeout', message: e.message, retryAfterMs: 0 };
-      return refuse('internal', e.message, this.retryAfterMs);
+      // The guest went away while its admission waited: nobody to refuse.
+      if (e.code === 'not_running') return { ok: false, code: e.wireCode, message: e.message, retryAfterMs: 0 };
+      return refuse(e.wireCode, e.message, this.retryAfterMs);
     } finally {
       this.admitting.delete(name);
     }
-    const generation = Math.max(this.generations.get(name) ?? 0, hello.balloon.generation) + 1;
+    const generation = nextGeneration(this.generations.get(name) ?? 0, hello.balloon.generation);
     this.generations.set(name, generation);
     const sessionId = randomUUID();
     this.running.set(name, {
