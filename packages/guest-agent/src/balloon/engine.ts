@@ -249,6 +249,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.targetMibValue = targetMib;
     this.pressureCapMib = Number.POSITIVE_INFINITY;
     this.floor.reset();
+    this.gc.noteActivity();
     this.freshTarget = true;
     this.requests++;
     this.emit('target', { targetMib, generation: gen });
