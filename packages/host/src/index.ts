@@ -3,7 +3,7 @@
 // modifyVm, setBalloon, snapshot, subscribe), read its state (the read model
 // of ./service/views.ts, the same JSON the admin API and `balloonctl --json`
 // give), and tell its errors apart (HostError, one closed code set). The
-// pool, registry, sessions, dashboard and metrics are internal.
+// pool, registry, sessions, policy, dashboard and metrics are internal.
 export { startHost, baseUrlOf, type StartHostOptions, type HostHandle } from './server.js';
 export type { HostService, TargetSource } from './service/host-service.js';
 export type { CreateVmInput, VmPatch } from './service/vm-settings.js';
@@ -20,3 +20,8 @@ export { loadHostConfig, defaultPoolSizeMib, parseListen, DEFAULT_LISTEN, type H
 // KSM on this machine (page fusion): whether it can be driven, its state, and its driver lock.
 export { probeKsm, KsmSysfs, DEFAULT_KSM_LOCK_PATH, KSM_SYSFS_DIR, type KsmState, type KsmProbe } from './fusion/ksm-sysfs.js';
 export { KsmController, type KsmControllerOptions, type KsmStatusView } from './fusion/ksm-controller.js';
+// Managed guests (startvm, poweroff, modifyvm --cgroup): memory cgroups v1 and v2, the launcher, their views.
+export * from './cgroup/index.js';
+export { GuestLauncher, DEFAULT_POWEROFF_GRACE_MS, type LauncherOptions, type StartRequest } from './guests/launcher.js';
+export type { GuestsCollaborator, GuestsHostView, ManagedGuestView } from './guests/views.js';
+export { type HostGuestsOptions, defaultAgentCommand } from './server.js';
