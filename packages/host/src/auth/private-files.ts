@@ -31,7 +31,7 @@ export function ownershipProblem(path: string, st: Pick<Stats, 'uid' | 'mode'>, 
 /**
  * Makes the data directory (mode 0700) if it is missing, and checks that it
  * is a directory that this user owns and nobody else may write. Throws a
- * HostError('storage') that says what to fix.
+ * HostError('unsafe_file') that says what to fix.
  */
 export function ensurePrivateDir(dir: string): void {
   try {
@@ -41,9 +41,9 @@ export function ensurePrivateDir(dir: string): void {
   }
   // stat, not lstat: a data directory reached through a link the operator made is fine; what it is counts.
   const st = statSync(dir);
-  if (!st.isDirectory()) throw new HostError('storage', `the data directory ${dir} is not a directory`);
+  if (!st.isDirectory()) throw new HostError('unsafe_file', `the data directory ${dir} is not a directory`);
   const problem = ownershipProblem(dir, st, 'directory');
-  if (problem) throw new HostError('storage', problem);
+  if (problem) throw new HostError('unsafe_file', problem);
 }
 
 function openNoFollow(path: string, flags: number, mode?: number): number {
@@ -51,7 +51,7 @@ function openNoFollow(path: string, flags: number, mode?: number): number {
     return openSync(path, flags | constants.O_NOFOLLOW, mode);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
-      throw new HostError('storage', `${path} is a symbolic link, which the host does not follow for a secret: remove it (the host makes a new file) or put the real file there`, { cause: err });
+      throw new HostError('unsafe_file', `${path} is a symbolic link, which the host does not follow for a secret: remove it (the host makes a new file) or put the real file there`, { cause: err });
     }
     throw err;
   }
@@ -83,9 +83,9 @@ export function readPrivateFile(path: string, options: ReadPrivateOptions = {}):
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new HostError('storage', `${path} is not a regular file: remove it and the host makes a new one`);
+    if (!st.isFile()) throw new HostError('unsafe_file', `${path} is not a regular file: remove it and the host makes a new one`);
     const problem = ownershipProblem(path, st, 'file', options.ownedByUs === false ? null : ourUid());
-    if (problem) throw new HostError('storage', problem);
+    if (problem) throw new HostError('unsafe_file', problem);
     // A secret file is small: read at most 64 KiB, never a huge planted file.
     const buf = Buffer.alloc(Math.min(st.size, 64 * 1024));
     const n = buf.length === 0 ? 0 : readSync(fd, buf, 0, buf.length, 0);

@@ -65,7 +65,7 @@ export function ensureAdminToken(dataDir: string): { token: string; path: string
   // O_EXCL: never overwrite a token another start created meanwhile.
   const created = createPrivateFile(path, `${generateToken()}\n`);
   const token = (readPrivateFile(path) ?? '').trim();
-  if (token.length < 16) throw new HostError('storage', `${path} holds no usable token; delete it to make a new one`);
+  if (token.length < 16) throw new HostError('unsafe_file', `${path} holds no usable token; delete it to make a new one`);
   return { token, path, created };
 }
 
