@@ -530,7 +530,9 @@ export class GuestLauncher implements GuestsCollaborator {
     const started = [...this.guests.values()].filter((g) => g.record.kind === 'startvm');
     await Promise.all(started.map((g) => this.poweroff(g.record.name).catch((err) => this.log.warn({ err, vm: g.record.name }, 'poweroff at shutdown failed'))));
     for (const g of this.guests.values()) if (g.poll) clearInterval(g.poll);
-    // An empty parent is removed (a pool limit would otherwise outlive the host).
+    // A clean shutdown leaves no empty parent behind (test suites give each
+    // host a parent of its own); one that still holds a guest (adopted, or a
+    // poweroff that failed) stays for the next host to find.
     if (this.tree && (await this.tree.children().catch(() => ['?'])).length === 0) await this.tree.remove(this.tree.parentDir).catch(() => undefined);
   }
 }
