@@ -159,6 +159,26 @@ describe('admin token', () => {
   });
 });
 
+describe('VM names', () => {
+  it('refuses names a URL path would change (. and ..), and every accepted name can be shown and removed by its URL', async () => {
+    const { host } = await start();
+    const post = (name: string) => fetch(`${host.url}/api/v1/vms`, { method: 'POST', headers: { authorization: `Bearer ${host.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ name, memoryMib: 64 }) });
+    for (const name of ['.', '..', '...', 'a/b', '%2e%2e', 'a?b', 'a#b', 'a\\b']) {
+      const res = await post(name);
+      expect(res.status, name).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('invalid_argument');
+    }
+    expect(host.service.listVms(false)).toEqual([]);
+    for (const name of ['.hidden', 'a..b', 'web 1', 'Grüße']) {
+      expect((await post(name)).status, name).toBe(201);
+      const path = `/api/v1/vms/${encodeURIComponent(name)}`;
+      expect(((await (await get(host, path, host.adminToken)).json()) as { name: string }).name).toBe(name);
+      expect((await fetch(`${host.url}${path}`, { method: 'DELETE', headers: { authorization: `Bearer ${host.adminToken}` } })).status).toBe(204);
+    }
+    expect(host.service.listVms(false)).toEqual([]);
+  });
+});
+
 describe('listen rules', () => {
   it('refuses no-auth and plaintext on a non-loopback address; allows plaintext with the flag and a warning', async () => {
     await expect(start({ listenHost: '0.0.0.0', insecureNoAuth: true, allowInsecureListen: true })).rejects.toThrow(/loopback addresses only/);

@@ -9,6 +9,10 @@ export const AGENT_ERROR_CODES = [
   'rejected',
   'closed',
   'worker_failed',
+  // Page fusion: data given to registerSharedRegion cannot be a region (empty, wrong type, too large).
+  'invalid_region',
+  // Page fusion: a --share-file could not be opened or read.
+  'file_unreadable',
   'internal',
 ] as const;
 

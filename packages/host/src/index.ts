@@ -15,4 +15,9 @@ export type * from './service/views.js';
 export * from './fusion/index.js';
 // The dashboard (page, assets, server-sent events) and the metrics (Prometheus, VirtualBox-named queries).
 export { createDashboard, EVENTS_PATH, type Dashboard, type DashboardOptions, type SnapshotEvent } from './dashboard/index.js';
-export { HostMetrics, queryMetrics, formatMetricsTable, MetricsQueryError } from './metrics/index.js';
+export { HostMetrics, queryMetrics, formatMetricsTable } from './metrics/index.js';
+// Memory cgroups (v1 and v2) and the guests the host starts and owns (startvm, poweroff, modifyvm --cgroup).
+export * from './cgroup/index.js';
+export { GuestLauncher, DEFAULT_POWEROFF_GRACE_MS, type LauncherOptions, type StartRequest } from './guests/launcher.js';
+export type { GuestsCollaborator, GuestsHostView, ManagedGuestView } from './guests/views.js';
+export { type HostGuestsOptions, defaultAgentCommand } from './server.js';

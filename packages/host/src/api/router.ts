@@ -20,7 +20,7 @@ export interface HttpMount {
 export interface MetricsMount {
   readonly contentType: string;
   render(): Promise<string>;
-  /** Rows of `balloonctl metrics query`; throws with a `code` of unknown_vm, vm_not_running or unknown_metric. */
+  /** Rows of `balloonctl metrics query`; throws HostError (not_found, not_running, invalid_argument). */
   query(vmName?: string, metric?: string): unknown;
 }
 
@@ -132,14 +132,6 @@ function methodNotAllowed(method: string, path: string): HostError {
   return new HostError('invalid_argument', `${method} is not allowed on ${path}`);
 }
 
-const QUERY_ERRORS: Record<string, HostError['code']> = { unknown_vm: 'not_found', vm_not_running: 'not_running', unknown_metric: 'invalid_argument' };
-
 function queryMetrics(metrics: MetricsMount, vm?: string, metric?: string): unknown {
-  try {
-    return metrics.query(vm, metric);
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'string' && code in QUERY_ERRORS) throw new HostError(QUERY_ERRORS[code]!, (err as Error).message, { cause: err });
-    throw err;
-  }
+  return metrics.query(vm, metric);
 }

@@ -11,6 +11,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { HostError } from '../errors.js';
 
 /** Bytes of randomness in every token (256 bits). */
 export const TOKEN_BYTES = 32;
@@ -74,10 +75,10 @@ export function ensureAdminToken(dataDir: string): { token: string; path: string
   }
   const mode = statSync(path).mode & 0o777;
   if ((mode & 0o077) !== 0) {
-    throw Object.assign(new Error(`${path} may be read by others (mode ${mode.toString(8)}); run chmod 600 on it`), { code: 'EPERM_TOKEN' });
+    throw new HostError('unsafe_file', `${path} may be read by others (mode ${mode.toString(8)}); run chmod 600 on it`);
   }
   const token = readFileSync(path, 'utf8').trim();
-  if (token.length < 16) throw Object.assign(new Error(`${path} holds no usable token; delete it to make a new one`), { code: 'EBAD_TOKEN' });
+  if (token.length < 16) throw new HostError('unsafe_file', `${path} holds no usable token; delete it to make a new one`);
   if (created) chmodSync(path, 0o600);
   return { token, path, created };
 }

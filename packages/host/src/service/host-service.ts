@@ -392,15 +392,15 @@ export class HostService {
     try {
       await this.reclaim.withQuotaLock(async () => {
         if (!link.open) throw new HostError('not_running', 'the guest disconnected while waiting');
-        if (this.closed) throw new HostError('internal', 'the host is shutting down');
+        if (this.closed) throw new HostError('unavailable', 'the host is shutting down');
         await this.reclaim.fund(needMib, [name], `starting VM '${name}'`, () => link.open && !this.closed);
         this.pool.admit(name, { memoryMib, memoryMinMib: record.memoryMinMib, balloonMaxMib: record.balloonMaxMib, targetMib, actualMib });
       });
     } catch (err) {
       const e = HostError.from(err);
-      if (e.code === 'pool_exhausted') return refuse('pool_exhausted', e.message, this.retryAfterMs);
-      if (e.code === 'not_running') return { ok: false, code: 'timeout', message: e.message, retryAfterMs: 0 };
-      return refuse('internal', e.message, this.retryAfterMs);
+      // The guest went away while its admission waited: nobody to refuse.
+      if (e.code === 'not_running') return { ok: false, code: e.wireCode, message: e.message, retryAfterMs: 0 };
+      return refuse(e.wireCode, e.message, this.retryAfterMs);
     } finally {
       this.admitting.delete(name);
     }
