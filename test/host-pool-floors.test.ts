@@ -75,6 +75,8 @@ it('reclaims above the floors only, keeps the pool within its size, and refuses 
   await d.stop();
 
   // No guest was pushed into deflating on its own, and the pool never held more than its size.
+  // (A guest under pressure would report deflating or short, never steady at its target.)
+  await waitFor(() => ['fl-a', 'fl-b', 'fl-c'].every(settled), { what: 'the three balloons to be steady at their targets', timeoutMs: 30_000 });
   for (const name of ['fl-a', 'fl-b', 'fl-c']) expect(view(name).balloon).toMatchObject({ state: 'steady', reason: 'none' });
   expect(peakHeldMib).toBeLessThanOrEqual(POOL_SIZE_MIB);
   await Promise.all([...agents.values()].map((s) => s.stop()));
