@@ -404,7 +404,10 @@ describe('limits before Hello', () => {
     await waitFor(() => strangers.filter((s) => s.closed === undefined).length <= cap, { what: 'the strangers beyond the cap to be closed' });
     const closedCodes = new Set(strangers.filter((s) => s.closed).map((s) => s.closed!.code));
     expect([...closedCodes]).toEqual([4010]);
-    expect(await metric(host, /memballoon_protocol_errors_total\{code="rate_limited"\} (\d+)/)).toBe(strangers.length - cap);
+    // One eviction per stranger beyond the cap (one more if a stranger made room for the guest while it was still pending).
+    const evicted = await metric(host, /memballoon_protocol_errors_total\{code="rate_limited"\} (\d+)/);
+    expect(evicted).toBeGreaterThanOrEqual(strangers.length - cap);
+    expect(evicted).toBeLessThanOrEqual(strangers.length - cap + 1);
     for (const s of strangers) s.close();
     guest.close();
   });
