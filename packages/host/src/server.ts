@@ -208,6 +208,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     adminTokenHash: adminToken === undefined ? undefined : hashToken(adminToken),
     ...(guests ? { guests } : {}),
     onUnauthorized: () => metrics.countRefusal('unauthorized'),
+    logger,
     metrics: { contentType: metrics.contentType, render: () => metrics.render(), query: (vm, metric) => queryMetrics(snapshot(), vm, metric) },
   };
   if (options.dashboard !== false) mounts.dashboard = createDashboard({ snapshot, subscribe: (l) => service.subscribe(l) });

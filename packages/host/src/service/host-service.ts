@@ -222,11 +222,12 @@ export class HostService {
     return { ...this.register(input, hashToken(token), 'createvm'), token };
   }
 
-  private register(input: CreateVmInput, tokenHash: string | null, via: 'createvm' | 'auto-register'): VmView {
+  // `log`: an auto-registering guest's session logger (its lines fall under the guest budget).
+  private register(input: CreateVmInput, tokenHash: string | null, via: 'createvm' | 'auto-register', log: Logger = this.log): VmView {
     const { name, memoryMib } = parseCreateVm(input);
     const record = this.registry.create({ name, memoryMib, tokenHash }, this.clock.nowMs());
     this.records.set(name, record);
-    this.log.info({ vm: name, memoryMib, token: tokenHash !== null, via }, 'VM registered');
+    log.info({ vm: name, memoryMib, token: tokenHash !== null, via }, 'VM registered');
     this.notify();
     return this.vmView(name);
   }
@@ -361,7 +362,7 @@ export class HostService {
       try {
         // Trust on first use: the first Hello's token (if any) becomes the
         // VM's; without one the VM stays token-less (the demo's mode).
-        this.register({ name, memoryMib: hello.facts.totalMemoryMib }, hello.credential === '' ? null : hashToken(hello.credential), 'auto-register');
+        this.register({ name, memoryMib: hello.facts.totalMemoryMib }, hello.credential === '' ? null : hashToken(hello.credential), 'auto-register', logger);
         record = this.record(name);
       } catch (err) {
         return refuse('internal', `VM '${name}' could not be registered: ${(err as Error).message}`);
@@ -391,7 +392,7 @@ export class HostService {
       await this.reclaim.withQuotaLock(async () => {
         if (!link.open) throw new HostError('not_running', 'the guest disconnected while waiting');
         if (this.closed) throw new HostError('unavailable', 'the host is shutting down');
-        await this.reclaim.fund(needMib, [name], `starting VM '${name}'`, () => link.open && !this.closed);
+        await this.reclaim.fund(needMib, [name], `starting VM '${name}'`, () => link.open && !this.closed, logger);
         this.pool.admit(name, { memoryMib, memoryMinMib: record.memoryMinMib, balloonMaxMib: record.balloonMaxMib, targetMib, actualMib });
       });
     } catch (err) {
