@@ -24,7 +24,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from './support/wait.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const PACKAGES = ['@memballoon/protocol', '@memballoon/guest-agent', '@memballoon/host', 'memballoon'];
+/** Every package a user can install: the workspaces that are not private. */
+const PACKAGES = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { workspaces: string[] }).workspaces
+  .map((dir) => JSON.parse(readFileSync(join(ROOT, dir, 'package.json'), 'utf8')) as { name: string; private?: boolean })
+  .filter((m) => !m.private)
+  .map((m) => m.name);
 
 /** The environment of every child: this one minus what would make it run src/ or change npm's behaviour. */
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {

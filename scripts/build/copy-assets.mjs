@@ -12,7 +12,8 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
-const PACKAGES = ['protocol', 'guest-agent', 'host'];
+// Every package that tsc -b builds (the ones with a tsconfig.build.json).
+const PACKAGES = readdirSync(join(ROOT, 'packages')).filter((name) => existsSync(join(ROOT, 'packages', name, 'tsconfig.build.json')));
 
 /** True for a file the built package needs next to its JS. */
 function isRuntimeAsset(rel) {
