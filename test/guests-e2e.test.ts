@@ -48,8 +48,8 @@ function workloadPid(dir: string): number | undefined {
   return procsOf(dir).find((pid) => cmdlineOf(pid)[0] === 'sleep');
 }
 
-async function startvm(name: string): Promise<VmView> {
-  const r = await ctl(host.url, 'startvm', name, '--type', 'headless', '--', 'sleep', '600');
+async function startvm(name: string, user?: string): Promise<VmView> {
+  const r = await ctl(host.url, 'startvm', name, '--type', 'headless', ...(user ? ['--user', user] : []), '--', 'sleep', '600');
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
   return vm(name);
@@ -90,7 +90,8 @@ afterAll(async () => {
 describe('host-managed guests (real kernel)', () => {
   it('startvm runs three guests, each in its cgroup under the pool cgroup, agent and workload inside', async (ctx) => {
     if (skipReason) return ctx.skip();
-    for (const name of NAMES) await startvm(name);
+    // g3 runs unprivileged (--user): its shim moves itself in with the cgroup.procs the host gave it.
+    for (const name of NAMES) await startvm(name, name === 'g3' ? 'nobody' : undefined);
     expect(Number(readFileSync(limitFile(parentDir()), 'utf8'))).toBe(POOL_MIB * MiB);
     for (const name of NAMES) {
       const v = await vm(name);
@@ -103,9 +104,17 @@ describe('host-managed guests (real kernel)', () => {
       expect(cgroupOfPid(v.pid!)).toBe(dir);
       const workload = await waitFor(() => workloadPid(dir), { what: `the workload of ${name}` });
       expect(cgroupOfPid(workload)).toBe(dir);
+      const uid = (pid: number) => /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1];
+      expect([uid(v.pid!), uid(workload)]).toEqual(name === 'g3' ? ['65534', '65534'] : ['0', '0']);
       // The agent's memory is charged to the VM from its first page (moved in before exec).
       expect(Number(readFileSync(join(dir, version === 1 ? 'memory.usage_in_bytes' : 'memory.current'), 'utf8'))).toBeGreaterThan(16 * MiB);
     }
+    // A fourth guest would take the children's limits above the pool cgroup's: refused, nothing made.
+    expect((await ctl(host.url, 'createvm', '--name', 'big', '--memory', String(POOL_MIB - 3 * VM_MIB + 1))).code).toBe(0);
+    const big = await ctl(host.url, 'startvm', 'big', '--', 'sleep', '600');
+    expect(big.code).not.toBe(0);
+    expect(big.stderr).toMatch(/above the pool cgroup's/);
+    expect(existsSync(join(parentDir(), 'big'))).toBe(false);
     const h = await hostInfo();
     expect(h).toMatchObject({ guests: 'cgroup', reclaim: 'physical', poolCgroup: true, cgroupParent: parentDir() });
     expect(h.guestsDetail).toMatch(/memory controller/);
