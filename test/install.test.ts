@@ -91,7 +91,7 @@ beforeAll(async () => {
 
   app = join(work, 'app');
   mkdirSync(app);
-  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'memballoon-install-check', private: true }));
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'memballoon-install-check', private: true, type: 'module' }));
   await mustRun('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', ...tarballs.values()], app);
   const addon = 'node_modules/better-sqlite3/build/Release/better_sqlite3.node';
   const version = (dir: string) => (JSON.parse(readFileSync(join(dir, 'node_modules/better-sqlite3/package.json'), 'utf8')) as { version: string }).version;
@@ -156,6 +156,24 @@ describe('the tarballs', () => {
       expect(used.size, name).toBeGreaterThan(0);
     }
   });
+});
+
+describe('the installed libraries', () => {
+  it('type-check in a strict TypeScript consumer that checks their declarations too (skipLibCheck off)', async () => {
+    const libraries = PACKAGES.filter((name) => name.startsWith('@memballoon/'));
+    writeFileSync(join(app, 'consumer.ts'), libraries.map((name, i) => `import * as lib${i} from '${name}';\nexport const n${i}: number = Object.keys(lib${i}).length;\n`).join(''));
+    writeFileSync(
+      join(app, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', strict: true, noEmit: true, skipLibCheck: false, typeRoots: [join(ROOT, 'node_modules/@types')], types: ['node'] },
+        files: ['consumer.ts'],
+      }),
+    );
+    // This checkout's compiler; @types/node from here too (a consumer brings its own).
+    const r = await run(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], app);
+    expect(r.stdout + r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  }, 300_000);
 });
 
 describe('the installed commands', () => {
