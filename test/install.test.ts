@@ -1,7 +1,9 @@
 // The packages as a user gets them (issue 15): `npm pack` every package,
 // install the tarballs into an empty project, and from there run the three
 // commands with plain node — balloonctl --version, a balloon-host on port 0,
-// a balloon-agent — and set a balloon that the kernel sees pinned.
+// a balloon-agent — and set a balloon that the kernel sees pinned. Also: what
+// each tarball holds, that every import is a declared dependency, and that a
+// strict TypeScript consumer type-checks against the shipped declarations.
 //
 // Everything here runs the built dist/ (the build runs first; it is
 // incremental, so after `npm run build` it costs a few seconds), never src/:
