@@ -86,6 +86,8 @@ interface Guest {
 /** The host's managed guests (the service's `guests` collaborator). */
 export class GuestLauncher implements GuestsCollaborator {
   private readonly guests = new Map<string, Guest>();
+  /** VMs whose startvm is between its checks and its spawn: a second startvm must not race it. */
+  private readonly starting = new Set<string>();
   private readonly state: GuestStateDir;
   private readonly log: Logger;
   private readonly graceMs: number;
@@ -220,13 +222,21 @@ export class GuestLauncher implements GuestsCollaborator {
     const vm = this.svc().vmView(name);
     const existing = this.guests.get(name);
     if (existing?.record.kind === 'adopted') throw new HostError('invalid_argument', `VM '${name}' runs in the adopted cgroup ${existing.record.cgroupDir}, started by another tool (modifyvm ${name} --cgroup none first)`);
-    if (vm.state === 'running' || existing) throw new HostError('vm_running', `VM '${name}' is already running`);
+    if (vm.state === 'running' || existing || this.starting.has(name)) throw new HostError('vm_running', `VM '${name}' is already running`);
     if (req.type !== undefined && req.type !== 'headless') throw new HostError('invalid_argument', `startvm --type takes only 'headless' (got '${String(req.type)}')`);
     const command = checkCommand(req.command);
     const user = this.userOf(req.user);
     // Found before anything is made: a missing command leaves nothing behind.
     resolveCommand(command[0]!, this.options.pathEnv);
+    this.starting.add(name);
+    try {
+      await this.launch(name, vm.memoryMib, command, user);
+    } finally {
+      this.starting.delete(name);
+    }
+  }
 
+  private async launch(name: string, memoryMib: number, command: string[], user: GuestUser | undefined): Promise<void> {
     let cgroup: KernelMemoryCgroup | null = null;
     const cleanupCgroup = async () => {
       if (cgroup && this.tree) await this.tree.remove(cgroup.dir).catch((err) => this.log.warn({ err, vm: name }, 'could not remove the cgroup'));
@@ -234,7 +244,7 @@ export class GuestLauncher implements GuestsCollaborator {
     try {
       if (this.tree) {
         cgroup = await this.makeCgroup(name);
-        await this.setLimits(new Map([[name, vm.memoryMib * MiB]]), undefined, new Set([name]));
+        await this.setLimits(new Map([[name, memoryMib * MiB]]), undefined, new Set([name]));
         // An unprivileged guest's shim must be able to move itself in: only
         // cgroup.procs is given to the user (never the limit files).
         if (user) for (const f of this.tree.version === 1 ? ['cgroup.procs', 'tasks'] : ['cgroup.procs']) chownSync(join(cgroup.dir, f), user.uid, user.gid);
@@ -253,7 +263,7 @@ export class GuestLauncher implements GuestsCollaborator {
       const fd = openSync(logFile, 'a', 0o600);
       try {
         if (user) fchownSync(fd, user.uid, user.gid);
-        const agentArgv = [...this.options.agentCommand, '--host', this.options.hostUrl(), '--name', name, '--memory-mib', String(vm.memoryMib), ...(this.options.caFile ? ['--ca-file', this.options.caFile] : []), '--', ...command];
+        const agentArgv = [...this.options.agentCommand, '--host', this.options.hostUrl(), '--name', name, '--memory-mib', String(memoryMib), ...(this.options.caFile ? ['--ca-file', this.options.caFile] : []), '--', ...command];
         const argv = cgroup ? ['/bin/sh', '-c', SHIM, 'memballoon-shim', `${cgroup.dir}/cgroup.procs`, ...agentArgv] : agentArgv;
         child = spawn(argv[0]!, argv.slice(1), {
           // Its own process group: a terminal's Ctrl-C to the host does not
