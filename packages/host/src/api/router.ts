@@ -7,6 +7,7 @@ import { HostError } from '../errors.js';
 import type { HostService } from '../service/host-service.js';
 import type { GuestLauncher } from '../guests/launcher.js';
 import { routeGuests } from './guest-routes.js';
+import { parseCreateVm, parseVmPatchInput } from '../service/vm-settings.js';
 import { readJson, sendError, sendJson } from './http.js';
 
 /** Something mounted on the HTTP server that may serve a request (the dashboard). */
@@ -92,7 +93,7 @@ async function route(service: HostService, mounts: RouterMounts, req: IncomingMe
       if (method === 'GET') return sendJson(res, 200, service.listVms(url.searchParams.get('running') === '1' || url.searchParams.get('running') === 'true'));
       if (method === 'POST') {
         const body = await readJson(req);
-        return sendJson(res, 201, service.createVm({ name: body.name, memoryMib: body.memoryMib }));
+        return sendJson(res, 201, service.createVm(parseCreateVm({ name: body.name, memoryMib: body.memoryMib })));
       }
       throw methodNotAllowed(method, path);
     }
@@ -106,7 +107,7 @@ async function route(service: HostService, mounts: RouterMounts, req: IncomingMe
       if (method === 'PATCH') {
         const body = await readJson(req);
         if (await routeGuests(mounts.guests, service, name, undefined, req, res, body)) return;
-        return sendJson(res, 200, service.modifyVm(name, body));
+        return sendJson(res, 200, service.modifyVm(name, parseVmPatchInput(body)));
       }
       throw methodNotAllowed(method, path);
     }
@@ -114,7 +115,7 @@ async function route(service: HostService, mounts: RouterMounts, req: IncomingMe
     if (sub === 'balloon' && extra === undefined) {
       if (method !== 'PUT') throw methodNotAllowed(method, path);
       const body = await readJson(req);
-      return sendJson(res, 202, await service.setBalloon(name, body.targetMib, 'controlvm'));
+      return sendJson(res, 202, await service.setBalloon(name, targetMibOf(body.targetMib), 'controlvm'));
     }
   }
   throw new HostError('not_found', `no such path: ${path}`);
@@ -134,4 +135,10 @@ function methodNotAllowed(method: string, path: string): HostError {
 
 function queryMetrics(metrics: MetricsMount, vm?: string, metric?: string): unknown {
   return metrics.query(vm, metric);
+}
+
+/** The balloon size of a PUT body: a number (its range is the service's to check). */
+function targetMibOf(value: unknown): number {
+  if (typeof value !== 'number') throw new HostError('invalid_argument', `targetMib must be a whole number of MiB (got ${JSON.stringify(value)})`);
+  return value;
 }
