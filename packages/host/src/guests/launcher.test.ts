@@ -163,12 +163,18 @@ describe('modifyvm --cgroup adopts an existing cgroup (real kernel)', () => {
     const ok = await api(host, 'PATCH', '/vms/c1', { cgroup: `${foreign}/box` });
     expect(ok.status).toBe(200);
     expect(ok.json.managed).toEqual({ managedBy: 'adopted', cgroup: box });
-    expect(host.service.guests?.cgroupOf('c1')?.dir).toBe(box);
+    // Not running yet: the hand-off gets no cgroup for it.
+    expect(host.service.guests?.cgroupOf('c1')).toBeNull();
     expect((await api(host, 'PATCH', '/vms/c2', { cgroup: box })).json.error.code).toBe('already_exists');
     expect((await api(host, 'POST', '/vms/c1/startvm', { command: ['sleep', '1'] })).json.error.message).toMatch(/adopted cgroup/);
     const off = await api(host, 'PATCH', '/vms/c1', { cgroup: 'none' });
     expect(off.json.managed).toBeUndefined();
     expect(host.service.guests?.cgroupOf('c1')).toBeNull();
+    // unregistervm lets an adopted cgroup go with the VM: a new VM of that name starts unmanaged.
+    expect((await api(host, 'PATCH', '/vms/c2', { cgroup: box })).status).toBe(200);
+    expect((await api(host, 'DELETE', '/vms/c2')).status).toBe(204);
+    host.service.createVm({ name: 'c2', memoryMib: 256 });
+    expect((await api(host, 'GET', '/vms/c2')).json.managed).toBeUndefined();
     // Adoption never creates or removes the cgroup.
     expect(existsSync(box)).toBe(true);
   });

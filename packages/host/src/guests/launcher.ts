@@ -147,9 +147,20 @@ export class GuestLauncher implements GuestsCollaborator {
 
   // ---- collaborator (views, credentials, cgroups) --------------------------
 
-  /** The memory cgroup of a managed VM (started or adopted), else null. */
+  /** The memory cgroup of a running managed VM (started or adopted), else null. */
   cgroupOf(name: string): MemoryCgroup | null {
+    if (!this.service?.isRunning(name)) return null;
     return this.guests.get(name)?.cgroup ?? null;
+  }
+
+  /** unregistervm: lets an adopted cgroup go; refuses while the host runs or starts the VM's guest. */
+  forget(name: string): void {
+    const g = this.guests.get(name);
+    if (this.starting.has(name) || g?.record.kind === 'startvm') throw new HostError('vm_running', `VM '${name}' is running: unregistervm needs the VM powered off (controlvm ${name} poweroff)`);
+    if (g) {
+      this.guests.delete(name);
+      this.state.remove(name);
+    }
   }
 
   /** Whether `credential` is the launch token of this VM's agent. */
