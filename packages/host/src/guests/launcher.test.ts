@@ -120,6 +120,30 @@ describe('startvm over the network can be turned off', () => {
   });
 });
 
+describe('startvm when the agent never gets in', () => {
+  const stubService = { vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never, isRunning: () => false, subscribe: () => () => {} };
+  const open = (script: string, startTimeoutMs = 60_000) =>
+    GuestLauncher.open({ dataDir: tempDir(), logger: pino({ level: 'silent' }), cgroupParent: 'unused', poolCgroup: false, poolMib: 1024, agentCommand: [process.execPath, '-e', script, '--'], pathEnv: PATH_ENV, hostUrl: () => 'http://127.0.0.1:1', remoteStartvm: true, forceProcessMode: true, startTimeoutMs, poweroffGraceMs: 2000 });
+
+  it('an agent that exits first: startvm fails with its last words and leaves nothing', async () => {
+    const launcher = await open("console.error('balloon-agent: cannot reach the host'); process.exit(3)");
+    launcher.attach(stubService);
+    await expect(launcher.startvm('x', { command: ['sleep', '60'], fromLoopback: true })).rejects.toMatchObject({ message: expect.stringMatching(/stopped before its agent connected \(exit 3\): balloon-agent: cannot reach the host/) });
+    expect(launcher.vmView('x')).toBeUndefined();
+    expect(existsSync(join((launcher as unknown as { state: { dir: string } }).state.dir, 'x.json'))).toBe(false);
+    await launcher.close();
+  });
+
+  it('an agent the host keeps refusing: startvm times out with the refusal, and the guest is stopped', async () => {
+    const launcher = await open("console.error(JSON.stringify({ level: 40, msg: 'refused: pool_exhausted; retrying' })); setInterval(() => {}, 1 << 30)", 1500);
+    launcher.attach(stubService);
+    const err = await launcher.startvm('x', { command: ['sleep', '60'], fromLoopback: true }).catch((e: unknown) => e as { code: string; message: string });
+    expect(err).toMatchObject({ code: 'timeout', message: expect.stringMatching(/not admitted within 2 s: refused: pool_exhausted; retrying/) });
+    expect(launcher.vmView('x')).toBeUndefined();
+    await launcher.close();
+  });
+});
+
 describe('modifyvm --cgroup adopts an existing cgroup (real kernel)', () => {
   const parent = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}`;
   const foreign = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}-other`;

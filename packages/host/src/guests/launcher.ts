@@ -366,7 +366,7 @@ export class GuestLauncher implements GuestsCollaborator {
         if (service.isRunning(name)) finish();
       };
       const unsubscribe = service.subscribe(check);
-      const timer = setTimeout(() => finish(new HostError('timeout', `VM '${name}': its agent did not connect within ${Math.round(timeoutMs / 1000)} s (see ${guest.record.logFile})`)), timeoutMs);
+      const timer = setTimeout(() => finish(new HostError('timeout', `VM '${name}': its agent was not admitted within ${Math.round(timeoutMs / 1000)} s: ${lastLine(guest.record.logFile)} (see ${guest.record.logFile})`)), timeoutMs);
       void spawnError.then((err) => finish(new HostError('internal', `VM '${name}': could not start its agent: ${err.message}`)));
       void guest.exited.then(() => {
         const code = guest.child?.exitCode;
@@ -572,7 +572,8 @@ function lastLine(file: string | undefined): string {
       if (!line.startsWith('{')) return line.slice(0, 300);
       try {
         const j = JSON.parse(line) as { msg?: string; level?: number; err?: { message?: string } };
-        if ((j.level ?? 0) >= 50) return `${j.msg ?? ''}${j.err?.message ? `: ${j.err.message}` : ''}`.slice(0, 300);
+        // The newest warning or error: a refusal the agent retries is a warning.
+        if ((j.level ?? 0) >= 40) return `${j.msg ?? ''}${j.err?.message ? `: ${j.err.message}` : ''}`.slice(0, 300);
       } catch {
         return line.slice(0, 300);
       }
