@@ -192,7 +192,7 @@ describe('host-managed guests (real kernel)', () => {
     for (const [args, message] of [
       [['startvm', 'g3'], /needs a command after --/],
       [['startvm', 'g3', '--type', 'gui', '--', 'sleep', '1'], /--type takes only 'headless'/],
-      [['controlvm', 'g3', 'poweroff'], /was not started by this host/],
+      [['controlvm', 'g3', 'poweroff'], /VM 'g3' is not running/],
     ] as const) {
       const bad = await ctl(host.url, ...args);
       expect(bad.code).not.toBe(0);

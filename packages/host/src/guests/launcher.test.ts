@@ -116,6 +116,9 @@ describe('startvm over the network can be turned off', () => {
     launcher.attach({ vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never, isRunning: () => false, subscribe: () => () => {} });
     await expect(launcher.startvm('x', { command: ['sleep', '1'], fromLoopback: false })).rejects.toMatchObject({ code: 'unauthorized', message: expect.stringMatching(/--no-remote-startvm/) });
     expect(launcher.hostView().remoteStartvm).toBe(false);
+    // A running VM whose agent the host did not start: poweroff is not the host's to do.
+    launcher.attach({ vmView: () => ({ state: 'running', memoryMib: 256 }) as never, isRunning: () => true, subscribe: () => () => {} });
+    await expect(launcher.poweroff('x')).rejects.toMatchObject({ code: 'not_running', message: expect.stringMatching(/was not started by this host/) });
     await launcher.close();
   });
 });
