@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, closeSync, constants, existsSync, fchownSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { access } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
@@ -283,7 +284,7 @@ export class GuestLauncher implements GuestsCollaborator {
           stdio: ['ignore', fd, fd],
           // A clean environment: nothing of the host's (no admin token) leaks
           // into the guest; the VM's token goes by environment, never argv.
-          env: { PATH: this.options.pathEnv, HOME: user?.home ?? '/root', MEMBALLOON_TOKEN: token, ...(this.options.nodeOptions ? { NODE_OPTIONS: this.options.nodeOptions } : {}) },
+          env: { PATH: this.options.pathEnv, HOME: user?.home ?? userInfo().homedir, MEMBALLOON_TOKEN: token, ...(this.options.nodeOptions ? { NODE_OPTIONS: this.options.nodeOptions } : {}) },
           ...(user ? { uid: user.uid, gid: user.gid, cwd: existsSync(user.home) ? user.home : '/' } : {}),
         });
       } finally {
