@@ -147,6 +147,34 @@ describe('startvm when the agent never gets in', () => {
   });
 });
 
+describe('poweroff of a guest that ignores SIGTERM', () => {
+  it('SIGTERM first, SIGKILL to the whole tree at the grace period', async () => {
+    // A stand-in agent that traps SIGTERM and has a child that traps it too.
+    const script = "process.on('SIGTERM', () => console.log('agent got SIGTERM')); require('child_process').spawn(process.execPath, ['-e', \"process.on('SIGTERM', () => {}); setInterval(() => {}, 1 << 30)\"], { stdio: 'inherit' }); setInterval(() => {}, 1 << 30)";
+    const launcher = await GuestLauncher.open({ dataDir: tempDir(), logger: pino({ level: 'silent' }), cgroupParent: 'unused', poolCgroup: false, poolMib: 1024, agentCommand: [process.execPath, '-e', script, '--'], pathEnv: PATH_ENV, hostUrl: () => 'http://127.0.0.1:1', remoteStartvm: true, forceProcessMode: true, poweroffGraceMs: 1000 });
+    // The stand-in never says Hello: the stub service calls it admitted at once.
+    launcher.attach({ vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never, isRunning: () => true, subscribe: () => () => {} });
+    await launcher.startvm('stubborn', { command: ['sleep', '60'], fromLoopback: true });
+    const { agentPid, logFile } = launcher.vmView('stubborn')!;
+    const childPid = await until('the child', () => {
+      try {
+        return Number(readFileSync(`/proc/${agentPid}/task/${agentPid}/children`, 'utf8').trim().split(/\s+/)[0]) || undefined;
+      } catch {
+        return undefined;
+      }
+    });
+    // Both run and trap SIGTERM before poweroff starts.
+    const trapsSigterm = (pid: number) => (BigInt(`0x${/^SigCgt:\s+([0-9a-f]+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]}`) & (1n << 14n)) !== 0n;
+    await until('the traps', () => (trapsSigterm(agentPid!) && trapsSigterm(childPid)) || undefined);
+    await launcher.poweroff('stubborn');
+    expect(readFileSync(logFile!, 'utf8')).toMatch(/agent got SIGTERM/);
+    expect(existsSync(`/proc/${agentPid}`)).toBe(false);
+    expect(existsSync(`/proc/${childPid}`)).toBe(false);
+    expect(launcher.vmView('stubborn')).toBeUndefined();
+    await launcher.close();
+  }, 60_000);
+});
+
 describe('modifyvm --cgroup adopts an existing cgroup (real kernel)', () => {
   const parent = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}`;
   const foreign = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}-other`;
