@@ -246,6 +246,8 @@ export class HostService {
     if (this.running.has(name) || this.admitting.has(name)) {
       throw new HostError('vm_running', `VM '${name}' is running: unregistervm needs the VM powered off`);
     }
+    // A guest the host is starting refuses; an adopted cgroup is let go with the VM.
+    this.options.guests?.forget(name);
     this.registry.remove(name);
     this.records.delete(name);
     this.generations.delete(name);
