@@ -120,6 +120,15 @@ describe('close()', () => {
     expect(engine.status.actualMib).toBe(0);
     expect(engine.verifyPages()).toBe(0);
   });
+
+  it('closed right after it was made, before its workers started: ready() and close() both finish', async () => {
+    // A watchdog far away: only close() can answer the start-up call in time.
+    const engine = new BalloonEngine({ workerThreads: 2, lock: false, workerJobTimeoutMs: 600_000 });
+    const ready = engine.ready();
+    await within(engine.close(), 'close');
+    await within(ready, 'ready after close');
+    expect(engine.status.actualMib).toBe(0);
+  });
 });
 
 describe('targets under stress (real workers)', () => {

@@ -152,6 +152,15 @@ export class WorkerPool {
     this.closed = true;
     const slots = this.slots;
     this.slots = [];
+    // Jobs still owed (the start-up call of an engine closed at once) are
+    // answered now: a watchdog left behind would hold the process open.
+    for (const slot of slots) {
+      for (const [id, job] of slot.pending) {
+        clearTimeout(job.watchdog);
+        job.resolve({ id, ...NOTHING_DONE });
+      }
+      slot.pending.clear();
+    }
     await Promise.all(slots.map((s) => withTimeout(s.worker.terminate().catch(() => undefined), waitMs)));
   }
 
