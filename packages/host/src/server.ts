@@ -166,7 +166,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
         logger,
         cgroupParent: g.cgroupParent ?? DEFAULT_CGROUP_PARENT,
         poolCgroup: g.poolCgroup ?? false,
-        poolMib: options.poolSizeMib,
+        poolSizeMib: options.poolSizeMib,
         agentCommand: g.agentCommand ?? defaultAgentCommand(),
         pathEnv: g.pathEnv,
         ...(g.nodeOptions !== undefined ? { nodeOptions: g.nodeOptions } : {}),
