@@ -236,6 +236,10 @@ async function main(): Promise<void> {
   const config = parseArgs(process.argv.slice(2));
   if (config.port !== 0) await ensurePortFree(config.port);
   const logDir = `${config.dataDir}logs/`;
+  // The data directory first, closed to others: the host refuses one that
+  // others may write (they could choose its admin token), and a umask of 002
+  // would otherwise make it group-writable.
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   mkdirSync(logDir, { recursive: true });
 
   let baseUrl = `http://127.0.0.1:${config.port}`;
