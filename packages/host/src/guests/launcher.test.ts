@@ -112,7 +112,7 @@ describe('startvm and poweroff in process mode (no cgroups)', () => {
 describe('startvm over the network can be turned off', () => {
   it('refuses a request that does not come over loopback, before looking at anything else', async () => {
     const dataDir = tempDir();
-    const launcher = await GuestLauncher.open({ dataDir, logger: pino({ level: 'silent' }), cgroupParent: 'unused', poolCgroup: false, poolMib: 1024, agentCommand: ['false'], pathEnv: PATH_ENV, hostUrl: () => 'http://127.0.0.1:1', remoteStartvm: false, forceProcessMode: true });
+    const launcher = await GuestLauncher.open({ dataDir, logger: pino({ level: 'silent' }), cgroupParent: 'unused', poolCgroup: false, poolSizeMib: 1024, agentCommand: ['false'], pathEnv: PATH_ENV, hostUrl: () => 'http://127.0.0.1:1', remoteStartvm: false, forceProcessMode: true });
     launcher.attach({ vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never, isRunning: () => false, subscribe: () => () => {} });
     await expect(launcher.startvm('x', { command: ['sleep', '1'], fromLoopback: false })).rejects.toMatchObject({ code: 'unauthorized', message: expect.stringMatching(/--no-remote-startvm/) });
     expect(launcher.hostView().remoteStartvm).toBe(false);

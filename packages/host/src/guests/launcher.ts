@@ -8,6 +8,7 @@ import { access } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { BYTES_PER_MIB } from '@memballoon/protocol';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
 import { CgroupError, openMemoryHierarchy, planLimits, type CgroupFs, type CgroupTree, type KernelMemoryCgroup, type MemoryCgroup } from '../cgroup/index.js';
 import { HostError } from '../errors.js';
@@ -17,7 +18,6 @@ import { isSameProcess, procStartTicks, signal } from './proc.js';
 import { GuestStateDir, type GuestRecord } from './state.js';
 import type { GuestHostService, GuestsCollaborator, GuestsHostView, ManagedGuestView } from './views.js';
 
-const MiB = 1024 * 1024;
 
 /** Default grace between SIGTERM and SIGKILL at poweroff. */
 export const DEFAULT_POWEROFF_GRACE_MS = 10_000;
@@ -37,7 +37,7 @@ export interface LauncherOptions {
   cgroupParent: string;
   /** Make the parent's hard limit the pool (`--pool-cgroup`). */
   poolCgroup: boolean;
-  poolMib: number;
+  poolSizeMib: number;
   /** How the agent is run: e.g. [node, .../balloon-agent.mjs]. */
   agentCommand: readonly string[];
   /** PATH given to guests and used to find their command. */
@@ -132,7 +132,7 @@ export class GuestLauncher implements GuestsCollaborator {
     const launcher = new GuestLauncher(options, tree, detail);
     log.info({ guests: tree ? 'cgroup' : 'process', detail, parent: tree?.parentDir }, tree ? 'guests run in memory cgroups' : 'guests run as plain process trees');
     await launcher.recover();
-    if (options.poolCgroup) await launcher.setLimits(new Map(), options.poolMib * MiB);
+    if (options.poolCgroup) await launcher.setLimits(new Map(), options.poolSizeMib * BYTES_PER_MIB);
     return launcher;
   }
 
@@ -256,7 +256,7 @@ export class GuestLauncher implements GuestsCollaborator {
     try {
       if (this.tree) {
         cgroup = await this.makeCgroup(name);
-        await this.setLimits(new Map([[name, memoryMib * MiB]]), undefined, new Set([name]));
+        await this.setLimits(new Map([[name, memoryMib * BYTES_PER_MIB]]), undefined, new Set([name]));
         // An unprivileged guest's shim must be able to move itself in: only
         // cgroup.procs is given to the user (never the limit files).
         if (user) for (const f of this.tree.version === 1 ? ['cgroup.procs', 'tasks'] : ['cgroup.procs']) chownSync(join(cgroup.dir, f), user.uid, user.gid);
