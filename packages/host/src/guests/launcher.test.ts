@@ -74,7 +74,7 @@ describe('startvm and poweroff in process mode (no cgroups)', () => {
     expect(existsSync(join(dataDir, 'logs'))).toBe(false);
     expect((await api(host, 'GET', '/vms/p1')).json.state).toBe('poweroff');
     expect((await api(host, 'POST', '/vms/p1/poweroff')).json.error.code).toBe('not_running');
-    expect((await api(host, 'GET', '/vms/p1/startvm')).status).toBe(400);
+    expect((await api(host, 'GET', '/vms/p1/startvm')).status).toBe(405);
     expect((await api(host, 'PATCH', '/vms/p1', { cgroup: 'memballoon/x' })).json.error.message).toMatch(/needs memory cgroups/);
     expect((await api(host, 'PATCH', '/vms/p1', { cgroup: 'x', memoryMib: 512 })).json.error.message).toMatch(/goes alone/);
   });
