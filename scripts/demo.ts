@@ -267,10 +267,10 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  // balloonctl finds the host with --host (unless it is the default) and the
-  // admin token in the data directory (--data-dir), as balloon-host wrote it.
-  const ctlFlags =
-    (baseUrl === `http://127.0.0.1:${DEFAULT_PORT}` ? '' : ` --host ${baseUrl}`) + (adminToken ? ` --data-dir ${shown(config.dataDir)}` : '');
+  // balloonctl finds the host with --host (unless it is the default); the
+  // admin token it finds on its own: the host records where its data
+  // directory is (packages/host/src/cli/host-record.ts).
+  const ctlFlags = baseUrl === `http://127.0.0.1:${DEFAULT_PORT}` ? '' : ` --host ${baseUrl}`;
   const dashboardUrl = adminToken ? `${baseUrl}/#token=${adminToken}` : `${baseUrl}/`;
   const guestsMib = GUESTS.reduce((sum, g) => sum + g.memoryMib, 0);
   process.stdout.write(

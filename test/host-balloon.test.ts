@@ -62,8 +62,9 @@ describe('balloonctl and a real agent', () => {
     const rss0 = vmRssMib(agent.pid);
     const up = await ctl(host.url, 'controlvm', 'ctl vm', 'guestmemoryballoon', '256', '--wait', '--timeout', '30');
     expect(up.code).toBe(0);
-    expect(up.stdout).toMatch(/balloon at 256 MiB/);
-    expect(up.stdout).toMatch(/balloon \d+\/256 MiB/);
+    // The result on stdout, the progress on stderr (scripts read stdout).
+    expect(up.stdout).toBe("VM 'ctl vm': balloon at 256 MiB\n");
+    expect(up.stderr).toMatch(/^VM 'ctl vm': balloon \d+\/256 MiB$/m);
     const rssUp = vmRssMib(agent.pid);
     expect(rssUp - rss0).toBeGreaterThan(256 * 0.8);
 

@@ -4,6 +4,7 @@ import { totalmem } from 'node:os';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { MAX_MEMORY_MIB } from '@memballoon/protocol';
+import { hostRecordDir } from './cli/host-record.js';
 import { HostError } from './errors.js';
 
 /** Everything balloon-host needs to start. */
@@ -27,6 +28,8 @@ export interface HostConfig {
   insecureNoAuth: boolean;
   /** Listen on a non-loopback address without TLS (with a warning). */
   allowInsecureListen: boolean;
+  /** Where the host records its URL and data directory for balloonctl (cli/host-record.ts). */
+  runtimeDir: string;
   help: boolean;
 }
 
@@ -124,6 +127,7 @@ export function loadHostConfig(argv: readonly string[], env: NodeJS.ProcessEnv =
     tlsKeyPath: str('--tls-key', 'MEMBALLOON_TLS_KEY'),
     insecureNoAuth: flags.get('--insecure-no-auth') === true,
     allowInsecureListen: flags.get('--allow-insecure-listen') === true,
+    runtimeDir: hostRecordDir(env),
     help: flags.has('--help') || flags.has('-h'),
   };
   if ((config.tlsCertPath === undefined) !== (config.tlsKeyPath === undefined)) {

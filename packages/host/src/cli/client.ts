@@ -1,8 +1,15 @@
 // A small client of the admin API for balloonctl: JSON in and out, every
 // failure a CtlError with a one-line message.
 import type { ApiErrorView, HostView, VmView } from '../api/views.js';
+import type { MetricRow } from '../metrics/query.js';
+import type { TokenLookup } from './ctl-config.js';
 
-/** A failure of a balloonctl command: one line for stderr, and the API's code if any. */
+/**
+ * A failure of a balloonctl command: one line for stderr and a code (the
+ * API's `error.code`, or balloonctl's own: usage, unreachable, short,
+ * timeout, cancelled). `usage` exits 2, as VBoxManage's syntax errors do;
+ * everything else exits 1.
+ */
 export class CtlError extends Error {
   override readonly name = 'CtlError';
   constructor(
@@ -11,6 +18,20 @@ export class CtlError extends Error {
   ) {
     super(message);
   }
+
+  /** The process's exit code for this error. */
+  get exitCode(): number {
+    return this.code === 'usage' ? 2 : 1;
+  }
+}
+
+/** The one line that says why the host refused the admin token, naming where balloonctl looked. */
+export function unauthorizedText(baseUrl: string, lookup: TokenLookup | undefined, hostMessage: string): string {
+  if (lookup?.token !== undefined) {
+    return `the host at ${baseUrl} refused the admin token from ${lookup.source} (${hostMessage})`;
+  }
+  const tried = ['--admin-token', 'MEMBALLOON_ADMIN_TOKEN', ...(lookup?.triedFiles ?? [])].join(', ');
+  return `the host at ${baseUrl} needs the admin token and none was found (tried ${tried}); pass --admin-token T, --data-dir DIR or --host URL of the host that wrote it`;
 }
 
 /** The admin API of one host. */
@@ -18,6 +39,7 @@ export class AdminClient {
   constructor(
     readonly baseUrl: string,
     private readonly adminToken?: string,
+    private readonly tokenLookup?: TokenLookup,
   ) {}
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -44,8 +66,9 @@ export class AdminClient {
     }
     if (!res.ok) {
       const e = (value as ApiErrorView | undefined)?.error;
-      const hint = res.status === 401 ? ' (balloonctl reads the admin token from <data-dir>/admin.token; or pass --admin-token / MEMBALLOON_ADMIN_TOKEN)' : '';
-      throw new CtlError(`${e?.message ?? `the host answered ${res.status} ${res.statusText}`}${hint}`, e?.code ?? 'error');
+      const message = e?.message ?? `the host answered ${res.status} ${res.statusText}`;
+      if (res.status === 401) throw new CtlError(unauthorizedText(this.baseUrl, this.tokenLookup, message), e?.code ?? 'unauthorized');
+      throw new CtlError(message, e?.code ?? 'error');
     }
     return value as T;
   }
@@ -86,7 +109,7 @@ export class AdminClient {
   }
 
   /** GET /metrics?vm=&metric= */
-  metrics(vm?: string, metric?: string): Promise<unknown> {
+  metrics(vm?: string, metric?: string): Promise<MetricRow[]> {
     const q = new URLSearchParams();
     if (vm !== undefined) q.set('vm', vm);
     if (metric !== undefined) q.set('metric', metric);

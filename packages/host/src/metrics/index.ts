@@ -6,12 +6,14 @@ export {
   compileMetricFilter,
   MetricsQueryError,
   METRIC_NAMES,
+  METRIC_DESCRIPTIONS,
   GUEST_METRICS,
   HOST_METRICS,
   HOST_OBJECT,
   METRIC_UNIT_KB,
   type MetricRow,
+  type MetricDescription,
   type MetricsQueryErrorCode,
   type MetricsSnapshot,
 } from './query.js';
-export { formatMetricsTable } from './format.js';
+export { formatMetricList, formatMetricsTable } from './format.js';

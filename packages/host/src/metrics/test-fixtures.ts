@@ -13,7 +13,7 @@ export function runningVm(name: string, memoryMib: number, balloon: { targetMib:
     pageFusion: true,
     balloonPolicy: 'manual',
     memoryMinMib: 0,
-    balloonMaxMib: 0,
+    balloonMaxMib: null,
     memoryWeight: 1,
     memoryBufferPercent: 10,
     balloon: { ...balloon, lockedMib: balloon.actualMib, state: 'steady', reason: 'none', lock: 'locked', generation: 1 },
@@ -52,7 +52,7 @@ export function poweredOffVm(name: string, memoryMib: number): VmView {
     pageFusion: false,
     balloonPolicy: 'manual',
     memoryMinMib: 0,
-    balloonMaxMib: 0,
+    balloonMaxMib: null,
     memoryWeight: 1,
     memoryBufferPercent: 10,
   };

@@ -279,7 +279,8 @@ export class HostService {
       s.balloonPolicy = patch.balloonPolicy;
     }
     if (patch.memoryMinMib !== undefined) s.memoryMinMib = checkMib(patch.memoryMinMib, 'memoryMinMib', 0, memoryMib);
-    if (patch.balloonMaxMib !== undefined) s.balloonMaxMib = checkMib(patch.balloonMaxMib, 'balloonMaxMib', 0, maxBalloonMib(memoryMib), 'below 90 % of the VM memory; 0: the 90 % rule alone');
+    // null (or 0) unsets it: the 90 % rule alone.
+    if (patch.balloonMaxMib !== undefined) s.balloonMaxMib = patch.balloonMaxMib === null ? 0 : checkMib(patch.balloonMaxMib, 'balloonMaxMib', 0, maxBalloonMib(memoryMib), 'below 90 % of the VM memory; 0 or null: the 90 % rule alone');
     if (patch.memoryWeight !== undefined) s.memoryWeight = checkMib(patch.memoryWeight, 'memoryWeight', 1, 10_000, undefined, '');
     if (patch.memoryBufferPercent !== undefined) s.memoryBufferPercent = checkMib(patch.memoryBufferPercent, 'memoryBufferPercent', 0, 100, undefined, ' %');
     // A smaller memory must not leave the stored policy limits beyond it.
