@@ -105,7 +105,8 @@ describe('balloonctl and a real agent', () => {
     await waitFor(async () => (await vm('tight')).state === 'running', { what: "VM 'tight' to run", timeoutMs: 20_000 });
     const r = await ctl(host.url, 'controlvm', 'tight', 'guestmemoryballoon', '269', '--wait', '--timeout', '30');
     expect(r.code).not.toBe(0);
-    expect(r.stderr.trim()).toMatch(/^balloonctl: error: VM 'tight': the balloon stopped short at \d+ of 269 MiB: (inflating further would cross the guest's free-memory floor|the guest ran short of memory and deflated by itself|the guest could not allocate more memory)$/);
+    // Progress lines first (stderr), the reason last.
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^balloonctl: error: VM 'tight': the balloon stopped short at \d+ of 269 MiB: (inflating further would cross the guest's free-memory floor|the guest ran short of memory and deflated by itself|the guest could not allocate more memory)$/);
     const info = await vm('tight');
     expect(info.balloon).toMatchObject({ targetMib: 269, state: 'short' });
     expect(['guest_floor', 'guest_pressure', 'out_of_memory']).toContain(info.balloon!.reason);

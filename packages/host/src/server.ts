@@ -9,7 +9,7 @@ import pino, { type Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { createRouter, type RouterMounts } from './api/router.js';
 import { listenProblem } from './auth/listen.js';
-import { ensureAdminToken, hashToken } from './auth/tokens.js';
+import { ensureAdminToken, ensureReadonlyToken, hashToken } from './auth/tokens.js';
 import { createDashboard } from './dashboard/index.js';
 import { HostFusion, type HostFusionOptions } from './fusion/index.js';
 import { HostError } from './errors.js';
@@ -60,6 +60,11 @@ export interface StartHostOptions {
    * first start.
    */
   adminToken?: string;
+  /**
+   * The read-only token (metrics, the API's GETs, a view-only dashboard);
+   * default: `<dataDir>/readonly.token`, created (0600) beside the admin token.
+   */
+  readonlyToken?: string;
   /** No admin token and no guest tokens: loopback addresses only (the demo). */
   insecureNoAuth?: boolean;
   /** Allow a non-loopback address without TLS (a warning is logged). */
@@ -75,6 +80,8 @@ export interface HostHandle {
   server: Server;
   /** The admin token (undefined with insecureNoAuth). */
   adminToken: string | undefined;
+  /** The read-only token (undefined with insecureNoAuth). */
+  readonlyToken: string | undefined;
   /** Ends sessions with Goodbye, closes the server and the registry. */
   close(): Promise<void>;
 }
@@ -102,6 +109,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
   if (listen.error) throw new HostError('invalid_argument', listen.error);
   if (listen.warning) logger.warn(listen.warning);
   const adminToken = options.insecureNoAuth ? undefined : (options.adminToken ?? ensureAdminToken(options.dataDir).token);
+  const readonlyToken = options.insecureNoAuth ? undefined : (options.readonlyToken ?? ensureReadonlyToken(options.dataDir).token);
   const registry = new Registry(options.dataDir);
   let url = '';
   const fusion = options.fusion === false ? undefined : new HostFusion(options.fusion ?? {});
@@ -126,7 +134,8 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
   service.setCounters(metrics);
   const mounts: RouterMounts = {
     adminTokenHash: adminToken === undefined ? undefined : hashToken(adminToken),
-    onUnauthorized: () => metrics.countRefusal('unauthorized'),
+    readonlyTokenHash: readonlyToken === undefined ? undefined : hashToken(readonlyToken),
+    onUnauthorized: (reason) => metrics.countRefusal(reason),
     metrics: { contentType: metrics.contentType, render: () => metrics.render(), query: (vm, metric) => queryMetrics(snapshot(), vm, metric) },
   };
   if (options.dashboard !== false) mounts.dashboard = createDashboard({ snapshot, subscribe: (l) => service.subscribe(l) });
@@ -185,6 +194,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     service,
     server,
     adminToken,
+    readonlyToken,
     close() {
       closing ??= (async () => {
         stopPolicy();

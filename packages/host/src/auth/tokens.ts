@@ -18,6 +18,9 @@ export const TOKEN_BYTES = 32;
 /** The admin token's file inside the data directory (mode 0600). */
 export const ADMIN_TOKEN_FILE = 'admin.token';
 
+/** The read-only token's file beside it (same rules): reads /metrics and the API's GETs, changes nothing. */
+export const READONLY_TOKEN_FILE = 'readonly.token';
+
 /** A fresh token: 32 random bytes, base64url (43 characters, safe in URLs, headers and shells). */
 export function generateToken(): string {
   return randomBytes(TOKEN_BYTES).toString('base64url');
@@ -56,9 +59,9 @@ export function isLoopback(host: string): boolean {
  * with a fresh token on the first start. A file others may read is refused:
  * whoever reads it controls every balloon.
  */
-export function ensureAdminToken(dataDir: string): { token: string; path: string; created: boolean } {
+export function ensureAdminToken(dataDir: string, file = ADMIN_TOKEN_FILE): { token: string; path: string; created: boolean } {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const path = join(dataDir, ADMIN_TOKEN_FILE);
+  const path = join(dataDir, file);
   let created = false;
   try {
     // 'wx': never overwrite a token another start created meanwhile.
@@ -82,10 +85,15 @@ export function ensureAdminToken(dataDir: string): { token: string; path: string
   return { token, path, created };
 }
 
-/** Reads the admin token from a data directory (balloonctl on the same machine); undefined if there is none. */
-export function readAdminToken(dataDir: string): string | undefined {
+/** `<dataDir>/readonly.token`, made and checked as the admin token is (0600, never overwritten). */
+export function ensureReadonlyToken(dataDir: string): { token: string; path: string; created: boolean } {
+  return ensureAdminToken(dataDir, READONLY_TOKEN_FILE);
+}
+
+/** Reads the admin token (or `file`) from a data directory (balloonctl on the same machine); undefined if there is none. */
+export function readAdminToken(dataDir: string, file = ADMIN_TOKEN_FILE): string | undefined {
   try {
-    const t = readFileSync(join(dataDir, ADMIN_TOKEN_FILE), 'utf8').trim();
+    const t = readFileSync(join(dataDir, file), 'utf8').trim();
     return t === '' ? undefined : t;
   } catch {
     return undefined;

@@ -8,7 +8,7 @@ import { HOST_USAGE, loadHostConfig, type HostConfig } from '../config.js';
 import { HostError } from '../errors.js';
 import { startHost } from '../server.js';
 import { join, resolve } from 'node:path';
-import { ADMIN_TOKEN_FILE } from '../auth/tokens.js';
+import { ADMIN_TOKEN_FILE, READONLY_TOKEN_FILE } from '../auth/tokens.js';
 import { writeHostRecord } from './host-record.js';
 
 function fatal(message: string): never {
@@ -56,7 +56,7 @@ if (config.insecureNoAuth) {
   logger.warn('authentication is OFF (--insecure-no-auth): any local process may drive the balloons; loopback only');
 }
 logger.info(
-  { url: host.url, poolMib: config.poolMib, dataDir: config.dataDir, autoRegister: config.autoRegister, auth: config.insecureNoAuth ? 'off' : 'tokens', adminTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, ADMIN_TOKEN_FILE) },
+  { url: host.url, poolMib: config.poolMib, dataDir: config.dataDir, autoRegister: config.autoRegister, auth: config.insecureNoAuth ? 'off' : 'tokens', adminTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, ADMIN_TOKEN_FILE), readonlyTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, READONLY_TOKEN_FILE) },
   'balloon-host listening',
 );
 

@@ -1,9 +1,9 @@
 // Synthetic host snapshots for the metrics and dashboard unit tests.
-import type { HostView, VmView } from '../api/views.js';
+import type { BalloonView, HostView, VmView } from '../api/views.js';
 import type { MetricsSnapshot } from './query.js';
 
 /** A running VM view with a balloon and guest statistics; `over` replaces fields. */
-export function runningVm(name: string, memoryMib: number, balloon: { targetMib: number; actualMib: number }, over: Partial<VmView> = {}): VmView {
+export function runningVm(name: string, memoryMib: number, balloon: { targetMib: number; actualMib: number } & Partial<BalloonView>, over: Partial<VmView> = {}): VmView {
   const reclaimed = Math.min(balloon.targetMib, balloon.actualMib);
   return {
     name,
@@ -16,7 +16,7 @@ export function runningVm(name: string, memoryMib: number, balloon: { targetMib:
     balloonMaxMib: null,
     memoryWeight: 1,
     memoryBufferPercent: 10,
-    balloon: { ...balloon, lockedMib: balloon.actualMib, state: 'steady', reason: 'none', lock: 'locked', generation: 1 },
+    balloon: { lockedMib: balloon.actualMib, state: 'steady', reason: 'none', lock: 'locked', generation: 1, ...balloon },
     pid: 4242,
     heldMib: memoryMib - reclaimed,
     stats: {

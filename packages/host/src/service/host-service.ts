@@ -358,6 +358,7 @@ export class HostService {
     this.generations.set(name, generation);
     r.guest.generation = generation;
     r.link.sendTarget(targetMib, generation);
+    this.counters.countTargetChange?.(name, source);
     r.logger.info({ targetMib, generation, source }, 'balloon target sent');
     this.notify();
     return generation;
@@ -511,6 +512,8 @@ export class HostService {
       },
     });
     this.counters.countSession(name);
+    // The Welcome carries the first target of the session (the default balloon, or the one it resumes).
+    this.counters.countTargetChange?.(name, 'start');
     logger.info({ sessionId, memoryMib, targetMib, generation, heldMib: needMib, pid: hello.facts.pid, resuming }, 'guest admitted');
     this.notify();
     return {

@@ -20,6 +20,8 @@
   const $ = (id) => document.getElementById(id);
   const cards = new Map(); // VM name -> card state
   let latest = null; // the newest snapshot event
+  /** The read-only token opens a view-only page: no balloon controls (the host would refuse them anyway). */
+  let viewOnly = false;
 
   // ---------------------------------------------------------------- token
 
@@ -260,6 +262,7 @@
     setText(card.hint, running ? 'up to ' + mib(maxMib) + ' (below 90 %)' : 'set while running');
     card.input.disabled = !running;
     card.button.disabled = !running;
+    card.form.hidden = viewOnly;
     if (running && card.input.value === '' && document.activeElement !== card.input && balloon) {
       card.input.placeholder = String(balloon.targetMib);
     }
@@ -509,7 +512,9 @@
         } catch {}
         throw new Error(detail);
       }
-      setConnection('live', 'live');
+      viewOnly = res.headers.get('x-memballoon-access') === 'read-only';
+      document.body.dataset.access = viewOnly ? 'read-only' : 'admin';
+      setConnection('live', viewOnly ? 'live · view only' : 'live');
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = '';
       for (;;) {
