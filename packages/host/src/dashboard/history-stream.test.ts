@@ -44,7 +44,9 @@ describe('dashboard history', () => {
       history.record(vms, now - (10 - i) * 60_000);
     }
     host = await startFakeHost({ history });
-    const [[type, data], [next]] = await firstEvents(host.url, 2);
+    const [first, second] = await firstEvents(host.url, 2);
+    const [type, data] = first!;
+    const [next] = second!;
     expect(type).toBe('history');
     expect(next).toBe('snapshot');
     const large = (data as HistoryEvent).vms['vm-large']!;
