@@ -155,7 +155,7 @@ describe.skipIf(!haveChromium)('dashboard layout in Chromium', () => {
 
   it('with the read-only token, a real host serves a view-only page', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'memballoon-ro-page-'));
-    const real = await startHost({ listenPort: 0, dataDir, poolMib: 1024, policyIntervalMs: 0, fusion: false });
+    const real = await startHost({ listenPort: 0, dataDir, poolSizeMib: 1024, policyIntervalMs: 0, fusion: false });
     try {
       real.service.createVm({ name: 'watched', memoryMib: 256 });
       const page = await browser.newPage({ viewport: { width: 800, height: 900 } });

@@ -13,7 +13,7 @@ let host: HostHandle;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'memballoon-ro-'));
-  host = await startHost({ listenPort: 0, dataDir: dir, poolMib: 1024, policyIntervalMs: 0, fusion: false });
+  host = await startHost({ listenPort: 0, dataDir: dir, poolSizeMib: 1024, policyIntervalMs: 0, fusion: false });
   host.service.createVm({ name: 'ro-vm', memoryMib: 256 });
 });
 afterAll(async () => {

@@ -109,8 +109,8 @@ export function runtimeDirOf(dataDir: string): string {
 }
 
 /** Starts balloon-host on a free port and waits for its readiness line. */
-export async function spawnHost(opts: { dataDir: string; poolMib: number; autoRegister?: boolean; extra?: string[] }): Promise<StartedHost> {
-  const args = [BIN.host, '--listen', '127.0.0.1:0', '--data-dir', opts.dataDir, '--pool-mib', String(opts.poolMib), '--log-level', 'debug'];
+export async function spawnHost(opts: { dataDir: string; poolSizeMib: number; autoRegister?: boolean; extra?: string[] }): Promise<StartedHost> {
+  const args = [BIN.host, '--listen', '127.0.0.1:0', '--data-dir', opts.dataDir, '--pool-mib', String(opts.poolSizeMib), '--log-level', 'debug'];
   if (opts.autoRegister) args.push('--auto-register');
   args.push(...(opts.extra ?? []));
   // The host records where it is for balloonctl (cli/host-record.ts): inside its data dir, not the user's.

@@ -5,6 +5,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { bearerOf, tokenMatches } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
 import type { HostService } from '../service/host-service.js';
+import type { GuestLauncher } from '../guests/launcher.js';
+import { routeGuests } from './guest-routes.js';
 import { readJson, sendError, sendJson } from './http.js';
 
 /** Something mounted on the HTTP server that may serve a request (the dashboard). */
@@ -32,11 +34,13 @@ export interface RouterMounts {
    * (the loopback-only demo mode).
    */
   adminTokenHash?: string;
+  /** The guests the host starts and owns (startvm, poweroff, modifyvm --cgroup); absent: those routes answer not_found. */
+  guests?: GuestLauncher;
   /**
    * Hash of the read-only token: it reads (GET and HEAD of /metrics and
    * /api/v1/…, the dashboard's event stream included) and changes nothing.
-   * Any other method with it is refused `forbidden`, so a route added later
-   * is admin-only unless it only reads.
+   * Any other method with it is refused `forbidden`, so startvm and any route
+   * added later are admin-only unless they only read.
    */
   readonlyTokenHash?: string;
   /** Told of every request refused for a missing or wrong token (`unauthorized`) or a change with the read-only one (`forbidden`). */
@@ -127,9 +131,14 @@ async function route(service: HostService, mounts: RouterMounts, req: IncomingMe
         res.writeHead(204).end();
         return;
       }
-      if (method === 'PATCH') return sendJson(res, 200, service.modifyVm(name, await readJson(req)));
+      if (method === 'PATCH') {
+        const body = await readJson(req);
+        if (await routeGuests(mounts.guests, service, name, undefined, req, res, body)) return;
+        return sendJson(res, 200, service.modifyVm(name, body));
+      }
       throw methodNotAllowed(method, path);
     }
+    if (extra === undefined && (await routeGuests(mounts.guests, service, name, sub, req, res))) return;
     if (sub === 'balloon' && extra === undefined) {
       if (method !== 'PUT') throw methodNotAllowed(method, path);
       const body = await readJson(req);

@@ -37,7 +37,7 @@ try {
     listenHost: config.listenHost,
     listenPort: config.listenPort,
     dataDir: config.dataDir,
-    poolMib: config.poolMib,
+    poolSizeMib: config.poolSizeMib,
     autoRegister: config.autoRegister,
     logger,
     policyIntervalMs: config.policyIntervalMs,
@@ -45,6 +45,16 @@ try {
     tls: config.tlsCertPath && config.tlsKeyPath ? { cert: readFileSync(config.tlsCertPath), key: readFileSync(config.tlsKeyPath) } : undefined,
     insecureNoAuth: config.insecureNoAuth,
     allowInsecureListen: config.allowInsecureListen,
+    guests: {
+      cgroupParent: config.cgroupParent,
+      poolCgroup: config.poolCgroup,
+      forceProcessMode: config.noCgroups,
+      pathEnv: config.guestPath,
+      ...(config.agentNodeOptions !== undefined ? { nodeOptions: config.agentNodeOptions } : {}),
+      ...(config.guestUser !== undefined ? { guestUser: config.guestUser } : {}),
+      remoteStartvm: config.remoteStartvm,
+      poweroffGraceMs: config.poweroffGraceMs,
+    },
   });
 } catch (err) {
   const e = err as NodeJS.ErrnoException;
@@ -56,7 +66,7 @@ if (config.insecureNoAuth) {
   logger.warn('authentication is OFF (--insecure-no-auth): any local process may drive the balloons; loopback only');
 }
 logger.info(
-  { url: host.url, poolMib: config.poolMib, dataDir: config.dataDir, autoRegister: config.autoRegister, auth: config.insecureNoAuth ? 'off' : 'tokens', adminTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, ADMIN_TOKEN_FILE), readonlyTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, READONLY_TOKEN_FILE) },
+  { url: host.url, poolSizeMib: config.poolSizeMib, dataDir: config.dataDir, autoRegister: config.autoRegister, auth: config.insecureNoAuth ? 'off' : 'tokens', adminTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, ADMIN_TOKEN_FILE), readonlyTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, READONLY_TOKEN_FILE) },
   'balloon-host listening',
 );
 

@@ -2,8 +2,12 @@
 // Exit 0 on success, 1 when the operation fails, 2 when the command line is
 // wrong (as VBoxManage's syntax errors); one line on stderr either way, JSON
 // ({"error":{code,message}}) with --json.
+// Start-up cost: only light modules are imported here; a command that needs a
+// heavy one (SQLite, the dashboard, a launcher) imports it inside the command
+// (await import), and test/cli-startup.test.ts checks what `list vms` loads.
 import { readFileSync } from 'node:fs';
-import { formatMetricList, formatMetricsTable, METRIC_DESCRIPTIONS } from '../metrics/index.js';
+import { formatMetricList, formatMetricsTable } from '../metrics/format.js';
+import { METRIC_DESCRIPTIONS } from '../metrics/query.js';
 import { AdminClient, CtlError } from './client.js';
 import { CtlConfigError, loadCtlConfig, type CtlConfig } from './ctl-config.js';
 import { COMMAND_USAGE, USAGE } from './ctl-usage.js';
@@ -93,7 +97,7 @@ async function unregistervm(client: AdminClient, cfg: CtlConfig, args: readonly 
 
 async function modifyvm(client: AdminClient, cfg: CtlConfig, args: readonly string[]): Promise<void> {
   const c = 'modifyvm';
-  const { flags, positional } = flagsOf(c, args, ['--memory', '--guestmemoryballoon', '--pagefusion', '--balloon-policy', '--memory-min', '--balloon-max', '--memory-weight', '--memory-buffer']);
+  const { flags, positional } = flagsOf(c, args, ['--memory', '--guestmemoryballoon', '--pagefusion', '--balloon-policy', '--memory-min', '--balloon-max', '--memory-weight', '--memory-buffer', '--cgroup']);
   const [name, ...rest] = positional;
   if (!name || rest.length > 0) usage('modifyvm needs exactly one VM name', c);
   const s: Record<string, unknown> = {};
@@ -125,6 +129,9 @@ async function modifyvm(client: AdminClient, cfg: CtlConfig, args: readonly stri
       case '--memory-buffer':
         s.memoryBufferPercent = mibArg(value, flag, c, 'a whole number of percent (0 to 100)');
         break;
+      case '--cgroup':
+        s.cgroup = value === 'none' ? null : value;
+        break;
     }
   }
   if (Object.keys(s).length === 0) usage('modifyvm needs at least one setting', c);
@@ -137,7 +144,14 @@ async function controlvm(client: AdminClient, cfg: CtlConfig, args: readonly str
   const { flags, positional } = flagsOf(c, args, ['--timeout'], ['--wait']);
   const [name, verb, size, ...rest] = positional;
   if (!name) usage('controlvm needs a VM name', c);
-  if (verb !== 'guestmemoryballoon') usage(`controlvm knows only 'guestmemoryballoon' (got ${verb === undefined ? 'nothing' : `'${verb}'`})`, c);
+  if (verb === 'poweroff' || verb === 'acpipowerbutton') {
+    if (size !== undefined) usage(`controlvm: unexpected '${size}'`, c);
+    const vm = await client.powerAction(name, verb);
+    if (cfg.json) printJson(vm);
+    else out(verb === 'poweroff' ? `VM '${name}' is powered off.` : `VM '${name}': ACPI power button pressed (SIGTERM to its agent).`);
+    return;
+  }
+  if (verb !== 'guestmemoryballoon') usage(`controlvm knows 'guestmemoryballoon', 'poweroff' and 'acpipowerbutton' (got ${verb === undefined ? 'nothing' : `'${verb}'`})`, c);
   if (rest.length > 0) usage(`controlvm: unexpected '${rest[0]}'`, c);
   const targetMib = mibArg(size, 'guestmemoryballoon', c);
   const timeoutText = flags.get('--timeout') ?? '60';
@@ -152,6 +166,23 @@ async function controlvm(client: AdminClient, cfg: CtlConfig, args: readonly str
   const vm = await setBalloonAndWait(client, name, targetMib, Number(timeoutText) * 1000, sink);
   if (cfg.json) printJson(vm);
   else out(`VM '${name}': balloon at ${vm.balloon?.actualMib ?? 0} MiB`);
+}
+
+/** startvm NAME [--type headless] [--user USER] -- COMMAND [ARGS…]: everything after `--` is the command, untouched. */
+async function startvm(client: AdminClient, cfg: CtlConfig, args: readonly string[]): Promise<void> {
+  const c = 'startvm';
+  const dash = args.indexOf('--');
+  const command = dash >= 0 ? args.slice(dash + 1) : [];
+  const { flags, positional } = flagsOf(c, dash >= 0 ? args.slice(0, dash) : args, ['--type', '--user']);
+  const [name, ...rest] = positional;
+  if (!name || rest.length > 0) usage('startvm needs exactly one VM name, then -- COMMAND [ARGS…]', c);
+  if (command.length === 0) usage('startvm needs a command after --', c);
+  const type = flags.get('--type');
+  if (type !== undefined && type !== 'headless') usage("--type takes only 'headless'", c);
+  const user = flags.get('--user');
+  const vm = await client.startvm(name, { command, ...(type ? { type } : {}), ...(user ? { user } : {}) });
+  if (cfg.json) return printJson(vm);
+  out(`VM '${name}' has been successfully started.${vm.managed?.logFile ? ` Log: ${vm.managed.logFile}` : ''}`);
 }
 
 async function metrics(client: AdminClient, cfg: CtlConfig, args: readonly string[]): Promise<void> {
@@ -179,11 +210,13 @@ const COMMANDS: Readonly<Record<string, (client: AdminClient, cfg: CtlConfig, ar
   unregistervm,
   modifyvm,
   controlvm,
+  startvm,
   metrics,
 };
 
 async function main(cfg: CtlConfig): Promise<void> {
-  if (cfg.version) return out(`balloonctl ${versionOf()}`);
+  // As the bin answers a lone --version: the version alone.
+  if (cfg.version) return out(versionOf());
   let [command, ...args] = cfg.args;
   // `balloonctl help COMMAND` is `balloonctl COMMAND --help`.
   const help = cfg.help || command === 'help';

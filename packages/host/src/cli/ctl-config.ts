@@ -60,6 +60,11 @@ export function loadCtlConfig(argv: readonly string[], env: NodeJS.ProcessEnv = 
   let dataDir: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    // After `--` comes startvm's command: its flags are its own.
+    if (a === '--') {
+      args.push(...argv.slice(i));
+      break;
+    }
     if (a === '--host' || a === '--admin-token' || a === '--data-dir') {
       const v = argv[++i];
       if (v === undefined || v.startsWith('--')) throw new CtlConfigError(a === '--host' ? '--host needs a URL, e.g. http://127.0.0.1:7450' : `${a} needs a value`);

@@ -12,8 +12,10 @@ Commands:
   unregistervm NAME
   modifyvm NAME [--memory MIB] [--guestmemoryballoon MIB] [--pagefusion on|off]
                 [--balloon-policy manual|auto] [--memory-min MIB] [--balloon-max MIB|none]
-                [--memory-weight N] [--memory-buffer PCT]
+                [--memory-weight N] [--memory-buffer PCT] [--cgroup PATH|none]
   controlvm NAME guestmemoryballoon MIB [--wait] [--timeout S]
+  startvm NAME [--type headless] [--user USER] -- COMMAND [ARGS…]
+  controlvm NAME poweroff | acpipowerbutton
   metrics list | metrics query [NAME] [METRIC]
 
 balloonctl COMMAND --help shows a command's usage; balloonctl --version its version.
@@ -59,13 +61,22 @@ Any time (automatic balloon policy):
   --memory-min MIB            memory the policy never takes below
   --balloon-max MIB|none      largest balloon the policy sets (none: the 90 % rule alone)
   --memory-weight N           share under contention (1 to 10000)
-  --memory-buffer PCT         free memory the policy leaves the guest (0 to 100)`,
+  --memory-buffer PCT         free memory the policy leaves the guest (0 to 100)
+  --cgroup PATH|none          adopt an existing memory cgroup as the VM's (powered off)`,
   controlvm: `Usage: balloonctl controlvm NAME guestmemoryballoon MIB [--wait] [--timeout S]
+       balloonctl controlvm NAME poweroff | acpipowerbutton
 
-Sets the balloon of a running VM to MIB (0 deflates it). With --wait, waits
-until the guest holds it, showing the progress (and any reclaim from other
-VMs it needs first) on stderr; fails naming the reason if the balloon stops
-short, or after --timeout seconds (default 60).`,
+guestmemoryballoon: sets the balloon of a running VM to MIB (0 deflates it).
+With --wait, waits until the guest holds it, showing the progress (and any
+reclaim from other VMs it needs first) on stderr; fails naming the reason if
+the balloon stops short, or after --timeout seconds (default 60).
+poweroff: SIGTERM to the agent of a VM the host started (it deflates and says
+goodbye), SIGKILL after a grace. acpipowerbutton: SIGTERM only.`,
+  startvm: `Usage: balloonctl startvm NAME [--type headless] [--user USER] -- COMMAND [ARGS…]
+
+The host starts the VM: its memory cgroup (limit = its memory), balloon-agent
+wrapping COMMAND in it, output to a log file. Everything after -- is the
+command, untouched. Needs the admin token (never the read-only one).`,
   metrics: `Usage: balloonctl metrics list [--json]
        balloonctl metrics query [NAME] [METRIC] [--json]
 

@@ -2,7 +2,7 @@
 // reclaims from other VMs, and what it says when the host refuses. The fake
 // host advances one step per poll, so the test counts polls, not time.
 import { describe, expect, it } from 'vitest';
-import type { BalloonView, VmView } from '../api/views.js';
+import type { BalloonView, VmView } from '../service/views.js';
 import { CtlError } from './client.js';
 import { reclaimLine, setBalloonAndWait } from './ctl-wait.js';
 

@@ -4,7 +4,7 @@
 // reclaim is shown as it happens by polling the VM list, then this VM's
 // balloon until it reaches the target. Progress goes to stderr: stdout keeps
 // only the result, for scripts.
-import type { VmView } from '../api/views.js';
+import type { VmView } from '../service/views.js';
 import { AdminClient, CtlError } from './client.js';
 import { progressBar, reasonText } from './format.js';
 

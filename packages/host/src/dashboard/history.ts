@@ -10,7 +10,7 @@
 // served. A VM that stops running loses its history (the page shows charts
 // only for running VMs). Memory: 900 points × 4 numbers × 8 bytes ≈ 29 kB
 // per running VM at most.
-import type { VmView } from '../api/views.js';
+import type { VmView } from '../service/views.js';
 
 /** Options of VmHistory. */
 export interface VmHistoryOptions {

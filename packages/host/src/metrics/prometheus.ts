@@ -9,10 +9,9 @@
 // nodejs_*) so the usual Node dashboards work on them.
 import { BALLOON_STATES, SHORTFALL_REASONS } from '@memballoon/protocol';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { HostView, VmView } from '../api/views.js';
+import type { HostView, VmView } from '../service/views.js';
 import type { MetricsSnapshot } from './query.js';
-
-const BYTES_PER_MIB = 1024 * 1024;
+import { BYTES_PER_MIB } from '@memballoon/protocol';
 
 /** A per-VM gauge: its name, help text, and how to read it from a VM (undefined: no sample). */
 interface VmGaugeSpec {
@@ -136,7 +135,7 @@ export class HostMetrics {
     });
     this.#targetChanges = new Counter({
       name: 'memballoon_balloon_target_changes_total',
-      help: 'Balloon targets the host sent to guests, by VM and by source (controlvm, policy, reclaim, rollback, start).',
+      help: 'Balloon targets the host sent to guests, by VM and by source (start, controlvm, policy, reclaim, rollback, payback).',
       labelNames: ['vm', 'source'] as const,
       registers,
     });

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { HostError } from '../errors.js';
-import { balloonTargetProblem, heldMib, maxBalloonMib } from './balloon-rules.js';
-import { autoBalloonCapMib, Pool } from './pool.js';
+import { autoBalloonCapMib, balloonLimitMib, balloonTargetProblem, heldMib } from './balloon-rules.js';
+import { Pool } from './pool.js';
 
 const vm = (memoryMib: number, targetMib = 0, actualMib = 0) => ({ memoryMib, memoryMinMib: 0, balloonMaxMib: 0, targetMib, actualMib });
 
@@ -17,14 +17,14 @@ function codeOf(fn: () => unknown): string | undefined {
 
 describe('balloon rules', () => {
   it('keeps every balloon strictly below 90 % of memory', () => {
-    expect(maxBalloonMib(512)).toBe(460);
-    expect(maxBalloonMib(1000)).toBe(899);
-    expect(maxBalloonMib(10)).toBe(8);
-    expect(maxBalloonMib(1)).toBe(0);
-    expect(maxBalloonMib(0)).toBe(0);
+    expect(balloonLimitMib(512)).toBe(460);
+    expect(balloonLimitMib(1000)).toBe(899);
+    expect(balloonLimitMib(10)).toBe(8);
+    expect(balloonLimitMib(1)).toBe(0);
+    expect(balloonLimitMib(0)).toBe(0);
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 16 * 1024 * 1024 }), (m) => {
-        const max = maxBalloonMib(m);
+        const max = balloonLimitMib(m);
         return max * 10 < m * 9 && (max + 1) * 10 >= m * 9;
       }),
     );
@@ -141,6 +141,47 @@ describe('Pool', () => {
     expect(codeOf(() => pool.planReclaim(100, ['a']))).toBe('pool_exhausted');
   });
 
+  it('caps a reclaim at the guest floor plus a margin once it has sent statistics', () => {
+    const pool = new Pool(2048);
+    pool.admit('a', vm(1024, 100, 100));
+    expect(pool.reclaimCapMib('a')).toBe(921);
+    // 300 MiB available, floor 64, margin 21 (2 % of 1024): 215 MiB more than the 100 it holds.
+    pool.reportAvailable('a', 300, 64);
+    expect(pool.reclaimCapMib('a')).toBe(315);
+    expect(pool.reclaimableMib()).toBe(215);
+    expect(pool.reclaimableMib(['a'])).toBe(0);
+    // Below the floor: nothing beyond what it holds, never negative.
+    pool.reportAvailable('a', 10, 64);
+    expect(pool.reclaimCapMib('a')).toBe(25);
+    expect(pool.reclaimableMib()).toBe(0);
+  });
+
+  it('counts an overcommit into the deficit, and plans its payback with a need of 0', () => {
+    const pool = new Pool(1000);
+    pool.admit('a', vm(500));
+    pool.admit('b', vm(600, 100, 100));
+    pool.reportActual('b', 90);
+    expect(pool.overcommitMib).toBe(10);
+    expect(pool.planReclaim(0, ['b'])).toEqual({ deficitMib: 10, targets: new Map([['a', 10]]) });
+    expect(pool.planReclaim(5, ['b']).deficitMib).toBe(15);
+    expect(codeOf(() => pool.planReclaim(0, ['a', 'b']))).toBe('pool_exhausted');
+  });
+
+  it('puts a reclaimed target back even when the free quota is short (restore), and refuses the same as a deflate', () => {
+    const pool = new Pool(900);
+    pool.admit('a', vm(600));
+    pool.admit('b', vm(400, 100, 100));
+    pool.setTarget('a', 203);
+    pool.reportActual('a', 203);
+    pool.reportActual('b', 0);
+    expect(pool.freeMib).toBe(103);
+    expect(codeOf(() => pool.setTarget('a', 0))).toBe('pool_exhausted');
+    pool.setTarget('a', 0, { restore: true });
+    expect(pool.get('a')?.targetMib).toBe(0);
+    expect(pool.overcommitMib).toBe(100);
+    expect(codeOf(() => pool.setTarget('a', 600, { restore: true }))).toBe('out_of_range');
+  });
+
   it('plans nothing when the free quota suffices', () => {
     const pool = new Pool(1024);
     pool.admit('a', vm(512));
@@ -183,7 +224,7 @@ function invariantHolds(pool: Pool): boolean {
     reclaimed === pool.reclaimedMib &&
     pool.heldMib <= pool.sizeMib &&
     pool.freeMib === pool.sizeMib - pool.heldMib &&
-    list.every((v) => v.targetMib <= maxBalloonMib(v.memoryMib) && v.actualMib <= v.memoryMib && v.heldMib === v.memoryMib - Math.min(v.targetMib, v.actualMib))
+    list.every((v) => v.targetMib <= balloonLimitMib(v.memoryMib) && v.actualMib <= v.memoryMib && v.heldMib === v.memoryMib - Math.min(v.targetMib, v.actualMib))
   );
 }
 
@@ -197,7 +238,7 @@ describe('Pool properties', () => {
           try {
             switch (op.kind) {
               case 'start':
-                pool.admit(name, { memoryMib: op.memoryMib, memoryMinMib: op.minMib, balloonMaxMib: 0, targetMib: Math.min(op.targetMib, maxBalloonMib(op.memoryMib)), actualMib: op.actualMib });
+                pool.admit(name, { memoryMib: op.memoryMib, memoryMinMib: op.minMib, balloonMaxMib: 0, targetMib: Math.min(op.targetMib, balloonLimitMib(op.memoryMib)), actualMib: op.actualMib });
                 break;
               case 'stop':
                 pool.release(name);
@@ -249,7 +290,7 @@ describe('Pool properties', () => {
         fc.integer({ min: 0, max: 8192 }),
         (vms, extraMib, needMib) => {
           const rows = vms.map((v) => {
-            const targetMib = Math.floor(v.targetFrac * maxBalloonMib(v.memoryMib));
+            const targetMib = Math.floor(v.targetFrac * balloonLimitMib(v.memoryMib));
             return { ...v, targetMib, actualMib: Math.floor(v.actualFrac * v.memoryMib) };
           });
           const size = rows.reduce((s, v) => s + Pool.admissionNeedMib(v.memoryMib, v.targetMib, v.actualMib), 0) + extraMib;

@@ -10,7 +10,7 @@ export interface ServiceCounters {
   countRefusal(reason: string): void;
   /** A guest sent something the protocol forbids, by ErrorCode name. */
   countProtocolError(code: string): void;
-  /** A balloon target was sent to a guest, by its source (controlvm, policy, reclaim, rollback, start). */
+  /** A balloon target was sent to a guest, by its source (start, controlvm, policy, reclaim, rollback, payback). */
   countTargetChange?(vmName: string, source: string): void;
 }
 
