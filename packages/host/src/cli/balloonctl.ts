@@ -215,8 +215,11 @@ const COMMANDS: Readonly<Record<string, (client: AdminClient, cfg: CtlConfig, ar
 };
 
 async function main(cfg: CtlConfig): Promise<void> {
-  // As the bin answers a lone --version: the version alone.
-  if (cfg.version) return out(versionOf());
+  // As the bin answers a lone --version: the version alone; with a command it is a mistake, not a request.
+  if (cfg.version) {
+    if (cfg.args.length > 0) usage(`--version takes no command (got '${cfg.args[0]}')`);
+    return out(versionOf());
+  }
   let [command, ...args] = cfg.args;
   // `balloonctl help COMMAND` is `balloonctl COMMAND --help`.
   const help = cfg.help || command === 'help';
