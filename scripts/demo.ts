@@ -180,7 +180,8 @@ function runningVms(baseUrl: string, adminToken: string | undefined): Promise<st
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
         buffer += chunk;
-        const data = /^data: (.*)$/m.exec(buffer);
+        // The stream opens with the charts' history; the snapshot follows.
+        const data = /^event: snapshot\ndata: (.*)$/m.exec(buffer);
         if (!data || !buffer.includes('\n\n', data.index)) return;
         req.destroy();
         const snapshot = JSON.parse(data[1]!) as { vms: Array<{ name: string; state: string }> };

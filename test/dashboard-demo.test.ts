@@ -43,7 +43,7 @@ function snapshotOf(baseUrl: string, adminToken: string | undefined): Promise<{ 
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
         buffer += chunk;
-        const data = /^data: (.*)\n\n/m.exec(buffer);
+        const data = /^event: snapshot\ndata: (.*)\n\n/m.exec(buffer);
         if (!data) return;
         req.destroy();
         resolve(JSON.parse(data[1]!));
@@ -82,7 +82,7 @@ describe('npm start (scripts/demo.ts)', () => {
     expect(running.stdout).toContain(`${ctl} controlvm vm-large guestmemoryballoon 256 --wait`);
     // The printed commands work as printed: balloonctl finds the demo's token
     // through the host's record, with no data dir or token in the environment.
-    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: dataDir, MEMBALLOON_RUNTIME_DIR: runtimeDir };
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, NODE_OPTIONS: process.env.NODE_OPTIONS, HOME: dataDir, MEMBALLOON_RUNTIME_DIR: runtimeDir };
     const list = spawnSync(process.execPath, [join(ROOT, 'packages/host/bin/balloonctl.mjs'), '--host', url!, 'list', 'vms'], { env, encoding: 'utf8' });
     expect(list.stderr).toBe('');
     expect(list.status).toBe(0);
