@@ -17,6 +17,16 @@ describe('VmHistory', () => {
     });
   });
 
+  it('grows its ring as points come, then keeps the newest 900 in order', () => {
+    const h = new VmHistory();
+    for (let i = 0; i < 2000; i++) h.record([vm(i, i)], i);
+    expect(h.sizeOf('a')).toBe(900);
+    const series = h.event(2000).vms.a!;
+    expect(series.actualMib[0]).toBe(1100);
+    expect(series.actualMib.at(-1)).toBe(1999);
+    expect(series.atMs.every((t, i) => i === 0 || t === series.atMs[i - 1]! + 1)).toBe(true);
+  });
+
   it('keeps at most its capacity per VM (the newest), and serves only the window', () => {
     const h = new VmHistory({ capacity: 5, windowMs: 10_000 });
     for (let i = 0; i < 12; i++) h.record([vm(i, i)], i * 1000);

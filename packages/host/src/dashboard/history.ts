@@ -8,8 +8,9 @@
 // something changed (target, actual or available): a quiet VM costs nothing,
 // and the page extends its last point to "now". Points older than `windowMs` are not
 // served. A VM that stops running loses its history (the page shows charts
-// only for running VMs). Memory: 900 points × 4 numbers × 8 bytes ≈ 29 kB
-// per running VM at most.
+// only for running VMs). Memory: a ring starts at 16 points and doubles up to
+// its capacity: 900 points × 4 numbers × 8 bytes ≈ 29 kB per running VM at
+// most, far less for a quiet one.
 import type { VmView } from '../service/views.js';
 
 /** Options of VmHistory. */
@@ -35,13 +36,16 @@ export interface HistoryEvent {
   vms: Record<string, VmHistorySeries>;
 }
 
-/** A fixed-size ring of points: [atMs, targetMib, actualMib, availableMib (NaN: none)]. */
+/** Points a ring starts with; it doubles up to its capacity, so a quiet VM costs little. */
+const INITIAL_POINTS = 16;
+
+/** A ring of at most `capacity` points: [atMs, targetMib, actualMib, availableMib (NaN: none)]. */
 class Ring {
-  readonly #data: Float64Array;
+  #data: Float64Array;
   #start = 0;
   #size = 0;
   constructor(readonly capacity: number) {
-    this.#data = new Float64Array(capacity * 4);
+    this.#data = new Float64Array(Math.min(capacity, INITIAL_POINTS) * 4);
   }
 
   get size(): number {
@@ -49,15 +53,23 @@ class Ring {
   }
 
   push(atMs: number, targetMib: number, actualMib: number, availableMib: number): void {
-    const slot = ((this.#start + this.#size) % this.capacity) * 4;
+    const slots = this.#data.length / 4;
+    if (this.#size === slots && slots < this.capacity) {
+      // Grow (only before the ring has wrapped: #start is still 0).
+      const grown = new Float64Array(Math.min(this.capacity, slots * 2) * 4);
+      grown.set(this.#data);
+      this.#data = grown;
+    }
+    const length = this.#data.length / 4;
+    const slot = ((this.#start + this.#size) % length) * 4;
     this.#data.set([atMs, targetMib, actualMib, availableMib], slot);
-    if (this.#size < this.capacity) this.#size++;
-    else this.#start = (this.#start + 1) % this.capacity;
+    if (this.#size < length) this.#size++;
+    else this.#start = (this.#start + 1) % length;
   }
 
   /** The i-th point from the oldest. */
   at(i: number, field: 0 | 1 | 2 | 3): number {
-    return this.#data[((this.#start + i) % this.capacity) * 4 + field]!;
+    return this.#data[((this.#start + i) % (this.#data.length / 4)) * 4 + field]!;
   }
 }
 
