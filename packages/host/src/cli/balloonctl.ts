@@ -8,8 +8,9 @@
 import { readFileSync } from 'node:fs';
 import { formatMetricList, formatMetricsTable } from '../metrics/format.js';
 import { METRIC_DESCRIPTIONS } from '../metrics/query.js';
-import { AdminClient, CtlError } from './client.js';
-import { CtlConfigError, loadCtlConfig, type CtlConfig } from './ctl-config.js';
+import { HostError } from '../errors.js';
+import { AdminClient } from './client.js';
+import { loadCtlConfig, type CtlConfig } from './ctl-config.js';
 import { COMMAND_USAGE, USAGE } from './ctl-usage.js';
 import { setBalloonAndWait } from './ctl-wait.js';
 import { formatHost, formatVm, formatVmLine, formatVmMachineReadable } from './format.js';
@@ -21,7 +22,7 @@ const printJson = (value: unknown): void => out(JSON.stringify(value, null, 2));
 
 /** A usage error of `command` (exit 2), pointing at its help. */
 function usage(message: string, command?: string): never {
-  throw new CtlError(`${message} (see balloonctl ${command && COMMAND_USAGE[command] ? `${command} ` : ''}--help)`, 'usage');
+  throw new HostError('usage', `${message} (see balloonctl ${command && COMMAND_USAGE[command] ? `${command} ` : ''}--help)`);
 }
 
 function mibArg(value: string | undefined, flag: string, command: string, what = 'a whole number of MiB'): number {
@@ -235,10 +236,11 @@ async function main(cfg: CtlConfig): Promise<void> {
 
 /** Prints the error once (JSON with --json) and sets the exit code: 2 for usage, 1 otherwise. */
 function fail(err: unknown, json: boolean): void {
-  const e = err instanceof CtlError ? err : err instanceof CtlConfigError ? new CtlError(`${err.message} (see balloonctl --help)`, 'usage') : new CtlError(err instanceof Error ? err.message : String(err), 'internal');
+  const e = HostError.from(err);
   const message = e.message.split('\n')[0]!;
   process.stderr.write(json ? `${JSON.stringify({ error: { code: e.code, message } })}\n` : `balloonctl: error: ${message}\n`);
-  process.exitCode = e.exitCode;
+  // As VBoxManage: 2 for a command line it cannot parse, 1 for an operation that failed.
+  process.exitCode = e.code === 'usage' ? 2 : 1;
 }
 
 const argv = process.argv.slice(2);

@@ -1,32 +1,13 @@
 // A small client of the admin API for balloonctl: JSON in and out, every
-// failure a CtlError with a one-line message. It speaks node:http(s) rather
+// failure a HostError (the package's one error type) with a one-line message
+// and the API's code. It speaks node:http(s) rather
 // than fetch: fetch loads undici on first use, which costs more start-up time
 // than the rest of balloonctl together (issue 15: a CLI that answers at once).
 import type { IncomingMessage, RequestOptions } from 'node:http';
-import type { ApiErrorView, HostView, VmView } from '../service/views.js';
+import { HostError, isHostErrorCode } from '../errors.js';
 import type { MetricRow } from '../metrics/query.js';
+import type { ApiErrorView, HostView, VmView } from '../service/views.js';
 import type { TokenLookup } from './ctl-config.js';
-
-/**
- * A failure of a balloonctl command: one line for stderr and a code (the
- * API's `error.code`, or balloonctl's own: usage, unreachable, short,
- * timeout, cancelled). `usage` exits 2, as VBoxManage's syntax errors do;
- * everything else exits 1.
- */
-export class CtlError extends Error {
-  override readonly name = 'CtlError';
-  constructor(
-    message: string,
-    readonly code = 'error',
-  ) {
-    super(message);
-  }
-
-  /** The process's exit code for this error. */
-  get exitCode(): number {
-    return this.code === 'usage' ? 2 : 1;
-  }
-}
 
 /** The one line that says why the host refused the admin token, naming where balloonctl looked. */
 export function unauthorizedText(baseUrl: string, lookup: TokenLookup | undefined, hostMessage: string): string {
@@ -57,20 +38,23 @@ export class AdminClient {
       }, body === undefined ? undefined : JSON.stringify(body));
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      throw new CtlError(`cannot reach the host at ${this.baseUrl} (${e.code ?? e.message}): is balloon-host running? (--host URL or MEMBALLOON_URL)`, 'unreachable');
+      if (err instanceof HostError) throw err;
+      throw new HostError('unreachable', `cannot reach the host at ${this.baseUrl} (${e.code ?? e.message}): is balloon-host running? (--host URL or MEMBALLOON_URL)`, { cause: err });
     }
     const text = res.text;
     let value: unknown;
     try {
       value = text === '' ? undefined : JSON.parse(text);
     } catch {
-      throw new CtlError(`the host at ${this.baseUrl} answered ${res.status} with something that is not JSON`);
+      throw new HostError('internal', `the host at ${this.baseUrl} answered ${res.status} with something that is not JSON`);
     }
     if (res.status < 200 || res.status > 299) {
       const e = (value as ApiErrorView | undefined)?.error;
       const message = e?.message ?? `the host answered ${res.status} ${res.statusText}`;
-      if (res.status === 401) throw new CtlError(unauthorizedText(this.baseUrl, this.tokenLookup, message), e?.code ?? 'unauthorized');
-      throw new CtlError(message, e?.code ?? 'error');
+      // A code this balloonctl does not know (a newer host) is still an error: internal.
+      const code = isHostErrorCode(e?.code) ? e.code : res.status === 401 ? 'unauthorized' : 'internal';
+      // The host's own hint names <data-dir>/admin.token; ours names the files looked at, once.
+      throw new HostError(code, res.status === 401 ? unauthorizedText(this.baseUrl, this.tokenLookup, message) : message);
     }
     return value as T;
   }
@@ -132,7 +116,7 @@ export class AdminClient {
 
 /** One HTTP(S) request with the whole answer read as text; https is loaded only for https URLs. */
 async function send(url: URL, options: RequestOptions, body: string | undefined): Promise<{ status: number; statusText: string; text: string }> {
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw Object.assign(new Error(`not an http(s) URL: ${url.protocol}`), { code: 'EPROTO' });
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new HostError('usage', `not an http(s) URL: ${url.protocol}`);
   const { request } = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
   return new Promise((resolve, reject) => {
     const req = request(url, options, (res: IncomingMessage) => {

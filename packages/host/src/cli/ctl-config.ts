@@ -4,6 +4,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ADMIN_TOKEN_FILE, readAdminToken } from '../auth/tokens.js';
+import { HostError } from '../errors.js';
 import { findHostRecord, hostRecordDir } from './host-record.js';
 
 /** Where balloonctl finds the host when neither --host nor MEMBALLOON_URL says. */
@@ -37,10 +38,6 @@ export interface CtlConfig {
   tty: boolean;
 }
 
-/** A global flag that is not usable (missing value, bad URL): a usage error. */
-export class CtlConfigError extends Error {
-  override readonly name = 'CtlConfigError';
-}
 
 /**
  * Takes the global flags out of argv (anywhere): --host URL, --admin-token T,
@@ -67,7 +64,7 @@ export function loadCtlConfig(argv: readonly string[], env: NodeJS.ProcessEnv = 
     }
     if (a === '--host' || a === '--admin-token' || a === '--data-dir') {
       const v = argv[++i];
-      if (v === undefined || v.startsWith('--')) throw new CtlConfigError(a === '--host' ? '--host needs a URL, e.g. http://127.0.0.1:7450' : `${a} needs a value`);
+      if (v === undefined || v.startsWith('--')) throw new HostError('usage', `${a === '--host' ? '--host needs a URL, e.g. http://127.0.0.1:7450' : `${a} needs a value`} (see balloonctl --help)`);
       if (a === '--host') hostUrl = v;
       else if (a === '--admin-token') adminToken = v;
       else dataDir = v;
@@ -80,7 +77,7 @@ export function loadCtlConfig(argv: readonly string[], env: NodeJS.ProcessEnv = 
     else args.push(a);
   }
   const url = (hostUrl || env.MEMBALLOON_URL || DEFAULT_HOST_URL).replace(/\/+$/, '');
-  if (!/^https?:\/\/[^/]+/.test(url)) throw new CtlConfigError(`the host URL '${url}' must start with http:// or https://`);
+  if (!/^https?:\/\/[^/]+/.test(url)) throw new HostError('usage', `the host URL '${url}' must start with http:// or https:// (see balloonctl --help)`);
   const tokenLookup = lookUpToken(url, adminToken, dataDir, env);
   return Object.freeze({ hostUrl: url, adminToken: tokenLookup.token, tokenLookup, json, help, version, args: Object.freeze(args), tty });
 }

@@ -3,7 +3,7 @@
 // host advances one step per poll, so the test counts polls, not time.
 import { describe, expect, it } from 'vitest';
 import type { BalloonView, VmView } from '../service/views.js';
-import { CtlError } from './client.js';
+import { HostError } from '../errors.js';
 import { reclaimLine, setBalloonAndWait } from './ctl-wait.js';
 
 const balloon = (targetMib: number, actualMib: number, extra: Partial<BalloonView> = {}): BalloonView => ({
@@ -50,7 +50,7 @@ function reclaimingHost(outcome: 'ok' | 'refused') {
       },
       async setBalloon(name: string, targetMib: number) {
         await new Promise<void>((r) => (release = r));
-        if (outcome === 'refused') throw new CtlError("could not reclaim 300 MiB for VM 'vm-medium': vm-large stopped short at 250 of 300 MiB (guest_floor); 50 MiB missing", 'pool_exhausted');
+        if (outcome === 'refused') throw new HostError('pool_exhausted', "could not reclaim 300 MiB for VM 'vm-medium': vm-large stopped short at 250 of 300 MiB (guest_floor); 50 MiB missing");
         medium = balloon(targetMib, targetMib, { generation: 2 });
         return vm(name, balloon(targetMib, 200, { generation: 2 }));
       },
@@ -73,8 +73,8 @@ describe('controlvm --wait', () => {
   it("fails with the host's message, which names the shortfall", async () => {
     const host = reclaimingHost('refused');
     const err = await setBalloonAndWait(host.client, 'vm-medium', 0, 60_000, undefined).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(CtlError);
-    expect(err).toMatchObject({ code: 'pool_exhausted', exitCode: 1, message: expect.stringMatching(/50 MiB missing/) });
+    expect(err).toBeInstanceOf(HostError);
+    expect(err).toMatchObject({ code: 'pool_exhausted', message: expect.stringMatching(/50 MiB missing/) });
   });
 
   it('redraws one line on a terminal and ends it before returning', async () => {

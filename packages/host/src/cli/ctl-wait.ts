@@ -5,7 +5,8 @@
 // balloon until it reaches the target. Progress goes to stderr: stdout keeps
 // only the result, for scripts.
 import type { VmView } from '../service/views.js';
-import { AdminClient, CtlError } from './client.js';
+import { HostError } from '../errors.js';
+import type { AdminClient } from './client.js';
 import { progressBar, reasonText } from './format.js';
 
 /** How often the progress is polled (the host answers from memory: cheap). */
@@ -84,11 +85,11 @@ export async function setBalloonAndWait(client: Pick<AdminClient, 'vms' | 'vm' |
     const b = vm.balloon;
     if (vm.state !== 'running' || !b) {
       progress.end();
-      throw new CtlError(`VM '${name}' stopped before its balloon reached ${targetMib} MiB`, 'not_running');
+      throw new HostError('not_running', `VM '${name}' stopped before its balloon reached ${targetMib} MiB`);
     }
     if (b.generation > generation) {
       progress.end();
-      throw new CtlError(`VM '${name}': a newer balloon target (${b.targetMib} MiB) replaced ${targetMib} MiB before it was reached`, 'cancelled');
+      throw new HostError('cancelled', `VM '${name}': a newer balloon target (${b.targetMib} MiB) replaced ${targetMib} MiB before it was reached`);
     }
     progress.show(sink?.tty ? `VM '${name}': ${progressBar(b.actualMib, targetMib, startMib)}` : `VM '${name}': balloon ${b.actualMib}/${targetMib} MiB`);
     if (b.actualMib === targetMib) {
@@ -97,11 +98,11 @@ export async function setBalloonAndWait(client: Pick<AdminClient, 'vms' | 'vm' |
     }
     if (b.state === 'short') {
       progress.end();
-      throw new CtlError(`VM '${name}': the balloon stopped short at ${b.actualMib} of ${targetMib} MiB: ${reasonText(b.reason)}`, 'short');
+      throw new HostError('short', `VM '${name}': the balloon stopped short at ${b.actualMib} of ${targetMib} MiB: ${reasonText(b.reason)}`);
     }
     if (Date.now() >= deadline) {
       progress.end();
-      throw new CtlError(`VM '${name}': the balloon is at ${b.actualMib} of ${targetMib} MiB after ${Math.round(timeoutMs / 1000)} s (--timeout)`, 'timeout');
+      throw new HostError('timeout', `VM '${name}': the balloon is at ${b.actualMib} of ${targetMib} MiB after ${Math.round(timeoutMs / 1000)} s (--timeout)`);
     }
     await new Promise((r) => setTimeout(r, WAIT_POLL_MS));
   }

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadHostConfig } from '../config.js';
-import { CtlConfigError, loadCtlConfig } from './ctl-config.js';
+import { HostError } from '../errors.js';
+import { loadCtlConfig } from './ctl-config.js';
 import { writeHostRecord } from './host-record.js';
 
 describe('balloon-host security flags', () => {
@@ -40,7 +41,7 @@ describe('balloonctl admin token', () => {
     expect(loadCtlConfig(['list'], env).adminToken).toBeUndefined();
     expect(loadCtlConfig(['list'], env).tokenLookup.triedFiles).toEqual([join(xdg, 'memballoon', 'admin.token')]);
     mkdirSync(join(xdg, 'memballoon'));
-    writeFileSync(join(xdg, 'memballoon', 'admin.token'), 'default-dir\n');
+    writeFileSync(join(xdg, 'memballoon', 'admin.token'), 'default-dir\n', { mode: 0o600 });
     expect(loadCtlConfig(['list'], env).adminToken).toBe('default-dir');
     rmSync(xdg, { recursive: true, force: true });
   });
@@ -49,7 +50,7 @@ describe('balloonctl admin token', () => {
     const root = mkdtempSync(join(tmpdir(), 'memballoon-rec-'));
     const env = { XDG_DATA_HOME: join(root, 'xdg'), MEMBALLOON_RUNTIME_DIR: join(root, 'run') };
     mkdirSync(join(root, 'demo'));
-    writeFileSync(join(root, 'demo', 'admin.token'), 'recorded\n');
+    writeFileSync(join(root, 'demo', 'admin.token'), 'recorded\n', { mode: 0o600 });
     writeHostRecord(env.MEMBALLOON_RUNTIME_DIR, { url: 'http://127.0.0.1:7450', dataDir: join(root, 'demo'), pid: process.pid });
     const found = loadCtlConfig(['list'], env);
     expect(found.tokenLookup).toEqual({ token: 'recorded', source: join(root, 'demo', 'admin.token'), triedFiles: [join(root, 'demo', 'admin.token')] });
@@ -62,7 +63,7 @@ describe('balloonctl admin token', () => {
     const c = loadCtlConfig(['showvminfo', '--help', 'a', '--json', '--data-dir', dir], {});
     expect(c).toMatchObject({ help: true, json: true, version: false, args: ['showvminfo', 'a'] });
     expect(loadCtlConfig(['--version'], { MEMBALLOON_RUNTIME_DIR: dir }).version).toBe(true);
-    expect(() => loadCtlConfig(['--host'], {})).toThrow(CtlConfigError);
+    expect(() => loadCtlConfig(['--host'], {})).toThrow(HostError);
     expect(() => loadCtlConfig(['--data-dir', '--json'], {})).toThrow(/--data-dir needs a value/);
     expect(() => loadCtlConfig(['--host', 'ftp://x'], {})).toThrow(/must start with http/);
   });

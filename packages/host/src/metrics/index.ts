@@ -4,7 +4,6 @@ export { HostMetrics } from './prometheus.js';
 export {
   queryMetrics,
   compileMetricFilter,
-  MetricsQueryError,
   METRIC_NAMES,
   METRIC_DESCRIPTIONS,
   GUEST_METRICS,
@@ -13,7 +12,6 @@ export {
   METRIC_UNIT_KB,
   type MetricRow,
   type MetricDescription,
-  type MetricsQueryErrorCode,
   type MetricsSnapshot,
 } from './query.js';
 export { formatMetricList, formatMetricsTable } from './format.js';
