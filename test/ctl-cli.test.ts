@@ -20,6 +20,9 @@ afterAll(async () => {
   data.remove();
 });
 
+/** A generous deadline for tests that run balloonctl a dozen times (a node start-up each, slow on a busy machine). */
+const MANY_RUNS_MS = 300_000;
+
 const COMMANDS = ['list', 'showvminfo', 'showhostinfo', 'createvm', 'unregistervm', 'modifyvm', 'controlvm', 'metrics'];
 
 describe('balloonctl help and version', () => {
@@ -36,7 +39,7 @@ describe('balloonctl help and version', () => {
     expect((await ctlJson<VmView>(host.url, 'showvminfo', 'cli')).name).toBe('cli');
     const overview = await ctl(host.url, '--help');
     for (const command of COMMANDS) expect(overview.stdout).toContain(`  ${command}`);
-  });
+  }, MANY_RUNS_MS);
 
   it('--version prints the version', async () => {
     const r = await ctl(host.url, '--version');
@@ -70,7 +73,7 @@ describe('balloonctl exit codes and errors', () => {
       expect(r.stdout).toBe('');
     }
     expect((await ctl(host.url, 'showvminfo')).stderr).toMatch(/see balloonctl showvminfo --help/);
-  });
+  }, MANY_RUNS_MS);
 
   it('exits 1 when the operation fails; with --json the error is JSON with the API code', async () => {
     const ghost = await ctl(host.url, 'showvminfo', 'ghost');
@@ -89,7 +92,7 @@ describe('balloonctl exit codes and errors', () => {
     const dead = await ctl('http://127.0.0.1:1', 'list', 'vms', '--json');
     expect(dead.code).toBe(1);
     expect(JSON.parse(dead.stderr).error.code).toBe('unreachable');
-  });
+  }, MANY_RUNS_MS);
 });
 
 describe('balloonctl output', () => {
@@ -99,7 +102,7 @@ describe('balloonctl output', () => {
     expect((await ctl(host.url, 'showvminfo', 'cli')).stdout).toMatch(/^Balloon max: +100 MiB$/m);
     expect((await ctlJson<VmView>(host.url, 'modifyvm', 'cli', '--balloon-max', 'none')).balloonMaxMib).toBeNull();
     expect((await ctl(host.url, 'showvminfo', 'cli')).stdout).toMatch(/^Balloon max: +not set/m);
-  });
+  }, MANY_RUNS_MS);
 
   it('metrics list names every metric; metrics query --json has its unit in the field name', async () => {
     const list = await ctl(host.url, 'metrics', 'list');
@@ -113,7 +116,7 @@ describe('balloonctl output', () => {
     for (const row of rows) expect(Object.keys(row).sort()).toEqual(['metric', 'object', 'valueKib']);
     expect(rows.find((r) => r.metric === 'RAM/VMM/Free')?.valueKib).toBe(1024 * 1024);
     expect((await ctl(host.url, 'metrics', 'query', 'host', 'RAM/VMM/Free')).stdout).toMatch(/^host +RAM\/VMM\/Free +1048576 kB$/m);
-  });
+  }, MANY_RUNS_MS);
 
   it('showvminfo --machinereadable is key="value" lines a shell can read, matching --json', async () => {
     const agent = spawnAgent({ url: host.url, name: 'cli', memoryMib: 256, floorMib: 16 });
@@ -140,5 +143,5 @@ describe('balloonctl output', () => {
     expect(actualLine).not.toMatch(/locked.*locked/);
     if (json.balloon!.lock === 'locked' && json.balloon!.lockedMib === 32) expect(actualLine).toMatch(/^Balloon actual: +32 MiB$/);
     await agent.stop();
-  });
+  }, MANY_RUNS_MS);
 });

@@ -97,6 +97,8 @@ describe('parseVmPatchInput (the HTTP edge)', () => {
     expect(refusal(() => parseVmPatchInput({ tokenHash: 'x' }))).toEqual({ code: 'invalid_argument', message: "modifyvm does not know the setting 'tokenHash'" });
     expect(refusal(() => parseVmPatchInput({ memoryMib: '1' }))).toEqual({ code: 'invalid_argument', message: 'memoryMib must be a whole number (got "1")' });
     expect(refusal(() => parseVmPatchInput({ memoryWeight: 1.5 }))?.code).toBe('invalid_argument');
+    expect(parseVmPatchInput({ balloonMaxMib: null })).toEqual({ balloonMaxMib: null });
+    expect(refusal(() => parseVmPatchInput({ memoryMinMib: null }))?.code).toBe('invalid_argument');
     expect(refusal(() => parseVmPatchInput({ pageFusion: 1 }))?.code).toBe('invalid_argument');
     expect(refusal(() => parseVmPatchInput({ balloonPolicy: 'AUTO' }))?.code).toBe('invalid_argument');
   });

@@ -29,7 +29,8 @@ export interface VmPatch {
   balloonPolicy?: 'manual' | 'auto';
   memoryMinMib?: number;
   /** 0: not set (only the 90 % rule). */
-  balloonMaxMib?: number;
+  /** null (or 0): not set, the 90 % rule alone. */
+  balloonMaxMib?: number | null;
   memoryWeight?: number;
   memoryBufferPercent?: number;
 }
@@ -62,6 +63,8 @@ export function parseVmPatchInput(body: Readonly<Record<string, unknown>>): VmPa
       if (typeof value !== 'boolean') throw new HostError('invalid_argument', 'pageFusion must be true or false');
     } else if (key === 'balloonPolicy') {
       if (value !== 'manual' && value !== 'auto') throw new HostError('invalid_argument', "balloonPolicy must be 'manual' or 'auto'");
+    } else if (key === 'balloonMaxMib' && value === null) {
+      // Unsets it, as the API shows an unset maximum.
     } else if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
       throw new HostError('invalid_argument', `${key} must be a whole number (got ${JSON.stringify(value)})`);
     }
