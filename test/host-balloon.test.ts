@@ -94,7 +94,7 @@ describe('balloonctl and a real agent', () => {
     await agent.stop();
     const off = await ctl(host.url, 'controlvm', 'ctl vm', 'guestmemoryballoon', '10');
     expect(off.stderr).toMatch(/VM 'ctl vm' is not running/);
-  });
+  }, 180_000); // a dozen balloonctl runs and two agent start-ups: a generous deadline on a busy machine
 
   it('controlvm --wait fails with the guest reason when the balloon stops short', async () => {
     expect((await ctl(host.url, 'createvm', '--name', 'tight', '--memory', '300')).code).toBe(0);
