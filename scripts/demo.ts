@@ -184,7 +184,8 @@ function runningVms(baseUrl: string, adminToken: string | undefined): Promise<st
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
         buffer += chunk;
-        const data = /^data: (.*)$/m.exec(buffer);
+        // The stream opens with the charts' history; the snapshot follows.
+        const data = /^event: snapshot\ndata: (.*)$/m.exec(buffer);
         if (!data || !buffer.includes('\n\n', data.index)) return;
         req.destroy();
         const snapshot = JSON.parse(data[1]!) as { vms: Array<{ name: string; state: string }> };
@@ -313,10 +314,10 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  // balloonctl finds the host with --host (unless it is the default) and the
-  // admin token in the data directory (--data-dir), as balloon-host wrote it.
-  const ctlFlags =
-    (baseUrl === `http://127.0.0.1:${DEFAULT_PORT}` ? '' : ` --host ${baseUrl}`) + (adminToken ? ` --data-dir ${shown(config.dataDir)}` : '');
+  // balloonctl finds the host with --host (unless it is the default); the
+  // admin token it finds on its own: the host records where its data
+  // directory is (packages/host/src/cli/host-record.ts).
+  const ctlFlags = baseUrl === `http://127.0.0.1:${DEFAULT_PORT}` ? '' : ` --host ${baseUrl}`;
   const dashboardUrl = adminToken ? `${baseUrl}/#token=${adminToken}` : `${baseUrl}/`;
   const guestsMib = GUESTS.reduce((sum, g) => sum + g.memoryMib, 0);
   process.stdout.write(

@@ -325,6 +325,7 @@ export class HostService {
     this.generations.set(name, generation);
     r.guest.generation = generation;
     r.link.sendTarget(targetMib, generation);
+    this.counters.countTargetChange?.(name, source);
     r.logger.info({ targetMib, generation, source }, 'balloon target sent');
     this.notify();
     return generation;
@@ -424,6 +425,8 @@ export class HostService {
       logged: new Map(),
     });
     this.counters.countSession(name);
+    // The Welcome carries the first target of the session (the default balloon, or the one it resumes).
+    this.counters.countTargetChange?.(name, 'start');
     logger.info({ sessionId, memoryMib, targetMib, floorMib, generation, heldMib: needMib, agentPid: hello.facts.pid, resuming }, 'guest admitted');
     this.notify();
     return {
