@@ -5,7 +5,7 @@
 //   npm run bench                 all of them
 //   npm run bench -- balloon      only some: balloon, fusion, load
 import { formatBenchTable, runBalloonBench } from '../packages/guest-agent/bench/balloon.bench.js';
-import { runFusionBench, type FusionBenchRow } from '../packages/host/bench/fusion.bench.js';
+import { formatKsmdCpu, runFusionBench, type FusionBenchRow } from '../packages/host/bench/fusion.bench.js';
 import { runLoadBench, type LoadResult } from './bench/load.js';
 
 const all = ['balloon', 'fusion', 'load'] as const;
@@ -23,11 +23,14 @@ function formatFusion(rows: FusionBenchRow[]): string {
   // Ours is the hint layer; the reference is the kernel's scan (KSM) of the
   // same guests and regions in the same run; ratio = KSM time / hint time.
   const hints = rows[0];
-  const lines = ['| method | pages_to_scan | sleep_millisecs | time until sharable (hints) or merged (KSM) | MiB | ratio to hints | note |', '|---|---|---|---:|---:|---:|---|'];
+  const lines = [
+    '| method | pages_to_scan | sleep_millisecs | time until sharable (hints) or merged (KSM) | MiB | ratio to hints | ksmd CPU | note |',
+    '|---|---|---|---:|---:|---:|---:|---|',
+  ];
   for (const r of rows) {
     const t = Number.isNaN(r.timeMs) ? '—' : r.timeMs < 1000 ? `${r.timeMs.toFixed(0)} ms` : `${(r.timeMs / 1000).toFixed(2)} s`;
     const ratio = hints && !Number.isNaN(r.timeMs) ? `${(r.timeMs / hints.timeMs).toFixed(1)}×` : '—';
-    lines.push(`| ${r.method} | ${r.pagesToScan} | ${r.sleepMillisecs} | ${t} | ${r.mib.toFixed(1)} | ${ratio} | ${r.note} |`);
+    lines.push(`| ${r.method} | ${r.pagesToScan} | ${r.sleepMillisecs} | ${t} | ${r.mib.toFixed(1)} | ${ratio} | ${formatKsmdCpu(r)} | ${r.note} |`);
   }
   return lines.join('\n');
 }
