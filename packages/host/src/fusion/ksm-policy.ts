@@ -11,6 +11,7 @@
 // the first only records its checksum), then falls back to MOM's rate. The
 // CPU a merge costs is about the same either way (two scans of the same
 // pages); the burst spends it at once instead of over seconds.
+import { BYTES_PER_MIB } from '@memballoon/protocol';
 
 /** MOM's constants (mom-balloon.policy): pages added/removed per decision, bounds, sleep baseline. */
 export const MOM_KSM_POLICY = Object.freeze({
@@ -102,7 +103,7 @@ export function decideKsm(inputs: KsmInputs, policy: KsmPolicy = DEFAULT_KSM_POL
     // A batch of about the unmerged candidates: ksmd looks at its settings
     // between batches, so a batch must not be so large that the end of the
     // burst waits long for it.
-    const unmergedPages = Math.ceil((unmerged * 1024 * 1024) / (inputs.pageSizeBytes ?? 4096));
+    const unmergedPages = Math.ceil((unmerged * BYTES_PER_MIB) / (inputs.pageSizeBytes ?? 4096));
     const pagesToScan = Math.min(policy.burstPagesMax, Math.max(policy.burstPagesMin, unmergedPages));
     return {
       drive: true,

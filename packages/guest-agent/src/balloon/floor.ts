@@ -1,0 +1,69 @@
+// The guest's free-memory floor: how far the balloon may inflate before the
+// domain's available memory would fall below it, and how far it must deflate
+// when the guest's own use has pushed availability below it (pressure).
+// Pure arithmetic over a DomainSource: no timers, no balloon.
+import { defaultFloorMib, type DomainSource } from '../domain/source.js';
+import { BYTES_PER_MIB } from '@memballoon/protocol';
+
+
+/** The floor of one balloon, and the budget of one inflate against it. */
+export class FloorGuard {
+  private floorMibValue: number;
+  /** MiB the last reading lets the balloon take before it must look again. */
+  private budgetMib = 0;
+
+  constructor(
+    private readonly domain: DomainSource | null,
+    floorMib: number,
+  ) {
+    this.floorMibValue = this.resolve(floorMib);
+  }
+
+  /** The floor in MiB (0: none). */
+  get floorMib(): number {
+    return this.floorMibValue;
+  }
+
+  /** Sets the floor; 0 means the default (max(64 MiB, 5 % of the domain); none without a domain). */
+  setFloor(floorMib: number): void {
+    this.floorMibValue = this.resolve(floorMib);
+    this.budgetMib = 0;
+  }
+
+  /** Forgets the budget (a new target: the next inflate reads the domain afresh). */
+  reset(): void {
+    this.budgetMib = 0;
+  }
+
+  /** How many of `wantMib` the floor lets the balloon take now (re-reading the domain when the budget is used up). */
+  allowsMib(wantMib: number): number {
+    if (!this.domain || this.floorMibValue <= 0) return wantMib;
+    if (this.budgetMib < wantMib) {
+      const a = this.domain.availability();
+      // Our own inflation lowers availability MiB for MiB, so one reading
+      // stays good until its budget is spent: no /proc read per chunk.
+      this.budgetMib = Math.max(0, Math.floor(a.availableBytes / BYTES_PER_MIB) - this.floorMibValue);
+    }
+    return Math.min(wantMib, this.budgetMib);
+  }
+
+  /** The balloon took `mib` MiB of the budget. */
+  spend(mib: number): void {
+    this.budgetMib -= mib;
+  }
+
+  /**
+   * Under pressure (availability below the floor), the size the balloon must
+   * deflate to; null when the guest is above its floor.
+   */
+  pressureCapMib(actualMib: number): number | null {
+    if (!this.domain || this.floorMibValue <= 0 || actualMib === 0) return null;
+    const availableMib = Math.floor(this.domain.availability().availableBytes / BYTES_PER_MIB);
+    if (availableMib >= this.floorMibValue) return null;
+    return Math.max(0, actualMib - (this.floorMibValue - availableMib));
+  }
+
+  private resolve(floorMib: number): number {
+    return floorMib || (this.domain ? defaultFloorMib(this.domain.totalMib) : 0);
+  }
+}
