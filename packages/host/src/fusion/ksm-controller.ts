@@ -66,6 +66,9 @@ interface Burst {
   sharableMib: number;
 }
 
+/** How often an idle controller (no page-fusion VM, not driving) still reads the kernel, in ms. */
+const IDLE_READ_INTERVAL_MS = 10_000;
+
 /** The KSM controller of a host. */
 export class KsmController {
   readonly #sysfs: KsmSysfs;
@@ -79,6 +82,7 @@ export class KsmController {
   #inputs: (() => KsmTickInputs) | undefined;
   #kicked: NodeJS.Immediate | undefined;
   #burst: Burst | null = null;
+  #lastReadMs = Number.NEGATIVE_INFINITY;
 
   constructor(opts: KsmControllerOptions = {}) {
     this.#sysfs = opts.sysfs ?? new KsmSysfs();
@@ -109,6 +113,11 @@ export class KsmController {
 
   /** Reads the kernel, decides and applies. Never throws. */
   tick(inputs: KsmTickInputs): KsmReport {
+    // Idle (no page-fusion VM, not driving): the kernel's figures are only
+    // for showhostinfo, and ten sysfs reads a second are not worth it then.
+    const now = this.#nowMs();
+    if (inputs.fusionVmsRunning <= 0 && !this.#sysfs.driving && now - this.#lastReadMs < IDLE_READ_INTERVAL_MS) return this.#report;
+    this.#lastReadMs = now;
     const probe = this.#probe();
     let kernel = this.#tryRead();
     if (!probe.ok || !kernel) {

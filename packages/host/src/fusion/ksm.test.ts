@@ -229,6 +229,22 @@ describe('KSM controller', () => {
     expect(readNum(dir, 'sleep_millisecs')).toBe(20);
   });
 
+  it('reads the kernel only every 10 s while idle (no page-fusion VM, not driving)', () => {
+    const dir = fakeSysfs({ run: 0 });
+    let nowMs = 0;
+    const c = new KsmController({ sysfs: new KsmSysfs({ dir, lockPath: join(dir, 'lock'), ksmd: null }), memTotalMib: 16 * 1024, nowMs: () => nowMs });
+    const idle = { fusionVmsRunning: 0, sharableMib: 0, unmergedMib: 0 };
+    expect(c.tick(idle).running).toBe(false);
+    writeFileSync(join(dir, 'run'), '1\n');
+    nowMs += 9_999;
+    expect(c.tick(idle).running).toBe(false);
+    nowMs += 1;
+    expect(c.tick(idle).running).toBe(true);
+    // A page-fusion VM is never kept waiting.
+    expect(c.tick({ fusionVmsRunning: 1, sharableMib: 8, unmergedMib: 8 })).toMatchObject({ driving: true, burst: true });
+    c.close();
+  });
+
   it('reports, without throwing, where KSM cannot be driven', () => {
     const c = new KsmController({ sysfs: new KsmSysfs({ dir: '/nonexistent/ksm' }) });
     const r = c.tick({ fusionVmsRunning: 1, sharableMib: 10, unmergedMib: 10 });
