@@ -2,7 +2,7 @@
 // use), plus the mounts of the dashboard and /metrics. Each route is a thin
 // translation from HTTP to one HostService call.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { bearerOf, tokenMatches } from '../auth/tokens.js';
+import { bearerOf, TokenVerifier } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
 import type { HostService } from '../service/host-service.js';
 import { readJson, sendError, sendJson } from './http.js';
@@ -40,21 +40,22 @@ const API = '/api/v1';
 
 /** Makes the request handler of the host's HTTP server. */
 export function createRouter(service: HostService, mounts: RouterMounts): (req: IncomingMessage, res: ServerResponse) => void {
+  const admin = mounts.adminTokenHash === undefined ? undefined : new TokenVerifier(mounts.adminTokenHash);
   return (req, res) => {
-    void route(service, mounts, req, res).catch((err) => sendError(res, err));
+    void route(service, mounts, admin, req, res).catch((err) => sendError(res, err));
   };
 }
 
-async function route(service: HostService, mounts: RouterMounts, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function route(service: HostService, mounts: RouterMounts, admin: TokenVerifier | undefined, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://host.invalid');
   const path = url.pathname;
   const method = req.method ?? 'GET';
 
   // Everything that reads or changes state needs the admin token; only the
   // dashboard's static shell (which holds no data) is open.
-  if (mounts.adminTokenHash !== undefined && (path === '/metrics' || path.startsWith('/api/'))) {
+  if (admin !== undefined && (path === '/metrics' || path.startsWith('/api/'))) {
     const token = bearerOf(req.headers.authorization);
-    if (token === undefined || !tokenMatches(token, mounts.adminTokenHash)) {
+    if (token === undefined || !admin.matches(token)) {
       mounts.onUnauthorized?.();
       res.setHeader('www-authenticate', 'Bearer realm="memballoon"');
       throw new HostError('unauthorized', token === undefined ? 'the admin API needs `Authorization: Bearer <admin token>` (the token is in <data-dir>/admin.token)' : 'the admin token is wrong');
