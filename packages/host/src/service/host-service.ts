@@ -201,6 +201,12 @@ export class HostService {
     return out;
   }
 
+  /** Whether any running VM's balloon is in auto mode: the policy loop skips its round (and its snapshot of every VM) otherwise. */
+  autoPolicyRunning(): boolean {
+    for (const name of this.running.keys()) if (this.records.get(name)?.balloonPolicy === 'auto') return true;
+    return false;
+  }
+
   /** Whether a VM's guest is connected. */
   isRunning(name: string): boolean {
     return this.running.has(name);
