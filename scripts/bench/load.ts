@@ -39,6 +39,8 @@ export interface LoadResult {
   roundP99Ms: number;
   hostCpuPercent: number;
   hostRssMib: number;
+  /** The machine's 1-minute load average at the end of the run (/proc/loadavg): on a shared machine, what the figures were measured under. */
+  loadAverage: number;
 }
 
 const CLK_TCK = 100; // Linux USER_HZ on every architecture Node supports.
@@ -210,6 +212,7 @@ async function runAgainst(label: string, url: string, pid: number, opts: LoadOpt
     roundP99Ms: percentile(roundTimes, 99),
     hostCpuPercent: cpu,
     hostRssMib: rss,
+    loadAverage: Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]),
   };
 }
 
