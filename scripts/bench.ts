@@ -3,12 +3,13 @@
 // "Benchmarks" section is pasted from this output, with its date).
 //
 //   npm run bench                 all of them
-//   npm run bench -- balloon      only some: balloon, fusion, load
+//   npm run bench -- balloon      only some: balloon, fusion, load, cli
 import { formatBenchTable, runBalloonBench } from '../packages/guest-agent/bench/balloon.bench.js';
 import { formatKsmdCpu, runFusionBench, type FusionBenchRow } from '../packages/host/bench/fusion.bench.js';
 import { runLoadBench, type LoadResult } from './bench/load.js';
+import { formatCliBench, runCliBench } from './bench/cli.js';
 
-const all = ['balloon', 'fusion', 'load'] as const;
+const all = ['balloon', 'fusion', 'load', 'cli'] as const;
 type Which = (typeof all)[number];
 const asked = process.argv.slice(2).filter((a): a is Which => (all as readonly string[]).includes(a));
 const unknown = process.argv.slice(2).filter((a) => !(all as readonly string[]).includes(a));
@@ -71,6 +72,9 @@ for (const name of which) {
   } else if (name === 'fusion') {
     const rows = await runFusionBench();
     console.log(`### Page fusion: hints against KSM scanning\n\n${formatFusion(rows)}\n`);
+  } else if (name === 'cli') {
+    const result = await runCliBench({ log });
+    console.log(`### Start-up: the built commands against \`node -e 0\` (${result.runs} interleaved runs), and the agent's idle RSS\n\n${formatCliBench(result)}\n`);
   } else {
     const runs = [await runLoadBench({ guests: 1000, rounds: 8 }), await runLoadBench({ guests: 5000, rounds: 4 })];
     console.log(`### Control plane under load: 1,000 and 5,000 simulated guests, stats every 1 s, targets every 3 s\n\n${formatLoad(runs)}\n`);

@@ -5,6 +5,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { bearerOf, TokenVerifier } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
 import type { HostService } from '../service/host-service.js';
+import type { GuestLauncher } from '../guests/launcher.js';
+import { routeGuests } from './guest-routes.js';
+import { parseCreateVm, parseVmPatchInput } from '../service/vm-settings.js';
 import { readJson, sendError, sendJson } from './http.js';
 
 /** Something mounted on the HTTP server that may serve a request (the dashboard). */
@@ -18,7 +21,7 @@ export interface HttpMount {
 export interface MetricsMount {
   readonly contentType: string;
   render(): Promise<string>;
-  /** Rows of `balloonctl metrics query`; throws with a `code` of unknown_vm, vm_not_running or unknown_metric. */
+  /** Rows of `balloonctl metrics query`; throws HostError (not_found, not_running, invalid_argument). */
   query(vmName?: string, metric?: string): unknown;
 }
 
@@ -32,6 +35,8 @@ export interface RouterMounts {
    * (the loopback-only demo mode).
    */
   adminTokenHash?: string;
+  /** The guests the host starts and owns (startvm, poweroff, modifyvm --cgroup); absent: those routes answer not_found. */
+  guests?: GuestLauncher;
   /** Told of every request refused for a missing or wrong admin token (counted in /metrics). */
   onUnauthorized?: () => void;
 }
@@ -89,7 +94,7 @@ async function route(service: HostService, mounts: RouterMounts, admin: TokenVer
       if (method === 'GET') return sendJson(res, 200, service.listVms(url.searchParams.get('running') === '1' || url.searchParams.get('running') === 'true'));
       if (method === 'POST') {
         const body = await readJson(req);
-        return sendJson(res, 201, service.createVm({ name: body.name, memoryMib: body.memoryMib }));
+        return sendJson(res, 201, service.createVm(parseCreateVm({ name: body.name, memoryMib: body.memoryMib })));
       }
       throw methodNotAllowed(method, path);
     }
@@ -100,13 +105,18 @@ async function route(service: HostService, mounts: RouterMounts, admin: TokenVer
         res.writeHead(204).end();
         return;
       }
-      if (method === 'PATCH') return sendJson(res, 200, service.modifyVm(name, await readJson(req)));
+      if (method === 'PATCH') {
+        const body = await readJson(req);
+        if (await routeGuests(mounts.guests, service, name, undefined, req, res, body)) return;
+        return sendJson(res, 200, service.modifyVm(name, parseVmPatchInput(body)));
+      }
       throw methodNotAllowed(method, path);
     }
+    if (extra === undefined && (await routeGuests(mounts.guests, service, name, sub, req, res))) return;
     if (sub === 'balloon' && extra === undefined) {
       if (method !== 'PUT') throw methodNotAllowed(method, path);
       const body = await readJson(req);
-      return sendJson(res, 202, await service.setBalloon(name, body.targetMib, 'controlvm'));
+      return sendJson(res, 202, await service.setBalloon(name, targetMibOf(body.targetMib), 'controlvm'));
     }
   }
   throw new HostError('not_found', `no such path: ${path}`);
@@ -124,14 +134,12 @@ function methodNotAllowed(method: string, path: string): HostError {
   return new HostError('invalid_argument', `${method} is not allowed on ${path}`);
 }
 
-const QUERY_ERRORS: Record<string, HostError['code']> = { unknown_vm: 'not_found', vm_not_running: 'not_running', unknown_metric: 'invalid_argument' };
-
 function queryMetrics(metrics: MetricsMount, vm?: string, metric?: string): unknown {
-  try {
-    return metrics.query(vm, metric);
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'string' && code in QUERY_ERRORS) throw new HostError(QUERY_ERRORS[code]!, (err as Error).message, { cause: err });
-    throw err;
-  }
+  return metrics.query(vm, metric);
+}
+
+/** The balloon size of a PUT body: a number (its range is the service's to check). */
+function targetMibOf(value: unknown): number {
+  if (typeof value !== 'number') throw new HostError('invalid_argument', `targetMib must be a whole number of MiB (got ${JSON.stringify(value)})`);
+  return value;
 }

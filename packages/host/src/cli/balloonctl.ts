@@ -6,7 +6,8 @@
 import type { VmView } from '../service/views.js';
 import { formatMetricsTable } from '../metrics/format.js';
 import type { MetricRow } from '../metrics/query.js';
-import { AdminClient, CtlError } from './client.js';
+import { AdminClient } from './client.js';
+import { HostError } from '../errors.js';
 import { loadCtlConfig, type CtlConfig } from './ctl-config.js';
 import { formatHost, formatVm, formatVmLine, progressBar, reasonText } from './format.js';
 
@@ -21,7 +22,13 @@ const USAGE = `Usage: balloonctl [--host URL] [--json] COMMAND
   modifyvm NAME [--memory MIB] [--guestmemoryballoon MIB] [--pagefusion on|off]
                 [--balloon-policy manual|auto] [--memory-min MIB] [--balloon-max MIB]
                 [--memory-weight N] [--memory-buffer PCT]
+                [--cgroup PATH|none]    (adopt an existing memory cgroup; VM powered off)
   controlvm NAME guestmemoryballoon MIB [--wait] [--timeout S]
+  startvm NAME [--type headless] [--user USER] -- COMMAND [ARGS…]
+                                  the host starts the VM: its memory cgroup (limit = its memory),
+                                  balloon-agent wrapping COMMAND in it, output to a log file
+  controlvm NAME poweroff         SIGTERM to the agent (deflate, Goodbye), SIGKILL after a grace
+  controlvm NAME acpipowerbutton  SIGTERM only (the gentle form)
   metrics query [NAME] [METRIC]
 
 The host is --host URL, else $MEMBALLOON_URL, else http://127.0.0.1:7450.
@@ -35,7 +42,7 @@ const out = (text: string): void => {
 const printJson = (value: unknown): void => out(JSON.stringify(value, null, 2));
 
 function usage(message: string): never {
-  throw new CtlError(`${message} (see balloonctl --help)`, 'usage');
+  throw new HostError('usage', `${message} (see balloonctl --help)`);
 }
 
 function mibArg(value: string | undefined, flag: string, what = 'a whole number of MiB'): number {
@@ -71,7 +78,7 @@ async function list(client: AdminClient, cfg: CtlConfig, what: string | undefine
 }
 
 async function modifyvm(client: AdminClient, cfg: CtlConfig, args: readonly string[]): Promise<void> {
-  const { flags, positional } = flagsOf(args, ['--memory', '--guestmemoryballoon', '--pagefusion', '--balloon-policy', '--memory-min', '--balloon-max', '--memory-weight', '--memory-buffer']);
+  const { flags, positional } = flagsOf(args, ['--memory', '--guestmemoryballoon', '--pagefusion', '--balloon-policy', '--memory-min', '--balloon-max', '--memory-weight', '--memory-buffer', '--cgroup']);
   const [name, ...rest] = positional;
   if (!name || rest.length > 0) usage('modifyvm needs exactly one VM name');
   const s: Record<string, unknown> = {};
@@ -103,6 +110,9 @@ async function modifyvm(client: AdminClient, cfg: CtlConfig, args: readonly stri
       case '--memory-buffer':
         s.memoryBufferPercent = mibArg(value, flag, 'a whole number of percent (0 to 100)');
         break;
+      case '--cgroup':
+        s.cgroup = value === 'none' ? null : value;
+        break;
     }
   }
   if (Object.keys(s).length === 0) usage('modifyvm needs at least one setting');
@@ -114,7 +124,14 @@ async function controlvm(client: AdminClient, cfg: CtlConfig, args: readonly str
   const { flags, positional } = flagsOf(args, ['--timeout'], ['--wait']);
   const [name, verb, size, ...rest] = positional;
   if (!name) usage('controlvm needs a VM name');
-  if (verb !== 'guestmemoryballoon') usage(`controlvm knows only 'guestmemoryballoon' (got ${verb === undefined ? 'nothing' : `'${verb}'`})`);
+  if (verb === 'poweroff' || verb === 'acpipowerbutton') {
+    if (size !== undefined) usage(`unexpected '${size}'`);
+    const vm = await client.powerAction(name, verb);
+    if (cfg.json) printJson(vm);
+    else out(verb === 'poweroff' ? `VM '${name}' is powered off.` : `VM '${name}': ACPI power button pressed (SIGTERM to its agent).`);
+    return;
+  }
+  if (verb !== 'guestmemoryballoon') usage(`controlvm knows 'guestmemoryballoon', 'poweroff' and 'acpipowerbutton' (got ${verb === undefined ? 'nothing' : `'${verb}'`})`);
   if (rest.length > 0) usage(`unexpected '${rest[0]}'`);
   const targetMib = mibArg(size, 'guestmemoryballoon');
   const timeoutText = flags.get('--timeout') ?? '60';
@@ -149,11 +166,11 @@ async function waitForBalloon(client: AdminClient, cfg: CtlConfig, name: string,
     const b = vm.balloon;
     if (vm.state !== 'running' || !b) {
       if (cfg.tty && !cfg.json) process.stdout.write('\n');
-      throw new CtlError(`VM '${name}' stopped before its balloon reached ${targetMib} MiB`, 'not_running');
+      throw new HostError('not_running', `VM '${name}' stopped before its balloon reached ${targetMib} MiB`);
     }
     if (b.generation > generation) {
       if (cfg.tty && !cfg.json) process.stdout.write('\n');
-      throw new CtlError(`VM '${name}': a newer balloon target (${b.targetMib} MiB) replaced ${targetMib} MiB before it was reached`, 'cancelled');
+      throw new HostError('cancelled', `VM '${name}': a newer balloon target (${b.targetMib} MiB) replaced ${targetMib} MiB before it was reached`);
     }
     show(b.actualMib);
     if (b.actualMib === targetMib) {
@@ -162,14 +179,30 @@ async function waitForBalloon(client: AdminClient, cfg: CtlConfig, name: string,
     }
     if (b.state === 'short') {
       if (cfg.tty && !cfg.json) process.stdout.write('\n');
-      throw new CtlError(`VM '${name}': the balloon stopped short at ${b.actualMib} of ${targetMib} MiB: ${reasonText(b.reason)}`, 'short');
+      throw new HostError('short', `VM '${name}': the balloon stopped short at ${b.actualMib} of ${targetMib} MiB: ${reasonText(b.reason)}`);
     }
     if (Date.now() >= deadline) {
       if (cfg.tty && !cfg.json) process.stdout.write('\n');
-      throw new CtlError(`VM '${name}': the balloon is at ${b.actualMib} of ${targetMib} MiB after ${Math.round(timeoutMs / 1000)} s (--timeout)`, 'timeout');
+      throw new HostError('timeout', `VM '${name}': the balloon is at ${b.actualMib} of ${targetMib} MiB after ${Math.round(timeoutMs / 1000)} s (--timeout)`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** startvm NAME [--type headless] [--user USER] -- COMMAND [ARGS…]: everything after `--` is the command, untouched. */
+async function startvm(client: AdminClient, cfg: CtlConfig, args: readonly string[]): Promise<void> {
+  const dash = args.indexOf('--');
+  const command = dash >= 0 ? args.slice(dash + 1) : [];
+  const { flags, positional } = flagsOf(dash >= 0 ? args.slice(0, dash) : args, ['--type', '--user']);
+  const [name, ...rest] = positional;
+  if (!name || rest.length > 0) usage('startvm needs exactly one VM name, then -- COMMAND [ARGS…]');
+  if (command.length === 0) usage('startvm needs a command after --');
+  const type = flags.get('--type');
+  if (type !== undefined && type !== 'headless') usage("--type takes only 'headless'");
+  const user = flags.get('--user');
+  const vm = await client.startvm(name, { command, ...(type ? { type } : {}), ...(user ? { user } : {}) });
+  if (cfg.json) return printJson(vm);
+  out(`VM '${name}' has been successfully started.${vm.managed?.logFile ? ` Log: ${vm.managed.logFile}` : ''}`);
 }
 
 async function main(cfg: CtlConfig): Promise<void> {
@@ -211,6 +244,8 @@ async function main(cfg: CtlConfig): Promise<void> {
       return modifyvm(client, cfg, args);
     case 'controlvm':
       return controlvm(client, cfg, args);
+    case 'startvm':
+      return startvm(client, cfg, args);
     case 'metrics': {
       const [verb, vmName, metric, ...rest] = args;
       if (verb !== 'query' || rest.length > 0) usage('usage: metrics query [NAME] [METRIC]');

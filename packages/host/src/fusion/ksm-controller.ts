@@ -9,7 +9,7 @@
 // the kernel's full scans and a few seconds. kick() ticks at once, so a
 // burst starts when the hints arrive, not at the next timer tick.
 import { totalmem } from 'node:os';
-import { FusionError } from './errors.js';
+import { HostError } from '../errors.js';
 import { decideKsm, DEFAULT_KSM_POLICY, type KsmPolicy, type KsmSettings } from './ksm-policy.js';
 import { KsmSysfs, probeKsm, type KsmProbe, type KsmState } from './ksm-sysfs.js';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
@@ -153,7 +153,7 @@ export class KsmController {
         burst: decision.drive && decision.burst === true,
       });
     } catch (err) {
-      const e = FusionError.from(err, 'ksm_io');
+      const e = HostError.from(err, 'ksm_io');
       // Another host driving KSM is not a fault of KSM: it is there, just not ours.
       return this.#set({ available: e.code !== 'ksm_unavailable', running: kernel.run, detail: e.message, kernel });
     }
@@ -216,7 +216,7 @@ export class KsmController {
     try {
       this.#sysfs.restore();
     } catch (err) {
-      return this.#set({ detail: FusionError.from(err, 'ksm_io').message });
+      return this.#set({ detail: HostError.from(err, 'ksm_io').message });
     }
     const kernel = this.#tryRead();
     return this.#set({ running: kernel?.run ?? false, kernel, settings: null });

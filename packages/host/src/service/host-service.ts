@@ -6,7 +6,7 @@
 // ./vm-settings.ts.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { type BalloonStatus, type ErrorCode, type Hello, type MemoryStats, type Welcome } from '@memballoon/protocol';
+import { nextGeneration, type BalloonStatus, type ErrorCode, type Hello, type MemoryStats, type Welcome } from '@memballoon/protocol';
 import type { HostView, VmView } from './views.js';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
@@ -16,7 +16,8 @@ import type { Registry, VmRecord, VmSettings } from '../registry/registry.js';
 import { NO_COUNTERS, type ServiceCounters } from './observer.js';
 import { statsView, vmView, type GuestFactsView } from './build-views.js';
 import { Reclaimer, SYSTEM_CLOCK, type Clock, type ReclaimSource } from './reclaim.js';
-import { parseCreateVm, parseVmPatch } from './vm-settings.js';
+import { parseCreateVm, parseVmPatch, type CreateVmInput, type VmPatch } from './vm-settings.js';
+import type { GuestsCollaborator } from '../guests/views.js';
 
 /** How the service reaches a connected guest (the session implements it). */
 export interface GuestLink {
@@ -60,10 +61,10 @@ export interface HostServiceOptions {
   counters?: ServiceCounters;
   /** Wall clock and timers (tests pass a fake one). */
   clock?: Clock;
+  /** The guests the host owns (startvm, adopted cgroups): their cgroups, launch tokens and views. */
+  guests?: GuestsCollaborator;
 }
 
-/** Settings the PATCH of modifyvm may carry. */
-export type VmPatch = VmSettings;
 
 /** Who asks for a balloon target. */
 export type TargetSource = 'controlvm' | 'policy';
@@ -81,6 +82,9 @@ interface Running {
   /** The balloon's last state that was logged (`generation:state:reason`): a change of state is logged once. */
   loggedState: string;
 }
+
+// Compared against when a Hello names an unknown VM, so that it costs what a wrong token costs.
+const UNKNOWN_VM_TOKEN_HASH = hashToken('no VM has this token');
 
 /** The host service: registry, pool, sessions, snapshot and change notification. */
 export class HostService {
@@ -117,6 +121,11 @@ export class HostService {
       { timeoutMs: options.reclaimTimeoutMs ?? 20_000, clock: this.clock, log: this.log },
     );
     for (const r of this.registry.list()) this.records.set(r.name, r);
+  }
+
+  /** The guests the host owns (the hand-off asks it for a VM's cgroup: guests?.cgroupOf(name)). */
+  get guests(): GuestsCollaborator | undefined {
+    return this.options.guests;
   }
 
   /** Replaces the counters (the metrics module is mounted after the service exists). */
@@ -165,6 +174,7 @@ export class HostService {
       sharedMib: vms.reduce((s, r) => s + (r.guest.stats?.sharedMib ?? 0), 0),
       ksm: this.options.facts.ksm(),
       uptimeMs: this.clock.nowMs() - this.startedAtMs,
+      ...this.options.guests?.hostView(),
     };
   }
 
@@ -185,6 +195,8 @@ export class HostService {
     const p = this.pool.get(name);
     const view = vmView(record, r && p ? { pool: p, guest: r.guest } : undefined);
     if (view.state === 'running' && this.options.facts.sharableMib) view.sharableMib = this.options.facts.sharableMib.vm(name);
+    const managed = this.options.guests?.vmView(name);
+    if (managed) view.managed = managed;
     return view;
   }
 
@@ -224,12 +236,12 @@ export class HostService {
    * createvm: registers a VM and issues its guest token, returned here once
    * and stored only as a hash.
    */
-  createVm(input: { name: unknown; memoryMib: unknown }): VmView & { token: string } {
+  createVm(input: CreateVmInput): VmView & { token: string } {
     const token = generateToken();
     return { ...this.register(input, hashToken(token), 'createvm'), token };
   }
 
-  private register(input: { name: unknown; memoryMib: unknown }, tokenHash: string | null, via: 'createvm' | 'auto-register'): VmView {
+  private register(input: CreateVmInput, tokenHash: string | null, via: 'createvm' | 'auto-register'): VmView {
     const { name, memoryMib } = parseCreateVm(input);
     const record = this.registry.create({ name, memoryMib, tokenHash }, this.clock.nowMs());
     this.records.set(name, record);
@@ -241,6 +253,8 @@ export class HostService {
   /** Whether a Hello's credential opens this VM: its token, or anything for a token-less auto-registered VM. */
   private credentialOk(record: VmRecord, credential: string): boolean {
     if (this.options.guestAuth === false) return true;
+    // A guest the host started carries the launch token it was given instead.
+    if (this.options.guests?.acceptsCredential(record.name, credential)) return true;
     return record.tokenHash === null || tokenMatches(credential, record.tokenHash);
   }
 
@@ -258,7 +272,7 @@ export class HostService {
   }
 
   /** modifyvm: changes settings; resize settings only while the VM is off, policy settings any time. */
-  modifyVm(name: string, patch: Record<string, unknown>): VmView {
+  modifyVm(name: string, patch: VmPatch): VmView {
     const record = this.record(name);
     const s = parseVmPatch(record, patch, this.running.has(name) || this.admitting.has(name));
     const updated = this.registry.update(name, s);
@@ -278,9 +292,9 @@ export class HostService {
    * changes nothing. `reclaim: false` (the policy): never reclaims, and waits
    * its turn behind a start or deflate in progress.
    */
-  async setBalloon(name: string, targetMib: unknown, source: TargetSource = 'controlvm', opts: { reclaim?: boolean } = {}): Promise<VmView> {
+  async setBalloon(name: string, targetMib: number, source: TargetSource = 'controlvm', opts: { reclaim?: boolean } = {}): Promise<VmView> {
     const record = this.record(name);
-    const t = typeof targetMib === 'number' ? targetMib : Number.NaN;
+    const t = targetMib;
     const problem = balloonTargetProblem(t, record.memoryMib, name);
     if (problem) {
       this.counters.countRefusal('balloon_too_large');
@@ -322,8 +336,8 @@ export class HostService {
   private applyTarget(name: string, targetMib: number, source: AnySource): number {
     const r = this.running.get(name);
     if (!r) throw new HostError('not_running', `VM '${name}' is not running`);
+    const generation = nextGeneration(this.generations.get(name) ?? 0);
     this.pool.setTarget(name, targetMib, { restore: source === 'rollback' });
-    const generation = (this.generations.get(name) ?? 0) + 1;
     this.generations.set(name, generation);
     r.guest.generation = generation;
     r.link.sendTarget(targetMib, generation);
@@ -347,9 +361,20 @@ export class HostService {
       return { ok: false, code, message, retryAfterMs };
     };
     if (this.closed) return refuse('shutting_down', 'the host is shutting down', this.retryAfterMs);
+    // With guest tokens on, an unknown name and a wrong token get the same
+    // answer (code, message, and a token check either way), so that a
+    // stranger cannot list the VM names; the host's log tells them apart.
+    const denied = (why: string): AdmissionResult => {
+      logger.warn(`guest refused: ${why}`);
+      return refuse('auth_failed', `VM '${name}' is not registered on this host, or its token is wrong or missing (give the agent the token 'balloonctl createvm' printed: --token or MEMBALLOON_TOKEN)`);
+    };
     let record = this.records.get(name);
     if (!record) {
       if (!this.options.autoRegister) {
+        if (this.options.guestAuth !== false) {
+          tokenMatches(hello.credential, UNKNOWN_VM_TOKEN_HASH);
+          return denied('the VM is not registered');
+        }
         return refuse('unknown_vm', `VM '${name}' is not registered on this host (register it with 'balloonctl createvm --name "${name}" --memory MIB', or start the host with --auto-register)`);
       }
       try {
@@ -362,9 +387,7 @@ export class HostService {
       }
     }
     // Before anything else about the VM, so that a stranger learns nothing of its state.
-    if (!this.credentialOk(record, hello.credential)) {
-      return refuse('auth_failed', `the token for VM '${name}' is wrong or missing (give the agent the token createvm printed: --token or MEMBALLOON_TOKEN)`);
-    }
+    if (!this.credentialOk(record, hello.credential)) return denied('the token is wrong or missing');
     if (this.running.has(name) || this.admitting.has(name)) {
       return refuse('already_connected', `VM '${name}' already has a guest connected`, this.retryAfterMs);
     }
@@ -386,19 +409,19 @@ export class HostService {
     try {
       await this.reclaim.withQuotaLock(async () => {
         if (!link.open) throw new HostError('not_running', 'the guest disconnected while waiting');
-        if (this.closed) throw new HostError('internal', 'the host is shutting down');
+        if (this.closed) throw new HostError('unavailable', 'the host is shutting down');
         await this.reclaim.fund(needMib, [name], `starting VM '${name}'`, () => link.open && !this.closed);
         this.pool.admit(name, { memoryMib, memoryMinMib: record.memoryMinMib, balloonMaxMib: record.balloonMaxMib, targetMib, actualMib });
       });
     } catch (err) {
       const e = HostError.from(err);
-      if (e.code === 'pool_exhausted') return refuse('pool_exhausted', e.message, this.retryAfterMs);
-      if (e.code === 'not_running') return { ok: false, code: 'timeout', message: e.message, retryAfterMs: 0 };
-      return refuse('internal', e.message, this.retryAfterMs);
+      // The guest went away while its admission waited: nobody to refuse.
+      if (e.code === 'not_running') return { ok: false, code: e.wireCode, message: e.message, retryAfterMs: 0 };
+      return refuse(e.wireCode, e.message, this.retryAfterMs);
     } finally {
       this.admitting.delete(name);
     }
-    const generation = Math.max(this.generations.get(name) ?? 0, hello.balloon.generation) + 1;
+    const generation = nextGeneration(this.generations.get(name) ?? 0, hello.balloon.generation);
     this.generations.set(name, generation);
     const sessionId = randomUUID();
     this.running.set(name, {
