@@ -68,7 +68,7 @@ for (const name of which) {
   console.error(`bench: ${name}…`);
   if (name === 'balloon') {
     const rows = await runBalloonBench({ log });
-    console.log(`### Balloon: inflate/deflate against a C baseline (mmap + touch, one thread)\n\n${formatBenchTable(rows)}\n`);
+    console.log(`### Balloon: inflate/deflate against C references (mmap + touch, two threads and one)\n\n${formatBenchTable(rows)}\n`);
   } else if (name === 'fusion') {
     const rows = await runFusionBench();
     console.log(`### Page fusion: hints against KSM scanning\n\n${formatFusion(rows)}\n`);

@@ -189,5 +189,14 @@ describe('host-managed guests (real kernel)', () => {
     expect(existsSync(join(parentDir(), 'g3'))).toBe(false);
     expect(existsSync(join(data.dir, 'guests', 'g3.json'))).toBe(false);
     expect((await vm('g3')).state).toBe('poweroff');
+    for (const [args, message] of [
+      [['startvm', 'g3'], /needs a command after --/],
+      [['startvm', 'g3', '--type', 'gui', '--', 'sleep', '1'], /--type takes only 'headless'/],
+      [['controlvm', 'g3', 'poweroff'], /VM 'g3' is not running/],
+    ] as const) {
+      const bad = await ctl(host.url, ...args);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(message);
+    }
   }, 60_000);
 });

@@ -166,7 +166,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
         logger,
         cgroupParent: g.cgroupParent ?? DEFAULT_CGROUP_PARENT,
         poolCgroup: g.poolCgroup ?? false,
-        poolMib: options.poolSizeMib,
+        poolSizeMib: options.poolSizeMib,
         agentCommand: g.agentCommand ?? defaultAgentCommand(),
         pathEnv: g.pathEnv,
         ...(g.nodeOptions !== undefined ? { nodeOptions: g.nodeOptions } : {}),
@@ -208,6 +208,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     adminTokenHash: adminToken === undefined ? undefined : hashToken(adminToken),
     ...(guests ? { guests } : {}),
     onUnauthorized: () => metrics.countRefusal('unauthorized'),
+    logger,
     metrics: { contentType: metrics.contentType, render: () => metrics.render(), query: (vm, metric) => queryMetrics(snapshot(), vm, metric) },
   };
   if (options.dashboard !== false) mounts.dashboard = createDashboard({ snapshot, subscribe: (l) => service.subscribe(l) });

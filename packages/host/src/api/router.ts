@@ -2,13 +2,14 @@
 // use), plus the mounts of the dashboard and /metrics. Each route is a thin
 // translation from HTTP to one HostService call.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
 import { bearerOf, TokenVerifier } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
 import type { HostService } from '../service/host-service.js';
 import type { GuestLauncher } from '../guests/launcher.js';
 import { routeGuests } from './guest-routes.js';
 import { parseCreateVm, parseVmPatchInput } from '../service/vm-settings.js';
-import { readJson, sendError, sendJson } from './http.js';
+import { methodNotAllowed, readJson, sendError, sendJson } from './http.js';
 
 /** Something mounted on the HTTP server that may serve a request (the dashboard). */
 export interface HttpMount {
@@ -39,6 +40,8 @@ export interface RouterMounts {
   guests?: GuestLauncher;
   /** Told of every request refused for a missing or wrong admin token (counted in /metrics). */
   onUnauthorized?: () => void;
+  /** Where every answer of 500 and above is logged, with its stack (default: nowhere). */
+  logger?: Logger;
 }
 
 const API = '/api/v1';
@@ -47,7 +50,13 @@ const API = '/api/v1';
 export function createRouter(service: HostService, mounts: RouterMounts): (req: IncomingMessage, res: ServerResponse) => void {
   const admin = mounts.adminTokenHash === undefined ? undefined : new TokenVerifier(mounts.adminTokenHash);
   return (req, res) => {
-    void route(service, mounts, admin, req, res).catch((err) => sendError(res, err));
+    void route(service, mounts, admin, req, res).catch((err: unknown) => {
+      const e = HostError.from(err);
+      // A 5xx is the host's fault, never the client's: always worth a line,
+      // with the stack of what was thrown (the cause when it was wrapped).
+      if (e.httpStatus >= 500) mounts.logger?.error({ err, code: e.code, method: req.method, path: req.url }, `admin request failed: ${e.message}`);
+      sendError(res, e);
+    });
   };
 }
 
@@ -68,7 +77,7 @@ async function route(service: HostService, mounts: RouterMounts, admin: TokenVer
   }
 
   if (path === '/metrics' && mounts.metrics) {
-    if (method !== 'GET') throw methodNotAllowed(method, path);
+    if (method !== 'GET') throw methodNotAllowed(res, method, path, ['GET']);
     const text = await mounts.metrics.render();
     res.writeHead(200, { 'content-type': mounts.metrics.contentType });
     res.end(text);
@@ -81,11 +90,11 @@ async function route(service: HostService, mounts: RouterMounts, admin: TokenVer
   const [resource, name, sub, extra] = parts;
 
   if (resource === 'host' && parts.length === 1) {
-    if (method !== 'GET') throw methodNotAllowed(method, path);
+    if (method !== 'GET') throw methodNotAllowed(res, method, path, ['GET']);
     return sendJson(res, 200, service.hostView());
   }
   if (resource === 'metrics' && parts.length === 1) {
-    if (method !== 'GET') throw methodNotAllowed(method, path);
+    if (method !== 'GET') throw methodNotAllowed(res, method, path, ['GET']);
     if (!mounts.metrics) throw new HostError('not_found', 'metrics are not available on this host');
     return sendJson(res, 200, queryMetrics(mounts.metrics, url.searchParams.get('vm') ?? undefined, url.searchParams.get('metric') ?? undefined));
   }
@@ -96,7 +105,7 @@ async function route(service: HostService, mounts: RouterMounts, admin: TokenVer
         const body = await readJson(req);
         return sendJson(res, 201, service.createVm(parseCreateVm({ name: body.name, memoryMib: body.memoryMib })));
       }
-      throw methodNotAllowed(method, path);
+      throw methodNotAllowed(res, method, path, ['GET', 'POST']);
     }
     if (sub === undefined) {
       if (method === 'GET') return sendJson(res, 200, service.vmView(name));
@@ -110,11 +119,11 @@ async function route(service: HostService, mounts: RouterMounts, admin: TokenVer
         if (await routeGuests(mounts.guests, service, name, undefined, req, res, body)) return;
         return sendJson(res, 200, service.modifyVm(name, parseVmPatchInput(body)));
       }
-      throw methodNotAllowed(method, path);
+      throw methodNotAllowed(res, method, path, ['GET', 'DELETE', 'PATCH']);
     }
     if (extra === undefined && (await routeGuests(mounts.guests, service, name, sub, req, res))) return;
     if (sub === 'balloon' && extra === undefined) {
-      if (method !== 'PUT') throw methodNotAllowed(method, path);
+      if (method !== 'PUT') throw methodNotAllowed(res, method, path, ['PUT']);
       const body = await readJson(req);
       return sendJson(res, 202, await service.setBalloon(name, targetMibOf(body.targetMib), 'controlvm'));
     }
@@ -130,9 +139,6 @@ function decodePart(part: string): string {
   }
 }
 
-function methodNotAllowed(method: string, path: string): HostError {
-  return new HostError('invalid_argument', `${method} is not allowed on ${path}`);
-}
 
 function queryMetrics(metrics: MetricsMount, vm?: string, metric?: string): unknown {
   return metrics.query(vm, metric);

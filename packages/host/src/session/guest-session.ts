@@ -225,7 +225,7 @@ export class GuestSession {
     this.phase = 'admitting';
     this.vmName = hello.vmName;
     this.logger = this.baseLogger.child({ vm: this.vmName });
-    this.logger.info({ agentVersion: hello.agentVersion, pid: hello.facts.pid, memoryMib: hello.facts.totalMemoryMib, balloon: hello.balloon }, 'guest hello');
+    this.logger.info({ agentVersion: hello.agentVersion, agentPid: hello.facts.pid, memoryMib: hello.facts.totalMemoryMib, balloon: hello.balloon }, 'guest hello');
     const result = await this.service.openSession(hello, this.link, this.logger);
     if ((this.phase as Phase) === 'closed') {
       if (result.ok) this.service.closeSession(this.vmName, result.sessionId, 'disconnected during admission');
