@@ -273,7 +273,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     throw err;
   });
   url = baseUrlOf(server.address() as AddressInfo, options.tls !== undefined);
-  fusion?.start(() => service.listVms(false).map((v) => ({ name: v.name, state: v.state, pageFusion: v.pageFusion, sharedMib: v.sharedMib })));
+  fusion?.start(() => service.runningPageFusionVms().map((v) => ({ name: v.name, state: 'running' as const, pageFusion: true, sharedMib: v.sharedMib })));
   const stopPolicy = (options.policyIntervalMs ?? 1000) > 0 ? startPolicyLoop(service, logger, options.policyIntervalMs ?? 1000, options.policyMarginMib === undefined ? {} : { safetyMarginMib: options.policyMarginMib }) : () => {};
 
   let closing: Promise<void> | undefined;

@@ -3,7 +3,7 @@
 // translation from HTTP to one HostService call.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { bearerOf, tokenMatches } from '../auth/tokens.js';
+import { bearerOf, TokenVerifier } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
 import type { HostService } from '../service/host-service.js';
 import type { GuestLauncher } from '../guests/launcher.js';
@@ -69,8 +69,9 @@ const API = '/api/v1';
 
 /** Makes the request handler of the host's HTTP server. */
 export function createRouter(service: HostService, mounts: RouterMounts): (req: IncomingMessage, res: ServerResponse) => void {
+  const admin = mounts.adminTokenHash === undefined ? undefined : new TokenVerifier(mounts.adminTokenHash);
   return (req, res) => {
-    void route(service, mounts, req, res).catch((err: unknown) => {
+    void route(service, mounts, admin, req, res).catch((err: unknown) => {
       const e = HostError.from(err);
       // A 5xx is the host's fault, never the client's: always worth a line,
       // with the stack of what was thrown (the cause when it was wrapped).
@@ -80,7 +81,7 @@ export function createRouter(service: HostService, mounts: RouterMounts): (req: 
   };
 }
 
-async function route(service: HostService, mounts: RouterMounts, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function route(service: HostService, mounts: RouterMounts, admin: TokenVerifier | undefined, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://host.invalid');
   const path = url.pathname;
   const method = req.method ?? 'GET';
@@ -90,7 +91,8 @@ async function route(service: HostService, mounts: RouterMounts, req: IncomingMe
   // shell (which holds no data) is open.
   if (mounts.adminTokenHash !== undefined && (path === '/metrics' || path.startsWith('/api/'))) {
     const token = bearerOf(req.headers.authorization);
-    const access = accessOf(token, mounts);
+    // The admin token is checked through its verifier (the last match remembered: no hash per request).
+    const access: Access | undefined = token !== undefined && admin?.matches(token) ? 'admin' : accessOf(token, { readonlyTokenHash: mounts.readonlyTokenHash });
     if (access === undefined) {
       mounts.onUnauthorized?.('unauthorized');
       res.setHeader('www-authenticate', 'Bearer realm="memballoon"');
