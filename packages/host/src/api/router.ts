@@ -3,7 +3,7 @@
 // translation from HTTP to one HostService call.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { bearerOf, TokenVerifier } from '../auth/tokens.js';
+import { bearerOf, tokenMatches, TokenVerifier } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
 import type { HostService } from '../service/host-service.js';
 import type { GuestLauncher } from '../guests/launcher.js';
