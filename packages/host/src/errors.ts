@@ -18,6 +18,8 @@ const CODES = {
   out_of_range: { httpStatus: 400, wireCode: 'out_of_range' },
   pool_exhausted: { httpStatus: 409, wireCode: 'pool_exhausted' },
   unauthorized: { httpStatus: 401, wireCode: 'auth_failed' },
+  // The read-only token asked for a change.
+  forbidden: { httpStatus: 403, wireCode: 'auth_failed' },
   method_not_allowed: { httpStatus: 405, wireCode: 'unexpected_message' },
   // Busy or shutting down: try again later (dashboard clients, the kernel's cgroup files).
   unavailable: { httpStatus: 503, wireCode: 'shutting_down' },

@@ -3,7 +3,7 @@
 // translation from HTTP to one HostService call.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { bearerOf, tokenMatches } from '../auth/tokens.js';
+import { bearerOf, tokenMatches, TokenVerifier } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
 import type { HostService } from '../service/host-service.js';
 import type { GuestLauncher } from '../guests/launcher.js';
@@ -38,18 +38,40 @@ export interface RouterMounts {
   adminTokenHash?: string;
   /** The guests the host starts and owns (startvm, poweroff, modifyvm --cgroup); absent: those routes answer not_found. */
   guests?: GuestLauncher;
-  /** Told of every request refused for a missing or wrong admin token (counted in /metrics). */
-  onUnauthorized?: () => void;
+  /**
+   * Hash of the read-only token: it reads (GET and HEAD of /metrics and
+   * /api/v1/…, the dashboard's event stream included) and changes nothing.
+   * Any other method with it is refused `forbidden`, so startvm and any route
+   * added later are admin-only unless they only read.
+   */
+  readonlyTokenHash?: string;
+  /** Told of every request refused for a missing or wrong token (`unauthorized`) or a change with the read-only one (`forbidden`). */
+  onUnauthorized?: (reason: 'unauthorized' | 'forbidden') => void;
   /** Where every answer of 500 and above is logged, with its stack (default: nowhere). */
   logger?: Logger;
+}
+
+/** The response header that tells a client (the dashboard) what its token may do: `admin` or `read-only`. */
+export const ACCESS_HEADER = 'x-memballoon-access';
+
+/** What a request's token may do. */
+export type Access = 'admin' | 'read-only';
+
+/** The access a bearer token grants, or undefined for none (pure, for the router and its tests). */
+export function accessOf(token: string | undefined, mounts: Pick<RouterMounts, 'adminTokenHash' | 'readonlyTokenHash'>): Access | undefined {
+  if (token === undefined) return undefined;
+  if (mounts.adminTokenHash !== undefined && tokenMatches(token, mounts.adminTokenHash)) return 'admin';
+  if (mounts.readonlyTokenHash !== undefined && tokenMatches(token, mounts.readonlyTokenHash)) return 'read-only';
+  return undefined;
 }
 
 const API = '/api/v1';
 
 /** Makes the request handler of the host's HTTP server. */
 export function createRouter(service: HostService, mounts: RouterMounts): (req: IncomingMessage, res: ServerResponse) => void {
+  const admin = mounts.adminTokenHash === undefined ? undefined : new TokenVerifier(mounts.adminTokenHash);
   return (req, res) => {
-    void route(service, mounts, req, res).catch((err: unknown) => {
+    void route(service, mounts, admin, req, res).catch((err: unknown) => {
       const e = HostError.from(err);
       // A 5xx is the host's fault, never the client's: always worth a line,
       // with the stack of what was thrown (the cause when it was wrapped).
@@ -59,20 +81,28 @@ export function createRouter(service: HostService, mounts: RouterMounts): (req: 
   };
 }
 
-async function route(service: HostService, mounts: RouterMounts, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function route(service: HostService, mounts: RouterMounts, admin: TokenVerifier | undefined, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://host.invalid');
   const path = url.pathname;
   const method = req.method ?? 'GET';
 
-  // Everything that reads or changes state needs the admin token; only the
-  // dashboard's static shell (which holds no data) is open.
+  // Everything that reads state needs a token (admin or read-only), and
+  // everything that changes it the admin token; only the dashboard's static
+  // shell (which holds no data) is open.
   if (mounts.adminTokenHash !== undefined && (path === '/metrics' || path.startsWith('/api/'))) {
     const token = bearerOf(req.headers.authorization);
-    if (token === undefined || !tokenMatches(token, mounts.adminTokenHash)) {
-      mounts.onUnauthorized?.();
+    // The admin token is checked through its verifier (the last match remembered: no hash per request).
+    const access: Access | undefined = token !== undefined && admin?.matches(token) ? 'admin' : accessOf(token, { readonlyTokenHash: mounts.readonlyTokenHash });
+    if (access === undefined) {
+      mounts.onUnauthorized?.('unauthorized');
       res.setHeader('www-authenticate', 'Bearer realm="memballoon"');
       throw new HostError('unauthorized', token === undefined ? 'the admin API needs `Authorization: Bearer <admin token>` (the token is in <data-dir>/admin.token)' : 'the admin token is wrong');
     }
+    if (access === 'read-only' && method !== 'GET' && method !== 'HEAD') {
+      mounts.onUnauthorized?.('forbidden');
+      throw new HostError('forbidden', `the read-only token may not ${method} ${path}: changes need the admin token`);
+    }
+    res.setHeader(ACCESS_HEADER, access);
   }
 
   if (path === '/metrics' && mounts.metrics) {
