@@ -17,6 +17,10 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // expect.poll's own default (1 s) is a deadline on work (a page render, a
+    // chart drawn) that scales with load; polls return as soon as they hold,
+    // so this only guards against a hang.
+    expect: { poll: { timeout: 15_000 } },
     pool: 'forks',
     env: { NODE_OPTIONS: nodeOptions },
   },
