@@ -233,7 +233,13 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
         domain: this.domain.kind,
         hostname: hostname(),
       },
-      balloon: { actualMib: b.actualMib, lockedMib: kernelLockedMib(b.lockedMib), generation: b.generation, targetMib: b.targetMib },
+      balloon: {
+        actualMib: b.actualMib,
+        lockedMib: kernelLockedMib(b.lockedMib),
+        generation: b.generation,
+        targetMib: b.targetMib,
+        ...(b.handedOffMib ? { handedOffMib: b.handedOffMib } : {}),
+      },
     };
   }
 
@@ -274,6 +280,7 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
           this.statsTimer.unref();
         },
         target: (targetMib, generation) => this.applyTarget(targetMib, generation, false, this.session),
+        handOff: (handedOffMib) => this.applyHandOff(handedOffMib, this.session),
         problem: (err, fromHost) => this.onProblem(err, fromHost),
       },
     );
@@ -291,6 +298,21 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
       this.log.debug({ targetMib, generation }, 'new balloon target');
       // Say at once that the balloon moves (or is already there).
       session?.send(bodies.balloonStatus(kernelChecked({ ...this.engine.status, state: this.engine.moving ? this.engine.status.state : 'steady' })));
+    } catch (err) {
+      const e = AgentError.from(err);
+      session?.send(bodies.error(e.code === 'target_out_of_range' ? 'out_of_range' : 'internal', e.message));
+      this.onAgentProblem(e);
+    }
+  }
+
+  private applyHandOff(handedOffMib: number, session: GuestSession | null): void {
+    // Shutting down: the balloon deflates to 0 and hands nothing off.
+    if (this.closing) return;
+    try {
+      const status = this.engine.handOff(handedOffMib);
+      this.log.debug({ handedOffMib, done: status.handedOffMib ?? 0 }, 'handed balloon memory off to the host');
+      // The host waits for this to know the pages are gone.
+      session?.send(bodies.balloonStatus(kernelChecked({ ...status, state: this.engine.moving ? status.state : 'steady' })));
     } catch (err) {
       const e = AgentError.from(err);
       session?.send(bodies.error(e.code === 'target_out_of_range' ? 'out_of_range' : 'internal', e.message));

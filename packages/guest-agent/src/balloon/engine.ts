@@ -138,8 +138,11 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   private generationValue = 0;
   /** Upper bound set by guest pressure; lifted by the next target. */
   private pressureCapMib = Number.POSITIVE_INFINITY;
+  /** pinned (the chunks) + handed off. */
   private actualMibValue = 0;
   private lockedMibValue = 0;
+  /** Part of the balloon whose pages were released because the host's limit took it over (no chunk holds it). */
+  private handedOffMibValue = 0;
   private lockState: LockState;
   private lockDetail = '';
   private state: BalloonState = 'steady';
@@ -222,6 +225,8 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       targetMib: this.targetMibValue,
       actualMib: this.actualMibValue,
       lockedMib: this.lockedMibValue,
+      // Absent rather than 0, as the wire decodes it.
+      ...(this.handedOffMibValue > 0 ? { handedOffMib: this.handedOffMibValue } : {}),
       state: this.state,
       reason: this.reason,
       lock: this.lockState,
@@ -273,6 +278,66 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.cancelIfOvershooting();
     this.kick();
     return true;
+  }
+
+  /** MiB of the balloon handed off to the host's limit (pages released, still counted in actualMib). */
+  get handedOffMib(): number {
+    return this.handedOffMibValue;
+  }
+
+  /**
+   * The host has lowered this guest's memory limit by what it takes over:
+   * releases the newest chunks (munlock, then MADV_DONTNEED so the pages
+   * leave the guest's cgroup at once) until handedOffMib of the balloon are
+   * handed off. Absolute and idempotent: a value at or below what is handed
+   * off already changes nothing, and only whole chunks held now are released
+   * (never chunks a worker is still committing), so the result may fall
+   * short of the request; the status says what was done. actualMib does not
+   * change. Synchronous: a GiB of pages is released in tens of ms.
+   */
+  handOff(handedOffMib: number): BalloonStatus {
+    if (this.closeRequested) throw new AgentError('closed', 'the balloon is closed');
+    if (!Number.isSafeInteger(handedOffMib) || handedOffMib < 0) {
+      throw new AgentError('target_out_of_range', `a hand-off must be a whole number of MiB, not ${handedOffMib}`);
+    }
+    let releasedMib = 0;
+    while (this.handedOffMibValue < handedOffMib) {
+      const chunk = this.chunks.at(-1);
+      // A chunk larger than what is left would free more than the host's
+      // limit took over: stop short instead (the host reads the status).
+      if (!chunk || this.handedOffMibValue + chunk.sizeMib > handedOffMib) break;
+      this.chunks.pop();
+      if (chunk.locked) {
+        munlock(chunk.bytes);
+        this.lockedMibValue -= chunk.sizeMib;
+      }
+      madvise(chunk.bytes, MADV_DONTNEED);
+      this.handedOffMibValue += chunk.sizeMib;
+      releasedMib += chunk.sizeMib;
+    }
+    if (releasedMib > 0) {
+      this.freedSinceGcMib += releasedMib;
+      // The pages are gone already; a GC only unmaps the spent buffers.
+      this.scheduleCollect();
+      this.floorBudgetMib = 0;
+    }
+    return this.status;
+  }
+
+  /**
+   * What the floor and pressure checks count as available, in bytes: the
+   * domain's reading, as if the limit were the one the balloon's own
+   * bookkeeping implies (the domain's memory minus what is handed off). A
+   * process or machine domain does not see the host's limit at all, and a
+   * cgroup's limit lags the agent by a round trip after a deflate of
+   * handed-off MiB: without this, the first would overestimate what the
+   * guest has and the second would deflate again and again until the host
+   * caught up.
+   */
+  private availableBytes(): number {
+    const a = this.domain!.availability();
+    const limitLoweredBytes = Math.max(0, this.domain!.totalMib * MIB_BYTES - a.totalBytes);
+    return Math.max(0, a.availableBytes + limitLoweredBytes - this.handedOffMibValue * MIB_BYTES);
   }
 
   /** Resolves with the status once the balloon stops moving. */
@@ -455,10 +520,9 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   private floorAllowsMib(wantMib: number): number {
     if (!this.domain || this.floorMibValue <= 0) return wantMib;
     if (this.floorBudgetMib < wantMib) {
-      const a = this.domain.availability();
       // Our own inflation lowers availability MiB for MiB, so one reading
       // stays good until its budget is spent: no /proc read per chunk.
-      this.floorBudgetMib = Math.max(0, Math.floor(a.availableBytes / MIB_BYTES) - this.floorMibValue);
+      this.floorBudgetMib = Math.max(0, Math.floor(this.availableBytes() / MIB_BYTES) - this.floorMibValue);
     }
     return Math.min(wantMib, this.floorBudgetMib);
   }
@@ -668,6 +732,12 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   }
 
   private deflateStep(excessMib: number): void {
+    // Handed-off MiB go first and need no page work: their pages are gone
+    // already, and the host gives them back by raising the guest's limit.
+    const handedBackMib = Math.min(excessMib, this.handedOffMibValue);
+    this.handedOffMibValue -= handedBackMib;
+    this.actualMibValue -= handedBackMib;
+    excessMib -= handedBackMib;
     // Deflating is cheap (no faults): free several chunks between yields.
     let budgetMib = Math.min(excessMib, this.deflateStepMib);
     while (budgetMib > 0) {
@@ -720,8 +790,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
 
   private checkPressure(): void {
     if (!this.domain || !this.deflateOnPressureValue || this.floorMibValue <= 0 || this.actualMibValue === 0) return;
-    const a = this.domain.availability();
-    const availableMib = Math.floor(a.availableBytes / MIB_BYTES);
+    const availableMib = Math.floor(this.availableBytes() / MIB_BYTES);
     if (availableMib >= this.floorMibValue) return;
     const needMib = this.floorMibValue - availableMib;
     const cap = Math.max(0, this.actualMibValue - needMib);
