@@ -6,8 +6,11 @@ import type { BalloonState, LockState, MemoryDomain, ShortfallReason } from '@me
 /** A VM's balloon while it runs. */
 export interface BalloonView {
   targetMib: number;
+  /** pinned + handed off. */
   actualMib: number;
   lockedMib: number;
+  /** Part of actualMib handed off to the guest's cgroup limit (pages released; 0 for unmanaged guests). */
+  handedOffMib: number;
   state: BalloonState;
   /** Why the balloon stopped short ('none' when it did not). */
   reason: ShortfallReason;
@@ -89,6 +92,8 @@ export interface HostView {
   sharedMib: number;
   ksm: { available: boolean; running: boolean; detail: string };
   uptimeMs: number;
+  /** `physical`: guests run in memory cgroups and balloons are handed off to their limits; `budget`: the pool is bookkeeping only. */
+  reclaim: 'physical' | 'budget';
 }
 
 /** The body of every error answer of the admin API. */

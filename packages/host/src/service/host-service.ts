@@ -10,6 +10,7 @@ import { MAX_MEMORY_MIB, vmNameProblem, type BalloonStatus, type ErrorCode, type
 import type { HostView, VmView } from '../api/views.js';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
+import { HandOffDriver, type HandOffCgroup } from '../handoff/driver.js';
 import { balloonTargetProblem, maxBalloonMib } from '../pool/balloon-rules.js';
 import { Pool } from '../pool/pool.js';
 import type { Registry, VmRecord, VmSettings } from '../registry/registry.js';
@@ -20,6 +21,8 @@ import { statsView, vmView, type GuestFactsView } from './views.js';
 export interface GuestLink {
   /** Sends SetBalloonTarget. */
   sendTarget(targetMib: number, generation: number): void;
+  /** Sends HandOffBalloon (managed guests; absent on links that cannot). */
+  sendHandOff?(handedOffMib: number): void;
   /** Ends the session from the host's side: Goodbye on shutdown, else an Error frame and a close. */
   end(reason: { kind: 'shutdown' } | { kind: 'error'; code: ErrorCode; message: string }): void;
   /** Whether the connection is still open. */
@@ -58,6 +61,14 @@ export interface HostServiceOptions {
   counters?: ServiceCounters;
   /** Wall clock in ms (tests may replace it). */
   nowMs?: () => number;
+  /**
+   * The memory cgroup of a managed guest (started by startvm or adopted), or
+   * null. With it the host hands balloons off to the guests' limits, and a
+   * managed guest's memory counts as reclaimed only once its limit holds it.
+   */
+  cgroupOf?: (name: string) => HandOffCgroup | null;
+  /** Largest hand-off batch per round trip, in MiB (default 256). */
+  handOffBatchMib?: number;
 }
 
 /** Settings the PATCH of modifyvm may carry. */
@@ -94,6 +105,8 @@ export class HostService {
   private readonly startedAtMs: number;
   private lockTail: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** Hands managed guests' balloons off to their cgroup limits (null: no managed guests here). */
+  private readonly handoff: HandOffDriver | null;
 
   constructor(private readonly options: HostServiceOptions) {
     this.registry = options.registry;
@@ -105,6 +118,25 @@ export class HostService {
     this.retryAfterMs = options.retryAfterMs ?? 5_000;
     this.startedAtMs = this.nowMs();
     for (const r of this.registry.list()) this.records.set(r.name, r);
+    this.handoff = options.cgroupOf
+      ? new HandOffDriver({ logger: this.log.child({ part: 'handoff' }), maxBatchMib: options.handOffBatchMib ?? 256, onChange: (name) => this.refreshReclaimed(name) })
+      : null;
+  }
+
+  /** A managed guest's limit or hand-off moved: the pool counts what its limit holds now. */
+  private refreshReclaimed(name: string): void {
+    const held = this.handoff?.view(name);
+    if (!held || !this.pool.has(name)) return;
+    if (this.pool.get(name)?.actualMib === held.reclaimedMib) return;
+    this.pool.reportActual(name, held.reclaimedMib);
+    const r = this.running.get(name);
+    if (r) r.guest.handedOffMib = held.handedOffMib;
+    this.notify();
+  }
+
+  /** Resolves once no hand-off step is in flight (tests, benchmarks). */
+  handOffsIdle(): Promise<void> {
+    return this.handoff?.idle() ?? Promise.resolve();
   }
 
   /** Replaces the counters (the metrics module is mounted after the service exists). */
@@ -175,6 +207,7 @@ export class HostService {
       sharedMib: vms.reduce((s, r) => s + (r.guest.stats?.sharedMib ?? 0), 0),
       ksm: this.options.facts.ksm(),
       uptimeMs: this.nowMs() - this.startedAtMs,
+      reclaim: this.handoff ? 'physical' : 'budget',
     };
   }
 
@@ -357,6 +390,7 @@ export class HostService {
     this.generations.set(name, generation);
     r.guest.generation = generation;
     r.link.sendTarget(targetMib, generation);
+    this.handoff?.onTarget(name, generation);
     r.logger.info({ targetMib, generation, source }, 'balloon target sent');
     this.notify();
     return generation;
@@ -475,9 +509,27 @@ export class HostService {
     // gets the VM's default balloon.
     const resuming = hello.balloon.generation > 0;
     const targetMib = Math.min(resuming ? hello.balloon.targetMib : record.defaultBalloonMib, maxBalloonMib(memoryMib));
-    const actualMib = Math.min(hello.balloon.actualMib, memoryMib);
-    const needMib = Pool.admissionNeedMib(memoryMib, targetMib, actualMib);
+    const balloonActualMib = Math.min(hello.balloon.actualMib, memoryMib);
     this.admitting.add(name);
+    // A managed guest's memory counts as reclaimed only where its limit holds
+    // it: read back from the kernel (a restarted host finds what the last
+    // one left), not taken from the guest's word.
+    const cgroup = this.options.cgroupOf?.(name) ?? null;
+    let actualMib = balloonActualMib;
+    if (this.handoff && cgroup && link.sendHandOff) {
+      const sendHandOff = link.sendHandOff.bind(link);
+      try {
+        actualMib = await this.handoff.attach(
+          name,
+          { cgroup, memoryMib, chunkMib: hello.facts.chunkSizeMib, sendHandOff },
+          { handedOffMib: hello.balloon.handedOffMib ?? 0, generation: hello.balloon.generation },
+        );
+      } catch (err) {
+        this.admitting.delete(name);
+        return refuse('internal', `the memory cgroup of VM '${name}' could not be read: ${(err as Error).message}`, this.retryAfterMs);
+      }
+    }
+    const needMib = Pool.admissionNeedMib(memoryMib, targetMib, actualMib);
     try {
       await this.withQuotaLock(async () => {
         if (!link.open) throw new HostError('not_running', 'the guest disconnected while waiting');
@@ -487,6 +539,7 @@ export class HostService {
       });
     } catch (err) {
       const e = HostError.from(err);
+      this.handoff?.detach(name);
       if (e.code === 'pool_exhausted') return refuse('pool_exhausted', e.message, this.retryAfterMs);
       if (e.code === 'not_running') return { ok: false, code: 'timeout', message: e.message, retryAfterMs: 0 };
       return refuse('internal', e.message, this.retryAfterMs);
@@ -503,14 +556,16 @@ export class HostService {
       guest: {
         generation,
         pid: hello.facts.pid,
-        lockedMib: Math.min(hello.balloon.lockedMib, actualMib),
+        lockedMib: Math.min(hello.balloon.lockedMib, balloonActualMib),
+        ...(this.handoff?.has(name) ? { balloonActualMib, handedOffMib: hello.balloon.handedOffMib ?? 0 } : {}),
         startedAtMs: this.nowMs(),
         status: undefined,
         stats: undefined,
       },
     });
     this.counters.countSession(name);
-    logger.info({ sessionId, memoryMib, targetMib, generation, heldMib: needMib, pid: hello.facts.pid, resuming }, 'guest admitted');
+    this.handoff?.onTarget(name, generation);
+    logger.info({ sessionId, memoryMib, targetMib, generation, heldMib: needMib, pid: hello.facts.pid, resuming, managed: this.handoff?.has(name) ?? false }, 'guest admitted');
     this.notify();
     return {
       ok: true,
@@ -550,9 +605,16 @@ export class HostService {
       reportedMib = ceilingMib;
     }
     const overcommitBeforeMib = this.pool.overcommitMib;
-    const actualMib = this.pool.reportActual(name, reportedMib);
+    const managed = this.handoff?.has(name) ?? false;
     r.guest.status = status;
-    r.guest.lockedMib = Math.min(status.lockedMib, actualMib);
+    if (managed) {
+      // The pool counts what the limit holds; the driver moves it (and calls refreshReclaimed).
+      r.guest.balloonActualMib = reportedMib;
+      r.guest.handedOffMib = Math.min(status.handedOffMib ?? 0, reportedMib);
+      this.handoff!.onStatus(name, { ...status, actualMib: reportedMib });
+    }
+    const actualMib = this.pool.reportActual(name, managed ? (this.handoff!.view(name)?.reclaimedMib ?? 0) : reportedMib);
+    r.guest.lockedMib = Math.min(status.lockedMib, managed ? reportedMib : actualMib);
     // Said when a guest's own deflate makes the overcommit grow, not on every
     // status frame while it lasts.
     if (this.pool.overcommitMib > overcommitBeforeMib) {
@@ -569,6 +631,7 @@ export class HostService {
     const r = this.running.get(name);
     if (!r || r.sessionId !== sessionId) return;
     r.guest.stats = statsView(stats, this.records.get(name)?.memoryMib ?? 0, this.nowMs());
+    this.handoff?.onStats(name);
     this.notify();
   }
 
@@ -578,6 +641,9 @@ export class HostService {
     if (!r || r.sessionId !== sessionId) return;
     const heldMib = this.pool.release(name);
     this.running.delete(name);
+    // The limit stays: a reconnecting agent still has its handed-off part;
+    // a VM that powers off gets its cgroup back from the launcher.
+    this.handoff?.detach(name);
     r.logger.info({ heldMib, why }, 'guest disconnected: its memory returns to the pool');
     this.notify();
   }

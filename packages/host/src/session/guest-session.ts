@@ -126,6 +126,9 @@ export function runGuestSession(
       if (now) send(bodies.setBalloonTarget(now));
       else flushTimer ??= setTimeout(flushTarget, 50);
     },
+    // Not through the outbox: a hand-off step waits for its answer, and the
+    // limit it follows has already been written, so it is never dropped.
+    sendHandOff: (handedOffMib) => send(bodies.handOffBalloon({ handedOffMib })),
     end: (reason) => {
       if (reason.kind === 'shutdown') {
         send(bodies.goodbye('shutdown', 'the host is shutting down'));
