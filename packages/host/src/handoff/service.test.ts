@@ -8,6 +8,8 @@ import { describe, expect, it } from 'vitest';
 import type { BalloonStatus } from '@memballoon/protocol';
 import type { HostService } from '../service/host-service.js';
 import { testHello, testService } from '../service/test-fixtures.js';
+import { formatHost, formatVm } from '../cli/format.js';
+import { HostMetrics } from '../metrics/prometheus.js';
 import type { HandOffCgroup } from './driver.js';
 
 const MIB = 1024 * 1024;
@@ -121,6 +123,11 @@ describe('hand-off in the host service', () => {
     expect(w.s.pool.reclaimedMib).toBe(400);
     expect(w.s.vmView('a').balloon).toMatchObject({ targetMib: 400, actualMib: 400, handedOffMib: 400, lockedMib: 0 });
     expect(w.s.vmView('a').heldMib).toBe(624);
+    expect(formatVm(w.s.vmView('a'))).toMatch(/Balloon actual: +400 MiB \(locked 0 MiB, locked; handed off 400 MiB\)/);
+    expect(formatHost(w.s.hostView())).toMatch(/Reclaim: +physical/);
+    const text = await new HostMetrics(() => w.s.snapshot()).render();
+    expect(text).toMatch(/^memballoon_vm_balloon_handed_off_bytes\{vm="a"\} 419430400$/m);
+    expect(text).toMatch(/^memballoon_reclaim_physical 1$/m);
     // Deflate: the limit goes back up by what comes back, with no page work.
     await w.s.setBalloon('a', 100);
     await settle(w, () => a.limitMib === 924);
