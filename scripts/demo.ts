@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 interface DemoConfig {
   /** 0: any free port (tests); the URL is then read from the host's readiness line. */
   readonly port: number;
-  readonly poolMib: number;
+  readonly poolSizeMib: number;
   readonly dataDir: string;
 }
 
@@ -34,7 +34,7 @@ const GUESTS: readonly Guest[] = [
   { name: 'vm-large', memoryMib: 1024 },
 ];
 const DEFAULT_PORT = 7450;
-const DEFAULT_POOL_MIB = 1536;
+const DEFAULT_POOL_SIZE_MIB = 1536;
 const READY_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 15_000;
 
@@ -58,7 +58,7 @@ class DemoError extends Error {
 
 function parseArgs(argv: readonly string[]): DemoConfig {
   let port = DEFAULT_PORT;
-  let poolMib = DEFAULT_POOL_MIB;
+  let poolSizeMib = DEFAULT_POOL_SIZE_MIB;
   let dataDir = DEFAULT_DATA_DIR;
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -70,13 +70,13 @@ function parseArgs(argv: readonly string[]): DemoConfig {
       return n;
     };
     if (flag === '--port') port = whole(0, 65535);
-    else if (flag === '--pool-mib') poolMib = whole(64, 1 << 20);
+    else if (flag === '--pool-mib') poolSizeMib = whole(64, 1 << 20);
     else if (flag === '--data-dir' && value) {
       i++;
       dataDir = value.endsWith('/') ? value : `${value}/`;
     } else throw new DemoError(`unknown option '${flag}' (options: --port N, --pool-mib N, --data-dir DIR)`);
   }
-  return Object.freeze({ port, poolMib, dataDir });
+  return Object.freeze({ port, poolSizeMib, dataDir });
 }
 
 /** Fails with a one-line reason if something already listens on the port (a demo already running, usually). */
@@ -247,7 +247,7 @@ async function main(): Promise<void> {
       '--data-dir',
       config.dataDir,
       '--pool-mib',
-      String(config.poolMib),
+      String(config.poolSizeMib),
       '--auto-register',
     ]);
     const hostChild = host;
@@ -279,7 +279,7 @@ async function main(): Promise<void> {
       'memballoon demo is running.',
       '',
       `  Dashboard  ${dashboardUrl}`,
-      `  Pool       ${config.poolMib} MiB for ${GUESTS.map((g) => `${g.name} (${g.memoryMib} MiB)`).join(', ')}: ${guestsMib} MiB of guests`,
+      `  Pool       ${config.poolSizeMib} MiB for ${GUESTS.map((g) => `${g.name} (${g.memoryMib} MiB)`).join(', ')}: ${guestsMib} MiB of guests`,
       `  Logs       ${shown(logDir)}`,
       '',
       'Try, in another terminal (in this directory):',

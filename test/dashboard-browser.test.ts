@@ -122,7 +122,7 @@ const GUESTS = [
   { name: 'vm-medium', memoryMib: 768 },
   { name: 'vm-large', memoryMib: 1024 },
 ] as const;
-const POOL_MIB = 1536;
+const POOL_SIZE_MIB = 1536;
 
 describe.skipIf(!haveChromium)('dashboard in Chromium (real host, three agents)', () => {
   let host: HostHandle | undefined;
@@ -132,7 +132,7 @@ describe.skipIf(!haveChromium)('dashboard in Chromium (real host, three agents)'
 
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'memballoon-dashboard-'));
-    host = await startHost({ listenPort: 0, dataDir, poolMib: POOL_MIB, autoRegister: true });
+    host = await startHost({ listenPort: 0, dataDir, poolSizeMib: POOL_SIZE_MIB, autoRegister: true });
     for (const guest of GUESTS) {
       const agent = spawn(
         process.execPath,

@@ -14,7 +14,7 @@ let host: StartedHost;
 
 beforeAll(async () => {
   data = tempDataDir();
-  host = await spawnHost({ dataDir: data.dir, poolMib: 1024 });
+  host = await spawnHost({ dataDir: data.dir, poolSizeMib: 1024 });
   for (const n of ['kill-a', 'kill-b']) expect((await ctl(host.url, 'createvm', '--name', n, '--memory', '256')).code).toBe(0);
 });
 afterAll(async () => {

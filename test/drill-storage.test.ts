@@ -37,7 +37,7 @@ async function expectStorageFailures(host: StartedHost): Promise<void> {
 }
 
 async function setUp(dataDir: string): Promise<StartedHost> {
-  const host = await spawnHost({ dataDir, poolMib: 512 });
+  const host = await spawnHost({ dataDir, poolSizeMib: 512 });
   expect((await ctl(host.url, 'createvm', '--name', 'drill-run', '--memory', '256')).code).toBe(0);
   expect((await ctl(host.url, 'createvm', '--name', 'drill-off', '--memory', '128')).code).toBe(0);
   spawnAgent({ url: host.url, name: 'drill-run', memoryMib: 256, floorMib: 16 });

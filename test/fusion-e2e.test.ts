@@ -33,7 +33,7 @@ function writeRandomFile(path: string, mib: number): void {
 beforeAll(async () => {
   data = tempDataDir();
   if (ksmDrivable) ksmFound = new KsmSysfs().read();
-  host = await spawnHost({ dataDir: data.dir, poolMib: 4096 });
+  host = await spawnHost({ dataDir: data.dir, poolSizeMib: 4096 });
   writeRandomFile(join(data.dir, 'common.bin'), COMMON_MIB);
   for (const name of GUESTS) {
     writeRandomFile(join(data.dir, `${name}.bin`), PRIVATE_MIB);

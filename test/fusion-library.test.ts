@@ -17,7 +17,7 @@ const guests: Array<{ name: string; agent: AgentHandle; pf: PageFusion; common: 
 beforeAll(async () => {
   data = tempDataDir();
   // KSM is not driven here (fusion-ksm and fusion-e2e do that): hints only.
-  host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 2048, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+  host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 2048, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
 });
 afterAll(async () => {
   await Promise.all(guests.map((g) => g.agent.close()));

@@ -15,7 +15,7 @@ const open: FakeGuest[] = [];
 
 beforeEach(async () => {
   data = tempDataDir();
-  host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 2048, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null, maxHintedPagesPerVm: 1000 } });
+  host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 2048, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null, maxHintedPagesPerVm: 1000 } });
 });
 afterEach(async () => {
   for (const g of open) g.close();

@@ -41,7 +41,7 @@ function prng(seed: number): () => number {
 beforeAll(async () => {
   console.log(`fuzz-host: seed ${SEED} (replay with FUZZ_SEED=${SEED})`);
   data = tempDataDir();
-  host = await spawnHost({ dataDir: data.dir, poolMib: 4096, extra: ['--log-level', 'info', '--policy-interval-ms', '0'] });
+  host = await spawnHost({ dataDir: data.dir, poolSizeMib: 4096, extra: ['--log-level', 'info', '--policy-interval-ms', '0'] });
   for (const name of ['good', ...FUZZ_VMS]) {
     const vm = await ctlJson<VmView & { token: string }>(host.url, 'createvm', '--name', name, '--memory', '256');
     tokens.set(name, vm.token);

@@ -9,7 +9,7 @@ let data: ReturnType<typeof tempDataDir>;
 
 beforeAll(async () => {
   data = tempDataDir();
-  host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1000, policyIntervalMs: 0, fusion: { ksm: null } });
+  host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1000, policyIntervalMs: 0, fusion: { ksm: null } });
 });
 afterAll(async () => {
   await host.close();

@@ -12,7 +12,7 @@ let host: StartedHost;
 
 beforeAll(async () => {
   data = tempDataDir();
-  host = await spawnHost({ dataDir: data.dir, poolMib: 2048 });
+  host = await spawnHost({ dataDir: data.dir, poolSizeMib: 2048 });
 });
 afterAll(async () => {
   await stopAll();
@@ -133,7 +133,7 @@ describe('balloonctl and a real agent', () => {
     const pid = host.pid;
     expect(await host.stop()).toBe(0);
     expect(isAlive(pid)).toBe(false);
-    host = await spawnHost({ dataDir: data.dir, poolMib: 2048 });
+    host = await spawnHost({ dataDir: data.dir, poolSizeMib: 2048 });
     const after = await ctlJson<VmView[]>(host.url, 'list', 'vms');
     expect(after.map((v) => [v.name, v.memoryMib, v.defaultBalloonMib, v.pageFusion, v.memoryWeight])).toEqual(
       before.map((v) => [v.name, v.memoryMib, v.defaultBalloonMib, v.pageFusion, v.memoryWeight]),

@@ -16,7 +16,7 @@ let watcher: Promise<void>;
 
 beforeAll(async () => {
   data = tempDataDir();
-  host = await spawnHost({ dataDir: data.dir, poolMib: 768 });
+  host = await spawnHost({ dataDir: data.dir, poolSizeMib: 768 });
   for (const n of ['oc-a', 'oc-b', 'oc-c']) {
     expect((await ctl(host.url, 'createvm', '--name', n, '--memory', '512')).code).toBe(0);
     // What each guest keeps whatever the reclaim: room for the agent itself

@@ -12,7 +12,7 @@ let data: { dir: string; remove: () => void };
 
 beforeEach(async () => {
   data = tempDataDir();
-  host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1024, limits: { helloTimeoutMs: 300 }, reclaimTimeoutMs: 2_000, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+  host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1024, limits: { helloTimeoutMs: 300 }, reclaimTimeoutMs: 2_000, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
 });
 afterEach(async () => {
   await host.close();
@@ -137,7 +137,7 @@ describe('guest sessions', () => {
 
   it('terminates a guest that stops answering heartbeats, and its holding returns', async () => {
     await host.close();
-    host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1024, limits: { heartbeatIntervalMs: 100 }, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+    host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1024, limits: { heartbeatIntervalMs: 100 }, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
     registerVm(host, { name: 'mute', memoryMib: 256 });
     const g = await connectFake(host.url, { autoPong: false });
     g.send(helloFor('mute', 256));
@@ -149,7 +149,7 @@ describe('guest sessions', () => {
 
   it('caps the frame rate (4010) and the frame size (1009)', async () => {
     await host.close();
-    host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1024, limits: { maxMessagesPerSecond: 20, maxPayloadBytes: 4096 }, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+    host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1024, limits: { maxMessagesPerSecond: 20, maxPayloadBytes: 4096 }, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
     registerVm(host, { name: 'loud', memoryMib: 256 });
     const g = await connectFake(host.url);
     g.send(helloFor('loud', 256));
@@ -167,7 +167,7 @@ describe('guest sessions', () => {
 
   it('auto-registers with the memory the guest reports when enabled', async () => {
     await host.close();
-    host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1024, autoRegister: true, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+    host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1024, autoRegister: true, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
     const g = await connectFake(host.url);
     g.send(helloFor('newcomer', 300));
     await g.next('welcome');
@@ -185,7 +185,7 @@ describe('guest sessions', () => {
   it('admits a starting guest by reclaiming from the others, and refuses cleanly when they do not inflate', async () => {
     for (const n of ['a', 'b', 'c']) registerVm(host, { name: n, memoryMib: 512 });
     await host.close();
-    host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 768, reclaimTimeoutMs: 1_500, retryAfterMs: 1234, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+    host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 768, reclaimTimeoutMs: 1_500, retryAfterMs: 1234, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
     const a = await connectFake(host.url);
     a.send(helloFor('a', 512));
     await a.next('welcome');
@@ -207,7 +207,7 @@ describe('guest sessions', () => {
     expect(ta.targetMib - 256 + tb.targetMib).toBe(512);
     const e = await c.next('error', 5_000);
     expect(e).toMatchObject({ code: 'pool_exhausted', retryAfterMs: 1234 });
-    expect(e.message).toMatch(/starting VM .c.*did not inflate in time.*undone/);
+    expect(e.message).toMatch(/starting VM .c.*still missing after 2 s: VM 'a' pinned 256 of \d+ MiB, VM 'b' pinned 0 of \d+ MiB.*undone/);
     expect((await c.waitClosed()).code).toBe(4009);
     expect((await a.next('setBalloonTarget')).targetMib).toBe(256);
     expect((await b.next('setBalloonTarget')).targetMib).toBe(0);
@@ -218,7 +218,7 @@ describe('guest sessions', () => {
   it('re-plans over the others when a guest stops short of its reclaim target', async () => {
     for (const n of ['a', 'b', 'c']) registerVm(host, { name: n, memoryMib: 512 });
     await host.close();
-    host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1024, reclaimTimeoutMs: 5_000, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+    host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1024, reclaimTimeoutMs: 5_000, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
     const a = await connectFake(host.url);
     a.send(helloFor('a', 512));
     await a.next('welcome');
@@ -264,7 +264,7 @@ describe('guest sessions', () => {
     c.send(helloFor('c', 300));
     await c.next('welcome');
     expect(host.service.hostView().pool.freeMib).toBe(0);
-    await expect(host.service.setBalloon('a', 0)).rejects.toThrow(/deflating VM 'a' to 0 MiB.*did not inflate in time/);
+    await expect(host.service.setBalloon('a', 0)).rejects.toThrow(/deflating VM 'a' to 0 MiB.*still missing.*VM 'b' pinned 0 of/);
     expect(host.service.vmView('a').balloon?.targetMib).toBe(300);
     expect(host.service.vmView('c').balloon?.targetMib).toBe(0);
     expect(host.service.vmView('b').balloon?.targetMib).toBe(0);

@@ -21,7 +21,7 @@ const dirs: Array<{ remove: () => void }> = [];
 async function start(opts: Partial<Parameters<typeof startHost>[0]> = {}): Promise<{ host: HostHandle; dir: string }> {
   const data = tempDataDir();
   dirs.push(data);
-  const host = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 1024, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null }, ...opts });
+  const host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1024, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null }, ...opts });
   hosts.push(host);
   return { host, dir: data.dir };
 }
@@ -119,12 +119,12 @@ describe('admin token', () => {
   it('is created at the first start with mode 0600 and kept across restarts', async () => {
     const data = tempDataDir();
     dirs.push(data);
-    const h1 = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false });
+    const h1 = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false });
     const file = join(data.dir, 'admin.token');
     expect(statSync(file).mode & 0o777).toBe(0o600);
     expect(readFileSync(file, 'utf8').trim()).toBe(h1.adminToken);
     await h1.close();
-    const h2 = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false });
+    const h2 = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false });
     hosts.push(h2);
     expect(h2.adminToken).toBe(h1.adminToken);
   });
@@ -152,11 +152,11 @@ describe('admin token', () => {
   it('refuses a group- or world-readable token file', async () => {
     const data = tempDataDir();
     dirs.push(data);
-    const h = await startHost({ listenPort: 0, dataDir: data.dir, poolMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false });
+    const h = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false });
     await h.close();
     const { chmodSync } = await import('node:fs');
     chmodSync(join(data.dir, 'admin.token'), 0o644);
-    await expect(startHost({ listenPort: 0, dataDir: data.dir, poolMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false })).rejects.toThrow(/may be read by others/);
+    await expect(startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false })).rejects.toThrow(/may be read by others/);
   });
 });
 

@@ -24,7 +24,7 @@ describe.skipIf(!haveOpenssl)('TLS', () => {
     certPath = join(data.dir, 'cert.pem');
     const keyPath = join(data.dir, 'key.pem');
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { stdio: 'ignore' });
-    host = await startHost({ listenPort: 0, dataDir: join(data.dir, 'host'), poolMib: 512, policyIntervalMs: 0, dashboard: false, fusion: false, tls: { cert: readFileSync(certPath), key: readFileSync(keyPath) } });
+    host = await startHost({ listenPort: 0, dataDir: join(data.dir, 'host'), poolSizeMib: 512, policyIntervalMs: 0, dashboard: false, fusion: false, tls: { cert: readFileSync(certPath), key: readFileSync(keyPath) } });
     token = host.service.createVm({ name: 'tls-vm', memoryMib: 128 }).token;
   }, 30_000);
   afterAll(async () => {

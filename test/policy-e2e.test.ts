@@ -23,7 +23,7 @@ const FIXTURE = fileURLToPath(new URL('./fixtures/grow-memory.mjs', import.meta.
 const GUEST_MIB = 512;
 const BUSY_DEFAULT_BALLOON_MIB = 200;
 const MARGIN_MIB = 32;
-const POOL_MIB = GUEST_MIB - BUSY_DEFAULT_BALLOON_MIB + GUEST_MIB + MARGIN_MIB + 8;
+const POOL_SIZE_MIB = GUEST_MIB - BUSY_DEFAULT_BALLOON_MIB + GUEST_MIB + MARGIN_MIB + 8;
 // The busy guest's agent (~70 MiB with its balloon workers), the workload's
 // node (~45 MiB) and its 160 MiB leave ~40 MiB available under a 200 MiB
 // balloon: well below the 20 % buffer (102 MiB), above the agent's own floor.
@@ -35,7 +35,7 @@ let host: StartedHost;
 
 beforeAll(async () => {
   data = tempDataDir();
-  host = await spawnHost({ dataDir: data.dir, poolMib: POOL_MIB, extra: ['--policy-interval-ms', '200', '--policy-margin-mib', String(MARGIN_MIB)] });
+  host = await spawnHost({ dataDir: data.dir, poolSizeMib: POOL_SIZE_MIB, extra: ['--policy-interval-ms', '200', '--policy-margin-mib', String(MARGIN_MIB)] });
 });
 afterAll(async () => {
   await stopAll();
@@ -107,7 +107,7 @@ describe('automatic balloon policy, end to end', () => {
     const idleRssBeforeMib = vmRssMib(idle.pid);
     const busyAgentRssBeforeMib = vmRssMib(busy.pid);
     const poolBefore = (await ctlJson<HostView>(host.url, 'showhostinfo')).pool;
-    expect(poolBefore).toMatchObject({ sizeMib: POOL_MIB, heldMib: GUEST_MIB - BUSY_DEFAULT_BALLOON_MIB + GUEST_MIB, freeMib: MARGIN_MIB + 8 });
+    expect(poolBefore).toMatchObject({ sizeMib: POOL_SIZE_MIB, heldMib: GUEST_MIB - BUSY_DEFAULT_BALLOON_MIB + GUEST_MIB, freeMib: MARGIN_MIB + 8 });
 
     // Go: the workload grows by 2 MiB every 100 ms.
     const goAtMs = Date.now();
@@ -175,7 +175,7 @@ describe('automatic balloon policy, end to end', () => {
     // back by itself when the workload takes 200 MiB at once.
     const dir = join(data.dir, 'overcommit');
     const pool = GUEST_MIB - BUSY_DEFAULT_BALLOON_MIB + GUEST_MIB + MARGIN_MIB;
-    const h = await spawnHost({ dataDir: dir, poolMib: pool, extra: ['--policy-interval-ms', '200', '--policy-margin-mib', String(MARGIN_MIB)] });
+    const h = await spawnHost({ dataDir: dir, poolSizeMib: pool, extra: ['--policy-interval-ms', '200', '--policy-margin-mib', String(MARGIN_MIB)] });
     const goFile = join(dir, 'go');
     await okOn(h.url, 'createvm', '--name', 'busy2', '--memory', String(GUEST_MIB));
     await okOn(h.url, 'createvm', '--name', 'idle2', '--memory', String(GUEST_MIB));

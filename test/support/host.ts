@@ -104,8 +104,8 @@ function rememberToken(args: readonly string[], stdout: string): void {
 }
 
 /** Starts balloon-host on a free port and waits for its readiness line. */
-export async function spawnHost(opts: { dataDir: string; poolMib: number; autoRegister?: boolean; extra?: string[] }): Promise<StartedHost> {
-  const args = [BIN.host, '--listen', '127.0.0.1:0', '--data-dir', opts.dataDir, '--pool-mib', String(opts.poolMib), '--log-level', 'debug'];
+export async function spawnHost(opts: { dataDir: string; poolSizeMib: number; autoRegister?: boolean; extra?: string[] }): Promise<StartedHost> {
+  const args = [BIN.host, '--listen', '127.0.0.1:0', '--data-dir', opts.dataDir, '--pool-mib', String(opts.poolSizeMib), '--log-level', 'debug'];
   if (opts.autoRegister) args.push('--auto-register');
   args.push(...(opts.extra ?? []));
   const s = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MEMBALLOON_LOG_PRETTY: '0' } }));

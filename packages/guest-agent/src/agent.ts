@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { writeFileSync } from 'node:fs';
-import { bodies, vmNameProblem, type Body, type BalloonStatus, type ErrorCode, type Hello, type ProtocolError } from '@memballoon/protocol';
+import { bodies, FINAL_ERROR_CODES, vmNameProblem, type Body, type BalloonStatus, type ErrorCode, type Hello, type ProtocolError } from '@memballoon/protocol';
 import { BalloonEngine } from './balloon/engine.js';
 import { openDomain } from './domain/readers.js';
 import { processLockedBytes, processRssBytes } from './domain/readers.js';
@@ -36,9 +36,6 @@ function kernelChecked(status: BalloonStatus): BalloonStatus {
 
 /** The agent's version, sent in Hello. */
 export const AGENT_VERSION = '0.1.0';
-
-/** Host refusals after which retrying cannot help: the agent stops and deflates. */
-const FATAL_HOST_ERRORS: ReadonlySet<ErrorCode> = new Set(['auth_failed', 'unsupported_version', 'invalid_argument']);
 
 /** Options of startAgent. */
 export interface AgentOptions {
@@ -187,6 +184,11 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
       }
     });
     this.setOomScoreAdj(options.oomScoreAdj === undefined ? -500 : options.oomScoreAdj);
+  }
+
+  /** Connects once the balloon's threads have started, so the first stats already include them. */
+  async start(): Promise<void> {
+    await this.engine.ready();
     this.log.info({ domain: this.domain.kind, totalMib: this.domain.totalMib, floorMib: this.engine.floorMib, url: this.url }, 'agent started');
     void this.connectLoop();
   }
@@ -344,7 +346,7 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
       this.sessionIdValue = '';
       if (this.closing) break;
       attempt = end.welcomed ? 1 : attempt + 1;
-      if (end.hostError && FATAL_HOST_ERRORS.has(end.hostError.code)) {
+      if (end.hostError && FINAL_ERROR_CODES.has(end.hostError.code)) {
         const e = new AgentError('rejected', `the host refused this agent: ${end.hostError.code}: ${end.hostError.message}`);
         this.log.error({ code: end.hostError.code }, e.message);
         this.emit('disconnected', { reason: end.reason, closeCode: end.closeCode, retryInMs: null });
@@ -400,5 +402,7 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
 export async function startAgent(options: AgentOptions): Promise<AgentHandle> {
   const problem = vmNameProblem(options.name ?? '');
   if (problem) throw new AgentError('invalid_config', problem);
-  return new Agent(options);
+  const agent = new Agent(options);
+  await agent.start();
+  return agent;
 }

@@ -6,7 +6,7 @@ export { AgentError, AGENT_ERROR_CODES, type AgentErrorCode } from './errors.js'
 export { silentLogger, type AgentLogger, type LogMethod } from './logger.js';
 export { toMemoryStats } from './stats.js';
 export { backoffDelayMs, type BackoffOptions } from './client/backoff.js';
-export { guestEndpoint, GUEST_SUBPROTOCOL, ERROR_CLOSE_CODE_BASE } from './client/url.js';
+export { guestEndpoint } from './client/url.js';
 export { defaultFloorMib, type DomainKind, type DomainSource, type DomainStats, type DomainAvailability } from './domain/source.js';
 export {
   MachineDomain,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { defaultPoolMib, loadHostConfig, parseListen } from './config.js';
+import { defaultPoolSizeMib, loadHostConfig, parseListen } from './config.js';
 import { loadCtlConfig } from './cli/ctl-config.js';
 
 describe('balloon-host config', () => {
@@ -7,14 +7,14 @@ describe('balloon-host config', () => {
     const c = loadHostConfig([], { HOME: '/home/x' }, false);
     expect(c).toMatchObject({ listenHost: '127.0.0.1', listenPort: 7450, autoRegister: false, logLevel: 'info', logPretty: false, policyIntervalMs: 1000, policyMarginMib: 256 });
     expect(c.dataDir).toMatch(/memballoon$/);
-    expect(c.poolMib).toBeGreaterThan(0);
+    expect(c.poolSizeMib).toBeGreaterThan(0);
     expect(Object.isFrozen(c)).toBe(true);
   });
 
   it('takes flags over the environment', () => {
     const env = { MEMBALLOON_LISTEN: '0.0.0.0:1', MEMBALLOON_POOL_MIB: '100', MEMBALLOON_AUTO_REGISTER: '1', MEMBALLOON_DATA_DIR: '/env' };
-    expect(loadHostConfig([], env, false)).toMatchObject({ listenHost: '0.0.0.0', listenPort: 1, poolMib: 100, autoRegister: true, dataDir: '/env' });
-    expect(loadHostConfig(['--listen', '127.0.0.1:0', '--pool-mib=768', '--data-dir', '/flag'], env, false)).toMatchObject({ listenPort: 0, poolMib: 768, dataDir: '/flag' });
+    expect(loadHostConfig([], env, false)).toMatchObject({ listenHost: '0.0.0.0', listenPort: 1, poolSizeMib: 100, autoRegister: true, dataDir: '/env' });
+    expect(loadHostConfig(['--listen', '127.0.0.1:0', '--pool-mib=768', '--data-dir', '/flag'], env, false)).toMatchObject({ listenPort: 0, poolSizeMib: 768, dataDir: '/flag' });
   });
 
   it('refuses nonsense with one clear line', () => {
@@ -29,9 +29,9 @@ describe('balloon-host config', () => {
   it('parses IPv6 and leaves a reserve for the host', () => {
     expect(parseListen('[::1]:0')).toEqual({ host: '::1', port: 0 });
     expect(() => parseListen('a:70000')).toThrow();
-    expect(defaultPoolMib(24_000)).toBe(19_200);
-    expect(defaultPoolMib(1024)).toBe(512);
-    expect(defaultPoolMib(100)).toBe(0);
+    expect(defaultPoolSizeMib(24_000)).toBe(19_200);
+    expect(defaultPoolSizeMib(1024)).toBe(512);
+    expect(defaultPoolSizeMib(100)).toBe(0);
   });
 });
 

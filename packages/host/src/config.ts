@@ -3,7 +3,7 @@
 import { totalmem } from 'node:os';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { MAX_MEMORY_MIB } from '@memballoon/protocol';
+import { MAX_MEMORY_MIB, BYTES_PER_MIB } from '@memballoon/protocol';
 import { HostError } from './errors.js';
 
 /** Everything balloon-host needs to start. */
@@ -11,7 +11,7 @@ export interface HostConfig {
   listenHost: string;
   listenPort: number;
   dataDir: string;
-  poolMib: number;
+  poolSizeMib: number;
   autoRegister: boolean;
   logLevel: string;
   /** Human-readable logs (pino-pretty) instead of JSON lines. */
@@ -51,6 +51,7 @@ export const HOST_USAGE = `Usage: balloon-host [--listen HOST:PORT] [--data-dir 
   --tls-cert FILE --tls-key FILE  serve https/wss (PEM)   env MEMBALLOON_TLS_CERT, MEMBALLOON_TLS_KEY
   --insecure-no-auth   no admin token, no guest tokens; loopback addresses only (demo)
   --allow-insecure-listen  allow a non-loopback address without TLS (tokens in clear text)
+  --version            print the version and exit
 
 Security: the admin API needs the token in <data-dir>/admin.token (made at the
 first start, mode 0600); each VM's agent needs the token createvm printed.`;
@@ -60,7 +61,7 @@ first start, mode 0600); each VM's agent needs the token createvm printed.`;
  * (the larger of 512 MiB and 20 %), so the demo overcommits a real machine
  * without starving it.
  */
-export function defaultPoolMib(totalMib: number): number {
+export function defaultPoolSizeMib(totalMib: number): number {
   return Math.max(0, Math.floor(totalMib - Math.max(512, totalMib * 0.2)));
 }
 
@@ -114,7 +115,7 @@ export function loadHostConfig(argv: readonly string[], env: NodeJS.ProcessEnv =
     listenHost: listen.host,
     listenPort: listen.port,
     dataDir: str('--data-dir', 'MEMBALLOON_DATA_DIR') ?? join(dataHome, 'memballoon'),
-    poolMib: poolText === undefined ? defaultPoolMib(Math.floor(totalmem() / (1024 * 1024))) : parseInteger(poolText, '--pool-mib', 0, MAX_MEMORY_MIB),
+    poolSizeMib: poolText === undefined ? defaultPoolSizeMib(Math.floor(totalmem() / BYTES_PER_MIB)) : parseInteger(poolText, '--pool-mib', 0, MAX_MEMORY_MIB),
     autoRegister: flags.get('--auto-register') === true || parseBool(env.MEMBALLOON_AUTO_REGISTER),
     logLevel: str('--log-level', 'MEMBALLOON_LOG_LEVEL') ?? 'info',
     logPretty: flags.get('--log-pretty') === true || parseBool(env.MEMBALLOON_LOG_PRETTY) || isTty,

@@ -7,6 +7,7 @@ import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { WebSocketServer } from 'ws';
+import { GUEST_PATH, GUEST_SUBPROTOCOL } from '@memballoon/protocol';
 import { createRouter, type RouterMounts } from './api/router.js';
 import { listenProblem } from './auth/listen.js';
 import { ensureAdminToken, hashToken } from './auth/tokens.js';
@@ -18,10 +19,7 @@ import { Registry } from './registry/registry.js';
 import { HostService } from './service/host-service.js';
 import { startPolicyLoop } from './service/policy-loop.js';
 import { DEFAULT_SESSION_LIMITS, RateLimiter, type SessionLimits } from './session/limits.js';
-import { GUEST_SUBPROTOCOL, runGuestSession, type GuestFrameHooks } from './session/guest-session.js';
-
-/** The path of the guests' WebSocket endpoint. */
-export const GUEST_PATH = '/v1/guest';
+import { runGuestSession, type GuestFrameHooks } from './session/guest-session.js';
 
 /** Options of startHost. */
 export interface StartHostOptions {
@@ -32,7 +30,7 @@ export interface StartHostOptions {
   /** Where the registry lives. */
   dataDir: string;
   /** The pool size P in MiB. */
-  poolMib: number;
+  poolSizeMib: number;
   /** Register unknown VMs with the memory their guest reports. */
   autoRegister?: boolean;
   /** The process's logger (default: silent; a library never logs on its own). */
@@ -107,7 +105,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
   const fusion = options.fusion === false ? undefined : new HostFusion(options.fusion ?? {});
   const service = new HostService({
     registry,
-    poolSizeMib: options.poolMib,
+    poolSizeMib: options.poolSizeMib,
     autoRegister: options.autoRegister ?? false,
     guestAuth: options.insecureNoAuth !== true,
     logger,

@@ -18,7 +18,7 @@ import {
   PAGE_HASH_BYTES,
   PROTOCOL_VERSION,
   VM_NAME_PATTERN,
-} from './limits.js';
+} from './wire.js';
 import {
   BALLOON_STATES,
   GOODBYE_REASONS,

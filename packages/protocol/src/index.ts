@@ -1,6 +1,6 @@
 // The typed facade of the memballoon wire protocol: the only public surface of
 // this package. Nothing here touches a socket.
-export * from './limits.js';
+export * from './wire.js';
 export * from './errors.js';
 export * from './types.js';
 export * as bodies from './bodies.js';

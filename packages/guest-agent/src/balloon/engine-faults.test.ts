@@ -147,7 +147,7 @@ describe('targets under stress (real workers)', () => {
       // The high bits: an LCG's low bits repeat with a short period.
       return (seed >>> 16) % n;
     };
-    // Targets start before the workers exist (they are started by the first job).
+    // Targets start before the workers have loaded (they start with the engine).
     const engines = [0, 1, 2].map(() => new BalloonEngine({ workerThreads: 2, chunkMib: 1 }));
     const settledStates: BalloonStatus[] = [];
     for (const e of engines) e.setTarget(random(48));

@@ -61,6 +61,26 @@ describe('balloon engine against the kernel (child process)', () => {
   });
 });
 
+describe('a fresh engine against the kernel (issue 12.5)', () => {
+  it("its first inflate grows VmRSS by the balloon alone: the worker threads started with the engine, and nothing of them stays after the deflate", async () => {
+    // Before, the threads started inside the first inflate: 64 MiB grew VmRSS
+    // by ~98 MiB, and ~35 MiB stayed after the deflate.
+    const kid = await startBalloonChild(['fresh']);
+    try {
+      const rssBefore = procMib(kid.pid, 'VmRSS');
+      const { status } = await kid.ask<{ status: BalloonStatus }>({ op: 'target', targetMib: 64 }, 'target');
+      expect(status.actualMib).toBe(64);
+      const grownMib = procMib(kid.pid, 'VmRSS') - rssBefore;
+      expect(grownMib).toBeGreaterThan(64 - 4);
+      expect(grownMib).toBeLessThan(64 + 6);
+      await kid.ask({ op: 'target', targetMib: 0 }, 'target');
+      expect(procMib(kid.pid, 'VmRSS') - rssBefore).toBeLessThan(6);
+    } finally {
+      await kid.stop();
+    }
+  });
+});
+
 // Without CAP_IPC_LOCK and with a tiny RLIMIT_MEMLOCK, mlock is refused:
 // possible to arrange only where prlimit and setpriv exist and we may drop
 // the capability (root).

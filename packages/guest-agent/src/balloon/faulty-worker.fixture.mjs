@@ -10,6 +10,7 @@
 // workerData.faults (Int32Array on a SharedArrayBuffer, [count]) is shared by
 // every instance, so "fail the first N times" spans restarted workers.
 import { parentPort, workerData } from 'node:worker_threads';
+import { touchPages } from './pages.mjs';
 
 const { control, fault, faults } = workerData;
 
@@ -26,6 +27,11 @@ parentPort.on('message', (msg) => {
     return;
   }
   const { id, epoch, pageWords } = msg;
+  // The pool's start-up call (an empty job) is answered: faults are for real jobs.
+  if (msg.jobs.length === 0) {
+    parentPort.postMessage({ id, done: 0, locked: 0, lockErrno: 0 });
+    return;
+  }
   const failing = (fault === 'throw' || fault === 'exit' || fault === 'silent') && takeFault();
   if (failing && fault === 'silent') return;
   const failAt = failing ? Math.floor(msg.jobs.length / 2) : -1;
@@ -36,9 +42,7 @@ parentPort.on('message', (msg) => {
       throw new Error('fixture: this worker crashes mid-job');
     }
     if (Atomics.load(control, 0) !== epoch) break;
-    const words = new Uint32Array(job.sab);
-    let value = job.seed;
-    for (let i = 0; i < words.length; i += pageWords) words[i] = value++;
+    touchPages(job.sab, job.seed, pageWords);
     done++;
   }
   msg.jobs = null;

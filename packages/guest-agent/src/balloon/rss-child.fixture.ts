@@ -2,14 +2,18 @@
 // measures this process's VmRSS/VmLck in /proc, away from the test runner's
 // own allocations. Commands arrive over IPC; each answer carries the status.
 import { BalloonEngine } from './engine.js';
-import { fullGc } from './gc.js';
+import { fullGc } from './gc.mjs';
 
 // `rss-child.fixture.ts exit` (or throw, …): the worker is the faulty
 // fixture, failing as often as the 'arm' command says (shared across restarts).
-const fault = process.argv[2];
+// `rss-child.fixture.ts fresh`: an engine as the agent makes it (default
+// threads), never warmed up by a target, for the first-inflate test.
+const mode = process.argv[2];
+const fresh = mode === 'fresh';
+const fault = fresh ? undefined : mode;
 const faults = new Int32Array(new SharedArrayBuffer(4));
 const engine = new BalloonEngine({
-  workerThreads: 1,
+  ...(fresh ? {} : { workerThreads: 1 }),
   ...(fault ? { workerScript: { url: new URL('./faulty-worker.fixture.mjs', import.meta.url), data: { fault, faults } } } : {}),
 });
 const problems: string[] = [];
@@ -47,11 +51,14 @@ process.on('message', (msg: Command) => {
     }
   })();
 });
-// Warm up first: the worker thread's isolate and the code paths cost
-// memory once, which is not the balloon's.
-engine.setTarget(2);
-await engine.settled();
-engine.setTarget(0);
-await engine.settled();
+if (fresh) {
+  await engine.ready();
+} else {
+  // Warm up first: the code paths cost memory once, which is not the balloon's.
+  engine.setTarget(2);
+  await engine.settled();
+  engine.setTarget(0);
+  await engine.settled();
+}
 gc();
 process.send!({ op: 'ready' });

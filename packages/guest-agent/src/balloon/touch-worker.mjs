@@ -5,45 +5,38 @@
 // checks the shared epoch: a newer target cancels the rest of the job, so
 // the balloon follows the latest target at chunk granularity.
 import { parentPort, workerData } from 'node:worker_threads';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { bindLibc } from '../native/libc-binding.mjs';
+import { fullGc } from './gc.mjs';
+import { touchPages } from './pages.mjs';
 
 const control = workerData.control; // Int32Array: [epoch]
-let libc;
-let gc = null;
+// Bound at start-up, not at the first job: what the binding costs is paid
+// while the agent starts, not inside the first inflate.
+const libc = workerData.lock ? bindLibc().fns : null;
 
 parentPort.on('message', (msg) => {
   if (msg.gc) {
     // Our clones of deflated chunks keep their backing stores alive until
     // this isolate collects too; the main thread asks after a deflate.
-    if (!gc) {
-      setFlagsFromString('--expose-gc');
-      gc = runInNewContext('gc');
-    }
-    gc();
+    fullGc()?.();
     return;
   }
   const { id, epoch, pageWords } = msg;
-  let lock = msg.lock;
-  if (lock && libc === undefined) libc = bindLibc().fns;
-  if (!libc) lock = false;
+  let lock = msg.lock && libc !== null;
   let done = 0;
   let locked = 0;
   let lockErrno = 0;
   for (const job of msg.jobs) {
     if (Atomics.load(control, 0) !== epoch) break;
-    const bytes = new Uint8Array(job.sab);
     if (lock) {
+      const bytes = new Uint8Array(job.sab);
       if (libc.mlock(bytes, bytes.byteLength) === 0) locked++;
       else {
         lockErrno = libc.errno();
         lock = false;
       }
     }
-    const words = new Uint32Array(job.sab);
-    let value = job.seed;
-    for (let i = 0; i < words.length; i += pageWords) words[i] = value++;
+    touchPages(job.sab, job.seed, pageWords);
     done++;
   }
   // Drop our references before answering, so a deflated chunk's memory

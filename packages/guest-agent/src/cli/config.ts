@@ -30,6 +30,7 @@ export interface AgentConfig {
 export const USAGE = `usage: balloon-agent --host URL --name NAME [--token T] [--ca-file PEM] [--memory-mib N] [--chunk-mib N]
                      [--floor-mib N] [--no-lock] [--domain auto|machine|cgroup|process] [--share-file PATH]...
                      [--log-level trace|debug|info|warn|error|silent] [-- COMMAND ARGS]
+       balloon-agent --version
 
   --host URL        the host's base URL (http://H:P or https://…); env MEMBALLOON_URL,
                     else http://127.0.0.1:7450

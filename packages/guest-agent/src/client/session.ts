@@ -3,8 +3,10 @@
 // caller's job (../agent.ts); a session never outlives its socket.
 import WebSocket from 'ws';
 import {
-  ERROR_CODES,
+  closeCodeOf,
+  errorCodeOfClose,
   FrameEncoder,
+  GUEST_SUBPROTOCOL,
   MAX_FRAME_BYTES,
   ProtocolError,
   SeqTracker,
@@ -15,7 +17,6 @@ import {
   type Hello,
   type Welcome,
 } from '@memballoon/protocol';
-import { ERROR_CLOSE_CODE_BASE, GUEST_SUBPROTOCOL } from './url.js';
 
 /** How a session ended. */
 export interface SessionEnd {
@@ -161,7 +162,7 @@ export class GuestSession {
     this.send(bodies.error(err.code, err.message));
     if (fatal) {
       this.localReason = `refused a frame from the host: ${err.message}`;
-      this.ws.close(ERROR_CLOSE_CODE_BASE + ERROR_CODES.indexOf(err.code), err.code);
+      this.ws.close(closeCodeOf(err.code), err.code);
     }
   }
 
@@ -220,7 +221,7 @@ export class GuestSession {
 }
 
 function closeCodeError(code: number, reason: string): SessionEnd['hostError'] {
-  const name = ERROR_CODES[code - ERROR_CLOSE_CODE_BASE];
-  if (code < ERROR_CLOSE_CODE_BASE || name === undefined) return null;
+  const name = errorCodeOfClose(code);
+  if (name === undefined) return null;
   return { code: name, message: reason || name, retryAfterMs: 0 };
 }

@@ -1,8 +1,8 @@
-// The guest endpoint on the host's base URL (the contract every part shares).
+// The guest endpoint on the host's base URL. The path, the subprotocol and the
+// close codes are the protocol package's (its wire module); this file only
+// turns a base URL into the endpoint.
+import { GUEST_PATH } from '@memballoon/protocol';
 import { AgentError } from '../errors.js';
-
-/** The WebSocket subprotocol of memballoon v1. */
-export const GUEST_SUBPROTOCOL = 'memballoon.v1';
 
 /** `<base with http→ws, https→wss>/v1/guest`; throws AgentError('invalid_config') for a bad URL. */
 export function guestEndpoint(base: string): string {
@@ -16,11 +16,8 @@ export function guestEndpoint(base: string): string {
   const scheme = schemes[url.protocol];
   if (!scheme) throw new AgentError('invalid_config', `the host URL '${base}' must start with http:// or https://`);
   url.protocol = scheme;
-  url.pathname = `${url.pathname.replace(/\/+$/, '')}/v1/guest`;
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}${GUEST_PATH}`;
   url.search = '';
   url.hash = '';
   return url.toString();
 }
-
-/** Close codes 4000 + the wire number of a protocol ErrorCode, as the host uses them. */
-export const ERROR_CLOSE_CODE_BASE = 4000;

@@ -6,8 +6,7 @@ import { AgentError } from '../errors.js';
 import { parseCgroupLimit, parseKeyValues, parseMeminfo, parsePressure, parseProcCgroup, parseProcStat, parseProcStatus } from './parsers.js';
 import type { DomainAvailability, DomainKind, DomainSource, DomainStats } from './source.js';
 import { ksmMergingPages } from '../fusion/ksm-stats.js';
-
-const MIB_BYTES = 1024 * 1024;
+import { BYTES_PER_MIB } from '@memballoon/protocol';
 
 function readText(path: string): string | null {
   try {
@@ -69,7 +68,7 @@ export class MachineDomain implements DomainSource {
   readonly totalMib: number;
 
   constructor(private readonly pageBytes = 4096) {
-    this.totalMib = Math.floor(readMachineMemory().totalBytes / MIB_BYTES);
+    this.totalMib = Math.floor(readMachineMemory().totalBytes / BYTES_PER_MIB);
   }
 
   /** See DomainSource. */
@@ -143,7 +142,7 @@ export class CgroupDomain implements DomainSource {
     private readonly loc: CgroupLocation,
     private readonly pageBytes = 4096,
   ) {
-    this.totalMib = Math.floor(this.totalBytes() / MIB_BYTES);
+    this.totalMib = Math.floor(this.totalBytes() / BYTES_PER_MIB);
   }
 
   private totalBytes(): number {
@@ -261,7 +260,7 @@ export class ProcessDomain implements DomainSource {
 
   /** See DomainSource. */
   availability(): DomainAvailability {
-    const total = this.totalMib * MIB_BYTES;
+    const total = this.totalMib * BYTES_PER_MIB;
     const used = this.usedBytes(readProcessTree(this.roots, this.pageBytes));
     // The tree cannot use more than the machine has left, whatever its size.
     const available = Math.min(Math.max(0, total - used), used + readMachineMemory().availableBytes);
@@ -270,7 +269,7 @@ export class ProcessDomain implements DomainSource {
 
   /** See DomainSource. */
   stats(): DomainStats {
-    const total = this.totalMib * MIB_BYTES;
+    const total = this.totalMib * BYTES_PER_MIB;
     const tree = readProcessTree(this.roots, this.pageBytes);
     const used = this.usedBytes(tree);
     const machine = vmstat(this.pageBytes);

@@ -3,8 +3,7 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { FrameEncoder, bodies, decodeFrame, type Body, type BodyCase, type BodyOf, type Frame, type Welcome } from '@memballoon/protocol';
-import { GUEST_SUBPROTOCOL } from '../client/url.js';
+import { FrameEncoder, GUEST_SUBPROTOCOL, bodies, decodeFrame, type Body, type BodyCase, type BodyOf, type Frame, type Welcome } from '@memballoon/protocol';
 
 /** One guest connection to the stub host. */
 export interface StubConnection {

@@ -2,7 +2,7 @@
 // and every error as ApiErrorView with the HostError's status.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HostError } from '../errors.js';
-import type { ApiErrorView } from './views.js';
+import type { ApiErrorView } from '../service/views.js';
 
 /** Largest JSON body the admin API reads, in bytes. */
 export const MAX_BODY_BYTES = 64 * 1024;

@@ -36,7 +36,7 @@ try {
     listenHost: config.listenHost,
     listenPort: config.listenPort,
     dataDir: config.dataDir,
-    poolMib: config.poolMib,
+    poolSizeMib: config.poolSizeMib,
     autoRegister: config.autoRegister,
     logger,
     policyIntervalMs: config.policyIntervalMs,
@@ -55,7 +55,7 @@ if (config.insecureNoAuth) {
   logger.warn('authentication is OFF (--insecure-no-auth): any local process may drive the balloons; loopback only');
 }
 logger.info(
-  { url: host.url, poolMib: config.poolMib, dataDir: config.dataDir, autoRegister: config.autoRegister, auth: config.insecureNoAuth ? 'off' : 'tokens', adminTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, ADMIN_TOKEN_FILE) },
+  { url: host.url, poolSizeMib: config.poolSizeMib, dataDir: config.dataDir, autoRegister: config.autoRegister, auth: config.insecureNoAuth ? 'off' : 'tokens', adminTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, ADMIN_TOKEN_FILE) },
   'balloon-host listening',
 );
 

@@ -1,6 +1,9 @@
 // balloonctl: VBoxManage's commands for memballoon, over the admin API.
 // Exit 0 on success; otherwise 1 with one line on stderr. --json on every read.
-import type { VmView } from '../api/views.js';
+// Start-up cost: only light modules are imported here; a command that needs a
+// heavy one (SQLite, the dashboard, a launcher) imports it inside the command
+// (await import), and test/cli-startup.test.ts checks what `list vms` loads.
+import type { VmView } from '../service/views.js';
 import { formatMetricsTable } from '../metrics/format.js';
 import type { MetricRow } from '../metrics/query.js';
 import { AdminClient, CtlError } from './client.js';
@@ -8,6 +11,7 @@ import { loadCtlConfig, type CtlConfig } from './ctl-config.js';
 import { formatHost, formatVm, formatVmLine, progressBar, reasonText } from './format.js';
 
 const USAGE = `Usage: balloonctl [--host URL] [--json] COMMAND
+       balloonctl --version
 
   list vms | runningvms
   showvminfo NAME

@@ -1,6 +1,9 @@
 // A small client of the admin API for balloonctl: JSON in and out, every
-// failure a CtlError with a one-line message.
-import type { ApiErrorView, HostView, VmView } from '../api/views.js';
+// failure a CtlError with a one-line message. It speaks node:http(s) rather
+// than fetch: fetch loads undici on first use, which costs more start-up time
+// than the rest of balloonctl together (issue 15: a CLI that answers at once).
+import type { IncomingMessage, RequestOptions } from 'node:http';
+import type { ApiErrorView, HostView, VmView } from '../service/views.js';
 
 /** A failure of a balloonctl command: one line for stderr, and the API's code if any. */
 export class CtlError extends Error {
@@ -21,28 +24,27 @@ export class AdminClient {
   ) {}
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    let res: Response;
+    let res: { status: number; statusText: string; text: string };
     try {
-      res = await fetch(`${this.baseUrl}/api/v1${path}`, {
+      res = await send(new URL(`${this.baseUrl}/api/v1${path}`), {
         method,
         headers: {
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
           ...(this.adminToken === undefined ? {} : { authorization: `Bearer ${this.adminToken}` }),
         },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
+      }, body === undefined ? undefined : JSON.stringify(body));
     } catch (err) {
-      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      throw new CtlError(`cannot reach the host at ${this.baseUrl} (${cause?.code ?? cause?.message ?? (err as Error).message}): is balloon-host running? (--host URL or MEMBALLOON_URL)`, 'unreachable');
+      const e = err as NodeJS.ErrnoException;
+      throw new CtlError(`cannot reach the host at ${this.baseUrl} (${e.code ?? e.message}): is balloon-host running? (--host URL or MEMBALLOON_URL)`, 'unreachable');
     }
-    const text = await res.text();
+    const text = res.text;
     let value: unknown;
     try {
       value = text === '' ? undefined : JSON.parse(text);
     } catch {
       throw new CtlError(`the host at ${this.baseUrl} answered ${res.status} with something that is not JSON`);
     }
-    if (!res.ok) {
+    if (res.status < 200 || res.status > 299) {
       const e = (value as ApiErrorView | undefined)?.error;
       const hint = res.status === 401 ? ' (balloonctl reads the admin token from <data-dir>/admin.token; or pass --admin-token / MEMBALLOON_ADMIN_TOKEN)' : '';
       throw new CtlError(`${e?.message ?? `the host answered ${res.status} ${res.statusText}`}${hint}`, e?.code ?? 'error');
@@ -93,4 +95,20 @@ export class AdminClient {
     const qs = q.toString();
     return this.call('GET', `/metrics${qs ? `?${qs}` : ''}`);
   }
+}
+
+/** One HTTP(S) request with the whole answer read as text; https is loaded only for https URLs. */
+async function send(url: URL, options: RequestOptions, body: string | undefined): Promise<{ status: number; statusText: string; text: string }> {
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw Object.assign(new Error(`not an http(s) URL: ${url.protocol}`), { code: 'EPROTO' });
+  const { request } = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = request(url, options, (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, statusText: res.statusMessage ?? '', text: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
 }

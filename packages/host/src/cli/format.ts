@@ -1,6 +1,6 @@
 // Human-readable output of balloonctl, in VBoxManage's "Key: value" manner.
 // Scripts should use --json; these lines are for people.
-import type { HostView, VmView } from '../api/views.js';
+import type { HostView, VmView } from '../service/views.js';
 import type { ShortfallReason } from '@memballoon/protocol';
 
 const pad = (key: string) => `${key}:`.padEnd(26);

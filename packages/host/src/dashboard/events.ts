@@ -4,7 +4,7 @@
 // changes, each client gets at most one snapshot per `minIntervalMs`, and one
 // snapshot is serialised once for all clients.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { HostView, VmView } from '../api/views.js';
+import type { HostView, VmView } from '../service/views.js';
 
 /** What one `snapshot` event carries. */
 export interface SnapshotEvent {

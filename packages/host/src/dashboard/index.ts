@@ -3,7 +3,7 @@
 // every request to `handle` before its own routes. See README.md next to this
 // file for what the page shows and why.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { HostView, VmView } from '../api/views.js';
+import type { HostView, VmView } from '../service/views.js';
 import { loadAssets } from './assets.js';
 import { EventStream, type EventStreamOptions } from './events.js';
 

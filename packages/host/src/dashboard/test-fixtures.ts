@@ -4,7 +4,7 @@
 // balloon towards the target in steps, as a real guest does.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { HostView, VmView } from '../api/views.js';
+import type { HostView, VmView } from '../service/views.js';
 import { runningVm, poweredOffVm, snapshotOf } from '../metrics/test-fixtures.js';
 import { createDashboard, type Dashboard, type DashboardOptions } from './index.js';
 

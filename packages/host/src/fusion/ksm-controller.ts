@@ -7,6 +7,7 @@ import { totalmem } from 'node:os';
 import { FusionError } from './errors.js';
 import { decideKsm, MOM_KSM_POLICY, type KsmPolicy, type KsmSettings } from './ksm-policy.js';
 import { KsmSysfs, probeKsm, type KsmProbe, type KsmState } from './ksm-sysfs.js';
+import { BYTES_PER_MIB } from '@memballoon/protocol';
 
 /** KSM as showhostinfo shows it (HostView.ksm). */
 export interface KsmStatusView {
@@ -46,8 +47,6 @@ export interface KsmControllerOptions {
   pageSizeBytes?: number;
 }
 
-const MIB_BYTES = 1024 * 1024;
-
 /** The KSM controller of a host. */
 export class KsmController {
   readonly #sysfs: KsmSysfs;
@@ -61,7 +60,7 @@ export class KsmController {
   constructor(opts: KsmControllerOptions = {}) {
     this.#sysfs = opts.sysfs ?? new KsmSysfs();
     this.#probe = opts.probe ?? (() => probeKsm(this.#sysfs.dir));
-    this.#memTotalMib = opts.memTotalMib ?? Math.round(totalmem() / MIB_BYTES);
+    this.#memTotalMib = opts.memTotalMib ?? Math.round(totalmem() / BYTES_PER_MIB);
     this.#policy = opts.policy ?? MOM_KSM_POLICY;
     this.#pageSizeBytes = opts.pageSizeBytes ?? 4096;
     const probe = this.#probe();
@@ -166,6 +165,6 @@ export class KsmController {
   }
 
   #sharedMib(kernel: KsmState | null): number {
-    return kernel ? (kernel.pagesSharing * this.#pageSizeBytes) / MIB_BYTES : 0;
+    return kernel ? (kernel.pagesSharing * this.#pageSizeBytes) / BYTES_PER_MIB : 0;
   }
 }

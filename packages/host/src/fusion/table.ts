@@ -5,13 +5,12 @@
 // have made mergeable (what KSM can actually merge).
 import { FusionError } from './errors.js';
 import { KEY_WORDS, PageIndex } from './index-of-pages.js';
+import { BYTES_PER_MIB } from '@memballoon/protocol';
 
 /** Default cap on hinted pages per VM: 262,144 pages, 1 GiB of 4 KiB pages (at most about 30 MiB of table, measured). */
 export const DEFAULT_MAX_HINTED_PAGES_PER_VM = 262_144;
 
 /** Bytes in one MiB. */
-const MIB_BYTES = 1024 * 1024;
-
 /** Bytes of one page hash on the wire. */
 const HASH_BYTES = 8;
 
@@ -163,9 +162,9 @@ export class SharingTable {
     return {
       regions: e.regions.size,
       hintedPages: e.hintedPages,
-      hintedMib: e.hintedBytes / MIB_BYTES,
-      sharableMib: this.#all.sharableBytes(e.index) / MIB_BYTES,
-      mergeableSharableMib: this.#mergeable.sharableBytes(e.index) / MIB_BYTES,
+      hintedMib: e.hintedBytes / BYTES_PER_MIB,
+      sharableMib: this.#all.sharableBytes(e.index) / BYTES_PER_MIB,
+      mergeableSharableMib: this.#mergeable.sharableBytes(e.index) / BYTES_PER_MIB,
     };
   }
 
@@ -178,11 +177,11 @@ export class SharingTable {
   host(): HostSharing {
     return {
       vms: this.#vms.size,
-      hintedMib: this.#hintedBytes / MIB_BYTES,
-      sharableMib: this.#all.totalSharableBytes() / MIB_BYTES,
-      savingMib: this.#all.savingBytes() / MIB_BYTES,
-      mergeableSharableMib: this.#mergeable.totalSharableBytes() / MIB_BYTES,
-      mergeableSavingMib: this.#mergeable.savingBytes() / MIB_BYTES,
+      hintedMib: this.#hintedBytes / BYTES_PER_MIB,
+      sharableMib: this.#all.totalSharableBytes() / BYTES_PER_MIB,
+      savingMib: this.#all.savingBytes() / BYTES_PER_MIB,
+      mergeableSharableMib: this.#mergeable.totalSharableBytes() / BYTES_PER_MIB,
+      mergeableSavingMib: this.#mergeable.savingBytes() / BYTES_PER_MIB,
     };
   }
 

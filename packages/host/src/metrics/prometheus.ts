@@ -8,10 +8,9 @@
 // default process metrics keep their standard unprefixed names (process_*,
 // nodejs_*) so the usual Node dashboards work on them.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { HostView, VmView } from '../api/views.js';
+import type { HostView, VmView } from '../service/views.js';
 import type { MetricsSnapshot } from './query.js';
-
-const BYTES_PER_MIB = 1024 * 1024;
+import { BYTES_PER_MIB } from '@memballoon/protocol';
 
 /** A per-VM gauge: its name, help text, and how to read it from a VM (undefined: no sample). */
 interface VmGaugeSpec {

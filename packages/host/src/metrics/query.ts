@@ -6,7 +6,7 @@
 // The command mirrors VBoxManage, so its rows read (and compare) the same, and
 // kB keeps whole numbers where a MiB figure would need decimals. Each row names
 // its unit, so a script never has to guess.
-import type { HostView, VmView } from '../api/views.js';
+import type { HostView, VmView } from '../service/views.js';
 
 /** The snapshot of the host that metrics are computed from. */
 export interface MetricsSnapshot {

@@ -1,5 +1,5 @@
 // Synthetic host snapshots for the metrics and dashboard unit tests.
-import type { HostView, VmView } from '../api/views.js';
+import type { HostView, VmView } from '../service/views.js';
 import type { MetricsSnapshot } from './query.js';
 
 /** A running VM view with a balloon and guest statistics; `over` replaces fields. */

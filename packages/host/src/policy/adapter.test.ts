@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { VmView } from '../api/views.js';
+import type { VmView } from '../service/views.js';
 import { engineBalloonMaxMib, policyVmInputFromView } from './adapter.js';
 
 const view = (over: Partial<VmView>): VmView =>

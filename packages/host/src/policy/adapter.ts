@@ -2,15 +2,17 @@
 // can feed the engine straight from what `showvminfo --json` would print.
 // This is the one place where the registry's meaning of a setting becomes the
 // engine's: the registry stores balloonMaxMib = 0 for "not set" (only the
-// 90 % rule limits the policy), while the engine reads 0 literally as "never
-// inflate". The host's policy loop goes through here, never around it.
-import type { VmView } from '../api/views.js';
-import { ninetyPercentRuleMaxMib } from './limits.js';
+// 90 % rule limits the policy). The engine's cap (policyBalloonCapMib, the
+// pool's autoBalloonCapMib) reads it the same way; the baselines read the
+// figure literally, so it is made explicit here. The host's policy loop goes
+// through here, never around it.
+import type { VmView } from '../service/views.js';
+import { balloonLimitMib } from '../pool/balloon-rules.js';
 import type { PolicyVmInput } from './types.js';
 
 /** The engine's balloon max for the registry's value: 0 ("not set") becomes the 90 % rule. */
 export function engineBalloonMaxMib(registryBalloonMaxMib: number, memoryMib: number): number {
-  return registryBalloonMaxMib > 0 ? registryBalloonMaxMib : ninetyPercentRuleMaxMib(memoryMib);
+  return registryBalloonMaxMib > 0 ? registryBalloonMaxMib : balloonLimitMib(memoryMib);
 }
 
 /** The engine's input for a VM, or undefined unless it runs in auto mode with a balloon. */

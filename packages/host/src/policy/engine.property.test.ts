@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { resolvePolicyConfig } from './config.js';
 import { initialPolicyState, policyStep } from './engine.js';
 import { decisionViolations } from './invariants.js';
-import { heldMib, maxBalloonMib } from './limits.js';
+import { heldMib, policyBalloonCapMib } from './limits.js';
 import { simulate } from './sim/simulator.js';
 import type { Scenario } from './sim/simulator.js';
 import type { WorkloadKind } from './sim/workloads.js';
@@ -87,7 +87,7 @@ describe('policy engine properties', () => {
             expect(decisionViolations(input, result.decision)).toEqual([]);
             for (const c of result.decision.changes) {
               const vm = vms.find((v) => v.name === c.name)!;
-              expect(c.targetMib <= maxBalloonMib(vm) || c.targetMib < vm.targetMib).toBe(true);
+              expect(c.targetMib <= policyBalloonCapMib(vm) || c.targetMib < vm.targetMib).toBe(true);
               vm.targetMib = c.targetMib;
             }
             // Granted at once: the pool holds (or got no worse if it started short).

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_POLICY_CONFIG, resolvePolicyConfig } from './config.js';
 import { createPolicyEngine, initialPolicyState, policyStep } from './engine.js';
 import { decisionViolations } from './invariants.js';
-import { maxBalloonMib, ninetyPercentRuleMaxMib } from './limits.js';
+import { balloonLimitMib } from '../pool/balloon-rules.js';
+import { policyBalloonCapMib } from './limits.js';
 import { testInput, testSettings, testStats, testVm } from './testkit.js';
 import type { PolicyInput, PolicyState } from './types.js';
 
@@ -16,16 +17,16 @@ const changeOf = (result: ReturnType<typeof step>, name: string) => result.decis
 
 describe('limits', () => {
   it('applies the 90 % rule as ceil(0.9 x memory) - 1', () => {
-    expect(ninetyPercentRuleMaxMib(4096)).toBe(3686);
-    expect(ninetyPercentRuleMaxMib(1000)).toBe(899);
-    expect(ninetyPercentRuleMaxMib(0)).toBe(0);
+    expect(balloonLimitMib(4096)).toBe(3686);
+    expect(balloonLimitMib(1000)).toBe(899);
+    expect(balloonLimitMib(0)).toBe(0);
   });
 
   it('takes the smallest of balloon max, memory - min and the 90 % rule', () => {
-    expect(maxBalloonMib({ memoryMib: 4096, settings: testSettings({ balloonMaxMib: 5000, memoryMinMib: 0 }) })).toBe(3686);
-    expect(maxBalloonMib({ memoryMib: 4096, settings: testSettings({ balloonMaxMib: 5000, memoryMinMib: 1096 }) })).toBe(3000);
-    expect(maxBalloonMib({ memoryMib: 4096, settings: testSettings({ balloonMaxMib: 1000 }) })).toBe(1000);
-    expect(maxBalloonMib({ memoryMib: 4096, settings: testSettings({ memoryMinMib: 8000 }) })).toBe(0);
+    expect(policyBalloonCapMib({ memoryMib: 4096, settings: testSettings({ balloonMaxMib: 5000, memoryMinMib: 0 }) })).toBe(3686);
+    expect(policyBalloonCapMib({ memoryMib: 4096, settings: testSettings({ balloonMaxMib: 5000, memoryMinMib: 1096 }) })).toBe(3000);
+    expect(policyBalloonCapMib({ memoryMib: 4096, settings: testSettings({ balloonMaxMib: 1000 }) })).toBe(1000);
+    expect(policyBalloonCapMib({ memoryMib: 4096, settings: testSettings({ memoryMinMib: 8000 }) })).toBe(0);
   });
 });
 

@@ -4,7 +4,7 @@
 // loop. The algorithm and the reasons for each rule are in README.md.
 import { waterFillMib } from './allocate.js';
 import { resolvePolicyConfig, type PolicyConfig } from './config.js';
-import { grantCostMib, maxBalloonMib } from './limits.js';
+import { grantCostMib, policyBalloonCapMib } from './limits.js';
 import type {
   BalloonPolicy,
   PolicyDecision,
@@ -27,7 +27,7 @@ interface VmRound {
   readonly vm: PolicyVmInput;
   /** The VM's weight, at least 1 (a zero weight would divide by zero). */
   readonly weight: number;
-  readonly maxBalloonMib: number;
+  readonly balloonCapMib: number;
   readonly bufferMib: number;
   readonly midBandMib: number;
   readonly upperBandMib: number;
@@ -152,7 +152,7 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
     const r: VmRound = {
       vm,
       weight: Math.max(1, vm.settings.memoryWeight || 1),
-      maxBalloonMib: maxBalloonMib(vm),
+      balloonCapMib: policyBalloonCapMib(vm),
       bufferMib,
       midBandMib: bufferMib + pct(config.hysteresisPercent) / 2,
       upperBandMib: bufferMib + pct(config.hysteresisPercent),
@@ -180,13 +180,13 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
   // fix, not a preference, so it may spend the safety margin. A lowering the
   // pool cannot fund goes as far as it can (never below the limit).
   for (const r of rounds) {
-    if (r.targetMib <= r.maxBalloonMib) continue;
+    if (r.targetMib <= r.balloonCapMib) continue;
     const pinnedMib = Math.min(r.targetMib, r.vm.actualMib);
     const fundableMib = Math.max(0, freeMib);
-    const newTargetMib = Math.max(r.maxBalloonMib, pinnedMib - fundableMib);
+    const newTargetMib = Math.max(r.balloonCapMib, pinnedMib - fundableMib);
     if (newTargetMib >= r.targetMib) continue;
     freeMib -= costOf(r, newTargetMib);
-    change(r, newTargetMib, 'limit', `target ${r.vm.targetMib} MiB above the largest legal balloon ${r.maxBalloonMib} MiB`);
+    change(r, newTargetMib, 'limit', `target ${r.vm.targetMib} MiB above the largest legal balloon ${r.balloonCapMib} MiB`);
   }
 
   // 2. Pressure: who claims memory back, and how much this round. A VM whose
@@ -204,11 +204,11 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
   // wait, and one well above it is squeezed back toward it, whatever it claims.
   const shareExcessMib = new Map<VmRound, number>();
   if (contended) {
-    const aboveFloor = (r: VmRound): number => Math.max(0, r.maxBalloonMib - baseOf(r));
-    const poolMib = claimants.reduce((s, r) => s + aboveFloor(r), 0) + normalBudgetMib;
+    const aboveFloor = (r: VmRound): number => Math.max(0, r.balloonCapMib - baseOf(r));
+    const fillMib = claimants.reduce((s, r) => s + aboveFloor(r), 0) + normalBudgetMib;
     const weightSum = claimants.reduce((s, r) => s + r.weight, 0);
     for (const r of claimants) {
-      const shareMib = (poolMib * r.weight) / weightSum;
+      const shareMib = (fillMib * r.weight) / weightSum;
       shareExcessMib.set(r, aboveFloor(r) - shareMib);
     }
   }
@@ -221,7 +221,7 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
       const excessMib = shareExcessMib.get(r) ?? 0;
       const bandMib = (r.vm.memoryMib * config.hysteresisPercent) / 100;
       if (excessMib <= bandMib) continue;
-      const takeMib = Math.min(roundMib(excessMib - bandMib / 2), r.inflateStepMib, r.maxBalloonMib - r.targetMib);
+      const takeMib = Math.min(roundMib(excessMib - bandMib / 2), r.inflateStepMib, r.balloonCapMib - r.targetMib);
       if (takeMib < r.minChangeMib) continue;
       squeezed.add(r);
       change(r, r.targetMib + takeMib, 'share', `claims pressure but holds ${roundMib(excessMib)} MiB above its weight's share: take ${takeMib} MiB`);
@@ -286,7 +286,7 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
       const pendingOwnMib = Math.max(0, r.targetMib - r.vm.actualMib);
       const availableMib = r.availableLowMib - pendingOwnMib;
       const surplusMib = availableMib - Math.max(floorMib, r.next.spikeHeadroomMib + (floorMib - r.bufferMib));
-      const capMib = roundMib(Math.min(surplusMib, r.inflateStepMib, r.maxBalloonMib - r.targetMib));
+      const capMib = roundMib(Math.min(surplusMib, r.inflateStepMib, r.balloonCapMib - r.targetMib));
       if (capMib < r.minChangeMib) continue;
       donors.push({ r, surplusMib, capMib });
     }

@@ -2,7 +2,7 @@
 // invariants, the baselines and the simulator. See README.md.
 export { createPolicyEngine, initialPolicyState, ourPolicy, policyStep, type PolicyEngine } from './engine.js';
 export { DEFAULT_POLICY_CONFIG, resolvePolicyConfig, type PolicyConfig } from './config.js';
-export { grantCostMib, heldMib, maxBalloonMib, ninetyPercentRuleMaxMib } from './limits.js';
+export { grantCostMib, heldMib, policyBalloonCapMib } from './limits.js';
 export { decisionViolations } from './invariants.js';
 export { engineBalloonMaxMib, policyVmInputFromView } from './adapter.js';
 export { waterFillMib, type AllocationClaim } from './allocate.js';

@@ -1,6 +1,6 @@
 // The rules a decision must never break, checked the same way by the
 // simulator (counting violations) and by the property tests (failing).
-import { heldMib, maxBalloonMib } from './limits.js';
+import { heldMib, policyBalloonCapMib } from './limits.js';
 import type { PolicyDecision, PolicyInput } from './types.js';
 
 /**
@@ -25,7 +25,7 @@ export function decisionViolations(input: PolicyInput, decision: PolicyDecision)
     if (seen.has(c.name)) problems.push(`${c.name}: changed twice in one decision`);
     seen.add(c.name);
     if (!Number.isInteger(c.targetMib) || c.targetMib < 0) problems.push(`${c.name}: target ${c.targetMib} is not a whole MiB >= 0`);
-    const maxMib = maxBalloonMib(vm);
+    const maxMib = policyBalloonCapMib(vm);
     if (c.targetMib > maxMib && !(c.targetMib < vm.targetMib)) {
       problems.push(`${c.name}: target ${c.targetMib} MiB above its largest legal balloon ${maxMib} MiB`);
     }

@@ -1,23 +1,13 @@
-// The hard limits every target must respect, in one place so the engine, the
-// baselines' pool gate and the property tests all use the same arithmetic.
-import { heldMib, maxBalloonMib as poolMaxBalloonMib } from '../pool/balloon-rules.js';
+// The hard limits every target must respect, for the engine's input: the
+// rules themselves are the pool's (../pool/balloon-rules.ts), called here.
+import { autoBalloonCapMib, heldMib } from '../pool/balloon-rules.js';
 import type { PolicyVmInput } from './types.js';
 
 export { heldMib };
 
-/**
- * VirtualBox refuses a balloon of 90 % of memory or more: the largest legal
- * balloon, in integer MiB. The pool's rule, so the host and the policy can
- * never disagree about it.
- */
-export function ninetyPercentRuleMaxMib(memoryMib: number): number {
-  return poolMaxBalloonMib(memoryMib);
-}
-
-/** The largest balloon the policy may set for this VM: min of balloon max, memory − min, and the 90 % rule. */
-export function maxBalloonMib(vm: Pick<PolicyVmInput, 'memoryMib' | 'settings'>): number {
-  const byMinimum = vm.memoryMib - vm.settings.memoryMinMib;
-  return Math.max(0, Math.floor(Math.min(vm.settings.balloonMaxMib, byMinimum, ninetyPercentRuleMaxMib(vm.memoryMib))));
+/** The largest balloon the policy may set for this VM: the pool's autoBalloonCapMib, for the engine's input. */
+export function policyBalloonCapMib(vm: Pick<PolicyVmInput, 'memoryMib' | 'settings'>): number {
+  return autoBalloonCapMib({ memoryMib: vm.memoryMib, memoryMinMib: vm.settings.memoryMinMib, balloonMaxMib: vm.settings.balloonMaxMib });
 }
 
 

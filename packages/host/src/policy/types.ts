@@ -1,7 +1,7 @@
 // What goes into a policy round and what comes out. Plain data, no classes,
 // so the host can log a decision as JSON and a test can build an input by hand.
 
-/** A VM's policy settings (the names of PolicyView in ../api/views.ts). */
+/** A VM's policy settings (the names of PolicyView in ../service/views.ts). */
 export interface PolicyVmSettings {
   /** What the guest always keeps: the balloon never grows past memoryMib - memoryMinMib. */
   readonly memoryMinMib: number;

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { HostError } from '../errors.js';
-import { balloonTargetProblem, heldMib, maxBalloonMib } from './balloon-rules.js';
-import { autoBalloonCapMib, Pool } from './pool.js';
+import { autoBalloonCapMib, balloonLimitMib, balloonTargetProblem, heldMib } from './balloon-rules.js';
+import { Pool } from './pool.js';
 
 const vm = (memoryMib: number, targetMib = 0, actualMib = 0) => ({ memoryMib, memoryMinMib: 0, balloonMaxMib: 0, targetMib, actualMib });
 
@@ -17,14 +17,14 @@ function codeOf(fn: () => unknown): string | undefined {
 
 describe('balloon rules', () => {
   it('keeps every balloon strictly below 90 % of memory', () => {
-    expect(maxBalloonMib(512)).toBe(460);
-    expect(maxBalloonMib(1000)).toBe(899);
-    expect(maxBalloonMib(10)).toBe(8);
-    expect(maxBalloonMib(1)).toBe(0);
-    expect(maxBalloonMib(0)).toBe(0);
+    expect(balloonLimitMib(512)).toBe(460);
+    expect(balloonLimitMib(1000)).toBe(899);
+    expect(balloonLimitMib(10)).toBe(8);
+    expect(balloonLimitMib(1)).toBe(0);
+    expect(balloonLimitMib(0)).toBe(0);
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 16 * 1024 * 1024 }), (m) => {
-        const max = maxBalloonMib(m);
+        const max = balloonLimitMib(m);
         return max * 10 < m * 9 && (max + 1) * 10 >= m * 9;
       }),
     );
@@ -183,7 +183,7 @@ function invariantHolds(pool: Pool): boolean {
     reclaimed === pool.reclaimedMib &&
     pool.heldMib <= pool.sizeMib &&
     pool.freeMib === pool.sizeMib - pool.heldMib &&
-    list.every((v) => v.targetMib <= maxBalloonMib(v.memoryMib) && v.actualMib <= v.memoryMib && v.heldMib === v.memoryMib - Math.min(v.targetMib, v.actualMib))
+    list.every((v) => v.targetMib <= balloonLimitMib(v.memoryMib) && v.actualMib <= v.memoryMib && v.heldMib === v.memoryMib - Math.min(v.targetMib, v.actualMib))
   );
 }
 
@@ -197,7 +197,7 @@ describe('Pool properties', () => {
           try {
             switch (op.kind) {
               case 'start':
-                pool.admit(name, { memoryMib: op.memoryMib, memoryMinMib: op.minMib, balloonMaxMib: 0, targetMib: Math.min(op.targetMib, maxBalloonMib(op.memoryMib)), actualMib: op.actualMib });
+                pool.admit(name, { memoryMib: op.memoryMib, memoryMinMib: op.minMib, balloonMaxMib: 0, targetMib: Math.min(op.targetMib, balloonLimitMib(op.memoryMib)), actualMib: op.actualMib });
                 break;
               case 'stop':
                 pool.release(name);
@@ -249,7 +249,7 @@ describe('Pool properties', () => {
         fc.integer({ min: 0, max: 8192 }),
         (vms, extraMib, needMib) => {
           const rows = vms.map((v) => {
-            const targetMib = Math.floor(v.targetFrac * maxBalloonMib(v.memoryMib));
+            const targetMib = Math.floor(v.targetFrac * balloonLimitMib(v.memoryMib));
             return { ...v, targetMib, actualMib: Math.floor(v.actualFrac * v.memoryMib) };
           });
           const size = rows.reduce((s, v) => s + Pool.admissionNeedMib(v.memoryMib, v.targetMib, v.actualMib), 0) + extraMib;

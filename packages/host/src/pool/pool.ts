@@ -3,22 +3,22 @@
 // clocks: the service feeds it events and asks it for plans; it answers
 // synchronously and throws HostError when an operation would break a rule.
 import { HostError } from '../errors.js';
-import { heldMib, maxBalloonMib } from './balloon-rules.js';
+import { autoBalloonCapMib, balloonLimitMib, floorMarginMib, heldMib, type BalloonCapSettings } from './balloon-rules.js';
 
 /** The settings of a VM that the pool needs to reclaim from it. */
-export interface PoolVmSettings {
-  memoryMib: number;
-  /** What the guest always keeps: its balloon is never set past memory - min by the host. */
-  memoryMinMib: number;
-  /** Largest balloon the host may set automatically (0: only the 90 % rule). */
-  balloonMaxMib: number;
-}
+export type PoolVmSettings = BalloonCapSettings;
 
 /** One running VM as the pool sees it. */
 export interface PoolVm extends PoolVmSettings {
   targetMib: number;
   /** The balloon the guest reports, clamped to its memory. */
   actualMib: number;
+  /**
+   * The largest balloon the guest can hold without going below its floor
+   * plus a margin, from its latest statistics (see reportAvailable);
+   * undefined until it has sent any.
+   */
+  ceilingMib?: number | undefined;
 }
 
 /** Read-only view of a running VM with what it holds. */
@@ -32,13 +32,6 @@ export interface ReclaimPlan {
   deficitMib: number;
   /** New targets, all larger than the current ones. */
   targets: Map<string, number>;
-}
-
-/** The largest balloon the host may set on its own for a VM (90 %, min, max). */
-export function autoBalloonCapMib(vm: PoolVmSettings): number {
-  let cap = Math.min(maxBalloonMib(vm.memoryMib), vm.memoryMib - vm.memoryMinMib);
-  if (vm.balloonMaxMib > 0) cap = Math.min(cap, vm.balloonMaxMib);
-  return Math.max(0, cap);
 }
 
 /** The pool of `sizeMib` MiB shared by the running VMs. */
@@ -124,15 +117,22 @@ export class Pool {
     return heldMib(vm.memoryMib, targetMib, vm.actualMib) - heldMib(vm.memoryMib, vm.targetMib, vm.actualMib);
   }
 
-  /** Sets a VM's target; throws out_of_range (90 % rule) or pool_exhausted (a deflate the free quota cannot fund). */
-  setTarget(name: string, targetMib: number): void {
+  /**
+   * Sets a VM's target; throws out_of_range (90 % rule) or pool_exhausted (a
+   * deflate the free quota cannot fund). `restore: true` is the undoing of a
+   * reclaim: it puts back a target the pool had admitted, and is never
+   * refused for quota, because the memory it needs is what the reclaim freed
+   * from this very VM (if guests deflating on their own took it meanwhile,
+   * the pool shows the overcommit and the service pays it back).
+   */
+  setTarget(name: string, targetMib: number, opts: { restore?: boolean } = {}): void {
     const vm = this.require(name);
-    const limit = maxBalloonMib(vm.memoryMib);
+    const limit = balloonLimitMib(vm.memoryMib);
     if (!Number.isSafeInteger(targetMib) || targetMib < 0 || targetMib > limit) {
       throw new HostError('out_of_range', `a balloon of ${targetMib} MiB is not allowed for VM '${name}' (0 to ${limit} MiB)`);
     }
     const cost = this.targetCostMib(name, targetMib);
-    if (cost > 0 && cost > this.freeMib) {
+    if (cost > 0 && cost > this.freeMib && opts.restore !== true) {
       throw new HostError('pool_exhausted', `deflating VM '${name}' to ${targetMib} MiB needs ${cost} MiB of the pool but only ${this.freeMib} MiB are free`);
     }
     this.account(vm, -1);
@@ -154,6 +154,35 @@ export class Pool {
     return clamped;
   }
 
+  /**
+   * Records a guest's available memory (its latest statistics) against the
+   * floor it was given: the balloon it can reach is what it holds now plus
+   * what is available above the floor and a margin (a balloon's own pages
+   * move available memory MiB for MiB, so this ceiling does not move with
+   * the balloon, only with the guest's workload).
+   */
+  reportAvailable(name: string, availableMib: number, floorMib: number): void {
+    const vm = this.require(name);
+    const headroomMib = Math.floor(availableMib) - floorMib - floorMarginMib(vm.memoryMib);
+    vm.ceilingMib = Math.max(0, vm.actualMib + headroomMib);
+  }
+
+  /**
+   * The largest balloon a reclaim may give this VM: the automatic cap (90 %,
+   * minimum, maximum) and, once the guest has sent statistics, its ceiling
+   * above its floor: a reclaim never pushes a guest into deflating on its own.
+   */
+  reclaimCapMib(name: string): number {
+    const vm = this.require(name);
+    const capMib = autoBalloonCapMib(vm);
+    return vm.ceilingMib === undefined ? capMib : Math.min(capMib, vm.ceilingMib);
+  }
+
+  /** MiB a reclaim could free from the running VMs except `exclude`, computed from their caps and floors before any balloon moves. */
+  reclaimableMib(exclude: readonly string[] = []): number {
+    return this.rooms(exclude).reduce((sum, r) => sum + r.roomMib, 0);
+  }
+
   /** Updates the minimum and maximum a VM may be reclaimed to (policy settings). */
   updateSettings(name: string, settings: Pick<PoolVmSettings, 'memoryMinMib' | 'balloonMaxMib'>): void {
     const vm = this.require(name);
@@ -163,28 +192,24 @@ export class Pool {
 
   /**
    * Plans how to make `needMib` free by inflating the balloons of running VMs
-   * (except `exclude`), each in proportion to what it holds above its
-   * minimum, never to 90 % or beyond. Throws pool_exhausted when even that
-   * cannot free enough. The plan only raises targets.
+   * (except `exclude`), each in proportion to what it can still give (within
+   * its reclaim cap: the 90 % rule, its minimum and maximum, its guest's
+   * floor). Throws pool_exhausted, with the true figures, when even that
+   * cannot free enough: decided before any balloon moves. The plan only
+   * raises targets. `needMib` 0 plans the payback of an overcommit.
    */
   planReclaim(needMib: number, exclude: readonly string[] = []): ReclaimPlan {
-    const deficitMib = needMib - this.freeMib;
+    // An overcommit (guests that deflated on their own) is owed first.
+    const deficitMib = needMib - (this.sizeMib - this.heldSumMib);
     const targets = new Map<string, number>();
     if (deficitMib <= 0) return { deficitMib: 0, targets };
-    const rooms: Array<{ name: string; vm: PoolVm; baseMib: number; roomMib: number }> = [];
-    let totalRoomMib = 0;
-    for (const [name, vm] of this.vms) {
-      if (exclude.includes(name)) continue;
-      const baseMib = Math.min(vm.targetMib, vm.actualMib);
-      const roomMib = Math.max(0, autoBalloonCapMib(vm) - baseMib);
-      if (roomMib === 0) continue;
-      rooms.push({ name, vm, baseMib, roomMib });
-      totalRoomMib += roomMib;
-    }
+    const rooms = this.rooms(exclude);
+    const totalRoomMib = rooms.reduce((sum, r) => sum + r.roomMib, 0);
     if (totalRoomMib < deficitMib) {
+      const owed = this.overcommitMib > 0 ? ` (${this.overcommitMib} MiB of it owed: guests deflated on their own)` : '';
       throw new HostError(
         'pool_exhausted',
-        `${needMib} MiB are needed but only ${this.freeMib} MiB of the ${this.sizeMib} MiB pool are free and ${totalRoomMib} MiB more can be reclaimed from running VMs`,
+        `${needMib} MiB are needed but only ${this.freeMib} MiB of the ${this.sizeMib} MiB pool are free and ${totalRoomMib} MiB more can be reclaimed from running VMs (within their minimums and above their guests' floors): ${deficitMib - totalRoomMib} MiB short${owed}`,
       );
     }
     // Largest-remainder rounding: integer shares that sum to the deficit
@@ -213,6 +238,18 @@ export class Pool {
     return this.names().map((n) => this.get(n) as PoolVmView);
   }
 
+  /** What each running VM (but `exclude`) could still give: from the smaller of target and actual up to its reclaim cap. */
+  private rooms(exclude: readonly string[]): Array<{ name: string; vm: PoolVm; baseMib: number; roomMib: number }> {
+    const rooms: Array<{ name: string; vm: PoolVm; baseMib: number; roomMib: number }> = [];
+    for (const [name, vm] of this.vms) {
+      if (exclude.includes(name)) continue;
+      const baseMib = Math.min(vm.targetMib, vm.actualMib);
+      const roomMib = Math.max(0, this.reclaimCapMib(name) - baseMib);
+      if (roomMib > 0) rooms.push({ name, vm, baseMib, roomMib });
+    }
+    return rooms;
+  }
+
   private require(name: string): PoolVm {
     const vm = this.vms.get(name);
     if (!vm) throw new HostError('not_running', `VM '${name}' is not running`);
@@ -231,7 +268,7 @@ function checkVm(name: string, vm: PoolVm): void {
   if (!ints.every((n) => Number.isSafeInteger(n) && n >= 0) || vm.memoryMib === 0) {
     throw new HostError('invalid_argument', `VM '${name}' has invalid sizes`);
   }
-  if (vm.targetMib > maxBalloonMib(vm.memoryMib)) {
+  if (vm.targetMib > balloonLimitMib(vm.memoryMib)) {
     throw new HostError('out_of_range', `a balloon of ${vm.targetMib} MiB is 90 % or more of VM '${name}''s memory of ${vm.memoryMib} MiB`);
   }
 }

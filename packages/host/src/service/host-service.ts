@@ -1,21 +1,23 @@
 // The host service: the VM registry, the pool and the running guests, joined.
 // Every change of a balloon target goes through applyTarget (controlvm, the
-// policy and admission alike), every change of state notifies subscribers.
-// Operations that take memory from the pool's free quota (a start, a deflate)
-// run one at a time under the quota lock, so that memory reclaimed for one of
-// them is not taken by another while it waits.
+// policy, admission and the reclaim alike), every change of state notifies
+// subscribers. Taking memory from the pool (a start, a deflate) goes through
+// the reclaim (./reclaim.ts) under its quota lock; settings are parsed by
+// ./vm-settings.ts.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { MAX_MEMORY_MIB, vmNameProblem, type BalloonStatus, type ErrorCode, type Hello, type MemoryStats, type Welcome } from '@memballoon/protocol';
-import type { HostView, VmView } from '../api/views.js';
+import { type BalloonStatus, type ErrorCode, type Hello, type MemoryStats, type Welcome } from '@memballoon/protocol';
+import type { HostView, VmView } from './views.js';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
 import { HandOffDriver, type HandOffCgroup } from '../handoff/driver.js';
-import { balloonTargetProblem, maxBalloonMib } from '../pool/balloon-rules.js';
+import { balloonLimitMib, balloonTargetProblem, guestFloorMib } from '../pool/balloon-rules.js';
 import { Pool } from '../pool/pool.js';
 import type { Registry, VmRecord, VmSettings } from '../registry/registry.js';
 import { NO_COUNTERS, type ServiceCounters } from './observer.js';
-import { statsView, vmView, type GuestFactsView } from './views.js';
+import { statsView, vmView, type GuestFactsView } from './build-views.js';
+import { Reclaimer, SYSTEM_CLOCK, type Clock, type ReclaimSource } from './reclaim.js';
+import { parseCreateVm, parseVmPatch } from './vm-settings.js';
 
 /** How the service reaches a connected guest (the session implements it). */
 export interface GuestLink {
@@ -59,8 +61,8 @@ export interface HostServiceOptions {
   /** Suggested wait before a refused guest retries (default 5 s). */
   retryAfterMs?: number;
   counters?: ServiceCounters;
-  /** Wall clock in ms (tests may replace it). */
-  nowMs?: () => number;
+  /** Wall clock and timers (tests pass a fake one). */
+  clock?: Clock;
   /**
    * The memory cgroup of a managed guest (started by startvm or adopted), or
    * null. With it the host hands balloons off to the guests' limits, and a
@@ -77,14 +79,19 @@ export type VmPatch = VmSettings;
 /** Who asks for a balloon target. */
 export type TargetSource = 'controlvm' | 'policy';
 
+/** Every source of a target, as its log line names it. */
+type AnySource = TargetSource | ReclaimSource | 'admission';
+
 interface Running {
   sessionId: string;
   link: GuestLink;
   logger: Logger;
   guest: GuestFactsView;
+  /** The floor sent in Welcome: available memory the guest keeps (see guestFloorMib). */
+  floorMib: number;
+  /** The balloon's last state that was logged (`generation:state:reason`): a change of state is logged once. */
+  loggedState: string;
 }
-
-const RESIZE_SETTINGS = ['memoryMib', 'defaultBalloonMib', 'pageFusion'] as const;
 
 /** The host service: registry, pool, sessions, snapshot and change notification. */
 export class HostService {
@@ -97,13 +104,11 @@ export class HostService {
   /** Newest generation sent per VM; survives sessions so that generations only increase. */
   private readonly generations = new Map<string, number>();
   private readonly listeners = new Set<() => void>();
-  private readonly waiters = new Set<() => void>();
+  private readonly reclaim: Reclaimer;
   private counters: ServiceCounters;
-  private readonly nowMs: () => number;
-  private readonly reclaimTimeoutMs: number;
+  private readonly clock: Clock;
   private readonly retryAfterMs: number;
   private readonly startedAtMs: number;
-  private lockTail: Promise<unknown> = Promise.resolve();
   private closed = false;
   /** Hands managed guests' balloons off to their cgroup limits (null: no managed guests here). */
   private readonly handoff: HandOffDriver | null;
@@ -113,10 +118,17 @@ export class HostService {
     this.pool = new Pool(options.poolSizeMib);
     this.log = options.logger;
     this.counters = options.counters ?? NO_COUNTERS;
-    this.nowMs = options.nowMs ?? Date.now;
-    this.reclaimTimeoutMs = options.reclaimTimeoutMs ?? 20_000;
+    this.clock = options.clock ?? SYSTEM_CLOCK;
     this.retryAfterMs = options.retryAfterMs ?? 5_000;
-    this.startedAtMs = this.nowMs();
+    this.startedAtMs = this.clock.nowMs();
+    this.reclaim = new Reclaimer(
+      {
+        pool: this.pool,
+        applyTarget: (name, targetMib, source) => this.applyTarget(name, targetMib, source),
+        guest: (name) => this.running.get(name)?.guest,
+      },
+      { timeoutMs: options.reclaimTimeoutMs ?? 20_000, clock: this.clock, log: this.log },
+    );
     for (const r of this.registry.list()) this.records.set(r.name, r);
     this.handoff = options.cgroupOf
       ? new HandOffDriver({ logger: this.log.child({ part: 'handoff' }), maxBatchMib: options.handOffBatchMib ?? 256, onChange: (name) => this.refreshReclaimed(name) })
@@ -127,10 +139,10 @@ export class HostService {
   private refreshReclaimed(name: string): void {
     const held = this.handoff?.view(name);
     if (!held || !this.pool.has(name)) return;
-    if (this.pool.get(name)?.actualMib === held.reclaimedMib) return;
-    this.pool.reportActual(name, held.reclaimedMib);
     const r = this.running.get(name);
     if (r) r.guest.handedOffMib = held.handedOffMib;
+    if (this.pool.get(name)?.actualMib === held.reclaimedMib) return;
+    this.pool.reportActual(name, held.reclaimedMib);
     this.notify();
   }
 
@@ -160,31 +172,9 @@ export class HostService {
         this.log.error({ err }, 'a state listener threw');
       }
     }
-    for (const w of [...this.waiters]) w();
+    this.reclaim.changed();
   }
 
-  /** Resolves true once `done()` holds, false at the deadline; re-checked on every change. */
-  private waitUntil(done: () => boolean, timeoutMs: number): Promise<boolean> {
-    if (done()) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const finish = (value: boolean) => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-        resolve(value);
-      };
-      const check = () => {
-        if (done()) finish(true);
-      };
-      const timer = setTimeout(() => finish(done()), timeoutMs);
-      this.waiters.add(check);
-    });
-  }
-
-  private withQuotaLock<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.lockTail.then(fn, fn);
-    this.lockTail = run.catch(() => undefined);
-    return run;
-  }
 
   // ---- views ---------------------------------------------------------------
 
@@ -206,7 +196,7 @@ export class HostService {
       sharableMib: this.options.facts.sharableMib?.host() ?? 0,
       sharedMib: vms.reduce((s, r) => s + (r.guest.stats?.sharedMib ?? 0), 0),
       ksm: this.options.facts.ksm(),
-      uptimeMs: this.nowMs() - this.startedAtMs,
+      uptimeMs: this.clock.nowMs() - this.startedAtMs,
       reclaim: this.handoff ? 'physical' : 'budget',
     };
   }
@@ -250,15 +240,14 @@ export class HostService {
    */
   createVm(input: { name: unknown; memoryMib: unknown }): VmView & { token: string } {
     const token = generateToken();
-    return { ...this.register(input, hashToken(token)), token };
+    return { ...this.register(input, hashToken(token), 'createvm'), token };
   }
 
-  private register(input: { name: unknown; memoryMib: unknown }, tokenHash: string | null): VmView {
-    const name = checkName(input.name);
-    const memoryMib = checkMib(input.memoryMib, 'memoryMib', 1, MAX_MEMORY_MIB);
-    const record = this.registry.create({ name, memoryMib, tokenHash }, this.nowMs());
+  private register(input: { name: unknown; memoryMib: unknown }, tokenHash: string | null, via: 'createvm' | 'auto-register'): VmView {
+    const { name, memoryMib } = parseCreateVm(input);
+    const record = this.registry.create({ name, memoryMib, tokenHash }, this.clock.nowMs());
     this.records.set(name, record);
-    this.log.info({ vm: name, memoryMib, token: tokenHash !== null }, 'VM registered');
+    this.log.info({ vm: name, memoryMib, token: tokenHash !== null, via }, 'VM registered');
     this.notify();
     return this.vmView(name);
   }
@@ -285,45 +274,7 @@ export class HostService {
   /** modifyvm: changes settings; resize settings only while the VM is off, policy settings any time. */
   modifyVm(name: string, patch: Record<string, unknown>): VmView {
     const record = this.record(name);
-    const known = new Set<string>([...RESIZE_SETTINGS, 'balloonPolicy', 'memoryMinMib', 'balloonMaxMib', 'memoryWeight', 'memoryBufferPercent']);
-    for (const key of Object.keys(patch)) {
-      if (!known.has(key)) throw new HostError('invalid_argument', `modifyvm does not know the setting '${key}'`);
-    }
-    const running = this.running.has(name) || this.admitting.has(name);
-    const resizing = RESIZE_SETTINGS.filter((k) => patch[k] !== undefined);
-    if (running && resizing.length > 0) {
-      throw new HostError('vm_running', `VM '${name}' is running: modifyvm needs the VM powered off (to change ${resizing.join(', ')})`);
-    }
-    const s: VmSettings = {};
-    if (patch.memoryMib !== undefined) s.memoryMib = checkMib(patch.memoryMib, 'memoryMib', 1, MAX_MEMORY_MIB);
-    const memoryMib = s.memoryMib ?? record.memoryMib;
-    if (patch.defaultBalloonMib !== undefined) {
-      s.defaultBalloonMib = checkMib(patch.defaultBalloonMib, 'defaultBalloonMib', 0, MAX_MEMORY_MIB);
-    }
-    const defaultBalloonMib = s.defaultBalloonMib ?? record.defaultBalloonMib;
-    const problem = balloonTargetProblem(defaultBalloonMib, memoryMib, name);
-    if (problem) throw new HostError('out_of_range', problem);
-    if (patch.pageFusion !== undefined) {
-      if (typeof patch.pageFusion !== 'boolean') throw new HostError('invalid_argument', 'pageFusion must be true or false');
-      s.pageFusion = patch.pageFusion;
-    }
-    if (patch.balloonPolicy !== undefined) {
-      if (patch.balloonPolicy !== 'manual' && patch.balloonPolicy !== 'auto') throw new HostError('invalid_argument', "balloonPolicy must be 'manual' or 'auto'");
-      s.balloonPolicy = patch.balloonPolicy;
-    }
-    if (patch.memoryMinMib !== undefined) s.memoryMinMib = checkMib(patch.memoryMinMib, 'memoryMinMib', 0, memoryMib);
-    if (patch.balloonMaxMib !== undefined) s.balloonMaxMib = checkMib(patch.balloonMaxMib, 'balloonMaxMib', 0, maxBalloonMib(memoryMib), 'below 90 % of the VM memory; 0: the 90 % rule alone');
-    if (patch.memoryWeight !== undefined) s.memoryWeight = checkMib(patch.memoryWeight, 'memoryWeight', 1, 10_000, undefined, '');
-    if (patch.memoryBufferPercent !== undefined) s.memoryBufferPercent = checkMib(patch.memoryBufferPercent, 'memoryBufferPercent', 0, 100, undefined, ' %');
-    // A smaller memory must not leave the stored policy limits beyond it.
-    const minMib = s.memoryMinMib ?? record.memoryMinMib;
-    if (minMib > memoryMib) {
-      throw new HostError('out_of_range', `memoryMinMib ${minMib} MiB of VM '${name}' is above its memory of ${memoryMib} MiB: lower it too (--memory-min)`);
-    }
-    const maxMib = s.balloonMaxMib ?? record.balloonMaxMib;
-    if (maxMib > maxBalloonMib(memoryMib)) {
-      throw new HostError('out_of_range', `balloonMaxMib ${maxMib} MiB of VM '${name}' is 90 % or more of its memory of ${memoryMib} MiB (the largest allowed is ${maxBalloonMib(memoryMib)} MiB): lower it too (--balloon-max, 0 for the 90 % rule alone)`);
-    }
+    const s = parseVmPatch(record, patch, this.running.has(name) || this.admitting.has(name));
     const updated = this.registry.update(name, s);
     this.records.set(name, updated);
     if (this.pool.has(name)) this.pool.updateSettings(name, { memoryMinMib: updated.memoryMinMib, balloonMaxMib: updated.balloonMaxMib });
@@ -364,13 +315,13 @@ export class HostService {
       // Under the lock even without reclaim (the policy's deflates, funded
       // from the free quota): memory a waiting start or deflate has reclaimed
       // must not be spent by someone else meanwhile.
-      await this.withQuotaLock(async () => {
+      await this.reclaim.withQuotaLock(async () => {
         if (!this.running.has(name)) throw new HostError('not_running', `VM '${name}' stopped while its balloon was being changed`);
         const cost = this.pool.targetCostMib(name, t);
         if (cost > this.pool.freeMib && opts.reclaim === false) {
           throw new HostError('pool_exhausted', `deflating VM '${name}' to ${t} MiB needs ${cost} MiB but only ${this.pool.freeMib} MiB of the pool are free`);
         }
-        if (cost > this.pool.freeMib) await this.fund(cost, [name], `deflating VM '${name}' to ${t} MiB`, () => this.running.has(name));
+        if (cost > this.pool.freeMib) await this.reclaim.fund(cost, [name], `deflating VM '${name}' to ${t} MiB`, () => this.running.has(name));
         this.applyTarget(name, t, source);
       });
     } catch (err) {
@@ -382,10 +333,10 @@ export class HostService {
   }
 
   /** Sets a target in the pool and sends it with a new generation; the one path every target takes. */
-  private applyTarget(name: string, targetMib: number, source: string): number {
+  private applyTarget(name: string, targetMib: number, source: AnySource): number {
     const r = this.running.get(name);
     if (!r) throw new HostError('not_running', `VM '${name}' is not running`);
-    this.pool.setTarget(name, targetMib);
+    this.pool.setTarget(name, targetMib, { restore: source === 'rollback' });
     const generation = (this.generations.get(name) ?? 0) + 1;
     this.generations.set(name, generation);
     r.guest.generation = generation;
@@ -394,73 +345,6 @@ export class HostService {
     r.logger.info({ targetMib, generation, source }, 'balloon target sent');
     this.notify();
     return generation;
-  }
-
-  /**
-   * Makes `needMib` free: plans reclaim from the running VMs except `exclude`,
-   * sends the new targets and waits until the guests have pinned enough. A
-   * guest that stops short keeps what it pinned and drops out; the rest of
-   * the deficit is planned again over the others, until the deadline. On
-   * failure every target it raised is put back (nothing half-applied).
-   */
-  private async fund(needMib: number, exclude: string[], what: string, stillWanted: () => boolean): Promise<void> {
-    if (this.pool.freeMib >= needMib) return;
-    const deadlineMs = this.nowMs() + this.reclaimTimeoutMs;
-    // First target of each VM this reclaim changed, and the newest generation it sent.
-    const original = new Map<string, number>();
-    const sent = new Map<string, number>();
-    const dropped = new Set<string>(exclude);
-    let failure: string | undefined;
-    for (;;) {
-      let plan;
-      try {
-        plan = this.pool.planReclaim(needMib, [...dropped]);
-      } catch (err) {
-        failure = (err as Error).message;
-        break;
-      }
-      for (const [name, targetMib] of plan.targets) {
-        if (!original.has(name)) original.set(name, this.pool.get(name)?.targetMib ?? 0);
-        sent.set(name, this.applyTarget(name, targetMib, 'reclaim'));
-      }
-      this.log.info({ needMib, freeMib: this.pool.freeMib, targets: Object.fromEntries(plan.targets), what }, 'reclaiming memory from running VMs');
-      const shortNow = () =>
-        [...sent].filter(([name, generation]) => {
-          if (dropped.has(name)) return false;
-          const st = this.running.get(name)?.guest.status;
-          return st !== undefined && st.generation === generation && st.state === 'short';
-        });
-      const leftMs = deadlineMs - this.nowMs();
-      if (leftMs > 0) await this.waitUntil(() => this.pool.freeMib >= needMib || !stillWanted() || shortNow().length > 0, leftMs);
-      if (this.pool.freeMib >= needMib && stillWanted()) return;
-      if (!stillWanted()) break;
-      const short = shortNow();
-      if (short.length === 0) {
-        failure = `the VMs ${[...sent.keys()].map((n) => `'${n}'`).join(', ')} did not inflate in time (${Math.round(this.reclaimTimeoutMs / 1000)} s)`;
-        break;
-      }
-      // A guest that stopped short keeps what it pinned: its target comes
-      // down to its actual (no cost: it holds the same) and it drops out.
-      for (const [name] of short) {
-        const p = this.pool.get(name);
-        const reason = this.running.get(name)?.guest.status?.reason ?? 'unknown';
-        this.log.info({ vm: name, actualMib: p?.actualMib, reason }, 'a VM stopped short of its reclaim target; planning over the others');
-        if (p && p.actualMib < p.targetMib) sent.set(name, this.applyTarget(name, Math.max(p.actualMib, original.get(name) ?? 0), 'reclaim'));
-        dropped.add(name);
-        failure = `VM '${name}' stopped short of its new balloon (${reason})`;
-      }
-    }
-    for (const [name, previousMib] of original) {
-      const r = this.running.get(name);
-      if (!r || r.guest.generation !== sent.get(name)) continue;
-      try {
-        this.applyTarget(name, previousMib, 'rollback');
-      } catch (err) {
-        this.log.warn({ vm: name, err: (err as Error).message }, 'could not put a reclaimed balloon back');
-      }
-    }
-    if (!stillWanted()) throw new HostError('not_running', `${what}: given up, the VM went away`);
-    throw new HostError('pool_exhausted', `${what}: ${needMib} MiB needed, ${this.pool.freeMib} MiB free: ${failure ?? 'nothing left to reclaim'}; the reclaim was undone`);
   }
 
   // ---- guest sessions ------------------------------------------------------
@@ -486,9 +370,8 @@ export class HostService {
       try {
         // Trust on first use: the first Hello's token (if any) becomes the
         // VM's; without one the VM stays token-less (the demo's mode).
-        this.register({ name, memoryMib: hello.facts.totalMemoryMib }, hello.credential === '' ? null : hashToken(hello.credential));
+        this.register({ name, memoryMib: hello.facts.totalMemoryMib }, hello.credential === '' ? null : hashToken(hello.credential), 'auto-register');
         record = this.record(name);
-        logger.info({ memoryMib: record.memoryMib }, 'VM auto-registered');
       } catch (err) {
         return refuse('internal', `VM '${name}' could not be registered: ${(err as Error).message}`);
       }
@@ -508,8 +391,11 @@ export class HostService {
     // a dropped connection or a host restart: keep its target. A fresh start
     // gets the VM's default balloon.
     const resuming = hello.balloon.generation > 0;
-    const targetMib = Math.min(resuming ? hello.balloon.targetMib : record.defaultBalloonMib, maxBalloonMib(memoryMib));
+    const targetMib = Math.min(resuming ? hello.balloon.targetMib : record.defaultBalloonMib, balloonLimitMib(memoryMib));
     const balloonActualMib = Math.min(hello.balloon.actualMib, memoryMib);
+    // The floor is the host's to give, so the reclaim knows where the guest
+    // would start deflating on its own (the agent's --floor-mib overrides it).
+    const floorMib = guestFloorMib(memoryMib);
     this.admitting.add(name);
     // A managed guest's memory counts as reclaimed only where its limit holds
     // it: read back from the kernel (a restarted host finds what the last
@@ -531,10 +417,10 @@ export class HostService {
     }
     const needMib = Pool.admissionNeedMib(memoryMib, targetMib, actualMib);
     try {
-      await this.withQuotaLock(async () => {
+      await this.reclaim.withQuotaLock(async () => {
         if (!link.open) throw new HostError('not_running', 'the guest disconnected while waiting');
         if (this.closed) throw new HostError('internal', 'the host is shutting down');
-        await this.fund(needMib, [name], `starting VM '${name}'`, () => link.open && !this.closed);
+        await this.reclaim.fund(needMib, [name], `starting VM '${name}'`, () => link.open && !this.closed);
         this.pool.admit(name, { memoryMib, memoryMinMib: record.memoryMinMib, balloonMaxMib: record.balloonMaxMib, targetMib, actualMib });
       });
     } catch (err) {
@@ -558,14 +444,16 @@ export class HostService {
         pid: hello.facts.pid,
         lockedMib: Math.min(hello.balloon.lockedMib, balloonActualMib),
         ...(this.handoff?.has(name) ? { balloonActualMib, handedOffMib: hello.balloon.handedOffMib ?? 0 } : {}),
-        startedAtMs: this.nowMs(),
+        startedAtMs: this.clock.nowMs(),
         status: undefined,
         stats: undefined,
       },
+      floorMib,
+      loggedState: '',
     });
     this.counters.countSession(name);
     this.handoff?.onTarget(name, generation);
-    logger.info({ sessionId, memoryMib, targetMib, generation, heldMib: needMib, pid: hello.facts.pid, resuming, managed: this.handoff?.has(name) ?? false }, 'guest admitted');
+    logger.info({ sessionId, memoryMib, targetMib, floorMib, generation, heldMib: needMib, agentPid: hello.facts.pid, resuming, managed: this.handoff?.has(name) ?? false }, 'guest admitted');
     this.notify();
     return {
       ok: true,
@@ -574,7 +462,7 @@ export class HostService {
         sessionId,
         targetMib,
         generation,
-        protection: { floorMib: 0, deflateOnPressure: true },
+        protection: { floorMib, deflateOnPressure: true },
         pageFusion: record.pageFusion,
       },
     };
@@ -615,22 +503,43 @@ export class HostService {
     }
     const actualMib = this.pool.reportActual(name, managed ? (this.handoff!.view(name)?.reclaimedMib ?? 0) : reportedMib);
     r.guest.lockedMib = Math.min(status.lockedMib, managed ? reportedMib : actualMib);
-    // Said when a guest's own deflate makes the overcommit grow, not on every
-    // status frame while it lasts.
-    if (this.pool.overcommitMib > overcommitBeforeMib) {
-      r.logger.warn({ actualMib, previousActualMib: before?.actualMib, overcommitMib: this.pool.overcommitMib }, 'the guest deflated on its own: the pool is overcommitted');
-    }
-    if (status.state === 'short' && status.generation === r.guest.generation) {
-      r.logger.warn({ targetMib: status.targetMib, actualMib, reason: status.reason, detail: status.detail }, 'balloon stopped short');
+    this.logBalloonState(r, status, managed ? reportedMib : actualMib);
+    const overcommitMib = this.pool.overcommitMib;
+    if (overcommitMib > overcommitBeforeMib) {
+      // Once when the pool goes over, not per 1 MiB step of the guest's deflate.
+      if (overcommitBeforeMib === 0) r.logger.warn({ actualMib, previousActualMib: before?.actualMib, overcommitMib }, 'the guest deflated on its own: the pool is overcommitted; paying it back from the others');
+      this.reclaim.payBack();
+    } else if (overcommitBeforeMib > 0 && overcommitMib === 0) {
+      this.log.info({ sizeMib: this.pool.sizeMib, heldMib: this.pool.heldMib }, 'the pool is within its size again');
     }
     this.notify();
+  }
+
+  /** Logs a balloon's change of state once: short (with its reason), its target reached, a deflate on its own. */
+  private logBalloonState(r: Running, status: BalloonStatus, actualMib: number): void {
+    if (status.generation !== r.guest.generation) return;
+    const reachedTarget = status.state === 'steady' && actualMib === status.targetMib;
+    const key = `${status.generation}:${reachedTarget ? 'reached' : status.state}:${status.reason}`;
+    if (key === r.loggedState) return;
+    const fields = { targetMib: status.targetMib, actualMib, generation: status.generation, reason: status.reason };
+    if (reachedTarget) {
+      r.loggedState = key;
+      r.logger.info(fields, 'balloon reached its target');
+    } else if (status.state === 'short') {
+      r.loggedState = key;
+      r.logger.warn({ ...fields, detail: status.detail }, 'balloon stopped short');
+    } else if (status.reason === 'guest_pressure') {
+      r.loggedState = key;
+      r.logger.warn({ ...fields, detail: status.detail }, 'the guest is deflating on its own (pressure)');
+    }
   }
 
   /** MemoryStats from a guest (advisory; clamped to the VM's memory). */
   onStats(name: string, sessionId: string, stats: MemoryStats): void {
     const r = this.running.get(name);
     if (!r || r.sessionId !== sessionId) return;
-    r.guest.stats = statsView(stats, this.records.get(name)?.memoryMib ?? 0, this.nowMs());
+    r.guest.stats = statsView(stats, this.records.get(name)?.memoryMib ?? 0, this.clock.nowMs());
+    this.pool.reportAvailable(name, r.guest.stats.availableMib, r.floorMib);
     this.handoff?.onStats(name);
     this.notify();
   }
@@ -655,23 +564,6 @@ export class HostService {
       r.link.end({ kind: 'shutdown' });
       this.closeSession(name, r.sessionId, 'host shutdown');
     }
-    for (const w of [...this.waiters]) w();
+    this.reclaim.close();
   }
-}
-
-function checkName(value: unknown): string {
-  if (typeof value !== 'string') throw new HostError('invalid_argument', 'the VM name is missing');
-  const problem = vmNameProblem(value);
-  if (problem) throw new HostError('invalid_argument', problem);
-  return value;
-}
-
-function checkMib(value: unknown, field: string, min: number, max: number, maxWhy?: string, unit = ' MiB'): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
-    throw new HostError('invalid_argument', `${field} must be a whole number (got ${JSON.stringify(value)})`);
-  }
-  if (value < min || value > max) {
-    throw new HostError('out_of_range', `${field} ${value}${unit} is out of range (${min} to ${max}${unit}${maxWhy ? `, ${maxWhy}` : ''})`);
-  }
-  return value;
 }

@@ -1,93 +1,104 @@
-// Turns the service's state into the JSON views of ../api/views.ts. Pure.
-import type { BalloonStatus, MemoryStats } from '@memballoon/protocol';
-import type { BalloonView, GuestStatsView, VmView } from '../api/views.js';
-import type { PoolVmView } from '../pool/pool.js';
-import type { VmRecord } from '../registry/registry.js';
+// The read model: the JSON shapes the service produces, which the admin API
+// returns, `balloonctl --json` prints, and the dashboard and /metrics read.
+// Scripts parse them, so these field names are a contract (the CLI section of
+// the top README.md, "Admin API" in packages/host/README.md): camelCase, units
+// in names. Add fields; never rename or remove one.
+import type { BalloonState, LockState, MemoryDomain, ShortfallReason } from '@memballoon/protocol';
 
-const BYTES_PER_MIB = 1024 * 1024;
-
-/** What the service knows about a running guest beyond the pool's numbers. */
-export interface GuestFactsView {
-  generation: number;
-  pid: number;
+/** A VM's balloon while it runs. */
+export interface BalloonView {
+  targetMib: number;
+  /** pinned + handed off. */
+  actualMib: number;
   lockedMib: number;
-  /** Managed guests: the balloon the agent reports (pinned + handed off), which the pool does not count until handed off. */
-  balloonActualMib?: number;
-  /** Managed guests: what the agent has handed off. */
-  handedOffMib?: number;
-  startedAtMs: number;
-  status: BalloonStatus | undefined;
-  stats: GuestStatsView | undefined;
+  /** Part of actualMib handed off to the guest's cgroup limit (pages released; 0 for unmanaged guests). */
+  handedOffMib: number;
+  state: BalloonState;
+  /** Why the balloon stopped short ('none' when it did not). */
+  reason: ShortfallReason;
+  lock: LockState;
+  /** Generation of the newest target sent to the guest. */
+  generation: number;
 }
 
-/**
- * Converts a guest's MemoryStats to MiB, clamping every size to the VM's
- * memory: the guest's word is advisory, and a size beyond its memory is a lie
- * or a bug that must not reach the policy or the dashboard.
- */
-export function statsView(stats: MemoryStats, memoryMib: number, receivedAtMs: number): GuestStatsView {
-  const mib = (bytes: number) => Math.min(memoryMib, Math.floor(bytes / BYTES_PER_MIB));
-  const pct = (p: number) => Math.min(100, Math.max(0, p));
-  return {
-    totalMib: mib(stats.totalBytes),
-    freeMib: mib(stats.freeBytes),
-    availableMib: mib(stats.availableBytes),
-    cacheMib: mib(stats.diskCachesBytes),
-    sharedMib: mib(stats.sharedBytes),
-    // Swap traffic is a cumulative counter, not a size inside the VM: not clamped.
-    swapInMib: Math.floor(stats.swapInBytes / BYTES_PER_MIB),
-    swapOutMib: Math.floor(stats.swapOutBytes / BYTES_PER_MIB),
-    majorFaults: stats.majorFaults,
-    minorFaults: stats.minorFaults,
-    psiSomeAvg10Percent: pct(stats.psiSomeAvg10Percent),
-    psiFullAvg10Percent: pct(stats.psiFullAvg10Percent),
-    agentRssMib: Math.floor(stats.agentRssBytes / BYTES_PER_MIB),
-    domain: stats.domain,
-    receivedAtMs,
-  };
+/** The guest's latest statistics, in MiB where they are sizes. */
+export interface GuestStatsView {
+  totalMib: number;
+  freeMib: number;
+  availableMib: number;
+  cacheMib: number;
+  sharedMib: number;
+  swapInMib: number;
+  swapOutMib: number;
+  majorFaults: number;
+  minorFaults: number;
+  psiSomeAvg10Percent: number;
+  psiFullAvg10Percent: number;
+  agentRssMib: number;
+  domain: MemoryDomain;
+  /** When the host received them (ms since the epoch). */
+  receivedAtMs: number;
 }
 
-/** The balloon's state for the view: the guest's word for the newest generation, else derived. */
-export function balloonView(pool: PoolVmView, guest: GuestFactsView): BalloonView {
-  const current = guest.status && guest.status.generation === guest.generation ? guest.status : undefined;
-  // A managed guest's pool actual is what its limit holds; its balloon is pinned + handed off.
-  const actualMib = guest.balloonActualMib ?? pool.actualMib;
-  const derived = actualMib < pool.targetMib ? 'inflating' : actualMib > pool.targetMib ? 'deflating' : 'steady';
-  const handedOffMib = Math.min(guest.handedOffMib ?? 0, actualMib);
-  return {
-    targetMib: pool.targetMib,
-    actualMib,
-    lockedMib: Math.min(guest.lockedMib, actualMib - handedOffMib),
-    handedOffMib,
-    state: current && current.state !== 'unspecified' ? current.state : derived,
-    reason: current ? current.reason : 'none',
-    lock: guest.status?.lock ?? 'unspecified',
-    generation: guest.generation,
-  };
+/** Automatic balloon policy settings of a VM. */
+export interface PolicyView {
+  balloonPolicy: 'manual' | 'auto';
+  memoryMinMib: number;
+  balloonMaxMib: number;
+  memoryWeight: number;
+  memoryBufferPercent: number;
 }
 
-/** One VM's view: its settings, and while running its balloon, pid, holding and stats. */
-export function vmView(record: VmRecord, running?: { pool: PoolVmView; guest: GuestFactsView }): VmView {
-  const view: VmView = {
-    name: record.name,
-    state: running ? 'running' : 'poweroff',
-    memoryMib: record.memoryMib,
-    defaultBalloonMib: record.defaultBalloonMib,
-    pageFusion: record.pageFusion,
-    balloonPolicy: record.balloonPolicy,
-    memoryMinMib: record.memoryMinMib,
-    balloonMaxMib: record.balloonMaxMib,
-    memoryWeight: record.memoryWeight,
-    memoryBufferPercent: record.memoryBufferPercent,
-  };
-  if (running) {
-    view.balloon = balloonView(running.pool, running.guest);
-    view.pid = running.guest.pid;
-    view.heldMib = running.pool.heldMib;
-    if (running.guest.stats) view.stats = running.guest.stats;
-    view.sharableMib = 0;
-    view.sharedMib = running.guest.stats?.sharedMib ?? 0;
-    view.startedAtMs = running.guest.startedAtMs;
-  }
-  return view;
+/** One VM, as `showvminfo NAME --json` prints it. */
+export interface VmView extends PolicyView {
+  name: string;
+  state: 'running' | 'poweroff';
+  memoryMib: number;
+  /** The balloon requested at every start (`modifyvm --guestmemoryballoon`). */
+  defaultBalloonMib: number;
+  pageFusion: boolean;
+  /** Present while running. */
+  balloon?: BalloonView;
+  /** The agent's process id, as the guest reports it (while running). */
+  pid?: number;
+  /** What the VM holds of the pool: memoryMib - min(target, actual) (while running). */
+  heldMib?: number;
+  stats?: GuestStatsView;
+  /** Page fusion: MiB of this VM's hinted pages that other guests hold too (while running). */
+  sharableMib?: number;
+  /** Page fusion: MiB the kernel has actually merged for this VM (while running). */
+  sharedMib?: number;
+  /** When the current session started (ms since the epoch, while running). */
+  startedAtMs?: number;
+}
+
+/** The pool, as `showhostinfo --json` prints it under `pool`. */
+export interface PoolView {
+  sizeMib: number;
+  heldMib: number;
+  /** Sum of min(target, actual) over running VMs. */
+  reclaimedMib: number;
+  freeMib: number;
+}
+
+/** `showhostinfo --json`. */
+export interface HostView {
+  pool: PoolView;
+  version: string;
+  listen: string;
+  dataDir: string;
+  vmsRegistered: number;
+  vmsRunning: number;
+  /** Page fusion across guests (host-wide). */
+  sharableMib: number;
+  sharedMib: number;
+  ksm: { available: boolean; running: boolean; detail: string };
+  uptimeMs: number;
+  /** `physical`: guests run in memory cgroups and balloons are handed off to their limits; `budget`: the pool is bookkeeping only. */
+  reclaim: 'physical' | 'budget';
+}
+
+/** The body of every error answer of the admin API. */
+export interface ApiErrorView {
+  error: { code: string; message: string };
 }

@@ -8,9 +8,10 @@ import type { Logger } from 'pino';
 import type { WebSocket, RawData } from 'ws';
 import {
   bodies,
+  closeCodeOf,
   decodeFrame,
-  ERROR_CODES,
   FrameEncoder,
+  GUEST_SUBPROTOCOL,
   ProtocolError,
   SeqTracker,
   type Body,
@@ -21,14 +22,6 @@ import {
 import type { GuestLink, HostService } from '../service/host-service.js';
 import { RateLimiter, type SessionLimits } from './limits.js';
 import { TargetOutbox } from './outbox.js';
-
-/** The WebSocket subprotocol guests must offer. */
-export const GUEST_SUBPROTOCOL = 'memballoon.v1';
-
-/** The WebSocket close code for a protocol error: 4000 + the ErrorCode's wire number. */
-export function closeCodeOf(code: ErrorCode): number {
-  return 4000 + ERROR_CODES.indexOf(code);
-}
 
 /** Hooks for frames the core session does not interpret (page fusion hints). */
 export interface GuestFrameHooks {
@@ -180,7 +173,7 @@ export function runGuestSession(
     sessionId = result.sessionId;
     guestMemoryMib = service.memoryOf(vmName);
     phase = 'open';
-    logger = logger.child({ session: sessionId });
+    logger = logger.child({ sessionId });
     send(bodies.welcome({ ...result.welcome, statsIntervalMs: limits.statsIntervalMs, heartbeatIntervalMs: limits.heartbeatIntervalMs }));
   };
 

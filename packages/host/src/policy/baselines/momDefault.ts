@@ -5,7 +5,7 @@
 // memory − the largest legal balloon). Host free memory is the pool's free
 // quota; mem_unused is the guest's free memory; StatAvg averages the last
 // sample-history-length samples. A baseline for the simulator only.
-import { maxBalloonMib } from '../limits.js';
+import { policyBalloonCapMib } from '../limits.js';
 import type { BalloonPolicy, PolicyInput, PolicyStepResult, PolicyTargetChange } from '../types.js';
 
 /** MOM's constants (doc/balloon.rules) and its default sample history (mom.conf). */
@@ -69,7 +69,7 @@ export function momDefaultPolicy(overrides: Partial<MomBalloonConfig> = {}): Bal
         guests[vm.name] = g;
         const guestUsedMib = avg(g.balloonCurMib) - avg(g.memUnusedMib);
         const balloonMaxMib = vm.memoryMib;
-        const guaranteedMib = vm.memoryMib - maxBalloonMib(vm);
+        const guaranteedMib = vm.memoryMib - policyBalloonCapMib(vm);
         // Note MOM's `min` here (not max): the floor is the lower of the guarantee and the guest's need.
         const balloonMinMib = Math.min(guaranteedMib, guestUsedMib + guestFreeFraction * balloonCurMib);
         let sizeMib: number;

@@ -1,7 +1,7 @@
 // The scenarios of the comparison table. Guests are 4 GiB unless said
 // otherwise; every pool is overcommitted, so balloons must stay inflated
 // somewhere, and the question is always where.
-import { ninetyPercentRuleMaxMib } from '../limits.js';
+import { balloonLimitMib } from '../../pool/balloon-rules.js';
 import type { PolicyVmSettings } from '../types.js';
 import type { Scenario, SimGuestSpec } from './simulator.js';
 import type { WorkloadSpec } from './workloads.js';
@@ -12,7 +12,7 @@ const GIB = 1024;
 function settings(memoryMib: number, memoryWeight = 100): PolicyVmSettings {
   return {
     memoryMinMib: Math.round(memoryMib * 0.1),
-    balloonMaxMib: ninetyPercentRuleMaxMib(memoryMib),
+    balloonMaxMib: balloonLimitMib(memoryMib),
     memoryWeight,
     memoryBufferPercent: 20,
   };

@@ -3,7 +3,7 @@
 // pool would (refusing what it cannot fund), and the measurements the README's
 // table reports.
 import { decisionViolations } from '../invariants.js';
-import { heldMib, maxBalloonMib } from '../limits.js';
+import { heldMib, policyBalloonCapMib } from '../limits.js';
 import type { BalloonPolicy, PolicyDecision, PolicyGuestStats, PolicyInput, PolicyVmSettings } from '../types.js';
 import { createPrng, type Prng } from './prng.js';
 import { createWorkload, type Workload, type WorkloadSpec } from './workloads.js';
@@ -92,7 +92,7 @@ export interface SimResult {
 interface GuestSim {
   readonly spec: SimGuestSpec;
   readonly workload: Workload;
-  readonly maxBalloonMib: number;
+  readonly balloonCapMib: number;
   targetMib: number;
   actualMib: number;
   usedMib: number;
@@ -149,7 +149,7 @@ export function simulate<S>(
   const guests: GuestSim[] = scenario.guests.map((spec) => ({
     spec,
     workload: createWorkload(spec.workload, spec.memoryMib),
-    maxBalloonMib: maxBalloonMib(spec),
+    balloonCapMib: policyBalloonCapMib(spec),
     targetMib: spec.initialBalloonMib,
     actualMib: spec.initialBalloonMib,
     usedMib: (spec.memoryMib * spec.workload.basePercent) / 100,
@@ -201,7 +201,7 @@ export function simulate<S>(
       if (g === undefined) continue;
       const targetMib = Math.max(0, Math.round(c.targetMib));
       const costMib = heldMib(g.spec.memoryMib, targetMib, g.actualMib) - heldMib(g.spec.memoryMib, g.targetMib, g.actualMib);
-      if ((targetMib > g.maxBalloonMib && targetMib >= g.targetMib) || (costMib > 0 && costMib > poolFree())) {
+      if ((targetMib > g.balloonCapMib && targetMib >= g.targetMib) || (costMib > 0 && costMib > poolFree())) {
         refused += 1;
         continue;
       }
@@ -260,7 +260,7 @@ export function simulate<S>(
     if (contenders.length >= 2 && contenders.every(wants)) {
       contendedRounds += 1;
       for (const g of contenders) {
-        g.givenSumMib += g.maxBalloonMib - g.actualMib;
+        g.givenSumMib += g.balloonCapMib - g.actualMib;
         g.givenRounds += 1;
       }
     }

@@ -1,0 +1,176 @@
+// The balloon's chunks: a last-in first-out stack of committed (and, where
+// permitted, pinned) SharedArrayBuffers, and the only code that gives their
+// pages back to the kernel. The engine decides how far to move; this module
+// knows how a chunk is made, counted, checked and released.
+//
+// The hand-off releases the newest chunks while still counting them
+// (handOffNewest); `actualMib` stays the one figure the engine reports as
+// the balloon's size: committed chunks plus the handed-off part.
+import { AgentError } from '../errors.js';
+import { MADV_DONTNEED, madvise, munlock } from '../native/libc.js';
+import { firstBadPage } from './pages.mjs';
+import { BYTES_PER_MIB } from '@memballoon/protocol';
+
+
+// ES2024's growable form of the constructor (Node 20 has it; our lib is ES2023).
+const GrowableSharedArrayBuffer = SharedArrayBuffer as unknown as new (bytes: number, options: { maxByteLength: number }) => SharedArrayBuffer;
+
+/** One chunk of the balloon: its memory, its size and the first page word touchPages writes. */
+export interface Chunk {
+  readonly sab: SharedArrayBuffer;
+  readonly bytes: Uint8Array;
+  readonly sizeMib: number;
+  readonly seed: number;
+  /** Pinned with mlock (set when it is pushed). */
+  locked: boolean;
+}
+
+/** Allocates page-aligned memory outside glibc's heap (not yet committed); throws RangeError when V8 cannot map it. */
+export function allocateChunkMemory(bytes: number): SharedArrayBuffer {
+  // Growable SABs are mapped by V8 itself, page-aligned and outside glibc's
+  // heap, so madvise can return their pages and a GC's munmap frees them.
+  return new GrowableSharedArrayBuffer(bytes, { maxByteLength: bytes });
+}
+
+/**
+ * Hands a chunk's pages back to the kernel, whatever state it is in
+ * (munlock first: madvise refuses locked pages). VmRSS drops at once,
+ * without waiting for a GC to unmap the buffer.
+ */
+export function releaseChunk(chunk: Chunk): void {
+  munlock(chunk.bytes);
+  madvise(chunk.bytes, MADV_DONTNEED);
+}
+
+/** The balloon's committed chunks, newest last. */
+export class ChunkStack {
+  private readonly chunks: Chunk[] = [];
+  private nextSeed = 1;
+  /** Committed chunks + handed off. */
+  private actualMibValue = 0;
+  private lockedMibValue = 0;
+  /** Released because the host's limit took them over: counted, held by no chunk. */
+  private handedOffMibValue = 0;
+
+  constructor(
+    /** The system page size: one touched word per page. */
+    readonly pageSizeBytes: number,
+  ) {}
+
+  /** MiB the balloon holds: committed chunks plus the handed-off part. */
+  get actualMib(): number {
+    return this.actualMibValue;
+  }
+
+  /** MiB of those that are pinned. */
+  get lockedMib(): number {
+    return this.lockedMibValue;
+  }
+
+  /** MiB handed off to the host's limit: pages released, still part of the balloon. */
+  get handedOffMib(): number {
+    return this.handedOffMibValue;
+  }
+
+  /**
+   * The hand-off: releases the newest chunks (munlock, then MADV_DONTNEED,
+   * which uncharges the pages from the guest's cgroup at once) until
+   * `handedOffMib` of the balloon are handed off, counting them still.
+   * Whole chunks only, never more than asked: a chunk larger than what is
+   * left stops it. Returns the MiB released now.
+   */
+  handOffNewest(handedOffMib: number): number {
+    let releasedMib = 0;
+    while (this.handedOffMibValue < handedOffMib) {
+      const chunk = this.chunks.at(-1);
+      if (!chunk || this.handedOffMibValue + chunk.sizeMib > handedOffMib) break;
+      this.chunks.pop();
+      if (chunk.locked) {
+        munlock(chunk.bytes);
+        this.lockedMibValue -= chunk.sizeMib;
+      }
+      madvise(chunk.bytes, MADV_DONTNEED);
+      this.handedOffMibValue += chunk.sizeMib;
+      releasedMib += chunk.sizeMib;
+    }
+    return releasedMib;
+  }
+
+  /**
+   * Makes chunks for `mib` MiB (the last may be smaller than chunkMib), not
+   * yet committed nor counted; each gets its own run of page words. Stops
+   * early when memory cannot be mapped: `error` says why.
+   */
+  allocate(mib: number, chunkMib: number): { chunks: Chunk[]; error: string } {
+    const chunks: Chunk[] = [];
+    for (let left = mib; left > 0; ) {
+      const sizeMib = Math.min(chunkMib, left);
+      const bytes = sizeMib * BYTES_PER_MIB;
+      let sab: SharedArrayBuffer;
+      try {
+        sab = allocateChunkMemory(bytes);
+      } catch (err) {
+        return { chunks, error: `could not allocate ${sizeMib} MiB: ${err instanceof Error ? err.message : String(err)}` };
+      }
+      chunks.push({ sab, bytes: new Uint8Array(sab), sizeMib, seed: this.nextSeed, locked: false });
+      this.nextSeed += bytes / this.pageSizeBytes;
+      left -= sizeMib;
+    }
+    return { chunks, error: '' };
+  }
+
+  /** Counts a committed chunk (pinned or not) as the newest of the balloon. */
+  push(chunk: Chunk, locked: boolean): void {
+    chunk.locked = locked;
+    if (locked) this.lockedMibValue += chunk.sizeMib;
+    this.chunks.push(chunk);
+    this.actualMibValue += chunk.sizeMib;
+  }
+
+  /**
+   * Deflates by up to `maxMib`: the handed-off part first, with no page work
+   * (its pages are gone already; the host raises the guest's limit instead),
+   * then chunks last-in first-out (whole chunks, at least one when any is
+   * held), each unpinned and its pages handed back. Returns the MiB of pages
+   * freed (handed-off MiB are not: they free nothing here).
+   */
+  popNewest(maxMib: number): number {
+    const handedBackMib = Math.min(maxMib, this.handedOffMibValue);
+    this.handedOffMibValue -= handedBackMib;
+    this.actualMibValue -= handedBackMib;
+    let freedMib = 0;
+    maxMib -= handedBackMib;
+    while (freedMib < maxMib) {
+      const chunk = this.chunks.pop();
+      if (!chunk) break;
+      if (chunk.locked) {
+        munlock(chunk.bytes);
+        this.lockedMibValue -= chunk.sizeMib;
+      }
+      // madvise refuses locked pages, hence munlock first.
+      madvise(chunk.bytes, MADV_DONTNEED);
+      this.actualMibValue -= chunk.sizeMib;
+      freedMib += chunk.sizeMib;
+    }
+    return freedMib;
+  }
+
+  /**
+   * Checks that every page holds its distinct non-zero word (what the
+   * kernel has committed, not bookkeeping). Returns the pages checked, or
+   * throws AgentError('internal') naming the first bad page.
+   */
+  verifyPages(): number {
+    const pageWords = this.pageSizeBytes / 4;
+    let pages = 0;
+    for (const [index, chunk] of this.chunks.entries()) {
+      const bad = firstBadPage(chunk.sab, chunk.seed, pageWords);
+      if (bad >= 0) {
+        const word = new Uint32Array(chunk.sab)[bad * pageWords];
+        throw new AgentError('internal', `chunk ${index} page ${bad} holds ${word}, expected ${chunk.seed + bad}`);
+      }
+      pages += chunk.bytes.byteLength / this.pageSizeBytes;
+    }
+    return pages;
+  }
+}

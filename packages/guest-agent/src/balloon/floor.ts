@@ -1,0 +1,85 @@
+// The guest's free-memory floor: how far the balloon may inflate before the
+// domain's available memory would fall below it, and how far it must deflate
+// when the guest's own use has pushed availability below it (pressure).
+// Pure arithmetic over a DomainSource: no timers, no balloon.
+import { defaultFloorMib, type DomainSource } from '../domain/source.js';
+import { BYTES_PER_MIB } from '@memballoon/protocol';
+
+
+/** The floor of one balloon, and the budget of one inflate against it. */
+export class FloorGuard {
+  private floorMibValue: number;
+  /** MiB the last reading lets the balloon take before it must look again. */
+  private budgetMib = 0;
+
+  constructor(
+    private readonly domain: DomainSource | null,
+    floorMib: number,
+    /** MiB of the balloon handed off to the host's limit (the chunk stack's figure). */
+    private readonly handedOffMib: () => number = () => 0,
+  ) {
+    this.floorMibValue = this.resolve(floorMib);
+  }
+
+  /**
+   * What counts as available, in MiB: the domain's reading as if the limit
+   * were the one the balloon implies (the domain's memory minus what is
+   * handed off), undoing whatever limit the kernel shows now. A process or
+   * machine domain does not see the host's limit at all, and a cgroup's limit
+   * lags a round trip after a deflate of handed-off MiB: without this, the
+   * first would overestimate what the guest has and the second would deflate
+   * again and again until the host caught up.
+   */
+  private availableMib(domain: DomainSource): number {
+    const a = domain.availability();
+    const limitLoweredBytes = Math.max(0, domain.totalMib * BYTES_PER_MIB - a.totalBytes);
+    return Math.max(0, Math.floor((a.availableBytes + limitLoweredBytes) / BYTES_PER_MIB) - this.handedOffMib());
+  }
+
+  /** The floor in MiB (0: none). */
+  get floorMib(): number {
+    return this.floorMibValue;
+  }
+
+  /** Sets the floor; 0 means the default (max(64 MiB, 5 % of the domain); none without a domain). */
+  setFloor(floorMib: number): void {
+    this.floorMibValue = this.resolve(floorMib);
+    this.budgetMib = 0;
+  }
+
+  /** Forgets the budget (a new target: the next inflate reads the domain afresh). */
+  reset(): void {
+    this.budgetMib = 0;
+  }
+
+  /** How many of `wantMib` the floor lets the balloon take now (re-reading the domain when the budget is used up). */
+  allowsMib(wantMib: number): number {
+    if (!this.domain || this.floorMibValue <= 0) return wantMib;
+    if (this.budgetMib < wantMib) {
+      // Our own inflation lowers availability MiB for MiB, so one reading
+      // stays good until its budget is spent: no /proc read per chunk.
+      this.budgetMib = Math.max(0, this.availableMib(this.domain) - this.floorMibValue);
+    }
+    return Math.min(wantMib, this.budgetMib);
+  }
+
+  /** The balloon took `mib` MiB of the budget. */
+  spend(mib: number): void {
+    this.budgetMib -= mib;
+  }
+
+  /**
+   * Under pressure (availability below the floor), the size the balloon must
+   * deflate to; null when the guest is above its floor.
+   */
+  pressureCapMib(actualMib: number): number | null {
+    if (!this.domain || this.floorMibValue <= 0 || actualMib === 0) return null;
+    const availableMib = this.availableMib(this.domain);
+    if (availableMib >= this.floorMibValue) return null;
+    return Math.max(0, actualMib - (this.floorMibValue - availableMib));
+  }
+
+  private resolve(floorMib: number): number {
+    return floorMib || (this.domain ? defaultFloorMib(this.domain.totalMib) : 0);
+  }
+}

@@ -1,0 +1,25 @@
+// The interface every part of the host uses to read and steer one memory
+// cgroup (v1 or v2); the launcher (guests/) and the hand-off code against it.
+
+/** Which kernel interface a cgroup speaks. */
+export type CgroupVersion = 1 | 2;
+
+/** One memory cgroup the host owns or adopted; every method reads/writes the kernel's files, never a cache. */
+export interface MemoryCgroup {
+  /** Absolute directory in the cgroup file system. */
+  readonly dir: string;
+  /** Which kernel interface it speaks. */
+  readonly version: CgroupVersion;
+  /** memory.usage_in_bytes (v1) | memory.current (v2). */
+  usageBytes(): Promise<number>;
+  /** memory.limit_in_bytes | memory.max; null when unlimited. */
+  limitBytes(): Promise<number | null>;
+  /** Writes the hard limit. Rejects with CgroupError code 'limit_below_usage' when the kernel answers EBUSY (v1) or would have to reclaim (v2: the caller checks usage first; never let v2 OOM-kill). */
+  setLimitBytes(bytes: number | null): Promise<void>;
+  /** OOM kills so far (v1 memory.oom_control oom_kill, v2 memory.events oom_kill). */
+  oomKills(): Promise<number>;
+  /** Times the limit was hit (v1 memory.failcnt, v2 memory.events max). */
+  limitHits(): Promise<number>;
+  /** Process ids in the cgroup (cgroup.procs). */
+  pids(): Promise<number[]>;
+}

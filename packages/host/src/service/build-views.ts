@@ -1,0 +1,92 @@
+// Turns the service's state into the JSON views of ./views.ts (the read model). Pure.
+import type { BalloonStatus, MemoryStats } from '@memballoon/protocol';
+import type { BalloonView, GuestStatsView, VmView } from './views.js';
+import type { PoolVmView } from '../pool/pool.js';
+import type { VmRecord } from '../registry/registry.js';
+import { BYTES_PER_MIB } from '@memballoon/protocol';
+
+/** What the service knows about a running guest beyond the pool's numbers. */
+export interface GuestFactsView {
+  generation: number;
+  pid: number;
+  lockedMib: number;
+  /** Managed guests: the balloon the agent reports (pinned + handed off), which the pool does not count until handed off. */
+  balloonActualMib?: number;
+  /** Managed guests: what the agent has handed off. */
+  handedOffMib?: number;
+  startedAtMs: number;
+  status: BalloonStatus | undefined;
+  stats: GuestStatsView | undefined;
+}
+
+/**
+ * Converts a guest's MemoryStats to MiB, clamping every size to the VM's
+ * memory: the guest's word is advisory, and a size beyond its memory is a lie
+ * or a bug that must not reach the policy or the dashboard.
+ */
+export function statsView(stats: MemoryStats, memoryMib: number, receivedAtMs: number): GuestStatsView {
+  const mib = (bytes: number) => Math.min(memoryMib, Math.floor(bytes / BYTES_PER_MIB));
+  const pct = (p: number) => Math.min(100, Math.max(0, p));
+  return {
+    totalMib: mib(stats.totalBytes),
+    freeMib: mib(stats.freeBytes),
+    availableMib: mib(stats.availableBytes),
+    cacheMib: mib(stats.diskCachesBytes),
+    sharedMib: mib(stats.sharedBytes),
+    // Swap traffic is a cumulative counter, not a size inside the VM: not clamped.
+    swapInMib: Math.floor(stats.swapInBytes / BYTES_PER_MIB),
+    swapOutMib: Math.floor(stats.swapOutBytes / BYTES_PER_MIB),
+    majorFaults: stats.majorFaults,
+    minorFaults: stats.minorFaults,
+    psiSomeAvg10Percent: pct(stats.psiSomeAvg10Percent),
+    psiFullAvg10Percent: pct(stats.psiFullAvg10Percent),
+    agentRssMib: Math.floor(stats.agentRssBytes / BYTES_PER_MIB),
+    domain: stats.domain,
+    receivedAtMs,
+  };
+}
+
+/** The balloon's state for the view: the guest's word for the newest generation, else derived. */
+export function balloonView(pool: PoolVmView, guest: GuestFactsView): BalloonView {
+  const current = guest.status && guest.status.generation === guest.generation ? guest.status : undefined;
+  // A managed guest's pool actual is what its limit holds; its balloon is pinned + handed off.
+  const actualMib = guest.balloonActualMib ?? pool.actualMib;
+  const derived = actualMib < pool.targetMib ? 'inflating' : actualMib > pool.targetMib ? 'deflating' : 'steady';
+  const handedOffMib = Math.min(guest.handedOffMib ?? 0, actualMib);
+  return {
+    targetMib: pool.targetMib,
+    actualMib,
+    lockedMib: Math.min(guest.lockedMib, actualMib - handedOffMib),
+    handedOffMib,
+    state: current && current.state !== 'unspecified' ? current.state : derived,
+    reason: current ? current.reason : 'none',
+    lock: guest.status?.lock ?? 'unspecified',
+    generation: guest.generation,
+  };
+}
+
+/** One VM's view: its settings, and while running its balloon, pid, holding and stats. */
+export function vmView(record: VmRecord, running?: { pool: PoolVmView; guest: GuestFactsView }): VmView {
+  const view: VmView = {
+    name: record.name,
+    state: running ? 'running' : 'poweroff',
+    memoryMib: record.memoryMib,
+    defaultBalloonMib: record.defaultBalloonMib,
+    pageFusion: record.pageFusion,
+    balloonPolicy: record.balloonPolicy,
+    memoryMinMib: record.memoryMinMib,
+    balloonMaxMib: record.balloonMaxMib,
+    memoryWeight: record.memoryWeight,
+    memoryBufferPercent: record.memoryBufferPercent,
+  };
+  if (running) {
+    view.balloon = balloonView(running.pool, running.guest);
+    view.pid = running.guest.pid;
+    view.heldMib = running.pool.heldMib;
+    if (running.guest.stats) view.stats = running.guest.stats;
+    view.sharableMib = 0;
+    view.sharedMib = running.guest.stats?.sharedMib ?? 0;
+    view.startedAtMs = running.guest.startedAtMs;
+  }
+  return view;
+}
