@@ -2,6 +2,7 @@
 // kernel does with a v1 memory cgroup (usage, limit, EBUSY below usage) and
 // a fake agent that releases chunks the way the real one does.
 import pino from 'pino';
+import { CgroupError } from '../cgroup/errors.js';
 import { describe, expect, it } from 'vitest';
 import type { BalloonStatus } from '@memballoon/protocol';
 import { HandOffDriver, type HandOffCgroup } from './driver.js';
@@ -62,7 +63,7 @@ class FakeGuest implements HandOffCgroup {
     // swap) and answers EBUSY; the limit stays.
     if (mib < this.usageMib) {
       this.ebusy++;
-      throw Object.assign(new Error('EBUSY'), { code: 'limit_below_usage' });
+      throw new CgroupError('limit_below_usage', 'EBUSY');
     }
     this.limitMib = mib;
     this.writes.push({ limitMib: mib, usageMib: this.usageMib });

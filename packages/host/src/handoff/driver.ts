@@ -5,17 +5,14 @@
 // a newer target is seen at the next batch boundary (latest wins).
 import type { Logger } from 'pino';
 import type { BalloonStatus } from '@memballoon/protocol';
+import { CgroupError } from '../cgroup/errors.js';
+import type { MemoryCgroup } from '../cgroup/memory-cgroup.js';
 import { limitMibOf, planHandOff, reclaimedMib, usageMibOf, type HandOffStep } from './plan.js';
 
 const MIB_BYTES = 1024 * 1024;
 
-/** What the driver uses of a guest's memory cgroup (MemoryCgroup has it all). */
-export interface HandOffCgroup {
-  readonly dir: string;
-  usageBytes(): Promise<number>;
-  limitBytes(): Promise<number | null>;
-  setLimitBytes(bytes: number | null): Promise<void>;
-}
+/** What the driver uses of a guest's memory cgroup. */
+export type HandOffCgroup = Pick<MemoryCgroup, 'dir' | 'usageBytes' | 'limitBytes' | 'setLimitBytes'>;
 
 /** A managed guest as the driver needs it. */
 export interface HandOffGuest {
@@ -228,8 +225,8 @@ export class HandOffDriver {
     try {
       await e.cgroup.setLimitBytes(limitMib * MIB_BYTES);
     } catch (err) {
-      // CgroupError('limit_below_usage'): v1's EBUSY, or v2's usage check.
-      if ((err as { code?: unknown } | null)?.code === 'limit_below_usage') {
+      // v1's EBUSY, or v2's usage check.
+      if (err instanceof CgroupError && err.code === 'limit_below_usage') {
         // The workload grew between our reading and the write: re-read and re-plan.
         e.logger.debug({ limitMib }, 'hand-off: limit below usage now; re-planning');
         return false;

@@ -10,6 +10,7 @@ import type { HostService } from '../service/host-service.js';
 import { testHello, testService } from '../service/test-fixtures.js';
 import { formatHost, formatVm } from '../cli/format.js';
 import { HostMetrics } from '../metrics/prometheus.js';
+import { CgroupError } from '../cgroup/errors.js';
 import type { HandOffCgroup } from './driver.js';
 
 const MIB = 1024 * 1024;
@@ -40,7 +41,7 @@ class SimGuest implements HandOffCgroup {
   }
   async setLimitBytes(bytes: number | null) {
     const mib = bytes === null ? this.memoryMib : bytes / MIB;
-    if (mib < this.workloadMib + this.pinnedMib) throw Object.assign(new Error('EBUSY'), { code: 'limit_below_usage' });
+    if (mib < this.workloadMib + this.pinnedMib) throw new CgroupError('limit_below_usage', 'EBUSY');
     this.limitMib = mib;
     this.world.sample();
   }
