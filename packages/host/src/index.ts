@@ -16,3 +16,6 @@ export * from './fusion/index.js';
 // The dashboard (page, assets, server-sent events) and the metrics (Prometheus, VirtualBox-named queries).
 export { createDashboard, EVENTS_PATH, type Dashboard, type DashboardOptions, type SnapshotEvent } from './dashboard/index.js';
 export { HostMetrics, queryMetrics, formatMetricsTable, MetricsQueryError } from './metrics/index.js';
+export { KernelMemoryCgroup, kernelCgroupFs, CgroupError, type MemoryCgroup } from './cgroup/index.js';
+export { HandOffDriver, type HandOffCgroup, type HandOffGuest, type HandOffView } from './handoff/driver.js';
+export { planHandOff, reclaimedMib, type HandOffState, type HandOffStep } from './handoff/plan.js';

@@ -16,7 +16,7 @@ import { HostFusion, type HostFusionOptions } from './fusion/index.js';
 import { HostError } from './errors.js';
 import { HostMetrics, queryMetrics } from './metrics/index.js';
 import { Registry } from './registry/registry.js';
-import { HostService } from './service/host-service.js';
+import { HostService, type HostServiceOptions } from './service/host-service.js';
 import { startPolicyLoop } from './service/policy-loop.js';
 import { DEFAULT_SESSION_LIMITS, RateLimiter, type SessionLimits } from './session/limits.js';
 import { runGuestSession, type GuestFrameHooks } from './session/guest-session.js';
@@ -62,6 +62,8 @@ export interface StartHostOptions {
   insecureNoAuth?: boolean;
   /** Allow a non-loopback address without TLS (a warning is logged). */
   allowInsecureListen?: boolean;
+  /** The memory cgroup of each managed guest (the launcher's); with it balloons are handed off to the guests' limits (HostServiceOptions.cgroupOf). */
+  cgroupOf?: HostServiceOptions['cgroupOf'];
 }
 
 /** A running host. */
@@ -118,6 +120,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     },
     reclaimTimeoutMs: options.reclaimTimeoutMs,
     retryAfterMs: options.retryAfterMs,
+    ...(options.cgroupOf ? { cgroupOf: options.cgroupOf } : {}),
   });
   const snapshot = () => service.snapshot();
   const metrics = new HostMetrics(snapshot);
