@@ -1,7 +1,7 @@
 // The host's guest sessions against a fake guest: Hello rules, refusals with
 // their close codes, targets with generations, status intake and the pool.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { bodies, encodeFrame } from '@memballoon/protocol';
+import { bodies, encodeFrame, MAX_HELLO_GENERATION } from '@memballoon/protocol';
 import { startHost, type HostHandle } from '@memballoon/host';
 import { connectFake, helloFor, registerVm } from './support/fake-guest.js';
 import { tempDataDir } from './support/host.js';
@@ -53,13 +53,35 @@ describe('guest sessions', () => {
     expect(host.service.hostView().pool).toMatchObject({ heldMib: 0, freeMib: 1024 });
   });
 
-  it('refuses an unknown VM with unknown_vm (4006)', async () => {
-    const g = await connectFake(host.url);
-    g.send(helloFor('nobody', 256));
-    const err = await g.next('error');
-    expect(err.code).toBe('unknown_vm');
-    expect(err.message).toMatch(/VM 'nobody' is not registered on this host.*--auto-register/);
-    expect((await g.waitClosed()).code).toBe(4006);
+  it('answers an unknown VM exactly as a known one with a wrong token (auth_failed, 4007): names cannot be listed', async () => {
+    registerVm(host, { name: 'known', memoryMib: 256 });
+    const answers: Array<{ code: string; message: string; retryAfterMs: number; closeCode: number }> = [];
+    for (const name of ['known', 'unknown']) {
+      const g = await connectFake(host.url);
+      g.send(helloFor(name, 256, { credential: 'not-the-token' }));
+      const err = await g.next('error');
+      const closed = await g.waitClosed();
+      answers.push({ ...err, message: err.message.replace(name, 'NAME'), closeCode: closed.code });
+    }
+    expect(answers[0]).toEqual(answers[1]);
+    expect(answers[0]).toMatchObject({ code: 'auth_failed', closeCode: 4007 });
+    expect(answers[0]!.message).toMatch(/not registered on this host, or its token is wrong/);
+  });
+
+  it('tells an unknown VM apart (unknown_vm, 4006) only where guests have no tokens', async () => {
+    const open = tempDataDir();
+    const demo = await startHost({ listenPort: 0, dataDir: open.dir, poolSizeMib: 256, insecureNoAuth: true, policyIntervalMs: 0, dashboard: false, fusion: false });
+    try {
+      const g = await connectFake(demo.url);
+      g.send(helloFor('nobody', 256, { credential: '' }));
+      const err = await g.next('error');
+      expect(err.code).toBe('unknown_vm');
+      expect(err.message).toMatch(/VM 'nobody' is not registered on this host.*--auto-register/);
+      expect((await g.waitClosed()).code).toBe(4006);
+    } finally {
+      await demo.close();
+      open.remove();
+    }
   });
 
   it('refuses a second guest for the same VM (4008)', async () => {
@@ -100,6 +122,27 @@ describe('guest sessions', () => {
     const g4 = await connectFake(host.url, { protocol: null });
     expect((await g4.next('error')).message).toMatch(/subprotocol must be 'memballoon.v1'/);
     expect((await g4.waitClosed()).code).toBe(4002);
+  });
+
+  it('refuses an absurd generation in Hello at the edge, and a resume at the top still gets targets a guest can decode', async () => {
+    registerVm(host, { name: 'a', memoryMib: 256 });
+    const balloon = (generation: number) => ({ actualMib: 0, lockedMib: 0, generation, targetMib: 0 });
+    // 2^53 − 1 once made every later generation 2^53, which the agent refused: locked out for good.
+    const g1 = await connectFake(host.url);
+    g1.send(helloFor('a', 256, { balloon: balloon(Number.MAX_SAFE_INTEGER) }));
+    const e1 = await g1.next('error');
+    expect(e1.code).toBe('out_of_range');
+    expect(e1.message).toMatch(/hello\.balloon\.generation/);
+    expect((await g1.waitClosed()).code).toBe(4003);
+    expect(running('a')).toBe(false);
+    // The largest generation a Hello may carry: the host counts on from it,
+    // and the fake guest decodes with the same codec as the real agent.
+    const g2 = await connectFake(host.url);
+    g2.send(helloFor('a', 256, { balloon: balloon(MAX_HELLO_GENERATION) }));
+    expect((await g2.next('welcome')).generation).toBe(MAX_HELLO_GENERATION + 1);
+    await host.service.setBalloon('a', 10);
+    expect(await g2.next('setBalloonTarget')).toEqual({ targetMib: 10, generation: MAX_HELLO_GENERATION + 2 });
+    g2.close();
   });
 
   it('refuses absurd sizes in Hello and frames that are not Hello first', async () => {
@@ -207,7 +250,7 @@ describe('guest sessions', () => {
     expect(ta.targetMib - 256 + tb.targetMib).toBe(512);
     const e = await c.next('error', 5_000);
     expect(e).toMatchObject({ code: 'pool_exhausted', retryAfterMs: 1234 });
-    expect(e.message).toMatch(/starting VM .c.*still missing after 2 s: VM 'a' pinned 256 of \d+ MiB, VM 'b' pinned 0 of \d+ MiB.*undone/);
+    expect(e.message).toMatch(/starting VM .c.*after 2 s, \d+ MiB still missing: VM 'a' pinned 256 of \d+ MiB, VM 'b' pinned 0 of \d+ MiB.*undone/);
     expect((await c.waitClosed()).code).toBe(4009);
     expect((await a.next('setBalloonTarget')).targetMib).toBe(256);
     expect((await b.next('setBalloonTarget')).targetMib).toBe(0);

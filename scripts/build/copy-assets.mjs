@@ -5,8 +5,9 @@
 // protobuf code and their declarations) is copied to the same place under
 // dist/, so that the built package finds it exactly where src/ did. One rule
 // instead of a list per package: any non-.ts file except tests, fixtures and
-// READMEs.
-import { cpSync, readdirSync, statSync } from 'node:fs';
+// READMEs. Then it removes what dist/ holds for a src file that is gone (tsc
+// never deletes an output), so a renamed module cannot ship twice.
+import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -31,6 +32,7 @@ function* walk(dir) {
 }
 
 let copied = 0;
+let removed = 0;
 for (const pkg of PACKAGES) {
   const src = join(ROOT, 'packages', pkg, 'src');
   const dist = join(ROOT, 'packages', pkg, 'dist');
@@ -40,5 +42,14 @@ for (const pkg of PACKAGES) {
     cpSync(file, join(dist, rel));
     copied++;
   }
+  for (const file of walk(dist)) {
+    const rel = relative(dist, file);
+    if (rel.endsWith('.tsbuildinfo')) continue;
+    // dist/x.js, x.js.map and x.d.ts come from src/x.ts; an asset from itself.
+    const fromTs = rel.replace(/(\.js\.map|\.js|\.d\.ts)$/, '.ts');
+    if (existsSync(join(src, rel)) || existsSync(join(src, fromTs))) continue;
+    rmSync(file);
+    removed++;
+  }
 }
-process.stderr.write(`build: ${copied} asset files copied into dist/\n`);
+process.stderr.write(`build: ${copied} asset files copied into dist/, ${removed} stale files removed\n`);

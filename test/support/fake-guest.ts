@@ -1,7 +1,7 @@
 // A fake guest that speaks the wire protocol with @memballoon/protocol and
 // ws, for tests of the host's session rules without a real balloon.
 import { WebSocket } from 'ws';
-import { bodies, decodeFrame, FrameEncoder, type Body, type Frame, type Hello } from '@memballoon/protocol';
+import { bodies, decodeFrame, FrameEncoder, GUEST_PATH, GUEST_SUBPROTOCOL, type Body, type Frame, type Hello } from '@memballoon/protocol';
 import { waitFor } from './wait.js';
 
 /** What a fake guest saw. */
@@ -40,11 +40,11 @@ export function helloFor(vmName: string, memoryMib: number, extra: Partial<Hello
   });
 }
 
-/** Connects to `<url>/v1/guest` (with the subprotocol unless told otherwise). */
+/** Connects to the guest endpoint on `url` (with the subprotocol unless told otherwise). */
 export async function connectFake(url: string, opts: { protocol?: string | null; autoPong?: boolean } = {}): Promise<FakeGuest> {
-  const wsUrl = `${url.replace(/^http/, 'ws')}/v1/guest`;
+  const wsUrl = `${url.replace(/^http/, 'ws')}${GUEST_PATH}`;
   const wsOpts = { autoPong: opts.autoPong ?? true };
-  const ws = opts.protocol === null ? new WebSocket(wsUrl, wsOpts) : new WebSocket(wsUrl, opts.protocol ?? 'memballoon.v1', wsOpts);
+  const ws = opts.protocol === null ? new WebSocket(wsUrl, wsOpts) : new WebSocket(wsUrl, opts.protocol ?? GUEST_SUBPROTOCOL, wsOpts);
   const encoder = new FrameEncoder();
   const g: FakeGuest = {
     ws,

@@ -27,6 +27,22 @@ export interface HostConfig {
   insecureNoAuth: boolean;
   /** Listen on a non-loopback address without TLS (with a warning). */
   allowInsecureListen: boolean;
+  /** The parent memory cgroup of the guests startvm runs, relative to the hierarchy. */
+  cgroupParent: string;
+  /** The parent cgroup's hard limit is the pool. */
+  poolCgroup: boolean;
+  /** Run guests as plain process trees even where memory cgroups work. */
+  noCgroups: boolean;
+  /** Run every guest startvm starts as this user. */
+  guestUser: string | undefined;
+  /** Accept startvm from non-loopback clients. */
+  remoteStartvm: boolean;
+  /** SIGTERM → SIGKILL grace of poweroff. */
+  poweroffGraceMs: number;
+  /** PATH of the guests (the host's own). */
+  guestPath: string;
+  /** NODE_OPTIONS passed on to the agents startvm runs. */
+  agentNodeOptions: string | undefined;
   help: boolean;
 }
 
@@ -37,6 +53,8 @@ export const DEFAULT_LISTEN = '127.0.0.1:7450';
 export const HOST_USAGE = `Usage: balloon-host [--listen HOST:PORT] [--data-dir DIR] [--pool-mib MIB] [--auto-register]
                     [--log-level LEVEL] [--log-pretty] [--policy-interval-ms MS]
                     [--policy-margin-mib MIB]
+                    [--cgroup-parent NAME] [--pool-cgroup] [--no-cgroups] [--guest-user USER]
+                    [--no-remote-startvm] [--poweroff-grace-ms MS]
 
   --listen HOST:PORT   where to serve guests, the admin API and the dashboard
                        (default ${DEFAULT_LISTEN}; port 0 picks a free one)   env MEMBALLOON_LISTEN
@@ -51,6 +69,13 @@ export const HOST_USAGE = `Usage: balloon-host [--listen HOST:PORT] [--data-dir 
   --tls-cert FILE --tls-key FILE  serve https/wss (PEM)   env MEMBALLOON_TLS_CERT, MEMBALLOON_TLS_KEY
   --insecure-no-auth   no admin token, no guest tokens; loopback addresses only (demo)
   --allow-insecure-listen  allow a non-loopback address without TLS (tokens in clear text)
+  --cgroup-parent NAME the memory cgroup that holds the guests startvm runs, one child
+                       per VM (default memballoon)   env MEMBALLOON_CGROUP_PARENT
+  --pool-cgroup        the parent cgroup's hard limit is the pool: the kernel holds the guests to it
+  --no-cgroups         run startvm's guests as plain process trees
+  --guest-user USER    run every guest startvm starts as USER (a request may not name another)
+  --no-remote-startvm  refuse startvm unless balloonctl runs on this machine (loopback)
+  --poweroff-grace-ms MS  SIGTERM → SIGKILL grace of controlvm poweroff (default 10000)
   --version            print the version and exit
 
 Security: the admin API needs the token in <data-dir>/admin.token (made at the
@@ -88,8 +113,8 @@ function parseInteger(value: string, flag: string, min: number, max: number): nu
 /** Reads flags and environment into the frozen HostConfig; throws HostError(invalid_argument) on nonsense. */
 export function loadHostConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, isTty = Boolean(process.stdout.isTTY)): Readonly<HostConfig> {
   const flags = new Map<string, string | true>();
-  const valued = new Set(['--listen', '--data-dir', '--pool-mib', '--log-level', '--policy-interval-ms', '--policy-margin-mib', '--tls-cert', '--tls-key']);
-  const bools = new Set(['--auto-register', '--log-pretty', '--help', '-h', '--insecure-no-auth', '--allow-insecure-listen']);
+  const valued = new Set(['--listen', '--data-dir', '--pool-mib', '--log-level', '--policy-interval-ms', '--policy-margin-mib', '--tls-cert', '--tls-key', '--cgroup-parent', '--guest-user', '--poweroff-grace-ms']);
+  const bools = new Set(['--auto-register', '--log-pretty', '--help', '-h', '--insecure-no-auth', '--allow-insecure-listen', '--pool-cgroup', '--no-cgroups', '--no-remote-startvm']);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.indexOf('=');
@@ -125,8 +150,17 @@ export function loadHostConfig(argv: readonly string[], env: NodeJS.ProcessEnv =
     tlsKeyPath: str('--tls-key', 'MEMBALLOON_TLS_KEY'),
     insecureNoAuth: flags.get('--insecure-no-auth') === true,
     allowInsecureListen: flags.get('--allow-insecure-listen') === true,
+    cgroupParent: str('--cgroup-parent', 'MEMBALLOON_CGROUP_PARENT') ?? 'memballoon',
+    poolCgroup: flags.get('--pool-cgroup') === true,
+    noCgroups: flags.get('--no-cgroups') === true,
+    guestUser: str('--guest-user', 'MEMBALLOON_GUEST_USER'),
+    remoteStartvm: flags.get('--no-remote-startvm') !== true,
+    poweroffGraceMs: parseInteger(str('--poweroff-grace-ms', 'MEMBALLOON_POWEROFF_GRACE_MS') ?? '10000', '--poweroff-grace-ms', 0, 3_600_000),
+    guestPath: env.PATH || '/usr/local/bin:/usr/bin:/bin',
+    agentNodeOptions: env.NODE_OPTIONS || undefined,
     help: flags.has('--help') || flags.has('-h'),
   };
+  if (config.poolCgroup && config.noCgroups) throw new HostError('invalid_argument', '--pool-cgroup and --no-cgroups contradict each other');
   if ((config.tlsCertPath === undefined) !== (config.tlsKeyPath === undefined)) {
     throw new HostError('invalid_argument', '--tls-cert and --tls-key go together');
   }

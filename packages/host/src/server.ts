@@ -1,7 +1,9 @@
 // startHost: the whole host service in-process (the balloon-host CLI, tests
 // and embedders use it): registry, service, one HTTP server carrying the admin
 // API, the guests' WebSocket endpoint, /metrics and the dashboard.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createRequire } from 'node:module';
 import { createServer, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -17,9 +19,13 @@ import { HostError } from './errors.js';
 import { HostMetrics, queryMetrics } from './metrics/index.js';
 import { Registry } from './registry/registry.js';
 import { HostService, type HostServiceOptions } from './service/host-service.js';
+import { DEFAULT_CGROUP_PARENT } from './cgroup/index.js';
+import { GuestLauncher } from './guests/launcher.js';
 import { startPolicyLoop } from './service/policy-loop.js';
-import { DEFAULT_SESSION_LIMITS, RateLimiter, type SessionLimits } from './session/limits.js';
-import { runGuestSession, type GuestFrameHooks } from './session/guest-session.js';
+import { DEFAULT_SESSION_LIMITS, type SessionLimits } from './session/limits.js';
+import { GuestSession, type GuestFrameHooks } from './session/guest-session.js';
+import { LogBudget } from './session/log-budget.js';
+import { PendingConnections } from './session/pending.js';
 
 /** Options of startHost. */
 export interface StartHostOptions {
@@ -62,8 +68,39 @@ export interface StartHostOptions {
   insecureNoAuth?: boolean;
   /** Allow a non-loopback address without TLS (a warning is logged). */
   allowInsecureListen?: boolean;
-  /** The memory cgroup of each managed guest (the launcher's); with it balloons are handed off to the guests' limits (HostServiceOptions.cgroupOf). */
+  /** Guests the host starts (startvm) and owns; absent: no startvm (a library host only counts). */
+  guests?: HostGuestsOptions;
+  /** The memory cgroup of each managed guest, for embedders with a launcher of their own (default: the guests option's); balloons are handed off to these limits. */
   cgroupOf?: HostServiceOptions['cgroupOf'];
+}
+
+/** Options of the host's managed guests (../guests, ../cgroup). */
+export interface HostGuestsOptions {
+  /** The parent cgroup, relative to the memory hierarchy (default DEFAULT_CGROUP_PARENT). */
+  cgroupParent?: string;
+  /** Make the parent's hard limit the pool. */
+  poolCgroup?: boolean;
+  /** PATH of the guests (and where their command is looked up). */
+  pathEnv: string;
+  /** NODE_OPTIONS for the agents. */
+  nodeOptions?: string;
+  /** How to run balloon-agent (default: this node and the guest-agent package's bin). */
+  agentCommand?: string[];
+  /** Run every guest as this user. */
+  guestUser?: string;
+  /** Accept startvm from non-loopback clients (default true). */
+  remoteStartvm?: boolean;
+  /** SIGTERM → SIGKILL grace of poweroff (default 10 s). */
+  poweroffGraceMs?: number;
+  /** How long startvm waits for the agent's Hello (default 60 s). */
+  startTimeoutMs?: number;
+  /** Plain process trees even where memory cgroups work. */
+  forceProcessMode?: boolean;
+}
+
+/** The agent's command: this node running the guest-agent package's bin. */
+export function defaultAgentCommand(): string[] {
+  return [process.execPath, createRequire(import.meta.url).resolve('@memballoon/guest-agent/bin/balloon-agent.mjs')];
 }
 
 /** A running host. */
@@ -105,7 +142,40 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
   const registry = new Registry(options.dataDir);
   let url = '';
   const fusion = options.fusion === false ? undefined : new HostFusion(options.fusion ?? {});
+  let guests: GuestLauncher | undefined;
+  if (options.guests) {
+    const g = options.guests;
+    let caFile: string | undefined;
+    if (options.tls) {
+      // The agents it starts must trust the host's certificate.
+      caFile = join(options.dataDir, 'host-cert.pem');
+      writeFileSync(caFile, options.tls.cert, { mode: 0o644 });
+    }
+    try {
+      guests = await GuestLauncher.open({
+        dataDir: options.dataDir,
+        logger,
+        cgroupParent: g.cgroupParent ?? DEFAULT_CGROUP_PARENT,
+        poolCgroup: g.poolCgroup ?? false,
+        poolMib: options.poolSizeMib,
+        agentCommand: g.agentCommand ?? defaultAgentCommand(),
+        pathEnv: g.pathEnv,
+        ...(g.nodeOptions !== undefined ? { nodeOptions: g.nodeOptions } : {}),
+        hostUrl: () => url,
+        ...(caFile !== undefined ? { caFile } : {}),
+        ...(g.guestUser !== undefined ? { guestUser: g.guestUser } : {}),
+        remoteStartvm: g.remoteStartvm ?? true,
+        ...(g.poweroffGraceMs !== undefined ? { poweroffGraceMs: g.poweroffGraceMs } : {}),
+        ...(g.startTimeoutMs !== undefined ? { startTimeoutMs: g.startTimeoutMs } : {}),
+        forceProcessMode: g.forceProcessMode ?? false,
+      });
+    } catch (err) {
+      registry.close();
+      throw err;
+    }
+  }
   const service = new HostService({
+    guests,
     registry,
     poolSizeMib: options.poolSizeMib,
     autoRegister: options.autoRegister ?? false,
@@ -122,11 +192,13 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     retryAfterMs: options.retryAfterMs,
     ...(options.cgroupOf ? { cgroupOf: options.cgroupOf } : {}),
   });
+  guests?.attach(service);
   const snapshot = () => service.snapshot();
   const metrics = new HostMetrics(snapshot);
   service.setCounters(metrics);
   const mounts: RouterMounts = {
     adminTokenHash: adminToken === undefined ? undefined : hashToken(adminToken),
+    ...(guests ? { guests } : {}),
     onUnauthorized: () => metrics.countRefusal('unauthorized'),
     metrics: { contentType: metrics.contentType, render: () => metrics.render(), query: (vm, metric) => queryMetrics(snapshot(), vm, metric) },
   };
@@ -144,25 +216,30 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     // guest with a protocol Error (clearer than a failed handshake).
     handleProtocols: (protocols) => (protocols.has(GUEST_SUBPROTOCOL) ? GUEST_SUBPROTOCOL : false),
   });
-  let pendingHellos = 0;
-  const errorLogs = new RateLimiter(limits.maxErrorLogsPerSecond, Date.now());
-  const mayLog = () => errorLogs.take(Date.now());
+  // Sockets that have not said Hello yet are strangers: only so many at once,
+  // and at the cap the oldest stranger of the busiest address makes room.
+  const pending = new PendingConnections(limits.maxPendingConnections);
+  // Every line a guest can cause is charged to one host-wide budget.
+  const guestLogs = new LogBudget(limits.maxGuestLogLinesPerSecond, limits.guestLogBurstLines, logger);
   server.on('upgrade', (req, socket, head) => {
     const path = new URL(req.url ?? '/', 'http://host.invalid').pathname;
     if (path !== GUEST_PATH) {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       return;
     }
-    // Sockets that have not said Hello yet are strangers: only so many at once.
-    if (pendingHellos >= limits.maxPendingConnections) {
-      metrics.countProtocolError('rate_limited');
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n');
-      return;
-    }
     wss.handleUpgrade(req, socket, head, (ws) => {
       // Counted once the handshake succeeded: a failed one never calls back.
-      pendingHellos++;
-      runGuestSession(ws, service, limits, logger.child({ remote: req.socket.remoteAddress }), options.guestHooks ?? fusion?.hooks, (code) => metrics.countProtocolError(code), () => pendingHellos--, mayLog);
+      const address = req.socket.remoteAddress ?? 'unknown';
+      let session: GuestSession | undefined;
+      const release = pending.add(address, () => (session ? session.evict() : ws.terminate()));
+      session = new GuestSession(ws, {
+        service,
+        limits,
+        logger: guestLogs.wrap(logger.child({ remote: address })),
+        hooks: options.guestHooks ?? fusion?.hooks,
+        countProtocolError: (code) => metrics.countProtocolError(code),
+        helloDone: release,
+      });
     });
   });
 
@@ -188,6 +265,8 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     adminToken,
     close() {
       closing ??= (async () => {
+        // The guests the host started are powered off while their sessions can still say Goodbye.
+        await guests?.close();
         stopPolicy();
         service.close();
         fusion?.close();

@@ -12,11 +12,14 @@ import {
   GOODBYE_REASONS,
   LOCK_STATES,
   MAX_FRAME_BYTES,
+  MAX_GENERATION,
+  MAX_HELLO_GENERATION,
   MAX_MEMORY_MIB,
   MAX_PAGES_PER_REGION_FRAME,
   MAX_TEXT_CHARS,
   MAX_VM_NAME_CHARS,
   MEMORY_DOMAINS,
+  nextGeneration,
   ProtocolError,
   PROTOCOL_VERSION,
   SeqTracker,
@@ -177,9 +180,22 @@ describe('round trips', () => {
     const t = new SeqTracker();
     t.accept(1);
     t.accept(2);
-    t.accept(5);
+    // A gap is refused like a repeat: the .proto says +1 per frame.
     expect(codeOf(() => t.accept(5))).toBe('out_of_order');
+    t.accept(3);
     expect(codeOf(() => t.accept(3))).toBe('out_of_order');
+    expect(codeOf(() => t.accept(2))).toBe('out_of_order');
+    t.accept(4);
+  });
+
+  it('counts a frame whose body is refused against the sequence, and checks the sequence before the body', () => {
+    const seq = new SeqTracker();
+    decodeFrame(encodeFrame(1, bodies.goodbye('shutdown')), { seq });
+    const tooBig = encodeFrame(2, bodies.setBalloonTarget({ targetMib: 600, generation: 1 }));
+    expect(codeOf(() => decodeFrame(tooBig, { seq, guestMemoryMib: 512 }))).toBe('out_of_range');
+    expect(decodeFrame(encodeFrame(3, bodies.goodbye('shutdown')), { seq }).seq).toBe(3);
+    // A repeated number is out_of_order even when its body is bad too.
+    expect(codeOf(() => decodeFrame(encodeFrame(3, bodies.setBalloonTarget({ targetMib: 600, generation: 1 })), { seq, guestMemoryMib: 512 }))).toBe('out_of_order');
   });
 
   it('expectBody names what came instead', () => {
@@ -230,6 +246,28 @@ describe('untrusted bytes', () => {
     expect(codeOf(() => decodeFrame(rawFrame({ memoryStats: { totalBytes: 2 ** 60 } })))).toBe('out_of_range');
     expect(codeOf(() => decodeFrame(rawFrame({ memoryStats: { psiSomeAvg10Percent: 101 } })))).toBe('out_of_range');
     expect(codeOf(() => decodeFrame(rawFrame({ memoryStats: { psiSomeAvg10Percent: Number.NaN } })))).toBe('out_of_range');
+  });
+
+  it('bounds every generation: MAX_GENERATION on the wire, MAX_HELLO_GENERATION in a Hello, so the next one always decodes', () => {
+    const resumed = (generation: number) => encodeFrame(1, bodies.hello({ ...hello, balloon: { ...hello.balloon, generation } }));
+    // The Hello that locked a VM out (issue 12.6) is refused at the edge.
+    expect(codeOf(() => decodeFrame(resumed(Number.MAX_SAFE_INTEGER)))).toBe('out_of_range');
+    expect(codeOf(() => decodeFrame(resumed(MAX_HELLO_GENERATION + 1)))).toBe('out_of_range');
+    const top = decodeFrame(resumed(MAX_HELLO_GENERATION)).body as { value: Hello };
+    // What the host answers a Hello at the top still decodes on the agent's side.
+    const welcome = encodeFrame(1, bodies.welcome({ sessionId: 's', targetMib: 0, generation: nextGeneration(top.value.balloon.generation), statsIntervalMs: 1000, heartbeatIntervalMs: 1000, protection: { floorMib: 0, deflateOnPressure: true }, pageFusion: false }));
+    expect(decodeFrame(welcome).body.case).toBe('welcome');
+    for (const body of [
+      { setBalloonTarget: { targetMib: 1, generation: MAX_GENERATION + 1 } },
+      { balloonStatus: { generation: MAX_GENERATION + 1 } },
+      { welcome: { generation: MAX_GENERATION + 1 } },
+    ]) {
+      expect(codeOf(() => decodeFrame(rawFrame(body)))).toBe('out_of_range');
+    }
+    expect(decodeFrame(rawFrame({ setBalloonTarget: { targetMib: 1, generation: MAX_GENERATION } })).body.case).toBe('setBalloonTarget');
+    expect(nextGeneration()).toBe(1);
+    expect(nextGeneration(3, 9, 4)).toBe(10);
+    expect(codeOf(() => nextGeneration(MAX_GENERATION))).toBe('out_of_range');
   });
 
   it('refuses a target above the guest memory when the receiver knows it', () => {

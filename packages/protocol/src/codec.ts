@@ -8,6 +8,8 @@ import {
   MAX_CHUNK_MIB,
   MAX_CREDENTIAL_CHARS,
   MAX_FRAME_BYTES,
+  MAX_GENERATION,
+  MAX_HELLO_GENERATION,
   MAX_INTERVAL_MS,
   MAX_MEMORY_MIB,
   MAX_PAGE_SIZE_BYTES,
@@ -47,6 +49,12 @@ export interface DecodeOptions {
   maxFrameBytes?: number;
   /** The guest's memory: targets and balloons above it are refused. */
   guestMemoryMib?: number;
+  /**
+   * The peer's sequence numbers: the frame's is checked as soon as the
+   * envelope is read, before the body. A frame whose body is then refused
+   * still used up its number, so the next good frame is not taken for a gap.
+   */
+  seq?: SeqTracker;
 }
 
 function fail(code: ErrorCode, message: string, cause?: unknown): never {
@@ -157,7 +165,7 @@ function readHello(r: Raw): Hello {
     balloon: {
       actualMib,
       lockedMib,
-      generation: uint(b.generation, 'hello.balloon.generation'),
+      generation: uint(b.generation, 'hello.balloon.generation', MAX_HELLO_GENERATION),
       targetMib: mib(b.targetMib, 'hello.balloon.target_mib', totalMemoryMib),
       ...handedOff(handedOffMib),
     },
@@ -196,7 +204,7 @@ function readBody(env: Raw, opts: DecodeOptions): Body {
         value: {
           sessionId: text(r.sessionId, 'welcome.session_id'),
           targetMib: mib(r.targetMib, 'welcome.target_mib', g),
-          generation: uint(r.generation, 'welcome.generation'),
+          generation: uint(r.generation, 'welcome.generation', MAX_GENERATION),
           statsIntervalMs: uint(r.statsIntervalMs, 'welcome.stats_interval_ms', MAX_INTERVAL_MS),
           heartbeatIntervalMs: uint(r.heartbeatIntervalMs, 'welcome.heartbeat_interval_ms', MAX_INTERVAL_MS),
           protection: { floorMib: mib(p.floorMib, 'welcome.protection.floor_mib', g), deflateOnPressure: p.deflateOnPressure === true },
@@ -208,7 +216,7 @@ function readBody(env: Raw, opts: DecodeOptions): Body {
       const r = obj(env.setBalloonTarget);
       return {
         case: 'setBalloonTarget',
-        value: { targetMib: mib(r.targetMib, 'set_balloon_target.target_mib', g), generation: uint(r.generation, 'set_balloon_target.generation') },
+        value: { targetMib: mib(r.targetMib, 'set_balloon_target.target_mib', g), generation: uint(r.generation, 'set_balloon_target.generation', MAX_GENERATION) },
       };
     }
     case 'balloonStatus': {
@@ -220,7 +228,7 @@ function readBody(env: Raw, opts: DecodeOptions): Body {
       return {
         case: 'balloonStatus',
         value: {
-          generation: uint(r.generation, 'balloon_status.generation'),
+          generation: uint(r.generation, 'balloon_status.generation', MAX_GENERATION),
           targetMib: mib(r.targetMib, 'balloon_status.target_mib', g),
           actualMib,
           lockedMib,
@@ -312,6 +320,7 @@ export function decodeFrame(bytes: Uint8Array, opts: DecodeOptions = {}): Frame 
   }
   const seq = uint(env.seq, 'envelope.seq');
   if (seq === 0) fail('malformed_frame', 'envelope.seq must start at 1');
+  opts.seq?.accept(seq);
   return { protocolVersion, seq, body: readBody(env, opts) };
 }
 
@@ -365,14 +374,19 @@ export class FrameEncoder {
   }
 }
 
-/** Checks that a peer's sequence numbers increase; throws `out_of_order` if not. */
+/**
+ * Checks a peer's sequence numbers: 1, 2, 3, … with no gap (the .proto's
+ * rule). A gap means a frame was lost or forged in between, and a stream
+ * with a hole cannot be trusted any more than one that repeats: both are
+ * `out_of_order`.
+ */
 export class SeqTracker {
   private last = 0;
 
-  /** Accepts the next sequence number or throws. */
+  /** Accepts the next sequence number (the last one + 1) or throws. */
   accept(seq: number): void {
-    if (seq <= this.last) {
-      throw new ProtocolError('out_of_order', `frame ${seq} arrived after frame ${this.last}`);
+    if (seq !== this.last + 1) {
+      throw new ProtocolError('out_of_order', `frame ${seq} arrived after frame ${this.last}; the next must be ${this.last + 1}`);
     }
     this.last = seq;
   }

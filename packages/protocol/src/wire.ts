@@ -3,7 +3,7 @@
 // errors are final, and every limit a frame is held to. Host and agent import
 // these; neither retypes them (the .proto's header repeats them for other
 // languages, and wire.test.ts checks the two agree).
-import { ERROR_CODES, type ErrorCode } from './errors.js';
+import { ERROR_CODES, ProtocolError, type ErrorCode } from './errors.js';
 
 /** The path of the guests' WebSocket endpoint on the host's base URL. */
 export const GUEST_PATH = '/v1/guest';
@@ -31,6 +31,30 @@ export function errorCodeOfClose(closeCode: number): ErrorCode | undefined {
  * agent's version, its configuration).
  */
 export const FINAL_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['auth_failed', 'unsupported_version', 'invalid_argument']);
+
+/**
+ * Largest balloon generation on the wire (2^48 − 1). A generation counts the
+ * targets one VM was sent; at a thousand a second it takes 8,900 years to get
+ * here, so anything above is a lie or a bug and is refused when decoded.
+ */
+export const MAX_GENERATION = 2 ** 48 - 1;
+
+/**
+ * Largest generation a guest may report in Hello (2^47). The host counts on
+ * from what a resuming guest reports, so a Hello must leave room below
+ * MAX_GENERATION: a guest that reported the very top would be sent targets
+ * nobody can decode, and would be locked out.
+ */
+export const MAX_HELLO_GENERATION = 2 ** 47;
+
+/** The generation after every one given (the host's next target); out_of_range past MAX_GENERATION. */
+export function nextGeneration(...seen: number[]): number {
+  const next = Math.max(0, ...seen) + 1;
+  if (!Number.isSafeInteger(next) || next > MAX_GENERATION) {
+    throw new ProtocolError('out_of_range', `the balloon generation would pass ${MAX_GENERATION}`);
+  }
+  return next;
+}
 
 /** The protocol version this code speaks; an Envelope with another is refused. */
 export const PROTOCOL_VERSION = 1;

@@ -205,6 +205,54 @@ describe('balloon engine behaviour', () => {
     await e.close();
   });
 
+  it('at the floor: a target within a few MiB of it is reached and kept, one past it ends guest_floor at the floor, and noise within the band moves neither (issue 12.4)', async () => {
+    // A fake guest of 1 GiB; `noiseMib` is the agent's own memory moving
+    // (heap, page cache), which lowers availability besides the balloon.
+    let workloadFreeMib = 200;
+    let reads = 0;
+    let engine: BalloonEngine | null = null;
+    const domain: DomainSource = {
+      kind: 'machine',
+      totalMib: 1024,
+      availability: () => {
+        reads++;
+        return { totalBytes: 1024 * MIB, availableBytes: Math.max(0, workloadFreeMib - (engine?.status.actualMib ?? 0)) * MIB };
+      },
+      stats: () => {
+        throw new Error('not used');
+      },
+    };
+    engine = new BalloonEngine({ workerThreads: 0, lock: false, domain, floorMib: 64, pressureCheckIntervalMs: 5 });
+    const e = engine;
+    /** Lets the pressure check read the domain `n` more times (work counted, not time). */
+    const checks = (n: number) => {
+      const until = reads + n;
+      return poll(() => reads >= until, `${n} pressure checks`);
+    };
+
+    // 2 MiB above the floor, then 3 MiB of noise: 1 MiB under it.
+    e.setTarget(134);
+    expect(await e.settled()).toMatchObject({ actualMib: 134, state: 'steady', reason: 'none' });
+    workloadFreeMib = 197;
+    await checks(5);
+    expect(e.status).toMatchObject({ actualMib: 134, state: 'steady', reason: 'none' });
+
+    // Past the floor: stops at it, and says so.
+    workloadFreeMib = 200;
+    e.setTarget(150);
+    expect(await e.settled()).toMatchObject({ actualMib: 136, state: 'short', reason: 'guest_floor' });
+    workloadFreeMib = 197;
+    await checks(5);
+    expect(e.status).toMatchObject({ actualMib: 136, state: 'short', reason: 'guest_floor' });
+
+    // Real pressure (20 MiB under the floor): deflates back to the floor at once.
+    workloadFreeMib = 180;
+    await poll(() => e.status.reason === 'guest_pressure', 'a guest_pressure shortfall');
+    const status = await e.settled();
+    expect(status.actualMib).toBe(180 - 64);
+    await e.close();
+  });
+
   it('after a hand-off, pressure deflates handed-off MiB once (not again while the host raises the limit)', async () => {
     // A fake cgroup of 1 GiB: the host's limit drops by what it takes over,
     // usage is the workload plus the chunks still pinned.

@@ -6,6 +6,21 @@ import { defaultFloorMib, type DomainSource } from '../domain/source.js';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 
 
+/** Within this many MiB of the floor (by the last reading), every inflate step reads the domain afresh. */
+const NEAR_FLOOR_MIB = 128;
+
+/**
+ * How far below the floor availability may dip before the balloon deflates
+ * by itself: an eighth of the floor, 8 to 64 MiB. Without this band a
+ * balloon parked at its floor gave up memory at every MiB of noise (the
+ * agent's own heap, page cache, a status frame), ending `guest_pressure` a
+ * few MiB under a target it had reached, and deflating by 1 MiB every few
+ * seconds after.
+ */
+export function pressureSlackMib(floorMib: number): number {
+  return Math.min(64, Math.max(8, Math.ceil(floorMib / 8)));
+}
+
 /** The floor of one balloon, and the budget of one inflate against it. */
 export class FloorGuard {
   private floorMibValue: number;
@@ -52,12 +67,17 @@ export class FloorGuard {
     this.budgetMib = 0;
   }
 
-  /** How many of `wantMib` the floor lets the balloon take now (re-reading the domain when the budget is used up). */
+  /**
+   * How many of `wantMib` the floor lets the balloon take now. Our own
+   * inflation lowers availability MiB for MiB, so one reading stays good for
+   * a budget: no /proc read per step far from the floor (the process
+   * domain's reading walks all of /proc). Near it every step reads afresh,
+   * so the balloon stops at the floor as it is now, not as it was when the
+   * inflate began (the agent's own memory moves meanwhile).
+   */
   allowsMib(wantMib: number): number {
     if (!this.domain || this.floorMibValue <= 0) return wantMib;
-    if (this.budgetMib < wantMib) {
-      // Our own inflation lowers availability MiB for MiB, so one reading
-      // stays good until its budget is spent: no /proc read per chunk.
+    if (this.budgetMib - wantMib < NEAR_FLOOR_MIB) {
       this.budgetMib = Math.max(0, this.availableMib(this.domain) - this.floorMibValue);
     }
     return Math.min(wantMib, this.budgetMib);
@@ -69,13 +89,14 @@ export class FloorGuard {
   }
 
   /**
-   * Under pressure (availability below the floor), the size the balloon must
-   * deflate to; null when the guest is above its floor.
+   * Under pressure (availability more than the band below the floor), the
+   * size the balloon must deflate to, which brings availability back to the
+   * floor; null when the guest is within its band.
    */
   pressureCapMib(actualMib: number): number | null {
     if (!this.domain || this.floorMibValue <= 0 || actualMib === 0) return null;
     const availableMib = this.availableMib(this.domain);
-    if (availableMib >= this.floorMibValue) return null;
+    if (availableMib >= this.floorMibValue - pressureSlackMib(this.floorMibValue)) return null;
     return Math.max(0, actualMib - (this.floorMibValue - availableMib));
   }
 

@@ -174,8 +174,7 @@ export class GuestSession {
     }
     let frame;
     try {
-      frame = decodeFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), { guestMemoryMib: this.options.guestMemoryMib });
-      this.seq.accept(frame.seq);
+      frame = decodeFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), { guestMemoryMib: this.options.guestMemoryMib, seq: this.seq });
     } catch (err) {
       const e = ProtocolError.from(err, 'malformed_frame');
       // A number out of range (a target above the guest's memory) is a bad

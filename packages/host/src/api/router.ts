@@ -5,6 +5,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { bearerOf, tokenMatches } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
 import type { HostService } from '../service/host-service.js';
+import type { GuestLauncher } from '../guests/launcher.js';
+import { routeGuests } from './guest-routes.js';
 import { readJson, sendError, sendJson } from './http.js';
 
 /** Something mounted on the HTTP server that may serve a request (the dashboard). */
@@ -32,6 +34,8 @@ export interface RouterMounts {
    * (the loopback-only demo mode).
    */
   adminTokenHash?: string;
+  /** The guests the host starts and owns (startvm, poweroff, modifyvm --cgroup); absent: those routes answer not_found. */
+  guests?: GuestLauncher;
   /** Told of every request refused for a missing or wrong admin token (counted in /metrics). */
   onUnauthorized?: () => void;
 }
@@ -99,9 +103,14 @@ async function route(service: HostService, mounts: RouterMounts, req: IncomingMe
         res.writeHead(204).end();
         return;
       }
-      if (method === 'PATCH') return sendJson(res, 200, service.modifyVm(name, await readJson(req)));
+      if (method === 'PATCH') {
+        const body = await readJson(req);
+        if (await routeGuests(mounts.guests, service, name, undefined, req, res, body)) return;
+        return sendJson(res, 200, service.modifyVm(name, body));
+      }
       throw methodNotAllowed(method, path);
     }
+    if (extra === undefined && (await routeGuests(mounts.guests, service, name, sub, req, res))) return;
     if (sub === 'balloon' && extra === undefined) {
       if (method !== 'PUT') throw methodNotAllowed(method, path);
       const body = await readJson(req);

@@ -44,6 +44,16 @@ try {
     tls: config.tlsCertPath && config.tlsKeyPath ? { cert: readFileSync(config.tlsCertPath), key: readFileSync(config.tlsKeyPath) } : undefined,
     insecureNoAuth: config.insecureNoAuth,
     allowInsecureListen: config.allowInsecureListen,
+    guests: {
+      cgroupParent: config.cgroupParent,
+      poolCgroup: config.poolCgroup,
+      forceProcessMode: config.noCgroups,
+      pathEnv: config.guestPath,
+      ...(config.agentNodeOptions !== undefined ? { nodeOptions: config.agentNodeOptions } : {}),
+      ...(config.guestUser !== undefined ? { guestUser: config.guestUser } : {}),
+      remoteStartvm: config.remoteStartvm,
+      poweroffGraceMs: config.poweroffGraceMs,
+    },
   });
 } catch (err) {
   const e = err as NodeJS.ErrnoException;

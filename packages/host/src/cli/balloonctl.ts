@@ -21,7 +21,13 @@ const USAGE = `Usage: balloonctl [--host URL] [--json] COMMAND
   modifyvm NAME [--memory MIB] [--guestmemoryballoon MIB] [--pagefusion on|off]
                 [--balloon-policy manual|auto] [--memory-min MIB] [--balloon-max MIB]
                 [--memory-weight N] [--memory-buffer PCT]
+                [--cgroup PATH|none]    (adopt an existing memory cgroup; VM powered off)
   controlvm NAME guestmemoryballoon MIB [--wait] [--timeout S]
+  startvm NAME [--type headless] [--user USER] -- COMMAND [ARGS…]
+                                  the host starts the VM: its memory cgroup (limit = its memory),
+                                  balloon-agent wrapping COMMAND in it, output to a log file
+  controlvm NAME poweroff         SIGTERM to the agent (deflate, Goodbye), SIGKILL after a grace
+  controlvm NAME acpipowerbutton  SIGTERM only (the gentle form)
   metrics query [NAME] [METRIC]
 
 The host is --host URL, else $MEMBALLOON_URL, else http://127.0.0.1:7450.
@@ -71,7 +77,7 @@ async function list(client: AdminClient, cfg: CtlConfig, what: string | undefine
 }
 
 async function modifyvm(client: AdminClient, cfg: CtlConfig, args: readonly string[]): Promise<void> {
-  const { flags, positional } = flagsOf(args, ['--memory', '--guestmemoryballoon', '--pagefusion', '--balloon-policy', '--memory-min', '--balloon-max', '--memory-weight', '--memory-buffer']);
+  const { flags, positional } = flagsOf(args, ['--memory', '--guestmemoryballoon', '--pagefusion', '--balloon-policy', '--memory-min', '--balloon-max', '--memory-weight', '--memory-buffer', '--cgroup']);
   const [name, ...rest] = positional;
   if (!name || rest.length > 0) usage('modifyvm needs exactly one VM name');
   const s: Record<string, unknown> = {};
@@ -103,6 +109,9 @@ async function modifyvm(client: AdminClient, cfg: CtlConfig, args: readonly stri
       case '--memory-buffer':
         s.memoryBufferPercent = mibArg(value, flag, 'a whole number of percent (0 to 100)');
         break;
+      case '--cgroup':
+        s.cgroup = value === 'none' ? null : value;
+        break;
     }
   }
   if (Object.keys(s).length === 0) usage('modifyvm needs at least one setting');
@@ -114,7 +123,14 @@ async function controlvm(client: AdminClient, cfg: CtlConfig, args: readonly str
   const { flags, positional } = flagsOf(args, ['--timeout'], ['--wait']);
   const [name, verb, size, ...rest] = positional;
   if (!name) usage('controlvm needs a VM name');
-  if (verb !== 'guestmemoryballoon') usage(`controlvm knows only 'guestmemoryballoon' (got ${verb === undefined ? 'nothing' : `'${verb}'`})`);
+  if (verb === 'poweroff' || verb === 'acpipowerbutton') {
+    if (size !== undefined) usage(`unexpected '${size}'`);
+    const vm = await client.powerAction(name, verb);
+    if (cfg.json) printJson(vm);
+    else out(verb === 'poweroff' ? `VM '${name}' is powered off.` : `VM '${name}': ACPI power button pressed (SIGTERM to its agent).`);
+    return;
+  }
+  if (verb !== 'guestmemoryballoon') usage(`controlvm knows 'guestmemoryballoon', 'poweroff' and 'acpipowerbutton' (got ${verb === undefined ? 'nothing' : `'${verb}'`})`);
   if (rest.length > 0) usage(`unexpected '${rest[0]}'`);
   const targetMib = mibArg(size, 'guestmemoryballoon');
   const timeoutText = flags.get('--timeout') ?? '60';
@@ -172,6 +188,22 @@ async function waitForBalloon(client: AdminClient, cfg: CtlConfig, name: string,
   }
 }
 
+/** startvm NAME [--type headless] [--user USER] -- COMMAND [ARGS…]: everything after `--` is the command, untouched. */
+async function startvm(client: AdminClient, cfg: CtlConfig, args: readonly string[]): Promise<void> {
+  const dash = args.indexOf('--');
+  const command = dash >= 0 ? args.slice(dash + 1) : [];
+  const { flags, positional } = flagsOf(dash >= 0 ? args.slice(0, dash) : args, ['--type', '--user']);
+  const [name, ...rest] = positional;
+  if (!name || rest.length > 0) usage('startvm needs exactly one VM name, then -- COMMAND [ARGS…]');
+  if (command.length === 0) usage('startvm needs a command after --');
+  const type = flags.get('--type');
+  if (type !== undefined && type !== 'headless') usage("--type takes only 'headless'");
+  const user = flags.get('--user');
+  const vm = await client.startvm(name, { command, ...(type ? { type } : {}), ...(user ? { user } : {}) });
+  if (cfg.json) return printJson(vm);
+  out(`VM '${name}' has been successfully started.${vm.managed?.logFile ? ` Log: ${vm.managed.logFile}` : ''}`);
+}
+
 async function main(cfg: CtlConfig): Promise<void> {
   const [command, ...args] = cfg.args;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
@@ -211,6 +243,8 @@ async function main(cfg: CtlConfig): Promise<void> {
       return modifyvm(client, cfg, args);
     case 'controlvm':
       return controlvm(client, cfg, args);
+    case 'startvm':
+      return startvm(client, cfg, args);
     case 'metrics': {
       const [verb, vmName, metric, ...rest] = args;
       if (verb !== 'query' || rest.length > 0) usage('usage: metrics query [NAME] [METRIC]');

@@ -87,6 +87,16 @@ export class AdminClient {
     return this.call('PUT', `/vms/${encodeURIComponent(name)}/balloon`, { targetMib });
   }
 
+  /** POST /vms/:name/startvm: the host starts the VM's agent wrapping `command`. */
+  startvm(name: string, body: { command: string[]; type?: string; user?: string }): Promise<VmView> {
+    return this.call('POST', `/vms/${encodeURIComponent(name)}/startvm`, body);
+  }
+
+  /** POST /vms/:name/poweroff | acpipowerbutton */
+  powerAction(name: string, action: 'poweroff' | 'acpipowerbutton'): Promise<VmView> {
+    return this.call('POST', `/vms/${encodeURIComponent(name)}/${action}`);
+  }
+
   /** GET /metrics?vm=&metric= */
   metrics(vm?: string, metric?: string): Promise<unknown> {
     const q = new URLSearchParams();

@@ -29,6 +29,11 @@ export function loadCtlConfig(argv: readonly string[], env: NodeJS.ProcessEnv = 
   let dataDir: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    // After `--` comes startvm's command: its flags are its own.
+    if (a === '--') {
+      args.push(...argv.slice(i));
+      break;
+    }
     if (a === '--host') {
       hostUrl = argv[++i];
       if (hostUrl === undefined) throw new Error('--host needs a URL, e.g. http://127.0.0.1:7450');

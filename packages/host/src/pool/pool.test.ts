@@ -141,6 +141,47 @@ describe('Pool', () => {
     expect(codeOf(() => pool.planReclaim(100, ['a']))).toBe('pool_exhausted');
   });
 
+  it('caps a reclaim at the guest floor plus a margin once it has sent statistics', () => {
+    const pool = new Pool(2048);
+    pool.admit('a', vm(1024, 100, 100));
+    expect(pool.reclaimCapMib('a')).toBe(921);
+    // 300 MiB available, floor 64, margin 21 (2 % of 1024): 215 MiB more than the 100 it holds.
+    pool.reportAvailable('a', 300, 64);
+    expect(pool.reclaimCapMib('a')).toBe(315);
+    expect(pool.reclaimableMib()).toBe(215);
+    expect(pool.reclaimableMib(['a'])).toBe(0);
+    // Below the floor: nothing beyond what it holds, never negative.
+    pool.reportAvailable('a', 10, 64);
+    expect(pool.reclaimCapMib('a')).toBe(25);
+    expect(pool.reclaimableMib()).toBe(0);
+  });
+
+  it('counts an overcommit into the deficit, and plans its payback with a need of 0', () => {
+    const pool = new Pool(1000);
+    pool.admit('a', vm(500));
+    pool.admit('b', vm(600, 100, 100));
+    pool.reportActual('b', 90);
+    expect(pool.overcommitMib).toBe(10);
+    expect(pool.planReclaim(0, ['b'])).toEqual({ deficitMib: 10, targets: new Map([['a', 10]]) });
+    expect(pool.planReclaim(5, ['b']).deficitMib).toBe(15);
+    expect(codeOf(() => pool.planReclaim(0, ['a', 'b']))).toBe('pool_exhausted');
+  });
+
+  it('puts a reclaimed target back even when the free quota is short (restore), and refuses the same as a deflate', () => {
+    const pool = new Pool(900);
+    pool.admit('a', vm(600));
+    pool.admit('b', vm(400, 100, 100));
+    pool.setTarget('a', 203);
+    pool.reportActual('a', 203);
+    pool.reportActual('b', 0);
+    expect(pool.freeMib).toBe(103);
+    expect(codeOf(() => pool.setTarget('a', 0))).toBe('pool_exhausted');
+    pool.setTarget('a', 0, { restore: true });
+    expect(pool.get('a')?.targetMib).toBe(0);
+    expect(pool.overcommitMib).toBe(100);
+    expect(codeOf(() => pool.setTarget('a', 600, { restore: true }))).toBe('out_of_range');
+  });
+
   it('plans nothing when the free quota suffices', () => {
     const pool = new Pool(1024);
     pool.admit('a', vm(512));

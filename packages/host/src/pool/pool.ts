@@ -238,7 +238,12 @@ export class Pool {
     return this.names().map((n) => this.get(n) as PoolVmView);
   }
 
-  /** What each running VM (but `exclude`) could still give: from the smaller of target and actual up to its reclaim cap. */
+  /**
+   * What each running VM (but `exclude`) could still give: from the smaller
+   * of target and actual up to its reclaim cap. A guest that holds its
+   * balloon below its target on its own (pressure, a floor) gives nothing
+   * more: the caller excludes it.
+   */
   private rooms(exclude: readonly string[]): Array<{ name: string; vm: PoolVm; baseMib: number; roomMib: number }> {
     const rooms: Array<{ name: string; vm: PoolVm; baseMib: number; roomMib: number }> = [];
     for (const [name, vm] of this.vms) {

@@ -6,7 +6,7 @@
 // ./vm-settings.ts.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { type BalloonStatus, type ErrorCode, type Hello, type MemoryStats, type Welcome } from '@memballoon/protocol';
+import { nextGeneration, type BalloonStatus, type ErrorCode, type Hello, type MemoryStats, type Welcome } from '@memballoon/protocol';
 import type { HostView, VmView } from './views.js';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
@@ -18,6 +18,7 @@ import { NO_COUNTERS, type ServiceCounters } from './observer.js';
 import { statsView, vmView, type GuestFactsView } from './build-views.js';
 import { Reclaimer, SYSTEM_CLOCK, type Clock, type ReclaimSource } from './reclaim.js';
 import { parseCreateVm, parseVmPatch } from './vm-settings.js';
+import type { GuestsCollaborator } from '../guests/views.js';
 
 /** How the service reaches a connected guest (the session implements it). */
 export interface GuestLink {
@@ -63,10 +64,13 @@ export interface HostServiceOptions {
   counters?: ServiceCounters;
   /** Wall clock and timers (tests pass a fake one). */
   clock?: Clock;
+  /** The guests the host owns (startvm, adopted cgroups): their cgroups, launch tokens and views. */
+  guests?: GuestsCollaborator;
   /**
-   * The memory cgroup of a managed guest (started by startvm or adopted), or
-   * null. With it the host hands balloons off to the guests' limits, and a
-   * managed guest's memory counts as reclaimed only once its limit holds it.
+   * The memory cgroup of a managed guest, or null; default: the launcher's
+   * (`guests.cgroupOf`). With one, the host hands the guest's balloon off to
+   * its limit, and the guest's memory counts as reclaimed only once its
+   * limit holds it.
    */
   cgroupOf?: (name: string) => HandOffCgroup | null;
   /** Largest hand-off batch per round trip, in MiB (default 256). */
@@ -93,6 +97,9 @@ interface Running {
   loggedState: string;
 }
 
+// Compared against when a Hello names an unknown VM, so that it costs what a wrong token costs.
+const UNKNOWN_VM_TOKEN_HASH = hashToken('no VM has this token');
+
 /** The host service: registry, pool, sessions, snapshot and change notification. */
 export class HostService {
   private readonly registry: Registry;
@@ -112,6 +119,7 @@ export class HostService {
   private closed = false;
   /** Hands managed guests' balloons off to their cgroup limits (null: no managed guests here). */
   private readonly handoff: HandOffDriver | null;
+  private readonly cgroupOf: ((name: string) => HandOffCgroup | null) | null;
 
   constructor(private readonly options: HostServiceOptions) {
     this.registry = options.registry;
@@ -130,7 +138,9 @@ export class HostService {
       { timeoutMs: options.reclaimTimeoutMs ?? 20_000, clock: this.clock, log: this.log },
     );
     for (const r of this.registry.list()) this.records.set(r.name, r);
-    this.handoff = options.cgroupOf
+    const guests = options.guests;
+    this.cgroupOf = options.cgroupOf ?? (guests ? (name) => guests.cgroupOf(name) : null);
+    this.handoff = this.cgroupOf
       ? new HandOffDriver({ logger: this.log.child({ part: 'handoff' }), maxBatchMib: options.handOffBatchMib ?? 256, onChange: (name) => this.refreshReclaimed(name) })
       : null;
   }
@@ -149,6 +159,11 @@ export class HostService {
   /** Resolves once no hand-off step is in flight (tests, benchmarks). */
   handOffsIdle(): Promise<void> {
     return this.handoff?.idle() ?? Promise.resolve();
+  }
+
+  /** The guests the host owns (the hand-off asks it for a VM's cgroup: guests?.cgroupOf(name)). */
+  get guests(): GuestsCollaborator | undefined {
+    return this.options.guests;
   }
 
   /** Replaces the counters (the metrics module is mounted after the service exists). */
@@ -197,7 +212,8 @@ export class HostService {
       sharedMib: vms.reduce((s, r) => s + (r.guest.stats?.sharedMib ?? 0), 0),
       ksm: this.options.facts.ksm(),
       uptimeMs: this.clock.nowMs() - this.startedAtMs,
-      reclaim: this.handoff ? 'physical' : 'budget',
+      ...(this.options.guests ? {} : { reclaim: this.handoff ? ('physical' as const) : ('budget' as const) }),
+      ...this.options.guests?.hostView(),
     };
   }
 
@@ -218,6 +234,8 @@ export class HostService {
     const p = this.pool.get(name);
     const view = vmView(record, r && p ? { pool: p, guest: r.guest } : undefined);
     if (view.state === 'running' && this.options.facts.sharableMib) view.sharableMib = this.options.facts.sharableMib.vm(name);
+    const managed = this.options.guests?.vmView(name);
+    if (managed) view.managed = managed;
     return view;
   }
 
@@ -255,6 +273,8 @@ export class HostService {
   /** Whether a Hello's credential opens this VM: its token, or anything for a token-less auto-registered VM. */
   private credentialOk(record: VmRecord, credential: string): boolean {
     if (this.options.guestAuth === false) return true;
+    // A guest the host started carries the launch token it was given instead.
+    if (this.options.guests?.acceptsCredential(record.name, credential)) return true;
     return record.tokenHash === null || tokenMatches(credential, record.tokenHash);
   }
 
@@ -336,8 +356,8 @@ export class HostService {
   private applyTarget(name: string, targetMib: number, source: AnySource): number {
     const r = this.running.get(name);
     if (!r) throw new HostError('not_running', `VM '${name}' is not running`);
+    const generation = nextGeneration(this.generations.get(name) ?? 0);
     this.pool.setTarget(name, targetMib, { restore: source === 'rollback' });
-    const generation = (this.generations.get(name) ?? 0) + 1;
     this.generations.set(name, generation);
     r.guest.generation = generation;
     r.link.sendTarget(targetMib, generation);
@@ -362,9 +382,20 @@ export class HostService {
       return { ok: false, code, message, retryAfterMs };
     };
     if (this.closed) return refuse('shutting_down', 'the host is shutting down', this.retryAfterMs);
+    // With guest tokens on, an unknown name and a wrong token get the same
+    // answer (code, message, and a token check either way), so that a
+    // stranger cannot list the VM names; the host's log tells them apart.
+    const denied = (why: string): AdmissionResult => {
+      logger.warn(`guest refused: ${why}`);
+      return refuse('auth_failed', `VM '${name}' is not registered on this host, or its token is wrong or missing (give the agent the token 'balloonctl createvm' printed: --token or MEMBALLOON_TOKEN)`);
+    };
     let record = this.records.get(name);
     if (!record) {
       if (!this.options.autoRegister) {
+        if (this.options.guestAuth !== false) {
+          tokenMatches(hello.credential, UNKNOWN_VM_TOKEN_HASH);
+          return denied('the VM is not registered');
+        }
         return refuse('unknown_vm', `VM '${name}' is not registered on this host (register it with 'balloonctl createvm --name "${name}" --memory MIB', or start the host with --auto-register)`);
       }
       try {
@@ -377,9 +408,7 @@ export class HostService {
       }
     }
     // Before anything else about the VM, so that a stranger learns nothing of its state.
-    if (!this.credentialOk(record, hello.credential)) {
-      return refuse('auth_failed', `the token for VM '${name}' is wrong or missing (give the agent the token createvm printed: --token or MEMBALLOON_TOKEN)`);
-    }
+    if (!this.credentialOk(record, hello.credential)) return denied('the token is wrong or missing');
     if (this.running.has(name) || this.admitting.has(name)) {
       return refuse('already_connected', `VM '${name}' already has a guest connected`, this.retryAfterMs);
     }
@@ -400,7 +429,7 @@ export class HostService {
     // A managed guest's memory counts as reclaimed only where its limit holds
     // it: read back from the kernel (a restarted host finds what the last
     // one left), not taken from the guest's word.
-    const cgroup = this.options.cgroupOf?.(name) ?? null;
+    const cgroup = this.cgroupOf?.(name) ?? null;
     let actualMib = balloonActualMib;
     if (this.handoff && cgroup && link.sendHandOff) {
       const sendHandOff = link.sendHandOff.bind(link);
@@ -432,7 +461,7 @@ export class HostService {
     } finally {
       this.admitting.delete(name);
     }
-    const generation = Math.max(this.generations.get(name) ?? 0, hello.balloon.generation) + 1;
+    const generation = nextGeneration(this.generations.get(name) ?? 0, hello.balloon.generation);
     this.generations.set(name, generation);
     const sessionId = randomUUID();
     this.running.set(name, {
@@ -483,9 +512,11 @@ export class HostService {
       return;
     }
     const before = this.pool.get(name);
+    const managed = this.handoff?.has(name) ?? false;
     // A balloon only grows towards a target it was sent: it may sit above the
-    // newest target while it deflates, never above both that and what it held.
-    const ceilingMib = Math.max(before?.targetMib ?? 0, before?.actualMib ?? 0);
+    // newest target while it deflates, never above both that and what it held
+    // (a managed guest's pool actual is what its limit holds, not its balloon).
+    const ceilingMib = Math.max(before?.targetMib ?? 0, managed ? (r.guest.balloonActualMib ?? 0) : (before?.actualMib ?? 0));
     let reportedMib = status.actualMib;
     if (reportedMib > ceilingMib) {
       this.counters.countProtocolError('out_of_range');
@@ -493,7 +524,6 @@ export class HostService {
       reportedMib = ceilingMib;
     }
     const overcommitBeforeMib = this.pool.overcommitMib;
-    const managed = this.handoff?.has(name) ?? false;
     r.guest.status = status;
     if (managed) {
       // The pool counts what the limit holds; the driver moves it (and calls refreshReclaimed).

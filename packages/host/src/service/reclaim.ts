@@ -114,7 +114,7 @@ export class Reclaimer {
     if (pool.freeMib >= needMib) return;
     let plan;
     try {
-      plan = pool.planReclaim(needMib, exclude);
+      plan = pool.planReclaim(needMib, [...exclude, ...this.heldBack()]);
     } catch (err) {
       throw new HostError('pool_exhausted', `${what}: ${(err as Error).message}`, { cause: err });
     }
@@ -133,16 +133,19 @@ export class Reclaimer {
       }
       log.info({ needMib, freeMib: pool.freeMib, targets: Object.fromEntries(plan.targets), what }, 'reclaiming memory from running VMs');
       const shortNow = () => [...sent].filter(([name, generation]) => !dropped.has(name) && isShort(this.host.guest(name), generation));
+      // Every guest asked has pinned its target and the pool is still short:
+      // others took memory back meanwhile; plan again rather than wait.
+      const allReached = () => [...sent.keys()].every((name) => dropped.has(name) || reached(pool, name));
       const leftMs = deadlineMs - clock.nowMs();
-      if (leftMs > 0) await this.waitUntil(() => pool.freeMib >= needMib || !stillWanted() || this.closed || shortNow().length > 0, leftMs);
+      if (leftMs > 0) await this.waitUntil(() => pool.freeMib >= needMib || !stillWanted() || this.closed || shortNow().length > 0 || allReached(), leftMs);
       if (pool.freeMib >= needMib && stillWanted()) return;
       if (!stillWanted() || this.closed) {
         failure = 'given up';
         break;
       }
       const short = shortNow();
-      if (short.length === 0) {
-        failure = this.shortfall(needMib, sent, heldAtStartMib);
+      if (short.length === 0 && !allReached()) {
+        failure = `after ${Math.round(this.options.timeoutMs / 1000)} s, ${this.shortfall(needMib, sent, heldAtStartMib)}`;
         break;
       }
       // A guest that stopped short keeps what it pinned: its target comes
@@ -157,9 +160,13 @@ export class Reclaimer {
         reasons.push(`VM '${name}' stopped short of its new balloon (${reason})`);
       }
       try {
-        plan = pool.planReclaim(needMib, [...dropped]);
+        plan = pool.planReclaim(needMib, [...dropped, ...this.heldBack()]);
       } catch (err) {
-        failure = `${reasons.join(', ')}; ${(err as Error).message}`;
+        failure = `${[...reasons, this.shortfall(needMib, sent, heldAtStartMib)].join('; ')}; ${(err as Error).message}`;
+        break;
+      }
+      if (plan.targets.size === 0) {
+        failure = [...reasons, this.shortfall(needMib, sent, heldAtStartMib)].join('; ');
         break;
       }
     }
@@ -182,15 +189,9 @@ export class Reclaimer {
       const { pool } = this.host;
       const owedMib = pool.overcommitMib;
       if (owedMib === 0 || this.closed) return;
-      // A guest below its target is deflating under pressure or still on its
-      // way: asking it for more would be counted and never pinned.
-      const busy = pool.names().filter((n) => {
-        const v = pool.get(n);
-        return v !== undefined && v.actualMib < v.targetMib;
-      });
       let plan;
       try {
-        plan = pool.planReclaim(0, busy);
+        plan = pool.planReclaim(0, this.heldBack());
       } catch (err) {
         const problem = (err as Error).message;
         if (problem !== this.paybackProblem) this.options.log.warn({ owedMib }, `the pool is overcommitted and cannot be paid back yet: ${problem}`);
@@ -205,6 +206,24 @@ export class Reclaimer {
         () => this.closed || pool.overcommitMib === 0 || [...sent].every(([n, g]) => isShort(this.host.guest(n), g) || reached(pool, n)),
         this.options.timeoutMs,
       );
+    });
+  }
+
+  /**
+   * Running guests that hold their balloon below its target on their own
+   * (short of it, or deflating under pressure): asking them for more would be
+   * counted and never pinned.
+   */
+  private heldBack(): string[] {
+    const { pool } = this.host;
+    return pool.names().filter((name) => {
+      const v = pool.get(name);
+      const g = this.host.guest(name);
+      const st = g?.status;
+      // Its newest word, even for an older target: a guest under pressure
+      // says so again for the next one.
+      if (!v || !st || v.actualMib >= v.targetMib) return false;
+      return st.state === 'short' || st.reason === 'guest_pressure';
     });
   }
 
@@ -223,21 +242,21 @@ export class Reclaimer {
     if (this.host.pool.overcommitMib > 0) this.payBack();
   }
 
-  /** Names the real shortfall at the deadline: who has not pinned what it was asked, and who took memory back meanwhile. */
+  /** Names the real shortfall: who has not pinned what it was asked, and who took memory back on its own meanwhile. */
   private shortfall(needMib: number, sent: ReadonlyMap<string, number>, heldAtStartMib: ReadonlyMap<string, number>): string {
     const { pool } = this.host;
     const missingMib = needMib - pool.freeMib;
-    const lagging = [...sent.keys()].flatMap((n) => {
-      const v = pool.get(n);
-      return v && v.actualMib < v.targetMib ? [`VM '${n}' pinned ${v.actualMib} of ${v.targetMib} MiB`] : [];
-    });
-    const grew = pool.names().flatMap((n) => {
-      const grownMib = (pool.get(n)?.heldMib ?? 0) - (heldAtStartMib.get(n) ?? 0);
-      return grownMib > 0 && !sent.has(n) ? [`VM '${n}' took back ${grownMib} MiB on its own`] : [];
-    });
+    const lagging: string[] = [];
+    const tookBack: string[] = [];
+    for (const name of pool.names()) {
+      const v = pool.get(name);
+      if (!v) continue;
+      const grownMib = v.heldMib - (heldAtStartMib.get(name) ?? v.heldMib);
+      if (grownMib > 0) tookBack.push(`VM '${name}' took back ${grownMib} MiB on its own`);
+      else if (sent.has(name) && v.actualMib < v.targetMib) lagging.push(`VM '${name}' pinned ${v.actualMib} of ${v.targetMib} MiB`);
+    }
     const who = lagging.length > 0 ? lagging.join(', ') : 'every VM asked reached its target';
-    const seconds = Math.round(this.options.timeoutMs / 1000);
-    return `${missingMib} MiB still missing after ${seconds} s: ${who}${grew.length > 0 ? `; meanwhile ${grew.join(', ')}` : ''}`;
+    return `${missingMib} MiB still missing: ${who}${tookBack.length > 0 ? `; meanwhile ${tookBack.join(', ')}` : ''}`;
   }
 }
 

@@ -3,6 +3,7 @@
 // Scripts parse them, so these field names are a contract (the CLI section of
 // the top README.md, "Admin API" in packages/host/README.md): camelCase, units
 // in names. Add fields; never rename or remove one.
+import type { GuestsHostView, ManagedGuestView } from '../guests/views.js';
 import type { BalloonState, LockState, MemoryDomain, ShortfallReason } from '@memballoon/protocol';
 
 /** A VM's balloon while it runs. */
@@ -70,6 +71,8 @@ export interface VmView extends PolicyView {
   sharedMib?: number;
   /** When the current session started (ms since the epoch, while running). */
   startedAtMs?: number;
+  /** The guest the host owns for this VM (startvm or modifyvm --cgroup): its cgroup and log file. */
+  managed?: ManagedGuestView;
 }
 
 /** The pool, as `showhostinfo --json` prints it under `pool`. */
@@ -94,8 +97,13 @@ export interface HostView {
   sharedMib: number;
   ksm: { available: boolean; running: boolean; detail: string };
   uptimeMs: number;
-  /** `physical`: guests run in memory cgroups and balloons are handed off to their limits; `budget`: the pool is bookkeeping only. */
-  reclaim: 'physical' | 'budget';
+  /** How this host runs guests ('cgroup' | 'process') and reclaims ('physical' | 'budget'), with the reason (../guests). */
+  guests?: GuestsHostView['guests'];
+  guestsDetail?: string;
+  reclaim?: GuestsHostView['reclaim'];
+  cgroupParent?: string;
+  poolCgroup?: boolean;
+  remoteStartvm?: boolean;
 }
 
 /** The body of every error answer of the admin API. */

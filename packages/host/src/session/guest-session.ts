@@ -30,226 +30,272 @@ export interface GuestFrameHooks {
   sessionEnded?(vmName: string): void;
 }
 
+/** What one guest session needs from the host. */
+export interface GuestSessionOptions {
+  service: HostService;
+  limits: SessionLimits;
+  /**
+   * The connection's logger. Every line a guest can cause goes through it, so
+   * the host hands in one charged to its host-wide budget (LogBudget.wrap).
+   */
+  logger: Logger;
+  /** Page fusion frames (default: none). */
+  hooks?: GuestFrameHooks;
+  /** Counts a protocol error by code (/metrics). */
+  countProtocolError?: (code: ErrorCode) => void;
+  /** Called once, when the connection leaves the Hello phase (it said Hello, or closed). */
+  helloDone?: () => void;
+}
+
 // Errors after which the stream cannot be trusted any more.
 const FATAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['malformed_frame', 'unsupported_version', 'out_of_order', 'frame_too_large', 'unexpected_message', 'rate_limited', 'timeout']);
 
-/**
- * Runs one guest connection until it closes; `helloDone` is called once, when
- * the connection leaves the Hello phase; `mayLog` is the host-wide budget of
- * protocol-error log lines (they are always counted, only logged while it lasts).
- */
-export function runGuestSession(
-  ws: WebSocket,
-  service: HostService,
-  limits: SessionLimits,
-  baseLogger: Logger,
-  hooks: GuestFrameHooks = {},
-  countProtocolError: (code: string) => void = () => {},
-  helloDone: () => void = () => {},
-  mayLog: () => boolean = () => true,
-): void {
-  const encoder = new FrameEncoder();
-  const outbox = new TargetOutbox(limits.coalesceAboveBytes);
-  let flushTimer: NodeJS.Timeout | undefined;
-  let helloPending = true;
-  const leaveHello = (): void => {
-    if (helloPending) {
-      helloPending = false;
-      helloDone();
-    }
-  };
-  const seq = new SeqTracker();
-  const rate = new RateLimiter(limits.maxMessagesPerSecond, Date.now());
-  let logger = baseLogger;
-  let phase: 'hello' | 'admitting' | 'open' | 'closed' = 'hello';
-  let vmName = '';
-  let sessionId = '';
-  let guestMemoryMib: number | undefined;
-  let lastPongMs = Date.now();
+type Phase = 'hello' | 'admitting' | 'open' | 'closed';
 
-  const send = (body: Body): void => {
-    if (ws.readyState !== ws.OPEN) return;
-    if (ws.bufferedAmount > limits.maxBufferedBytes) {
+/** One guest connection, from the upgrade until the socket closes. */
+export class GuestSession {
+  private readonly encoder = new FrameEncoder();
+  private readonly seq = new SeqTracker();
+  private readonly outbox: TargetOutbox;
+  private readonly rate: RateLimiter;
+  private readonly service: HostService;
+  private readonly limits: SessionLimits;
+  private readonly hooks: GuestFrameHooks;
+  private readonly countProtocolError: (code: ErrorCode) => void;
+  private helloDone: (() => void) | undefined;
+  private readonly baseLogger: Logger;
+  private logger: Logger;
+  private phase: Phase = 'hello';
+  private vmName = '';
+  private sessionId = '';
+  private guestMemoryMib: number | undefined;
+  private lastPongMs = Date.now();
+  private flushTimer: NodeJS.Timeout | undefined;
+  private readonly helloTimer: NodeJS.Timeout;
+  private readonly heartbeat: NodeJS.Timeout;
+  /** How the service reaches this guest. */
+  readonly link: GuestLink;
+
+  /** Starts serving `ws`; the session runs by itself until the socket closes. */
+  constructor(
+    private readonly ws: WebSocket,
+    options: GuestSessionOptions,
+  ) {
+    this.service = options.service;
+    this.limits = options.limits;
+    this.hooks = options.hooks ?? {};
+    this.countProtocolError = options.countProtocolError ?? (() => {});
+    this.helloDone = options.helloDone;
+    this.baseLogger = options.logger;
+    this.logger = options.logger;
+    this.outbox = new TargetOutbox(this.limits.coalesceAboveBytes);
+    this.rate = new RateLimiter(this.limits.maxMessagesPerSecond, Date.now());
+    this.link = this.makeLink();
+
+    this.helloTimer = setTimeout(() => {
+      if (this.phase === 'hello') {
+        this.countProtocolError('timeout');
+        this.fail('timeout', `no Hello within ${this.limits.helloTimeoutMs} ms`);
+      }
+    }, this.limits.helloTimeoutMs);
+    this.heartbeat = setInterval(() => this.beat(), this.limits.heartbeatIntervalMs);
+
+    ws.on('pong', () => {
+      this.lastPongMs = Date.now();
+    });
+    ws.on('message', (data: RawData, isBinary: boolean) => this.onMessage(data, isBinary));
+    ws.on('close', (code, reason) => this.end(`closed (${code}${reason.length > 0 ? ` ${reason.toString('utf8')}` : ''})`));
+    ws.on('error', (err: Error & { code?: string }) => {
+      // ws closes with 1009 by itself when a frame is above maxPayload.
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') this.countProtocolError('frame_too_large');
+      this.logger.warn({ err: err.message }, 'guest socket error');
+      this.end(`socket error: ${err.message}`);
+    });
+
+    if (ws.protocol !== GUEST_SUBPROTOCOL) {
+      this.countProtocolError('unsupported_version');
+      this.fail('unsupported_version', `the WebSocket subprotocol must be '${GUEST_SUBPROTOCOL}' (got '${ws.protocol}')`);
+    }
+  }
+
+  /** Closes a connection that has not said Hello to make room for a newer one (see pending.ts). */
+  evict(): void {
+    if (this.phase !== 'hello') return;
+    this.countProtocolError('rate_limited');
+    this.fail('rate_limited', 'too many connections have not said Hello: the oldest are closed', 1000);
+  }
+
+  private makeLink(): GuestLink {
+    const session = this;
+    return {
+      sendTarget: (targetMib, generation) => {
+        const now = this.outbox.offer({ targetMib, generation }, this.ws.bufferedAmount);
+        if (now) this.send(bodies.setBalloonTarget(now));
+        else this.flushTimer ??= setTimeout(() => this.flushTarget(), 50);
+      },
+      // Not through the outbox: a hand-off step waits for its answer, and the
+      // limit it follows has already been written, so it is never dropped.
+      sendHandOff: (handedOffMib) => this.send(bodies.handOffBalloon({ handedOffMib })),
+      end: (reason) => {
+        if (reason.kind === 'shutdown') {
+          this.send(bodies.goodbye('shutdown', 'the host is shutting down'));
+          this.ws.close(1001, 'host shutdown');
+          this.end('host shutdown');
+        } else {
+          this.fail(reason.code, reason.message);
+        }
+      },
+      get open() {
+        return session.ws.readyState === session.ws.OPEN && session.phase !== 'closed';
+      },
+    };
+  }
+
+  private send(body: Body): void {
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    if (this.ws.bufferedAmount > this.limits.maxBufferedBytes) {
       // A guest that does not read its socket would make us queue without end.
-      logger.warn({ bufferedBytes: ws.bufferedAmount }, 'guest does not read its socket: terminated');
-      ws.terminate();
+      this.logger.warn({ bufferedBytes: this.ws.bufferedAmount }, 'guest does not read its socket: terminated');
+      this.ws.terminate();
       return;
     }
-    ws.send(encoder.encode(body), { binary: true });
-  };
+    this.ws.send(this.encoder.encode(body), { binary: true });
+  }
 
-  const fail = (code: ErrorCode, message: string, retryAfterMs = 0): void => {
-    if (phase === 'closed') return;
-    send(bodies.error(code, message, retryAfterMs));
+  private fail(code: ErrorCode, message: string, retryAfterMs = 0): void {
+    if (this.phase === 'closed') return;
+    this.send(bodies.error(code, message, retryAfterMs));
     // A close reason is at most 123 bytes of UTF-8.
     const reason = Buffer.from(message, 'utf8').subarray(0, 120).toString('utf8').replace(/\uFFFD+$/, '');
-    ws.close(closeCodeOf(code), reason);
-    end(`${code}: ${message}`);
-  };
+    this.ws.close(closeCodeOf(code), reason);
+    this.end(`${code}: ${message}`);
+  }
 
-  const end = (why: string): void => {
-    if (phase === 'closed') return;
-    const wasOpen = phase === 'open';
-    phase = 'closed';
-    leaveHello();
-    clearTimeout(helloTimer);
-    clearTimeout(flushTimer);
-    clearInterval(heartbeat);
+  private leaveHello(): void {
+    const done = this.helloDone;
+    this.helloDone = undefined;
+    done?.();
+  }
+
+  private end(why: string): void {
+    if (this.phase === 'closed') return;
+    const wasOpen = this.phase === 'open';
+    this.phase = 'closed';
+    this.leaveHello();
+    clearTimeout(this.helloTimer);
+    clearTimeout(this.flushTimer);
+    clearInterval(this.heartbeat);
     if (wasOpen) {
-      service.closeSession(vmName, sessionId, why);
+      this.service.closeSession(this.vmName, this.sessionId, why);
       try {
-        hooks.sessionEnded?.(vmName);
+        this.hooks.sessionEnded?.(this.vmName);
       } catch (err) {
-        logger.error({ err }, 'page fusion hook threw');
+        this.logger.error({ err }, 'page fusion hook threw');
       }
     }
-  };
+  }
 
-  // A congested socket gets the newest target once it drains (latest wins), checked every 50 ms.
-  const flushTarget = (): void => {
-    flushTimer = undefined;
-    if (ws.readyState !== ws.OPEN || phase === 'closed') return;
-    const t = outbox.flush(ws.bufferedAmount);
-    if (t) send(bodies.setBalloonTarget(t));
-    else if (outbox.pending) flushTimer = setTimeout(flushTarget, 50);
-  };
-  const link: GuestLink = {
-    sendTarget: (targetMib, generation) => {
-      const now = outbox.offer({ targetMib, generation }, ws.bufferedAmount);
-      if (now) send(bodies.setBalloonTarget(now));
-      else flushTimer ??= setTimeout(flushTarget, 50);
-    },
-    // Not through the outbox: a hand-off step waits for its answer, and the
-    // limit it follows has already been written, so it is never dropped.
-    sendHandOff: (handedOffMib) => send(bodies.handOffBalloon({ handedOffMib })),
-    end: (reason) => {
-      if (reason.kind === 'shutdown') {
-        send(bodies.goodbye('shutdown', 'the host is shutting down'));
-        ws.close(1001, 'host shutdown');
-        end('host shutdown');
-      } else {
-        fail(reason.code, reason.message);
-      }
-    },
-    get open() {
-      return ws.readyState === ws.OPEN && phase !== 'closed';
-    },
-  };
-
-  const helloTimer = setTimeout(() => {
-    if (phase === 'hello') {
-      countProtocolError('timeout');
-      fail('timeout', `no Hello within ${limits.helloTimeoutMs} ms`);
-    }
-  }, limits.helloTimeoutMs);
-
-  const heartbeat = setInterval(() => {
-    if (Date.now() - lastPongMs > limits.heartbeatIntervalMs * limits.missedHeartbeats) {
-      logger.warn({ missed: limits.missedHeartbeats }, 'guest missed its heartbeats: terminated');
-      ws.terminate();
-      end('heartbeat lost');
+  private beat(): void {
+    if (Date.now() - this.lastPongMs > this.limits.heartbeatIntervalMs * this.limits.missedHeartbeats) {
+      this.logger.warn({ missed: this.limits.missedHeartbeats }, 'guest missed its heartbeats: terminated');
+      this.ws.terminate();
+      this.end('heartbeat lost');
       return;
     }
-    if (ws.readyState === ws.OPEN) ws.ping();
-  }, limits.heartbeatIntervalMs);
-  ws.on('pong', () => {
-    lastPongMs = Date.now();
-  });
+    if (this.ws.readyState === this.ws.OPEN) this.ws.ping();
+  }
 
-  const onHello = async (hello: Hello): Promise<void> => {
-    phase = 'admitting';
-    vmName = hello.vmName;
-    logger = baseLogger.child({ vm: vmName });
-    logger.info({ agentVersion: hello.agentVersion, pid: hello.facts.pid, memoryMib: hello.facts.totalMemoryMib, balloon: hello.balloon }, 'guest hello');
-    const result = await service.openSession(hello, link, logger);
-    if ((phase as string) === 'closed') {
-      if (result.ok) service.closeSession(vmName, result.sessionId, 'disconnected during admission');
+  // A congested socket gets the newest target once it drains (latest wins), checked every 50 ms.
+  private flushTarget(): void {
+    this.flushTimer = undefined;
+    if (this.ws.readyState !== this.ws.OPEN || this.phase === 'closed') return;
+    const t = this.outbox.flush(this.ws.bufferedAmount);
+    if (t) this.send(bodies.setBalloonTarget(t));
+    else if (this.outbox.pending) this.flushTimer = setTimeout(() => this.flushTarget(), 50);
+  }
+
+  private async onHello(hello: Hello): Promise<void> {
+    this.phase = 'admitting';
+    this.vmName = hello.vmName;
+    this.logger = this.baseLogger.child({ vm: this.vmName });
+    this.logger.info({ agentVersion: hello.agentVersion, pid: hello.facts.pid, memoryMib: hello.facts.totalMemoryMib, balloon: hello.balloon }, 'guest hello');
+    const result = await this.service.openSession(hello, this.link, this.logger);
+    if ((this.phase as Phase) === 'closed') {
+      if (result.ok) this.service.closeSession(this.vmName, result.sessionId, 'disconnected during admission');
       return;
     }
     if (!result.ok) {
-      fail(result.code, result.message, result.retryAfterMs);
+      this.fail(result.code, result.message, result.retryAfterMs);
       return;
     }
-    sessionId = result.sessionId;
-    guestMemoryMib = service.memoryOf(vmName);
-    phase = 'open';
-    logger = logger.child({ sessionId });
-    send(bodies.welcome({ ...result.welcome, statsIntervalMs: limits.statsIntervalMs, heartbeatIntervalMs: limits.heartbeatIntervalMs }));
-  };
+    this.sessionId = result.sessionId;
+    this.guestMemoryMib = this.service.memoryOf(this.vmName);
+    this.phase = 'open';
+    this.logger = this.logger.child({ sessionId: this.sessionId });
+    this.send(bodies.welcome({ ...result.welcome, statsIntervalMs: this.limits.statsIntervalMs, heartbeatIntervalMs: this.limits.heartbeatIntervalMs }));
+  }
 
-  const onFrame = (frame: Frame): void => {
-    seq.accept(frame.seq);
+  private onFrame(frame: Frame): void {
     const body = frame.body;
-    if (phase === 'hello') {
+    if (this.phase === 'hello') {
       if (body.case !== 'hello') throw new ProtocolError('unexpected_message', `the first frame must be Hello, got ${body.case}`);
-      clearTimeout(helloTimer);
-      leaveHello();
-      void onHello(body.value).catch((err) => {
-        logger.error({ err }, 'admission failed');
-        fail('internal', 'the host failed to admit the guest');
+      clearTimeout(this.helloTimer);
+      this.leaveHello();
+      void this.onHello(body.value).catch((err) => {
+        this.logger.error({ err }, 'admission failed');
+        this.fail('internal', 'the host failed to admit the guest');
       });
       return;
     }
+    const open = this.phase === 'open';
     switch (body.case) {
       case 'balloonStatus':
-        if (phase === 'open') service.onStatus(vmName, sessionId, body.value);
+        if (open) this.service.onStatus(this.vmName, this.sessionId, body.value);
         return;
       case 'memoryStats':
-        if (phase === 'open') service.onStats(vmName, sessionId, body.value);
+        if (open) this.service.onStats(this.vmName, this.sessionId, body.value);
         return;
       case 'goodbye':
-        logger.info({ reason: body.value.reason, message: body.value.message }, 'guest said goodbye');
-        ws.close(1000, 'goodbye');
-        end('goodbye');
+        this.logger.info({ reason: body.value.reason, message: body.value.message }, 'guest said goodbye');
+        this.ws.close(1000, 'goodbye');
+        this.end('goodbye');
         return;
       case 'error':
-        logger.warn({ code: body.value.code, message: body.value.message }, 'guest reported an error');
+        this.logger.warn({ code: body.value.code, message: body.value.message }, 'guest reported an error');
         return;
       case 'sharedRegion':
-        if (phase === 'open') hooks.sharedRegion?.(vmName, body.value);
+        if (open) this.hooks.sharedRegion?.(this.vmName, body.value);
         return;
       case 'sharedRegionRemoved':
-        if (phase === 'open') hooks.sharedRegionRemoved?.(vmName, body.value.regionId);
+        if (open) this.hooks.sharedRegionRemoved?.(this.vmName, body.value.regionId);
         return;
       default:
         throw new ProtocolError('unexpected_message', `a guest may not send ${body.case}`);
     }
-  };
+  }
 
-  ws.on('message', (data: RawData, isBinary: boolean) => {
-    if (phase === 'closed') return;
+  private onMessage(data: RawData, isBinary: boolean): void {
+    if (this.phase === 'closed') return;
     try {
-      if (!rate.take(Date.now())) throw new ProtocolError('rate_limited', `more than ${limits.maxMessagesPerSecond} frames per second`);
+      if (!this.rate.take(Date.now())) throw new ProtocolError('rate_limited', `more than ${this.limits.maxMessagesPerSecond} frames per second`);
       if (!isBinary) throw new ProtocolError('malformed_frame', 'a frame must be binary, not text');
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
       // Before Hello nobody is authenticated: a stranger gets the smallest buffer.
-      if (phase === 'hello' && bytes.length > limits.maxHelloBytes) throw new ProtocolError('frame_too_large', `a Hello is at most ${limits.maxHelloBytes} bytes (got ${bytes.length})`);
-      const opts = guestMemoryMib === undefined ? { maxFrameBytes: limits.maxPayloadBytes } : { maxFrameBytes: limits.maxPayloadBytes, guestMemoryMib };
-      onFrame(decodeFrame(bytes, opts));
+      if (this.phase === 'hello' && bytes.length > this.limits.maxHelloBytes) throw new ProtocolError('frame_too_large', `a Hello is at most ${this.limits.maxHelloBytes} bytes (got ${bytes.length})`);
+      const opts = { maxFrameBytes: this.limits.maxPayloadBytes, seq: this.seq, ...(this.guestMemoryMib === undefined ? {} : { guestMemoryMib: this.guestMemoryMib }) };
+      this.onFrame(decodeFrame(bytes, opts));
     } catch (err) {
       const e = ProtocolError.from(err);
-      countProtocolError(e.code);
-      if (phase === 'hello' || FATAL.has(e.code) || e.code === 'internal') {
-        if (mayLog()) logger.warn({ code: e.code }, `protocol error: ${e.message}`);
-        fail(e.code, e.message, e.code === 'rate_limited' ? 1000 : 0);
+      this.countProtocolError(e.code);
+      if (this.phase === 'hello' || FATAL.has(e.code) || e.code === 'internal') {
+        this.logger.warn({ code: e.code }, `protocol error: ${e.message}`);
+        this.fail(e.code, e.message, e.code === 'rate_limited' ? 1000 : 0);
       } else {
         // Advisory data beyond the limits (a balloon above the guest's
         // memory, an absurd stat): refused and logged, the session goes on.
-        if (mayLog()) logger.warn({ code: e.code }, `guest frame refused: ${e.message}`);
-        send(bodies.error(e.code, e.message));
+        this.logger.warn({ code: e.code }, `guest frame refused: ${e.message}`);
+        this.send(bodies.error(e.code, e.message));
       }
     }
-  });
-  ws.on('close', (code, reason) => end(`closed (${code}${reason.length > 0 ? ` ${reason.toString('utf8')}` : ''})`));
-  ws.on('error', (err: Error & { code?: string }) => {
-    // ws closes with 1009 by itself when a frame is above maxPayload.
-    if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') countProtocolError('frame_too_large');
-    if (mayLog()) logger.warn({ err: err.message }, 'guest socket error');
-    end(`socket error: ${err.message}`);
-  });
-
-  if (ws.protocol !== GUEST_SUBPROTOCOL) {
-    countProtocolError('unsupported_version');
-    fail('unsupported_version', `the WebSocket subprotocol must be '${GUEST_SUBPROTOCOL}' (got '${ws.protocol}')`);
   }
 }

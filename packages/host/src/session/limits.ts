@@ -30,10 +30,12 @@ export interface SessionLimits {
   maxHelloBytes: number;
   /** Outbound bytes queued above which a new target waits (latest wins) instead of queueing behind the others. */
   coalesceAboveBytes: number;
-  /** Host-wide: connections that have not sent Hello yet; more are closed at once (a flood of idle sockets). */
+  /** Host-wide: connections that have not sent Hello yet; beyond, the oldest of the address holding the most is closed (see pending.ts). */
   maxPendingConnections: number;
-  /** Host-wide: protocol-error log lines per second; beyond, errors are only counted (a flood must not fill the disk). */
-  maxErrorLogsPerSecond: number;
+  /** Host-wide: log lines per second that guests can cause, all sessions together; beyond, they are dropped and counted (a flood must not fill the disk). */
+  maxGuestLogLinesPerSecond: number;
+  /** Host-wide: guest-caused log lines allowed at once, above the steady rate (many guests reconnecting after a restart). */
+  guestLogBurstLines: number;
 }
 
 /** The defaults: generous for a healthy agent (a status every 100 ms plus stats), tight for a flood. */
@@ -48,10 +50,11 @@ export const DEFAULT_SESSION_LIMITS: Readonly<SessionLimits> = Object.freeze({
   maxHelloBytes: 16 * 1024,
   coalesceAboveBytes: 64 * 1024,
   maxPendingConnections: 256,
-  maxErrorLogsPerSecond: 20,
+  maxGuestLogLinesPerSecond: 20,
+  guestLogBurstLines: 200,
 });
 
-/** A token bucket: `take()` is false once more than `ratePerSecond` frames came in a second. */
+/** A token bucket: refills at `ratePerSecond`, holds at most `burst` (default: one second's worth). */
 export class RateLimiter {
   private tokens: number;
   private lastMs: number;
@@ -59,8 +62,9 @@ export class RateLimiter {
   constructor(
     private readonly ratePerSecond: number,
     nowMs: number,
+    private readonly burst: number = ratePerSecond,
   ) {
-    this.tokens = ratePerSecond;
+    this.tokens = burst;
     this.lastMs = nowMs;
   }
 
@@ -68,7 +72,7 @@ export class RateLimiter {
   take(nowMs: number): boolean {
     const elapsedMs = Math.max(0, nowMs - this.lastMs);
     this.lastMs = nowMs;
-    this.tokens = Math.min(this.ratePerSecond, this.tokens + (elapsedMs * this.ratePerSecond) / 1000);
+    this.tokens = Math.min(this.burst, this.tokens + (elapsedMs * this.ratePerSecond) / 1000);
     if (this.tokens < 1) return false;
     this.tokens -= 1;
     return true;

@@ -1,0 +1,554 @@
+// The launcher: guests the host owns. startvm creates the VM's memory cgroup
+// (limit = the VM's memory), starts balloon-agent wrapping the command inside
+// it, and waits for its Hello; poweroff stops it and removes the cgroup; a
+// host restarted after kill -9 finds its guests again from their records.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chownSync, closeSync, existsSync, fchownSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
+import { CgroupError, openMemoryHierarchy, planLimits, type CgroupFs, type CgroupTree, type KernelMemoryCgroup, type MemoryCgroup } from '../cgroup/index.js';
+import { HostError } from '../errors.js';
+import { checkCommand, findUser, resolveCommand, type GuestUser } from './command.js';
+import { toHostError } from './errors.js';
+import { isSameProcess, procStartTicks, signal } from './proc.js';
+import { GuestStateDir, type GuestRecord } from './state.js';
+import type { GuestHostService, GuestsCollaborator, GuestsHostView, ManagedGuestView } from './views.js';
+
+const MiB = 1024 * 1024;
+
+/** Default grace between SIGTERM and SIGKILL at poweroff. */
+export const DEFAULT_POWEROFF_GRACE_MS = 10_000;
+
+/**
+ * The pre-exec step: the shell writes its own pid into the VM's cgroup.procs
+ * and then execs the agent, so that the agent and everything it starts are
+ * charged to the VM from their first page.
+ */
+const SHIM = 'echo $$ > "$1" || exit 125; shift; exec "$@"';
+
+/** Options of the launcher. */
+export interface LauncherOptions {
+  dataDir: string;
+  logger: Logger;
+  /** The host's parent cgroup, relative to the memory hierarchy (`--cgroup-parent`). */
+  cgroupParent: string;
+  /** Make the parent's hard limit the pool (`--pool-cgroup`). */
+  poolCgroup: boolean;
+  poolMib: number;
+  /** How the agent is run: e.g. [node, .../balloon-agent.mjs]. */
+  agentCommand: readonly string[];
+  /** PATH given to guests and used to find their command. */
+  pathEnv: string;
+  /** NODE_OPTIONS for the agent (a source checkout runs it with --conditions). */
+  nodeOptions?: string;
+  /** Where the agents connect (the host's own URL). */
+  hostUrl: () => string;
+  /** CA file the agents trust (the host's certificate, with TLS). */
+  caFile?: string;
+  /** Run every guest as this user (`--guest-user`); a startvm may not name another. */
+  guestUser?: string;
+  /** Refuse startvm unless it comes over loopback (`--no-remote-startvm`). */
+  remoteStartvm: boolean;
+  /** SIGTERM → SIGKILL grace at poweroff (default DEFAULT_POWEROFF_GRACE_MS). */
+  poweroffGraceMs?: number;
+  /** How long startvm waits for the agent's Hello (default 60 s). */
+  startTimeoutMs?: number;
+  /** Plain process trees even where cgroups work (tests of the fallback). */
+  forceProcessMode?: boolean;
+  /** The cgroup file system (tests). */
+  cgroupFs?: CgroupFs;
+}
+
+/** What startvm is asked. */
+export interface StartRequest {
+  command: unknown;
+  type?: unknown;
+  user?: unknown;
+  /** Whether the request came over loopback (the router knows). */
+  fromLoopback: boolean;
+}
+
+interface Guest {
+  record: GuestRecord;
+  cgroup: KernelMemoryCgroup | null;
+  child?: ChildProcess;
+  /** Resolves once the agent process has exited. */
+  exited: Promise<void>;
+  /** Set once the guest is being stopped; resolves when nothing of it is left. */
+  stopping?: Promise<void>;
+  /** When remaining processes get SIGKILL. */
+  killAtMs?: number;
+  poll?: NodeJS.Timeout;
+}
+
+/** The host's managed guests (the service's `guests` collaborator). */
+export class GuestLauncher implements GuestsCollaborator {
+  private readonly guests = new Map<string, Guest>();
+  private readonly state: GuestStateDir;
+  private readonly log: Logger;
+  private readonly graceMs: number;
+  private service: GuestHostService | undefined;
+  private limitsTail: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    private readonly options: LauncherOptions,
+    /** The host's subtree of the memory hierarchy; undefined in process mode. */
+    readonly tree: CgroupTree | undefined,
+    private readonly modeDetail: string,
+  ) {
+    this.state = new GuestStateDir(options.dataDir);
+    this.log = options.logger.child({ component: 'guests' });
+    this.graceMs = options.poweroffGraceMs ?? DEFAULT_POWEROFF_GRACE_MS;
+  }
+
+  /** Detects cgroups, makes the parent (and its pool limit), and finds the guests a previous host left running. */
+  static async open(options: LauncherOptions): Promise<GuestLauncher> {
+    const log = options.logger.child({ component: 'guests' });
+    let tree: CgroupTree | undefined;
+    let detail: string;
+    if (options.forceProcessMode) {
+      detail = 'cgroups turned off for this host';
+    } else {
+      const opened = await openMemoryHierarchy(options.cgroupParent, options.cgroupFs);
+      detail = opened.support.reason;
+      if (opened.tree) {
+        try {
+          await opened.tree.ensureParent();
+          tree = opened.tree;
+        } catch (err) {
+          const e = CgroupError.from(err);
+          if (e.code === 'invalid_path') throw toHostError(e);
+          detail = `${opened.support.reason}, but the host cannot create ${opened.tree.parentDir} (${e.code === 'unavailable' ? 'not root?' : e.message})`;
+        }
+      }
+    }
+    if (options.poolCgroup && !tree) throw new HostError('invalid_argument', `--pool-cgroup needs memory cgroups: ${detail}`);
+    const launcher = new GuestLauncher(options, tree, detail);
+    log.info({ guests: tree ? 'cgroup' : 'process', detail, parent: tree?.parentDir }, tree ? 'guests run in memory cgroups' : 'guests run as plain process trees');
+    await launcher.recover();
+    if (options.poolCgroup) await launcher.setLimits(new Map(), options.poolMib * MiB);
+    return launcher;
+  }
+
+  /** Connects the launcher to the service it serves (made after the launcher). */
+  attach(service: GuestHostService): void {
+    this.service = service;
+  }
+
+  private svc(): GuestHostService {
+    if (!this.service) throw new HostError('internal', 'the guest launcher is not attached to the host service');
+    return this.service;
+  }
+
+  // ---- collaborator (views, credentials, cgroups) --------------------------
+
+  /** The memory cgroup of a managed VM (started or adopted), else null. */
+  cgroupOf(name: string): MemoryCgroup | null {
+    return this.guests.get(name)?.cgroup ?? null;
+  }
+
+  /** Whether `credential` is the launch token of this VM's agent. */
+  acceptsCredential(name: string, credential: string): boolean {
+    const hash = this.guests.get(name)?.record.launchTokenHash;
+    return hash !== undefined && credential !== '' && tokenMatches(credential, hash);
+  }
+
+  /** showhostinfo's guests and reclaim modes. */
+  hostView(): GuestsHostView {
+    return {
+      guests: this.tree ? 'cgroup' : 'process',
+      guestsDetail: this.modeDetail,
+      reclaim: this.tree ? 'physical' : 'budget',
+      ...(this.tree ? { cgroupParent: this.tree.parentDir } : {}),
+      poolCgroup: this.options.poolCgroup,
+      remoteStartvm: this.options.remoteStartvm,
+    };
+  }
+
+  /** showvminfo's managed-guest fields. */
+  vmView(name: string): ManagedGuestView | undefined {
+    const g = this.guests.get(name);
+    if (!g) return undefined;
+    const r = g.record;
+    return {
+      managedBy: r.kind,
+      cgroup: r.cgroupDir,
+      ...(r.logFile !== undefined ? { logFile: r.logFile } : {}),
+      ...(r.agentPid !== undefined ? { agentPid: r.agentPid } : {}),
+      ...(r.command !== undefined ? { command: r.command } : {}),
+      ...(r.user !== undefined ? { user: r.user } : {}),
+    };
+  }
+
+  // ---- limits --------------------------------------------------------------
+
+  /**
+   * Sets the limits of VM cgroups (and the parent's, if given) in the
+   * planner's order, one plan at a time; over_parent changes nothing.
+   * `fresh`: cgroups just made, whose kernel default (no limit) is not counted.
+   */
+  setLimits(wanted: ReadonlyMap<string, number | null>, parentBytes?: number | null, fresh: ReadonlySet<string> = new Set()): Promise<void> {
+    const run = this.limitsTail.then(async () => {
+      const tree = this.tree;
+      if (!tree) throw new CgroupError('unavailable', 'this host runs guests without cgroups');
+      const parent = tree.parent();
+      const children = new Map<string, number | null>();
+      for (const name of await tree.children()) {
+        if (fresh.has(name)) continue;
+        children.set(name, await tree.open(`${tree.parentDir}/${name}`).limitBytes().catch(() => null));
+      }
+      const steps = planLimits({ parentBytes: await parent.limitBytes(), children }, { parentBytes, children: wanted });
+      for (const step of steps) {
+        await (step.name === null ? parent : tree.open(tree.childDir(step.name))).setLimitBytes(step.toBytes);
+      }
+    });
+    this.limitsTail = run.catch(() => undefined);
+    return run;
+  }
+
+  // ---- startvm ---------------------------------------------------------------
+
+  /** startvm: starts the VM's agent wrapping `command` in the VM's cgroup; resolves once the agent is admitted. */
+  async startvm(name: string, req: StartRequest): Promise<void> {
+    if (this.closed) throw new HostError('not_running', 'the host is shutting down');
+    if (!this.options.remoteStartvm && !req.fromLoopback) {
+      throw new HostError('unauthorized', 'startvm over the network is turned off on this host (--no-remote-startvm): run balloonctl on the host itself');
+    }
+    const vm = this.svc().vmView(name);
+    const existing = this.guests.get(name);
+    if (existing?.record.kind === 'adopted') throw new HostError('invalid_argument', `VM '${name}' runs in the adopted cgroup ${existing.record.cgroupDir}, started by another tool (modifyvm ${name} --cgroup none first)`);
+    if (vm.state === 'running' || existing) throw new HostError('vm_running', `VM '${name}' is already running`);
+    if (req.type !== undefined && req.type !== 'headless') throw new HostError('invalid_argument', `startvm --type takes only 'headless' (got '${String(req.type)}')`);
+    const command = checkCommand(req.command);
+    const user = this.userOf(req.user);
+    // Found before anything is made: a missing command leaves nothing behind.
+    resolveCommand(command[0]!, this.options.pathEnv);
+
+    let cgroup: KernelMemoryCgroup | null = null;
+    const cleanupCgroup = async () => {
+      if (cgroup && this.tree) await this.tree.remove(cgroup.dir).catch((err) => this.log.warn({ err, vm: name }, 'could not remove the cgroup'));
+    };
+    try {
+      if (this.tree) {
+        cgroup = await this.makeCgroup(name);
+        await this.setLimits(new Map([[name, vm.memoryMib * MiB]]), undefined, new Set([name]));
+        // An unprivileged guest's shim must be able to move itself in: only
+        // cgroup.procs is given to the user (never the limit files).
+        if (user) for (const f of this.tree.version === 1 ? ['cgroup.procs', 'tasks'] : ['cgroup.procs']) chownSync(join(cgroup.dir, f), user.uid, user.gid);
+      }
+    } catch (err) {
+      await cleanupCgroup();
+      throw toHostError(err);
+    }
+
+    const token = generateToken();
+    const logsDir = join(this.options.dataDir, 'logs');
+    const logFile = join(logsDir, `${name}.log`);
+    let child: ChildProcess;
+    try {
+      mkdirSync(logsDir, { recursive: true, mode: 0o700 });
+      const fd = openSync(logFile, 'a', 0o600);
+      try {
+        if (user) fchownSync(fd, user.uid, user.gid);
+        const agentArgv = [...this.options.agentCommand, '--host', this.options.hostUrl(), '--name', name, '--memory-mib', String(vm.memoryMib), ...(this.options.caFile ? ['--ca-file', this.options.caFile] : []), '--', ...command];
+        const argv = cgroup ? ['/bin/sh', '-c', SHIM, 'memballoon-shim', `${cgroup.dir}/cgroup.procs`, ...agentArgv] : agentArgv;
+        child = spawn(argv[0]!, argv.slice(1), {
+          // Its own process group: a terminal's Ctrl-C to the host does not
+          // reach the guests, and process mode can signal the whole tree.
+          detached: true,
+          stdio: ['ignore', fd, fd],
+          // A clean environment: nothing of the host's (no admin token) leaks
+          // into the guest; the VM's token goes by environment, never argv.
+          env: { PATH: this.options.pathEnv, HOME: user?.home ?? '/root', MEMBALLOON_TOKEN: token, ...(this.options.nodeOptions ? { NODE_OPTIONS: this.options.nodeOptions } : {}) },
+          ...(user ? { uid: user.uid, gid: user.gid, cwd: existsSync(user.home) ? user.home : '/' } : {}),
+        });
+      } finally {
+        closeSync(fd);
+      }
+    } catch (err) {
+      await cleanupCgroup();
+      throw toHostError(err);
+    }
+    const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const pid = child.pid;
+    const record: GuestRecord = {
+      name,
+      kind: 'startvm',
+      cgroupDir: cgroup?.dir ?? null,
+      ...(pid !== undefined ? { agentPid: pid, agentStartTicks: procStartTicks(pid) ?? 0 } : {}),
+      launchTokenHash: hashToken(token),
+      logFile,
+      command,
+      ...(user ? { user: user.name } : {}),
+      startedAtMs: Date.now(),
+    };
+    const guest: Guest = { record, cgroup, child, exited };
+    this.guests.set(name, guest);
+    if (pid !== undefined) this.state.save(record);
+    void exited.then(() => this.onAgentExit(guest, `the agent exited (${child.exitCode ?? child.signalCode})`));
+    this.log.info({ vm: name, pid, cgroup: record.cgroupDir, logFile, user: user?.name }, 'startvm: guest started');
+
+    try {
+      await this.untilAdmitted(name, guest, spawnError);
+    } catch (err) {
+      await this.stop(guest, 'startvm failed', Date.now());
+      throw err;
+    }
+  }
+
+  private userOf(requested: unknown): GuestUser | undefined {
+    if (requested !== undefined && typeof requested !== 'string') throw new HostError('invalid_argument', 'user must be a user name');
+    const forced = this.options.guestUser;
+    if (forced !== undefined && requested !== undefined && requested !== forced) {
+      throw new HostError('invalid_argument', `this host runs every guest as '${forced}' (--guest-user): startvm --user '${requested}' is refused`);
+    }
+    const name = requested ?? forced;
+    if (name === undefined) return undefined;
+    return findUser(readFileSync('/etc/passwd', 'utf8'), name);
+  }
+
+  private async makeCgroup(name: string): Promise<KernelMemoryCgroup> {
+    const tree = this.tree!;
+    try {
+      return await tree.createChild(name);
+    } catch (err) {
+      const e = CgroupError.from(err);
+      if (e.code !== 'already_exists') throw e;
+      // Left by a guest that is gone: reuse only if empty.
+      const stale = tree.open(tree.childDir(name));
+      if ((await stale.pids()).length > 0) throw new HostError('vm_running', `the cgroup ${stale.dir} of VM '${name}' still has processes: it is not ours to reuse`);
+      await tree.remove(stale.dir);
+      return tree.createChild(name);
+    }
+  }
+
+  /** Resolves once the VM is running; rejects with the agent's last words if it exits first. */
+  private untilAdmitted(name: string, guest: Guest, spawnError: Promise<Error>): Promise<void> {
+    const service = this.svc();
+    const timeoutMs = this.options.startTimeoutMs ?? 60_000;
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const finish = (err?: Error) => {
+        if (settled) return;
+        settled = true;
+        unsubscribe();
+        clearTimeout(timer);
+        if (err) reject(err);
+        else resolve();
+      };
+      const check = () => {
+        if (service.isRunning(name)) finish();
+      };
+      const unsubscribe = service.subscribe(check);
+      const timer = setTimeout(() => finish(new HostError('timeout', `VM '${name}': its agent did not connect within ${Math.round(timeoutMs / 1000)} s (see ${guest.record.logFile})`)), timeoutMs);
+      void spawnError.then((err) => finish(new HostError('internal', `VM '${name}': could not start its agent: ${err.message}`)));
+      void guest.exited.then(() => {
+        const code = guest.child?.exitCode;
+        finish(new HostError('internal', `VM '${name}' stopped before its agent connected (exit ${code ?? guest.child?.signalCode}): ${lastLine(guest.record.logFile)}`));
+      });
+      check();
+    });
+  }
+
+  // ---- poweroff ----------------------------------------------------------------
+
+  /**
+   * controlvm poweroff: SIGTERM to the agent (it deflates, says Goodbye and
+   * passes the signal to the workload), SIGKILL to whatever is left after the
+   * grace period, cgroup removed. `gentle` (acpipowerbutton): SIGTERM only.
+   */
+  async poweroff(name: string, gentle = false): Promise<void> {
+    const g = this.guests.get(name);
+    if (!g || g.record.kind !== 'startvm') {
+      this.svc().vmView(name);
+      throw new HostError('not_running', g ? `VM '${name}' runs in an adopted cgroup: stop it with the tool that started it` : `VM '${name}' was not started by this host (startvm): stop its agent where it runs`);
+    }
+    const pid = g.record.agentPid;
+    if (pid !== undefined) signal(pid, 'SIGTERM');
+    this.log.info({ vm: name, gentle }, gentle ? 'acpipowerbutton: SIGTERM to the agent' : 'poweroff: SIGTERM to the agent');
+    if (gentle) return;
+    g.killAtMs = Math.min(g.killAtMs ?? Infinity, Date.now() + this.graceMs);
+    await this.stop(g, 'poweroff', g.killAtMs);
+  }
+
+  private onAgentExit(g: Guest, why: string): void {
+    if (this.guests.get(g.record.name) !== g) return;
+    this.log.info({ vm: g.record.name, why }, 'guest agent gone: stopping the rest of the guest');
+    void this.stop(g, why, Date.now() + this.graceMs);
+  }
+
+  /** Stops every process of the guest (SIGTERM, SIGKILL at `killAtMs`), removes its cgroup and record. */
+  private stop(g: Guest, why: string, killAtMs: number): Promise<void> {
+    g.killAtMs = Math.min(g.killAtMs ?? Infinity, killAtMs);
+    g.stopping ??= (async () => {
+      const name = g.record.name;
+      if (g.poll) clearInterval(g.poll);
+      // The agent passes SIGTERM on to the workload; what it started further
+      // (or what outlives a killed agent) gets it here.
+      if (g.child?.exitCode === null && g.child.signalCode === null && g.record.agentPid !== undefined) signal(g.record.agentPid, 'SIGTERM');
+      await this.signalAll(g, 'SIGTERM');
+      let killed = false;
+      const hardDeadline = () => (g.killAtMs ?? Date.now()) + 30_000;
+      for (;;) {
+        if (await this.isEmpty(g)) break;
+        if (!killed && Date.now() >= (g.killAtMs ?? 0)) {
+          killed = true;
+          this.log.warn({ vm: name }, 'grace period over: SIGKILL to every process of the guest');
+        }
+        if (killed) await this.signalAll(g, 'SIGKILL');
+        if (Date.now() > hardDeadline()) {
+          this.log.error({ vm: name }, 'processes of the guest survive SIGKILL: leaving its cgroup');
+          break;
+        }
+        await pause(25);
+      }
+      if (g.child) await g.exited;
+      if (g.cgroup && this.tree && g.record.kind === 'startvm') {
+        // The last exits may lag behind cgroup.procs for a moment (EBUSY).
+        for (let tries = 0; ; tries++) {
+          try {
+            await this.tree.remove(g.cgroup.dir);
+            break;
+          } catch (err) {
+            if (tries >= 200) {
+              this.log.error({ err, vm: name }, 'could not remove the cgroup');
+              break;
+            }
+            await pause(25);
+          }
+        }
+      }
+      this.state.remove(name);
+      if (this.guests.get(name) === g) this.guests.delete(name);
+      this.log.info({ vm: name, why }, 'guest powered off');
+    })();
+    return g.stopping;
+  }
+
+  private async signalAll(g: Guest, sig: NodeJS.Signals): Promise<void> {
+    if (g.cgroup) {
+      for (const pid of await g.cgroup.pids().catch(() => [])) signal(pid, sig);
+    } else if (g.record.agentPid !== undefined) {
+      // Process mode: the agent leads its own process group.
+      signal(-g.record.agentPid, sig);
+    }
+  }
+
+  private async isEmpty(g: Guest): Promise<boolean> {
+    if (g.cgroup) return (await g.cgroup.pids().catch(() => [])).length === 0;
+    return g.record.agentPid === undefined || !signal(-g.record.agentPid, 0);
+  }
+
+  // ---- adoption ------------------------------------------------------------
+
+  /** modifyvm --cgroup PATH (admin only, VM powered off): the VM's guest lives in an existing cgroup; null lets it go. */
+  async adopt(name: string, path: string | null): Promise<void> {
+    const vm = this.svc().vmView(name);
+    const existing = this.guests.get(name);
+    if (vm.state === 'running' || existing?.record.kind === 'startvm') throw new HostError('vm_running', `VM '${name}' is running: modifyvm --cgroup needs the VM powered off`);
+    if (path === null) {
+      this.guests.delete(name);
+      this.state.remove(name);
+      return;
+    }
+    if (!this.tree) throw new HostError('invalid_argument', `modifyvm --cgroup needs memory cgroups: ${this.modeDetail}`);
+    let cgroup: KernelMemoryCgroup;
+    try {
+      cgroup = await this.tree.adopt(path);
+    } catch (err) {
+      throw toHostError(err);
+    }
+    if (cgroup.dir === this.tree.parentDir || cgroup.dir.startsWith(`${this.tree.parentDir}/`)) {
+      throw new HostError('invalid_argument', `the cgroup ${cgroup.dir} is inside the host's own parent: startvm makes those`);
+    }
+    for (const [other, g] of this.guests) {
+      if (other !== name && g.cgroup?.dir === cgroup.dir) throw new HostError('already_exists', `the cgroup ${cgroup.dir} already belongs to VM '${other}'`);
+    }
+    const record: GuestRecord = { name, kind: 'adopted', cgroupDir: cgroup.dir };
+    this.state.save(record);
+    this.guests.set(name, { record, cgroup, exited: Promise.resolve() });
+    this.log.info({ vm: name, cgroup: cgroup.dir }, 'cgroup adopted');
+  }
+
+  // ---- restart -------------------------------------------------------------
+
+  /** After a restart: re-adopts guests whose agent still runs, stops the rest, removes cgroups no guest uses. */
+  private async recover(): Promise<void> {
+    const records = this.state.loadAll((file, err) => this.log.warn({ file, err }, 'unreadable guest record: ignored'));
+    for (const record of records) {
+      const cgroup = record.cgroupDir && this.tree ? this.tree.open(record.cgroupDir) : null;
+      if (record.kind === 'adopted') {
+        this.guests.set(record.name, { record, cgroup, exited: Promise.resolve() });
+        continue;
+      }
+      const pid = record.agentPid;
+      const alive = pid !== undefined && record.agentStartTicks !== undefined && isSameProcess(pid, record.agentStartTicks);
+      let exitedResolve!: () => void;
+      const guest: Guest = { record, cgroup, exited: new Promise<void>((r) => (exitedResolve = r)) };
+      this.guests.set(record.name, guest);
+      if (!alive) {
+        exitedResolve();
+        this.log.info({ vm: record.name }, 'the guest of a previous host is gone: removing what is left of it');
+        await this.stop(guest, 'gone after a host restart', Date.now());
+        continue;
+      }
+      // Not our child any more: watch its pid instead of an exit event.
+      guest.poll = setInterval(() => {
+        if (!isSameProcess(pid, record.agentStartTicks!)) {
+          clearInterval(guest.poll);
+          exitedResolve();
+          this.onAgentExit(guest, 'the agent exited');
+        }
+      }, 250);
+      guest.poll.unref();
+      this.log.info({ vm: record.name, pid, cgroup: record.cgroupDir }, 're-adopted a running guest: its agent reconnects');
+    }
+    if (!this.tree) return;
+    for (const name of await this.tree.children()) {
+      if (this.guests.has(name)) continue;
+      const cg = this.tree.open(`${this.tree.parentDir}/${name}`);
+      if ((await cg.pids().catch(() => [0])).length === 0) {
+        await this.tree.remove(cg.dir).catch((err) => this.log.warn({ err, cgroup: cg.dir }, 'could not remove a stale cgroup'));
+        this.log.info({ cgroup: cg.dir }, 'removed the cgroup of a VM that no longer runs');
+      } else {
+        this.log.warn({ cgroup: cg.dir }, 'a cgroup under the host parent has processes but no guest record: left alone');
+      }
+    }
+  }
+
+  /** Powers off every guest the host started (the host is stopping); kill -9 leaves them for the next start. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const started = [...this.guests.values()].filter((g) => g.record.kind === 'startvm');
+    await Promise.all(started.map((g) => this.poweroff(g.record.name).catch((err) => this.log.warn({ err, vm: g.record.name }, 'poweroff at shutdown failed'))));
+    for (const g of this.guests.values()) if (g.poll) clearInterval(g.poll);
+  }
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** The last non-empty line of a log (the agent's or the workload's last words), JSON log lines reduced to their msg. */
+function lastLine(file: string | undefined): string {
+  if (!file) return 'no log';
+  try {
+    const lines = readFileSync(file, 'utf8').trim().split('\n').filter(Boolean);
+    for (let i = lines.length - 1; i >= 0; i--) {
+      const line = lines[i]!;
+      if (!line.startsWith('{')) return line.slice(0, 300);
+      try {
+        const j = JSON.parse(line) as { msg?: string; level?: number; err?: { message?: string } };
+        if ((j.level ?? 0) >= 50) return `${j.msg ?? ''}${j.err?.message ? `: ${j.err.message}` : ''}`.slice(0, 300);
+      } catch {
+        return line.slice(0, 300);
+      }
+    }
+    return lines.length > 0 ? lines[lines.length - 1]!.slice(0, 300) : 'the log is empty';
+  } catch {
+    return 'no log';
+  }
+}

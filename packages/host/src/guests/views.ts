@@ -1,0 +1,51 @@
+// What the launcher adds to showhostinfo and showvminfo, and the narrow face
+// of the host service it needs. Field names are a contract (camelCase, --json).
+import type { VmView } from '../service/views.js';
+import type { MemoryCgroup } from '../cgroup/index.js';
+
+/** showhostinfo: how this host runs guests, and why. */
+export interface GuestsHostView {
+  /** 'cgroup': each guest startvm runs gets a memory cgroup; 'process': plain process trees. */
+  guests: 'cgroup' | 'process';
+  /** One line: which cgroup interface, or why there is none. */
+  guestsDetail: string;
+  /** 'physical': managed guests' limits can make reclaimed memory free in the kernel; 'budget': the pool is only a number. */
+  reclaim: 'physical' | 'budget';
+  /** The host's parent cgroup (cgroup mode). */
+  cgroupParent?: string;
+  /** Whether the parent's hard limit is the pool (`--pool-cgroup`). */
+  poolCgroup: boolean;
+  /** Whether startvm is refused unless it comes over loopback (`--no-remote-startvm`). */
+  remoteStartvm: boolean;
+}
+
+/** showvminfo: the guest the host owns for this VM (started or adopted). */
+export interface ManagedGuestView {
+  /** 'startvm': started by the host; 'adopted': `modifyvm --cgroup`. */
+  managedBy: 'startvm' | 'adopted';
+  /** The VM's memory cgroup directory; null in process mode. */
+  cgroup: string | null;
+  /** Where the workload's stdout and stderr go (startvm). */
+  logFile?: string;
+  /** The agent's process id as the host started it (startvm). */
+  agentPid?: number;
+  command?: string[];
+  user?: string;
+}
+
+/** The launcher as the host service sees it (HostService's `guests` collaborator). */
+export interface GuestsCollaborator {
+  /** The memory cgroup of a running managed VM, else null (the hand-off uses it). */
+  cgroupOf(name: string): MemoryCgroup | null;
+  /** Whether a Hello's credential is the launch token the host gave this VM's agent. */
+  acceptsCredential(name: string, credential: string): boolean;
+  hostView(): GuestsHostView;
+  vmView(name: string): ManagedGuestView | undefined;
+}
+
+/** What the launcher needs of the host service. */
+export interface GuestHostService {
+  vmView(name: string): VmView;
+  isRunning(name: string): boolean;
+  subscribe(listener: () => void): () => void;
+}
