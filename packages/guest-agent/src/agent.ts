@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { bodies, FINAL_ERROR_CODES, vmNameProblem, type Body, type BalloonStatus, type ErrorCode, type Hello, type ProtocolError } from '@memballoon/protocol';
 import { BalloonEngine } from './balloon/engine.js';
+import { availableUnderHandOffBytes } from './balloon/floor.js';
 import { openDomain } from './domain/readers.js';
 import { processLockedBytes, processRssBytes } from './domain/readers.js';
 import type { DomainKind, DomainSource } from './domain/source.js';
@@ -247,7 +248,12 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
 
   private sendStats(session: GuestSession): void {
     try {
-      session.send(bodies.memoryStats(toMemoryStats(this.domain.stats(), processRssBytes('self'))));
+      const d = this.domain.stats();
+      // After a hand-off the host's limit holds part of the domain: say what the guest really has.
+      const handedOffMib = this.engine.handedOffMib;
+      const availableBytes = availableUnderHandOffBytes(d, this.domain.totalMib, handedOffMib);
+      const freeBytes = Math.min(d.freeBytes, availableBytes);
+      session.send(bodies.memoryStats(toMemoryStats({ ...d, availableBytes, freeBytes }, processRssBytes('self'))));
     } catch (err) {
       // A domain that cannot be read this time skips one tick; it never
       // takes the agent (and its balloon) down.

@@ -6,6 +6,21 @@ import { defaultFloorMib, type DomainSource } from '../domain/source.js';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 
 
+/**
+ * Available bytes of a domain reading as if its limit were the one the
+ * balloon implies (the domain's memory minus what is handed off), undoing
+ * whatever limit the kernel shows now. A process or machine domain does not
+ * see the host's limit at all, and a cgroup's limit lags a round trip after a
+ * deflate of handed-off MiB: without this, the first would overestimate what
+ * the guest has and the second would deflate again and again until the host
+ * caught up. The floor checks and the statistics sent to the host use it.
+ */
+export function availableUnderHandOffBytes(reading: { totalBytes: number; availableBytes: number }, domainTotalMib: number, handedOffMib: number): number {
+  if (handedOffMib <= 0) return reading.availableBytes;
+  const limitLoweredBytes = Math.max(0, domainTotalMib * BYTES_PER_MIB - reading.totalBytes);
+  return Math.max(0, reading.availableBytes + limitLoweredBytes - handedOffMib * BYTES_PER_MIB);
+}
+
 /** Within this many MiB of the floor (by the last reading), every inflate step reads the domain afresh. */
 const NEAR_FLOOR_MIB = 128;
 
@@ -36,19 +51,9 @@ export class FloorGuard {
     this.floorMibValue = this.resolve(floorMib);
   }
 
-  /**
-   * What counts as available, in MiB: the domain's reading as if the limit
-   * were the one the balloon implies (the domain's memory minus what is
-   * handed off), undoing whatever limit the kernel shows now. A process or
-   * machine domain does not see the host's limit at all, and a cgroup's limit
-   * lags a round trip after a deflate of handed-off MiB: without this, the
-   * first would overestimate what the guest has and the second would deflate
-   * again and again until the host caught up.
-   */
+  /** What counts as available, in MiB (see availableUnderHandOffBytes). */
   private availableMib(domain: DomainSource): number {
-    const a = domain.availability();
-    const limitLoweredBytes = Math.max(0, domain.totalMib * BYTES_PER_MIB - a.totalBytes);
-    return Math.max(0, Math.floor((a.availableBytes + limitLoweredBytes) / BYTES_PER_MIB) - this.handedOffMib());
+    return Math.floor(availableUnderHandOffBytes(domain.availability(), domain.totalMib, this.handedOffMib()) / BYTES_PER_MIB);
   }
 
   /** The floor in MiB (0: none). */

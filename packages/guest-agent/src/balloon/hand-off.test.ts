@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BalloonStatus } from '@memballoon/protocol';
 import { procMib, startBalloonChild, type BalloonChild } from '../test-support/child.js';
 import { poll } from '../test-support/poll.js';
+import { availableUnderHandOffBytes } from './floor.js';
 
 const MIB = 1024 * 1024;
 const V1_MEMORY = '/sys/fs/cgroup/memory';
@@ -93,5 +94,18 @@ describe.skipIf(skipReason !== '')('hand-off release path against the kernel (ch
     expect(up.status).toMatchObject({ actualMib: 56, handedOffMib: 40 });
     if (up.status.lock === 'locked') expect(up.status.lockedMib).toBe(16);
     await kid.ask({ op: 'target', targetMib: 0 }, 'target');
+  });
+});
+
+describe('availability after a hand-off (floor checks and the statistics sent to the host)', () => {
+  it('a process domain (no limit seen) loses what is handed off; a cgroup domain whose limit already fell is not counted twice; the limit lagging a deflate counts as given back', () => {
+    // Process domain of 1024 MiB: 600 available by RSS, 300 handed off.
+    expect(availableUnderHandOffBytes({ totalBytes: 1024 * MIB, availableBytes: 600 * MIB }, 1024, 300)).toBe(300 * MIB);
+    // Cgroup domain: the limit is 724 MiB already; 300 available under it.
+    expect(availableUnderHandOffBytes({ totalBytes: 724 * MIB, availableBytes: 300 * MIB }, 1024, 300)).toBe(300 * MIB);
+    // The agent deflated 100 handed-off MiB; the host has not raised the limit yet.
+    expect(availableUnderHandOffBytes({ totalBytes: 724 * MIB, availableBytes: 300 * MIB }, 1024, 200)).toBe(400 * MIB);
+    expect(availableUnderHandOffBytes({ totalBytes: 1024 * MIB, availableBytes: 100 * MIB }, 1024, 300)).toBe(0);
+    expect(availableUnderHandOffBytes({ totalBytes: 1024 * MIB, availableBytes: 100 * MIB }, 1024, 0)).toBe(100 * MIB);
   });
 });
