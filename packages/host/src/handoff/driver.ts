@@ -33,6 +33,13 @@ export interface HandOffDriverOptions {
   answerTimeoutMs?: number;
   /** Called whenever what a guest has really given up (reclaimedMib) may have changed. */
   onChange?: (name: string) => void;
+  /**
+   * MiB the guests' limits may grow by in all now (the pool's size minus
+   * the sum of the limits; default: unbounded). A raise is capped by it, so
+   * a guest that deflated on its own (pressure) gets its limit back only as
+   * the others' limits make room: the limits never sum above the pool.
+   */
+  raiseRoomMib?: () => number;
 }
 
 /** What the driver knows of one guest's hand-off, for views. */
@@ -65,12 +72,14 @@ export class HandOffDriver {
   private readonly maxBatchMib: number;
   private readonly answerTimeoutMs: number;
   private readonly onChange: (name: string) => void;
+  private readonly raiseRoomMib: () => number;
 
   constructor(options: HandOffDriverOptions) {
     this.log = options.logger;
     this.maxBatchMib = options.maxBatchMib ?? 256;
     this.answerTimeoutMs = options.answerTimeoutMs ?? 10_000;
     this.onChange = options.onChange ?? (() => {});
+    this.raiseRoomMib = options.raiseRoomMib ?? (() => Number.POSITIVE_INFINITY);
   }
 
   /**
@@ -202,9 +211,14 @@ export class HandOffDriver {
   /** Does one step; false when the loop should wait for news (EBUSY, an agent that did not answer). */
   private async apply(e: Entry, step: Exclude<HandOffStep, { kind: 'done' }>): Promise<boolean> {
     switch (step.kind) {
-      case 'raise':
-        e.logger.info({ fromMib: e.limitMib, limitMib: step.limitMib }, 'hand-off: limit raised (balloon deflated)');
-        return this.setLimit(e, step.limitMib);
+      case 'raise': {
+        const roomMib = Math.floor(this.raiseRoomMib());
+        const to = Math.min(step.limitMib, e.limitMib + Math.max(0, roomMib));
+        // No room yet: retried when another guest's limit comes down.
+        if (to <= e.limitMib) return false;
+        e.logger.info({ fromMib: e.limitMib, limitMib: to, wantedMib: step.limitMib }, 'hand-off: limit raised (balloon deflated)');
+        return this.setLimit(e, to);
+      }
       case 'catch-up':
         return this.setLimit(e, step.limitMib);
       case 'lower-then-release': {
@@ -263,7 +277,20 @@ export class HandOffDriver {
 
   private noteLimit(e: Entry, limitMib: number): void {
     if (limitMib === e.limitMib) return;
+    const lowered = limitMib < e.limitMib;
     e.limitMib = limitMib;
     this.onChange(e.name);
+    if (!lowered) return;
+    // Room under the pool: a guest waiting to have its limit raised may go on.
+    for (const other of this.guests.values()) {
+      if (other !== e && other.status && other.limitMib < other.memoryMib - (other.status.handedOffMib ?? 0)) this.kick(other);
+    }
+  }
+
+  /** Sum of the managed guests' limits as last read or written, in MiB. */
+  limitSumMib(): number {
+    let sum = 0;
+    for (const e of this.guests.values()) sum += e.limitMib;
+    return sum;
   }
 }

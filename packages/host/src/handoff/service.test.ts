@@ -66,6 +66,13 @@ class SimGuest implements HandOffCgroup {
     }
     this.report();
   }
+  /** The agent deflates by itself (pressure): handed-off MiB first, no page work. */
+  selfDeflate(mib: number) {
+    const fromHanded = Math.min(this.handedOffMib, mib);
+    this.handedOffMib -= fromHanded;
+    this.pinnedMib -= Math.min(this.pinnedMib, mib - fromHanded);
+    this.report();
+  }
   sendHandOff(handedOffMib: number) {
     const move = Math.max(0, Math.min(handedOffMib - this.handedOffMib, this.pinnedMib));
     this.pinnedMib -= move;
@@ -147,6 +154,27 @@ describe('hand-off in the host service', () => {
     expect(w.s.isRunning('c')).toBe(true);
     expect(a.handedOffMib + b.handedOffMib).toBeGreaterThanOrEqual(768);
     expect(a.limitMib + b.limitMib + c.limitMib).toBeLessThanOrEqual(1536);
+    expect(w.maxLimitSumMib).toBeLessThanOrEqual(1536);
+  });
+
+  it('a guest that deflates on its own gets its limit back only as the others make room under the pool', async () => {
+    const w = world(1536);
+    const a = await w.start('a', 1024, 200);
+    const b = await w.start('b', 512, 100);
+    await w.s.setBalloon('a', 300);
+    await settle(w, () => a.handedOffMib === 300);
+    await w.start('c', 300, 50);
+    expect(a.limitMib + b.limitMib + w.guests.get('c')!.limitMib).toBe(1536);
+    // Pressure in a: its agent gives back 100 handed-off MiB by itself.
+    a.selfDeflate(100);
+    await settle(w, () => a.handedOffMib === 200 && a.limitMib + b.limitMib + w.guests.get('c')!.limitMib <= 1536);
+    await w.s.handOffsIdle();
+    // No room at first: a's limit waits.
+    const c = w.guests.get('c')!;
+    // The pool pays the overcommit back from b and c (their hand-offs lower their limits), and a's limit rises by what that frees, not more.
+    await settle(w, () => b.handedOffMib + c.handedOffMib > 0 && a.limitMib === 1536 - b.limitMib - c.limitMib);
+    expect(a.limitMib).toBeGreaterThan(724);
+    expect(a.limitMib).toBeLessThanOrEqual(824);
     expect(w.maxLimitSumMib).toBeLessThanOrEqual(1536);
   });
 

@@ -141,7 +141,12 @@ export class HostService {
     const guests = options.guests;
     this.cgroupOf = options.cgroupOf ?? (guests ? (name) => guests.cgroupOf(name) : null);
     this.handoff = this.cgroupOf
-      ? new HandOffDriver({ logger: this.log.child({ part: 'handoff' }), maxBatchMib: options.handOffBatchMib ?? 256, onChange: (name) => this.refreshReclaimed(name) })
+      ? new HandOffDriver({
+          logger: this.log.child({ part: 'handoff' }),
+          maxBatchMib: options.handOffBatchMib ?? 256,
+          onChange: (name) => this.refreshReclaimed(name),
+          raiseRoomMib: () => this.limitRoomMib(),
+        })
       : null;
   }
 
@@ -154,6 +159,17 @@ export class HostService {
     if (this.pool.get(name)?.actualMib === held.reclaimedMib) return;
     this.pool.reportActual(name, held.reclaimedMib);
     this.notify();
+  }
+
+  /**
+   * MiB the guests' limits may grow by in all: the pool's size minus the
+   * managed guests' limits and what the unmanaged ones hold (a balloon in an
+   * unmanaged guest frees nothing physical, so it buys no limit).
+   */
+  private limitRoomMib(): number {
+    let usedMib = this.handoff?.limitSumMib() ?? 0;
+    for (const name of this.pool.names()) if (!this.handoff?.has(name)) usedMib += this.pool.get(name)?.heldMib ?? 0;
+    return this.pool.sizeMib - usedMib;
   }
 
   /** Resolves once no hand-off step is in flight (tests, benchmarks). */
