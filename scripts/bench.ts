@@ -3,12 +3,13 @@
 // "Benchmarks" section is pasted from this output, with its date).
 //
 //   npm run bench                 all of them
-//   npm run bench -- balloon      only some: balloon, fusion, load
+//   npm run bench -- balloon      only some: balloon, fusion, load, handoff
 import { formatBenchTable, runBalloonBench } from '../packages/guest-agent/bench/balloon.bench.js';
 import { runFusionBench, type FusionBenchRow } from '../packages/host/bench/fusion.bench.js';
+import { formatHandOffTable, runHandOffBench } from '../packages/host/bench/handoff.bench.js';
 import { runLoadBench, type LoadResult } from './bench/load.js';
 
-const all = ['balloon', 'fusion', 'load'] as const;
+const all = ['balloon', 'fusion', 'load', 'handoff'] as const;
 type Which = (typeof all)[number];
 const asked = process.argv.slice(2).filter((a): a is Which => (all as readonly string[]).includes(a));
 const unknown = process.argv.slice(2).filter((a) => !(all as readonly string[]).includes(a));
@@ -58,6 +59,9 @@ for (const name of which) {
   } else if (name === 'fusion') {
     const rows = await runFusionBench();
     console.log(`### Page fusion: hints against KSM scanning\n\n${formatFusion(rows)}\n`);
+  } else if (name === 'handoff') {
+    const rows = await runHandOffBench({ log });
+    console.log(`### Hand-off: balloon settled → memory free on the host (real agent in a v1 memory cgroup)\n\n${formatHandOffTable(rows)}\n`);
   } else {
     const results = await runLoadBench();
     console.log(`### Control plane under load: 1,000 simulated guests, stats every 1 s, targets every 3 s\n\n${formatLoad(results)}\n`);
