@@ -3,13 +3,14 @@
 // "Benchmarks" section is pasted from this output, with its date).
 //
 //   npm run bench                 all of them
-//   npm run bench -- balloon      only some: balloon, fusion, load, handoff
+//   npm run bench -- balloon      only some: balloon, fusion, load, cli, handoff
 import { formatBenchTable, runBalloonBench } from '../packages/guest-agent/bench/balloon.bench.js';
 import { runFusionBench, type FusionBenchRow } from '../packages/host/bench/fusion.bench.js';
 import { formatHandOffTable, runHandOffBench } from '../packages/host/bench/handoff.bench.js';
 import { runLoadBench, type LoadResult } from './bench/load.js';
+import { formatCliBench, runCliBench } from './bench/cli.js';
 
-const all = ['balloon', 'fusion', 'load', 'handoff'] as const;
+const all = ['balloon', 'fusion', 'load', 'cli', 'handoff'] as const;
 type Which = (typeof all)[number];
 const asked = process.argv.slice(2).filter((a): a is Which => (all as readonly string[]).includes(a));
 const unknown = process.argv.slice(2).filter((a) => !(all as readonly string[]).includes(a));
@@ -62,6 +63,9 @@ for (const name of which) {
   } else if (name === 'handoff') {
     const rows = await runHandOffBench({ log });
     console.log(`### Hand-off: balloon settled → memory free on the host (real agent in a v1 memory cgroup)\n\n${formatHandOffTable(rows)}\n`);
+  } else if (name === 'cli') {
+    const result = await runCliBench({ log });
+    console.log(`### Start-up: the built commands against \`node -e 0\` (${result.runs} interleaved runs), and the agent's idle RSS\n\n${formatCliBench(result)}\n`);
   } else {
     const results = await runLoadBench();
     console.log(`### Control plane under load: 1,000 simulated guests, stats every 1 s, targets every 3 s\n\n${formatLoad(results)}\n`);

@@ -1,15 +1,18 @@
 // npm start: the local demo. On loopback it starts the host (balloon-host, its
 // registry under .data/demo, auto-registration on, a pool smaller than the
-// guests' sum so overcommitment shows) and three agents in child processes,
-// prints the dashboard's URL and commands to try, and on Ctrl-C stops the
-// agents first (they deflate and say goodbye), then the host.
+// guests' sum so overcommitment shows) and has it start three guests with
+// startvm (each in its own memory cgroup where the machine allows, else as a
+// plain process tree), prints the dashboard's URL and commands to try, and on
+// Ctrl-C powers the guests off first (they deflate and say goodbye), then
+// stops the host.
 //
-// Children run in their own process groups: the terminal's Ctrl-C reaches only
-// this script, which then stops them in order. Their logs go to files, so the
-// terminal shows only what a newcomer needs.
+// The host runs in its own process group: the terminal's Ctrl-C reaches only
+// this script, which then stops everything in order. Logs go to files (the
+// guests' to the same directory, written by the host), so the terminal shows
+// only what a newcomer needs.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
-import { get } from 'node:http';
+import { get, request } from 'node:http';
 import { createServer } from 'node:net';
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,7 +44,8 @@ const STOP_TIMEOUT_MS = 15_000;
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEFAULT_DATA_DIR = fileURLToPath(new URL('../.data/demo/', import.meta.url));
 const HOST_BIN = fileURLToPath(new URL('../packages/host/bin/balloon-host.mjs', import.meta.url));
-const AGENT_BIN = fileURLToPath(new URL('../packages/guest-agent/bin/balloon-agent.mjs', import.meta.url));
+// What each guest runs under its agent: an idle Node process (portable, unlike `sleep infinity`).
+const GUEST_COMMAND = [process.execPath, '-e', 'setInterval(() => {}, 1 << 30)'];
 
 /** A child process of the demo and where its log goes. */
 interface Child {
@@ -192,6 +196,28 @@ function runningVms(baseUrl: string, adminToken: string | undefined): Promise<st
   });
 }
 
+/** One admin API call with a JSON body; resolves with the status and the parsed answer. */
+function api(baseUrl: string, adminToken: string | undefined, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const headers: Record<string, string> = { ...(adminToken ? { authorization: `Bearer ${adminToken}` } : {}), ...(payload ? { 'content-type': 'application/json' } : {}) };
+    const req = request(`${baseUrl}/api/v1${path}`, { method, headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => {
+        try {
+          resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : undefined });
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
 /** Stops one child: SIGINT, then SIGKILL if it has not exited by the deadline. Returns its exit code. */
 async function stop(child: Child): Promise<number | 'killed'> {
   if (child.process.exitCode !== null || child.process.signalCode !== null) return child.exited;
@@ -214,16 +240,24 @@ async function main(): Promise<void> {
 
   let baseUrl = `http://127.0.0.1:${config.port}`;
   let adminToken: string | undefined;
-  const agents: Child[] = [];
+  const started: string[] = [];
   let host: Child | undefined;
+  let guestsMode: { guests?: string; guestsDetail?: string } = {};
   let stopping: Promise<void> | undefined;
 
-  /** Agents first (each deflates and says goodbye), then the host. */
+  /** Guests first (poweroff: each agent deflates and says goodbye), then the host. */
   const shutdown = (why: string): Promise<void> =>
     (stopping ??= (async () => {
-      process.stdout.write(`\n${why}: stopping the agents (they deflate and say goodbye), then the host…\n`);
-      const codes = await Promise.all(agents.map(stop));
-      agents.forEach((a, i) => process.stdout.write(`  ${a.label.padEnd(10)} ${describeExit(codes[i]!)}\n`));
+      process.stdout.write(`\n${why}: powering the guests off (they deflate and say goodbye), then the host…\n`);
+      const results = await Promise.all(
+        started.map((name) =>
+          api(baseUrl, adminToken, 'POST', `/vms/${encodeURIComponent(name)}/poweroff`).then(
+            (r) => (r.status === 200 ? 'stopped' : `poweroff failed: ${r.json?.error?.message ?? r.status}`),
+            (err: Error) => `poweroff failed: ${err.message}`,
+          ),
+        ),
+      );
+      started.forEach((name, i) => process.stdout.write(`  ${name.padEnd(10)} ${results[i]}\n`));
       if (host) process.stdout.write(`  ${'host'.padEnd(10)} ${describeExit(await stop(host))}\n`);
     })());
 
@@ -233,11 +267,10 @@ async function main(): Promise<void> {
       void shutdown(signal === 'SIGINT' ? 'Ctrl-C' : signal).then(() => process.exit(0));
     });
   }
-  // Last resort if this script dies with children still up: they are in their own groups.
+  // Last resort if this script dies with the host still up (it is in its own
+  // group): SIGTERM makes it power its guests off and stop.
   process.on('exit', () => {
-    for (const child of [...agents, ...(host ? [host] : [])]) {
-      if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGTERM');
-    }
+    if (host && host.process.exitCode === null && host.process.signalCode === null) host.process.kill('SIGTERM');
   });
 
   try {
@@ -249,6 +282,9 @@ async function main(): Promise<void> {
       '--pool-mib',
       String(config.poolSizeMib),
       '--auto-register',
+      // One parent cgroup per demo run: two demos (or a demo and its test) never share one.
+      '--cgroup-parent',
+      `memballoon-demo-${process.pid}`,
     ]);
     const hostChild = host;
     let ready: Readiness | undefined;
@@ -256,12 +292,18 @@ async function main(): Promise<void> {
     baseUrl = ready!.url.replace(/\/+$/, '');
     if (ready!.auth === 'tokens' && ready!.adminTokenFile) adminToken = readFileSync(ready!.adminTokenFile, 'utf8').trim();
 
-    // One after the other, so the pool's admissions (and reclaims) read in order in the logs.
+    // One after the other, so the pool's admissions (and reclaims) read in
+    // order in the logs. The host starts each guest (startvm): it makes the
+    // VM's memory cgroup where it can, and answers once the agent is admitted.
     for (const guest of GUESTS) {
-      const agent = startChild(logDir, guest.name, AGENT_BIN, ['--host', baseUrl, '--name', guest.name, '--memory-mib', String(guest.memoryMib)]);
-      agents.push(agent);
-      await until(`${guest.name} to run`, agent, async () => (await runningVms(baseUrl, adminToken)).includes(guest.name));
+      const created = await api(baseUrl, adminToken, 'POST', '/vms', { name: guest.name, memoryMib: guest.memoryMib });
+      if (created.status !== 201 && created.json?.error?.code !== 'already_exists') throw new DemoError(`createvm ${guest.name}: ${created.json?.error?.message ?? created.status}`);
+      if ((await runningVms(baseUrl, adminToken)).includes(guest.name)) continue;
+      const start = await api(baseUrl, adminToken, 'POST', `/vms/${encodeURIComponent(guest.name)}/startvm`, { command: GUEST_COMMAND });
+      if (start.status !== 200) throw new DemoError(`startvm ${guest.name}: ${start.json?.error?.message ?? start.status}`);
+      started.push(guest.name);
     }
+    guestsMode = (await api(baseUrl, adminToken, 'GET', '/host')).json as { guests?: string; guestsDetail?: string };
   } catch (err) {
     await shutdown('start-up failed');
     throw err;
@@ -280,11 +322,13 @@ async function main(): Promise<void> {
       '',
       `  Dashboard  ${dashboardUrl}`,
       `  Pool       ${config.poolSizeMib} MiB for ${GUESTS.map((g) => `${g.name} (${g.memoryMib} MiB)`).join(', ')}: ${guestsMib} MiB of guests`,
+      `  Guests     ${guestsMode.guests === 'cgroup' ? 'each in its own memory cgroup' : 'plain process trees'} (${guestsMode.guestsDetail ?? 'started with startvm'})`,
       `  Logs       ${shown(logDir)}`,
       '',
       'Try, in another terminal (in this directory):',
       `  npx balloonctl${ctlFlags} controlvm vm-large guestmemoryballoon 256 --wait`,
       `  npx balloonctl${ctlFlags} showhostinfo`,
+      `  npx balloonctl${ctlFlags} showvminfo vm-small`,
       `  npx balloonctl${ctlFlags} metrics query vm-large Guest/RAM/Usage`,
       '',
       'Ctrl-C stops everything.',
@@ -292,12 +336,7 @@ async function main(): Promise<void> {
     ].join('\n'),
   );
 
-  // Running: a host that dies ends the demo; an agent that dies is reported.
-  for (const agent of agents) {
-    void agent.exited.then((code) => {
-      if (!stopping) process.stdout.write(`${agent.label}'s agent exited (code ${code}); its log (${shown(agent.logFile)}) ends:\n${lastLines(agent.logFile)}\n`);
-    });
-  }
+  // Running: a host that dies ends the demo (a guest that dies is the host's to report).
   const hostCode = await host.exited;
   if (!stopping) {
     await shutdown('the host exited');

@@ -3,7 +3,7 @@
 // rules, auto-registration's trust on first use, the Hello size limit and the
 // cap on connections that have not said Hello. In-process host, fake guests.
 import Database from 'better-sqlite3';
-import { readFileSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { Writable } from 'node:stream';
@@ -155,7 +155,64 @@ describe('admin token', () => {
     await h.close();
     const { chmodSync } = await import('node:fs');
     chmodSync(join(data.dir, 'admin.token'), 0o644);
-    await expect(startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false })).rejects.toThrow(/may be read by others/);
+    await expect(startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false })).rejects.toThrow(/may be read or written by others \(mode 644\).*chmod 600/);
+  });
+});
+
+describe('VM names', () => {
+  it('refuses names a URL path would change (. and ..), and every accepted name can be shown and removed by its URL', async () => {
+    const { host } = await start();
+    const post = (name: string) => fetch(`${host.url}/api/v1/vms`, { method: 'POST', headers: { authorization: `Bearer ${host.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ name, memoryMib: 64 }) });
+    for (const name of ['.', '..', '...', 'a/b', '%2e%2e', 'a?b', 'a#b', 'a\\b']) {
+      const res = await post(name);
+      expect(res.status, name).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('invalid_argument');
+    }
+    expect(host.service.listVms(false)).toEqual([]);
+    for (const name of ['.hidden', 'a..b', 'web 1', 'Grüße']) {
+      expect((await post(name)).status, name).toBe(201);
+      const path = `/api/v1/vms/${encodeURIComponent(name)}`;
+      expect(((await (await get(host, path, host.adminToken)).json()) as { name: string }).name).toBe(name);
+      expect((await fetch(`${host.url}${path}`, { method: 'DELETE', headers: { authorization: `Bearer ${host.adminToken}` } })).status).toBe(204);
+    }
+    expect(host.service.listVms(false)).toEqual([]);
+  });
+});
+
+describe('the data directory', () => {
+  const opts = (dir: string) => ({ listenPort: 0, dataDir: dir, poolSizeMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false as const });
+
+  it('keeps the registry, its WAL and shared memory at mode 0600 beside a 0600 token', async () => {
+    const { host, dir } = await start();
+    registerVm(host, { name: 'a', memoryMib: 64 });
+    for (const f of ['registry.sqlite', 'registry.sqlite-wal', 'registry.sqlite-shm', 'admin.token']) expect(statSync(join(dir, f)).mode & 0o777, f).toBe(0o600);
+  });
+
+  it('stops the host when others may write the data directory, or the token is a link, and says what to fix', async () => {
+    const data = tempDataDir();
+    dirs.push(data);
+    chmodSync(data.dir, 0o777);
+    await expect(startHost(opts(data.dir))).rejects.toThrow(/may be written by others \(mode 777\).*chmod 700/);
+    chmodSync(data.dir, 0o700);
+    const h = await startHost(opts(data.dir));
+    await h.close();
+    const elsewhere = tempDataDir();
+    dirs.push(elsewhere);
+    writeFileSync(join(elsewhere.dir, 'mine'), 'a-token-someone-else-chose-0123\n', { mode: 0o600 });
+    rmSync(join(data.dir, 'admin.token'));
+    symlinkSync(join(elsewhere.dir, 'mine'), join(data.dir, 'admin.token'));
+    await expect(startHost(opts(data.dir))).rejects.toThrow(/admin\.token is a symbolic link/);
+  });
+
+  it('stops the host on a zero-byte or missing registry beside the host\'s other files, instead of starting empty', async () => {
+    const { host, dir } = await start();
+    registerVm(host, { name: 'precious', memoryMib: 64 });
+    await host.close();
+    truncateSync(join(dir, 'registry.sqlite'), 0);
+    await expect(startHost({ ...opts(dir), autoRegister: true })).rejects.toThrow(/registry\.sqlite is empty \(0 bytes\)/);
+    rmSync(join(dir, 'registry.sqlite'));
+    await expect(startHost({ ...opts(dir), autoRegister: true })).rejects.toThrow(/registry\.sqlite is missing but admin\.token is still in/);
+    expect(existsSync(join(dir, 'registry.sqlite'))).toBe(false);
   });
 });
 

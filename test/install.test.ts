@@ -14,7 +14,8 @@
 // install compiles SQLite, which takes minutes on a busy two-core machine and
 // tests nothing of ours. koffi ships its binaries inside its npm package.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
@@ -58,6 +59,15 @@ async function mustRun(cmd: string, args: string[], cwd: string): Promise<string
   const r = await run(cmd, args, cwd);
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr || r.stdout}`);
   return r.stdout;
+}
+
+/** Every file under `dir`, skipping nested node_modules. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    if (name === 'node_modules') return [];
+    return statSync(path).isDirectory() ? filesUnder(path) : [path];
+  });
 }
 
 let work: string;
@@ -121,6 +131,26 @@ describe('the tarballs', () => {
     expect(manifest('@memballoon/guest-agent').dependencies['@memballoon/protocol']).toBe(manifest('@memballoon/protocol').version);
     expect(manifest('@memballoon/host').exports['.']).toMatchObject({ types: './dist/index.d.ts', import: './dist/index.js' });
     expect(existsSync(join(app, 'node_modules/tsx'))).toBe(false);
+  });
+
+  it('import nothing they do not declare (scanned, since hoisting in an install would hide it)', () => {
+    for (const name of PACKAGES) {
+      const dir = join(app, 'node_modules', name);
+      const declared = new Set(Object.keys((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }).dependencies ?? {}));
+      const used = new Set<string>();
+      for (const file of filesUnder(dir).filter((f) => /\.m?js$/.test(f))) {
+        const text = readFileSync(file, 'utf8');
+        // import … from 'x', import 'x', import('x'), require('x'), createRequire(…)('x'), require.resolve('x/…')
+        for (const m of text.matchAll(/(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\s*\(\s*|\)\s*\(\s*|\.resolve\s*\(\s*)['"]([^'"./#][^'"]*)['"]/g)) {
+          const spec = m[1]!;
+          if (spec.startsWith('node:') || builtinModules.includes(spec)) continue;
+          used.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!);
+        }
+      }
+      // The bins import tsx only under the @memballoon/source condition, i.e. in a checkout.
+      expect([...used].filter((u) => !declared.has(u) && u !== 'tsx'), `${name} imports undeclared packages`).toEqual([]);
+      expect(used.size, name).toBeGreaterThan(0);
+    }
   });
 });
 

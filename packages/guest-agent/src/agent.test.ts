@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { bodies, ERROR_CODES, type BalloonStatus } from '@memballoon/protocol';
 import { startAgent, type AgentHandle, type AgentOptions } from './agent.js';
@@ -178,6 +179,114 @@ describe('agent against a stub host', () => {
     expect(err?.message).toMatch(/auth_failed/);
     expect(a.status).toBe('closed');
     expect(host.connections.length).toBe(1);
+  });
+
+  it('ready() resolves on Welcome; settled({ targetMib }) waits for that target and its settling', async () => {
+    const a = await start();
+    const ready = a.ready();
+    const conn = await poll(() => host.latest, 'a connection');
+    await poll(() => helloOn(conn), 'Hello');
+    host.welcome(conn, { targetMib: 0, generation: 1 });
+    await ready;
+    expect(a.status).toBe('connected');
+    await a.ready(); // connected: at once
+    const settled = a.settled({ targetMib: 24 });
+    host.send(conn, bodies.setBalloonTarget({ targetMib: 24, generation: 2 }));
+    expect(await settled).toMatchObject({ targetMib: 24, actualMib: 24, state: 'steady' });
+    expect(a.engine.verifyPages()).toBe((24 * MIB) / 4096);
+  });
+
+  it('ready() rejects with the host\'s code on a refusal that is not final (pool_exhausted), and the agent keeps trying', async () => {
+    const a = await start();
+    const ready = a.ready();
+    const first = await poll(() => host.latest, 'a connection');
+    await poll(() => helloOn(first), 'Hello');
+    host.send(first, bodies.error('pool_exhausted', 'the pool has 10 MiB free, the VM needs 512'));
+    first.ws.close(4000 + ERROR_CODES.indexOf('pool_exhausted'), 'pool_exhausted');
+    const err = await ready.then(
+      () => null,
+      (e: AgentError) => e,
+    );
+    expect(err).toMatchObject({ name: 'AgentError', code: 'rejected', hostCode: 'pool_exhausted' });
+    expect(err!.message).toMatch(/refused VM 'vm-test': pool_exhausted: the pool has 10 MiB free/);
+    // Not final: the agent tries again, and a later ready() sees the Welcome.
+    const second = await poll(() => host.connections[1], 'a retry');
+    await poll(() => helloOn(second), 'the second Hello');
+    const again = a.ready();
+    host.welcome(second);
+    await again;
+    expect(a.status).toBe('connected');
+  });
+
+  it('ready() rejects on a final refusal (auth_failed) and the agent stops', async () => {
+    const a = await start();
+    const ready = a.ready();
+    const conn = await poll(() => host.latest, 'a connection');
+    await poll(() => helloOn(conn), 'Hello');
+    conn.ws.close(4000 + ERROR_CODES.indexOf('auth_failed'), 'auth_failed');
+    await expect(ready).rejects.toMatchObject({ code: 'rejected', hostCode: 'auth_failed' });
+    expect(await a.stopped).toMatchObject({ hostCode: 'auth_failed' });
+    await expect(a.ready()).rejects.toMatchObject({ code: 'closed' });
+  });
+
+  it('ready() rejects with a timeout naming the last attempt when no host answers; close() rejects a waiter', async () => {
+    // A host that accepts the socket and never welcomes: Hello times out again and again.
+    const a = await start({ helloTimeoutMs: 50 });
+    const err = await a.ready({ timeoutMs: 400 }).then(
+      () => null,
+      (e: AgentError) => e,
+    );
+    expect(err).toMatchObject({ code: 'timeout' });
+    expect(err!.message).toMatch(/did not welcome VM 'vm-test' within 400 ms; the last attempt ended: no Welcome from the host/);
+    const waiting = a.ready();
+    const settling = a.settled({ targetMib: 99 });
+    await a.close();
+    agent = null;
+    await expect(waiting).rejects.toMatchObject({ code: 'closed' });
+    await expect(settling).rejects.toMatchObject({ code: 'closed' });
+  });
+
+  it('leaves the embedding process alone: no oom_score_adj, no signal handlers', async () => {
+    const oomBefore = readFileSync('/proc/self/oom_score_adj', 'utf8');
+    const signalsBefore = ['SIGINT', 'SIGTERM', 'SIGHUP'].map((s) => process.listenerCount(s));
+    const a = await start({ oomScoreAdj: undefined });
+    const conn = await poll(() => host.latest, 'a connection');
+    await poll(() => helloOn(conn), 'Hello');
+    host.welcome(conn, { targetMib: 4, generation: 1 });
+    await a.settled({ targetMib: 4 });
+    expect(readFileSync('/proc/self/oom_score_adj', 'utf8')).toBe(oomBefore);
+    expect(['SIGINT', 'SIGTERM', 'SIGHUP'].map((s) => process.listenerCount(s))).toEqual(signalsBefore);
+  });
+
+  it('logs where the balloon comes to rest once per outcome: a balloon pushed down step by step at its floor is one line, not one per step (issue 17.8)', async () => {
+    let workloadFreeMib = 200;
+    let a: AgentHandle | null = null;
+    const domain: DomainSource = {
+      ...fakeDomain,
+      availability: () => ({ totalBytes: 1024 * MIB, availableBytes: Math.max(0, workloadFreeMib - (a?.balloon.actualMib ?? 0)) * MIB }),
+    };
+    const lines: Array<{ level: string; message: string }> = [];
+    const logger = Object.fromEntries(
+      (['debug', 'info', 'warn', 'error'] as const).map((level) => [level, (_fields: Record<string, unknown>, message: string) => lines.push({ level, message })]),
+    ) as unknown as AgentOptions['logger'];
+    a = await start({ domain, floorMib: 64, logger });
+    const conn = await poll(() => host.latest, 'a connection');
+    await poll(() => helloOn(conn), 'Hello');
+    host.welcome(conn, { targetMib: 500, generation: 1, heartbeatIntervalMs: 600_000 });
+    expect(await a.settled({ targetMib: 500 })).toMatchObject({ actualMib: 136, reason: 'guest_floor' });
+    // The workload grows three times, each well past the pressure band: three deflates.
+    for (const freeMib of [180, 160, 140]) {
+      workloadFreeMib = freeMib;
+      await poll(() => a!.balloon.actualMib === freeMib - 64 && !a!.engine.moving, `the balloon at ${freeMib - 64} MiB`);
+    }
+    host.send(conn, bodies.setBalloonTarget({ targetMib: 10, generation: 2 }));
+    await a.settled({ targetMib: 10 });
+    const outcomes = lines.filter((l) => /^balloon (short|reached)/.test(l.message));
+    expect(outcomes.map((l) => `${l.level}: ${l.message.replace(/:.*$/, '')}`)).toEqual([
+      'warn: balloon short of its target (136 of 500 MiB)',
+      'warn: balloon short of its target (116 of 500 MiB)',
+      'info: balloon reached its target of 10 MiB',
+    ]);
   });
 
   it('close() deflates, reports the empty balloon and says Goodbye', async () => {

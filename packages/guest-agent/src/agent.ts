@@ -5,16 +5,17 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { writeFileSync } from 'node:fs';
-import { bodies, FINAL_ERROR_CODES, vmNameProblem, type Body, type BalloonStatus, type ErrorCode, type Hello, type ProtocolError } from '@memballoon/protocol';
+import { BYTES_PER_MIB, bodies, FINAL_ERROR_CODES, vmNameProblem, type Body, type BalloonStatus, type Hello, type ProtocolError } from '@memballoon/protocol';
+import type { AgentConnectionState, AgentEvents, AgentHandle, AgentOptions, ReadyOptions, SettledOptions } from './agent-types.js';
 import { BalloonEngine } from './balloon/engine.js';
 import { availableUnderHandOffBytes } from './balloon/floor.js';
 import { openDomain } from './domain/readers.js';
 import { processLockedBytes, processRssBytes } from './domain/readers.js';
-import type { DomainKind, DomainSource } from './domain/source.js';
+import type { DomainSource } from './domain/source.js';
 import { AgentError } from './errors.js';
 import { silentLogger, type AgentLogger } from './logger.js';
 import { toMemoryStats } from './stats.js';
-import { backoffDelayMs, type BackoffOptions } from './client/backoff.js';
+import { backoffDelayMs } from './client/backoff.js';
 import { GuestSession, type SessionEnd } from './client/session.js';
 import { guestEndpoint } from './client/url.js';
 import { nativeAvailable } from './native/libc.js';
@@ -26,7 +27,7 @@ import { nativeAvailable } from './native/libc.js';
  */
 function kernelLockedMib(bookkeptMib: number): number {
   if (bookkeptMib === 0) return 0;
-  const kernelMib = Math.floor(processLockedBytes('self') / 2 ** 20);
+  const kernelMib = Math.floor(processLockedBytes('self') / BYTES_PER_MIB);
   return Math.min(bookkeptMib, kernelMib);
 }
 
@@ -38,97 +39,17 @@ function kernelChecked(status: BalloonStatus): BalloonStatus {
 /** The agent's version, sent in Hello. */
 export const AGENT_VERSION = '0.1.0';
 
-/** Options of startAgent. */
-export interface AgentOptions {
-  /** The host's base URL (http://H:P or https://…). */
-  host: string;
-  /** The VM's name. */
-  name: string;
-  /** Per-VM token ('' or absent: none). */
-  token?: string;
-  /** CA certificate(s) (PEM) that sign the host's TLS certificate, for self-signed setups; default: the system's CAs. */
-  ca?: string | Buffer;
-  /** The VM's memory size in MiB (required in the process domain). */
-  memoryMib?: number;
-  /** Balloon chunk size in MiB (default 1). */
-  chunkMib?: number;
-  /** Free-memory floor in MiB (default: the host's, else max(64 MiB, 5 % of the domain)). */
-  floorMib?: number;
-  /** Pin the balloon with mlock (default true). */
-  lock?: boolean;
-  /** The memory domain: a kind, 'auto' (default), or a source of your own (tests). */
-  domain?: DomainKind | 'auto' | DomainSource;
-  /** A workload runs as the agent's child (`balloon-agent … -- COMMAND`): picks the process domain. */
-  wrapped?: boolean;
-  /** The logger (pino or alike); default: silent. */
-  logger?: AgentLogger;
-  /** oom_score_adj written for this process where allowed (default -500; null: leave it). */
-  oomScoreAdj?: number | null;
-  /** Reconnect backoff. */
-  backoff?: BackoffOptions;
-  /** How long to wait for the socket and Welcome, in ms (default 10 000). */
-  helloTimeoutMs?: number;
-  /** Worker threads for committing pages (default: one per core, at most 4). */
-  workerThreads?: number;
-  /** Page fusion's side of the session (a FusionLink from ./fusion), told of every Welcome and disconnect. */
-  fusion?: SessionPlugin;
-}
+export type { AgentConnectionState, AgentEvents, AgentHandle, AgentOptions, ReadyOptions, SessionPlugin, SettledOptions } from './agent-types.js';
 
-/** Something that rides along each session (page fusion's FusionLink fits). */
-export interface SessionPlugin {
-  /** A session was welcomed; `send` sends a frame on it (false when the socket is closed). */
-  welcomed(pageFusion: boolean, send: (body: Body) => boolean): unknown;
-  /** The session ended. */
-  disconnected(): void;
-  /** The agent stops. */
-  close(): void;
-}
+/** How long ready() waits for a Welcome by default. */
+const DEFAULT_READY_TIMEOUT_MS = 30_000;
+/** How long settled() waits by default. */
+const DEFAULT_SETTLED_TIMEOUT_MS = 60_000;
 
-/** The connection state of an agent. */
-export type AgentConnectionState = 'connecting' | 'connected' | 'waiting' | 'closed';
-
-/** Events of a running agent. */
-export interface AgentEvents {
-  /** A target from the host was accepted. */
-  target: [target: { targetMib: number; generation: number }];
-  /** The balloon moved (throttled: every 64 MiB or 100 ms) or settled. */
-  progress: [status: BalloonStatus];
-  /** The balloon stopped short of its target. */
-  shortfall: [status: BalloonStatus];
-  /** The host welcomed a session. */
-  connected: [info: { sessionId: string; url: string; pageFusion: boolean }];
-  /** A session ended; the agent reconnects after `retryInMs` unless it is closing or refused. */
-  disconnected: [info: { reason: string; closeCode: number; retryInMs: number | null }];
-  /** A problem that did not stop the agent (a refused frame, an Error from the host), or a final refusal. */
-  problem: [err: AgentError];
-}
-
-/** A running agent. */
-export interface AgentHandle {
-  /** The agent's process id (what Hello reports). */
-  readonly pid: number;
-  /** The balloon right now. */
-  readonly balloon: BalloonStatus;
-  /** The connection state. */
-  readonly status: AgentConnectionState;
-  /** The current session's id ('' when not connected). */
-  readonly sessionId: string;
-  /** The memory domain the agent measures. */
-  readonly domain: DomainSource;
-  /** The balloon engine (read-only use: the host drives it). */
-  readonly engine: BalloonEngine;
-  /** Resolves once the agent has stopped by itself (a final refusal from the host). */
-  readonly stopped: Promise<AgentError | null>;
-  /** Subscribes to an event. */
-  on<E extends keyof AgentEvents>(event: E, listener: (...args: AgentEvents[E]) => void): this;
-  /** Subscribes to one occurrence of an event. */
-  once<E extends keyof AgentEvents>(event: E, listener: (...args: AgentEvents[E]) => void): this;
-  /** Unsubscribes. */
-  off<E extends keyof AgentEvents>(event: E, listener: (...args: AgentEvents[E]) => void): this;
-  /** Sends a frame on the current session; false when not connected (the next Welcome resyncs). */
-  send(body: Body): boolean;
-  /** Deflates the balloon, says Goodbye to the host, and stops. */
-  close(): Promise<void>;
+/** Someone waiting in ready(): settled by the next Welcome, refusal or close. */
+interface ReadyWaiter {
+  resolve: () => void;
+  reject: (err: AgentError) => void;
 }
 
 class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
@@ -147,6 +68,14 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
   private readonly log: AgentLogger;
   private readonly lockWanted: boolean;
   private readonly floorOverrideMib: number;
+  private readyWaiters = new Set<ReadyWaiter>();
+  /** Why the last session ended ('' before any): named when ready() times out. */
+  private lastEndReason = '';
+  /** The last settled outcome logged (state/reason/generation): each is logged once, not at every step. */
+  private loggedOutcome = '';
+  /** Resolves when close() (or a final refusal) begins: wakes settled() waiters. */
+  private readonly closingSignal: Promise<void>;
+  private signalClosing!: () => void;
 
   constructor(private readonly options: AgentOptions) {
     super();
@@ -155,7 +84,12 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
     this.domain =
       typeof options.domain === 'object'
         ? options.domain
-        : openDomain({ domain: options.domain ?? 'auto', memoryMib: options.memoryMib, wrapped: options.wrapped ?? false });
+        : openDomain({
+            domain: options.domain ?? 'auto',
+            memoryMib: options.memoryMib,
+            wrapped: options.wrapped ?? false,
+            ...(options.processes !== undefined ? { roots: options.processes } : {}),
+          });
     this.lockWanted = options.lock ?? true;
     this.floorOverrideMib = options.floorMib ?? 0;
     this.engine = new BalloonEngine({
@@ -163,18 +97,18 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
       lock: this.lockWanted,
       domain: this.domain,
       floorMib: this.floorOverrideMib,
+      tuneMalloc: options.tuneMalloc ?? false,
       ...(options.workerThreads !== undefined ? { workerThreads: options.workerThreads } : {}),
     });
     this.stopped = new Promise((r) => (this.resolveStopped = r));
+    this.closingSignal = new Promise((r) => (this.signalClosing = r));
     this.engine.on('target', (t) => this.emit('target', t));
     this.engine.on('progress', (s) => {
       this.session?.send(bodies.balloonStatus(kernelChecked(s)));
+      if (s.state === 'steady' || s.state === 'short') this.logOutcome(s);
       this.emit('progress', s);
     });
-    this.engine.on('shortfall', (s) => {
-      this.log.warn({ status: s }, `balloon short of its target: ${s.reason}${s.detail ? ` (${s.detail})` : ''}`);
-      this.emit('shortfall', s);
-    });
+    this.engine.on('shortfall', (s) => this.emit('shortfall', s));
     // A worker failure is worked around by the engine; it is still news.
     this.engine.on('problem', (e) => this.onAgentProblem(e));
     let lockReported = false;
@@ -184,14 +118,101 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
         this.log.warn({ lock: this.engine.status.lock }, this.engine.status.detail);
       }
     });
-    this.setOomScoreAdj(options.oomScoreAdj === undefined ? -500 : options.oomScoreAdj);
+    this.setOomScoreAdj(options.oomScoreAdj ?? null);
   }
 
   /** Connects once the balloon's threads have started, so the first stats already include them. */
   async start(): Promise<void> {
     await this.engine.ready();
-    this.log.info({ domain: this.domain.kind, totalMib: this.domain.totalMib, floorMib: this.engine.floorMib, url: this.url }, 'agent started');
+    this.log.info(
+      { host: this.options.host, url: this.url, domain: this.domain.kind, totalMib: this.domain.totalMib, floorMib: this.engine.floorMib },
+      `agent started: VM '${this.options.name}' of ${this.domain.totalMib} MiB (${this.domain.kind} domain), connecting to ${this.url}`,
+    );
     void this.connectLoop();
+  }
+
+  /**
+   * Logs where the balloon came to rest, once per outcome: a balloon parked
+   * at its floor that gives up memory step by step stays one line, and
+   * reaching a target is one info line.
+   */
+  private logOutcome(s: BalloonStatus): void {
+    const outcome = `${s.state}/${s.reason}/${s.generation}`;
+    if (outcome === this.loggedOutcome) {
+      this.log.debug({ actualMib: s.actualMib, targetMib: s.targetMib, reason: s.reason }, 'balloon moved again, same outcome');
+      return;
+    }
+    this.loggedOutcome = outcome;
+    const fields = { targetMib: s.targetMib, actualMib: s.actualMib, lockedMib: s.lockedMib, state: s.state, reason: s.reason, generation: s.generation };
+    if (s.state === 'steady') this.log.info(fields, `balloon reached its target of ${s.targetMib} MiB`);
+    else this.log.warn(fields, `balloon short of its target (${s.actualMib} of ${s.targetMib} MiB): ${s.reason}${s.detail ? `: ${s.detail}` : ''}`);
+  }
+
+  ready(options: ReadyOptions = {}): Promise<void> {
+    if (this.state === 'connected') return Promise.resolve();
+    if (this.closing) return Promise.reject(new AgentError('closed', 'the agent is closed'));
+    const timeoutMs = options.timeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
+    return new Promise<void>((resolve, reject) => {
+      const waiter: ReadyWaiter = {
+        resolve: () => {
+          clearTimeout(timer);
+          this.readyWaiters.delete(waiter);
+          resolve();
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          this.readyWaiters.delete(waiter);
+          reject(err);
+        },
+      };
+      const timer = setTimeout(() => {
+        const last = this.lastEndReason ? `; the last attempt ended: ${this.lastEndReason}` : '';
+        waiter.reject(new AgentError('timeout', `the host at ${this.url} did not welcome VM '${this.options.name}' within ${timeoutMs} ms${last}`));
+      }, timeoutMs);
+      this.readyWaiters.add(waiter);
+    });
+  }
+
+  async settled(options: SettledOptions = {}): Promise<BalloonStatus> {
+    const timeoutMs = options.timeoutMs ?? DEFAULT_SETTLED_TIMEOUT_MS;
+    const wantMib = options.targetMib;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const b = this.engine.status;
+        const waitingFor = wantMib !== undefined && b.targetMib !== wantMib ? `a target of ${wantMib} MiB never arrived` : 'the balloon did not settle';
+        reject(new AgentError('timeout', `${waitingFor} within ${timeoutMs} ms: it is at ${b.actualMib} of ${b.targetMib} MiB (${b.state})`));
+      }, timeoutMs);
+    });
+    const closed = this.closingSignal.then(() => {
+      throw new AgentError('closed', 'the agent closed while waiting for the balloon to settle');
+    });
+    const work = (async () => {
+      while (wantMib !== undefined && this.engine.status.targetMib !== wantMib) {
+        await new Promise<void>((resolve) => {
+          const on = () => {
+            this.engine.off('target', on);
+            resolve();
+          };
+          this.engine.on('target', on);
+          void this.closingSignal.then(on);
+        });
+        if (this.closing) break;
+      }
+      return this.engine.settled();
+    })();
+    try {
+      return await Promise.race([work, expired, closed]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private settleReadyWaiters(err: AgentError | null): void {
+    for (const w of [...this.readyWaiters]) {
+      if (err) w.reject(err);
+      else w.resolve();
+    }
   }
 
   get balloon(): BalloonStatus {
@@ -271,8 +292,9 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
           this.sessionIdValue = w.sessionId;
           session.setHeartbeatInterval(w.heartbeatIntervalMs || 2000);
           this.engine.setProtection({ floorMib: this.floorOverrideMib || w.protection.floorMib, deflateOnPressure: w.protection.deflateOnPressure });
-          this.log.info({ sessionId: w.sessionId, targetMib: w.targetMib, generation: w.generation }, 'welcomed by the host');
+          this.log.info({ sessionId: w.sessionId, targetMib: w.targetMib, generation: w.generation, url: this.url }, `welcomed by the host at ${this.url}`);
           this.emit('connected', { sessionId: w.sessionId, url: this.url, pageFusion: w.pageFusion });
+          this.settleReadyWaiters(null);
           // Tell the host where the balloon stands now, then apply its target.
           session.send(bodies.balloonStatus(kernelChecked(this.engine.status)));
           this.applyTarget(w.targetMib, w.generation, true, session);
@@ -329,7 +351,10 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
   }
 
   private onProblem(err: ProtocolError, fromHost: boolean): void {
-    const e = new AgentError(fromHost ? 'rejected' : 'protocol', `${fromHost ? 'the host reported' : 'refused a frame from the host'}: ${err.code}: ${err.message}`, { cause: err });
+    const e = new AgentError(fromHost ? 'rejected' : 'protocol', `${fromHost ? 'the host reported' : 'refused a frame from the host'}: ${err.code}: ${err.message}`, {
+      cause: err,
+      ...(fromHost ? { hostCode: err.code } : {}),
+    });
     this.onAgentProblem(e);
   }
 
@@ -352,8 +377,14 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
       this.sessionIdValue = '';
       if (this.closing) break;
       attempt = end.welcomed ? 1 : attempt + 1;
-      if (end.hostError && FINAL_ERROR_CODES.has(end.hostError.code)) {
-        const e = new AgentError('rejected', `the host refused this agent: ${end.hostError.code}: ${end.hostError.message}`);
+      this.lastEndReason = end.hostError ? `${end.hostError.code}: ${end.hostError.message}` : end.reason;
+      const refusal = end.hostError
+        ? new AgentError('rejected', `the host at ${this.url} refused VM '${this.options.name}': ${end.hostError.code}: ${end.hostError.message}`, { hostCode: end.hostError.code })
+        : null;
+      // Whoever waits in ready() hears the refusal now, final or not.
+      if (refusal) this.settleReadyWaiters(refusal);
+      if (refusal && end.hostError && FINAL_ERROR_CODES.has(end.hostError.code)) {
+        const e = refusal;
         this.log.error({ code: end.hostError.code }, e.message);
         this.emit('disconnected', { reason: end.reason, closeCode: end.closeCode, retryInMs: null });
         this.emit('problem', e);
@@ -364,7 +395,8 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
       }
       const delayMs = backoffDelayMs(attempt, this.options.backoff, end.hostError?.retryAfterMs ?? 0);
       this.state = 'waiting';
-      this.log.info({ closeCode: end.closeCode, retryInMs: delayMs }, `disconnected: ${end.reason}`);
+      if (refusal) this.log.warn({ code: refusal.hostCode, closeCode: end.closeCode, retryInMs: delayMs }, `${refusal.message}; retrying`);
+      else this.log.info({ closeCode: end.closeCode, retryInMs: delayMs }, `disconnected: ${end.reason}`);
       this.emit('disconnected', { reason: end.reason, closeCode: end.closeCode, retryInMs: delayMs });
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delayMs);
@@ -384,6 +416,8 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
 
   private async shutdown(goodbye: boolean, cause: AgentError | null = null): Promise<void> {
     this.wakeUp?.();
+    this.signalClosing();
+    this.settleReadyWaiters(cause ?? new AgentError('closed', 'the agent closed before the host welcomed it'));
     // Deflate while still connected, so the host sees the balloon go down.
     await this.engine.close();
     const session = this.session;

@@ -12,6 +12,7 @@ import { WebSocketServer } from 'ws';
 import { GUEST_PATH, GUEST_SUBPROTOCOL } from '@memballoon/protocol';
 import { createRouter, type RouterMounts } from './api/router.js';
 import { listenProblem } from './auth/listen.js';
+import { ensurePrivateDir } from './auth/private-files.js';
 import { ensureAdminToken, hashToken } from './auth/tokens.js';
 import { createDashboard } from './dashboard/index.js';
 import { HostFusion, type HostFusionOptions } from './fusion/index.js';
@@ -138,8 +139,18 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
   const listen = listenProblem(listenHost, { tls: options.tls !== undefined, noAuth: options.insecureNoAuth === true, allowInsecure: options.allowInsecureListen === true });
   if (listen.error) throw new HostError('invalid_argument', listen.error);
   if (listen.warning) logger.warn(listen.warning);
-  const adminToken = options.insecureNoAuth ? undefined : (options.adminToken ?? ensureAdminToken(options.dataDir).token);
+  // The data directory first (ours, closed to others), then the registry (a
+  // damaged one stops the host), then the admin token, which a first start
+  // makes only after the registry (see registryIsFresh).
+  ensurePrivateDir(options.dataDir);
   const registry = new Registry(options.dataDir);
+  let adminToken: string | undefined;
+  try {
+    adminToken = options.insecureNoAuth ? undefined : (options.adminToken ?? ensureAdminToken(options.dataDir).token);
+  } catch (err) {
+    registry.close();
+    throw err;
+  }
   let url = '';
   const fusion = options.fusion === false ? undefined : new HostFusion(options.fusion ?? {});
   let guests: GuestLauncher | undefined;

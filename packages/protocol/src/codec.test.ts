@@ -154,7 +154,8 @@ describe('round trips', () => {
       .filter(([k]) => k.startsWith(prefix))
       .sort((a, b) => a[1] - b[1])
       .map(([k]) => k.slice(prefix.length).toLowerCase());
-    expect([...names]).toEqual(fromProto);
+    // The one facade name that differs: a shortfall reason of zero is 'none' (no shortfall).
+    expect([...names]).toEqual(_name === 'ShortfallReason' ? fromProto.map((n) => (n === 'unspecified' ? 'none' : n)) : fromProto);
   });
 
   it('every enum value of every body round-trips', () => {
@@ -308,6 +309,29 @@ describe('untrusted bytes', () => {
       expect(codeOf(() => decodeFrame(encodeFrame(1, bodies.hello({ ...hello, vmName }))))).toMatch(/invalid_argument|out_of_range/);
     }
     expect(vmNameProblem('vm 1.prod_A-b')).toBeNull();
+  });
+
+  it('accepts only VM names that a URL path keeps as they are (no dot-only names, no /, %, ?, #, \\)', () => {
+    for (const name of ['.', '..', '...', 'a/b', 'a%2e', '%2e%2e', 'a?b', 'a#b', 'a\\b', '.\u0000']) {
+      expect(vmNameProblem(name), name).not.toBeNull();
+    }
+    expect(vmNameProblem('..')).toMatch(/only dots, which a URL path would change/);
+    for (const name of ['.hidden', 'a..b', 'v.1', '_', '-', 'Grüße 2', '名前']) expect(vmNameProblem(name), name).toBeNull();
+    // Property: every name the grammar accepts comes back unchanged from a
+    // URL path (the admin API's /api/v1/vms/NAME, as balloonctl builds it).
+    const base = 'http://h.invalid/api/v1/vms/';
+    const char = fc.constantFrom(...'aZ09._- ..-.é名'.split(''));
+    fc.assert(
+      fc.property(fc.array(char, { minLength: 1, maxLength: 12 }), fc.string({ maxLength: 8 }), (chars, any) => {
+        for (const name of [chars.join(''), any]) {
+          if (vmNameProblem(name) !== null) continue;
+          const url = new URL(`${base}${encodeURIComponent(name)}/balloon`);
+          const segs = url.pathname.split('/');
+          expect(decodeURIComponent(segs[4]!)).toBe(name);
+          expect(segs).toHaveLength(6);
+        }
+      }),
+    );
   });
 
   it('refuses non-UTF-8 strings', () => {

@@ -108,6 +108,7 @@ export function vmNameProblem(name: string): string | null {
   if (name.length === 0) return 'the VM name is empty';
   if (name.length > MAX_VM_NAME_CHARS) return `the VM name is longer than ${MAX_VM_NAME_CHARS} characters`;
   if (!VM_NAME_PATTERN.test(name)) {
+    if (/^\.+$/.test(name)) return `the VM name '${name}' is only dots, which a URL path would change; use letters or digits too`;
     return `the VM name '${name}' may hold only letters, digits, spaces, '.', '_' and '-', and may not start or end with a space`;
   }
   return null;

@@ -5,6 +5,7 @@
 /** Enum names in wire order: the index of a name is its number on the wire. */
 export const BALLOON_STATES = ['unspecified', 'steady', 'inflating', 'deflating', 'short'] as const;
 export const SHORTFALL_REASONS = [
+  // SHORTFALL_REASON_UNSPECIFIED on the wire: the balloon is not short.
   'none',
   'out_of_memory',
   'guest_floor',

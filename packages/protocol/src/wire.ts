@@ -97,7 +97,12 @@ export const MIN_PAGE_SIZE_BYTES = 4096;
 export const MAX_PAGE_SIZE_BYTES = 2 * 1024 * 1024;
 
 /**
- * VM names: printable, no control characters, no leading or trailing space;
- * VirtualBox allows spaces inside a name, and so do we.
+ * The VM name grammar, the only one (host, agent, admin API and CLI use it
+ * through vmNameProblem): letters, digits, '.', '_' and '-', and spaces
+ * inside (VirtualBox allows them, and so do we). Every such name survives a
+ * URL path unchanged once percent-encoded (/api/v1/vms/NAME), except a name
+ * of dots only: '.' and '..' are path steps that URL normalisation removes,
+ * so no name may be only dots. No '/', '%', '?', '#', '\\' or control
+ * characters can appear.
  */
-export const VM_NAME_PATTERN = /^[\p{L}\p{N}._-](?:[\p{L}\p{N} ._-]*[\p{L}\p{N}._-])?$/u;
+export const VM_NAME_PATTERN = /^(?!\.+$)[\p{L}\p{N}._-](?:[\p{L}\p{N} ._-]*[\p{L}\p{N}._-])?$/u;

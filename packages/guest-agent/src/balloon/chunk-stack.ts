@@ -62,6 +62,11 @@ export class ChunkStack {
     return this.actualMibValue;
   }
 
+  /** MiB the balloon's chunks hold in this process's memory now (what a domain that does not see this process must count). */
+  get residentMib(): number {
+    return this.actualMibValue;
+  }
+
   /** MiB of those that are pinned. */
   get lockedMib(): number {
     return this.lockedMibValue;

@@ -11,7 +11,7 @@
 // ./gc-schedule.ts and the page-touching code in ./pages.mjs.
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
-import type { BalloonState, BalloonStatus, LockState, ShortfallReason } from '@memballoon/protocol';
+import { BYTES_PER_MIB, type BalloonState, type BalloonStatus, type LockState, type ShortfallReason } from '@memballoon/protocol';
 import { AgentError } from '../errors.js';
 import type { DomainSource } from '../domain/source.js';
 import { M_MMAP_THRESHOLD, mallopt, mlock, munlock, nativeAvailable, nativeUnavailableReason, pageSizeBytes } from '../native/libc.js';
@@ -47,6 +47,13 @@ export interface BalloonEngineOptions {
   deflateStepMib?: number;
   /** A worker job unanswered this long (plus 10 ms per MiB of the job) counts as a stuck worker (default 10 000). */
   workerJobTimeoutMs?: number;
+  /**
+   * Set glibc's mmap threshold to 128 KiB (mallopt, process-wide), so large
+   * allocations of the rest of the process return to the kernel when freed.
+   * Default false: a library does not retune its embedder's malloc; the
+   * balloon-agent CLI turns it on.
+   */
+  tuneMalloc?: boolean;
   /** Tests: another worker script (same messages as touch-worker.mjs) and extra workerData for it. */
   workerScript?: { url: URL; data?: Record<string, unknown> };
 }
@@ -155,13 +162,16 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     // cost (an isolate each, the libc binding) is then the agent's from the
     // start, and the first inflate grows the guest by the balloon alone.
     this.started = this.pool.warmUp();
-    if (nativeAvailable()) {
+    if (options.tuneMalloc && nativeAvailable()) {
       // After its first free, glibc raises its mmap threshold (up to 32 MiB),
       // and later SAB stores would come from the brk heap and might never
-      // return to the kernel. Growable SABs (below) avoid glibc anyway; this
-      // keeps every other large allocation of the process returnable too.
+      // return to the kernel. Growable SABs avoid glibc anyway; this keeps
+      // every other large allocation of the process returnable too.
       mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     }
+    // A domain that does not see this process (its roots are another
+    // process) counts the balloon as used: the balloon squeezes what it names.
+    this.domain?.countBalloon?.(() => this.stack.residentMib * BYTES_PER_MIB);
     if (this.domain) {
       const interval = options.pressureCheckIntervalMs ?? 250;
       this.pressureTimer = setInterval(() => this.checkPressure(), interval);

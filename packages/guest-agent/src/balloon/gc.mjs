@@ -15,11 +15,16 @@ export function fullGc() {
   const existing = globalThis.gc;
   if (typeof existing === 'function') return (collect = existing);
   try {
-    // Only the flag: V8 reads it when a new context is made, so the
-    // embedding program's own global scope stays as it was (no global gc).
+    // V8 reads the flag when a context is made: one context of our own gets
+    // `gc`, and the flag is turned off again at once, so the embedding
+    // program's globals and later contexts stay as they were.
     setFlagsFromString('--expose-gc');
-    const gc = runInNewContext('gc');
-    collect = typeof gc === 'function' ? gc : null;
+    try {
+      const gc = runInNewContext('gc');
+      collect = typeof gc === 'function' ? gc : null;
+    } finally {
+      setFlagsFromString('--no-expose-gc');
+    }
   } catch {
     collect = null;
   }

@@ -13,6 +13,7 @@ const fresh = mode === 'fresh';
 const fault = fresh ? undefined : mode;
 const faults = new Int32Array(new SharedArrayBuffer(4));
 const engine = new BalloonEngine({
+  tuneMalloc: true,
   ...(fresh ? {} : { workerThreads: 1 }),
   ...(fault ? { workerScript: { url: new URL('./faulty-worker.fixture.mjs', import.meta.url), data: { fault, faults } } } : {}),
 });

@@ -10,6 +10,12 @@ describe('agent CLI config', () => {
     expect(c).toMatchObject({ host: 'http://h:1', name: 'vm 1', memoryMib: 2048, chunkMib: 4, floorMib: 100, lock: false, domain: 'process', logLevel: 'debug', command: ['sleep', '10'] });
     expect(Object.isFrozen(c)).toBe(true);
   });
+  it('--log-pretty, MEMBALLOON_LOG_PRETTY=1, or a terminal on stderr: pretty logs; JSON otherwise', () => {
+    expect(loadConfig(['--name', 'a'], {}).logPretty).toBe(false);
+    expect(loadConfig(['--name', 'a', '--log-pretty'], {}).logPretty).toBe(true);
+    expect(loadConfig(['--name', 'a'], { MEMBALLOON_LOG_PRETTY: '1' }).logPretty).toBe(true);
+    expect(loadConfig(['--name', 'a'], {}, true).logPretty).toBe(true);
+  });
   it('takes the token and URL from the environment; flags win', () => {
     expect(loadConfig(['--name', 'a'], { MEMBALLOON_TOKEN: 't', MEMBALLOON_URL: 'http://e:2' })).toMatchObject({ token: 't', host: 'http://e:2' });
     expect(loadConfig(['--name', 'a', '--token', 'f'], { MEMBALLOON_TOKEN: 't' }).token).toBe('f');

@@ -21,6 +21,8 @@ export interface AgentConfig {
   readonly lock: boolean;
   readonly domain: DomainKind | 'auto';
   readonly logLevel: (typeof LOG_LEVELS)[number];
+  /** Human-readable logs (pino-pretty) instead of JSON lines. */
+  readonly logPretty: boolean;
   /** The wrapped workload (`-- COMMAND ARGS`), empty when none. */
   readonly command: readonly string[];
   readonly help: boolean;
@@ -29,7 +31,7 @@ export interface AgentConfig {
 /** The usage text of `balloon-agent`. */
 export const USAGE = `usage: balloon-agent --host URL --name NAME [--token T] [--ca-file PEM] [--memory-mib N] [--chunk-mib N]
                      [--floor-mib N] [--no-lock] [--domain auto|machine|cgroup|process] [--share-file PATH]...
-                     [--log-level trace|debug|info|warn|error|silent] [-- COMMAND ARGS]
+                     [--log-level trace|debug|info|warn|error|silent] [--log-pretty] [-- COMMAND ARGS]
        balloon-agent --version
 
   --host URL        the host's base URL (http://H:P or https://…); env MEMBALLOON_URL,
@@ -37,13 +39,16 @@ export const USAGE = `usage: balloon-agent --host URL --name NAME [--token T] [-
   --name NAME       the VM's name
   --token T         the VM's token (createvm printed it); env MEMBALLOON_TOKEN
   --ca-file PEM     CA certificate that signed the host's (https, self-signed); env MEMBALLOON_CA_FILE
-  --memory-mib N    the VM's memory size (required in the process domain)
+  --memory-mib N    the VM's memory size (required unless the agent's memory cgroup has a
+                    limit, or --domain machine says this whole machine is the VM)
   --chunk-mib N     balloon chunk size (default 1)
   --floor-mib N     free-memory floor (default: the host's, else max(64 MiB, 5 % of the domain))
   --no-lock         do not pin balloon memory (mlock)
   --domain D        how guest memory is measured (default auto)
   --share-file PATH load a file that other guests probably hold too and hint it
                     to the host for page fusion (repeatable)
+  --log-level L     log level (default info)
+  --log-pretty      human-readable logs (default when stderr is a terminal); env MEMBALLOON_LOG_PRETTY=1
   -- COMMAND ARGS   run a workload as the agent's child; the agent exits with it`;
 
 function positiveInt(flag: string, value: string | undefined, min = 1): number {
@@ -54,8 +59,11 @@ function positiveInt(flag: string, value: string | undefined, min = 1): number {
   return n;
 }
 
-/** Parses argv (without node and the script) and the environment into a frozen config. */
-export function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AgentConfig {
+/**
+ * Parses argv (without node and the script) and the environment into a
+ * frozen config; `stderrIsTty` makes pretty logs the default.
+ */
+export function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env, stderrIsTty = false): AgentConfig {
   let host = env.MEMBALLOON_URL || 'http://127.0.0.1:7450';
   let name = '';
   let token = env.MEMBALLOON_TOKEN ?? '';
@@ -66,6 +74,7 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   let lock = true;
   let domain: AgentConfig['domain'] = 'auto';
   let logLevel: AgentConfig['logLevel'] = 'info';
+  let logPretty = stderrIsTty || env.MEMBALLOON_LOG_PRETTY === '1' || env.MEMBALLOON_LOG_PRETTY === 'true';
   let command: string[] = [];
   let help = false;
   const shareFiles: string[] = [];
@@ -125,6 +134,9 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
         logLevel = l as AgentConfig['logLevel'];
         break;
       }
+      case '--log-pretty':
+        logPretty = true;
+        break;
       case '--share-file':
         shareFiles.push(value());
         break;
@@ -139,5 +151,5 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   if (!help) {
     if (!name) throw new AgentError('invalid_config', '--name NAME is required');
   }
-  return Object.freeze({ host, name, token, caFile, shareFiles: Object.freeze(shareFiles), memoryMib, chunkMib, floorMib, lock, domain, logLevel, command: Object.freeze(command), help });
+  return Object.freeze({ host, name, token, caFile, shareFiles: Object.freeze(shareFiles), memoryMib, chunkMib, floorMib, lock, domain, logLevel, logPretty, command: Object.freeze(command), help });
 }

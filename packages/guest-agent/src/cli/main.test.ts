@@ -3,8 +3,15 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { cgroupLimitBytes, findMemoryCgroup } from '../domain/readers.js';
 import { StubHost } from '../test-support/stub-host.js';
 import { poll } from '../test-support/poll.js';
+
+/** Whether this process's memory cgroup has a limit (a child inherits it). */
+function hasCgroupLimit(): boolean {
+  const loc = findMemoryCgroup();
+  return loc !== null && cgroupLimitBytes(loc) !== null;
+}
 
 const BIN = fileURLToPath(new URL('../../bin/balloon-agent.mjs', import.meta.url));
 
@@ -48,6 +55,28 @@ describe('balloon-agent CLI', () => {
     const [code] = await exit;
     expect(code).toBe(3);
     await poll(() => host.received(conn, 'goodbye')[0], 'Goodbye');
+  });
+
+  it('--log-pretty: human-readable lines that name the host URL it connects to', async () => {
+    const { child, stderr, exit } = run(['--host', host.url, '--name', 'pretty-vm', '--memory-mib', '256', '--log-pretty', '--log-level', 'info']);
+    const conn = await poll(() => host.latest, 'a connection');
+    await poll(() => host.received(conn, 'hello')[0], 'Hello');
+    const endpoint = `${host.url.replace('http:', 'ws:')}/v1/guest`;
+    await poll(() => stderr().includes(`connecting to ${endpoint}`), 'the start-up line');
+    expect(stderr()).toMatch(/INFO.*agent started: VM 'pretty-vm' of 256 MiB \(process domain\), connecting to ws:\/\/127\.0\.0\.1:\d+\/v1\/guest/);
+    // Pretty, not JSON lines.
+    expect(stderr()).not.toMatch(/^\{"level"/m);
+    child.kill('SIGTERM');
+    expect((await exit)[0]).toBe(0);
+  });
+
+  // Where the agent's own cgroup has a limit, that is the VM's size and no flag is needed.
+  it.skipIf(hasCgroupLimit())('without --memory-mib (and no cgroup limit) refuses to guess the whole machine: exit 2, one clear line', async () => {
+    const { stderr, exit } = run(['--host', host.url, '--name', 'nosize']);
+    const [code] = await exit;
+    expect(code).toBe(2);
+    expect(stderr()).toMatch(/^balloon-agent: the VM's memory size is unknown: .*Pass --memory-mib N.*--domain machine/);
+    expect(host.connections.length).toBe(0);
   });
 
   it('refuses bad flags with a one-line reason and exit code 2', async () => {

@@ -17,7 +17,7 @@ function fail(message: string, exitCode = 2): never {
 
 let config: AgentConfig;
 try {
-  config = loadConfig(process.argv.slice(2));
+  config = loadConfig(process.argv.slice(2), process.env, Boolean(process.stderr.isTTY));
 } catch (err) {
   fail(`${AgentError.from(err).message}\n${USAGE}`);
 }
@@ -27,7 +27,11 @@ if (config.help) {
 }
 
 // Logs go to stderr so that a wrapped workload owns stdout.
-const log = pino({ name: 'balloon-agent', level: config.logLevel, base: { pid: process.pid, vm: config.name } }, pino.destination(2));
+const logOptions = { name: 'balloon-agent', level: config.logLevel, base: { pid: process.pid, vm: config.name } };
+// pino-pretty is loaded only when asked for: it costs start-up time otherwise.
+const log = config.logPretty
+  ? pino(logOptions, (await import('pino-pretty')).default({ destination: 2, colorize: Boolean(process.stderr.isTTY), sync: true }))
+  : pino(logOptions, pino.destination(2));
 
 let child: ChildProcess | null = null;
 let childExit: Promise<number> = new Promise(() => {});
@@ -78,6 +82,11 @@ try {
     domain: config.domain,
     wrapped: child !== null,
     logger: log,
+    // What a library leaves alone, the command does: the balloon makes this
+    // process the largest, the OOM killer's first pick; and large
+    // allocations of the rest of the process should return to the kernel.
+    oomScoreAdj: -500,
+    tuneMalloc: true,
     fusion: fusion.plugin,
   });
 } catch (err) {

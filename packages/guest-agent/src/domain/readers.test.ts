@@ -8,10 +8,12 @@ import { CgroupDomain, chooseDomain, findMemoryCgroup, MachineDomain, readMachin
 
 describe('domain choice', () => {
   const base = { requested: 'auto' as const, wrapped: false, cgroupLimited: false, cgroupFound: true };
-  it('picks process with a VM size, a limited cgroup next, the machine otherwise', () => {
+  it('picks process with a VM size, a limited cgroup next, the machine only when asked', () => {
     expect(chooseDomain({ ...base, memoryMib: 512 })).toBe('process');
     expect(chooseDomain({ ...base, cgroupLimited: true })).toBe('cgroup');
-    expect(chooseDomain(base)).toBe('machine');
+    expect(chooseDomain({ ...base, requested: 'machine' })).toBe('machine');
+    // Neither a size nor a limit: no guessing the whole machine (issue 17.7).
+    expect(() => chooseDomain(base)).toThrowError(expect.objectContaining({ code: 'invalid_config', message: expect.stringMatching(/--memory-mib N.*--domain machine/) }));
     expect(chooseDomain({ ...base, requested: 'machine', memoryMib: 512 })).toBe('machine');
   });
   it('refuses the process domain without a VM size, and a cgroup that is not there', () => {

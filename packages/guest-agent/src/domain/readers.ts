@@ -239,9 +239,16 @@ export function readProcessTree(roots: readonly number[], pageBytes = 4096): Tre
   return out;
 }
 
-/** A process tree (the agent, and a workload it wraps, with their children) against the VM's memory size. */
+/**
+ * A process tree (the agent, and a workload it wraps, with their children)
+ * against the VM's memory size. The roots may be other processes than the
+ * agent (an agent embedded in a test squeezing a child): the balloon is then
+ * outside the tree, and is counted as used all the same (countBalloon), so
+ * that the tree sees its memory shrink by the balloon.
+ */
 export class ProcessDomain implements DomainSource {
   readonly kind = 'process';
+  private balloonBytes: () => number = () => 0;
 
   constructor(
     /** The VM's memory size, in MiB. */
@@ -252,19 +259,32 @@ export class ProcessDomain implements DomainSource {
     if (!Number.isSafeInteger(totalMib) || totalMib <= 0) {
       throw new AgentError('invalid_config', 'the process domain needs the VM\'s memory size (--memory-mib)');
     }
+    if (roots.length === 0 || !roots.every((pid) => Number.isSafeInteger(pid) && pid > 0)) {
+      throw new AgentError('invalid_config', `the process domain needs the process ids it measures, not [${roots.join(', ')}]`);
+    }
   }
 
+  /** See DomainSource. */
+  countBalloon(residentBytes: () => number): void {
+    this.balloonBytes = residentBytes;
+  }
+
+  /** The tree's RSS, plus the balloon where it lives outside the tree (inside, it is in the RSS already). */
   private usedBytes(tree: TreeProcess[]): number {
-    return tree.reduce((sum, p) => sum + p.rssBytes, 0);
+    const rss = tree.reduce((sum, p) => sum + p.rssBytes, 0);
+    return tree.some((p) => p.pid === process.pid) ? rss : rss + this.balloonBytes();
+  }
+
+  private available(totalBytes: number, usedBytes: number): number {
+    // The tree cannot use more than the machine has left, whatever its size.
+    return Math.min(Math.max(0, totalBytes - usedBytes), usedBytes + readMachineMemory().availableBytes);
   }
 
   /** See DomainSource. */
   availability(): DomainAvailability {
     const total = this.totalMib * BYTES_PER_MIB;
     const used = this.usedBytes(readProcessTree(this.roots, this.pageBytes));
-    // The tree cannot use more than the machine has left, whatever its size.
-    const available = Math.min(Math.max(0, total - used), used + readMachineMemory().availableBytes);
-    return { totalBytes: total, availableBytes: available };
+    return { totalBytes: total, availableBytes: this.available(total, used) };
   }
 
   /** See DomainSource. */
@@ -274,11 +294,10 @@ export class ProcessDomain implements DomainSource {
     const used = this.usedBytes(tree);
     const machine = vmstat(this.pageBytes);
     const p = psi('/proc/pressure/memory');
-    const available = Math.min(Math.max(0, total - used), used + readMachineMemory().availableBytes);
     return {
       domain: 'process',
       totalBytes: total,
-      availableBytes: available,
+      availableBytes: this.available(total, used),
       freeBytes: Math.max(0, total - used),
       diskCachesBytes: 0,
       swapInBytes: machine.swapInBytes,
@@ -297,7 +316,7 @@ export interface DomainChoiceInput {
   requested: DomainKind | 'auto';
   /** The VM's memory size (--memory-mib), if given. */
   memoryMib?: number | undefined;
-  /** A workload is wrapped (`-- COMMAND ARGS`). */
+  /** A workload is wrapped (`-- COMMAND ARGS`), or the processes to measure are named. */
   wrapped: boolean;
   /** The agent's memory cgroup has a limit. */
   cgroupLimited: boolean;
@@ -307,18 +326,22 @@ export interface DomainChoiceInput {
 
 /**
  * Picks the domain: the one requested; else a process tree when the VM's
- * size is given (or a workload wrapped), a limited cgroup when there is one,
- * the machine otherwise. Throws AgentError('domain_unavailable' | 'invalid_config').
+ * size is given (or a workload wrapped), a limited cgroup when there is one.
+ * With neither, nothing says how large the VM is: the whole machine would be
+ * a guess that a host's pool refuses again and again, so it is an error
+ * (`--domain machine` says so on purpose, for an agent inside a real VM).
+ * Throws AgentError('domain_unavailable' | 'invalid_config').
  */
 export function chooseDomain(input: DomainChoiceInput): DomainKind {
+  if (input.requested === 'auto' && input.memoryMib === undefined && !input.wrapped && !input.cgroupLimited) {
+    throw new AgentError(
+      'invalid_config',
+      "the VM's memory size is unknown: this process is in no memory cgroup with a limit. Pass --memory-mib N (memoryMib in the library), " +
+        'or --domain machine when this whole machine is the VM',
+    );
+  }
   const kind: DomainKind =
-    input.requested !== 'auto'
-      ? input.requested
-      : input.memoryMib !== undefined || input.wrapped
-        ? 'process'
-        : input.cgroupLimited
-          ? 'cgroup'
-          : 'machine';
+    input.requested !== 'auto' ? input.requested : input.memoryMib !== undefined || input.wrapped ? 'process' : 'cgroup';
   if (kind === 'process' && input.memoryMib === undefined) {
     throw new AgentError('invalid_config', 'the process domain needs the VM\'s memory size: pass --memory-mib N');
   }
@@ -332,7 +355,7 @@ export function chooseDomain(input: DomainChoiceInput): DomainKind {
 export interface OpenDomainOptions {
   domain?: DomainKind | 'auto';
   memoryMib?: number | undefined;
-  /** Root processes of the process domain (default: this process; a wrapped workload is its child). */
+  /** Root processes of the process domain (default: this process; a wrapped workload is its child); naming them picks the process domain. */
   roots?: readonly number[];
   wrapped?: boolean;
   pageBytes?: number;
@@ -344,7 +367,7 @@ export function openDomain(options: OpenDomainOptions = {}): DomainSource {
   const kind = chooseDomain({
     requested: options.domain ?? 'auto',
     memoryMib: options.memoryMib,
-    wrapped: options.wrapped ?? false,
+    wrapped: (options.wrapped ?? false) || options.roots !== undefined,
     cgroupFound: loc !== null,
     cgroupLimited: loc !== null && cgroupLimitBytes(loc) !== null,
   });

@@ -28,6 +28,14 @@ export interface DomainSource {
   availability(): DomainAvailability;
   /** Full reading for MemoryStats. */
   stats(): DomainStats;
+  /**
+   * Told by the balloon engine of the memory its balloon holds, so that a
+   * domain whose processes do not include the balloon's (an agent embedded
+   * in a test, squeezing a child it names) counts the balloon as used.
+   * Optional: a domain that sees every process's memory (machine, cgroup of
+   * the agent) needs no telling.
+   */
+  countBalloon?(residentBytes: () => number): void;
 }
 
 /** The default floor: the larger of 64 MiB and 5 % of the domain. */

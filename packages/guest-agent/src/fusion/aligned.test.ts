@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { allocateAligned, isPageAligned, toAligned } from './aligned.js';
-import { FusionError } from './errors.js';
+import { AgentError } from '../errors.js';
 
 // Rss (kB) of every mapping of this process, by address range.
 function smapsRssKb(): Map<string, number> {
@@ -72,7 +72,7 @@ describe('page-aligned regions', () => {
   });
 
   it('refuses empty or foreign data with invalid_region', () => {
-    expect(() => toAligned(new Uint8Array(0))).toThrow(FusionError);
+    expect(() => toAligned(new Uint8Array(0))).toThrow(AgentError);
     expect(() => toAligned('text' as unknown as Uint8Array)).toThrow(/Buffer, Uint8Array or SharedArrayBuffer/);
     expect(() => allocateAligned(0)).toThrow(expect.objectContaining({ code: 'invalid_region' }));
   });

@@ -7,7 +7,7 @@
 // from calloc, whose mmapped chunks start 16 bytes past a page boundary, and a
 // Buffer lives in a pool at any offset. aligned.test.ts checks the alignment
 // against the kernel (smaps), not against this comment.
-import { FusionError } from './errors.js';
+import { AgentError } from '../errors.js';
 
 /** The page size the agent hashes and advises with, in bytes (x86-64/arm64 base pages). */
 export const DEFAULT_PAGE_SIZE_BYTES = 4096;
@@ -44,14 +44,14 @@ export function roundUpToPageBytes(sizeBytes: number, pageSizeBytes = DEFAULT_PA
  * grow and nothing else lands in its last page).
  */
 export function allocateAligned(sizeBytes: number, pageSizeBytes = DEFAULT_PAGE_SIZE_BYTES): AlignedMemory {
-  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new FusionError('invalid_region', `a region must hold at least one byte (got ${sizeBytes})`);
-  if (sizeBytes > MAX_REGION_BYTES) throw new FusionError('invalid_region', `a region of ${sizeBytes} bytes is above the limit of ${MAX_REGION_BYTES}`);
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new AgentError('invalid_region', `a region must hold at least one byte (got ${sizeBytes})`);
+  if (sizeBytes > MAX_REGION_BYTES) throw new AgentError('invalid_region', `a region of ${sizeBytes} bytes is above the limit of ${MAX_REGION_BYTES}`);
   const mappedBytes = roundUpToPageBytes(sizeBytes, pageSizeBytes);
   let buffer: SharedArrayBuffer;
   try {
     buffer = new GrowableSharedArrayBuffer(mappedBytes, { maxByteLength: mappedBytes });
   } catch (err) {
-    throw new FusionError('invalid_region', `cannot allocate ${mappedBytes} bytes for a region: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new AgentError('invalid_region', `cannot allocate ${mappedBytes} bytes for a region: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
   return { bytes: new Uint8Array(buffer, 0, sizeBytes), buffer, copied: true };
 }
@@ -69,8 +69,8 @@ export function toAligned(data: RegionData, pageSizeBytes = DEFAULT_PAGE_SIZE_BY
   let view: Uint8Array;
   if (data instanceof SharedArrayBuffer) view = new Uint8Array(data);
   else if (data instanceof Uint8Array) view = data;
-  else throw new FusionError('invalid_region', 'region data must be a Buffer, Uint8Array or SharedArrayBuffer');
-  if (view.byteLength === 0) throw new FusionError('invalid_region', 'a region must hold at least one byte');
+  else throw new AgentError('invalid_region', 'region data must be a Buffer, Uint8Array or SharedArrayBuffer');
+  if (view.byteLength === 0) throw new AgentError('invalid_region', 'a region must hold at least one byte');
   if (isPageAligned(view, pageSizeBytes)) return { bytes: view, buffer: view.buffer as SharedArrayBuffer, copied: false };
   const mem = allocateAligned(view.byteLength, pageSizeBytes);
   mem.bytes.set(view);

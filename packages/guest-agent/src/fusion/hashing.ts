@@ -10,7 +10,7 @@
 import { hash as cryptoHash } from 'node:crypto';
 import xxhash from 'xxhash-wasm';
 import { DEFAULT_PAGE_SIZE_BYTES } from './aligned.js';
-import { FusionError } from './errors.js';
+import { AgentError } from '../errors.js';
 
 /** Bytes of one page hash (64-bit, little-endian, as on the wire). */
 export const PAGE_HASH_BYTES = 8;
@@ -64,7 +64,7 @@ export async function createPageHasher(opts: PageHasherOptions = {}): Promise<Pa
   const confirm = opts.confirm ?? sha256Hash64;
   return {
     hashPages(bytes, pageSizeBytes = DEFAULT_PAGE_SIZE_BYTES) {
-      if (bytes.byteLength === 0) throw new FusionError('invalid_region', 'a region must hold at least one byte');
+      if (bytes.byteLength === 0) throw new AgentError('invalid_region', 'a region must hold at least one byte');
       const pageCount = Math.ceil(bytes.byteLength / pageSizeBytes);
       const pageHashes = new Uint8Array(pageCount * PAGE_HASH_BYTES);
       const confirmHashes = new Uint8Array(pageCount * PAGE_HASH_BYTES);

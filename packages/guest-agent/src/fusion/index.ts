@@ -1,6 +1,5 @@
 // Page fusion, the agent's side: shared regions, their page hashes and frames,
 // the mergeable advice and what the kernel reports as merged.
-export * from './errors.js';
 export * from './aligned.js';
 export * from './hashing.js';
 export * from './frames.js';

@@ -9,7 +9,7 @@ import { basename } from 'node:path';
 import type { SharedRegion } from '@memballoon/protocol';
 import { DEFAULT_PAGE_SIZE_BYTES, allocateAligned, toAligned, type AlignedMemory, type RegionData } from './aligned.js';
 import { libcMergeAdvisor, type MergeAdvisor } from './advise.js';
-import { FusionError } from './errors.js';
+import { AgentError } from '../errors.js';
 import { regionFrames } from './frames.js';
 import { createPageHasher, type PageHasher, type PageHashes } from './hashing.js';
 
@@ -101,8 +101,8 @@ export class SharedRegionRegistry {
 
   /** Registers memory others probably hold too; copies it into page-aligned memory unless it already is. */
   register(input: SharedRegionInput): SharedRegionHandle {
-    if (typeof input?.name !== 'string' || input.name.length === 0) throw new FusionError('invalid_region', 'a shared region needs a name');
-    if (typeof input.version !== 'string') throw new FusionError('invalid_region', 'a shared region needs a version (a string)');
+    if (typeof input?.name !== 'string' || input.name.length === 0) throw new AgentError('invalid_region', 'a shared region needs a name');
+    if (typeof input.version !== 'string') throw new AgentError('invalid_region', 'a shared region needs a version (a string)');
     return this.#add(input.name, input.version, toAligned(input.data, this.#pageSizeBytes));
   }
 
@@ -112,21 +112,21 @@ export class SharedRegionRegistry {
     try {
       fd = openSync(path, 'r');
     } catch (err) {
-      throw new FusionError('file_unreadable', `cannot open ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      throw new AgentError('file_unreadable', `cannot open ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     try {
       const st = fstatSync(fd);
-      if (!st.isFile()) throw new FusionError('file_unreadable', `${path} is not a regular file`);
-      if (st.size === 0) throw new FusionError('invalid_region', `${path} is empty`);
+      if (!st.isFile()) throw new AgentError('file_unreadable', `${path} is not a regular file`);
+      if (st.size === 0) throw new AgentError('invalid_region', `${path} is empty`);
       const memory = allocateAligned(st.size, this.#pageSizeBytes);
       for (let at = 0; at < st.size; ) {
         const n = readSync(fd, memory.bytes, at, st.size - at, at);
-        if (n === 0) throw new FusionError('file_unreadable', `${path} shrank while it was read (${at} of ${st.size} bytes)`);
+        if (n === 0) throw new AgentError('file_unreadable', `${path} shrank while it was read (${at} of ${st.size} bytes)`);
         at += n;
       }
       return this.#add(opts.name ?? basename(path), opts.version ?? `${st.size}-${Math.trunc(st.mtimeMs)}`, memory);
     } catch (err) {
-      throw FusionError.from(err, 'file_unreadable');
+      throw AgentError.from(err, 'file_unreadable');
     } finally {
       closeSync(fd);
     }
@@ -179,7 +179,7 @@ export class SharedRegionRegistry {
   }
 
   #add(name: string, version: string, memory: AlignedMemory): SharedRegionHandle {
-    if (this.#nextId > MAX_REGION_ID) throw new FusionError('invalid_region', 'too many regions were registered in this process');
+    if (this.#nextId > MAX_REGION_ID) throw new AgentError('invalid_region', 'too many regions were registered in this process');
     const hashes = this.#hasher.hashPages(memory.bytes, this.#pageSizeBytes);
     const entry: Entry = { regionId: this.#nextId++, name, version, memory, hashes, mergeable: false };
     this.#entries.set(entry.regionId, entry);

@@ -7,22 +7,22 @@ import type { ApiErrorView } from '../service/views.js';
 /** Largest JSON body the admin API reads, in bytes. */
 export const MAX_BODY_BYTES = 64 * 1024;
 
-/** Sends a JSON answer. */
-export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+/** Sends a JSON answer (with `headers` beside the usual ones). */
+export function sendJson(res: ServerResponse, status: number, value: unknown, headers: Readonly<Record<string, string>> = {}): void {
   const body = JSON.stringify(value);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
   res.end(body);
 }
 
-/** Sends an error as ApiErrorView with its HTTP status. */
-export function sendError(res: ServerResponse, err: unknown): void {
+/** Sends an error as ApiErrorView with its HTTP status (and `headers`, e.g. allow, retry-after). */
+export function sendError(res: ServerResponse, err: unknown, headers: Readonly<Record<string, string>> = {}): void {
   const e = HostError.from(err);
   const view: ApiErrorView = { error: { code: e.code, message: e.message } };
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  sendJson(res, e.httpStatus, view);
+  sendJson(res, e.httpStatus, view, headers);
 }
 
 /** Reads a JSON object body (at most MAX_BODY_BYTES); invalid_argument otherwise. */

@@ -7,6 +7,7 @@ import { HostError } from '../errors.js';
 import type { HostService } from '../service/host-service.js';
 import type { GuestLauncher } from '../guests/launcher.js';
 import { routeGuests } from './guest-routes.js';
+import { parseCreateVm, parseVmPatchInput } from '../service/vm-settings.js';
 import { readJson, sendError, sendJson } from './http.js';
 
 /** Something mounted on the HTTP server that may serve a request (the dashboard). */
@@ -20,7 +21,7 @@ export interface HttpMount {
 export interface MetricsMount {
   readonly contentType: string;
   render(): Promise<string>;
-  /** Rows of `balloonctl metrics query`; throws with a `code` of unknown_vm, vm_not_running or unknown_metric. */
+  /** Rows of `balloonctl metrics query`; throws HostError (not_found, not_running, invalid_argument). */
   query(vmName?: string, metric?: string): unknown;
 }
 
@@ -92,7 +93,7 @@ async function route(service: HostService, mounts: RouterMounts, req: IncomingMe
       if (method === 'GET') return sendJson(res, 200, service.listVms(url.searchParams.get('running') === '1' || url.searchParams.get('running') === 'true'));
       if (method === 'POST') {
         const body = await readJson(req);
-        return sendJson(res, 201, service.createVm({ name: body.name, memoryMib: body.memoryMib }));
+        return sendJson(res, 201, service.createVm(parseCreateVm({ name: body.name, memoryMib: body.memoryMib })));
       }
       throw methodNotAllowed(method, path);
     }
@@ -106,7 +107,7 @@ async function route(service: HostService, mounts: RouterMounts, req: IncomingMe
       if (method === 'PATCH') {
         const body = await readJson(req);
         if (await routeGuests(mounts.guests, service, name, undefined, req, res, body)) return;
-        return sendJson(res, 200, service.modifyVm(name, body));
+        return sendJson(res, 200, service.modifyVm(name, parseVmPatchInput(body)));
       }
       throw methodNotAllowed(method, path);
     }
@@ -114,7 +115,7 @@ async function route(service: HostService, mounts: RouterMounts, req: IncomingMe
     if (sub === 'balloon' && extra === undefined) {
       if (method !== 'PUT') throw methodNotAllowed(method, path);
       const body = await readJson(req);
-      return sendJson(res, 202, await service.setBalloon(name, body.targetMib, 'controlvm'));
+      return sendJson(res, 202, await service.setBalloon(name, targetMibOf(body.targetMib), 'controlvm'));
     }
   }
   throw new HostError('not_found', `no such path: ${path}`);
@@ -132,14 +133,12 @@ function methodNotAllowed(method: string, path: string): HostError {
   return new HostError('invalid_argument', `${method} is not allowed on ${path}`);
 }
 
-const QUERY_ERRORS: Record<string, HostError['code']> = { unknown_vm: 'not_found', vm_not_running: 'not_running', unknown_metric: 'invalid_argument' };
-
 function queryMetrics(metrics: MetricsMount, vm?: string, metric?: string): unknown {
-  try {
-    return metrics.query(vm, metric);
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'string' && code in QUERY_ERRORS) throw new HostError(QUERY_ERRORS[code]!, (err as Error).message, { cause: err });
-    throw err;
-  }
+  return metrics.query(vm, metric);
+}
+
+/** The balloon size of a PUT body: a number (its range is the service's to check). */
+function targetMibOf(value: unknown): number {
+  if (typeof value !== 'number') throw new HostError('invalid_argument', `targetMib must be a whole number of MiB (got ${JSON.stringify(value)})`);
+  return value;
 }

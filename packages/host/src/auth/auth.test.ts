@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -57,10 +57,59 @@ describe('the admin token file', () => {
   it('is refused when others may read it, or when it is empty', () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'admin.token'), `${generateToken()}\n`, { mode: 0o640 });
-    expect(() => ensureAdminToken(dir)).toThrow(/may be read by others/);
+    expect(() => ensureAdminToken(dir)).toThrow(/may be read or written by others \(mode 640\).*chmod 600/);
     const dir2 = tempDir();
     writeFileSync(join(dir2, 'admin.token'), '\n', { mode: 0o600 });
     expect(() => ensureAdminToken(dir2)).toThrow(/no usable token/);
+  });
+});
+
+describe('the data directory and the token file are private', () => {
+  const asRoot = typeof process.geteuid === 'function' && process.geteuid() === 0;
+
+  it('refuses a token file that is a symbolic link, naming the fix, and never writes through it', () => {
+    const dir = tempDir();
+    const target = join(tempDir(), 'chosen-by-someone-else');
+    writeFileSync(target, 'attacker-chosen-token-0123456789\n', { mode: 0o600 });
+    symlinkSync(target, join(dir, 'admin.token'));
+    expect(() => ensureAdminToken(dir)).toThrow(/admin\.token is a symbolic link.*remove it/);
+    expect(() => readAdminToken(dir)).toThrow(/symbolic link/);
+    // A dangling link is not followed to create a file either.
+    const dir2 = tempDir();
+    const nowhere = join(tempDir(), 'nowhere');
+    symlinkSync(nowhere, join(dir2, 'admin.token'));
+    expect(() => ensureAdminToken(dir2)).toThrow(/symbolic link/);
+    expect(existsSync(nowhere)).toBe(false);
+  });
+
+  it('refuses a data directory others may write, and says chmod 700', () => {
+    const dir = tempDir();
+    for (const mode of [0o777, 0o770, 0o1777, 0o702]) {
+      chmodSync(dir, mode);
+      expect(() => ensureAdminToken(dir), mode.toString(8)).toThrow(/may be written by others .*chmod 700/);
+      expect(existsSync(join(dir, 'admin.token'))).toBe(false);
+    }
+    chmodSync(dir, 0o755);
+    expect(ensureAdminToken(dir).created).toBe(true);
+  });
+
+  it('refuses a directory or a token file that another user owns (root only: chown)', (ctx) => {
+    if (!asRoot) return ctx.skip();
+    const dir = tempDir();
+    chownSync(dir, 65534, 65534);
+    expect(() => ensureAdminToken(dir)).toThrow(/belongs to user 65534.*chown 0/);
+    chownSync(dir, 0, 0);
+    writeFileSync(join(dir, 'admin.token'), `${generateToken()}\n`, { mode: 0o600 });
+    chownSync(join(dir, 'admin.token'), 65534, 65534);
+    expect(() => ensureAdminToken(dir)).toThrow(/admin\.token belongs to user 65534/);
+    // balloonctl may read a service user's token (root reading it is fine); only the mode counts there.
+    expect(readAdminToken(dir)).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  });
+
+  it('refuses a token path that is not a regular file', () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, 'admin.token'), { mode: 0o700 });
+    expect(() => ensureAdminToken(dir)).toThrow(/not a regular file/);
   });
 });
 

@@ -8,9 +8,10 @@
 // (scrypt at its defaults costs tens of ms of CPU each). Digests are compared
 // in constant time.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { HostError } from '../errors.js';
+import { createPrivateFile, ensurePrivateDir, readPrivateFile } from './private-files.js';
 
 /** Bytes of randomness in every token (256 bits). */
 export const TOKEN_BYTES = 32;
@@ -53,41 +54,27 @@ export function isLoopback(host: string): boolean {
 
 /**
  * Reads `<dataDir>/admin.token`, creating it (mode 0600, the directory 0700)
- * with a fresh token on the first start. A file others may read is refused:
- * whoever reads it controls every balloon.
+ * with a fresh token on the first start. Refused, with what to fix: a data
+ * directory others may write or that another user owns, a token file that is
+ * a link, not ours, or readable by others (whoever reads it controls every
+ * balloon), or one that holds no token.
  */
 export function ensureAdminToken(dataDir: string): { token: string; path: string; created: boolean } {
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  ensurePrivateDir(dataDir);
   const path = join(dataDir, ADMIN_TOKEN_FILE);
-  let created = false;
-  try {
-    // 'wx': never overwrite a token another start created meanwhile.
-    const fd = openSync(path, 'wx', 0o600);
-    try {
-      writeSync(fd, `${generateToken()}\n`);
-    } finally {
-      closeSync(fd);
-    }
-    created = true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
-  const mode = statSync(path).mode & 0o777;
-  if ((mode & 0o077) !== 0) {
-    throw Object.assign(new Error(`${path} may be read by others (mode ${mode.toString(8)}); run chmod 600 on it`), { code: 'EPERM_TOKEN' });
-  }
-  const token = readFileSync(path, 'utf8').trim();
-  if (token.length < 16) throw Object.assign(new Error(`${path} holds no usable token; delete it to make a new one`), { code: 'EBAD_TOKEN' });
-  if (created) chmodSync(path, 0o600);
+  // O_EXCL: never overwrite a token another start created meanwhile.
+  const created = createPrivateFile(path, `${generateToken()}\n`);
+  const token = (readPrivateFile(path) ?? '').trim();
+  if (token.length < 16) throw new HostError('unsafe_file', `${path} holds no usable token; delete it to make a new one`);
   return { token, path, created };
 }
 
-/** Reads the admin token from a data directory (balloonctl on the same machine); undefined if there is none. */
+/**
+ * Reads the admin token from a data directory (balloonctl on the same
+ * machine); undefined if there is none. The same checks as the host's: a
+ * link or a file others could have written is refused, not sent.
+ */
 export function readAdminToken(dataDir: string): string | undefined {
-  try {
-    const t = readFileSync(join(dataDir, ADMIN_TOKEN_FILE), 'utf8').trim();
-    return t === '' ? undefined : t;
-  } catch {
-    return undefined;
-  }
+  const t = readPrivateFile(join(dataDir, ADMIN_TOKEN_FILE), { ownedByUs: false, unreadableIsMissing: true })?.trim();
+  return t === '' ? undefined : t;
 }

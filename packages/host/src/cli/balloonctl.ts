@@ -6,7 +6,8 @@
 import type { VmView } from '../service/views.js';
 import { formatMetricsTable } from '../metrics/format.js';
 import type { MetricRow } from '../metrics/query.js';
-import { AdminClient, CtlError } from './client.js';
+import { AdminClient } from './client.js';
+import { HostError } from '../errors.js';
 import { loadCtlConfig, type CtlConfig } from './ctl-config.js';
 import { formatHost, formatVm, formatVmLine, progressBar, reasonText } from './format.js';
 
@@ -41,7 +42,7 @@ const out = (text: string): void => {
 const printJson = (value: unknown): void => out(JSON.stringify(value, null, 2));
 
 function usage(message: string): never {
-  throw new CtlError(`${message} (see balloonctl --help)`, 'usage');
+  throw new HostError('usage', `${message} (see balloonctl --help)`);
 }
 
 function mibArg(value: string | undefined, flag: string, what = 'a whole number of MiB'): number {
@@ -165,11 +166,11 @@ async function waitForBalloon(client: AdminClient, cfg: CtlConfig, name: string,
     const b = vm.balloon;
     if (vm.state !== 'running' || !b) {
       if (cfg.tty && !cfg.json) process.stdout.write('\n');
-      throw new CtlError(`VM '${name}' stopped before its balloon reached ${targetMib} MiB`, 'not_running');
+      throw new HostError('not_running', `VM '${name}' stopped before its balloon reached ${targetMib} MiB`);
     }
     if (b.generation > generation) {
       if (cfg.tty && !cfg.json) process.stdout.write('\n');
-      throw new CtlError(`VM '${name}': a newer balloon target (${b.targetMib} MiB) replaced ${targetMib} MiB before it was reached`, 'cancelled');
+      throw new HostError('cancelled', `VM '${name}': a newer balloon target (${b.targetMib} MiB) replaced ${targetMib} MiB before it was reached`);
     }
     show(b.actualMib);
     if (b.actualMib === targetMib) {
@@ -178,11 +179,11 @@ async function waitForBalloon(client: AdminClient, cfg: CtlConfig, name: string,
     }
     if (b.state === 'short') {
       if (cfg.tty && !cfg.json) process.stdout.write('\n');
-      throw new CtlError(`VM '${name}': the balloon stopped short at ${b.actualMib} of ${targetMib} MiB: ${reasonText(b.reason)}`, 'short');
+      throw new HostError('short', `VM '${name}': the balloon stopped short at ${b.actualMib} of ${targetMib} MiB: ${reasonText(b.reason)}`);
     }
     if (Date.now() >= deadline) {
       if (cfg.tty && !cfg.json) process.stdout.write('\n');
-      throw new CtlError(`VM '${name}': the balloon is at ${b.actualMib} of ${targetMib} MiB after ${Math.round(timeoutMs / 1000)} s (--timeout)`, 'timeout');
+      throw new HostError('timeout', `VM '${name}': the balloon is at ${b.actualMib} of ${targetMib} MiB after ${Math.round(timeoutMs / 1000)} s (--timeout)`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -1,20 +1,11 @@
 // A small client of the admin API for balloonctl: JSON in and out, every
-// failure a CtlError with a one-line message. It speaks node:http(s) rather
+// failure a HostError (the package's one error type) with a one-line message
+// and the API's code. It speaks node:http(s) rather
 // than fetch: fetch loads undici on first use, which costs more start-up time
 // than the rest of balloonctl together (issue 15: a CLI that answers at once).
 import type { IncomingMessage, RequestOptions } from 'node:http';
+import { HostError, isHostErrorCode } from '../errors.js';
 import type { ApiErrorView, HostView, VmView } from '../service/views.js';
-
-/** A failure of a balloonctl command: one line for stderr, and the API's code if any. */
-export class CtlError extends Error {
-  override readonly name = 'CtlError';
-  constructor(
-    message: string,
-    readonly code = 'error',
-  ) {
-    super(message);
-  }
-}
 
 /** The admin API of one host. */
 export class AdminClient {
@@ -35,19 +26,21 @@ export class AdminClient {
       }, body === undefined ? undefined : JSON.stringify(body));
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      throw new CtlError(`cannot reach the host at ${this.baseUrl} (${e.code ?? e.message}): is balloon-host running? (--host URL or MEMBALLOON_URL)`, 'unreachable');
+      if (err instanceof HostError) throw err;
+      throw new HostError('unreachable', `cannot reach the host at ${this.baseUrl} (${e.code ?? e.message}): is balloon-host running? (--host URL or MEMBALLOON_URL)`, { cause: err });
     }
     const text = res.text;
     let value: unknown;
     try {
       value = text === '' ? undefined : JSON.parse(text);
     } catch {
-      throw new CtlError(`the host at ${this.baseUrl} answered ${res.status} with something that is not JSON`);
+      throw new HostError('internal', `the host at ${this.baseUrl} answered ${res.status} with something that is not JSON`);
     }
     if (res.status < 200 || res.status > 299) {
       const e = (value as ApiErrorView | undefined)?.error;
       const hint = res.status === 401 ? ' (balloonctl reads the admin token from <data-dir>/admin.token; or pass --admin-token / MEMBALLOON_ADMIN_TOKEN)' : '';
-      throw new CtlError(`${e?.message ?? `the host answered ${res.status} ${res.statusText}`}${hint}`, e?.code ?? 'error');
+      // A code this balloonctl does not know (a newer host) is still an error: internal.
+      throw new HostError(isHostErrorCode(e?.code) ? e.code : 'internal', `${e?.message ?? `the host answered ${res.status} ${res.statusText}`}${hint}`);
     }
     return value as T;
   }
@@ -109,7 +102,7 @@ export class AdminClient {
 
 /** One HTTP(S) request with the whole answer read as text; https is loaded only for https URLs. */
 async function send(url: URL, options: RequestOptions, body: string | undefined): Promise<{ status: number; statusText: string; text: string }> {
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw Object.assign(new Error(`not an http(s) URL: ${url.protocol}`), { code: 'EPROTO' });
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new HostError('usage', `not an http(s) URL: ${url.protocol}`);
   const { request } = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
   return new Promise((resolve, reject) => {
     const req = request(url, options, (res: IncomingMessage) => {

@@ -35,6 +35,12 @@ export function formatVm(vm: VmView): string {
       `${pad('Agent pid')}${vm.pid ?? '?'}`,
     );
   }
+  if (vm.managed) {
+    const m = vm.managed;
+    lines.push(`${pad('Managed by')}${m.managedBy === 'startvm' ? 'this host (startvm)' : 'another tool (adopted cgroup)'}`, `${pad('Memory cgroup')}${m.cgroup ?? '(none: a plain process tree)'}`);
+    if (m.logFile !== undefined) lines.push(`${pad('Log file')}${m.logFile}`);
+    if (m.command !== undefined) lines.push(`${pad('Command')}${m.command.join(' ')}${m.user !== undefined ? ` (as ${m.user})` : ''}`);
+  }
   if (vm.sharableMib !== undefined || vm.sharedMib !== undefined) {
     lines.push(`${pad('Page fusion sharable')}${mib1(vm.sharableMib ?? 0)} MiB`, `${pad('Page fusion shared')}${mib1(vm.sharedMib ?? 0)} MiB`);
   }
@@ -67,6 +73,13 @@ export function formatHost(h: HostView): string {
     `${pad('Page fusion shared')}${mib1(h.sharedMib)} MiB`,
     `${pad('Page fusion (KSM)')}${h.ksm.detail}`,
     `${pad('Uptime')}${Math.round(h.uptimeMs / 1000)} s`,
+    ...(h.guests !== undefined
+      ? [
+          `${pad('Guests')}${h.guests} (${h.guestsDetail ?? ''})`,
+          `${pad('Reclaim')}${h.reclaim}${h.poolCgroup ? ' (the pool is the parent cgroup\'s limit)' : ''}`,
+          ...(h.cgroupParent !== undefined ? [`${pad('Cgroup parent')}${h.cgroupParent}`] : []),
+        ]
+      : []),
   ].join('\n');
 }
 

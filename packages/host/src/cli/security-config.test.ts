@@ -37,7 +37,7 @@ describe('balloonctl admin token', () => {
     const xdg = mkdtempSync(join(tmpdir(), 'memballoon-xdg-'));
     expect(loadCtlConfig(['list'], { XDG_DATA_HOME: xdg }).adminToken).toBeUndefined();
     mkdirSync(join(xdg, 'memballoon'));
-    writeFileSync(join(xdg, 'memballoon', 'admin.token'), 'default-dir\n');
+    writeFileSync(join(xdg, 'memballoon', 'admin.token'), 'default-dir\n', { mode: 0o600 });
     expect(loadCtlConfig(['list'], { XDG_DATA_HOME: xdg }).adminToken).toBe('default-dir');
     rmSync(xdg, { recursive: true, force: true });
   });

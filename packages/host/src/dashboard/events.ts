@@ -4,6 +4,8 @@
 // changes, each client gets at most one snapshot per `minIntervalMs`, and one
 // snapshot is serialised once for all clients.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { sendError } from '../api/http.js';
+import { HostError } from '../errors.js';
 import type { HostView, VmView } from '../service/views.js';
 
 /** What one `snapshot` event carries. */
@@ -64,14 +66,12 @@ export class EventStream {
   serve(req: IncomingMessage, res: ServerResponse): void {
     if (this.#closed || this.#clients.size >= this.#maxClients) {
       const message = this.#closed ? 'the host is shutting down' : 'too many dashboard clients';
-      res.writeHead(503, { 'content-type': 'application/json; charset=utf-8', 'retry-after': '5' });
-      res.end(JSON.stringify({ error: { code: 'unavailable', message } }));
+      sendError(res, new HostError('unavailable', message), { 'retry-after': '5' });
       return;
     }
     const frame = this.#frame();
     if (frame === undefined) {
-      res.writeHead(500, { 'content-type': 'application/json; charset=utf-8' });
-      res.end(JSON.stringify({ error: { code: 'internal', message: 'could not take a snapshot of the host' } }));
+      sendError(res, new HostError('internal', 'could not take a snapshot of the host'));
       return;
     }
     res.writeHead(200, {

@@ -4,6 +4,8 @@
 // file for what the page shows and why.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HostView, VmView } from '../service/views.js';
+import { sendError } from '../api/http.js';
+import { HostError } from '../errors.js';
 import { loadAssets } from './assets.js';
 import { EventStream, type EventStreamOptions } from './events.js';
 
@@ -80,6 +82,5 @@ function pathOf(url: string | undefined): string {
 }
 
 function methodNotAllowed(res: ServerResponse, allow: string): void {
-  res.writeHead(405, { allow, 'content-type': 'application/json; charset=utf-8' });
-  res.end(JSON.stringify({ error: { code: 'method_not_allowed', message: `use ${allow}` } }));
+  sendError(res, new HostError('method_not_allowed', `use ${allow}`), { allow });
 }

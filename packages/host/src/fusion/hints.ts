@@ -2,9 +2,9 @@
 // together into regions (a large region comes in several frames) and handed
 // to the sharing table; a removed region or the end of the session takes
 // them out again. Pure, like the table: the session calls it and answers a
-// FusionError with an Error frame of its wireCode.
+// HostError with an Error frame of its wireCode.
 import type { SharedRegion, SharedRegionRemoved } from '@memballoon/protocol';
-import { FusionError } from './errors.js';
+import { HostError } from '../errors.js';
 import type { SharingTable, VmSharing } from './table.js';
 
 interface Pending {
@@ -29,7 +29,7 @@ export class SessionHints {
 
   /**
    * Takes one SharedRegion frame; returns true when it completed its region
-   * (the table then counts it). Throws FusionError on a gap, a mismatch or
+   * (the table then counts it). Throws HostError on a gap, a mismatch or
    * more pages than the VM may hint; the partial region is dropped then.
    */
   onSharedRegion(frame: SharedRegion): boolean {
@@ -38,7 +38,7 @@ export class SessionHints {
       return this.#accept(frame);
     } catch (err) {
       this.#pending.delete(frame.regionId);
-      throw FusionError.from(err, 'invalid_region');
+      throw HostError.from(err, 'invalid_region');
     }
   }
 
@@ -68,19 +68,19 @@ export class SessionHints {
       p = { first: f, nextPage: 0, pageHashes: [], confirmHashes: [], pages: 0 };
       this.#pending.set(f.regionId, p);
     } else if (!p) {
-      throw new FusionError('invalid_region', `region ${f.regionId} ('${f.name}') starts at page ${f.firstPage}, not 0`);
+      throw new HostError('invalid_region', `region ${f.regionId} ('${f.name}') starts at page ${f.firstPage}, not 0`);
     }
     const h = p.first;
-    if (f.firstPage !== p.nextPage) throw new FusionError('invalid_region', `region ${f.regionId} ('${h.name}') jumps from page ${p.nextPage} to ${f.firstPage}`);
+    if (f.firstPage !== p.nextPage) throw new HostError('invalid_region', `region ${f.regionId} ('${h.name}') jumps from page ${p.nextPage} to ${f.firstPage}`);
     if (f.name !== h.name || f.version !== h.version || f.sizeBytes !== h.sizeBytes || f.pageSizeBytes !== h.pageSizeBytes || f.mergeable !== h.mergeable) {
-      throw new FusionError('invalid_region', `region ${f.regionId} ('${h.name}') changed its name, version, size or page size between frames`);
+      throw new HostError('invalid_region', `region ${f.regionId} ('${h.name}') changed its name, version, size or page size between frames`);
     }
     // The cap is checked as frames arrive, so a guest cannot make the host
     // buffer more than it would ever keep.
     let pendingPages = 0;
     for (const q of this.#pending.values()) pendingPages += q.pages;
     if (pendingPages + pages > this.#table.remainingPages(this.#vm) + this.#replacedPages(f.regionId)) {
-      throw new FusionError('too_many_pages', `VM '${this.#vm}' hints more than the host's limit of ${this.#table.maxHintedPagesPerVm} pages per VM (region '${h.name}')`);
+      throw new HostError('too_many_pages', `VM '${this.#vm}' hints more than the host's limit of ${this.#table.maxHintedPagesPerVm} pages per VM (region '${h.name}')`);
     }
     // Copies: the frame's bytes are views into a received message.
     p.pageHashes.push(f.pageHashes.slice());

@@ -3,7 +3,7 @@
 // the views show, and the KSM controller ticking while page-fusion VMs run.
 // One object, so the service and the server need only a few lines to wire it.
 import { ProtocolError, type SharedRegion } from '@memballoon/protocol';
-import { FusionError } from './errors.js';
+import { HostError } from '../errors.js';
 import { SessionHints } from './hints.js';
 import { KsmController, type KsmReport, type KsmStatusView, type KsmTickInputs } from './ksm-controller.js';
 import { unmergedMib } from './ksm-policy.js';
@@ -53,7 +53,7 @@ export class HostFusion {
         } catch (err) {
           // As a ProtocolError of a non-fatal code, the session refuses the
           // frame with an Error and goes on: a bad hint is not a broken stream.
-          const e = FusionError.from(err, 'invalid_region');
+          const e = HostError.from(err, 'invalid_region');
           throw new ProtocolError(e.wireCode, e.message, { cause: e });
         }
       },

@@ -1,6 +1,5 @@
 // Page fusion, the host's side: the global sharing table of hinted pages, the
 // session-level assembly of SharedRegion frames, and the KSM controller.
-export * from './errors.js';
 export * from './table.js';
 export * from './hints.js';
 export * from './ksm-policy.js';

@@ -4,7 +4,7 @@
 // puts KSM back as it found it. It never throws: where KSM cannot be driven
 // the status says why, and the hint layer goes on without it.
 import { totalmem } from 'node:os';
-import { FusionError } from './errors.js';
+import { HostError } from '../errors.js';
 import { decideKsm, MOM_KSM_POLICY, type KsmPolicy, type KsmSettings } from './ksm-policy.js';
 import { KsmSysfs, probeKsm, type KsmProbe, type KsmState } from './ksm-sysfs.js';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
@@ -109,7 +109,7 @@ export class KsmController {
       kernel = this.#tryRead() ?? kernel;
       return this.#set({ available: true, running: kernel.run, detail: decision.reason, kernel, settings: decision.drive ? decision.settings : null });
     } catch (err) {
-      const e = FusionError.from(err, 'ksm_io');
+      const e = HostError.from(err, 'ksm_io');
       // Another host driving KSM is not a fault of KSM: it is there, just not ours.
       return this.#set({ available: e.code !== 'ksm_unavailable', running: kernel.run, detail: e.message, kernel });
     }
@@ -142,7 +142,7 @@ export class KsmController {
     try {
       this.#sysfs.restore();
     } catch (err) {
-      return this.#set({ detail: FusionError.from(err, 'ksm_io').message });
+      return this.#set({ detail: HostError.from(err, 'ksm_io').message });
     }
     const kernel = this.#tryRead();
     return this.#set({ running: kernel?.run ?? false, kernel, settings: null });

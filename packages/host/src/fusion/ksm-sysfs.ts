@@ -14,7 +14,7 @@ import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, u
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FusionError } from './errors.js';
+import { HostError } from '../errors.js';
 import type { KsmSettings } from './ksm-policy.js';
 
 /** Where the kernel exposes KSM. */
@@ -89,7 +89,7 @@ export class KsmSysfs {
     return this.#saved;
   }
 
-  /** Reads settings and counters. Throws FusionError('ksm_io'). */
+  /** Reads settings and counters. Throws HostError('ksm_io'). */
   read(): KsmState {
     return {
       run: this.#num('run') === 1,
@@ -105,8 +105,8 @@ export class KsmSysfs {
   /**
    * Writes the settings that differ from the kernel's. The first call takes
    * the machine-wide lock and saves the current settings. Throws
-   * FusionError('ksm_unavailable') when another driver holds the lock,
-   * FusionError('ksm_io') when a write fails.
+   * HostError('ksm_unavailable') when another driver holds the lock,
+   * HostError('ksm_io') when a write fails.
    */
   apply(settings: KsmSettings): void {
     if (!this.#saved) {
@@ -118,13 +118,13 @@ export class KsmSysfs {
         this.#saved = saved;
       } catch (err) {
         this.#unlock();
-        throw FusionError.from(err, 'ksm_io');
+        throw HostError.from(err, 'ksm_io');
       }
     }
     this.#write(settings);
   }
 
-  /** Puts back the saved settings and lets go of the lock. Idempotent; throws FusionError('ksm_io') if a write fails. */
+  /** Puts back the saved settings and lets go of the lock. Idempotent; throws HostError('ksm_io') if a write fails. */
   restore(): void {
     const saved = this.#saved;
     if (!saved) return;
@@ -148,7 +148,7 @@ export class KsmSysfs {
     try {
       return Number.parseInt(readFileSync(join(this.dir, name), 'utf8'), 10) || 0;
     } catch (err) {
-      throw new FusionError('ksm_io', `cannot read ${join(this.dir, name)}: ${(err as Error).message}`, { cause: err });
+      throw new HostError('ksm_io', `cannot read ${join(this.dir, name)}: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -156,7 +156,7 @@ export class KsmSysfs {
     try {
       writeFileSync(join(this.dir, name), `${value}\n`);
     } catch (err) {
-      throw new FusionError('ksm_io', `cannot write ${value} to ${join(this.dir, name)}: ${(err as Error).message}`, { cause: err });
+      throw new HostError('ksm_io', `cannot write ${value} to ${join(this.dir, name)}: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -170,12 +170,12 @@ export class KsmSysfs {
         closeSync(fd);
         return inherited;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new FusionError('ksm_io', `cannot create ${this.lockPath}: ${(err as Error).message}`, { cause: err });
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new HostError('ksm_io', `cannot create ${this.lockPath}: ${(err as Error).message}`, { cause: err });
       }
       const text = safeRead(this.lockPath);
       const owner = Number.parseInt(text, 10);
       if (Number.isInteger(owner) && owner > 0 && this.#isAlive(owner)) {
-        throw new FusionError('ksm_unavailable', `KSM is driven by another memballoon host (pid ${owner}, lock ${this.lockPath})`);
+        throw new HostError('ksm_unavailable', `KSM is driven by another memballoon host (pid ${owner}, lock ${this.lockPath})`);
       }
       // Its owner is gone: take it over, with what it had found.
       inherited = parseSaved(text.split('\n')[1] ?? '') ?? inherited;
@@ -185,7 +185,7 @@ export class KsmSysfs {
         /* someone else took it over first; the next attempt tells */
       }
     }
-    throw new FusionError('ksm_unavailable', `KSM's driver lock ${this.lockPath} is contended`);
+    throw new HostError('ksm_unavailable', `KSM's driver lock ${this.lockPath} is contended`);
   }
 
   #unlock(): void {

@@ -1,6 +1,6 @@
 import { hash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { FusionError } from './errors.js';
+import { HostError } from '../errors.js';
 import { SessionHints } from './hints.js';
 import { SharingTable, type RegionHint } from './table.js';
 
@@ -130,7 +130,7 @@ describe('sharing table', () => {
     } catch (err) {
       caught = err;
     }
-    expect(caught).toBeInstanceOf(FusionError);
+    expect(caught).toBeInstanceOf(HostError);
     expect(caught).toMatchObject({ code: 'too_many_pages', wireCode: 'out_of_range' });
     expect((caught as Error).message).toMatch(/VM 'a' would hint 110 pages with region 'r2', above the host's limit of 100 pages per VM/);
     expect(table.vm('a').hintedPages).toBe(60);

@@ -3,7 +3,7 @@
 // once which hinted pages are identical across guests (sharable MiB per VM
 // and host-wide), for all hints and separately for the regions the guests
 // have made mergeable (what KSM can actually merge).
-import { FusionError } from './errors.js';
+import { HostError } from '../errors.js';
 import { KEY_WORDS, PageIndex } from './index-of-pages.js';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 
@@ -99,14 +99,14 @@ export class SharingTable {
     return this.maxHintedPagesPerVm - (this.#vms.get(vm)?.hintedPages ?? 0);
   }
 
-  /** Adds a region of a VM, replacing one of the same id. Throws FusionError (invalid_region, too_many_pages). */
+  /** Adds a region of a VM, replacing one of the same id. Throws HostError (invalid_region, too_many_pages). */
   putRegion(vm: string, region: RegionHint): void {
     const pages = checkRegion(region);
     const entry = this.#vms.get(vm);
     const replaced = entry?.regions.get(region.regionId);
     const after = (entry?.hintedPages ?? 0) - (replaced?.pages ?? 0) + pages;
     if (after > this.maxHintedPagesPerVm) {
-      throw new FusionError(
+      throw new HostError(
         'too_many_pages',
         `VM '${vm}' would hint ${after} pages with region '${region.name}', above the host's limit of ${this.maxHintedPagesPerVm} pages per VM`,
       );
@@ -218,12 +218,12 @@ export class SharingTable {
 
 function checkRegion(r: RegionHint): number {
   const ps = r.pageSizeBytes;
-  if (!Number.isInteger(ps) || ps < 4096 || (ps & (ps - 1)) !== 0) throw new FusionError('invalid_region', `region '${r.name}' has page size ${ps}, not a power of two of at least 4096`);
+  if (!Number.isInteger(ps) || ps < 4096 || (ps & (ps - 1)) !== 0) throw new HostError('invalid_region', `region '${r.name}' has page size ${ps}, not a power of two of at least 4096`);
   if (r.pageHashes.byteLength % HASH_BYTES !== 0 || r.pageHashes.byteLength !== r.confirmHashes.byteLength) {
-    throw new FusionError('invalid_region', `region '${r.name}' has ${r.pageHashes.byteLength} bytes of page hashes and ${r.confirmHashes.byteLength} of confirming hashes`);
+    throw new HostError('invalid_region', `region '${r.name}' has ${r.pageHashes.byteLength} bytes of page hashes and ${r.confirmHashes.byteLength} of confirming hashes`);
   }
   const pages = r.pageHashes.byteLength / HASH_BYTES;
-  if (pages !== Math.ceil(r.sizeBytes / ps)) throw new FusionError('invalid_region', `region '${r.name}' of ${r.sizeBytes} bytes should have ${Math.ceil(r.sizeBytes / ps)} pages, not ${pages}`);
+  if (pages !== Math.ceil(r.sizeBytes / ps)) throw new HostError('invalid_region', `region '${r.name}' of ${r.sizeBytes} bytes should have ${Math.ceil(r.sizeBytes / ps)} pages, not ${pages}`);
   return pages;
 }
 

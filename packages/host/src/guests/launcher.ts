@@ -3,7 +3,8 @@
 // it, and waits for its Hello; poweroff stops it and removes the cgroup; a
 // host restarted after kill -9 finds its guests again from their records.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, closeSync, existsSync, fchownSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { chownSync, closeSync, constants, existsSync, fchownSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
@@ -116,13 +117,13 @@ export class GuestLauncher implements GuestsCollaborator {
       const opened = await openMemoryHierarchy(options.cgroupParent, options.cgroupFs);
       detail = opened.support.reason;
       if (opened.tree) {
+        // The parent is made at the first startvm (or now, for --pool-cgroup):
+        // a host that never starts a guest leaves the hierarchy untouched.
         try {
-          await opened.tree.ensureParent();
+          await access(opened.tree.root, constants.W_OK);
           tree = opened.tree;
-        } catch (err) {
-          const e = CgroupError.from(err);
-          if (e.code === 'invalid_path') throw toHostError(e);
-          detail = `${opened.support.reason}, but the host cannot create ${opened.tree.parentDir} (${e.code === 'unavailable' ? 'not root?' : e.message})`;
+        } catch {
+          detail = `${opened.support.reason}, but the host may not create cgroups in it (not root?)`;
         }
       }
     }
@@ -195,7 +196,7 @@ export class GuestLauncher implements GuestsCollaborator {
     const run = this.limitsTail.then(async () => {
       const tree = this.tree;
       if (!tree) throw new CgroupError('unavailable', 'this host runs guests without cgroups');
-      const parent = tree.parent();
+      const parent = await tree.ensureParent();
       const children = new Map<string, number | null>();
       for (const name of await tree.children()) {
         if (fresh.has(name)) continue;
@@ -337,6 +338,7 @@ export class GuestLauncher implements GuestsCollaborator {
 
   private async makeCgroup(name: string): Promise<KernelMemoryCgroup> {
     const tree = this.tree!;
+    await tree.ensureParent();
     try {
       return await tree.createChild(name);
     } catch (err) {
@@ -410,10 +412,13 @@ export class GuestLauncher implements GuestsCollaborator {
     g.killAtMs = Math.min(g.killAtMs ?? Infinity, killAtMs);
     g.stopping ??= (async () => {
       const name = g.record.name;
-      if (g.poll) clearInterval(g.poll);
-      // The agent passes SIGTERM on to the workload; what it started further
-      // (or what outlives a killed agent) gets it here.
-      if (g.child?.exitCode === null && g.child.signalCode === null && g.record.agentPid !== undefined) signal(g.record.agentPid, 'SIGTERM');
+      // While the agent lives it deflates, says Goodbye and passes SIGTERM
+      // to the workload: a second signal would cut its deflate short.
+      let agentGone = false;
+      void g.exited.then(() => (agentGone = true));
+      while (!agentGone && Date.now() < (g.killAtMs ?? 0)) await pause(25);
+      // What outlives the agent (a workload's own children, or all of it
+      // when the agent was killed) gets SIGTERM here, SIGKILL at killAtMs.
       await this.signalAll(g, 'SIGTERM');
       let killed = false;
       const hardDeadline = () => (g.killAtMs ?? Date.now()) + 30_000;
@@ -550,6 +555,10 @@ export class GuestLauncher implements GuestsCollaborator {
     const started = [...this.guests.values()].filter((g) => g.record.kind === 'startvm');
     await Promise.all(started.map((g) => this.poweroff(g.record.name).catch((err) => this.log.warn({ err, vm: g.record.name }, 'poweroff at shutdown failed'))));
     for (const g of this.guests.values()) if (g.poll) clearInterval(g.poll);
+    // A clean shutdown leaves no empty parent behind (test suites give each
+    // host a parent of its own); one that still holds a guest (adopted, or a
+    // poweroff that failed) stays for the next host to find.
+    if (this.tree && (await this.tree.children().catch(() => ['?'])).length === 0) await this.tree.remove(this.tree.parentDir).catch(() => undefined);
   }
 }
 

@@ -37,6 +37,14 @@ export interface ManagedGuestView {
 export interface GuestsCollaborator {
   /** The memory cgroup of a running managed VM, else null (the hand-off uses it). */
   cgroupOf(name: string): MemoryCgroup | null;
+  /**
+   * Sets the limits of VMs' cgroups under the host's parent (bytes, null: no
+   * limit) in an order that never lets their sum exceed the parent's (lowers
+   * first); rejects with CgroupError over_parent, changing nothing, if the
+   * wanted limits do not fit, and limit_below_usage where the kernel would
+   * have to reclaim. The hand-off lowers and raises guests through it.
+   */
+  setLimits(wanted: ReadonlyMap<string, number | null>): Promise<void>;
   /** Whether a Hello's credential is the launch token the host gave this VM's agent. */
   acceptsCredential(name: string, credential: string): boolean;
   hostView(): GuestsHostView;

@@ -4,14 +4,12 @@ export { HostMetrics } from './prometheus.js';
 export {
   queryMetrics,
   compileMetricFilter,
-  MetricsQueryError,
   METRIC_NAMES,
   GUEST_METRICS,
   HOST_METRICS,
   HOST_OBJECT,
   METRIC_UNIT_KB,
   type MetricRow,
-  type MetricsQueryErrorCode,
   type MetricsSnapshot,
 } from './query.js';
 export { formatMetricsTable } from './format.js';

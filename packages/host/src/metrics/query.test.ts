@@ -1,16 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { formatMetricsTable } from './format.js';
-import { MetricsQueryError, compileMetricFilter, queryMetrics } from './query.js';
+import { HostError } from '../errors.js';
+import { compileMetricFilter, queryMetrics } from './query.js';
 import { demoSnapshot } from './test-fixtures.js';
 
-function errorOf(fn: () => unknown): MetricsQueryError {
+function errorOf(fn: () => unknown): HostError {
   try {
     fn();
   } catch (err) {
-    if (err instanceof MetricsQueryError) return err;
+    if (err instanceof HostError) return err;
     throw err;
   }
-  throw new Error('expected a MetricsQueryError');
+  throw new Error('expected a HostError');
 }
 
 describe('queryMetrics', () => {
@@ -72,10 +73,10 @@ describe('queryMetrics', () => {
   });
 
   it('refuses an unknown VM, a powered-off VM and an unknown metric with a code', () => {
-    expect(errorOf(() => queryMetrics(snap, 'nope')).code).toBe('unknown_vm');
-    expect(errorOf(() => queryMetrics(snap, 'vm-off')).code).toBe('vm_not_running');
+    expect(errorOf(() => queryMetrics(snap, 'nope')).code).toBe('not_found');
+    expect(errorOf(() => queryMetrics(snap, 'vm-off')).code).toBe('not_running');
     const unknown = errorOf(() => queryMetrics(snap, undefined, 'CPU/Load/User'));
-    expect(unknown.code).toBe('unknown_metric');
+    expect(unknown.code).toBe('invalid_argument');
     expect(unknown.message).toContain('CPU/Load/User');
   });
 });

@@ -7,6 +7,7 @@
 // kB keeps whole numbers where a MiB figure would need decimals. Each row names
 // its unit, so a script never has to guess.
 import type { HostView, VmView } from '../service/views.js';
+import { HostError } from '../errors.js';
 
 /** The snapshot of the host that metrics are computed from. */
 export interface MetricsSnapshot {
@@ -42,21 +43,6 @@ export const HOST_METRICS = ['RAM/VMM/Used', 'RAM/VMM/Free', 'RAM/VMM/Ballooned'
 
 /** Every metric name `metrics query` knows. */
 export const METRIC_NAMES: readonly string[] = [...GUEST_METRICS, ...HOST_METRICS];
-
-/** Why a metrics query cannot be answered (a closed set). */
-export type MetricsQueryErrorCode = 'unknown_vm' | 'vm_not_running' | 'unknown_metric';
-
-/** The one error of metrics queries: a closed code and a message fit for one line on stderr. */
-export class MetricsQueryError extends Error {
-  override readonly name = 'MetricsQueryError';
-
-  constructor(
-    readonly code: MetricsQueryErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 const KB_PER_MIB = 1024;
 
@@ -122,15 +108,15 @@ export function compileMetricFilter(filter: string): (metric: string) => boolean
 
 /**
  * The rows of `metrics query [NAME] [METRIC]`. NAME is a VM's name, `host`, or
- * `*`/absent for every running VM and the host. Throws MetricsQueryError for a
+ * `*`/absent for every running VM and the host. Throws HostError (not_found, not_running, invalid_argument) for a
  * VM that is not registered or not running, and for a filter that matches no
  * known metric name.
  */
 export function queryMetrics(snapshot: MetricsSnapshot, vmName?: string, metric?: string): MetricRow[] {
   const matches = compileMetricFilter(metric ?? '*');
   if (!METRIC_NAMES.some(matches)) {
-    throw new MetricsQueryError(
-      'unknown_metric',
+    throw new HostError(
+      'invalid_argument',
       `no metric matches '${metric}' (known: ${METRIC_NAMES.join(', ')})`,
     );
   }
@@ -146,9 +132,9 @@ export function queryMetrics(snapshot: MetricsSnapshot, vmName?: string, metric?
     rows = hostRows(snapshot.host);
   } else {
     const vm = snapshot.vms.find((v) => v.name === vmName);
-    if (!vm) throw new MetricsQueryError('unknown_vm', `no VM named '${vmName}' is registered`);
+    if (!vm) throw new HostError('not_found', `no VM named '${vmName}' is registered`);
     if (vm.state !== 'running') {
-      throw new MetricsQueryError('vm_not_running', `VM '${vmName}' is not running: its guest reports no metrics`);
+      throw new HostError('not_running', `VM '${vmName}' is not running: its guest reports no metrics`);
     }
     rows = guestRows(vm);
   }

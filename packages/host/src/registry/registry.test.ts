@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -83,3 +83,66 @@ describe('Registry', () => {
     expect(() => new Registry(dir)).toThrow(/newer than this host understands/);
   });
 });
+
+describe('a fresh data directory, told from a damaged one', () => {
+  const codeOf = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (err) {
+      expect(err).toBeInstanceOf(HostError);
+      return (err as HostError).code;
+    }
+    return 'no error';
+  };
+
+  it('makes the registry in an empty or new directory, its files 0600, and opens it again', () => {
+    const dir = join(tempDir(), 'new');
+    const reg = new Registry(dir);
+    reg.create({ name: 'a', memoryMib: 64 }, 1);
+    for (const f of [REGISTRY_FILE, `${REGISTRY_FILE}-wal`, `${REGISTRY_FILE}-shm`]) {
+      expect(existsSync(join(dir, f)), f).toBe(true);
+      expect(statSync(join(dir, f)).mode & 0o777, f).toBe(0o600);
+    }
+    reg.close();
+    writeFileSync(join(dir, 'admin.token'), 'x', { mode: 0o600 });
+    const again = new Registry(dir);
+    expect(again.list().map((v) => v.name)).toEqual(['a']);
+    again.close();
+  });
+
+  it('makes an existing registry and its companions 0600 (they were 0644)', () => {
+    const dir = tempDir();
+    new Registry(dir).close();
+    chmodSync(join(dir, REGISTRY_FILE), 0o644);
+    const reg = new Registry(dir);
+    reg.create({ name: 'b', memoryMib: 64 }, 1);
+    for (const f of [REGISTRY_FILE, `${REGISTRY_FILE}-wal`, `${REGISTRY_FILE}-shm`]) expect(statSync(join(dir, f)).mode & 0o777, f).toBe(0o600);
+    reg.close();
+  });
+
+  it('refuses a zero-byte registry, and leaves it as it was', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, REGISTRY_FILE), '');
+    expect(codeOf(() => new Registry(dir))).toBe('storage');
+    expect(() => new Registry(dir)).toThrow(/registry\.sqlite is empty \(0 bytes\).*Restore it from a backup/);
+    expect(statSync(join(dir, REGISTRY_FILE)).size).toBe(0);
+  });
+
+  it('refuses a missing registry beside the admin token or its WAL, and creates nothing', () => {
+    for (const left of ['admin.token', `${REGISTRY_FILE}-wal`]) {
+      const dir = tempDir();
+      writeFileSync(join(dir, left), 'x', { mode: 0o600 });
+      expect(() => new Registry(dir), left).toThrow(new RegExp(`registry\\.sqlite is missing but ${left.replace('.', '\\.')} is still in`));
+      expect(existsSync(join(dir, REGISTRY_FILE))).toBe(false);
+    }
+  });
+
+  it('refuses a registry that is a symbolic link', () => {
+    const dir = tempDir();
+    const elsewhere = join(tempDir(), 'elsewhere.sqlite');
+    new Registry(join(elsewhere, '..')).close();
+    symlinkSync(join(elsewhere, '..', REGISTRY_FILE), join(dir, REGISTRY_FILE));
+    expect(() => new Registry(dir)).toThrow(/is a symbolic link/);
+  });
+});
+

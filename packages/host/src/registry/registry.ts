@@ -2,7 +2,7 @@
 // in its .vbox files) in one SQLite database under the data directory. WAL
 // mode, so readers never wait for a writer; every failure is a HostError.
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, constants, lstatSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { HostError } from '../errors.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
@@ -28,6 +28,48 @@ export type VmSettings = Partial<Omit<VmRecord, 'name' | 'createdAtMs'>>;
 
 /** The file name of the registry inside the data directory. */
 export const REGISTRY_FILE = 'registry.sqlite';
+
+/** SQLite's companions of the registry file: they exist only beside it. */
+const SIDE_FILES = ['-wal', '-shm', '-journal'].map((s) => `${REGISTRY_FILE}${s}`);
+
+/**
+ * Files of the host that exist only once a registry was made (the admin
+ * token is made after the registry at the first start): beside a missing
+ * registry they mean the registry was lost, not that the directory is new.
+ */
+export const STATE_FILES: readonly string[] = ['admin.token', ...SIDE_FILES];
+
+function exists(path: string): { size: number; link: boolean } | undefined {
+  try {
+    const st = lstatSync(path);
+    return { size: st.size, link: st.isSymbolicLink() };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Tells a fresh data directory (no registry, none of the host's other files:
+ * made now) from a damaged one (an empty registry, or none beside the host's
+ * other files), which is refused with what to do: an empty registry in its
+ * place would drop every VM, and with --auto-register let the next guest
+ * claim any name. Returns true when the registry must be created.
+ */
+export function registryIsFresh(dataDir: string): boolean {
+  const path = join(dataDir, REGISTRY_FILE);
+  const registry = exists(path);
+  if (registry?.link) throw new HostError('storage', `${path} is a symbolic link; the host keeps its registry in the data directory itself: put the file there`);
+  if (registry && registry.size === 0) {
+    throw new HostError('storage', `${path} is empty (0 bytes): the VM registry was lost or truncated. Restore it from a backup; or, to start again with no VMs, delete it and the files beside it (${STATE_FILES.join(', ')})`);
+  }
+  if (registry) return false;
+  const left = STATE_FILES.filter((f) => exists(join(dataDir, f)) !== undefined);
+  if (left.length > 0) {
+    throw new HostError('storage', `${path} is missing but ${left.join(', ')} ${left.length === 1 ? 'is' : 'are'} still in ${dataDir}: the VM registry was lost. Restore it from a backup; or, to start again with no VMs, delete ${left.join(', ')}`);
+  }
+  return true;
+}
 
 const COLUMNS: Record<keyof VmSettings, string> = {
   memoryMib: 'memory_mib',
@@ -89,16 +131,30 @@ export class Registry {
   private readonly db: Database.Database;
   private readonly stmts;
 
-  /** Opens (creating and migrating as needed) the registry in `dataDir`; ':memory:' for tests. */
+  /**
+   * Opens the registry in `dataDir` (migrating it as needed), or creates it
+   * in a fresh directory; a damaged one is refused (registryIsFresh). Its
+   * files are 0600: they hold the guests' token hashes. ':memory:' for tests.
+   */
   constructor(dataDir: string | ':memory:') {
     this.db = storage('opening the registry', () => {
-      if (dataDir !== ':memory:') mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-      const db = new Database(dataDir === ':memory:' ? ':memory:' : join(dataDir, REGISTRY_FILE));
+      if (dataDir === ':memory:') return new Database(':memory:');
+      mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      const path = join(dataDir, REGISTRY_FILE);
+      // SQLite gives its -wal and -shm files the mode of the database file,
+      // so the file is made 0600 before SQLite first opens it.
+      if (registryIsFresh(dataDir)) closeSync(openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
+      for (const f of [REGISTRY_FILE, ...SIDE_FILES]) {
+        if (exists(join(dataDir, f))) chmodSync(join(dataDir, f), 0o600);
+      }
+      return new Database(path, { fileMustExist: true });
+    });
+    storage('opening the registry', () => {
+      const db = this.db;
       db.pragma('journal_mode = WAL');
       // A second process on the same file waits a little instead of failing at once.
       db.pragma('busy_timeout = 2000');
       db.pragma('foreign_keys = ON');
-      return db;
     });
     this.migrate();
     this.stmts = {

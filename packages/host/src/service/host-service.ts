@@ -17,7 +17,7 @@ import type { Registry, VmRecord, VmSettings } from '../registry/registry.js';
 import { NO_COUNTERS, type ServiceCounters } from './observer.js';
 import { statsView, vmView, type GuestFactsView } from './build-views.js';
 import { Reclaimer, SYSTEM_CLOCK, type Clock, type ReclaimSource } from './reclaim.js';
-import { parseCreateVm, parseVmPatch } from './vm-settings.js';
+import { parseCreateVm, parseVmPatch, type CreateVmInput, type VmPatch } from './vm-settings.js';
 import type { GuestsCollaborator } from '../guests/views.js';
 
 /** How the service reaches a connected guest (the session implements it). */
@@ -77,8 +77,6 @@ export interface HostServiceOptions {
   handOffBatchMib?: number;
 }
 
-/** Settings the PATCH of modifyvm may carry. */
-export type VmPatch = VmSettings;
 
 /** Who asks for a balloon target. */
 export type TargetSource = 'controlvm' | 'policy';
@@ -272,12 +270,12 @@ export class HostService {
    * createvm: registers a VM and issues its guest token, returned here once
    * and stored only as a hash.
    */
-  createVm(input: { name: unknown; memoryMib: unknown }): VmView & { token: string } {
+  createVm(input: CreateVmInput): VmView & { token: string } {
     const token = generateToken();
     return { ...this.register(input, hashToken(token), 'createvm'), token };
   }
 
-  private register(input: { name: unknown; memoryMib: unknown }, tokenHash: string | null, via: 'createvm' | 'auto-register'): VmView {
+  private register(input: CreateVmInput, tokenHash: string | null, via: 'createvm' | 'auto-register'): VmView {
     const { name, memoryMib } = parseCreateVm(input);
     const record = this.registry.create({ name, memoryMib, tokenHash }, this.clock.nowMs());
     this.records.set(name, record);
@@ -308,7 +306,7 @@ export class HostService {
   }
 
   /** modifyvm: changes settings; resize settings only while the VM is off, policy settings any time. */
-  modifyVm(name: string, patch: Record<string, unknown>): VmView {
+  modifyVm(name: string, patch: VmPatch): VmView {
     const record = this.record(name);
     const s = parseVmPatch(record, patch, this.running.has(name) || this.admitting.has(name));
     const updated = this.registry.update(name, s);
@@ -328,9 +326,9 @@ export class HostService {
    * changes nothing. `reclaim: false` (the policy): never reclaims, and waits
    * its turn behind a start or deflate in progress.
    */
-  async setBalloon(name: string, targetMib: unknown, source: TargetSource = 'controlvm', opts: { reclaim?: boolean } = {}): Promise<VmView> {
+  async setBalloon(name: string, targetMib: number, source: TargetSource = 'controlvm', opts: { reclaim?: boolean } = {}): Promise<VmView> {
     const record = this.record(name);
-    const t = typeof targetMib === 'number' ? targetMib : Number.NaN;
+    const t = targetMib;
     const problem = balloonTargetProblem(t, record.memoryMib, name);
     if (problem) {
       this.counters.countRefusal('balloon_too_large');
@@ -464,16 +462,16 @@ export class HostService {
     try {
       await this.reclaim.withQuotaLock(async () => {
         if (!link.open) throw new HostError('not_running', 'the guest disconnected while waiting');
-        if (this.closed) throw new HostError('internal', 'the host is shutting down');
+        if (this.closed) throw new HostError('unavailable', 'the host is shutting down');
         await this.reclaim.fund(needMib, [name], `starting VM '${name}'`, () => link.open && !this.closed);
         this.pool.admit(name, { memoryMib, memoryMinMib: record.memoryMinMib, balloonMaxMib: record.balloonMaxMib, targetMib, actualMib });
       });
     } catch (err) {
       const e = HostError.from(err);
       this.handoff?.detach(name);
-      if (e.code === 'pool_exhausted') return refuse('pool_exhausted', e.message, this.retryAfterMs);
-      if (e.code === 'not_running') return { ok: false, code: 'timeout', message: e.message, retryAfterMs: 0 };
-      return refuse('internal', e.message, this.retryAfterMs);
+      // The guest went away while its admission waited: nobody to refuse.
+      if (e.code === 'not_running') return { ok: false, code: e.wireCode, message: e.message, retryAfterMs: 0 };
+      return refuse(e.wireCode, e.message, this.retryAfterMs);
     } finally {
       this.admitting.delete(name);
     }

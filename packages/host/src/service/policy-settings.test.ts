@@ -46,7 +46,7 @@ describe('modifyvm policy settings', () => {
       code: 'out_of_range',
       message: 'balloonMaxMib 461 MiB is out of range (0 to 460 MiB, below 90 % of the VM memory; 0: the 90 % rule alone)',
     });
-    expect(refusal(() => s.modifyVm('v', { balloonPolicy: 'on' }))?.code).toBe('invalid_argument');
+    expect(refusal(() => s.modifyVm('v', { balloonPolicy: 'on' as never }))?.code).toBe('invalid_argument');
     expect(s.modifyVm('v', { memoryWeight: 1, memoryBufferPercent: 0, memoryMinMib: 512, balloonMaxMib: 460 })).toMatchObject({ memoryWeight: 1, memoryMinMib: 512, balloonMaxMib: 460 });
     expect(s.modifyVm('v', { memoryWeight: 10_000, memoryBufferPercent: 100, balloonMaxMib: 0 })).toMatchObject({ memoryWeight: 10_000, balloonMaxMib: 0 });
     // Nothing was half-applied by the refusals.

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { HostError } from '../errors.js';
 import type { VmRecord } from '../registry/registry.js';
-import { parseCreateVm, parseVmPatch, parseWhole } from './vm-settings.js';
+import { parseCreateVm, parseVmPatch, parseVmPatchInput, parseWhole } from './vm-settings.js';
 
 const record = (overrides: Partial<VmRecord> = {}): VmRecord => ({
   name: 'a',
@@ -83,6 +83,20 @@ describe('parseVmPatch', () => {
     expect(refusal(() => parseVmPatch(record(), { balloonMaxMib: 461 }, false))?.message).toBe(
       'balloonMaxMib 461 MiB is out of range (0 to 460 MiB, below 90 % of the VM memory; 0: the 90 % rule alone)',
     );
+  });
+});
+
+describe('parseVmPatchInput (the HTTP edge)', () => {
+  it('types a JSON body, leaving the ranges to the service', () => {
+    expect(parseVmPatchInput({ memoryMib: 2048, pageFusion: true, balloonPolicy: 'auto', memoryWeight: 0 })).toEqual({ memoryMib: 2048, pageFusion: true, balloonPolicy: 'auto', memoryWeight: 0 });
+  });
+
+  it('refuses unknown keys and values of the wrong type', () => {
+    expect(refusal(() => parseVmPatchInput({ tokenHash: 'x' }))).toEqual({ code: 'invalid_argument', message: "modifyvm does not know the setting 'tokenHash'" });
+    expect(refusal(() => parseVmPatchInput({ memoryMib: '1' }))).toEqual({ code: 'invalid_argument', message: 'memoryMib must be a whole number (got "1")' });
+    expect(refusal(() => parseVmPatchInput({ memoryWeight: 1.5 }))?.code).toBe('invalid_argument');
+    expect(refusal(() => parseVmPatchInput({ pageFusion: 1 }))?.code).toBe('invalid_argument');
+    expect(refusal(() => parseVmPatchInput({ balloonPolicy: 'AUTO' }))?.code).toBe('invalid_argument');
   });
 });
 

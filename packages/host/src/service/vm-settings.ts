@@ -21,8 +21,21 @@ export interface CreateVmInput {
   memoryMib: number;
 }
 
-/** Parses createvm's input: a valid VM name and a memory size in range. */
-export function parseCreateVm(input: { name: unknown; memoryMib: unknown }): CreateVmInput {
+/** What modifyvm may change (every field optional; resize settings only while the VM is off). */
+export interface VmPatch {
+  memoryMib?: number;
+  defaultBalloonMib?: number;
+  pageFusion?: boolean;
+  balloonPolicy?: 'manual' | 'auto';
+  memoryMinMib?: number;
+  /** 0: not set (only the 90 % rule). */
+  balloonMaxMib?: number;
+  memoryWeight?: number;
+  memoryBufferPercent?: number;
+}
+
+/** Parses createvm's input (from JSON or a library caller): a valid VM name and a memory size in range. */
+export function parseCreateVm(input: { readonly name: unknown; readonly memoryMib: unknown }): CreateVmInput {
   return { name: parseVmName(input.name), memoryMib: parseWhole(input.memoryMib, 'memoryMib', 1, MAX_MEMORY_MIB) };
 }
 
@@ -35,13 +48,38 @@ export function parseVmName(value: unknown): string {
 }
 
 /**
+ * Parses a modifyvm request body at the HTTP edge into a VmPatch: every key
+ * known, every value of the right type (ranges are the service's to check,
+ * against the VM's record: parseVmPatch).
+ */
+export function parseVmPatchInput(body: Readonly<Record<string, unknown>>): VmPatch {
+  const known = new Set<string>([...RESIZE_SETTINGS, ...POLICY_SETTINGS]);
+  const patch: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(body)) {
+    if (!known.has(key)) throw new HostError('invalid_argument', `modifyvm does not know the setting '${key}'`);
+    if (value === undefined) continue;
+    if (key === 'pageFusion') {
+      if (typeof value !== 'boolean') throw new HostError('invalid_argument', 'pageFusion must be true or false');
+    } else if (key === 'balloonPolicy') {
+      if (value !== 'manual' && value !== 'auto') throw new HostError('invalid_argument', "balloonPolicy must be 'manual' or 'auto'");
+    } else if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
+      throw new HostError('invalid_argument', `${key} must be a whole number (got ${JSON.stringify(value)})`);
+    }
+    patch[key] = value;
+  }
+  return patch as VmPatch;
+}
+
+/**
  * Parses modifyvm's patch against the VM's current record: unknown settings
  * are refused, resize settings are refused while the VM runs, every value is
  * range-checked, and the result leaves no stored limit beyond a new memory
  * size. Returns only the settings the patch changes.
  */
-export function parseVmPatch(record: VmRecord, patch: Readonly<Record<string, unknown>>, running: boolean): VmSettings {
+export function parseVmPatch(record: VmRecord, patch: Readonly<VmPatch> | Readonly<Record<string, unknown>>, running: boolean): VmSettings {
   const name = record.name;
+  // A library caller's VmPatch is checked like JSON: the types promise, the values may still be out of range.
+  patch = patch as Readonly<Record<string, unknown>>;
   const known = new Set<string>([...RESIZE_SETTINGS, ...POLICY_SETTINGS]);
   for (const key of Object.keys(patch)) {
     if (!known.has(key)) throw new HostError('invalid_argument', `modifyvm does not know the setting '${key}'`);

@@ -282,7 +282,7 @@ export namespace memballoon {
         }
 
         enum ShortfallReason {
-            SHORTFALL_REASON_NONE = 0,
+            SHORTFALL_REASON_UNSPECIFIED = 0,
             SHORTFALL_REASON_OUT_OF_MEMORY = 1,
             SHORTFALL_REASON_GUEST_FLOOR = 2,
             SHORTFALL_REASON_GUEST_PRESSURE = 3,

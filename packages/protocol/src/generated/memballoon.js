@@ -1993,7 +1993,7 @@ export const memballoon = $root.memballoon = (() => {
          * ShortfallReason enum.
          * @name memballoon.v1.ShortfallReason
          * @enum {number}
-         * @property {number} SHORTFALL_REASON_NONE=0 SHORTFALL_REASON_NONE value
+         * @property {number} SHORTFALL_REASON_UNSPECIFIED=0 SHORTFALL_REASON_UNSPECIFIED value
          * @property {number} SHORTFALL_REASON_OUT_OF_MEMORY=1 SHORTFALL_REASON_OUT_OF_MEMORY value
          * @property {number} SHORTFALL_REASON_GUEST_FLOOR=2 SHORTFALL_REASON_GUEST_FLOOR value
          * @property {number} SHORTFALL_REASON_GUEST_PRESSURE=3 SHORTFALL_REASON_GUEST_PRESSURE value
@@ -2002,7 +2002,7 @@ export const memballoon = $root.memballoon = (() => {
          */
         v1.ShortfallReason = (function() {
             const valuesById = $Object.create(null), values = $Object.create(valuesById);
-            values[valuesById[0] = "SHORTFALL_REASON_NONE"] = 0;
+            values[valuesById[0] = "SHORTFALL_REASON_UNSPECIFIED"] = 0;
             values[valuesById[1] = "SHORTFALL_REASON_OUT_OF_MEMORY"] = 1;
             values[valuesById[2] = "SHORTFALL_REASON_GUEST_FLOOR"] = 2;
             values[valuesById[3] = "SHORTFALL_REASON_GUEST_PRESSURE"] = 3;

@@ -1,0 +1,175 @@
+// The launcher through the admin API of an in-process host: every bad startvm,
+// poweroff and modifyvm --cgroup request gets a clear error and leaves nothing
+// behind; process mode (no cgroups) runs and stops a real guest; adoption of
+// an existing cgroup on the real kernel (root; skipped with a reason otherwise).
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openMemoryHierarchy } from '../cgroup/index.js';
+import { startHost, type HostHandle } from '../server.js';
+import { GuestLauncher } from './launcher.js';
+
+const PATH_ENV = process.env.PATH ?? '/usr/bin:/bin';
+const dirs: string[] = [];
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), 'memballoon-guests-'));
+  dirs.push(d);
+  return d;
+};
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+async function api(host: HostHandle, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const res = await fetch(`${host.url}/api/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${host.adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : undefined };
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('startvm and poweroff in process mode (no cgroups)', () => {
+  let host: HostHandle;
+  let dataDir: string;
+  beforeAll(async () => {
+    dataDir = tempDir();
+    host = await startHost({ listenPort: 0, dataDir, poolSizeMib: 1024, policyIntervalMs: 0, dashboard: false, fusion: false, guests: { pathEnv: PATH_ENV, forceProcessMode: true, poweroffGraceMs: 5000, ...(process.env.NODE_OPTIONS ? { nodeOptions: process.env.NODE_OPTIONS } : {}) } });
+    host.service.createVm({ name: 'p1', memoryMib: 256 });
+  });
+  afterAll(() => host?.close());
+
+  it('refuses bad requests with a clear error and creates nothing', async () => {
+    const cases: Array<[string, unknown, number, RegExp]> = [
+      ['nope', { command: ['sleep', '1'] }, 404, /Could not find a registered machine named 'nope'/],
+      ['p1', {}, 400, /needs a command/],
+      ['p1', { command: 'sleep 1' }, 400, /needs a command/],
+      ['p1', { command: [] }, 400, /needs a command/],
+      ['p1', { command: ['sleep', 1] }, 400, /must be a string/],
+      ['p1', { command: ['sle\0ep'] }, 400, /NUL/],
+      ['p1', { command: [''] }, 400, /empty/],
+      ['p1', { command: ['sleep', '1'], type: 'gui' }, 400, /headless/],
+      ['p1', { command: ['sleep', '1'], user: 'no-such-user-memballoon' }, 400, /no such user/],
+      ['p1', { command: ['no-such-command-memballoon'] }, 400, /'no-such-command-memballoon' not found on PATH/],
+      ['p1', { command: ['/etc/passwd'] }, 400, /not an executable file/],
+    ];
+    for (const [name, body, status, message] of cases) {
+      const r = await api(host, 'POST', `/vms/${encodeURIComponent(name)}/startvm`, body);
+      expect(r.status, JSON.stringify(body)).toBe(status);
+      expect(r.json.error.message).toMatch(message);
+    }
+    expect(existsSync(join(dataDir, 'guests'))).toBe(false);
+    expect(existsSync(join(dataDir, 'logs'))).toBe(false);
+    expect((await api(host, 'GET', '/vms/p1')).json.state).toBe('poweroff');
+    expect((await api(host, 'POST', '/vms/p1/poweroff')).json.error.code).toBe('not_running');
+    expect((await api(host, 'GET', '/vms/p1/startvm')).status).toBe(400);
+    expect((await api(host, 'PATCH', '/vms/p1', { cgroup: 'memballoon/x' })).json.error.message).toMatch(/needs memory cgroups/);
+    expect((await api(host, 'PATCH', '/vms/p1', { cgroup: 'x', memoryMib: 512 })).json.error.message).toMatch(/goes alone/);
+  });
+
+  it('runs the guest as a process tree, says so, and poweroff stops the whole tree', async () => {
+    const h = (await api(host, 'GET', '/host')).json;
+    expect(h).toMatchObject({ guests: 'process', reclaim: 'budget', poolCgroup: false });
+    expect(h.guestsDetail).toMatch(/turned off/);
+    const r = await api(host, 'POST', '/vms/p1/startvm', { command: ['sleep', '600'] });
+    expect(r.status).toBe(200);
+    expect(r.json).toMatchObject({ state: 'running', managed: { managedBy: 'startvm', cgroup: null } });
+    const agentPid: number = r.json.managed.agentPid;
+    expect(r.json.pid).toBe(agentPid);
+    // The token went by environment, never argv.
+    const argv = readFileSync(`/proc/${agentPid}/cmdline`, 'utf8');
+    expect(argv).not.toMatch(/token/i);
+    expect(readFileSync(`/proc/${agentPid}/environ`, 'utf8')).toMatch(/MEMBALLOON_TOKEN=/);
+    expect((await api(host, 'POST', '/vms/p1/startvm', { command: ['sleep', '600'] })).json.error.code).toBe('vm_running');
+    // The workload is in the agent's process group.
+    const sleepPid = await until('the workload', () => {
+      const out = readFileSync(`/proc/${agentPid}/task/${agentPid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+      return out.find((pid) => pid > 0 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep'));
+    });
+    expect(readFileSync(`/proc/${sleepPid}/stat`, 'utf8').split(') ')[1]!.split(' ')[2]).toBe(String(agentPid));
+    const off = await api(host, 'POST', '/vms/p1/poweroff');
+    expect(off.status).toBe(200);
+    expect(off.json.state).toBe('poweroff');
+    expect(existsSync(`/proc/${agentPid}/stat`) && !readFileSync(`/proc/${agentPid}/stat`, 'utf8').includes(') Z')).toBe(false);
+    expect(existsSync(`/proc/${sleepPid}`)).toBe(false);
+    expect(existsSync(join(dataDir, 'guests', 'p1.json'))).toBe(false);
+    expect((await api(host, 'GET', '/host')).json.pool.heldMib).toBe(0);
+  }, 120_000);
+});
+
+describe('startvm over the network can be turned off', () => {
+  it('refuses a request that does not come over loopback, before looking at anything else', async () => {
+    const dataDir = tempDir();
+    const launcher = await GuestLauncher.open({ dataDir, logger: pino({ level: 'silent' }), cgroupParent: 'unused', poolCgroup: false, poolMib: 1024, agentCommand: ['false'], pathEnv: PATH_ENV, hostUrl: () => 'http://127.0.0.1:1', remoteStartvm: false, forceProcessMode: true });
+    launcher.attach({ vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never, isRunning: () => false, subscribe: () => () => {} });
+    await expect(launcher.startvm('x', { command: ['sleep', '1'], fromLoopback: false })).rejects.toMatchObject({ code: 'unauthorized', message: expect.stringMatching(/--no-remote-startvm/) });
+    expect(launcher.hostView().remoteStartvm).toBe(false);
+    await launcher.close();
+  });
+});
+
+describe('modifyvm --cgroup adopts an existing cgroup (real kernel)', () => {
+  const parent = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const foreign = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}-other`;
+  let root = '';
+  let skip = '';
+  let host: HostHandle;
+  beforeAll(async () => {
+    const opened = await openMemoryHierarchy(parent);
+    if (!opened.tree) skip = opened.support.reason;
+    else if (process.getuid?.() !== 0) skip = 'not root';
+    if (skip) return console.log(`adoption tests skipped: ${skip}`);
+    root = opened.tree!.root;
+    mkdirSync(join(root, foreign, 'box'), { recursive: true });
+    host = await startHost({ listenPort: 0, dataDir: tempDir(), poolSizeMib: 1024, policyIntervalMs: 0, dashboard: false, fusion: false, guests: { pathEnv: PATH_ENV, cgroupParent: parent } });
+    host.service.createVm({ name: 'c1', memoryMib: 256 });
+    host.service.createVm({ name: 'c2', memoryMib: 256 });
+  });
+  afterAll(async () => {
+    if (skip) return;
+    await host.close();
+    rmdirSync(join(root, foreign, 'box'));
+    rmdirSync(join(root, foreign));
+    expect(existsSync(join(root, parent))).toBe(false);
+  });
+
+  it('takes a path inside the memory hierarchy, refuses everything else, and lets it go', async (ctx) => {
+    if (skip) return ctx.skip();
+    const box = join(root, foreign, 'box');
+    for (const [path, message] of [
+      [`${root}/${foreign}/../${foreign}/box`, /'\.\.'/],
+      ['/etc', /not inside the memory hierarchy/],
+      [`${root}/${foreign}/nope`, /does not exist/],
+      [root, /root of the memory hierarchy/],
+      [`${root}/${parent}/x`, /does not exist|host's own parent/],
+      [42, /must be a path/],
+    ] as const) {
+      const r = await api(host, 'PATCH', '/vms/c1', { cgroup: path });
+      expect(r.status, String(path)).toBeGreaterThanOrEqual(400);
+      expect(r.json.error.message).toMatch(message);
+    }
+    const ok = await api(host, 'PATCH', '/vms/c1', { cgroup: `${foreign}/box` });
+    expect(ok.status).toBe(200);
+    expect(ok.json.managed).toEqual({ managedBy: 'adopted', cgroup: box });
+    expect(host.service.guests?.cgroupOf('c1')?.dir).toBe(box);
+    expect((await api(host, 'PATCH', '/vms/c2', { cgroup: box })).json.error.code).toBe('already_exists');
+    expect((await api(host, 'POST', '/vms/c1/startvm', { command: ['sleep', '1'] })).json.error.message).toMatch(/adopted cgroup/);
+    const off = await api(host, 'PATCH', '/vms/c1', { cgroup: 'none' });
+    expect(off.json.managed).toBeUndefined();
+    expect(host.service.guests?.cgroupOf('c1')).toBeNull();
+    // Adoption never creates or removes the cgroup.
+    expect(existsSync(box)).toBe(true);
+  });
+});
