@@ -7,6 +7,7 @@
 import { formatBenchTable, runBalloonBench } from '../packages/guest-agent/bench/balloon.bench.js';
 import { runFusionBench, type FusionBenchRow } from '../packages/host/bench/fusion.bench.js';
 import { formatHandOffTable, runHandOffBench } from '../packages/host/bench/handoff.bench.js';
+import { formatBurstTable, runBurstBench } from '../packages/host/bench/handoff-burst.bench.js';
 import { runLoadBench, type LoadResult } from './bench/load.js';
 import { formatCliBench, runCliBench } from './bench/cli.js';
 
@@ -63,6 +64,8 @@ for (const name of which) {
   } else if (name === 'handoff') {
     const rows = await runHandOffBench({ log });
     console.log(`### Hand-off: balloon settled → memory free on the host (real agent in a v1 memory cgroup)\n\n${formatHandOffTable(rows)}\n`);
+    const burst = await runBurstBench({ log });
+    console.log(`### Hand-off: three startvm guests (512/768/1024 MiB) bursting in turns over a 1536 MiB pool cgroup, three ways\n\n${formatBurstTable(burst)}\n`);
   } else if (name === 'cli') {
     const result = await runCliBench({ log });
     console.log(`### Start-up: the built commands against \`node -e 0\` (${result.runs} interleaved runs), and the agent's idle RSS\n\n${formatCliBench(result)}\n`);

@@ -9,7 +9,7 @@
 // The workload waits for room in its cgroup for up to WAIT_MS per step, then
 // takes the memory anyway, as a service whose load does not wait would:
 // where the host gives it no room the kernel must reclaim, and OOM-kills.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,22 +68,38 @@ async function runOne(mode: BurstMode, log: (line: string) => void): Promise<Bur
   const host = await startHost({
     listenPort: 0,
     dataDir,
-    poolSizeMib: POOL_MIB,
+    // Static: no balloon ever moves, so the host's budget is every guest's
+    // memory; the kernel holds them to the pool (parent) and the split below.
+    poolSizeMib: mode === 'static' ? GUESTS.reduce((s, g) => s + g.memoryMib, 0) : POOL_MIB,
     insecureNoAuth: true,
     dashboard: false,
     fusion: false,
     policyIntervalMs: mode === 'static' ? 0 : 200,
     policyMarginMib: 32,
-    guests: { cgroupParent: parentName, poolCgroup: true, pathEnv: process.env.PATH ?? '/usr/bin:/bin' },
+    guests: { cgroupParent: parentName, poolCgroup: mode !== 'static', pathEnv: process.env.PATH ?? '/usr/bin:/bin' },
     // Budget and static: no guest is handed off (the pool stays a number).
     ...(mode === 'hand-off' ? {} : { cgroupOf: () => null }),
   });
   let maxLimitSumMib = 0;
+  // Counters are kept as the largest seen: a guest whose agent is OOM-killed is powered off and its cgroup removed.
+  const oomKills = new Map<string, number>();
+  const failcnts = new Map<string, number>();
+  let poolFailcnt = 0;
   const sample = () => {
     let sum = 0;
-    for (const g of GUESTS) {
-      const f = join(parentDir, g.name, 'memory.limit_in_bytes');
-      if (existsSync(f)) sum += num(f) / MIB;
+    try {
+      for (const g of GUESTS) {
+        const d = join(parentDir, g.name);
+        if (!existsSync(d)) continue;
+        const limitMib = num(join(d, 'memory.limit_in_bytes')) / MIB;
+        // A cgroup just made has no limit yet (nothing runs in it): not a guest's limit.
+        if (limitMib < 2 ** 40) sum += limitMib;
+        oomKills.set(g.name, Math.max(oomKills.get(g.name) ?? 0, oomKillsOf(d)));
+        failcnts.set(g.name, Math.max(failcnts.get(g.name) ?? 0, num(join(d, 'memory.failcnt'))));
+      }
+      if (existsSync(parentDir)) poolFailcnt = Math.max(poolFailcnt, num(join(parentDir, 'memory.failcnt')));
+    } catch {
+      // A cgroup removed while we read it: the next sample has it right.
     }
     maxLimitSumMib = Math.max(maxLimitSumMib, sum);
   };
@@ -104,15 +120,20 @@ async function runOne(mode: BurstMode, log: (line: string) => void): Promise<Bur
       await until(() => logOf(g.name).includes('ready'), 60_000);
     }
     if (mode === 'static') {
-      // A fixed split of the pool by memory size: lower first, then raise.
+      // A fixed split of the pool by memory size, and the pool as the parent's limit.
       const share = (m: number) => Math.floor((POOL_MIB * m) / GUESTS.reduce((s, x) => s + x.memoryMib, 0));
-      for (const g of [...GUESTS].sort((a, b) => share(a.memoryMib) - a.memoryMib - (share(b.memoryMib) - b.memoryMib))) {
-        const f = join(parentDir, g.name, 'memory.limit_in_bytes');
-        if (share(g.memoryMib) * MIB < num(f)) (await import('node:fs')).writeFileSync(f, String(share(g.memoryMib) * MIB));
-      }
-      for (const g of GUESTS) (await import('node:fs')).writeFileSync(join(parentDir, g.name, 'memory.limit_in_bytes'), String(share(g.memoryMib) * MIB));
+      for (const g of GUESTS) writeFileSync(join(parentDir, g.name, 'memory.limit_in_bytes'), String(share(g.memoryMib) * MIB));
+      writeFileSync(join(parentDir, 'memory.limit_in_bytes'), String(POOL_MIB * MIB));
+      // The split holds from here on (startvm gave each guest its whole memory first).
+      maxLimitSumMib = 0;
     }
     for (const g of GUESTS) {
+      if (!existsSync(join(parentDir, g.name))) {
+        // Powered off: its agent died (an OOM kill in a pool that had no room).
+        note += `${g.name} was gone before its burst. `;
+        log(`${mode}: ${g.name} is gone before its burst`);
+        continue;
+      }
       const pid = readFileSync(join(parentDir, g.name, 'cgroup.procs'), 'utf8')
         .split('\n')
         .filter(Boolean)
@@ -142,11 +163,8 @@ async function runOne(mode: BurstMode, log: (line: string) => void): Promise<Bur
   } catch (err) {
     note = err instanceof Error ? err.message.slice(0, 120) : String(err);
   }
-  clearInterval(sampler);
   sample();
-  const oomKills = GUESTS.reduce((s, g) => s + (existsSync(join(parentDir, g.name)) ? oomKillsOf(join(parentDir, g.name)) : 0), 0);
-  const guestFailcnt = GUESTS.reduce((s, g) => s + (existsSync(join(parentDir, g.name)) ? num(join(parentDir, g.name, 'memory.failcnt')) : 0), 0);
-  const poolFailcnt = existsSync(parentDir) ? num(join(parentDir, 'memory.failcnt')) : 0;
+  clearInterval(sampler);
   await host.close();
   rmSync(dataDir, { recursive: true, force: true });
   await until(() => {
@@ -160,7 +178,8 @@ async function runOne(mode: BurstMode, log: (line: string) => void): Promise<Bur
       return false;
     }
   }, 30_000);
-  return { mode, completed, bursts: GUESTS.length, oomKills, poolFailcnt, guestFailcnt, maxLimitSumMib, note };
+  const sumOf = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+  return { mode, completed, bursts: GUESTS.length, oomKills: sumOf(oomKills), poolFailcnt, guestFailcnt: sumOf(failcnts), maxLimitSumMib: Math.round(maxLimitSumMib), note };
 }
 
 /** Runs the scenario the three ways. */
