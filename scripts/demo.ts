@@ -184,7 +184,8 @@ function runningVms(baseUrl: string, adminToken: string | undefined): Promise<st
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
         buffer += chunk;
-        const data = /^data: (.*)$/m.exec(buffer);
+        // The stream opens with the charts' history; the snapshot follows.
+        const data = /^event: snapshot\ndata: (.*)$/m.exec(buffer);
         if (!data || !buffer.includes('\n\n', data.index)) return;
         req.destroy();
         const snapshot = JSON.parse(data[1]!) as { vms: Array<{ name: string; state: string }> };
@@ -236,6 +237,10 @@ async function main(): Promise<void> {
   const config = parseArgs(process.argv.slice(2));
   if (config.port !== 0) await ensurePortFree(config.port);
   const logDir = `${config.dataDir}logs/`;
+  // The data directory first, closed to others: the host refuses one that
+  // others may write (they could choose its admin token), and a umask of 002
+  // would otherwise make it group-writable.
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   mkdirSync(logDir, { recursive: true });
 
   let baseUrl = `http://127.0.0.1:${config.port}`;
@@ -309,10 +314,10 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  // balloonctl finds the host with --host (unless it is the default) and the
-  // admin token in the data directory (--data-dir), as balloon-host wrote it.
-  const ctlFlags =
-    (baseUrl === `http://127.0.0.1:${DEFAULT_PORT}` ? '' : ` --host ${baseUrl}`) + (adminToken ? ` --data-dir ${shown(config.dataDir)}` : '');
+  // balloonctl finds the host with --host (unless it is the default); the
+  // admin token it finds on its own: the host records where its data
+  // directory is (packages/host/src/cli/host-record.ts).
+  const ctlFlags = baseUrl === `http://127.0.0.1:${DEFAULT_PORT}` ? '' : ` --host ${baseUrl}`;
   const dashboardUrl = adminToken ? `${baseUrl}/#token=${adminToken}` : `${baseUrl}/`;
   const guestsMib = GUESTS.reduce((sum, g) => sum + g.memoryMib, 0);
   process.stdout.write(

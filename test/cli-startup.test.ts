@@ -34,10 +34,10 @@ describe('--version', () => {
     expect(r.stdout).toBe(`${manifestVersion(pkg)}\n`);
   });
 
-  it('--version after other arguments is not swallowed: balloonctl refuses it as a command', async () => {
+  it('--version with a command is not swallowed: balloonctl refuses the command line (exit 2, a usage error)', async () => {
     const r = await run([BIN.ctl, '--version', 'list']);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^balloonctl: error: unknown command '--version'/);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^balloonctl: error: --version takes no command \(got 'list'\)/);
   });
 });
 

@@ -3,7 +3,7 @@
 // line; Ctrl-C (SIGINT) stops the agents (each says goodbye to the host), then
 // the host, and the demo exits 0. Port 0 and a temporary data dir, so it runs
 // beside a real demo.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -22,8 +22,12 @@ interface Demo {
   exitCode: Promise<number | null>;
 }
 
+/** Where the demo's host records itself for balloonctl (a temporary directory, so a real demo's record is untouched). */
+const runtimeDir = mkdtempSync(join(tmpdir(), 'memballoon-demo-run-'));
+
 function runDemo(args: readonly string[]): Demo {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const env = { ...process.env, MEMBALLOON_RUNTIME_DIR: runtimeDir };
+  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const demo: Demo = { child, stdout: '', stderr: '', exitCode: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (demo.stdout += chunk));
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (demo.stderr += chunk));
@@ -39,7 +43,7 @@ function snapshotOf(baseUrl: string, adminToken: string | undefined): Promise<{ 
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
         buffer += chunk;
-        const data = /^data: (.*)\n\n/m.exec(buffer);
+        const data = /^event: snapshot\ndata: (.*)\n\n/m.exec(buffer);
         if (!data) return;
         req.destroy();
         resolve(JSON.parse(data[1]!));
@@ -59,6 +63,7 @@ describe('npm start (scripts/demo.ts)', () => {
       await demo.exitCode;
     }
     rmSync(dataDir, { recursive: true, force: true });
+    rmSync(runtimeDir, { recursive: true, force: true });
   }, 60_000);
 
   it('runs the host and three agents, refuses a second run, and stops cleanly on Ctrl-C', async () => {
@@ -73,8 +78,15 @@ describe('npm start (scripts/demo.ts)', () => {
     const dashboard = /Dashboard\s+(http:\/\/127\.0\.0\.1:\d+)\/(?:#token=(\S+))?\n/.exec(running.stdout);
     expect(dashboard).not.toBeNull();
     const [, url, adminToken] = dashboard!;
-    const ctl = `npx balloonctl --host ${url}${adminToken ? ` --data-dir ${dataDir}/` : ''}`;
+    const ctl = `npx balloonctl --host ${url}`;
     expect(running.stdout).toContain(`${ctl} controlvm vm-large guestmemoryballoon 256 --wait`);
+    // The printed commands work as printed: balloonctl finds the demo's token
+    // through the host's record, with no data dir or token in the environment.
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, NODE_OPTIONS: process.env.NODE_OPTIONS, HOME: dataDir, MEMBALLOON_RUNTIME_DIR: runtimeDir };
+    const list = spawnSync(process.execPath, [join(ROOT, 'packages/host/bin/balloonctl.mjs'), '--host', url!, 'list', 'vms'], { env, encoding: 'utf8' });
+    expect(list.stderr).toBe('');
+    expect(list.status).toBe(0);
+    expect(list.stdout).toMatch(/^"vm-large" \(1024 MiB, running/m);
 
     // Three guests, more memory than the pool, all admitted: balloons hold the difference.
     const snapshot = await snapshotOf(url!, adminToken);

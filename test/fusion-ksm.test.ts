@@ -79,6 +79,9 @@ describe.runIf(canMerge)('page fusion on the real kernel (KSM)', () => {
     await waitFor(() => controller.tick(inputs()).driving, { timeoutMs: 120_000, intervalMs: 250, what: 'the KSM driver lock' });
     const driven = controller.report();
     expect(driven.kernel?.run).toBe(true);
+    // The hints show 96 MiB unmerged: a burst, ksmd scanning without sleep at nice 0.
+    expect(driven).toMatchObject({ burst: true, settings: { sleepMillisecs: 0, ksmdNice: 0 } });
+    expect(driven.kernel?.ksmdNice).toBe(0);
     expect(driven.kernel?.pagesToScan).toBe(driven.settings?.pagesToScan);
 
     // Every process has exactly its common pages merged; its private pages (random) none.
@@ -113,10 +116,11 @@ describe.runIf(canMerge)('page fusion on the real kernel (KSM)', () => {
     for (const c of children) c.proc.kill('SIGKILL');
     controller.close();
     const after = sysfs.read();
-    expect({ run: after.run, pagesToScan: after.pagesToScan, sleepMillisecs: after.sleepMillisecs }).toEqual({
+    expect({ run: after.run, pagesToScan: after.pagesToScan, sleepMillisecs: after.sleepMillisecs, ksmdNice: after.ksmdNice }).toEqual({
       run: found.run,
       pagesToScan: found.pagesToScan,
       sleepMillisecs: found.sleepMillisecs,
+      ksmdNice: found.ksmdNice,
     });
   }, 240_000);
 });

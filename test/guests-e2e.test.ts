@@ -18,6 +18,7 @@ import { waitFor } from './support/wait.js';
 const MiB = 1024 * 1024;
 const POOL_MIB = 1536;
 const VM_MIB = 384;
+const BALLOON_MIB = 64;
 const NAMES = ['g1', 'g2', 'g3'] as const;
 const PARENT = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}`;
 
@@ -90,8 +91,15 @@ afterAll(async () => {
 describe('host-managed guests (real kernel)', () => {
   it('startvm runs three guests, each in its cgroup under the pool cgroup, agent and workload inside', async (ctx) => {
     if (skipReason) return ctx.skip();
+    // g2 has a default balloon: the host applies it as at every start.
+    expect((await ctl(host.url, 'modifyvm', 'g2', '--guestmemoryballoon', String(BALLOON_MIB))).code).toBe(0);
     // g3 runs unprivileged (--user): its shim moves itself in with the cgroup.procs the host gave it.
     for (const name of NAMES) await startvm(name, name === 'g3' ? 'nobody' : undefined);
+    const g2 = await waitFor(async () => {
+      const v = await vm('g2');
+      return v.balloon?.actualMib === BALLOON_MIB ? v : undefined;
+    }, { what: "g2's default balloon", timeoutMs: 60_000 });
+    expect(g2.balloon!.targetMib).toBe(BALLOON_MIB);
     expect(Number(readFileSync(limitFile(parentDir()), 'utf8'))).toBe(POOL_MIB * MiB);
     for (const name of NAMES) {
       const v = await vm(name);
@@ -118,7 +126,7 @@ describe('host-managed guests (real kernel)', () => {
     const h = await hostInfo();
     expect(h).toMatchObject({ guests: 'cgroup', reclaim: 'physical', poolCgroup: true, cgroupParent: parentDir() });
     expect(h.guestsDetail).toMatch(/memory controller/);
-    expect(h.pool.heldMib).toBe(3 * VM_MIB);
+    expect(h.pool.heldMib).toBe(3 * VM_MIB - BALLOON_MIB);
   }, 180_000);
 
   it('poweroff stops the agent and the workload, removes the cgroup and returns the quota', async (ctx) => {
@@ -132,7 +140,7 @@ describe('host-managed guests (real kernel)', () => {
     expect(isAlive(before.pid!)).toBe(false);
     expect(isAlive(workload)).toBe(false);
     expect((await vm('g3')).state).toBe('poweroff');
-    expect((await hostInfo()).pool.heldMib).toBe(2 * VM_MIB);
+    expect((await hostInfo()).pool.heldMib).toBe(2 * VM_MIB - BALLOON_MIB);
     // The agent deflated and said goodbye (SIGTERM first, not a kill).
     expect(readFileSync(before.managed!.logFile!, 'utf8')).toMatch(/SIGTERM: deflating and saying goodbye/);
   }, 60_000);
@@ -189,5 +197,14 @@ describe('host-managed guests (real kernel)', () => {
     expect(existsSync(join(parentDir(), 'g3'))).toBe(false);
     expect(existsSync(join(data.dir, 'guests', 'g3.json'))).toBe(false);
     expect((await vm('g3')).state).toBe('poweroff');
+    for (const [args, message] of [
+      [['startvm', 'g3'], /needs a command after --/],
+      [['startvm', 'g3', '--type', 'gui', '--', 'sleep', '1'], /--type takes only 'headless'/],
+      [['controlvm', 'g3', 'poweroff'], /VM 'g3' is not running/],
+    ] as const) {
+      const bad = await ctl(host.url, ...args);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(message);
+    }
   }, 60_000);
 });

@@ -44,7 +44,7 @@ describe('admin API', () => {
       ['POST', '/api/v1/vms', { memoryMib: 1 }, 400, 'invalid_argument'],
       ['PUT', '/api/v1/vms/ghost/balloon', { targetMib: 1 }, 404, 'not_found'],
       ['GET', '/api/v1/nothing', undefined, 404, 'not_found'],
-      ['DELETE', '/api/v1/host', undefined, 400, 'invalid_argument'],
+      ['DELETE', '/api/v1/host', undefined, 405, 'method_not_allowed'],
       ['POST', '/api/v1/vms', undefined, 400, 'invalid_argument', '{nope'],
       ['POST', '/api/v1/vms', undefined, 400, 'invalid_argument', '[1]'],
     ];

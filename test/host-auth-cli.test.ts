@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { VmView } from '@memballoon/host';
-import { adminTokenOf, apiGet, BIN, ctl, ctlJson, spawnAgent, spawnHost, stopAll, tempDataDir, type StartedHost } from './support/host.js';
+import { adminTokenOf, apiGet, BIN, ctl, ctlJson, runtimeDirOf, spawnAgent, spawnHost, stopAll, tempDataDir, type StartedHost } from './support/host.js';
 import { waitFor } from './support/wait.js';
 
 let data: ReturnType<typeof tempDataDir>;
@@ -50,13 +50,27 @@ it('createvm shows the guest token once; the agent runs with it and exits 1 with
   await right.stop();
 });
 
-it('balloonctl needs the admin token: a one-line 401 without it; --admin-token, the env var or --data-dir work', async () => {
+it('balloonctl needs the admin token: a one-line 401 naming the places tried; --admin-token, the env var, --data-dir or the host record work', async () => {
   const none = await bare(['list', 'vms']);
   expect(none.code).toBe(1);
   expect(none.stderr.trim().split('\n')).toHaveLength(1);
-  expect(none.stderr).toMatch(/^balloonctl: error: the admin API needs `Authorization: Bearer <admin token>`.*--admin-token/);
+  const defaultFile = `${data.dir}/nowhere/memballoon/admin.token`;
+  expect(none.stderr.trim()).toBe(
+    `balloonctl: error: the host at ${host.url} needs the admin token and none was found (tried --admin-token, MEMBALLOON_ADMIN_TOKEN, ${defaultFile}); pass --admin-token T, --data-dir DIR or --host URL of the host that wrote it`,
+  );
+  // Said once: the host's own hint about the token is not repeated beside it.
+  expect(none.stderr.match(/admin token/g)).toHaveLength(1);
+  const noneJson = await bare(['list', 'vms', '--json']);
+  expect(noneJson.code).toBe(1);
+  expect(JSON.parse(noneJson.stderr)).toEqual({ error: { code: 'unauthorized', message: expect.stringContaining(defaultFile) } });
   const wrong = await bare(['list', 'vms', '--admin-token', 'nope']);
-  expect(wrong.stderr).toMatch(/the admin token is wrong/);
+  expect(wrong.code).toBe(1);
+  expect(wrong.stderr.trim()).toBe(`balloonctl: error: the host at ${host.url} refused the admin token from --admin-token (the admin token is wrong)`);
+  // The host's record (written at start-up in its runtime dir) leads to its data dir: no flags needed.
+  expect(await bare(['list', 'vms'], { MEMBALLOON_RUNTIME_DIR: runtimeDirOf(data.dir) })).toMatchObject({ code: 0, stderr: '' });
+  // A record of another URL (here: a port nobody serves) is not used for this one.
+  const elsewhere = await bare(['--host', 'http://127.0.0.1:1', 'list', 'vms'], { MEMBALLOON_RUNTIME_DIR: runtimeDirOf(data.dir) });
+  expect(elsewhere.stderr).toMatch(/cannot reach the host at http:\/\/127\.0\.0\.1:1/);
   const token = adminTokenOf(host.url)!;
   expect((await bare(['list', 'vms', '--admin-token', token])).code).toBe(0);
   expect((await bare(['list', 'vms'], { MEMBALLOON_ADMIN_TOKEN: token })).code).toBe(0);

@@ -62,8 +62,9 @@ describe('balloonctl and a real agent', () => {
     const rss0 = vmRssMib(agent.pid);
     const up = await ctl(host.url, 'controlvm', 'ctl vm', 'guestmemoryballoon', '256', '--wait', '--timeout', '30');
     expect(up.code).toBe(0);
-    expect(up.stdout).toMatch(/balloon at 256 MiB/);
-    expect(up.stdout).toMatch(/balloon \d+\/256 MiB/);
+    // The result on stdout, the progress on stderr (scripts read stdout).
+    expect(up.stdout).toBe("VM 'ctl vm': balloon at 256 MiB\n");
+    expect(up.stderr).toMatch(/^VM 'ctl vm': balloon \d+\/256 MiB$/m);
     const rssUp = vmRssMib(agent.pid);
     expect(rssUp - rss0).toBeGreaterThan(256 * 0.8);
 
@@ -93,7 +94,7 @@ describe('balloonctl and a real agent', () => {
     await agent.stop();
     const off = await ctl(host.url, 'controlvm', 'ctl vm', 'guestmemoryballoon', '10');
     expect(off.stderr).toMatch(/VM 'ctl vm' is not running/);
-  });
+  }, 180_000); // a dozen balloonctl runs and two agent start-ups: a generous deadline on a busy machine
 
   it('controlvm --wait fails with the guest reason when the balloon stops short', async () => {
     expect((await ctl(host.url, 'createvm', '--name', 'tight', '--memory', '300')).code).toBe(0);
@@ -104,7 +105,8 @@ describe('balloonctl and a real agent', () => {
     await waitFor(async () => (await vm('tight')).state === 'running', { what: "VM 'tight' to run", timeoutMs: 20_000 });
     const r = await ctl(host.url, 'controlvm', 'tight', 'guestmemoryballoon', '269', '--wait', '--timeout', '30');
     expect(r.code).not.toBe(0);
-    expect(r.stderr.trim()).toMatch(/^balloonctl: error: VM 'tight': the balloon stopped short at \d+ of 269 MiB: (inflating further would cross the guest's free-memory floor|the guest ran short of memory and deflated by itself|the guest could not allocate more memory)$/);
+    // Progress lines first (stderr), the reason last.
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^balloonctl: error: VM 'tight': the balloon stopped short at \d+ of 269 MiB: (inflating further would cross the guest's free-memory floor|the guest ran short of memory and deflated by itself|the guest could not allocate more memory)$/);
     const info = await vm('tight');
     expect(info.balloon).toMatchObject({ targetMib: 269, state: 'short' });
     expect(['guest_floor', 'guest_pressure', 'out_of_memory']).toContain(info.balloon!.reason);

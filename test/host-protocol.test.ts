@@ -190,6 +190,26 @@ describe('guest sessions', () => {
     await g.waitClosed();
   });
 
+  it('takes any frame as a sign of life: a guest that answers pings with stats instead of pongs stays', async () => {
+    await host.close();
+    host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1024, limits: { heartbeatIntervalMs: 100 }, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+    registerVm(host, { name: 'chatty', memoryMib: 256 });
+    const g = await connectFake(host.url, { autoPong: false });
+    let pings = 0;
+    g.ws.on('ping', () => {
+      pings++;
+      g.send(bodies.memoryStats({ totalBytes: 256 * 2 ** 20, availableBytes: 128 * 2 ** 20 }));
+    });
+    g.send(helloFor('chatty', 256));
+    await g.next('welcome');
+    // Twice the missed-heartbeat budget (3): a silent guest would be gone by now.
+    await waitFor(() => pings >= 6, { what: '6 pings from a host that sends nothing else' });
+    expect(running('chatty')).toBe(true);
+    expect(g.closed).toBeUndefined();
+    g.close();
+    await waitFor(() => !running('chatty'));
+  });
+
   it('caps the frame rate (4010) and the frame size (1009)', async () => {
     await host.close();
     host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1024, limits: { maxMessagesPerSecond: 20, maxPayloadBytes: 4096 }, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });

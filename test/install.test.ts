@@ -1,7 +1,9 @@
 // The packages as a user gets them (issue 15): `npm pack` every package,
 // install the tarballs into an empty project, and from there run the three
 // commands with plain node — balloonctl --version, a balloon-host on port 0,
-// a balloon-agent — and set a balloon that the kernel sees pinned.
+// a balloon-agent — and set a balloon that the kernel sees pinned. Also: what
+// each tarball holds, that every import is a declared dependency, and that a
+// strict TypeScript consumer type-checks against the shipped declarations.
 //
 // Everything here runs the built dist/ (the build runs first; it is
 // incremental, so after `npm run build` it costs a few seconds), never src/:
@@ -24,7 +26,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from './support/wait.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const PACKAGES = ['@memballoon/protocol', '@memballoon/guest-agent', '@memballoon/host', 'memballoon'];
+/** Every package a user can install: the workspaces that are not private. */
+const PACKAGES = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { workspaces: string[] }).workspaces
+  .map((dir) => JSON.parse(readFileSync(join(ROOT, dir, 'package.json'), 'utf8')) as { name: string; private?: boolean })
+  .filter((m) => !m.private)
+  .map((m) => m.name);
 
 /** The environment of every child: this one minus what would make it run src/ or change npm's behaviour. */
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -87,7 +93,7 @@ beforeAll(async () => {
 
   app = join(work, 'app');
   mkdirSync(app);
-  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'memballoon-install-check', private: true }));
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'memballoon-install-check', private: true, type: 'module' }));
   await mustRun('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', ...tarballs.values()], app);
   const addon = 'node_modules/better-sqlite3/build/Release/better_sqlite3.node';
   const version = (dir: string) => (JSON.parse(readFileSync(join(dir, 'node_modules/better-sqlite3/package.json'), 'utf8')) as { version: string }).version;
@@ -152,6 +158,24 @@ describe('the tarballs', () => {
       expect(used.size, name).toBeGreaterThan(0);
     }
   });
+});
+
+describe('the installed libraries', () => {
+  it('type-check in a strict TypeScript consumer that checks their declarations too (skipLibCheck off)', async () => {
+    const libraries = PACKAGES.filter((name) => name.startsWith('@memballoon/'));
+    writeFileSync(join(app, 'consumer.ts'), libraries.map((name, i) => `import * as lib${i} from '${name}';\nexport const n${i}: number = Object.keys(lib${i}).length;\n`).join(''));
+    writeFileSync(
+      join(app, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', strict: true, noEmit: true, skipLibCheck: false, typeRoots: [join(ROOT, 'node_modules/@types')], types: ['node'] },
+        files: ['consumer.ts'],
+      }),
+    );
+    // This checkout's compiler; @types/node from here too (a consumer brings its own).
+    const r = await run(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], app);
+    expect(r.stdout + r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  }, 300_000);
 });
 
 describe('the installed commands', () => {

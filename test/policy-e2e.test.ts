@@ -84,7 +84,7 @@ describe('automatic balloon policy, end to end', () => {
     await ok('modifyvm', 'busy', '--balloon-policy', 'auto', '--memory-buffer', String(BUFFER_PERCENT), '--memory-weight', '100');
     await ok('modifyvm', 'idle', '--balloon-policy', 'auto', '--memory-min', '128', '--balloon-max', '384');
     expect(await vm('idle')).toMatchObject({ state: 'running', balloonPolicy: 'auto', memoryMinMib: 128, balloonMaxMib: 384, memoryWeight: 100, memoryBufferPercent: 20 });
-    expect(await vm('busy')).toMatchObject({ state: 'running', balloonPolicy: 'auto', memoryMinMib: 0, balloonMaxMib: 0, memoryBufferPercent: BUFFER_PERCENT });
+    expect(await vm('busy')).toMatchObject({ state: 'running', balloonPolicy: 'auto', memoryMinMib: 0, balloonMaxMib: null, memoryBufferPercent: BUFFER_PERCENT });
     // Bad settings are refused with a clear line, also while running.
     const badWeight = await ctl(host.url, 'modifyvm', 'idle', '--memory-weight', '0');
     expect(badWeight.code).not.toBe(0);

@@ -1,7 +1,7 @@
-// Load benchmark of the control plane: many simulated guests in this one
-// process speak the real protocol to a host in a child process. Guests send
-// stats every second; every few seconds the driver sets a new target for
-// every VM through the admin API. We measure the host's CPU and RSS from
+// Load benchmark of the control plane: many simulated guests in worker
+// threads of this process (load-guests.ts) speak the real protocol to a host
+// in a child process. Guests send stats every second; every few seconds the
+// driver sets a new target for every VM through the admin API. We measure the host's CPU and RSS from
 // /proc and the delivery latency of targets (PUT sent → frame received).
 // A simulated balloon is fine here: this measures the host, not the kernel.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -10,8 +10,11 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { WebSocket } from 'ws';
-import { bodies, decodeFrame, FrameEncoder } from '@memballoon/protocol';
+import { Worker } from 'node:worker_threads';
+import { loadGuestName, type GuestWorkerData, type GuestWorkerMessage } from './load-guests.js';
+
+const GUEST_THREAD = new URL('./load-guests-thread.mjs', import.meta.url);
+const nowAbsMs = (): number => performance.timeOrigin + performance.now();
 
 /** Settings of one load run. */
 export interface LoadOptions {
@@ -21,6 +24,8 @@ export interface LoadOptions {
   roundIntervalMs: number;
   statsIntervalMs: number;
   httpConcurrency: number;
+  /** Worker threads holding the simulated guests (the main thread sends the PUTs). */
+  driverThreads: number;
 }
 
 /** What one load run measured. */
@@ -34,6 +39,8 @@ export interface LoadResult {
   roundP99Ms: number;
   hostCpuPercent: number;
   hostRssMib: number;
+  /** The machine's 1-minute load average at the end of the run (/proc/loadavg): on a shared machine, what the figures were measured under. */
+  loadAverage: number;
 }
 
 const CLK_TCK = 100; // Linux USER_HZ on every architecture Node supports.
@@ -73,65 +80,59 @@ async function startProcess(cmd: string, args: string[], logFile: string): Promi
   }
 }
 
-interface Guest {
-  name: string;
-  ws: WebSocket;
-  enc: FrameEncoder;
-  welcomed: boolean;
+interface GuestThreads {
+  names: string[];
+  stop(): Promise<void>;
 }
 
-async function connectGuests(url: string, opts: LoadOptions, onTarget: (name: string, targetMib: number) => void): Promise<Guest[]> {
-  const wsUrl = `${url.replace(/^http/, 'ws')}/v1/guest`;
-  const guests: Guest[] = [];
-  const connectOne = (i: number) =>
-    new Promise<Guest>((resolve, reject) => {
-      const name = `load-${String(i).padStart(4, '0')}`;
-      const ws = new WebSocket(wsUrl, 'memballoon.v1');
-      const guest: Guest = { name, ws, enc: new FrameEncoder(), welcomed: false };
-      const status = (targetMib: number, generation: number) =>
-        ws.send(guest.enc.encode(bodies.balloonStatus({ generation, targetMib, actualMib: targetMib, lockedMib: targetMib, state: 'steady', lock: 'locked' })));
-      ws.on('open', () => {
-        ws.send(
-          guest.enc.encode(
-            bodies.hello({
-              vmName: name,
-              credential: '',
-              agentVersion: 'load-driver',
-              facts: {
-                pid: process.pid,
-                totalMemoryMib: opts.memoryMib,
-                pageSizeBytes: 4096,
-                chunkSizeMib: 1,
-                capabilities: { pin: true, pageFusion: false, deflateOnPressure: true },
-                domain: 'process',
-                hostname: 'load',
-              },
-              balloon: { actualMib: 0, lockedMib: 0, generation: 0, targetMib: 0 },
-            }),
-          ),
-        );
-      });
-      ws.on('message', (data: Buffer) => {
-        const frame = decodeFrame(data);
-        if (frame.body.case === 'welcome') {
-          guest.welcomed = true;
-          status(frame.body.value.targetMib, frame.body.value.generation);
-          resolve(guest);
-        } else if (frame.body.case === 'setBalloonTarget') {
-          onTarget(name, frame.body.value.targetMib);
-          status(frame.body.value.targetMib, frame.body.value.generation);
-        } else if (frame.body.case === 'error') {
-          reject(new Error(`${name}: ${frame.body.value.code}: ${frame.body.value.message}`));
-        }
-      });
-      ws.on('error', reject);
-    });
-  for (let i = 0; i < opts.guests; i += 50) {
-    const batch = [];
-    for (let j = i; j < Math.min(opts.guests, i + 50); j++) batch.push(connectOne(j));
-    guests.push(...(await Promise.all(batch)));
+/**
+ * Starts the simulated guests in `threads` worker threads (load-guests.ts),
+ * resolves once every guest is welcomed; `onTargets` hears of each
+ * SetBalloonTarget's arrival (absolute ms, see load-guests.ts).
+ */
+async function startGuestThreads(url: string, opts: LoadOptions, onTargets: (names: string[], atMs: number[]) => void): Promise<GuestThreads> {
+  const threads = Math.max(1, Math.min(opts.driverThreads, opts.guests));
+  const workers: Worker[] = [];
+  const ready: Array<Promise<void>> = [];
+  for (let t = 0; t < threads; t++) {
+    const first = Math.floor((t * opts.guests) / threads);
+    const count = Math.floor(((t + 1) * opts.guests) / threads) - first;
+    const data: GuestWorkerData = { url, first, count, memoryMib: opts.memoryMib, statsIntervalMs: opts.statsIntervalMs };
+    const w = new Worker(GUEST_THREAD, { workerData: data });
+    workers.push(w);
+    ready.push(
+      new Promise<void>((resolve, reject) => {
+        w.on('message', (m: GuestWorkerMessage) => {
+          if (m.type === 'ready') resolve();
+          else if (m.type === 'targets') onTargets(m.names, m.atMs);
+          else if (m.type === 'failed') reject(new Error(`guest thread ${t}: ${m.message}`));
+        });
+        w.on('error', reject);
+      }),
+    );
   }
-  return guests;
+  try {
+    await Promise.all(ready);
+  } catch (err) {
+    await Promise.all(workers.map((w) => w.terminate()));
+    throw err;
+  }
+  return {
+    names: Array.from({ length: opts.guests }, (_, i) => loadGuestName(i)),
+    stop: async () => {
+      await Promise.all(
+        workers.map(
+          (w) =>
+            new Promise<void>((resolve) => {
+              w.on('message', (m: GuestWorkerMessage) => m.type === 'stopped' && resolve());
+              w.once('exit', () => resolve());
+              w.postMessage({ type: 'stop' });
+            }),
+        ),
+      );
+      await Promise.all(workers.map((w) => w.terminate()));
+    },
+  };
 }
 
 /**
@@ -155,25 +156,16 @@ async function runAgainst(label: string, url: string, pid: number, opts: LoadOpt
   const latencies: number[] = [];
   let roundPending = 0;
   let roundResolve: (() => void) | null = null;
-  const guests = await connectGuests(url, opts, (name) => {
-    const t0 = sentAt.get(name);
-    if (t0 === undefined) return;
-    sentAt.delete(name);
-    latencies.push(performance.now() - t0);
-    roundPending -= 1;
-    if (roundPending === 0) roundResolve?.();
-  });
-
-  // Stats every statsIntervalMs, spread over the interval in ten slices.
-  const memBytes = opts.memoryMib * 1024 * 1024;
-  let slice = 0;
-  const statsTimer = setInterval(() => {
-    for (let i = slice; i < guests.length; i += 10) {
-      const g = guests[i]!;
-      g.ws.send(g.enc.encode(bodies.memoryStats({ totalBytes: memBytes, freeBytes: memBytes / 2, availableBytes: memBytes / 2, domain: 'process' })));
+  const guests = await startGuestThreads(url, opts, (names, atMs) => {
+    for (let i = 0; i < names.length; i++) {
+      const t0 = sentAt.get(names[i]!);
+      if (t0 === undefined) continue;
+      sentAt.delete(names[i]!);
+      latencies.push(atMs[i]! - t0);
+      roundPending -= 1;
+      if (roundPending === 0) roundResolve?.();
     }
-    slice = (slice + 1) % 10;
-  }, opts.statsIntervalMs / 10);
+  });
 
   const httpAgent = new Agent({ keepAlive: true, maxSockets: opts.httpConcurrency });
   const ticks0 = cpuTicks(pid);
@@ -183,21 +175,22 @@ async function runAgainst(label: string, url: string, pid: number, opts: LoadOpt
   for (let round = 0; round < opts.rounds; round++) {
     const roundStart = performance.now();
     const targetMib = round % 2 === 0 ? Math.floor(opts.memoryMib / 4) : Math.floor(opts.memoryMib / 8);
-    roundPending = guests.length;
+    roundPending = guests.names.length;
     const done = new Promise<void>((resolve) => (roundResolve = resolve));
     let next = 0;
     const body = JSON.stringify({ targetMib });
     const worker = async () => {
-      while (next < guests.length) {
-        const g = guests[next++]!;
-        sentAt.set(g.name, performance.now());
-        const status = await put(httpAgent, `${url}/api/v1/vms/${encodeURIComponent(g.name)}/balloon`, body, headers);
-        if (status !== 202 && status !== 200) throw new Error(`${label}: PUT ${g.name} answered ${status}`);
+      while (next < guests.names.length) {
+        const name = guests.names[next++]!;
+        sentAt.set(name, nowAbsMs());
+        const status = await put(httpAgent, `${url}/api/v1/vms/${encodeURIComponent(name)}/balloon`, body, headers);
+        if (status !== 202 && status !== 200) throw new Error(`${label}: PUT ${name} answered ${status}`);
         sent += 1;
       }
     };
     await Promise.all(Array.from({ length: opts.httpConcurrency }, worker));
-    await Promise.race([done, new Promise((r) => setTimeout(r, 10_000))]);
+    // A generous deadline for the last frames of a round; what is missing then counts as not delivered.
+    await Promise.race([done, new Promise((r) => setTimeout(r, Math.max(10_000, guests.names.length * 4)))]);
     roundTimes.push(performance.now() - roundStart);
     const rest = opts.roundIntervalMs - (performance.now() - roundStart);
     if (rest > 0) await new Promise((r) => setTimeout(r, rest));
@@ -205,14 +198,13 @@ async function runAgainst(label: string, url: string, pid: number, opts: LoadOpt
   const elapsedS = (performance.now() - t0) / 1000;
   const cpu = ((cpuTicks(pid) - ticks0) / CLK_TCK / elapsedS) * 100;
   const rss = rssMib(pid);
-  clearInterval(statsTimer);
   httpAgent.destroy();
-  for (const g of guests) g.ws.close();
+  await guests.stop();
   latencies.sort((a, b) => a - b);
   roundTimes.sort((a, b) => a - b);
   return {
     label,
-    guests: guests.length,
+    guests: guests.names.length,
     targetsSent: sent,
     targetsDelivered: latencies.length,
     latencyP50Ms: percentile(latencies, 50),
@@ -220,6 +212,7 @@ async function runAgainst(label: string, url: string, pid: number, opts: LoadOpt
     roundP99Ms: percentile(roundTimes, 99),
     hostCpuPercent: cpu,
     hostRssMib: rss,
+    loadAverage: Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]),
   };
 }
 
@@ -231,7 +224,9 @@ export interface HostUnderTest {
 
 /** Runs the load benchmark against our host and the null host; returns both results. */
 export async function runLoadBench(partial: Partial<LoadOptions> = {}, host?: HostUnderTest): Promise<LoadResult[]> {
-  const opts: LoadOptions = { guests: 1000, memoryMib: 64, rounds: 8, roundIntervalMs: 3000, statsIntervalMs: 1000, httpConcurrency: 32, ...partial };
+  const opts: LoadOptions = { guests: 1000, memoryMib: 64, rounds: 8, roundIntervalMs: 3000, statsIntervalMs: 1000, httpConcurrency: 32, driverThreads: 0, ...partial };
+  // One guest thread per 2,500 guests: the main thread sends the PUTs.
+  if (opts.driverThreads <= 0) opts.driverThreads = Math.max(1, Math.ceil(opts.guests / 2500));
   const root = new URL('../..', import.meta.url).pathname;
   const results: LoadResult[] = [];
   const dataDir = mkdtempSync(join(tmpdir(), 'memballoon-load-'));

@@ -7,12 +7,13 @@
 // instead of a list per package: any non-.ts file except tests, fixtures and
 // READMEs. Then it removes what dist/ holds for a src file that is gone (tsc
 // never deletes an output), so a renamed module cannot ship twice.
-import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
-const PACKAGES = ['protocol', 'guest-agent', 'host'];
+// Every package that tsc -b builds (the ones with a tsconfig.build.json).
+const PACKAGES = readdirSync(join(ROOT, 'packages')).filter((name) => existsSync(join(ROOT, 'packages', name, 'tsconfig.build.json')));
 
 /** True for a file the built package needs next to its JS. */
 function isRuntimeAsset(rel) {
@@ -39,7 +40,10 @@ for (const pkg of PACKAGES) {
   for (const file of walk(src)) {
     const rel = relative(src, file);
     if (!isRuntimeAsset(rel)) continue;
-    cpSync(file, join(dist, rel));
+    const target = join(dist, rel);
+    // Unchanged files are left alone: a process may be reading them (a test's agent running dist/).
+    if (existsSync(target) && readFileSync(target).equals(readFileSync(file))) continue;
+    cpSync(file, target);
     copied++;
   }
   for (const file of walk(dist)) {
@@ -52,4 +56,4 @@ for (const pkg of PACKAGES) {
     removed++;
   }
 }
-process.stderr.write(`build: ${copied} asset files copied into dist/, ${removed} stale files removed\n`);
+process.stderr.write(`build: ${copied} asset files copied (changed or new) into dist/, ${removed} stale files removed\n`);

@@ -103,12 +103,19 @@ function rememberToken(args: readonly string[], stdout: string): void {
   if (name !== undefined && token !== undefined) guestTokens.set(name, token);
 }
 
+/** Where a host started by spawnHost records itself for balloonctl (MEMBALLOON_RUNTIME_DIR). */
+export function runtimeDirOf(dataDir: string): string {
+  return join(dataDir, 'run');
+}
+
 /** Starts balloon-host on a free port and waits for its readiness line. */
 export async function spawnHost(opts: { dataDir: string; poolSizeMib: number; autoRegister?: boolean; extra?: string[] }): Promise<StartedHost> {
   const args = [BIN.host, '--listen', '127.0.0.1:0', '--data-dir', opts.dataDir, '--pool-mib', String(opts.poolSizeMib), '--log-level', 'debug'];
   if (opts.autoRegister) args.push('--auto-register');
   args.push(...(opts.extra ?? []));
-  const s = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MEMBALLOON_LOG_PRETTY: '0' } }));
+  // The host records where it is for balloonctl (cli/host-record.ts): inside its data dir, not the user's.
+  const env = { ...process.env, MEMBALLOON_LOG_PRETTY: '0', MEMBALLOON_RUNTIME_DIR: runtimeDirOf(opts.dataDir) };
+  const s = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env }));
   const url = await waitFor(
     () => {
       if (s.proc.exitCode !== null) throw new Error(`balloon-host exited with ${s.proc.exitCode}: ${s.output()}`);
@@ -141,7 +148,8 @@ export interface CtlResult {
 /** Runs balloonctl against `url` (as --host). */
 export function ctl(url: string, ...args: string[]): Promise<CtlResult> {
   return new Promise((resolve) => {
-    const env = { ...process.env, MEMBALLOON_URL: '', MEMBALLOON_ADMIN_TOKEN: '', MEMBALLOON_DATA_DIR: dataDirOf.get(url) ?? '' };
+    const dir = dataDirOf.get(url);
+    const env = { ...process.env, MEMBALLOON_URL: '', MEMBALLOON_ADMIN_TOKEN: '', MEMBALLOON_DATA_DIR: dir ?? '', MEMBALLOON_RUNTIME_DIR: dir === undefined ? '' : runtimeDirOf(dir) };
     execFile(process.execPath, [BIN.ctl, '--host', url, ...args], { timeout: 60_000, env }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
       if (code === 0) rememberToken(args, stdout);

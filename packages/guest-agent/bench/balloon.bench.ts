@@ -1,5 +1,7 @@
-// Balloon benchmark (not a test): our inflate/deflate against a C baseline
-// (mmap, touch every page, one thread) of the same size, run alternately in
+// Balloon benchmark (not a test): our inflate/deflate against C references
+// (mmap, touch every page; one thread, and two threads each touching half,
+// the fair reference since the agent commits from both cores) of the same
+// size, run alternately in
 // the same process tree, because on free-page-reporting guests memory freed
 // seconds ago faults far slower than memory freed just now: only side-by-side
 // ratios mean anything. Also the time for RSS to come back after a deflate,
@@ -33,6 +35,7 @@ export interface BenchRow {
 
 const C_SOURCE = String.raw`
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -46,13 +49,18 @@ static int pin(int n){long pg=sysconf(_SC_PAGESIZE); size_t sz=1<<20; double*t=m
     if(p==MAP_FAILED){perror("mmap");return 1;} mlock((void*)p,sz); for(size_t j=0;j<sz;j+=pg)p[j]=(char)(j/pg+1);
     t[i]=(now()-t0)*1e3; munlock((void*)p,sz); munmap((void*)p,sz);}
   qsort(t,n,sizeof(double),cmp); printf("%.4f %.4f\n",t[n/2],t[n*99/100]); return 0;}
+struct half{volatile char*p;size_t from,to;long pg;};
+static void*touch(void*a){struct half*h=a;for(size_t i=h->from;i<h->to;i+=h->pg)h->p[i]=1;return 0;}
+/* SIZE_MIB [THREADS]: mmap SIZE, touch every page from THREADS threads (1 or 2), munmap; print both in ms. */
 int main(int argc,char**argv){
   if(argc>2&&argv[1][0]=='p')return pin(atoi(argv[2]));
-  size_t n=strtoull(argv[1],0,10)<<20; long pg=sysconf(_SC_PAGESIZE);
+  size_t n=strtoull(argv[1],0,10)<<20; long pg=sysconf(_SC_PAGESIZE); int threads=argc>2?atoi(argv[2]):1;
   double t0=now();
   volatile char*p=mmap(0,n,PROT_READ|PROT_WRITE,MAP_PRIVATE|MAP_ANONYMOUS,-1,0);
   if(p==MAP_FAILED){perror("mmap");return 1;}
-  for(size_t i=0;i<n;i+=pg)p[i]=1;
+  if(threads==2){pthread_t t;struct half a={p,0,n/2,pg},b={p,n/2,n,pg};
+    pthread_create(&t,0,touch,&a);touch(&b);pthread_join(t,0);}
+  else for(size_t i=0;i<n;i+=pg)p[i]=1;
   double t1=now(); munmap((void*)p,n); double t2=now();
   printf("%.3f %.3f\n",(t1-t0)*1e3,(t2-t1)*1e3); return 0;}
 `;
@@ -61,12 +69,12 @@ function buildBaseline(dir: string): string {
   const src = join(dir, 'touch.c');
   const bin = join(dir, 'touch');
   writeFileSync(src, C_SOURCE);
-  execFileSync('cc', ['-O2', '-o', bin, src]);
+  execFileSync('cc', ['-O2', '-pthread', '-o', bin, src]);
   return bin;
 }
 
-function runBaseline(bin: string, sizeMib: number): { inflateMs: number; deflateMs: number } {
-  const [inflateMs, deflateMs] = execFileSync(bin, [String(sizeMib)], { encoding: 'utf8' }).trim().split(' ').map(Number);
+function runBaseline(bin: string, sizeMib: number, threads: 1 | 2): { inflateMs: number; deflateMs: number } {
+  const [inflateMs, deflateMs] = execFileSync(bin, [String(sizeMib), String(threads)], { encoding: 'utf8' }).trim().split(' ').map(Number);
   return { inflateMs: inflateMs!, deflateMs: deflateMs! };
 }
 
@@ -123,14 +131,19 @@ const gibPerS = (mib: number, ms: number): number => mib / 1024 / (ms / 1000);
 async function sizeRows(engine: BalloonEngine, bin: string, sizeMib: number, rounds: number): Promise<BenchRow[]> {
   const ours = { inflate: [] as number[], deflate: [] as number[], rssBack: [] as number[] };
   const base = { inflate: [] as number[], deflate: [] as number[] };
+  const base2 = { inflate: [] as number[] };
   for (let r = 0; r < rounds; r++) {
-    // Alternate who goes first, so neither always gets the freshly freed memory.
-    const order = r % 2 === 0 ? ['c', 'ours'] : ['ours', 'c'];
+    // Rotate who goes first, so no one always gets the freshly freed memory.
+    const order = (['c', 'c2', 'ours'] as const).map((_, i, all) => all[(i + r) % all.length]!);
     for (const who of order) {
       if (who === 'c') {
-        const c = runBaseline(bin, sizeMib);
+        const c = runBaseline(bin, sizeMib, 1);
         base.inflate.push(c.inflateMs);
         base.deflate.push(c.deflateMs);
+        continue;
+      }
+      if (who === 'c2') {
+        base2.inflate.push(runBaseline(bin, sizeMib, 2).inflateMs);
         continue;
       }
       const before = rssMib();
@@ -151,11 +164,13 @@ async function sizeRows(engine: BalloonEngine, bin: string, sizeMib: number, rou
   }
   const inflateOurs = gibPerS(sizeMib, median(ours.inflate));
   const inflateBase = gibPerS(sizeMib, median(base.inflate));
+  const inflateBase2 = gibPerS(sizeMib, median(base2.inflate));
   const deflateOurs = gibPerS(sizeMib, median(ours.deflate));
   const deflateBase = gibPerS(sizeMib, median(base.deflate));
   return [
-    { metric: 'inflate', sizeMib, ours: inflateOurs, baseline: inflateBase, ratio: inflateOurs / inflateBase, unit: 'GiB/s' },
-    { metric: 'deflate', sizeMib, ours: deflateOurs, baseline: deflateBase, ratio: deflateOurs / deflateBase, unit: 'GiB/s' },
+    { metric: 'inflate (C: mmap + touch, 2 threads)', sizeMib, ours: inflateOurs, baseline: inflateBase2, ratio: inflateOurs / inflateBase2, unit: 'GiB/s' },
+    { metric: 'inflate (C: mmap + touch, 1 thread)', sizeMib, ours: inflateOurs, baseline: inflateBase, ratio: inflateOurs / inflateBase, unit: 'GiB/s' },
+    { metric: 'deflate (C: munmap)', sizeMib, ours: deflateOurs, baseline: deflateBase, ratio: deflateOurs / deflateBase, unit: 'GiB/s' },
     { metric: 'RSS back after deflate (p50)', sizeMib, ours: median(ours.rssBack), baseline: null, ratio: null, unit: 'ms' },
     { metric: 'RSS back after deflate (max)', sizeMib, ours: Math.max(...ours.rssBack), baseline: null, ratio: null, unit: 'ms' },
   ];

@@ -186,7 +186,7 @@ describe('agent against a stub host', () => {
     const ready = a.ready();
     const conn = await poll(() => host.latest, 'a connection');
     await poll(() => helloOn(conn), 'Hello');
-    host.welcome(conn, { targetMib: 0, generation: 1 });
+    host.welcome(conn, { targetMib: 0, generation: 1, heartbeatIntervalMs: 600_000 });
     await ready;
     expect(a.status).toBe('connected');
     await a.ready(); // connected: at once
@@ -213,7 +213,7 @@ describe('agent against a stub host', () => {
     const second = await poll(() => host.connections[1], 'a retry');
     await poll(() => helloOn(second), 'the second Hello');
     const again = a.ready();
-    host.welcome(second);
+    host.welcome(second, { heartbeatIntervalMs: 600_000 });
     await again;
     expect(a.status).toBe('connected');
   });
@@ -252,7 +252,7 @@ describe('agent against a stub host', () => {
     const a = await start({ oomScoreAdj: undefined });
     const conn = await poll(() => host.latest, 'a connection');
     await poll(() => helloOn(conn), 'Hello');
-    host.welcome(conn, { targetMib: 4, generation: 1 });
+    host.welcome(conn, { targetMib: 4, generation: 1, heartbeatIntervalMs: 600_000 });
     await a.settled({ targetMib: 4 });
     expect(readFileSync('/proc/self/oom_score_adj', 'utf8')).toBe(oomBefore);
     expect(['SIGINT', 'SIGTERM', 'SIGHUP'].map((s) => process.listenerCount(s))).toEqual(signalsBefore);

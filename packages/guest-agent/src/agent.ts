@@ -71,6 +71,8 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
   private readyWaiters = new Set<ReadyWaiter>();
   /** Why the last session ended ('' before any): named when ready() times out. */
   private lastEndReason = '';
+  /** The host's code of the last refusal ('' after a session that was not refused). */
+  private lastRefusalCode = '';
   /** The last settled outcome logged (state/reason/generation): each is logged once, not at every step. */
   private loggedOutcome = '';
   /** Resolves when close() (or a final refusal) begins: wakes settled() waiters. */
@@ -395,7 +397,12 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
       }
       const delayMs = backoffDelayMs(attempt, this.options.backoff, end.hostError?.retryAfterMs ?? 0);
       this.state = 'waiting';
-      if (refusal) this.log.warn({ code: refusal.hostCode, closeCode: end.closeCode, retryInMs: delayMs }, `${refusal.message}; retrying`);
+      // The same refusal again and again (pool_exhausted until memory frees
+      // up) is one warning, then debug lines: a change is news, a repeat is not.
+      const said = this.lastRefusalCode;
+      this.lastRefusalCode = refusal?.hostCode ?? '';
+      if (refusal && refusal.hostCode !== said) this.log.warn({ code: refusal.hostCode, closeCode: end.closeCode, retryInMs: delayMs }, `${refusal.message}; retrying`);
+      else if (refusal) this.log.debug({ code: refusal.hostCode, retryInMs: delayMs }, `${refusal.message}; retrying`);
       else this.log.info({ closeCode: end.closeCode, retryInMs: delayMs }, `disconnected: ${end.reason}`);
       this.emit('disconnected', { reason: end.reason, closeCode: end.closeCode, retryInMs: delayMs });
       await new Promise<void>((resolve) => {

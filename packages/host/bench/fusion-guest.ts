@@ -8,9 +8,10 @@ import { fillCommon } from './fusion-content.js';
 const [seedArg, commonMibArg, privateMibArg] = process.argv.slice(2);
 const common = allocateAligned(Number(commonMibArg) * 1024 * 1024);
 fillCommon(common.bytes, Number(seedArg));
-const priv = allocateAligned(Number(privateMibArg) * 1024 * 1024);
-for (let at = 0; at < priv.bytes.byteLength; at += 65536) randomFillSync(priv.bytes.subarray(at, at + 65536));
-const results = [libcMergeAdvisor.advise(common.bytes, true), libcMergeAdvisor.advise(priv.bytes, true)];
+const privateMib = Number(privateMibArg);
+const priv = privateMib > 0 ? allocateAligned(privateMib * 1024 * 1024) : null;
+if (priv) for (let at = 0; at < priv.bytes.byteLength; at += 65536) randomFillSync(priv.bytes.subarray(at, at + 65536));
+const results = [libcMergeAdvisor.advise(common.bytes, true), ...(priv ? [libcMergeAdvisor.advise(priv.bytes, true)] : [])];
 const failed = results.find((r) => !r.ok);
 process.stdout.write(`${JSON.stringify({ pid: process.pid, advice: failed && !failed.ok ? failed.message : 'ok' })}\n`);
 // Stay alive until the benchmark kills us, and keep the regions referenced:

@@ -6,7 +6,9 @@
 //
 // Guests: GUESTS processes, each with COMMON_MIB of the same content and
 // PRIVATE_MIB of its own, all advised MADV_MERGEABLE. "Merged" means every
-// guest's /proc/PID/ksm_merging_pages has reached the common pages.
+// guest's /proc/PID/ksm_merging_pages has reached the common pages. Each KSM
+// row also reports what ksmd's scan cost: its CPU time (utime + stime of
+// /proc/<ksmd>/stat) from the start of the row until merged.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -15,7 +17,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { bodies, decodeFrame, encodeFrame } from '@memballoon/protocol';
 import { allocateAligned, createSharedRegionRegistry, ksmMergingPages } from '@memballoon/guest-agent';
-import { decideKsm, HostFusion, KsmController, KsmSysfs, MOM_KSM_POLICY, probeKsm, type KsmSettings } from '../src/fusion/index.js';
+import { decideKsm, DEFAULT_KSM_POLICY, HostFusion, KsmController, KsmSysfs, MOM_KSM_POLICY, probeKsm, type KsmSettings } from '../src/fusion/index.js';
 import { fillCommon } from './fusion-content.js';
 
 /** One row of the result table. */
@@ -29,6 +31,8 @@ export interface FusionBenchRow {
   timeMs: number;
   /** MiB sharable (hints) or merged (KSM) summed over the guests at that time. */
   mib: number;
+  /** ksmd's CPU time during the row, in ms (NaN for hints, or where ksmd is not known). */
+  ksmdCpuMs: number;
   /** Why a row could not be measured ('' when it was). */
   note: string;
 }
@@ -54,7 +58,7 @@ export async function runFusionBench(opts: FusionBenchOptions = {}): Promise<Fus
   const rows: FusionBenchRow[] = [await hintsRow(guests, commonMib, privateMib)];
   const probe = probeKsm();
   if (!probe.ok || !existsSync('/proc/self/ksm_merging_pages')) {
-    rows.push({ method: 'KSM', pagesToScan: '-', sleepMillisecs: '-', timeMs: Number.NaN, mib: 0, note: probe.ok ? 'no /proc/PID/ksm_merging_pages' : probe.detail });
+    rows.push({ method: 'KSM', pagesToScan: '-', sleepMillisecs: '-', timeMs: Number.NaN, mib: 0, ksmdCpuMs: Number.NaN, note: probe.ok ? 'no /proc/PID/ksm_merging_pages' : probe.detail });
     return rows;
   }
   const sysfs = new KsmSysfs();
@@ -63,7 +67,8 @@ export async function runFusionBench(opts: FusionBenchOptions = {}): Promise<Fus
     // The kernel's defaults (mm/ksm.c): 100 pages every 20 ms.
     rows.push(await ksmRow('KSM, kernel default rate', guests, commonMib, privateMib, deadlineMs, sysfs, { run: true, pagesToScan: 100, sleepMillisecs: 20 }));
     rows.push(await ksmRow("KSM, controller's top rate set at once", guests, commonMib, privateMib, deadlineMs, sysfs, null));
-    rows.push(await ksmRow('KSM, controller ticking every 1 s from the default', guests, commonMib, privateMib, deadlineMs, sysfs, 'controller'));
+    rows.push(await ksmRow("KSM, MOM's ramp ticking every 1 s from the default (the controller before hints steered it)", guests, commonMib, privateMib, deadlineMs, sysfs, 'mom-ramp'));
+    rows.push(await ksmRow('KSM steered by the hints: a burst when they arrive (no sleep, ksmd at nice 0)', guests, commonMib, privateMib, deadlineMs, sysfs, 'controller'));
   } finally {
     sysfs.restore();
     // restore() is a no-op if this process never took the lock: put back by hand then.
@@ -106,7 +111,7 @@ async function hintsRow(guests: number, commonMib: number, privateMib: number): 
   const timeMs = performance.now() - t0;
   const mib = fusion.hostSharing().sharableMib;
   fusion.close();
-  return { method: `hints (${guests} guests hash, frame, table)`, pagesToScan: '-', sleepMillisecs: '-', timeMs, mib, note: '' };
+  return { method: `hints (${guests} guests hash, frame, table)`, pagesToScan: '-', sleepMillisecs: '-', timeMs, mib, ksmdCpuMs: Number.NaN, note: '' };
 }
 
 async function startGuests(guests: number, commonMib: number, privateMib: number): Promise<Array<{ proc: ChildProcess; pid: number }>> {
@@ -134,22 +139,28 @@ async function ksmRow(
   privateMib: number,
   deadlineMs: number,
   sysfs: KsmSysfs,
-  how: KsmSettings | null | 'controller',
+  how: KsmSettings | null | 'controller' | 'mom-ramp',
 ): Promise<FusionBenchRow> {
   const commonPages = (commonMib * 1024 * 1024) / PAGE;
   // KSM off while the guests start, so the clock starts with all of them ready.
   sysfs.apply({ run: false, pagesToScan: 100, sleepMillisecs: 20 });
   const started = await startGuests(guests, commonMib, privateMib);
   const merged = (): number[] => started.map((g) => ksmMergingPages(g.pid));
-  const controller = how === 'controller' ? new KsmController({ sysfs }) : null;
+  // The controller as the host runs it: ticked when the hints arrive (the
+  // host's kick) and every second after; 'mom-ramp' without the burst.
+  const controller =
+    how === 'controller' ? new KsmController({ sysfs }) : how === 'mom-ramp' ? new KsmController({ sysfs, policy: { ...DEFAULT_KSM_POLICY, burstMaxFullScans: 0 } }) : null;
   const seenPages = new Set<number>();
   const seenSleep = new Set<number>();
+  const cpu0 = ksmdCpuMs(sysfs);
+  const row = (timeMs: number, m: number[], note: string): FusionBenchRow => ({
+    method, pagesToScan: range(seenPages), sleepMillisecs: range(seenSleep), timeMs, mib: m.reduce((s, n) => s + n, 0) / 256, ksmdCpuMs: ksmdCpuMs(sysfs) - cpu0, note,
+  });
   try {
     const t0 = performance.now();
     let nextTickMs = 0;
-    if (how !== 'controller') {
-      const s = how ?? topRate();
-      sysfs.apply(s);
+    if (!controller) {
+      sysfs.apply(how === null || typeof how === 'string' ? topRate() : how);
     }
     for (;;) {
       const elapsed = performance.now() - t0;
@@ -164,13 +175,9 @@ async function ksmRow(
       seenPages.add(k.pagesToScan);
       seenSleep.add(k.sleepMillisecs);
       const m = merged();
-      if (m.every((n) => n >= commonPages)) {
-        return { method, pagesToScan: range(seenPages), sleepMillisecs: range(seenSleep), timeMs: performance.now() - t0, mib: m.reduce((s, n) => s + n, 0) / 256, note: '' };
-      }
-      if (elapsed > deadlineMs) {
-        return { method, pagesToScan: range(seenPages), sleepMillisecs: range(seenSleep), timeMs: Number.NaN, mib: m.reduce((s, n) => s + n, 0) / 256, note: `not merged within ${deadlineMs} ms` };
-      }
-      await new Promise((r) => setTimeout(r, 20));
+      if (m.every((n) => n >= commonPages)) return row(performance.now() - t0, m, '');
+      if (elapsed > deadlineMs) return row(Number.NaN, m, `not merged within ${deadlineMs} ms`);
+      await new Promise((r) => setTimeout(r, 10));
     }
   } finally {
     for (const g of started) g.proc.kill('SIGKILL');
@@ -189,17 +196,31 @@ function topRate(): KsmSettings {
   return d.settings;
 }
 
+function ksmdCpuMs(sysfs: KsmSysfs): number {
+  try {
+    return sysfs.ksmd?.cpuMs() ?? Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 function range(values: Set<number>): string {
   const v = [...values].sort((a, b) => a - b);
   return v.length === 1 ? String(v[0]) : `${v[0]}…${v.at(-1)}`;
 }
 
+/** ksmd's CPU of a row: ms, and the share of one core over the row's time. */
+export function formatKsmdCpu(r: FusionBenchRow): string {
+  if (Number.isNaN(r.ksmdCpuMs)) return '—';
+  return Number.isNaN(r.timeMs) ? `${r.ksmdCpuMs.toFixed(0)} ms` : `${r.ksmdCpuMs.toFixed(0)} ms (${((100 * r.ksmdCpuMs) / r.timeMs).toFixed(0)} % of a core)`;
+}
+
 /** Prints the rows as a Markdown table. */
 export function formatFusionBench(rows: readonly FusionBenchRow[]): string {
-  const lines = ['| method | pages_to_scan | sleep_millisecs | time to sharable/merged | MiB | note |', '| --- | --- | --- | --- | --- | --- |'];
+  const lines = ['| method | pages_to_scan | sleep_millisecs | time to sharable/merged | MiB | ksmd CPU | note |', '| --- | --- | --- | --- | --- | --- | --- |'];
   for (const r of rows) {
     const t = Number.isNaN(r.timeMs) ? '-' : r.timeMs < 1000 ? `${r.timeMs.toFixed(0)} ms` : `${(r.timeMs / 1000).toFixed(2)} s`;
-    lines.push(`| ${r.method} | ${r.pagesToScan} | ${r.sleepMillisecs} | ${t} | ${r.mib.toFixed(1)} | ${r.note} |`);
+    lines.push(`| ${r.method} | ${r.pagesToScan} | ${r.sleepMillisecs} | ${t} | ${r.mib.toFixed(1)} | ${formatKsmdCpu(r)} | ${r.note} |`);
   }
   return lines.join('\n');
 }

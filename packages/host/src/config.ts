@@ -4,6 +4,7 @@ import { totalmem } from 'node:os';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { MAX_MEMORY_MIB, BYTES_PER_MIB } from '@memballoon/protocol';
+import { hostRecordDir } from './cli/host-record.js';
 import { HostError } from './errors.js';
 
 /** Everything balloon-host needs to start. */
@@ -43,6 +44,8 @@ export interface HostConfig {
   guestPath: string;
   /** NODE_OPTIONS passed on to the agents startvm runs. */
   agentNodeOptions: string | undefined;
+  /** Where the host records its URL and data directory for balloonctl (cli/host-record.ts). */
+  runtimeDir: string;
   help: boolean;
 }
 
@@ -158,6 +161,7 @@ export function loadHostConfig(argv: readonly string[], env: NodeJS.ProcessEnv =
     poweroffGraceMs: parseInteger(str('--poweroff-grace-ms', 'MEMBALLOON_POWEROFF_GRACE_MS') ?? '10000', '--poweroff-grace-ms', 0, 3_600_000),
     guestPath: env.PATH || '/usr/local/bin:/usr/bin:/bin',
     agentNodeOptions: env.NODE_OPTIONS || undefined,
+    runtimeDir: hostRecordDir(env),
     help: flags.has('--help') || flags.has('-h'),
   };
   if (config.poolCgroup && config.noCgroups) throw new HostError('invalid_argument', '--pool-cgroup and --no-cgroups contradict each other');

@@ -29,7 +29,7 @@ describe('HostError', () => {
     const sqlite = Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
     expect(HostError.from(sqlite)).toMatchObject({ code: 'storage', cause: sqlite });
     const cg = new CgroupError('limit_below_usage', 'would reclaim');
-    expect(HostError.from(cg)).toMatchObject({ code: 'limit_below_usage', message: 'would reclaim', cause: cg });
+    expect(HostError.from(cg)).toMatchObject({ code: 'out_of_range', message: 'would reclaim', cause: cg });
     const same = new HostError('usage', 'u');
     expect(HostError.from(same)).toBe(same);
   });

@@ -18,6 +18,8 @@ const CODES = {
   out_of_range: { httpStatus: 400, wireCode: 'out_of_range' },
   pool_exhausted: { httpStatus: 409, wireCode: 'pool_exhausted' },
   unauthorized: { httpStatus: 401, wireCode: 'auth_failed' },
+  // The read-only token asked for a change.
+  forbidden: { httpStatus: 403, wireCode: 'auth_failed' },
   method_not_allowed: { httpStatus: 405, wireCode: 'unexpected_message' },
   // Busy or shutting down: try again later (dashboard clients, the kernel's cgroup files).
   unavailable: { httpStatus: 503, wireCode: 'shutting_down' },
@@ -33,10 +35,6 @@ const CODES = {
   // Page fusion: KSM cannot be driven here, or its files failed.
   ksm_unavailable: { httpStatus: 503, wireCode: 'internal' },
   ksm_io: { httpStatus: 503, wireCode: 'internal' },
-  // Managed guests: a limit below what the cgroup uses, a cgroup still in use, a cgroup file failed.
-  limit_below_usage: { httpStatus: 409, wireCode: 'internal' },
-  busy: { httpStatus: 409, wireCode: 'internal' },
-  io: { httpStatus: 500, wireCode: 'internal' },
   // balloonctl: a command line it cannot parse (exit 2), a host it cannot reach.
   usage: { httpStatus: 400, wireCode: 'invalid_argument' },
   unreachable: { httpStatus: 503, wireCode: 'internal' },
@@ -66,17 +64,23 @@ export function isHostErrorCode(value: unknown): value is HostErrorCode {
   return typeof value === 'string' && Object.hasOwn(CODES, value);
 }
 
-/** The host code of each cgroup code (the cgroup layer keeps its own names for the kernel's answers). */
+/**
+ * The host code of each cgroup code (the cgroup layer keeps its own names for
+ * the kernel's answers): the one mapping, used by HostError.from.
+ */
 const FROM_CGROUP: Readonly<Record<CgroupErrorCode, HostErrorCode>> = {
+  // No memory controller here, or no permission to write it.
   unavailable: 'unavailable',
   invalid_path: 'invalid_argument',
   invalid_value: 'invalid_argument',
   not_found: 'not_found',
   already_exists: 'already_exists',
-  limit_below_usage: 'limit_below_usage',
+  // A limit below what the guest uses now (the kernel would have to reclaim).
+  limit_below_usage: 'out_of_range',
   over_parent: 'pool_exhausted',
-  busy: 'busy',
-  io: 'io',
+  // The cgroup still has processes: the guest still runs.
+  busy: 'vm_running',
+  io: 'internal',
 };
 
 /** An error of the host with a closed code, a one-line message and a cause. */

@@ -13,7 +13,7 @@ import { GUEST_PATH, GUEST_SUBPROTOCOL } from '@memballoon/protocol';
 import { createRouter, type RouterMounts } from './api/router.js';
 import { listenProblem } from './auth/listen.js';
 import { ensurePrivateDir } from './auth/private-files.js';
-import { ensureAdminToken, hashToken } from './auth/tokens.js';
+import { ensureAdminToken, ensureReadonlyToken, hashToken } from './auth/tokens.js';
 import { createDashboard } from './dashboard/index.js';
 import { HostFusion, type HostFusionOptions } from './fusion/index.js';
 import { HostError } from './errors.js';
@@ -65,6 +65,11 @@ export interface StartHostOptions {
    * first start.
    */
   adminToken?: string;
+  /**
+   * The read-only token (metrics, the API's GETs, a view-only dashboard);
+   * default: `<dataDir>/readonly.token`, created (0600) beside the admin token.
+   */
+  readonlyToken?: string;
   /** No admin token and no guest tokens: loopback addresses only (the demo). */
   insecureNoAuth?: boolean;
   /** Allow a non-loopback address without TLS (a warning is logged). */
@@ -113,6 +118,8 @@ export interface HostHandle {
   server: Server;
   /** The admin token (undefined with insecureNoAuth). */
   adminToken: string | undefined;
+  /** The read-only token (undefined with insecureNoAuth). */
+  readonlyToken: string | undefined;
   /** Ends sessions with Goodbye, closes the server and the registry. */
   close(): Promise<void>;
 }
@@ -145,8 +152,10 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
   ensurePrivateDir(options.dataDir);
   const registry = new Registry(options.dataDir);
   let adminToken: string | undefined;
+  let readonlyToken: string | undefined;
   try {
     adminToken = options.insecureNoAuth ? undefined : (options.adminToken ?? ensureAdminToken(options.dataDir).token);
+    readonlyToken = options.insecureNoAuth ? undefined : (options.readonlyToken ?? ensureReadonlyToken(options.dataDir).token);
   } catch (err) {
     registry.close();
     throw err;
@@ -168,7 +177,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
         logger,
         cgroupParent: g.cgroupParent ?? DEFAULT_CGROUP_PARENT,
         poolCgroup: g.poolCgroup ?? false,
-        poolMib: options.poolSizeMib,
+        poolSizeMib: options.poolSizeMib,
         agentCommand: g.agentCommand ?? defaultAgentCommand(),
         pathEnv: g.pathEnv,
         ...(g.nodeOptions !== undefined ? { nodeOptions: g.nodeOptions } : {}),
@@ -210,7 +219,9 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
   const mounts: RouterMounts = {
     adminTokenHash: adminToken === undefined ? undefined : hashToken(adminToken),
     ...(guests ? { guests } : {}),
-    onUnauthorized: () => metrics.countRefusal('unauthorized'),
+    readonlyTokenHash: readonlyToken === undefined ? undefined : hashToken(readonlyToken),
+    onUnauthorized: (reason) => metrics.countRefusal(reason),
+    logger,
     metrics: { contentType: metrics.contentType, render: () => metrics.render(), query: (vm, metric) => queryMetrics(snapshot(), vm, metric) },
   };
   if (options.dashboard !== false) mounts.dashboard = createDashboard({ snapshot, subscribe: (l) => service.subscribe(l) });
@@ -265,7 +276,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     throw err;
   });
   url = baseUrlOf(server.address() as AddressInfo, options.tls !== undefined);
-  fusion?.start(() => service.listVms(false).map((v) => ({ name: v.name, state: v.state, pageFusion: v.pageFusion, sharedMib: v.sharedMib })));
+  fusion?.start(() => service.runningPageFusionVms().map((v) => ({ name: v.name, state: 'running' as const, pageFusion: true, sharedMib: v.sharedMib })));
   const stopPolicy = (options.policyIntervalMs ?? 1000) > 0 ? startPolicyLoop(service, logger, options.policyIntervalMs ?? 1000, options.policyMarginMib === undefined ? {} : { safetyMarginMib: options.policyMarginMib }) : () => {};
 
   let closing: Promise<void> | undefined;
@@ -274,6 +285,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     service,
     server,
     adminToken,
+    readonlyToken,
     close() {
       closing ??= (async () => {
         // The guests the host started are powered off while their sessions can still say Goodbye.

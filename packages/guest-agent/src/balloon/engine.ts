@@ -251,6 +251,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.targetMibValue = targetMib;
     this.pressureCapMib = Number.POSITIVE_INFINITY;
     this.floor.reset();
+    this.gc.noteActivity();
     this.freshTarget = true;
     this.requests++;
     this.emit('target', { targetMib, generation: gen });
@@ -483,11 +484,14 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       if (fresh.chunks.length === 0 && committedMib === 0) return { reason: 'out_of_memory', detail: allocError };
       this.inflightEndMib = this.stack.actualMib + fresh.chunks.reduce((sum, c) => sum + c.sizeMib, 0);
       const lock = this.lockState === 'unspecified' || this.lockState === 'locked';
-      const results = await this.pool.dispatch(fresh.chunks, Atomics.load(this.control, 0), lock, this.pageSizeBytes / 4);
-      for (const { chunks, reply } of results) {
-        for (let k = 0; k < reply.done; k++) this.push(chunks[k]!, k < reply.locked, k === reply.locked ? reply.lockErrno : 0);
-        // Chunks past `done` (a cancel, a failed worker) were never counted; they are garbage now.
+      const result = await this.pool.dispatch(fresh.chunks, Atomics.load(this.control, 0), lock, this.pageSizeBytes / 4);
+      let errnoSaid = false;
+      for (const { chunk, locked } of result.committed) {
+        const lockErrno: number = !locked && !errnoSaid ? result.lockErrno : 0;
+        errnoSaid ||= lockErrno !== 0;
+        this.push(chunk, locked, lockErrno);
       }
+      // Chunks not committed (a cancel, a failed worker) were never counted; they are garbage now.
     }
     this.inflightEndMib = 0;
     this.floor.spend(wantMib);

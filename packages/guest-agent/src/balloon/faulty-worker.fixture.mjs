@@ -29,22 +29,30 @@ parentPort.on('message', (msg) => {
   const { id, epoch, pageWords } = msg;
   // The pool's start-up call (an empty job) is answered: faults are for real jobs.
   if (msg.jobs.length === 0) {
-    parentPort.postMessage({ id, done: 0, locked: 0, lockErrno: 0 });
+    parentPort.postMessage({ id, done: 0, lockErrno: 0 });
     return;
   }
   const failing = (fault === 'throw' || fault === 'exit' || fault === 'silent') && takeFault();
   if (failing && fault === 'silent') return;
-  const failAt = failing ? Math.floor(msg.jobs.length / 2) : -1;
+  const { board } = msg;
+  const n = msg.jobs.length;
+  // Claims chunks as touch-worker.mjs does; a failing instance fails
+  // half-way: it claims a block of half the job, touches it, and dies before
+  // marking any of it committed (what the engine must hand back).
   let done = 0;
-  for (const job of msg.jobs) {
-    if (done === failAt) {
-      if (fault === 'exit') process.exit(3);
-      throw new Error('fixture: this worker crashes mid-job');
-    }
-    if (Atomics.load(control, 0) !== epoch) break;
-    touchPages(job.sab, job.seed, pageWords);
+  if (failing) {
+    const from = Atomics.add(board, 0, Math.ceil(n / 2));
+    for (let i = from; i < Math.min(n, from + Math.ceil(n / 2)); i++) touchPages(msg.jobs[i].sab, msg.jobs[i].seed, pageWords);
+    if (fault === 'exit') process.exit(3);
+    throw new Error('fixture: this worker crashes mid-job');
+  }
+  while (Atomics.load(control, 0) === epoch) {
+    const i = Atomics.add(board, 0, 1);
+    if (i >= n) break;
+    touchPages(msg.jobs[i].sab, msg.jobs[i].seed, pageWords);
+    Atomics.store(board, 1 + i, 1);
     done++;
   }
   msg.jobs = null;
-  parentPort.postMessage({ id, done, locked: 0, lockErrno: 0 });
+  parentPort.postMessage({ id, done, lockErrno: 0 });
 });

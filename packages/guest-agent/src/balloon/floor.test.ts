@@ -43,6 +43,27 @@ describe('FloorGuard', () => {
     expect(d.reads).toBeLessThan(10);
   });
 
+  it("a new target's first small step goes on the last reading when it left a wide margin; the next step reads afresh", () => {
+    let available = 1000;
+    const d = domainWith(() => available);
+    const guard = new FloorGuard(d, 100);
+    expect(guard.allowsMib(32)).toBe(32);
+    expect(d.reads).toBe(1);
+    guard.reset();
+    expect(guard.allowsMib(1)).toBe(1);
+    expect(d.reads).toBe(1);
+    guard.spend(1);
+    available = 150;
+    expect(guard.allowsMib(32)).toBe(32);
+    expect(d.reads).toBe(2);
+    // Near the floor by the last reading: even the first step reads.
+    guard.spend(32);
+    available -= 32;
+    guard.reset();
+    expect(guard.allowsMib(1)).toBe(1);
+    expect(d.reads).toBe(3);
+  });
+
   it('asks for a deflate only below the band, and back to the floor', () => {
     let available = 60;
     const guard = new FloorGuard(domainWith(() => available), 64);

@@ -23,6 +23,8 @@ export function availableUnderHandOffBytes(reading: { totalBytes: number; availa
 
 /** Within this many MiB of the floor (by the last reading), every inflate step reads the domain afresh. */
 const NEAR_FLOOR_MIB = 128;
+/** Largest first step of a new target taken on the last reading (one default chunk is 1 MiB). */
+const STALE_FIRST_STEP_MAX_MIB = 4;
 
 /**
  * How far below the floor availability may dip before the balloon deflates
@@ -41,6 +43,8 @@ export class FloorGuard {
   private floorMibValue: number;
   /** MiB the last reading lets the balloon take before it must look again. */
   private budgetMib = 0;
+  /** A new target came since the last reading: the budget is from before it. */
+  private stale = false;
 
   constructor(
     private readonly domain: DomainSource | null,
@@ -65,11 +69,17 @@ export class FloorGuard {
   setFloor(floorMib: number): void {
     this.floorMibValue = this.resolve(floorMib);
     this.budgetMib = 0;
+    this.stale = false;
   }
 
-  /** Forgets the budget (a new target: the next inflate reads the domain afresh). */
+  /**
+   * A new target: the budget is from before it. Its first chunk may still
+   * go from that budget when it left a wide margin (the reaction the host
+   * sees does not wait for a /proc reading: up to ms for a process tree);
+   * every later step reads afresh.
+   */
   reset(): void {
-    this.budgetMib = 0;
+    this.stale = true;
   }
 
   /**
@@ -82,6 +92,15 @@ export class FloorGuard {
    */
   allowsMib(wantMib: number): number {
     if (!this.domain || this.floorMibValue <= 0) return wantMib;
+    if (this.stale) {
+      this.stale = false;
+      if (wantMib <= STALE_FIRST_STEP_MAX_MIB && this.budgetMib - wantMib >= NEAR_FLOOR_MIB) {
+        // Far from the floor by the last reading: one small step on it, then read.
+        this.budgetMib = wantMib;
+        return wantMib;
+      }
+      this.budgetMib = 0;
+    }
     if (this.budgetMib - wantMib < NEAR_FLOOR_MIB) {
       this.budgetMib = Math.max(0, this.availableMib(this.domain) - this.floorMibValue);
     }

@@ -1,15 +1,20 @@
 // When the balloon collects garbage on purpose. madvise hands a deflated
 // chunk's pages back at once; a full GC only unmaps the spent buffers and
 // settles V8's external-memory account, and costs milliseconds that a target
-// arriving right after should not wait for. So: after a deflate to empty or
-// after 256 MiB freed (always where madvise is unavailable: then the GC is
-// what frees the pages), a little after the move, never inside one.
+// arriving meanwhile would wait for (the GC runs on the main thread, in the
+// timers phase, before the socket's frame is read). So: after a deflate to
+// empty or after 256 MiB freed (always where madvise is unavailable: then the
+// GC is what frees the pages), once the balloon has been quiet for a while:
+// each new target pushes it back, so a burst of targets is never interleaved
+// with collections; only past 4 GiB freed does it run at the first pause.
 import { fullGc } from './gc.mjs';
 
 /** MiB freed after which a deflate ends with a collection. */
 const COLLECT_AFTER_FREED_MIB = 256;
-/** How long after a move the collection runs (a target arriving now goes first). */
-const COLLECT_DELAY_MS = 20;
+/** Quiet time (no new target, not moving) before a collection runs. */
+const COLLECT_WHEN_QUIET_MS = 200;
+/** Freed MiB after which new targets no longer push the collection back (bounds what spent buffers keep mapped). */
+const COLLECT_ANYWAY_AFTER_FREED_MIB = 4096;
 
 /** Schedules the balloon's deliberate full GCs (main thread and workers). */
 export class GcSchedule {
@@ -35,6 +40,11 @@ export class GcSchedule {
     if (!this.madviseFrees || actualMib === 0 || this.freedMib >= COLLECT_AFTER_FREED_MIB) this.schedule();
   }
 
+  /** A new target arrived: a pending collection waits for the next quiet spell. */
+  noteActivity(): void {
+    if (this.timer && this.freedMib < COLLECT_ANYWAY_AFTER_FREED_MIB) this.timer.refresh();
+  }
+
   /** Collects now, in this thread and the workers. */
   collectNow(): void {
     this.freedMib = 0;
@@ -54,7 +64,7 @@ export class GcSchedule {
       this.timer = null;
       if (!this.moving()) this.collectNow();
       else this.schedule();
-    }, COLLECT_DELAY_MS);
+    }, COLLECT_WHEN_QUIET_MS);
     this.timer.unref();
   }
 }

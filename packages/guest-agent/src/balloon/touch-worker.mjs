@@ -21,28 +21,34 @@ parentPort.on('message', (msg) => {
     fullGc()?.();
     return;
   }
-  const { id, epoch, pageWords } = msg;
+  const { id, epoch, pageWords, board } = msg;
   let lock = msg.lock && libc !== null;
   let done = 0;
-  let locked = 0;
   let lockErrno = 0;
-  for (const job of msg.jobs) {
-    if (Atomics.load(control, 0) !== epoch) break;
+  const n = msg.jobs.length;
+  // Claim the next chunk nobody has taken (the other workers share the
+  // list), commit it, mark it on the board: 1 committed, 2 also pinned.
+  while (Atomics.load(control, 0) === epoch) {
+    const i = Atomics.add(board, 0, 1);
+    if (i >= n) break;
+    const job = msg.jobs[i];
+    let pinned = false;
     if (lock) {
       const bytes = new Uint8Array(job.sab);
-      if (libc.mlock(bytes, bytes.byteLength) === 0) locked++;
+      if (libc.mlock(bytes, bytes.byteLength) === 0) pinned = true;
       else {
         lockErrno = libc.errno();
         lock = false;
       }
     }
     touchPages(job.sab, job.seed, pageWords);
+    Atomics.store(board, 1 + i, pinned ? 2 : 1);
     done++;
   }
   // Drop our references before answering, so a deflated chunk's memory
   // depends on the main thread alone.
   msg.jobs = null;
-  parentPort.postMessage({ id, done, locked, lockErrno });
+  parentPort.postMessage({ id, done, lockErrno });
 });
 // A job we cannot read would never be answered: fail loudly instead, so the
 // engine sees the worker die at once (and releases and recommits the job)

@@ -1,9 +1,12 @@
 // The balloon's worker threads: they commit (pin and touch) chunks so that
-// the main thread stays free to hear the next target. This module owns their
-// life and every way one can fail; a failure never stalls the balloon: the
-// failed job counts as not done, its chunks are handed back (the worker may
-// have touched some), a problem is reported and a new worker takes its place,
-// until too many have failed and the engine commits on the main thread.
+// the main thread stays free to hear the next target. The workers share one
+// list of chunks per step and claim them one at a time from a shared counter
+// (Atomics), so a worker that the scheduler holds back costs the step only
+// its current chunk, never half the step. This module owns their life and
+// every way one can fail; a failure never stalls the balloon: what the failed
+// worker had not marked committed counts as not done and is handed back (it
+// may have touched some), a problem is reported and a new worker takes its
+// place, until too many have failed and the engine commits on the main thread.
 import { Worker } from 'node:worker_threads';
 import { AgentError } from '../errors.js';
 import { releaseChunk, type Chunk } from './chunk-stack.js';
@@ -11,22 +14,26 @@ import { releaseChunk, type Chunk } from './chunk-stack.js';
 /** Worker failures after which the pool stops restarting workers (the main thread commits). */
 const MAX_WORKER_FAILURES = 3;
 
-/** What a worker answers for one job (see touch-worker.mjs). */
-export interface WorkerReply {
+/** What a worker answers for one job (see touch-worker.mjs); the chunks it committed are marked on the job's board. */
+interface WorkerReply {
   id: number;
-  /** Chunks committed, from the first (a cancelled job stops early). */
+  /** Chunks this worker committed. */
   done: number;
-  /** Chunks pinned, from the first. */
-  locked: number;
+  /** errno of its first refused mlock (0: none). */
+  lockErrno: number;
+}
+
+/** What a step's workers did: the chunks committed (each pinned or not), in the step's order. */
+export interface DispatchResult {
+  committed: Array<{ chunk: Chunk; locked: boolean }>;
   /** errno of the first refused mlock (0: none). */
   lockErrno: number;
 }
 
-/** A job's chunks and what the worker did with them (a failed worker's: nothing). */
-export interface JobResult {
-  chunks: Chunk[];
-  reply: WorkerReply;
-}
+/** A chunk's state on a job's board: not committed (cancelled, or its worker failed). */
+const NOT_COMMITTED = 0;
+/** …committed and pinned. */
+const COMMITTED_LOCKED = 2;
 
 /** Options of a WorkerPool. */
 export interface WorkerPoolOptions {
@@ -48,9 +55,8 @@ export interface WorkerPoolOptions {
   closing: () => boolean;
 }
 
-/** A job a worker owes us: its chunks (released if the worker fails) and its watchdog. */
+/** A job a worker owes us: how to answer it and its watchdog. */
 interface PendingJob {
-  chunks: Chunk[];
   resolve: (reply: WorkerReply) => void;
   watchdog: NodeJS.Timeout;
 }
@@ -65,7 +71,7 @@ interface WorkerSlot {
 }
 
 /** A reply that commits nothing: what a failed worker's jobs count as. */
-const NOTHING_DONE: Omit<WorkerReply, 'id'> = { done: 0, locked: 0, lockErrno: 0 };
+const NOTHING_DONE: Omit<WorkerReply, 'id'> = { done: 0, lockErrno: 0 };
 
 /** The worker threads that commit balloon chunks, with their failure handling. */
 export class WorkerPool {
@@ -96,24 +102,37 @@ export class WorkerPool {
   async warmUp(): Promise<void> {
     if (!this.usable) return;
     this.fill();
-    await Promise.all(this.slots.map((slot) => this.send(slot, [], 0, false, 1)));
+    await Promise.all(this.slots.map((slot) => this.send(slot, [], newBoard(0), 0, false, 1)));
   }
 
   /**
-   * Hands chunks to the workers, a contiguous share each; resolves when all
-   * have answered or failed. A failed worker's chunks are released and come
-   * back with nothing done: the caller commits them again (on a restarted
-   * worker, or on the main thread once workers have failed too often).
+   * Hands a step's chunks to every worker at once; each claims the next
+   * unclaimed chunk until none is left (or a newer target bumps the epoch).
+   * Resolves when all have answered or failed. Chunks not marked committed
+   * come back as not done, and where a worker failed they are handed back
+   * first (it may have touched some): the caller commits the missing MiB
+   * again (on a restarted worker, or on the main thread once workers have
+   * failed too often).
    */
-  async dispatch(chunks: Chunk[], epoch: number, lock: boolean, pageWords: number): Promise<JobResult[]> {
-    if (chunks.length === 0) return [];
+  async dispatch(chunks: Chunk[], epoch: number, lock: boolean, pageWords: number): Promise<DispatchResult> {
+    if (chunks.length === 0) return { committed: [], lockErrno: 0 };
     this.fill();
-    const slots = this.slots;
-    if (slots.length === 0) return chunks.map((c) => ({ chunks: [c], reply: { id: 0, ...NOTHING_DONE } }));
-    const per = Math.ceil(chunks.length / slots.length);
-    const shares = slots.map((slot, i) => ({ slot, list: chunks.slice(i * per, (i + 1) * per) })).filter((s) => s.list.length > 0);
-    const replies = await Promise.all(shares.map(({ slot, list }) => this.send(slot, list, epoch, lock, pageWords)));
-    return replies.map((reply, i) => ({ chunks: shares[i]!.list, reply }));
+    const board = newBoard(chunks.length);
+    const failuresBefore = this.failures;
+    const replies = await Promise.all(this.slots.map((slot) => this.send(slot, chunks, board, epoch, lock, pageWords)));
+    const someFailed = this.failures > failuresBefore;
+    const committed: DispatchResult['committed'] = [];
+    let releasedMib = 0;
+    chunks.forEach((chunk, i) => {
+      const state = Atomics.load(board, 1 + i);
+      if (state !== NOT_COMMITTED) committed.push({ chunk, locked: state === COMMITTED_LOCKED });
+      else if (someFailed) {
+        releaseChunk(chunk);
+        releasedMib += chunk.sizeMib;
+      }
+    });
+    if (releasedMib > 0) this.options.onReleased(releasedMib);
+    return { committed, lockErrno: replies.find((r) => r.lockErrno !== 0)?.lockErrno ?? 0 };
   }
 
   /** Asks every worker to collect its garbage (its clones of deflated chunks keep their memory mapped until then). */
@@ -136,7 +155,7 @@ export class WorkerPool {
     await Promise.all(slots.map((s) => withTimeout(s.worker.terminate().catch(() => undefined), waitMs)));
   }
 
-  private send(slot: WorkerSlot, list: Chunk[], epoch: number, lock: boolean, pageWords: number): Promise<WorkerReply> {
+  private send(slot: WorkerSlot, list: Chunk[], board: Int32Array, epoch: number, lock: boolean, pageWords: number): Promise<WorkerReply> {
     return new Promise<WorkerReply>((resolve) => {
       const id = this.nextJobId++;
       const jobMib = list.reduce((sum, c) => sum + c.sizeMib, 0);
@@ -149,11 +168,11 @@ export class WorkerPool {
         resolve({ id, ...NOTHING_DONE });
         return;
       }
-      slot.pending.set(id, { chunks: list, resolve, watchdog });
+      slot.pending.set(id, { resolve, watchdog });
       // Keep the process alive while a worker owes us chunks.
       slot.worker.ref();
       try {
-        slot.worker.postMessage({ id, epoch, pageWords, lock, jobs: list.map((c) => ({ sab: c.sab, seed: c.seed })) });
+        slot.worker.postMessage({ id, epoch, pageWords, lock, board, jobs: list.map((c) => ({ sab: c.sab, seed: c.seed })) });
       } catch (err) {
         this.fail(slot, 'could not be sent a job', err);
       }
@@ -196,29 +215,21 @@ export class WorkerPool {
   }
 
   /**
-   * Takes a failed worker out of the pool: its jobs count as not done and
-   * their chunks are released (it may have pinned and touched some before
-   * it failed), and the failure is reported. Idempotent.
+   * Takes a failed worker out of the pool: its jobs are answered as done
+   * by the others (dispatch hands back what nobody marked committed), and
+   * the failure is reported. Idempotent.
    */
   private fail(slot: WorkerSlot, what: string, cause?: unknown): void {
     if (slot.dead) return;
     slot.dead = true;
     this.slots = this.slots.filter((s) => s !== slot);
-    let lostMib = 0;
-    for (const job of slot.pending.values()) {
-      clearTimeout(job.watchdog);
-      for (const chunk of job.chunks) {
-        releaseChunk(chunk);
-        lostMib += chunk.sizeMib;
-      }
-    }
+    for (const job of slot.pending.values()) clearTimeout(job.watchdog);
     const jobs = [...slot.pending.entries()];
     slot.pending.clear();
     // Not awaited: a thread stuck in native code may never finish terminating.
     slot.worker.terminate().catch(() => undefined);
     slot.worker.unref();
-    if (lostMib > 0) this.options.onReleased(lostMib);
-    this.noteFailure(slot.serial, lostMib > 0 ? `${what} (${lostMib} MiB of its job to be committed again)` : what, cause);
+    this.noteFailure(slot.serial, jobs.length > 0 ? `${what} (what it had not committed is committed again)` : what, cause);
     for (const [id, job] of jobs) job.resolve({ id, ...NOTHING_DONE });
   }
 
@@ -232,6 +243,11 @@ export class WorkerPool {
     const why = cause === undefined ? '' : `: ${cause instanceof Error ? cause.message : String(cause)}`;
     this.options.onProblem(new AgentError('worker_failed', `balloon worker ${serial} ${what}${why}; ${next}`, cause === undefined ? undefined : { cause }));
   }
+}
+
+/** A job's board: [0] the next chunk to claim, [1 + i] chunk i's state (0 not committed, 1 committed, 2 committed and pinned). */
+function newBoard(chunkCount: number): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(4 * (1 + chunkCount)));
 }
 
 /** The promise's value, or 'timeout' after timeoutMs. */

@@ -59,6 +59,16 @@ function positiveInt(flag: string, value: string | undefined, min = 1): number {
   return n;
 }
 
+/** Variables only the agent may see: the workload it wraps does not inherit them (a workload with the VM's token could speak for the VM). */
+export const AGENT_ONLY_ENV = ['MEMBALLOON_TOKEN'] as const;
+
+/** The environment of the wrapped workload: the agent's, less its credential. */
+export function workloadEnv(env: Readonly<Record<string, string | undefined>>): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = { ...env };
+  for (const k of AGENT_ONLY_ENV) delete out[k];
+  return out;
+}
+
 /**
  * Parses argv (without node and the script) and the environment into a
  * frozen config; `stderrIsTty` makes pretty logs the default.

@@ -15,8 +15,8 @@ function hasCgroupLimit(): boolean {
 
 const BIN = fileURLToPath(new URL('../../bin/balloon-agent.mjs', import.meta.url));
 
-function run(args: string[]): { child: ChildProcess; stderr: () => string; exit: Promise<[number | null, NodeJS.Signals | null]> } {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function run(args: string[], env: NodeJS.ProcessEnv = process.env): { child: ChildProcess; stderr: () => string; exit: Promise<[number | null, NodeJS.Signals | null]> } {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   return { child, stderr: () => err, exit: once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]> };
@@ -55,6 +55,20 @@ describe('balloon-agent CLI', () => {
     const [code] = await exit;
     expect(code).toBe(3);
     await poll(() => host.received(conn, 'goodbye')[0], 'Goodbye');
+  });
+
+  it('keeps its token from the workload it wraps (MEMBALLOON_TOKEN is not inherited)', async () => {
+    const probe = 'process.exit(process.env.MEMBALLOON_TOKEN === undefined && process.env.WORKLOAD_SEES === "yes" ? 0 : 9)';
+    const { exit } = run(['--host', host.url, '--name', 'env-vm', '--log-level', 'silent', '--memory-mib', '256', '--', process.execPath, '-e', probe], {
+      ...process.env,
+      MEMBALLOON_TOKEN: 'secret-token',
+      WORKLOAD_SEES: 'yes',
+    });
+    const conn = await poll(() => host.latest, 'a connection');
+    // The agent itself did use the token.
+    expect((await poll(() => host.received(conn, 'hello')[0], 'Hello')).credential).toBe('secret-token');
+    host.welcome(conn, { targetMib: 0, generation: 1 });
+    expect((await exit)[0]).toBe(0);
   });
 
   it('--log-pretty: human-readable lines that name the host URL it connects to', async () => {

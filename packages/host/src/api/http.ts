@@ -7,6 +7,31 @@ import type { ApiErrorView } from '../service/views.js';
 /** Largest JSON body the admin API reads, in bytes. */
 export const MAX_BODY_BYTES = 64 * 1024;
 
+/**
+ * Deepest nesting of objects and arrays a body may have. The API's bodies
+ * are flat; a value nested thousands deep parses fine but overflows the stack
+ * of whatever later formats it (String(), JSON.stringify, a log line), which
+ * was a 500. Refused before parsing, as bad input.
+ */
+export const MAX_JSON_DEPTH = 32;
+
+/** The nesting depth of JSON text, counted without recursion (brackets inside strings do not count). */
+export function jsonDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) deepest = Math.max(deepest, ++depth);
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return deepest;
+}
+
 /** Sends a JSON answer (with `headers` beside the usual ones). */
 export function sendJson(res: ServerResponse, status: number, value: unknown, headers: Readonly<Record<string, string>> = {}): void {
   const body = JSON.stringify(value);
@@ -25,6 +50,12 @@ export function sendError(res: ServerResponse, err: unknown, headers: Readonly<R
   sendJson(res, e.httpStatus, view, headers);
 }
 
+/** 405 with the `Allow` header the HTTP spec asks for (set now; sendError keeps headers already set). */
+export function methodNotAllowed(res: ServerResponse, method: string, path: string, allow: readonly string[]): HostError {
+  res.setHeader('allow', allow.join(', '));
+  return new HostError('method_not_allowed', `${method} is not allowed on ${path} (use ${allow.join(' or ')})`);
+}
+
 /** Reads a JSON object body (at most MAX_BODY_BYTES); invalid_argument otherwise. */
 export async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];
@@ -36,6 +67,7 @@ export async function readJson(req: IncomingMessage): Promise<Record<string, unk
   }
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.trim() === '') return {};
+  if (jsonDepth(text) > MAX_JSON_DEPTH) throw new HostError('invalid_argument', `the request body is nested deeper than ${MAX_JSON_DEPTH} levels`);
   let value: unknown;
   try {
     value = JSON.parse(text);

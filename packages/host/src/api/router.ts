@@ -2,13 +2,14 @@
 // use), plus the mounts of the dashboard and /metrics. Each route is a thin
 // translation from HTTP to one HostService call.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { bearerOf, tokenMatches } from '../auth/tokens.js';
+import type { Logger } from 'pino';
+import { bearerOf, tokenMatches, TokenVerifier } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
 import type { HostService } from '../service/host-service.js';
 import type { GuestLauncher } from '../guests/launcher.js';
 import { routeGuests } from './guest-routes.js';
 import { parseCreateVm, parseVmPatchInput } from '../service/vm-settings.js';
-import { readJson, sendError, sendJson } from './http.js';
+import { methodNotAllowed, readJson, sendError, sendJson } from './http.js';
 
 /** Something mounted on the HTTP server that may serve a request (the dashboard). */
 export interface HttpMount {
@@ -37,37 +38,75 @@ export interface RouterMounts {
   adminTokenHash?: string;
   /** The guests the host starts and owns (startvm, poweroff, modifyvm --cgroup); absent: those routes answer not_found. */
   guests?: GuestLauncher;
-  /** Told of every request refused for a missing or wrong admin token (counted in /metrics). */
-  onUnauthorized?: () => void;
+  /**
+   * Hash of the read-only token: it reads (GET and HEAD of /metrics and
+   * /api/v1/…, the dashboard's event stream included) and changes nothing.
+   * Any other method with it is refused `forbidden`, so startvm and any route
+   * added later are admin-only unless they only read.
+   */
+  readonlyTokenHash?: string;
+  /** Told of every request refused for a missing or wrong token (`unauthorized`) or a change with the read-only one (`forbidden`). */
+  onUnauthorized?: (reason: 'unauthorized' | 'forbidden') => void;
+  /** Where every answer of 500 and above is logged, with its stack (default: nowhere). */
+  logger?: Logger;
+}
+
+/** The response header that tells a client (the dashboard) what its token may do: `admin` or `read-only`. */
+export const ACCESS_HEADER = 'x-memballoon-access';
+
+/** What a request's token may do. */
+export type Access = 'admin' | 'read-only';
+
+/** The access a bearer token grants, or undefined for none (pure, for the router and its tests). */
+export function accessOf(token: string | undefined, mounts: Pick<RouterMounts, 'adminTokenHash' | 'readonlyTokenHash'>): Access | undefined {
+  if (token === undefined) return undefined;
+  if (mounts.adminTokenHash !== undefined && tokenMatches(token, mounts.adminTokenHash)) return 'admin';
+  if (mounts.readonlyTokenHash !== undefined && tokenMatches(token, mounts.readonlyTokenHash)) return 'read-only';
+  return undefined;
 }
 
 const API = '/api/v1';
 
 /** Makes the request handler of the host's HTTP server. */
 export function createRouter(service: HostService, mounts: RouterMounts): (req: IncomingMessage, res: ServerResponse) => void {
+  const admin = mounts.adminTokenHash === undefined ? undefined : new TokenVerifier(mounts.adminTokenHash);
   return (req, res) => {
-    void route(service, mounts, req, res).catch((err) => sendError(res, err));
+    void route(service, mounts, admin, req, res).catch((err: unknown) => {
+      const e = HostError.from(err);
+      // A 5xx is the host's fault, never the client's: always worth a line,
+      // with the stack of what was thrown (the cause when it was wrapped).
+      if (e.httpStatus >= 500) mounts.logger?.error({ err, code: e.code, method: req.method, path: req.url }, `admin request failed: ${e.message}`);
+      sendError(res, e);
+    });
   };
 }
 
-async function route(service: HostService, mounts: RouterMounts, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function route(service: HostService, mounts: RouterMounts, admin: TokenVerifier | undefined, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://host.invalid');
   const path = url.pathname;
   const method = req.method ?? 'GET';
 
-  // Everything that reads or changes state needs the admin token; only the
-  // dashboard's static shell (which holds no data) is open.
+  // Everything that reads state needs a token (admin or read-only), and
+  // everything that changes it the admin token; only the dashboard's static
+  // shell (which holds no data) is open.
   if (mounts.adminTokenHash !== undefined && (path === '/metrics' || path.startsWith('/api/'))) {
     const token = bearerOf(req.headers.authorization);
-    if (token === undefined || !tokenMatches(token, mounts.adminTokenHash)) {
-      mounts.onUnauthorized?.();
+    // The admin token is checked through its verifier (the last match remembered: no hash per request).
+    const access: Access | undefined = token !== undefined && admin?.matches(token) ? 'admin' : accessOf(token, { readonlyTokenHash: mounts.readonlyTokenHash });
+    if (access === undefined) {
+      mounts.onUnauthorized?.('unauthorized');
       res.setHeader('www-authenticate', 'Bearer realm="memballoon"');
       throw new HostError('unauthorized', token === undefined ? 'the admin API needs `Authorization: Bearer <admin token>` (the token is in <data-dir>/admin.token)' : 'the admin token is wrong');
     }
+    if (access === 'read-only' && method !== 'GET' && method !== 'HEAD') {
+      mounts.onUnauthorized?.('forbidden');
+      throw new HostError('forbidden', `the read-only token may not ${method} ${path}: changes need the admin token`);
+    }
+    res.setHeader(ACCESS_HEADER, access);
   }
 
   if (path === '/metrics' && mounts.metrics) {
-    if (method !== 'GET') throw methodNotAllowed(method, path);
+    if (method !== 'GET') throw methodNotAllowed(res, method, path, ['GET']);
     const text = await mounts.metrics.render();
     res.writeHead(200, { 'content-type': mounts.metrics.contentType });
     res.end(text);
@@ -80,11 +119,11 @@ async function route(service: HostService, mounts: RouterMounts, req: IncomingMe
   const [resource, name, sub, extra] = parts;
 
   if (resource === 'host' && parts.length === 1) {
-    if (method !== 'GET') throw methodNotAllowed(method, path);
+    if (method !== 'GET') throw methodNotAllowed(res, method, path, ['GET']);
     return sendJson(res, 200, service.hostView());
   }
   if (resource === 'metrics' && parts.length === 1) {
-    if (method !== 'GET') throw methodNotAllowed(method, path);
+    if (method !== 'GET') throw methodNotAllowed(res, method, path, ['GET']);
     if (!mounts.metrics) throw new HostError('not_found', 'metrics are not available on this host');
     return sendJson(res, 200, queryMetrics(mounts.metrics, url.searchParams.get('vm') ?? undefined, url.searchParams.get('metric') ?? undefined));
   }
@@ -95,7 +134,7 @@ async function route(service: HostService, mounts: RouterMounts, req: IncomingMe
         const body = await readJson(req);
         return sendJson(res, 201, service.createVm(parseCreateVm({ name: body.name, memoryMib: body.memoryMib })));
       }
-      throw methodNotAllowed(method, path);
+      throw methodNotAllowed(res, method, path, ['GET', 'POST']);
     }
     if (sub === undefined) {
       if (method === 'GET') return sendJson(res, 200, service.vmView(name));
@@ -109,11 +148,11 @@ async function route(service: HostService, mounts: RouterMounts, req: IncomingMe
         if (await routeGuests(mounts.guests, service, name, undefined, req, res, body)) return;
         return sendJson(res, 200, service.modifyVm(name, parseVmPatchInput(body)));
       }
-      throw methodNotAllowed(method, path);
+      throw methodNotAllowed(res, method, path, ['GET', 'DELETE', 'PATCH']);
     }
     if (extra === undefined && (await routeGuests(mounts.guests, service, name, sub, req, res))) return;
     if (sub === 'balloon' && extra === undefined) {
-      if (method !== 'PUT') throw methodNotAllowed(method, path);
+      if (method !== 'PUT') throw methodNotAllowed(res, method, path, ['PUT']);
       const body = await readJson(req);
       return sendJson(res, 202, await service.setBalloon(name, targetMibOf(body.targetMib), 'controlvm'));
     }
@@ -129,9 +168,6 @@ function decodePart(part: string): string {
   }
 }
 
-function methodNotAllowed(method: string, path: string): HostError {
-  return new HostError('invalid_argument', `${method} is not allowed on ${path}`);
-}
 
 function queryMetrics(metrics: MetricsMount, vm?: string, metric?: string): unknown {
   return metrics.query(vm, metric);

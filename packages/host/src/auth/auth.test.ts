@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { listenProblem } from './listen.js';
-import { bearerOf, ensureAdminToken, generateToken, hashToken, isLoopback, readAdminToken, tokenMatches } from './tokens.js';
+import { bearerOf, ensureAdminToken, generateToken, hashToken, isLoopback, readAdminToken, tokenMatches, TokenVerifier } from './tokens.js';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -32,6 +32,19 @@ describe('tokens', () => {
     for (const wrong of ['', t.slice(1), `${t} `, t.toUpperCase(), generateToken()]) expect(tokenMatches(wrong, h)).toBe(false);
     expect(tokenMatches(t, 'plain-text')).toBe(false);
     expect(tokenMatches(t, 'sha256:abc')).toBe(false);
+  });
+
+  it('are verified against their hash with the last match remembered, and a wrong one never passes after a right one', () => {
+    const t = generateToken();
+    const v = new TokenVerifier(hashToken(t));
+    expect(v.matches(generateToken())).toBe(false);
+    expect(v.matches(t)).toBe(true);
+    expect(v.matches(t)).toBe(true);
+    // Same length, one character changed; shorter; longer; empty.
+    const flipped = `${t.slice(0, -1)}${t.endsWith('A') ? 'B' : 'A'}`;
+    for (const wrong of [flipped, t.slice(1), `${t}x`, '']) expect(v.matches(wrong)).toBe(false);
+    expect(v.matches(t)).toBe(true);
+    expect(new TokenVerifier('plain-text').matches(t)).toBe(false);
   });
 
   it('read a Bearer header and nothing else', () => {

@@ -19,6 +19,9 @@ export const TOKEN_BYTES = 32;
 /** The admin token's file inside the data directory (mode 0600). */
 export const ADMIN_TOKEN_FILE = 'admin.token';
 
+/** The read-only token's file beside it (same rules): reads /metrics and the API's GETs, changes nothing. */
+export const READONLY_TOKEN_FILE = 'readonly.token';
+
 /** A fresh token: 32 random bytes, base64url (43 characters, safe in URLs, headers and shells). */
 export function generateToken(): string {
   return randomBytes(TOKEN_BYTES).toString('base64url');
@@ -35,6 +38,31 @@ export function tokenMatches(token: string, storedHash: string): boolean {
   const expected = Buffer.from(storedHash.slice('sha256:'.length), 'hex');
   const actual = createHash('sha256').update(token, 'utf8').digest();
   return expected.length === actual.length && timingSafeEqual(expected, actual);
+}
+
+/**
+ * Checks tokens against one stored hash, remembering the last token that
+ * matched: a client sends the same admin token with every request, and at a
+ * few hundred requests a second the SHA-256 of each was a twentieth of the
+ * host's CPU. The remembered token is compared in constant time as well.
+ */
+export class TokenVerifier {
+  readonly #storedHash: string;
+  #known: Buffer | undefined;
+
+  constructor(storedHash: string) {
+    this.#storedHash = storedHash;
+  }
+
+  /** Whether `token` matches the stored hash (tokenMatches, with the last match remembered). */
+  matches(token: string): boolean {
+    const presented = Buffer.from(token, 'utf8');
+    const known = this.#known;
+    if (known !== undefined && known.length === presented.length && timingSafeEqual(known, presented)) return true;
+    if (!tokenMatches(token, this.#storedHash)) return false;
+    this.#known = presented;
+    return true;
+  }
 }
 
 /** The Bearer token of an Authorization header, or undefined. */
@@ -59,9 +87,9 @@ export function isLoopback(host: string): boolean {
  * a link, not ours, or readable by others (whoever reads it controls every
  * balloon), or one that holds no token.
  */
-export function ensureAdminToken(dataDir: string): { token: string; path: string; created: boolean } {
+export function ensureAdminToken(dataDir: string, file = ADMIN_TOKEN_FILE): { token: string; path: string; created: boolean } {
   ensurePrivateDir(dataDir);
-  const path = join(dataDir, ADMIN_TOKEN_FILE);
+  const path = join(dataDir, file);
   // O_EXCL: never overwrite a token another start created meanwhile.
   const created = createPrivateFile(path, `${generateToken()}\n`);
   const token = (readPrivateFile(path) ?? '').trim();
@@ -69,12 +97,17 @@ export function ensureAdminToken(dataDir: string): { token: string; path: string
   return { token, path, created };
 }
 
+/** `<dataDir>/readonly.token`, made and checked as the admin token is (0600, never overwritten). */
+export function ensureReadonlyToken(dataDir: string): { token: string; path: string; created: boolean } {
+  return ensureAdminToken(dataDir, READONLY_TOKEN_FILE);
+}
+
 /**
  * Reads the admin token from a data directory (balloonctl on the same
  * machine); undefined if there is none. The same checks as the host's: a
  * link or a file others could have written is refused, not sent.
  */
-export function readAdminToken(dataDir: string): string | undefined {
-  const t = readPrivateFile(join(dataDir, ADMIN_TOKEN_FILE), { ownedByUs: false, unreadableIsMissing: true })?.trim();
+export function readAdminToken(dataDir: string, file = ADMIN_TOKEN_FILE): string | undefined {
+  const t = readPrivateFile(join(dataDir, file), { ownedByUs: false, unreadableIsMissing: true })?.trim();
   return t === '' ? undefined : t;
 }

@@ -7,8 +7,9 @@ import pretty from 'pino-pretty';
 import { HOST_USAGE, loadHostConfig, type HostConfig } from '../config.js';
 import { HostError } from '../errors.js';
 import { startHost } from '../server.js';
-import { join } from 'node:path';
-import { ADMIN_TOKEN_FILE } from '../auth/tokens.js';
+import { join, resolve } from 'node:path';
+import { ADMIN_TOKEN_FILE, READONLY_TOKEN_FILE } from '../auth/tokens.js';
+import { writeHostRecord } from './host-record.js';
 
 function fatal(message: string): never {
   process.stderr.write(`balloon-host: ${message}\n`);
@@ -26,9 +27,14 @@ if (config.help) {
   process.exit(0);
 }
 
+// JSON logs go out asynchronously (pino's own exit handler flushes them):
+// at 1,000 guests a write(2) per line was a tenth of the host's CPU; written
+// asynchronously, the lines that arrive while one write is in flight go out
+// together in the next. The price: a kill -9 loses the lines of that last
+// write in flight, at most a few milliseconds' worth.
 const logger = config.logPretty
   ? pino({ level: config.logLevel }, pretty({ colorize: Boolean(process.stdout.isTTY), sync: true }))
-  : pino({ level: config.logLevel });
+  : pino({ level: config.logLevel }, pino.destination({ dest: 1, sync: false }));
 
 let host;
 try {
@@ -65,9 +71,20 @@ if (config.insecureNoAuth) {
   logger.warn('authentication is OFF (--insecure-no-auth): any local process may drive the balloons; loopback only');
 }
 logger.info(
-  { url: host.url, poolSizeMib: config.poolSizeMib, dataDir: config.dataDir, autoRegister: config.autoRegister, auth: config.insecureNoAuth ? 'off' : 'tokens', adminTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, ADMIN_TOKEN_FILE) },
+  { url: host.url, poolSizeMib: config.poolSizeMib, dataDir: config.dataDir, autoRegister: config.autoRegister, auth: config.insecureNoAuth ? 'off' : 'tokens', adminTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, ADMIN_TOKEN_FILE), readonlyTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, READONLY_TOKEN_FILE) },
   'balloon-host listening',
 );
+
+// Tells balloonctl on this machine where this host's data directory (and so
+// its admin token) is, so that plain `balloonctl list vms` works after
+// `npm start`. Best effort: a host that cannot write it still serves.
+let removeRecord = (): void => {};
+try {
+  removeRecord = writeHostRecord(config.runtimeDir, { url: host.url, dataDir: resolve(config.dataDir), pid: process.pid });
+} catch (err) {
+  logger.warn({ err, runtimeDir: config.runtimeDir }, 'could not record where this host is: balloonctl will need --data-dir or --admin-token');
+}
+process.on('exit', () => removeRecord());
 
 let stopping = false;
 const stop = (signal: string) => {

@@ -5,13 +5,25 @@
 // than the rest of balloonctl together (issue 15: a CLI that answers at once).
 import type { IncomingMessage, RequestOptions } from 'node:http';
 import { HostError, isHostErrorCode } from '../errors.js';
+import type { MetricRow } from '../metrics/query.js';
 import type { ApiErrorView, HostView, VmView } from '../service/views.js';
+import type { TokenLookup } from './ctl-config.js';
+
+/** The one line that says why the host refused the admin token, naming where balloonctl looked. */
+export function unauthorizedText(baseUrl: string, lookup: TokenLookup | undefined, hostMessage: string): string {
+  if (lookup?.token !== undefined) {
+    return `the host at ${baseUrl} refused the admin token from ${lookup.source} (${hostMessage})`;
+  }
+  const tried = ['--admin-token', 'MEMBALLOON_ADMIN_TOKEN', ...(lookup?.triedFiles ?? [])].join(', ');
+  return `the host at ${baseUrl} needs the admin token and none was found (tried ${tried}); pass --admin-token T, --data-dir DIR or --host URL of the host that wrote it`;
+}
 
 /** The admin API of one host. */
 export class AdminClient {
   constructor(
     readonly baseUrl: string,
     private readonly adminToken?: string,
+    private readonly tokenLookup?: TokenLookup,
   ) {}
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -38,9 +50,11 @@ export class AdminClient {
     }
     if (res.status < 200 || res.status > 299) {
       const e = (value as ApiErrorView | undefined)?.error;
-      const hint = res.status === 401 ? ' (balloonctl reads the admin token from <data-dir>/admin.token; or pass --admin-token / MEMBALLOON_ADMIN_TOKEN)' : '';
+      const message = e?.message ?? `the host answered ${res.status} ${res.statusText}`;
       // A code this balloonctl does not know (a newer host) is still an error: internal.
-      throw new HostError(isHostErrorCode(e?.code) ? e.code : 'internal', `${e?.message ?? `the host answered ${res.status} ${res.statusText}`}${hint}`);
+      const code = isHostErrorCode(e?.code) ? e.code : res.status === 401 ? 'unauthorized' : 'internal';
+      // The host's own hint names <data-dir>/admin.token; ours names the files looked at, once.
+      throw new HostError(code, res.status === 401 ? unauthorizedText(this.baseUrl, this.tokenLookup, message) : message);
     }
     return value as T;
   }
@@ -91,7 +105,7 @@ export class AdminClient {
   }
 
   /** GET /metrics?vm=&metric= */
-  metrics(vm?: string, metric?: string): Promise<unknown> {
+  metrics(vm?: string, metric?: string): Promise<MetricRow[]> {
     const q = new URLSearchParams();
     if (vm !== undefined) q.set('vm', vm);
     if (metric !== undefined) q.set('metric', metric);

@@ -1,7 +1,7 @@
 // Human-readable output of balloonctl, in VBoxManage's "Key: value" manner.
 // Scripts should use --json; these lines are for people.
 import type { HostView, VmView } from '../service/views.js';
-import type { ShortfallReason } from '@memballoon/protocol';
+import type { LockState, ShortfallReason } from '@memballoon/protocol';
 
 const pad = (key: string) => `${key}:`.padEnd(26);
 
@@ -21,7 +21,7 @@ export function formatVm(vm: VmView): string {
     `${pad('Page fusion')}${vm.pageFusion ? 'on' : 'off'}`,
     `${pad('Balloon policy')}${vm.balloonPolicy}`,
     `${pad('Memory min')}${vm.memoryMinMib} MiB`,
-    `${pad('Balloon max')}${vm.balloonMaxMib === 0 ? '(90 % rule)' : `${vm.balloonMaxMib} MiB`}`,
+    `${pad('Balloon max')}${vm.balloonMaxMib === null ? 'not set (the 90 % rule alone)' : `${vm.balloonMaxMib} MiB`}`,
     `${pad('Memory weight')}${vm.memoryWeight}`,
     `${pad('Memory buffer')}${vm.memoryBufferPercent} %`,
   ];
@@ -29,7 +29,7 @@ export function formatVm(vm: VmView): string {
     const b = vm.balloon;
     lines.push(
       `${pad('Balloon target')}${b.targetMib} MiB (generation ${b.generation})`,
-      `${pad('Balloon actual')}${b.actualMib} MiB (locked ${b.lockedMib} MiB, ${b.lock}${b.handedOffMib > 0 ? `; handed off ${b.handedOffMib} MiB` : ''})`,
+      `${pad('Balloon actual')}${b.actualMib} MiB${pinnedText(b.actualMib - b.handedOffMib, b.lockedMib, b.lock)}${b.handedOffMib > 0 ? ` (handed off ${b.handedOffMib} MiB)` : ''}`,
       `${pad('Balloon state')}${b.state}${b.reason !== 'none' ? ` (${reasonText(b.reason)})` : ''}`,
       `${pad('Held of pool')}${vm.heldMib ?? 0} MiB`,
       `${pad('Agent pid')}${vm.pid ?? '?'}`,
@@ -81,6 +81,80 @@ export function formatHost(h: HostView): string {
         ]
       : []),
   ].join('\n');
+}
+
+/** How much of the balloon is pinned, said once: nothing when all of it is, else how much and why not more. */
+export function pinnedText(actualMib: number, lockedMib: number, lock: LockState): string {
+  if (actualMib === 0 || (lock === 'locked' && lockedMib >= actualMib)) return '';
+  const why: Record<LockState, string> = {
+    unspecified: 'the guest has not said why',
+    locked: 'the rest is being pinned',
+    not_permitted: 'the guest may not pin memory (needs root or CAP_IPC_LOCK)',
+    unsupported: 'the guest cannot pin memory',
+    disabled: 'pinning is off (--no-lock)',
+  };
+  return ` (${lockedMib === 0 ? 'none' : `${lockedMib} MiB`} pinned: ${why[lock]})`;
+}
+
+/**
+ * `showvminfo NAME --machinereadable`: VBoxManage's key="value" lines. Keys
+ * VBoxManage has keep its names (name, VMState, memory, GuestMemoryBalloon,
+ * pagefusion); ours are the --json field names, flattened, with their units.
+ * Numbers are bare and strings quoted, as VBoxManage prints them, so a shell
+ * can `eval` the output; a setting that is not set is left out.
+ */
+export function formatVmMachineReadable(vm: VmView): string {
+  const pairs: Array<[string, string | number | undefined]> = [
+    ['name', vm.name],
+    ['VMState', vm.state],
+    ['memory', vm.memoryMib],
+    ['GuestMemoryBalloon', vm.defaultBalloonMib],
+    ['pagefusion', vm.pageFusion ? 'on' : 'off'],
+    ['balloonPolicy', vm.balloonPolicy],
+    ['memoryMinMib', vm.memoryMinMib],
+    ['balloonMaxMib', vm.balloonMaxMib ?? undefined],
+    ['memoryWeight', vm.memoryWeight],
+    ['memoryBufferPercent', vm.memoryBufferPercent],
+  ];
+  const b = vm.balloon;
+  if (b) {
+    pairs.push(
+      ['balloonTargetMib', b.targetMib],
+      ['balloonActualMib', b.actualMib],
+      ['balloonLockedMib', b.lockedMib],
+      ['balloonState', b.state],
+      ['balloonReason', b.reason],
+      ['balloonLock', b.lock],
+      ['balloonGeneration', b.generation],
+      ['heldMib', vm.heldMib],
+      ['pid', vm.pid],
+      ['sharableMib', vm.sharableMib === undefined ? undefined : mib1(vm.sharableMib)],
+      ['sharedMib', vm.sharedMib === undefined ? undefined : mib1(vm.sharedMib)],
+      ['startedAtMs', vm.startedAtMs],
+    );
+  }
+  const s = vm.stats;
+  if (s) {
+    pairs.push(
+      ['guestTotalMib', s.totalMib],
+      ['guestFreeMib', s.freeMib],
+      ['guestAvailableMib', s.availableMib],
+      ['guestCacheMib', s.cacheMib],
+      ['guestPsiSomeAvg10Percent', s.psiSomeAvg10Percent],
+      ['guestPsiFullAvg10Percent', s.psiFullAvg10Percent],
+      ['guestDomain', s.domain],
+      ['statsReceivedAtMs', s.receivedAtMs],
+    );
+  }
+  return pairs
+    .filter((p): p is [string, string | number] => p[1] !== undefined)
+    .map(([key, value]) => `${key}=${typeof value === 'number' ? String(value) : quote(value)}`)
+    .join('\n');
+}
+
+/** A string as VBoxManage quotes it: in double quotes, with \\, \" and \n escaped. */
+function quote(value: string): string {
+  return `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`;
 }
 
 // Page fusion figures come in pages (1/256 MiB): one decimal is enough.

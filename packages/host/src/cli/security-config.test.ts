@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadHostConfig } from '../config.js';
+import { HostError } from '../errors.js';
 import { loadCtlConfig } from './ctl-config.js';
+import { writeHostRecord } from './host-record.js';
 
 describe('balloon-host security flags', () => {
   it('are off by default and read from flags and env', () => {
@@ -35,11 +37,35 @@ describe('balloonctl admin token', () => {
 
   it('is the default data dir’s file, or nothing', () => {
     const xdg = mkdtempSync(join(tmpdir(), 'memballoon-xdg-'));
-    expect(loadCtlConfig(['list'], { XDG_DATA_HOME: xdg }).adminToken).toBeUndefined();
+    const env = { XDG_DATA_HOME: xdg, MEMBALLOON_RUNTIME_DIR: join(xdg, 'run') };
+    expect(loadCtlConfig(['list'], env).adminToken).toBeUndefined();
+    expect(loadCtlConfig(['list'], env).tokenLookup.triedFiles).toEqual([join(xdg, 'memballoon', 'admin.token')]);
     mkdirSync(join(xdg, 'memballoon'));
     writeFileSync(join(xdg, 'memballoon', 'admin.token'), 'default-dir\n', { mode: 0o600 });
-    expect(loadCtlConfig(['list'], { XDG_DATA_HOME: xdg }).adminToken).toBe('default-dir');
+    expect(loadCtlConfig(['list'], env).adminToken).toBe('default-dir');
     rmSync(xdg, { recursive: true, force: true });
+  });
+
+  it("is the data dir's of the host recorded at the URL before the default one; an explicit data dir wins", () => {
+    const root = mkdtempSync(join(tmpdir(), 'memballoon-rec-'));
+    const env = { XDG_DATA_HOME: join(root, 'xdg'), MEMBALLOON_RUNTIME_DIR: join(root, 'run') };
+    mkdirSync(join(root, 'demo'));
+    writeFileSync(join(root, 'demo', 'admin.token'), 'recorded\n', { mode: 0o600 });
+    writeHostRecord(env.MEMBALLOON_RUNTIME_DIR, { url: 'http://127.0.0.1:7450', dataDir: join(root, 'demo'), pid: process.pid });
+    const found = loadCtlConfig(['list'], env);
+    expect(found.tokenLookup).toEqual({ token: 'recorded', source: join(root, 'demo', 'admin.token'), triedFiles: [join(root, 'demo', 'admin.token')] });
+    expect(loadCtlConfig(['--host', 'http://127.0.0.1:7451', 'list'], env).adminToken).toBeUndefined();
+    expect(loadCtlConfig(['--data-dir', dir, 'list'], env).adminToken).toBe('from-file');
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('takes --json, --help and --version anywhere; a flag without its value is refused', () => {
+    const c = loadCtlConfig(['showvminfo', '--help', 'a', '--json', '--data-dir', dir], {});
+    expect(c).toMatchObject({ help: true, json: true, version: false, args: ['showvminfo', 'a'] });
+    expect(loadCtlConfig(['--version'], { MEMBALLOON_RUNTIME_DIR: dir }).version).toBe(true);
+    expect(() => loadCtlConfig(['--host'], {})).toThrow(HostError);
+    expect(() => loadCtlConfig(['--data-dir', '--json'], {})).toThrow(/--data-dir needs a value/);
+    expect(() => loadCtlConfig(['--host', 'ftp://x'], {})).toThrow(/must start with http/);
   });
 
   it('needs a value after --admin-token', () => {

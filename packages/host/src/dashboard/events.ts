@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendError } from '../api/http.js';
 import { HostError } from '../errors.js';
 import type { HostView, VmView } from '../service/views.js';
+import type { HistoryEvent } from './history.js';
 
 /** What one `snapshot` event carries. */
 export interface SnapshotEvent {
@@ -26,6 +27,8 @@ export interface EventStreamOptions {
   maxClients?: number;
   /** How long a browser waits before reconnecting, sent as `retry:` (default 2000). */
   retryMs?: number;
+  /** The charts' history, sent once to each client as `event: history` before its first snapshot. */
+  historyEvent?: () => HistoryEvent;
 }
 
 interface Client {
@@ -42,6 +45,7 @@ export class EventStream {
   readonly #minIntervalMs: number;
   readonly #maxClients: number;
   readonly #retryMs: number;
+  readonly #history: (() => HistoryEvent) | undefined;
   readonly #clients = new Set<Client>();
   readonly #keepAlive: NodeJS.Timeout;
   #timer: NodeJS.Timeout | undefined;
@@ -53,6 +57,7 @@ export class EventStream {
     this.#minIntervalMs = options.minIntervalMs ?? 250;
     this.#maxClients = options.maxClients ?? 64;
     this.#retryMs = options.retryMs ?? 2000;
+    this.#history = options.historyEvent;
     this.#keepAlive = setInterval(() => this.#writeAll(': keep-alive\n\n'), options.keepAliveMs ?? 15_000);
     this.#keepAlive.unref();
   }
@@ -97,7 +102,7 @@ export class EventStream {
         if (latest !== undefined) this.#write(client, latest);
       }
     });
-    this.#write(client, `retry: ${this.#retryMs}\n\n${frame}`);
+    this.#write(client, `retry: ${this.#retryMs}\n\n${this.#historyFrame()}${frame}`);
   }
 
   /** Notes that the host changed: a snapshot goes out now, or once the interval since the last one has passed. */
@@ -141,6 +146,16 @@ export class EventStream {
   #write(client: Client, text: string): void {
     if (client.res.writableEnded || client.res.destroyed) return;
     if (!client.res.write(text)) client.blocked = true;
+  }
+
+  /** The `history` event, or nothing when there is none or it failed (the page then starts its charts empty). */
+  #historyFrame(): string {
+    if (!this.#history) return '';
+    try {
+      return `event: history\ndata: ${JSON.stringify(this.#history())}\n\n`;
+    } catch {
+      return '';
+    }
   }
 
   /** One serialised `snapshot` event, or undefined when the host could not give a snapshot (never throws). */

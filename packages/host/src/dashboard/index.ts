@@ -8,8 +8,13 @@ import { sendError } from '../api/http.js';
 import { HostError } from '../errors.js';
 import { loadAssets } from './assets.js';
 import { EventStream, type EventStreamOptions } from './events.js';
+import { VmHistory } from './history.js';
+
+/** Least time between two history samples: the guests' stats cadence (a sample takes one snapshot for all VMs). */
+export const SAMPLE_INTERVAL_MS = 1000;
 
 export type { SnapshotEvent, EventStreamOptions } from './events.js';
+export { VmHistory, type HistoryEvent, type VmHistorySeries, type VmHistoryOptions } from './history.js';
 
 /** The URL path of the dashboard's event stream. */
 export const EVENTS_PATH = '/api/v1/events';
@@ -20,6 +25,8 @@ export interface DashboardOptions extends EventStreamOptions {
   snapshot: () => { host: HostView; vms: VmView[] };
   /** Calls `listener` whenever the state changed; returns the unsubscribe function. */
   subscribe: (listener: () => void) => () => void;
+  /** The charts' history the host keeps (default: a new VmHistory, 900 points per VM, 15 minutes). */
+  history?: VmHistory;
 }
 
 /** The mounted dashboard. */
@@ -41,8 +48,28 @@ const SECURITY_HEADERS = {
 /** Creates the dashboard: reads its assets (throws if one is missing) and subscribes to the host's changes. */
 export function createDashboard(options: DashboardOptions): Dashboard {
   const assets = loadAssets();
-  const events = new EventStream(options.snapshot, options);
-  const unsubscribe = options.subscribe(() => events.changed());
+  const history = options.history ?? new VmHistory();
+  const events = new EventStream(options.snapshot, { ...options, historyEvent: () => history.event(Date.now()) });
+  // Trailing sampling: a change schedules one sample SAMPLE_INTERVAL_MS later,
+  // so the newest figures are always recorded and a busy host takes at most
+  // one snapshot a second for the history.
+  let sampleTimer: NodeJS.Timeout | undefined;
+  const sample = (): void => {
+    sampleTimer = undefined;
+    try {
+      history.record(options.snapshot().vms, Date.now());
+    } catch {
+      // No snapshot now: the next change samples again.
+    }
+  };
+  sample();
+  const unsubscribe = options.subscribe(() => {
+    events.changed();
+    if (sampleTimer === undefined) {
+      sampleTimer = setTimeout(sample, SAMPLE_INTERVAL_MS);
+      sampleTimer.unref();
+    }
+  });
 
   return {
     handle(req, res) {
@@ -70,6 +97,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     },
     close() {
       unsubscribe();
+      clearTimeout(sampleTimer);
       events.close();
     },
   };

@@ -49,7 +49,9 @@ export class HostFusion {
     this.hooks = {
       sharedRegion: (vm, frame) => {
         try {
-          this.#hints(vm).onSharedRegion(frame);
+          // A completed region may bring new candidates: KSM hears of them now,
+          // not at its next tick (a burst, ksm-policy.ts).
+          if (this.#hints(vm).onSharedRegion(frame)) this.ksm?.kick();
         } catch (err) {
           // As a ProtocolError of a non-fatal code, the session refuses the
           // frame with an Error and goes on: a bad hint is not a broken stream.

@@ -4,5 +4,6 @@ export * from './table.js';
 export * from './hints.js';
 export * from './ksm-policy.js';
 export * from './ksm-sysfs.js';
+export * from './ksmd-thread.js';
 export * from './ksm-controller.js';
 export * from './host-fusion.js';

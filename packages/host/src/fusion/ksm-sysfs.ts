@@ -1,7 +1,8 @@
 // The thin edge to /sys/kernel/mm/ksm: read the counters, write run,
 // pages_to_scan and sleep_millisecs, and put back what was there before.
 // Writes only what differs from the kernel's current values (as MOM's KSM
-// controller does), so a steady decision costs no writes.
+// controller does), so a steady decision costs no writes. ksmd's nice (see
+// ksmd-thread.ts) is saved and restored with the rest.
 //
 // One driver per machine: KSM is global, and two drivers that each save and
 // restore would leave it as the later one found it (on, say). A lock file
@@ -16,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HostError } from '../errors.js';
 import type { KsmSettings } from './ksm-policy.js';
+import { findKsmd, type KsmdThread } from './ksmd-thread.js';
 
 /** Where the kernel exposes KSM. */
 export const KSM_SYSFS_DIR = '/sys/kernel/mm/ksm';
@@ -40,6 +42,8 @@ export interface KsmSysfsOptions {
   lockPath?: string;
   /** Reports whether a pid lives (the lock's owner); tests inject one. */
   isAlive?: (pid: number) => boolean;
+  /** ksmd, whose nice the settings may change (default: the real one for the real directory, none for another). */
+  ksmd?: KsmdThread | null;
 }
 
 /** Checks that KSM exists and may be written (Linux, CONFIG_KSM, root). */
@@ -68,6 +72,8 @@ export class KsmSysfs {
   readonly dir: string;
   readonly lockPath: string;
   readonly #isAlive: (pid: number) => boolean;
+  /** ksmd, null where there is none (or a fake directory): its nice is then never touched. */
+  readonly ksmd: KsmdThread | null;
   // pid and a token: two drivers in one process (two hosts in one test) must
   // not take each other's lock for a stale one.
   readonly #owner = `${process.pid} ${randomUUID()}`;
@@ -77,6 +83,7 @@ export class KsmSysfs {
     this.dir = opts.dir ?? KSM_SYSFS_DIR;
     this.lockPath = opts.lockPath ?? DEFAULT_KSM_LOCK_PATH;
     this.#isAlive = opts.isAlive ?? defaultIsAlive;
+    this.ksmd = opts.ksmd !== undefined ? opts.ksmd : this.dir === KSM_SYSFS_DIR ? findKsmd() : null;
   }
 
   /** Whether this driver holds the lock and has settings to restore. */
@@ -91,7 +98,9 @@ export class KsmSysfs {
 
   /** Reads settings and counters. Throws HostError('ksm_io'). */
   read(): KsmState {
+    const nice = this.#nice();
     return {
+      ...(nice === undefined ? {} : { ksmdNice: nice }),
       run: this.#num('run') === 1,
       pagesToScan: this.#num('pages_to_scan'),
       sleepMillisecs: this.#num('sleep_millisecs'),
@@ -113,7 +122,12 @@ export class KsmSysfs {
       const inherited = this.#lock();
       try {
         const now = this.read();
-        const saved = inherited ?? { run: now.run, pagesToScan: now.pagesToScan, sleepMillisecs: now.sleepMillisecs };
+        const saved = inherited ?? {
+          run: now.run,
+          pagesToScan: now.pagesToScan,
+          sleepMillisecs: now.sleepMillisecs,
+          ...(now.ksmdNice === undefined ? {} : { ksmdNice: now.ksmdNice }),
+        };
         writeFileSync(this.lockPath, `${this.#owner}\n${JSON.stringify(saved)}\n`);
         this.#saved = saved;
       } catch (err) {
@@ -138,10 +152,27 @@ export class KsmSysfs {
 
   #write(s: KsmSettings): void {
     const now = this.read();
+    // ksmd's nice is the found one unless the settings raise it (a burst).
+    const nice = s.ksmdNice ?? this.#saved?.ksmdNice;
+    if (this.ksmd && nice !== undefined && now.ksmdNice !== nice) {
+      try {
+        this.ksmd.setNice(nice);
+      } catch (err) {
+        throw new HostError('ksm_io', `cannot set ksmd's nice to ${nice}: ${(err as Error).message}`, { cause: err });
+      }
+    }
     // Rate first, run last: ksmd wakes with the new rate already in place.
     if (now.pagesToScan !== s.pagesToScan) this.#put('pages_to_scan', s.pagesToScan);
     if (now.sleepMillisecs !== s.sleepMillisecs) this.#put('sleep_millisecs', s.sleepMillisecs);
     if (now.run !== s.run) this.#put('run', s.run ? 1 : 0);
+  }
+
+  #nice(): number | undefined {
+    try {
+      return this.ksmd?.nice();
+    } catch {
+      return undefined;
+    }
   }
 
   #num(name: string): number {
@@ -202,7 +233,8 @@ function parseSaved(line: string): KsmSettings | null {
   try {
     const v = JSON.parse(line) as Partial<KsmSettings>;
     if (typeof v.run === 'boolean' && Number.isSafeInteger(v.pagesToScan) && Number.isSafeInteger(v.sleepMillisecs)) {
-      return { run: v.run, pagesToScan: v.pagesToScan!, sleepMillisecs: v.sleepMillisecs! };
+      const nice = Number.isSafeInteger(v.ksmdNice) ? { ksmdNice: v.ksmdNice! } : {};
+      return { run: v.run, pagesToScan: v.pagesToScan!, sleepMillisecs: v.sleepMillisecs!, ...nice };
     }
   } catch {
     /* an older or damaged lock: nothing to inherit */

@@ -3,8 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { KsmController } from './ksm-controller.js';
-import { decideKsm, MOM_KSM_POLICY, unmergedMib, type KsmInputs } from './ksm-policy.js';
+import { decideKsm, DEFAULT_KSM_POLICY, HINT_BURST_POLICY, MOM_KSM_POLICY, unmergedMib, type KsmInputs } from './ksm-policy.js';
 import { KsmSysfs, probeKsm } from './ksm-sysfs.js';
+import { processCpuMs, type KsmdThread } from './ksmd-thread.js';
+
+// A ksmd whose nice the tests can watch.
+function fakeKsmd(nice = 5): KsmdThread & { value: number } {
+  const k = { value: nice, nice: () => k.value, setNice: (n: number) => void (k.value = n), cpuMs: () => 1230 };
+  return k;
+}
 
 const base: KsmInputs = { fusionVmsRunning: 3, sharableMib: 96, unmergedMib: 96, pagesShared: 0, pagesSharing: 0, pagesToScan: 100, memTotalMib: 16 * 1024 };
 
@@ -43,6 +50,19 @@ describe('KSM decision (MOM constants)', () => {
     const d2 = decideKsm({ ...base, unmergedMib: 0, pagesToScan: 1250, pagesShared: 1 });
     expect(d2).toMatchObject({ settings: { pagesToScan: 1200 } });
     expect(decideKsm({ ...base, sharableMib: 0, unmergedMib: 0 })).toMatchObject({ drive: true, settings: { run: false } });
+  });
+
+  it('bursts while hints show unmerged candidates and the controller allows it: no sleep, nice 0, a batch of about the candidates', () => {
+    const d = decideKsm({ ...base, burstAllowed: true });
+    expect(d).toMatchObject({ drive: true, burst: true, settings: { run: true, sleepMillisecs: 0, ksmdNice: 0, pagesToScan: 96 * 256 } });
+    // Small and huge candidate sets stay within the batch bounds.
+    expect(decideKsm({ ...base, unmergedMib: 1, burstAllowed: true })).toMatchObject({ settings: { pagesToScan: HINT_BURST_POLICY.burstPagesMin } });
+    expect(decideKsm({ ...base, unmergedMib: 10_000, burstAllowed: true })).toMatchObject({ settings: { pagesToScan: HINT_BURST_POLICY.burstPagesMax } });
+    // Nothing unmerged: no burst, whatever is allowed; out of a burst MOM's bounds hold again.
+    expect(decideKsm({ ...base, unmergedMib: 0, pagesShared: 1, burstAllowed: true })).toMatchObject({ settings: { sleepMillisecs: 10 } });
+    const after = decideKsm({ ...base, pagesToScan: 24_576 });
+    expect(after).toMatchObject({ settings: { pagesToScan: MOM_KSM_POLICY.npagesMax, sleepMillisecs: 10 } });
+    expect(after.drive && after.settings.ksmdNice).toBeUndefined();
   });
 
   it('counts unmerged memory per VM, never below zero', () => {
@@ -91,6 +111,39 @@ describe('KSM sysfs edge', () => {
     expect(k.driving).toBe(false);
   });
 
+  it("raises ksmd's nice only while settings ask for it, and restores the nice it found", () => {
+    const dir = fakeSysfs();
+    const ksmd = fakeKsmd(5);
+    const k = new KsmSysfs({ dir, lockPath: join(dir, 'lock'), ksmd });
+    expect(k.read().ksmdNice).toBe(5);
+    k.apply({ run: true, pagesToScan: 24_576, sleepMillisecs: 0, ksmdNice: 0 });
+    expect([ksmd.value, readNum(dir, 'sleep_millisecs')]).toEqual([0, 0]);
+    expect(k.saved).toEqual({ run: false, pagesToScan: 100, sleepMillisecs: 20, ksmdNice: 5 });
+    // Settings without a nice mean "as found".
+    k.apply({ run: true, pagesToScan: 1250, sleepMillisecs: 10 });
+    expect(ksmd.value).toBe(5);
+    k.apply({ run: true, pagesToScan: 24_576, sleepMillisecs: 0, ksmdNice: 0 });
+    k.restore();
+    expect([ksmd.value, readNum(dir, 'run'), readNum(dir, 'pages_to_scan'), readNum(dir, 'sleep_millisecs')]).toEqual([5, 0, 100, 20]);
+  });
+
+  it('a driver that died while bursting leaves its found nice in the lock, and the next driver restores it', () => {
+    const dir = fakeSysfs({ run: 1, pages_to_scan: 24_576, sleep_millisecs: 0 });
+    const lockPath = join(dir, 'lock');
+    writeFileSync(lockPath, `999999999 dead\n${JSON.stringify({ run: false, pagesToScan: 100, sleepMillisecs: 20, ksmdNice: 5 })}\n`);
+    const ksmd = fakeKsmd(0);
+    const k = new KsmSysfs({ dir, lockPath, isAlive: () => false, ksmd });
+    k.apply({ run: true, pagesToScan: 64, sleepMillisecs: 10 });
+    expect(ksmd.value).toBe(5);
+    k.restore();
+    expect([ksmd.value, readNum(dir, 'run'), readNum(dir, 'sleep_millisecs')]).toEqual([5, 0, 20]);
+  });
+
+  it("reads a process's CPU time from /proc/PID/stat, whatever its name holds", () => {
+    // 14th and 15th fields: utime 150, stime 50 ticks of 10 ms.
+    expect(processCpuMs('37 (ksm d) S 2 0 0 0 -1 2129984 0 0 0 0 150 50 0 0 25 5 1 0 31 0 0')).toBe(2000);
+  });
+
   it('takes over the lock of a driver that died, and restores what that driver had found', () => {
     // The dead driver left KSM running fast; it had found it off at 100/20.
     const dir = fakeSysfs({ run: 1, pages_to_scan: 1250, sleep_millisecs: 7 });
@@ -106,10 +159,13 @@ describe('KSM sysfs edge', () => {
   });
 });
 
+// MOM's ramp, as the controller drives it once a burst's budget is spent (none here).
+const NO_BURST = { ...DEFAULT_KSM_POLICY, burstMaxFullScans: 0 };
+
 describe('KSM controller', () => {
   it('drives KSM while page-fusion VMs run and puts it back when none remain', () => {
     const dir = fakeSysfs({ run: 0, pages_to_scan: 100, sleep_millisecs: 20 });
-    const c = new KsmController({ sysfs: new KsmSysfs({ dir, lockPath: join(dir, 'lock') }), memTotalMib: 16 * 1024 });
+    const c = new KsmController({ sysfs: new KsmSysfs({ dir, lockPath: join(dir, 'lock') }), memTotalMib: 16 * 1024, policy: NO_BURST });
     expect(c.report()).toMatchObject({ available: true, running: false, driving: false });
     let r = c.tick({ fusionVmsRunning: 2, sharableMib: 64, unmergedMib: 64 });
     expect(r).toMatchObject({ available: true, running: true, driving: true, settings: { run: true, pagesToScan: 400, sleepMillisecs: 10 } });
@@ -126,6 +182,69 @@ describe('KSM controller', () => {
     expect([readNum(dir, 'run'), readNum(dir, 'pages_to_scan'), readNum(dir, 'sleep_millisecs')]).toEqual([0, 100, 20]);
   });
 
+  it('bursts when hints bring unmerged candidates, for a bounded number of full scans, and again when more arrive', () => {
+    const dir = fakeSysfs({ run: 0, pages_to_scan: 100, sleep_millisecs: 20, full_scans: 40 });
+    const ksmd = fakeKsmd(5);
+    let nowMs = 0;
+    const c = new KsmController({ sysfs: new KsmSysfs({ dir, lockPath: join(dir, 'lock'), ksmd }), memTotalMib: 16 * 1024, nowMs: () => nowMs });
+    let r = c.tick({ fusionVmsRunning: 3, sharableMib: 96, unmergedMib: 96 });
+    expect(r).toMatchObject({ burst: true, ksmdCpuMs: 1230, settings: { sleepMillisecs: 0, pagesToScan: 96 * 256 } });
+    expect([readNum(dir, 'sleep_millisecs'), ksmd.value]).toEqual([0, 0]);
+    // Two full scans later it still bursts; after the third (the stats lag) it falls back to MOM's rate and nice.
+    writeFileSync(join(dir, 'full_scans'), '42\n');
+    expect(c.tick({ fusionVmsRunning: 3, sharableMib: 96, unmergedMib: 96 }).burst).toBe(true);
+    writeFileSync(join(dir, 'full_scans'), '43\n');
+    r = c.tick({ fusionVmsRunning: 3, sharableMib: 96, unmergedMib: 96 });
+    expect(r).toMatchObject({ burst: false, settings: { sleepMillisecs: 10, pagesToScan: 1250 } });
+    expect(ksmd.value).toBe(5);
+    // More sharable memory (a new guest) starts a new burst; so does a time budget's end stop it.
+    expect(c.tick({ fusionVmsRunning: 4, sharableMib: 128, unmergedMib: 32 }).burst).toBe(true);
+    nowMs += HINT_BURST_POLICY.burstMaxMs;
+    expect(c.tick({ fusionVmsRunning: 4, sharableMib: 128, unmergedMib: 32 }).burst).toBe(false);
+    // All merged: the next unmerged candidates burst again.
+    expect(c.tick({ fusionVmsRunning: 4, sharableMib: 128, unmergedMib: 0 }).burst).toBe(false);
+    expect(c.tick({ fusionVmsRunning: 4, sharableMib: 128, unmergedMib: 8 }).burst).toBe(true);
+    c.close();
+    expect([ksmd.value, readNum(dir, 'run'), readNum(dir, 'sleep_millisecs')]).toEqual([5, 0, 20]);
+  });
+
+  it('kick() ticks at once between timer ticks, coalesced, and only once started', async () => {
+    const dir = fakeSysfs();
+    const c = new KsmController({ sysfs: new KsmSysfs({ dir, lockPath: join(dir, 'lock'), ksmd: null }), memTotalMib: 16 * 1024 });
+    let asked = 0;
+    c.kick();
+    await new Promise((r) => setImmediate(r));
+    expect(asked).toBe(0);
+    c.start(3_600_000, () => {
+      asked++;
+      return { fusionVmsRunning: 1, sharableMib: 8, unmergedMib: 8 };
+    });
+    expect(asked).toBe(1);
+    c.kick();
+    c.kick();
+    await new Promise((r) => setImmediate(r));
+    expect(asked).toBe(2);
+    expect(readNum(dir, 'sleep_millisecs')).toBe(0);
+    c.close();
+    expect(readNum(dir, 'sleep_millisecs')).toBe(20);
+  });
+
+  it('reads the kernel only every 10 s while idle (no page-fusion VM, not driving)', () => {
+    const dir = fakeSysfs({ run: 0 });
+    let nowMs = 0;
+    const c = new KsmController({ sysfs: new KsmSysfs({ dir, lockPath: join(dir, 'lock'), ksmd: null }), memTotalMib: 16 * 1024, nowMs: () => nowMs });
+    const idle = { fusionVmsRunning: 0, sharableMib: 0, unmergedMib: 0 };
+    expect(c.tick(idle).running).toBe(false);
+    writeFileSync(join(dir, 'run'), '1\n');
+    nowMs += 9_999;
+    expect(c.tick(idle).running).toBe(false);
+    nowMs += 1;
+    expect(c.tick(idle).running).toBe(true);
+    // A page-fusion VM is never kept waiting.
+    expect(c.tick({ fusionVmsRunning: 1, sharableMib: 8, unmergedMib: 8 })).toMatchObject({ driving: true, burst: true });
+    c.close();
+  });
+
   it('reports, without throwing, where KSM cannot be driven', () => {
     const c = new KsmController({ sysfs: new KsmSysfs({ dir: '/nonexistent/ksm' }) });
     const r = c.tick({ fusionVmsRunning: 1, sharableMib: 10, unmergedMib: 10 });
@@ -135,7 +254,7 @@ describe('KSM controller', () => {
 
   it('restores on close', () => {
     const dir = fakeSysfs({ run: 1, pages_to_scan: 250, sleep_millisecs: 50 });
-    const c = new KsmController({ sysfs: new KsmSysfs({ dir, lockPath: join(dir, 'lock') }), memTotalMib: 8192 });
+    const c = new KsmController({ sysfs: new KsmSysfs({ dir, lockPath: join(dir, 'lock') }), memTotalMib: 8192, policy: NO_BURST });
     c.tick({ fusionVmsRunning: 1, sharableMib: 10, unmergedMib: 10 });
     expect(readNum(dir, 'sleep_millisecs')).toBe(20);
     c.close();

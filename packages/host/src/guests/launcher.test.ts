@@ -74,7 +74,7 @@ describe('startvm and poweroff in process mode (no cgroups)', () => {
     expect(existsSync(join(dataDir, 'logs'))).toBe(false);
     expect((await api(host, 'GET', '/vms/p1')).json.state).toBe('poweroff');
     expect((await api(host, 'POST', '/vms/p1/poweroff')).json.error.code).toBe('not_running');
-    expect((await api(host, 'GET', '/vms/p1/startvm')).status).toBe(400);
+    expect((await api(host, 'GET', '/vms/p1/startvm')).status).toBe(405);
     expect((await api(host, 'PATCH', '/vms/p1', { cgroup: 'memballoon/x' })).json.error.message).toMatch(/needs memory cgroups/);
     expect((await api(host, 'PATCH', '/vms/p1', { cgroup: 'x', memoryMib: 512 })).json.error.message).toMatch(/goes alone/);
   });
@@ -112,12 +112,67 @@ describe('startvm and poweroff in process mode (no cgroups)', () => {
 describe('startvm over the network can be turned off', () => {
   it('refuses a request that does not come over loopback, before looking at anything else', async () => {
     const dataDir = tempDir();
-    const launcher = await GuestLauncher.open({ dataDir, logger: pino({ level: 'silent' }), cgroupParent: 'unused', poolCgroup: false, poolMib: 1024, agentCommand: ['false'], pathEnv: PATH_ENV, hostUrl: () => 'http://127.0.0.1:1', remoteStartvm: false, forceProcessMode: true });
+    const launcher = await GuestLauncher.open({ dataDir, logger: pino({ level: 'silent' }), cgroupParent: 'unused', poolCgroup: false, poolSizeMib: 1024, agentCommand: ['false'], pathEnv: PATH_ENV, hostUrl: () => 'http://127.0.0.1:1', remoteStartvm: false, forceProcessMode: true });
     launcher.attach({ vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never, isRunning: () => false, subscribe: () => () => {} });
     await expect(launcher.startvm('x', { command: ['sleep', '1'], fromLoopback: false })).rejects.toMatchObject({ code: 'unauthorized', message: expect.stringMatching(/--no-remote-startvm/) });
     expect(launcher.hostView().remoteStartvm).toBe(false);
+    // A running VM whose agent the host did not start: poweroff is not the host's to do.
+    launcher.attach({ vmView: () => ({ state: 'running', memoryMib: 256 }) as never, isRunning: () => true, subscribe: () => () => {} });
+    await expect(launcher.poweroff('x')).rejects.toMatchObject({ code: 'not_running', message: expect.stringMatching(/was not started by this host/) });
     await launcher.close();
   });
+});
+
+describe('startvm when the agent never gets in', () => {
+  const stubService = { vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never, isRunning: () => false, subscribe: () => () => {} };
+  const open = (script: string, startTimeoutMs = 60_000) =>
+    GuestLauncher.open({ dataDir: tempDir(), logger: pino({ level: 'silent' }), cgroupParent: 'unused', poolCgroup: false, poolSizeMib: 1024, agentCommand: [process.execPath, '-e', script, '--'], pathEnv: PATH_ENV, hostUrl: () => 'http://127.0.0.1:1', remoteStartvm: true, forceProcessMode: true, startTimeoutMs, poweroffGraceMs: 2000 });
+
+  it('an agent that exits first: startvm fails with its last words and leaves nothing', async () => {
+    const launcher = await open("console.error('balloon-agent: cannot reach the host'); process.exit(3)");
+    launcher.attach(stubService);
+    await expect(launcher.startvm('x', { command: ['sleep', '60'], fromLoopback: true })).rejects.toMatchObject({ message: expect.stringMatching(/stopped before its agent connected \(exit 3\): balloon-agent: cannot reach the host/) });
+    expect(launcher.vmView('x')).toBeUndefined();
+    expect(existsSync(join((launcher as unknown as { state: { dir: string } }).state.dir, 'x.json'))).toBe(false);
+    await launcher.close();
+  });
+
+  it('an agent the host keeps refusing: startvm times out with the refusal, and the guest is stopped', async () => {
+    const launcher = await open("console.error(JSON.stringify({ level: 40, msg: 'refused: pool_exhausted; retrying' })); setInterval(() => {}, 1 << 30)", 1500);
+    launcher.attach(stubService);
+    const err = await launcher.startvm('x', { command: ['sleep', '60'], fromLoopback: true }).catch((e: unknown) => e as { code: string; message: string });
+    expect(err).toMatchObject({ code: 'timeout', message: expect.stringMatching(/not admitted within 2 s: refused: pool_exhausted; retrying/) });
+    expect(launcher.vmView('x')).toBeUndefined();
+    await launcher.close();
+  });
+});
+
+describe('poweroff of a guest that ignores SIGTERM', () => {
+  it('SIGTERM first, SIGKILL to the whole tree at the grace period', async () => {
+    // A stand-in agent that traps SIGTERM and has a child that traps it too.
+    const script = "process.on('SIGTERM', () => console.log('agent got SIGTERM')); require('child_process').spawn(process.execPath, ['-e', \"process.on('SIGTERM', () => {}); setInterval(() => {}, 1 << 30)\"], { stdio: 'inherit' }); setInterval(() => {}, 1 << 30)";
+    const launcher = await GuestLauncher.open({ dataDir: tempDir(), logger: pino({ level: 'silent' }), cgroupParent: 'unused', poolCgroup: false, poolSizeMib: 1024, agentCommand: [process.execPath, '-e', script, '--'], pathEnv: PATH_ENV, hostUrl: () => 'http://127.0.0.1:1', remoteStartvm: true, forceProcessMode: true, poweroffGraceMs: 1000 });
+    // The stand-in never says Hello: the stub service calls it admitted at once.
+    launcher.attach({ vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never, isRunning: () => true, subscribe: () => () => {} });
+    await launcher.startvm('stubborn', { command: ['sleep', '60'], fromLoopback: true });
+    const { agentPid, logFile } = launcher.vmView('stubborn')!;
+    const childPid = await until('the child', () => {
+      try {
+        return Number(readFileSync(`/proc/${agentPid}/task/${agentPid}/children`, 'utf8').trim().split(/\s+/)[0]) || undefined;
+      } catch {
+        return undefined;
+      }
+    });
+    // Both run and trap SIGTERM before poweroff starts.
+    const trapsSigterm = (pid: number) => (BigInt(`0x${/^SigCgt:\s+([0-9a-f]+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]}`) & (1n << 14n)) !== 0n;
+    await until('the traps', () => (trapsSigterm(agentPid!) && trapsSigterm(childPid)) || undefined);
+    await launcher.poweroff('stubborn');
+    expect(readFileSync(logFile!, 'utf8')).toMatch(/agent got SIGTERM/);
+    expect(existsSync(`/proc/${agentPid}`)).toBe(false);
+    expect(existsSync(`/proc/${childPid}`)).toBe(false);
+    expect(launcher.vmView('stubborn')).toBeUndefined();
+    await launcher.close();
+  }, 60_000);
 });
 
 describe('modifyvm --cgroup adopts an existing cgroup (real kernel)', () => {
@@ -163,12 +218,18 @@ describe('modifyvm --cgroup adopts an existing cgroup (real kernel)', () => {
     const ok = await api(host, 'PATCH', '/vms/c1', { cgroup: `${foreign}/box` });
     expect(ok.status).toBe(200);
     expect(ok.json.managed).toEqual({ managedBy: 'adopted', cgroup: box });
-    expect(host.service.guests?.cgroupOf('c1')?.dir).toBe(box);
+    // Not running yet: the hand-off gets no cgroup for it.
+    expect(host.service.guests?.cgroupOf('c1')).toBeNull();
     expect((await api(host, 'PATCH', '/vms/c2', { cgroup: box })).json.error.code).toBe('already_exists');
     expect((await api(host, 'POST', '/vms/c1/startvm', { command: ['sleep', '1'] })).json.error.message).toMatch(/adopted cgroup/);
     const off = await api(host, 'PATCH', '/vms/c1', { cgroup: 'none' });
     expect(off.json.managed).toBeUndefined();
     expect(host.service.guests?.cgroupOf('c1')).toBeNull();
+    // unregistervm lets an adopted cgroup go with the VM: a new VM of that name starts unmanaged.
+    expect((await api(host, 'PATCH', '/vms/c2', { cgroup: box })).status).toBe(200);
+    expect((await api(host, 'DELETE', '/vms/c2')).status).toBe(204);
+    host.service.createVm({ name: 'c2', memoryMib: 256 });
+    expect((await api(host, 'GET', '/vms/c2')).json.managed).toBeUndefined();
     // Adoption never creates or removes the cgroup.
     expect(existsSync(box)).toBe(true);
   });

@@ -5,8 +5,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, closeSync, constants, existsSync, fchownSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { access } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { BYTES_PER_MIB } from '@memballoon/protocol';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
 import { CgroupError, openMemoryHierarchy, planLimits, sumOfLimits, type CgroupFs, type CgroupTree, type KernelMemoryCgroup, type MemoryCgroup } from '../cgroup/index.js';
 import { HostError } from '../errors.js';
@@ -16,7 +18,6 @@ import { isSameProcess, procStartTicks, signal } from './proc.js';
 import { GuestStateDir, type GuestRecord } from './state.js';
 import type { GuestHostService, GuestsCollaborator, GuestsHostView, ManagedGuestView } from './views.js';
 
-const MiB = 1024 * 1024;
 
 /** Least room under the pool cgroup a new guest starts in (its agent and workload must load); the hand-off raises it to the VM's memory after admission. */
 const MIN_STARTING_LIMIT_MIB = 128;
@@ -38,7 +39,7 @@ export interface LauncherOptions {
   cgroupParent: string;
   /** Make the parent's hard limit the pool (`--pool-cgroup`). */
   poolCgroup: boolean;
-  poolMib: number;
+  poolSizeMib: number;
   /** How the agent is run: e.g. [node, .../balloon-agent.mjs]. */
   agentCommand: readonly string[];
   /** PATH given to guests and used to find their command. */
@@ -88,6 +89,8 @@ interface Guest {
 /** The host's managed guests (the service's `guests` collaborator). */
 export class GuestLauncher implements GuestsCollaborator {
   private readonly guests = new Map<string, Guest>();
+  /** VMs whose startvm is between its checks and its spawn: a second startvm must not race it. */
+  private readonly starting = new Set<string>();
   private readonly state: GuestStateDir;
   private readonly log: Logger;
   private readonly graceMs: number;
@@ -131,7 +134,7 @@ export class GuestLauncher implements GuestsCollaborator {
     const launcher = new GuestLauncher(options, tree, detail);
     log.info({ guests: tree ? 'cgroup' : 'process', detail, parent: tree?.parentDir }, tree ? 'guests run in memory cgroups' : 'guests run as plain process trees');
     await launcher.recover();
-    if (options.poolCgroup) await launcher.setLimits(new Map(), options.poolMib * MiB);
+    if (options.poolCgroup) await launcher.setLimits(new Map(), options.poolSizeMib * BYTES_PER_MIB);
     return launcher;
   }
 
@@ -147,9 +150,20 @@ export class GuestLauncher implements GuestsCollaborator {
 
   // ---- collaborator (views, credentials, cgroups) --------------------------
 
-  /** The memory cgroup of a managed VM (started or adopted), else null. */
+  /** The memory cgroup of a running managed VM (started or adopted), else null. */
   cgroupOf(name: string): MemoryCgroup | null {
+    if (!this.service?.isRunning(name)) return null;
     return this.guests.get(name)?.cgroup ?? null;
+  }
+
+  /** unregistervm: lets an adopted cgroup go; refuses while the host runs or starts the VM's guest. */
+  forget(name: string): void {
+    const g = this.guests.get(name);
+    if (this.starting.has(name) || g?.record.kind === 'startvm') throw new HostError('vm_running', `VM '${name}' is running: unregistervm needs the VM powered off (controlvm ${name} poweroff)`);
+    if (g) {
+      this.guests.delete(name);
+      this.state.remove(name);
+    }
   }
 
   /** Whether `credential` is the launch token of this VM's agent. */
@@ -227,9 +241,9 @@ export class GuestLauncher implements GuestsCollaborator {
     for (const child of await tree.children()) {
       if (child !== name) others.push(await tree.open(`${tree.parentDir}/${child}`).limitBytes().catch(() => null));
     }
-    const roomBytes = Math.floor((parentBytes - sumOfLimits(others)) / MiB) * MiB;
-    if (roomBytes < MIN_STARTING_LIMIT_MIB * MiB) {
-      throw new HostError('pool_exhausted', `VM '${name}' cannot start: the other guests' limits leave ${Math.max(0, roomBytes / MiB)} MiB of the pool cgroup, below the ${MIN_STARTING_LIMIT_MIB} MiB an agent needs to start`);
+    const roomBytes = Math.floor((parentBytes - sumOfLimits(others)) / BYTES_PER_MIB) * BYTES_PER_MIB;
+    if (roomBytes < MIN_STARTING_LIMIT_MIB * BYTES_PER_MIB) {
+      throw new HostError('pool_exhausted', `VM '${name}' cannot start: the other guests' limits leave ${Math.max(0, roomBytes / BYTES_PER_MIB)} MiB of the pool cgroup, below the ${MIN_STARTING_LIMIT_MIB} MiB an agent needs to start`);
     }
     return Math.min(memoryBytes, roomBytes);
   }
@@ -245,13 +259,21 @@ export class GuestLauncher implements GuestsCollaborator {
     const vm = this.svc().vmView(name);
     const existing = this.guests.get(name);
     if (existing?.record.kind === 'adopted') throw new HostError('invalid_argument', `VM '${name}' runs in the adopted cgroup ${existing.record.cgroupDir}, started by another tool (modifyvm ${name} --cgroup none first)`);
-    if (vm.state === 'running' || existing) throw new HostError('vm_running', `VM '${name}' is already running`);
+    if (vm.state === 'running' || existing || this.starting.has(name)) throw new HostError('vm_running', `VM '${name}' is already running`);
     if (req.type !== undefined && req.type !== 'headless') throw new HostError('invalid_argument', `startvm --type takes only 'headless' (got '${String(req.type)}')`);
     const command = checkCommand(req.command);
     const user = this.userOf(req.user);
     // Found before anything is made: a missing command leaves nothing behind.
     resolveCommand(command[0]!, this.options.pathEnv);
+    this.starting.add(name);
+    try {
+      await this.launch(name, vm.memoryMib, command, user);
+    } finally {
+      this.starting.delete(name);
+    }
+  }
 
+  private async launch(name: string, memoryMib: number, command: string[], user: GuestUser | undefined): Promise<void> {
     let cgroup: KernelMemoryCgroup | null = null;
     const cleanupCgroup = async () => {
       if (cgroup && this.tree) await this.tree.remove(cgroup.dir).catch((err) => this.log.warn({ err, vm: name }, 'could not remove the cgroup'));
@@ -259,7 +281,7 @@ export class GuestLauncher implements GuestsCollaborator {
     try {
       if (this.tree) {
         cgroup = await this.makeCgroup(name);
-        await this.setLimits(new Map([[name, await this.startingLimitBytes(name, vm.memoryMib * MiB)]]), undefined, new Set([name]));
+        await this.setLimits(new Map([[name, await this.startingLimitBytes(name, memoryMib * BYTES_PER_MIB)]]), undefined, new Set([name]));
         // An unprivileged guest's shim must be able to move itself in: only
         // cgroup.procs is given to the user (never the limit files).
         if (user) for (const f of this.tree.version === 1 ? ['cgroup.procs', 'tasks'] : ['cgroup.procs']) chownSync(join(cgroup.dir, f), user.uid, user.gid);
@@ -278,7 +300,7 @@ export class GuestLauncher implements GuestsCollaborator {
       const fd = openSync(logFile, 'a', 0o600);
       try {
         if (user) fchownSync(fd, user.uid, user.gid);
-        const agentArgv = [...this.options.agentCommand, '--host', this.options.hostUrl(), '--name', name, '--memory-mib', String(vm.memoryMib), ...(this.options.caFile ? ['--ca-file', this.options.caFile] : []), '--', ...command];
+        const agentArgv = [...this.options.agentCommand, '--host', this.options.hostUrl(), '--name', name, '--memory-mib', String(memoryMib), ...(this.options.caFile ? ['--ca-file', this.options.caFile] : []), '--', ...command];
         const argv = cgroup ? ['/bin/sh', '-c', SHIM, 'memballoon-shim', `${cgroup.dir}/cgroup.procs`, ...agentArgv] : agentArgv;
         child = spawn(argv[0]!, argv.slice(1), {
           // Its own process group: a terminal's Ctrl-C to the host does not
@@ -287,7 +309,7 @@ export class GuestLauncher implements GuestsCollaborator {
           stdio: ['ignore', fd, fd],
           // A clean environment: nothing of the host's (no admin token) leaks
           // into the guest; the VM's token goes by environment, never argv.
-          env: { PATH: this.options.pathEnv, HOME: user?.home ?? '/root', MEMBALLOON_TOKEN: token, ...(this.options.nodeOptions ? { NODE_OPTIONS: this.options.nodeOptions } : {}) },
+          env: { PATH: this.options.pathEnv, HOME: user?.home ?? userInfo().homedir, MEMBALLOON_TOKEN: token, ...(this.options.nodeOptions ? { NODE_OPTIONS: this.options.nodeOptions } : {}) },
           ...(user ? { uid: user.uid, gid: user.gid, cwd: existsSync(user.home) ? user.home : '/' } : {}),
         });
       } finally {
@@ -370,7 +392,7 @@ export class GuestLauncher implements GuestsCollaborator {
         if (service.isRunning(name)) finish();
       };
       const unsubscribe = service.subscribe(check);
-      const timer = setTimeout(() => finish(new HostError('timeout', `VM '${name}': its agent did not connect within ${Math.round(timeoutMs / 1000)} s (see ${guest.record.logFile})`)), timeoutMs);
+      const timer = setTimeout(() => finish(new HostError('timeout', `VM '${name}': its agent was not admitted within ${Math.round(timeoutMs / 1000)} s: ${lastLine(guest.record.logFile)} (see ${guest.record.logFile})`)), timeoutMs);
       void spawnError.then((err) => finish(new HostError('internal', `VM '${name}': could not start its agent: ${err.message}`)));
       void guest.exited.then(() => {
         const code = guest.child?.exitCode;
@@ -390,7 +412,7 @@ export class GuestLauncher implements GuestsCollaborator {
   async poweroff(name: string, gentle = false): Promise<void> {
     const g = this.guests.get(name);
     if (!g || g.record.kind !== 'startvm') {
-      this.svc().vmView(name);
+      if (this.svc().vmView(name).state !== 'running') throw new HostError('not_running', `VM '${name}' is not running`);
       throw new HostError('not_running', g ? `VM '${name}' runs in an adopted cgroup: stop it with the tool that started it` : `VM '${name}' was not started by this host (startvm): stop its agent where it runs`);
     }
     const pid = g.record.agentPid;
@@ -576,7 +598,8 @@ function lastLine(file: string | undefined): string {
       if (!line.startsWith('{')) return line.slice(0, 300);
       try {
         const j = JSON.parse(line) as { msg?: string; level?: number; err?: { message?: string } };
-        if ((j.level ?? 0) >= 50) return `${j.msg ?? ''}${j.err?.message ? `: ${j.err.message}` : ''}`.slice(0, 300);
+        // The newest warning or error: a refusal the agent retries is a warning.
+        if ((j.level ?? 0) >= 40) return `${j.msg ?? ''}${j.err?.message ? `: ${j.err.message}` : ''}`.slice(0, 300);
       } catch {
         return line.slice(0, 300);
       }

@@ -45,6 +45,8 @@ export interface GuestsCollaborator {
    * have to reclaim. The hand-off lowers and raises guests through it.
    */
   setLimits(wanted: ReadonlyMap<string, number | null>): Promise<void>;
+  /** unregistervm: drops what the host keeps for the VM (an adopted cgroup); vm_running while its guest is started or starting. */
+  forget(name: string): void;
   /** Whether a Hello's credential is the launch token the host gave this VM's agent. */
   acceptsCredential(name: string, credential: string): boolean;
   hostView(): GuestsHostView;

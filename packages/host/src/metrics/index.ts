@@ -5,11 +5,13 @@ export {
   queryMetrics,
   compileMetricFilter,
   METRIC_NAMES,
+  METRIC_DESCRIPTIONS,
   GUEST_METRICS,
   HOST_METRICS,
   HOST_OBJECT,
   METRIC_UNIT_KB,
   type MetricRow,
+  type MetricDescription,
   type MetricsSnapshot,
 } from './query.js';
-export { formatMetricsTable } from './format.js';
+export { formatMetricList, formatMetricsTable } from './format.js';

@@ -80,6 +80,44 @@ describe('HostMetrics', () => {
     expect(samples.get('memballoon_protocol_errors_total{code="malformed_frame"}')).toBe(1);
   });
 
+  it('says what operators alert on: build info, balloon state and shortfall reason, last stats time, target changes', async () => {
+    const snap = snapshotOf([
+      runningVm('stuck', 512, { targetMib: 300, actualMib: 200, state: 'short', reason: 'guest_floor' }),
+      runningVm('fine', 512, { targetMib: 100, actualMib: 100 }),
+    ]);
+    snap.vms[0]!.stats = { ...snap.vms[1]!.stats!, receivedAtMs: 1_700_000_000_500 };
+    const metrics = new HostMetrics(() => snap);
+    metrics.countTargetChange('stuck', 'controlvm');
+    metrics.countTargetChange('stuck', 'controlvm');
+    metrics.countTargetChange('fine', 'policy');
+    metrics.countRefusal('forbidden');
+    const samples = parseExposition(await metrics.render());
+    expect(samples.get(`memballoon_build_info{version="${snap.host.version}",nodejs_version="${process.version}"}`)).toBe(1);
+    expect(samples.get('memballoon_vm_balloon_state{vm="stuck",state="short"}')).toBe(1);
+    expect(samples.get('memballoon_vm_balloon_state{vm="stuck",state="steady"}')).toBe(0);
+    expect(samples.get('memballoon_vm_balloon_shortfall_reason{vm="stuck",reason="guest_floor"}')).toBe(1);
+    expect(samples.get('memballoon_vm_balloon_shortfall_reason{vm="stuck",reason="out_of_memory"}')).toBe(0);
+    expect(samples.get('memballoon_vm_balloon_shortfall_reason{vm="fine",reason="guest_floor"}')).toBe(0);
+    expect(samples.get('memballoon_vm_balloon_shortfall_bytes{vm="stuck"}')).toBe(100 * MIB);
+    expect(samples.get('memballoon_vm_balloon_shortfall_bytes{vm="fine"}')).toBe(0);
+    expect(samples.get('memballoon_vm_last_stats_timestamp_seconds{vm="stuck"}')).toBe(1_700_000_000.5);
+    expect(samples.get('memballoon_balloon_target_changes_total{vm="stuck",source="controlvm"}')).toBe(2);
+    expect(samples.get('memballoon_balloon_target_changes_total{vm="fine",source="policy"}')).toBe(1);
+    expect(samples.get('memballoon_refusals_total{reason="forbidden"}')).toBe(1);
+    // Help texts name the labels their series carry.
+    const text = await metrics.render();
+    for (const [name, labels] of [
+      ['memballoon_build_info', ['version', 'nodejs_version']],
+      ['memballoon_vm_balloon_state', ['state']],
+      ['memballoon_vm_balloon_shortfall_reason', ['reason']],
+      ['memballoon_balloon_target_changes_total', ['source']],
+      ['memballoon_refusals_total', ['unauthorized', 'forbidden', 'pool_exhausted']],
+    ] as const) {
+      const help = new RegExp(`^# HELP ${name} (.*)$`, 'm').exec(text)?.[1] ?? '';
+      for (const label of labels) expect(help, name).toContain(label);
+    }
+  });
+
   it('escapes label values and answers with the Prometheus text content type', async () => {
     const metrics = new HostMetrics(() => snapshotOf([runningVm('we"ird\\vm', 256, { targetMib: 0, actualMib: 0 })]));
     const text = await metrics.render();
@@ -96,6 +134,8 @@ describe('HostMetrics', () => {
     metrics.countSession('vm-small');
     metrics.countRefusal('pool_exhausted');
     metrics.countProtocolError('malformed_frame');
+    metrics.countTargetChange('vm-small', 'controlvm');
+    metrics.countRefusal('forbidden');
     const check = spawnSync(PROMTOOL, ['check', 'metrics'], { input: await metrics.render(), encoding: 'utf8' });
     expect(check.error).toBeUndefined();
     expect(`${check.stdout}${check.stderr}`.trim()).toBe('');

@@ -7,6 +7,7 @@
 // bytes and PSI in ratios (0-1), as Prometheus' naming conventions ask; the
 // default process metrics keep their standard unprefixed names (process_*,
 // nodejs_*) so the usual Node dashboards work on them.
+import { BALLOON_STATES, SHORTFALL_REASONS } from '@memballoon/protocol';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { HostView, VmView } from '../service/views.js';
 import type { MetricsSnapshot } from './query.js';
@@ -53,7 +54,23 @@ const VM_GAUGES: readonly VmGaugeSpec[] = [
     help: 'Memory pressure in the guest: share of time all tasks stalled on memory (PSI full avg10).',
     read: (vm) => ratio(vm.stats?.psiFullAvg10Percent),
   },
+  {
+    name: 'memballoon_vm_balloon_shortfall_bytes',
+    help: 'How far the balloon stopped short of its target (target - actual while its state is short, else 0).',
+    read: (vm) => (vm.balloon ? mib(vm.balloon.state === 'short' ? Math.max(0, vm.balloon.targetMib - vm.balloon.actualMib) : 0) : undefined),
+  },
+  {
+    name: 'memballoon_vm_last_stats_timestamp_seconds',
+    // Alert on `time() - memballoon_vm_last_stats_timestamp_seconds > 30`: a guest that stopped reporting.
+    help: 'When the host last received statistics from the guest (Unix time in seconds).',
+    read: (vm) => (vm.stats ? vm.stats.receivedAtMs / 1000 : undefined),
+  },
 ];
+
+/** Balloon states exported as one 0/1 series each (the protocol's, without 'unspecified'). */
+const STATE_VALUES = BALLOON_STATES.filter((s) => s !== 'unspecified');
+/** Shortfall reasons exported as one 0/1 series each (the protocol's, without 'none'). */
+const REASON_VALUES = SHORTFALL_REASONS.filter((r) => r !== 'none');
 
 /** A host-wide gauge: its name, help text, and how to read it from the host view. */
 interface HostGaugeSpec {
@@ -87,6 +104,10 @@ export class HostMetrics {
   readonly #vmGauges: ReadonlyArray<{ spec: VmGaugeSpec; gauge: Gauge<'vm'> }>;
   readonly #hostGauges: ReadonlyArray<{ spec: HostGaugeSpec; gauge: Gauge }>;
   readonly #sessions: Counter<'vm'>;
+  readonly #buildInfo: Gauge<'version' | 'nodejs_version'>;
+  readonly #balloonState: Gauge<'vm' | 'state'>;
+  readonly #shortfallReason: Gauge<'vm' | 'reason'>;
+  readonly #targetChanges: Counter<'vm' | 'source'>;
   readonly #refusals: Counter<'reason'>;
   readonly #protocolErrors: Counter<'code'>;
 
@@ -100,9 +121,33 @@ export class HostMetrics {
     }));
     this.#hostGauges = HOST_GAUGES.map((spec) => ({ spec, gauge: new Gauge({ name: spec.name, help: spec.help, registers }) }));
     this.#sessions = new Counter({ name: 'memballoon_sessions_total', help: 'Guest sessions established.', labelNames: ['vm'] as const, registers });
+    this.#buildInfo = new Gauge({
+      name: 'memballoon_build_info',
+      help: 'Always 1; its labels say which host runs: version (of memballoon) and nodejs_version.',
+      labelNames: ['version', 'nodejs_version'] as const,
+      registers,
+    });
+    this.#balloonState = new Gauge({
+      name: 'memballoon_vm_balloon_state',
+      help: `State of each running VM's balloon: 1 for the current state, 0 for the others (state: ${STATE_VALUES.join(', ')}).`,
+      labelNames: ['vm', 'state'] as const,
+      registers,
+    });
+    this.#shortfallReason = new Gauge({
+      name: 'memballoon_vm_balloon_shortfall_reason',
+      help: `Why each running VM's balloon stopped short of its target: 1 for the reason the guest gave, 0 for the others (reason: ${REASON_VALUES.join(', ')}).`,
+      labelNames: ['vm', 'reason'] as const,
+      registers,
+    });
+    this.#targetChanges = new Counter({
+      name: 'memballoon_balloon_target_changes_total',
+      help: 'Balloon targets the host sent to guests, by VM and by source (start, controlvm, policy, reclaim, rollback, payback).',
+      labelNames: ['vm', 'source'] as const,
+      registers,
+    });
     this.#refusals = new Counter({
       name: 'memballoon_refusals_total',
-      help: 'Balloon or start requests the host refused, by reason.',
+      help: 'Requests the host refused, by reason: balloon targets and guest starts (e.g. balloon_too_large, not_running, pool_exhausted, auth_failed) and admin API requests (unauthorized: no or a wrong token; forbidden: a change with the read-only token).',
       labelNames: ['reason'] as const,
       registers,
     });
@@ -121,6 +166,11 @@ export class HostMetrics {
   /** Counts a guest session that was established for a VM. */
   countSession(vmName: string): void {
     this.#sessions.inc({ vm: vmName });
+  }
+
+  /** Counts a balloon target sent to a guest, by where it came from. */
+  countTargetChange(vmName: string, source: string): void {
+    this.#targetChanges.inc({ vm: vmName, source });
   }
 
   /** Counts a refusal (e.g. `balloon_too_large`, `pool_exhausted`). */
@@ -148,5 +198,15 @@ export class HostMetrics {
       }
     }
     for (const { spec, gauge } of this.#hostGauges) gauge.set(spec.read(host));
+    this.#buildInfo.reset();
+    this.#buildInfo.set({ version: host.version, nodejs_version: process.version }, 1);
+    this.#balloonState.reset();
+    this.#shortfallReason.reset();
+    for (const vm of vms) {
+      const b = vm.balloon;
+      if (!b) continue;
+      for (const state of STATE_VALUES) this.#balloonState.set({ vm: vm.name, state }, b.state === state ? 1 : 0);
+      for (const reason of REASON_VALUES) this.#shortfallReason.set({ vm: vm.name, reason }, b.state === 'short' && b.reason === reason ? 1 : 0);
+    }
   }
 }

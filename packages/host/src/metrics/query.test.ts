@@ -21,8 +21,8 @@ describe('queryMetrics', () => {
     const rows = queryMetrics(snap);
     expect(rows.map((r) => r.object)).not.toContain('vm-off');
     expect(new Set(rows.map((r) => r.object))).toEqual(new Set(['vm-large', 'vm-medium', 'vm-small', 'host']));
-    expect(rows.every((r) => r.unit === 'kB')).toBe(true);
-    const value = (object: string, metric: string) => rows.find((r) => r.object === object && r.metric === metric)?.value;
+    expect(rows.every((r) => Object.keys(r).join() === 'object,metric,valueKib')).toBe(true);
+    const value = (object: string, metric: string) => rows.find((r) => r.object === object && r.metric === metric)?.valueKib;
     expect(value('vm-large', 'Guest/RAM/Usage/Total')).toBe(1024 * 1024);
     expect(value('vm-large', 'Guest/RAM/Usage/Free')).toBe(256 * 1024);
     expect(value('vm-large', 'Guest/RAM/Usage/Balloon')).toBe(590 * 1024);
@@ -48,7 +48,7 @@ describe('queryMetrics', () => {
 
   it('filters by prefix, by * and ? patterns, and by comma lists', () => {
     expect(queryMetrics(snap, 'vm-small', 'Guest/RAM/Usage/Balloon')).toEqual([
-      { object: 'vm-small', metric: 'Guest/RAM/Usage/Balloon', value: 0, unit: 'kB' },
+      { object: 'vm-small', metric: 'Guest/RAM/Usage/Balloon', valueKib: 0 },
     ]);
     expect(queryMetrics(snap, 'host', 'RAM/VMM').length).toBe(4);
     expect(queryMetrics(snap, undefined, '*/Free').map((r) => `${r.object} ${r.metric}`)).toEqual([

@@ -4,8 +4,8 @@
 //
 // Unit: kB (1024 bytes), as `VBoxManage metrics query` prints every RAM metric.
 // The command mirrors VBoxManage, so its rows read (and compare) the same, and
-// kB keeps whole numbers where a MiB figure would need decimals. Each row names
-// its unit, so a script never has to guess.
+// kB keeps whole numbers where a MiB figure would need decimals. The field
+// says its unit in its name (`valueKib`), as every other JSON field does.
 import type { HostView, VmView } from '../service/views.js';
 import { HostError } from '../errors.js';
 
@@ -15,15 +15,15 @@ export interface MetricsSnapshot {
   vms: VmView[];
 }
 
-/** One value of `metrics query`: an object (a VM's name or 'host'), a metric name, a value and its unit. */
+/** One value of `metrics query`: an object (a VM's name or 'host'), a metric name and its value in KiB. */
 export interface MetricRow {
   object: string;
   metric: string;
-  value: number;
-  unit: string;
+  /** The value in KiB (VirtualBox's "kB"). */
+  valueKib: number;
 }
 
-/** The unit of every RAM row: kB of 1024 bytes, as VirtualBox prints them. */
+/** How the table prints the unit of every RAM row: kB of 1024 bytes, as VirtualBox prints them. */
 export const METRIC_UNIT_KB = 'kB';
 
 /** The object name of the host's own metrics, as VBoxManage calls it. */
@@ -44,6 +44,27 @@ export const HOST_METRICS = ['RAM/VMM/Used', 'RAM/VMM/Free', 'RAM/VMM/Ballooned'
 /** Every metric name `metrics query` knows. */
 export const METRIC_NAMES: readonly string[] = [...GUEST_METRICS, ...HOST_METRICS];
 
+/** One line of `metrics list`. */
+export interface MetricDescription {
+  metric: string;
+  /** What it is reported for: each running VM, or the host. */
+  object: 'vm' | 'host';
+  description: string;
+}
+
+/** What each metric measures, in the order `metrics list` prints them. */
+export const METRIC_DESCRIPTIONS: readonly MetricDescription[] = [
+  { metric: 'Guest/RAM/Usage/Total', object: 'vm', description: "the guest's memory as it measures it (else the VM's memory)" },
+  { metric: 'Guest/RAM/Usage/Free', object: 'vm', description: 'free memory in the guest' },
+  { metric: 'Guest/RAM/Usage/Balloon', object: 'vm', description: 'the balloon the guest holds (actual)' },
+  { metric: 'Guest/RAM/Usage/Shared', object: 'vm', description: "the guest's memory merged by page fusion" },
+  { metric: 'Guest/RAM/Usage/Cache', object: 'vm', description: 'disk caches in the guest' },
+  { metric: 'RAM/VMM/Used', object: 'host', description: 'pool memory held by running VMs' },
+  { metric: 'RAM/VMM/Free', object: 'host', description: 'pool memory no VM holds' },
+  { metric: 'RAM/VMM/Ballooned', object: 'host', description: 'memory reclaimed by balloons' },
+  { metric: 'RAM/VMM/Shared', object: 'host', description: 'memory merged by page fusion across guests' },
+];
+
 const KB_PER_MIB = 1024;
 
 function kb(mib: number): number {
@@ -63,7 +84,7 @@ function guestRows(vm: VmView): MetricRow[] {
   const rows: MetricRow[] = [];
   for (const metric of GUEST_METRICS) {
     const mib = values[metric];
-    if (mib !== undefined) rows.push({ object: vm.name, metric, value: kb(mib), unit: METRIC_UNIT_KB });
+    if (mib !== undefined) rows.push({ object: vm.name, metric, valueKib: kb(mib) });
   }
   return rows;
 }
@@ -75,7 +96,7 @@ function hostRows(host: HostView): MetricRow[] {
     'RAM/VMM/Ballooned': host.pool.reclaimedMib,
     'RAM/VMM/Shared': host.sharedMib,
   };
-  return HOST_METRICS.map((metric) => ({ object: HOST_OBJECT, metric, value: kb(values[metric]), unit: METRIC_UNIT_KB }));
+  return HOST_METRICS.map((metric) => ({ object: HOST_OBJECT, metric, valueKib: kb(values[metric]) }));
 }
 
 function escapeRegExp(text: string): string {

@@ -1,9 +1,9 @@
 // Synthetic host snapshots for the metrics and dashboard unit tests.
-import type { HostView, VmView } from '../service/views.js';
+import type { BalloonView, HostView, VmView } from '../service/views.js';
 import type { MetricsSnapshot } from './query.js';
 
 /** A running VM view with a balloon and guest statistics; `over` replaces fields. */
-export function runningVm(name: string, memoryMib: number, balloon: { targetMib: number; actualMib: number }, over: Partial<VmView> = {}): VmView {
+export function runningVm(name: string, memoryMib: number, balloon: { targetMib: number; actualMib: number } & Partial<BalloonView>, over: Partial<VmView> = {}): VmView {
   const reclaimed = Math.min(balloon.targetMib, balloon.actualMib);
   return {
     name,
@@ -13,10 +13,10 @@ export function runningVm(name: string, memoryMib: number, balloon: { targetMib:
     pageFusion: true,
     balloonPolicy: 'manual',
     memoryMinMib: 0,
-    balloonMaxMib: 0,
+    balloonMaxMib: null,
     memoryWeight: 1,
     memoryBufferPercent: 10,
-    balloon: { ...balloon, lockedMib: balloon.actualMib, handedOffMib: 0, state: 'steady', reason: 'none', lock: 'locked', generation: 1 },
+    balloon: { lockedMib: balloon.actualMib, handedOffMib: 0, state: 'steady', reason: 'none', lock: 'locked', generation: 1, ...balloon },
     pid: 4242,
     heldMib: memoryMib - reclaimed,
     stats: {
@@ -52,7 +52,7 @@ export function poweredOffVm(name: string, memoryMib: number): VmView {
     pageFusion: false,
     balloonPolicy: 'manual',
     memoryMinMib: 0,
-    balloonMaxMib: 0,
+    balloonMaxMib: null,
     memoryWeight: 1,
     memoryBufferPercent: 10,
   };

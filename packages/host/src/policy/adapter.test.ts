@@ -31,6 +31,7 @@ describe('policyVmInputFromView', () => {
   it("translates the registry's balloon max 0 ('not set') to the 90 % rule, and keeps a set one literally", () => {
     expect(policyVmInputFromView(view({ balloonMaxMib: 0 }))?.settings.balloonMaxMib).toBe(3686);
     expect(policyVmInputFromView(view({ memoryMib: 512, balloonMaxMib: 0 }))?.settings.balloonMaxMib).toBe(460);
+    expect(policyVmInputFromView(view({ memoryMib: 512, balloonMaxMib: null }))?.settings.balloonMaxMib).toBe(460);
     expect(policyVmInputFromView(view({ balloonMaxMib: 1 }))?.settings.balloonMaxMib).toBe(1);
     expect(engineBalloonMaxMib(0, 1000)).toBe(899);
     expect(engineBalloonMaxMib(300, 1000)).toBe(300);

@@ -11,8 +11,8 @@ import { balloonLimitMib } from '../pool/balloon-rules.js';
 import type { PolicyVmInput } from './types.js';
 
 /** The engine's balloon max for the registry's value: 0 ("not set") becomes the 90 % rule. */
-export function engineBalloonMaxMib(registryBalloonMaxMib: number, memoryMib: number): number {
-  return registryBalloonMaxMib > 0 ? registryBalloonMaxMib : balloonLimitMib(memoryMib);
+export function engineBalloonMaxMib(registryBalloonMaxMib: number | null, memoryMib: number): number {
+  return registryBalloonMaxMib !== null && registryBalloonMaxMib > 0 ? registryBalloonMaxMib : balloonLimitMib(memoryMib);
 }
 
 /** The engine's input for a VM, or undefined unless it runs in auto mode with a balloon. */

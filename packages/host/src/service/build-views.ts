@@ -75,7 +75,8 @@ export function vmView(record: VmRecord, running?: { pool: PoolVmView; guest: Gu
     pageFusion: record.pageFusion,
     balloonPolicy: record.balloonPolicy,
     memoryMinMib: record.memoryMinMib,
-    balloonMaxMib: record.balloonMaxMib,
+    // The registry stores 0 for "not set"; the API says null, so that 0 never reads as a limit.
+    balloonMaxMib: record.balloonMaxMib > 0 ? record.balloonMaxMib : null,
     memoryWeight: record.memoryWeight,
     memoryBufferPercent: record.memoryBufferPercent,
   };

@@ -91,8 +91,8 @@ interface Running {
   guest: GuestFactsView;
   /** The floor sent in Welcome: available memory the guest keeps (see guestFloorMib). */
   floorMib: number;
-  /** The balloon's last state that was logged (`generation:state:reason`): a change of state is logged once. */
-  loggedState: string;
+  /** The generation each kind of balloon event was last logged for: each is logged once per target, not per status frame. */
+  logged: Map<string, number>;
 }
 
 // Compared against when a Hello names an unknown VM, so that it costs what a wrong token costs.
@@ -253,6 +253,25 @@ export class HostService {
     return view;
   }
 
+  /**
+   * The running VMs with page fusion on, with what their guests report merged
+   * (MiB). For the KSM controller's tick every second: at 1,000 guests,
+   * building every VmView for it cost more than the tick itself.
+   */
+  runningPageFusionVms(): Array<{ name: string; sharedMib: number }> {
+    const out: Array<{ name: string; sharedMib: number }> = [];
+    for (const [name, r] of this.running) {
+      if (this.records.get(name)?.pageFusion) out.push({ name, sharedMib: r.guest.stats?.sharedMib ?? 0 });
+    }
+    return out;
+  }
+
+  /** Whether any running VM's balloon is in auto mode: the policy loop skips its round (and its snapshot of every VM) otherwise. */
+  autoPolicyRunning(): boolean {
+    for (const name of this.running.keys()) if (this.records.get(name)?.balloonPolicy === 'auto') return true;
+    return false;
+  }
+
   /** Whether a VM's guest is connected. */
   isRunning(name: string): boolean {
     return this.running.has(name);
@@ -275,11 +294,12 @@ export class HostService {
     return { ...this.register(input, hashToken(token), 'createvm'), token };
   }
 
-  private register(input: CreateVmInput, tokenHash: string | null, via: 'createvm' | 'auto-register'): VmView {
+  // `log`: an auto-registering guest's session logger (its lines fall under the guest budget).
+  private register(input: CreateVmInput, tokenHash: string | null, via: 'createvm' | 'auto-register', log: Logger = this.log): VmView {
     const { name, memoryMib } = parseCreateVm(input);
     const record = this.registry.create({ name, memoryMib, tokenHash }, this.clock.nowMs());
     this.records.set(name, record);
-    this.log.info({ vm: name, memoryMib, token: tokenHash !== null, via }, 'VM registered');
+    log.info({ vm: name, memoryMib, token: tokenHash !== null, via }, 'VM registered');
     this.notify();
     return this.vmView(name);
   }
@@ -298,6 +318,8 @@ export class HostService {
     if (this.running.has(name) || this.admitting.has(name)) {
       throw new HostError('vm_running', `VM '${name}' is running: unregistervm needs the VM powered off`);
     }
+    // A guest the host is starting refuses; an adopted cgroup is let go with the VM.
+    this.options.guests?.forget(name);
     this.registry.remove(name);
     this.records.delete(name);
     this.generations.delete(name);
@@ -376,6 +398,7 @@ export class HostService {
     r.guest.generation = generation;
     r.link.sendTarget(targetMib, generation);
     this.handoff?.onTarget(name, generation);
+    this.counters.countTargetChange?.(name, source);
     r.logger.info({ targetMib, generation, source }, 'balloon target sent');
     this.notify();
     return generation;
@@ -415,7 +438,7 @@ export class HostService {
       try {
         // Trust on first use: the first Hello's token (if any) becomes the
         // VM's; without one the VM stays token-less (the demo's mode).
-        this.register({ name, memoryMib: hello.facts.totalMemoryMib }, hello.credential === '' ? null : hashToken(hello.credential), 'auto-register');
+        this.register({ name, memoryMib: hello.facts.totalMemoryMib }, hello.credential === '' ? null : hashToken(hello.credential), 'auto-register', logger);
         record = this.record(name);
       } catch (err) {
         return refuse('internal', `VM '${name}' could not be registered: ${(err as Error).message}`);
@@ -463,7 +486,7 @@ export class HostService {
       await this.reclaim.withQuotaLock(async () => {
         if (!link.open) throw new HostError('not_running', 'the guest disconnected while waiting');
         if (this.closed) throw new HostError('unavailable', 'the host is shutting down');
-        await this.reclaim.fund(needMib, [name], `starting VM '${name}'`, () => link.open && !this.closed);
+        await this.reclaim.fund(needMib, [name], `starting VM '${name}'`, () => link.open && !this.closed, logger);
         this.pool.admit(name, { memoryMib, memoryMinMib: record.memoryMinMib, balloonMaxMib: record.balloonMaxMib, targetMib, actualMib });
       });
     } catch (err) {
@@ -492,10 +515,12 @@ export class HostService {
         stats: undefined,
       },
       floorMib,
-      loggedState: '',
+      logged: new Map(),
     });
     this.counters.countSession(name);
     this.handoff?.onTarget(name, generation);
+    // The Welcome carries the first target of the session (the default balloon, or the one it resumes).
+    this.counters.countTargetChange?.(name, 'start');
     logger.info({ sessionId, memoryMib, targetMib, floorMib, generation, heldMib: needMib, agentPid: hello.facts.pid, resuming, managed: this.handoff?.has(name) ?? false }, 'guest admitted');
     this.notify();
     return {
@@ -559,23 +584,27 @@ export class HostService {
     this.notify();
   }
 
-  /** Logs a balloon's change of state once: short (with its reason), its target reached, a deflate on its own. */
+  /**
+   * Logs a balloon's change of state once per target: its target reached
+   * (info), stopped short (per reason), deflating on its own. A guest parked
+   * at its floor that gives up 1 MiB at a time says so once, not per step.
+   */
   private logBalloonState(r: Running, status: BalloonStatus, actualMib: number): void {
     if (status.generation !== r.guest.generation) return;
-    const reachedTarget = status.state === 'steady' && actualMib === status.targetMib;
-    const key = `${status.generation}:${reachedTarget ? 'reached' : status.state}:${status.reason}`;
-    if (key === r.loggedState) return;
+    const kind =
+      status.state === 'steady' && actualMib === status.targetMib
+        ? 'reached'
+        : status.state === 'short'
+          ? `short:${status.reason}`
+          : status.reason === 'guest_pressure'
+            ? 'pressure'
+            : undefined;
+    if (kind === undefined || r.logged.get(kind) === status.generation) return;
+    r.logged.set(kind, status.generation);
     const fields = { targetMib: status.targetMib, actualMib, generation: status.generation, reason: status.reason };
-    if (reachedTarget) {
-      r.loggedState = key;
-      r.logger.info(fields, 'balloon reached its target');
-    } else if (status.state === 'short') {
-      r.loggedState = key;
-      r.logger.warn({ ...fields, detail: status.detail }, 'balloon stopped short');
-    } else if (status.reason === 'guest_pressure') {
-      r.loggedState = key;
-      r.logger.warn({ ...fields, detail: status.detail }, 'the guest is deflating on its own (pressure)');
-    }
+    if (kind === 'reached') r.logger.info(fields, 'balloon reached its target');
+    else if (kind === 'pressure') r.logger.warn({ ...fields, detail: status.detail }, 'the guest is deflating on its own (pressure)');
+    else r.logger.warn({ ...fields, detail: status.detail }, 'balloon stopped short');
   }
 
   /** MemoryStats from a guest (advisory; clamped to the VM's memory). */

@@ -10,6 +10,8 @@ export interface ServiceCounters {
   countRefusal(reason: string): void;
   /** A guest sent something the protocol forbids, by ErrorCode name. */
   countProtocolError(code: string): void;
+  /** A balloon target was sent to a guest, by its source (start, controlvm, policy, reclaim, rollback, payback). */
+  countTargetChange?(vmName: string, source: string): void;
 }
 
 /** Counters that count nothing. */

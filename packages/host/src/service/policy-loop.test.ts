@@ -183,6 +183,18 @@ describe('policy loop', () => {
     expect(warn).toHaveBeenCalledWith(expect.objectContaining({ vm: 'x', err: 'no' }), 'policy change not applied');
   });
 
+  it('skips the snapshot of every VM while no running guest is in auto mode', async () => {
+    const s = service(1024);
+    await guest(s, 'by-hand', 256, { balloonPolicy: 'manual' });
+    const snapshot = vi.fn(() => s.snapshot());
+    const svc: PolicyLoopService = { snapshot, setBalloon: vi.fn(), autoPolicyRunning: () => s.autoPolicyRunning() };
+    await runPolicyRound(svc, createPolicyEngine(), logger, 0);
+    expect(snapshot).not.toHaveBeenCalled();
+    await guest(s, 'automatic', 256, { balloonPolicy: 'auto' });
+    await runPolicyRound(svc, createPolicyEngine(), logger, 0);
+    expect(snapshot).toHaveBeenCalledTimes(1);
+  });
+
   it('does nothing without running auto guests', async () => {
     const s = service(1024);
     const setBalloon = vi.fn();

@@ -107,9 +107,11 @@ export class Reclaimer {
    * pinned and drops out; the rest is planned again over the others, until
    * the deadline. Refuses at once (pool_exhausted, nothing sent) when the
    * caps and floors cannot cover the need. On failure every target it raised
-   * is put back, always (nothing half-applied).
+   * is put back, always (nothing half-applied). `log` is where its lines go:
+   * a guest's start passes its session logger, so that a guest retrying its
+   * start cannot write more than the host's budget of guest-caused lines.
    */
-  async fund(needMib: number, exclude: readonly string[], what: string, stillWanted: () => boolean): Promise<void> {
+  async fund(needMib: number, exclude: readonly string[], what: string, stillWanted: () => boolean, log: Logger = this.options.log): Promise<void> {
     const { pool } = this.host;
     if (pool.freeMib >= needMib) return;
     let plan;
@@ -118,7 +120,7 @@ export class Reclaimer {
     } catch (err) {
       throw new HostError('pool_exhausted', `${what}: ${(err as Error).message}`, { cause: err });
     }
-    const { clock, log } = this.options;
+    const { clock } = this.options;
     const deadlineMs = clock.nowMs() + this.options.timeoutMs;
     const heldAtStartMib = new Map(pool.names().map((n) => [n, pool.get(n)?.heldMib ?? 0]));
     // First target of each VM this reclaim changed, and the newest generation it sent.

@@ -45,7 +45,8 @@ export interface GuestStatsView {
 export interface PolicyView {
   balloonPolicy: 'manual' | 'auto';
   memoryMinMib: number;
-  balloonMaxMib: number;
+  /** The largest balloon the automatic policy sets; null when not set (the 90 % rule alone). */
+  balloonMaxMib: number | null;
   memoryWeight: number;
   memoryBufferPercent: number;
 }

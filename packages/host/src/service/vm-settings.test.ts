@@ -72,6 +72,8 @@ describe('parseVmPatch', () => {
     );
     expect(refusal(() => parseVmPatch(record({ balloonMaxMib: 400 }), { memoryMib: 256 }, false))?.message).toMatch(/^balloonMaxMib 400 MiB of VM 'a' is 90 % or more/);
     expect(parseVmPatch(record({ balloonMaxMib: 400 }), { memoryMib: 256, balloonMaxMib: 0 }, false)).toEqual({ memoryMib: 256, balloonMaxMib: 0 });
+    // null unsets it as 0 does (the API shows an unset maximum as null).
+    expect(parseVmPatch(record({ balloonMaxMib: 400 }), { balloonMaxMib: null }, false)).toEqual({ balloonMaxMib: 0 });
   });
 
   it('checks types and ranges of the policy settings', () => {
@@ -81,7 +83,7 @@ describe('parseVmPatch', () => {
     expect(refusal(() => parseVmPatch(record(), { memoryBufferPercent: 101 }, false))?.message).toBe('memoryBufferPercent 101 % is out of range (0 to 100 %)');
     expect(refusal(() => parseVmPatch(record(), { memoryMinMib: 513 }, false))?.code).toBe('out_of_range');
     expect(refusal(() => parseVmPatch(record(), { balloonMaxMib: 461 }, false))?.message).toBe(
-      'balloonMaxMib 461 MiB is out of range (0 to 460 MiB, below 90 % of the VM memory; 0: the 90 % rule alone)',
+      'balloonMaxMib 461 MiB is out of range (0 to 460 MiB, below 90 % of the VM memory; 0 or null: the 90 % rule alone)',
     );
   });
 });
@@ -95,6 +97,8 @@ describe('parseVmPatchInput (the HTTP edge)', () => {
     expect(refusal(() => parseVmPatchInput({ tokenHash: 'x' }))).toEqual({ code: 'invalid_argument', message: "modifyvm does not know the setting 'tokenHash'" });
     expect(refusal(() => parseVmPatchInput({ memoryMib: '1' }))).toEqual({ code: 'invalid_argument', message: 'memoryMib must be a whole number (got "1")' });
     expect(refusal(() => parseVmPatchInput({ memoryWeight: 1.5 }))?.code).toBe('invalid_argument');
+    expect(parseVmPatchInput({ balloonMaxMib: null })).toEqual({ balloonMaxMib: null });
+    expect(refusal(() => parseVmPatchInput({ memoryMinMib: null }))?.code).toBe('invalid_argument');
     expect(refusal(() => parseVmPatchInput({ pageFusion: 1 }))?.code).toBe('invalid_argument');
     expect(refusal(() => parseVmPatchInput({ balloonPolicy: 'AUTO' }))?.code).toBe('invalid_argument');
   });

@@ -29,7 +29,8 @@ export interface VmPatch {
   balloonPolicy?: 'manual' | 'auto';
   memoryMinMib?: number;
   /** 0: not set (only the 90 % rule). */
-  balloonMaxMib?: number;
+  /** null (or 0): not set, the 90 % rule alone. */
+  balloonMaxMib?: number | null;
   memoryWeight?: number;
   memoryBufferPercent?: number;
 }
@@ -62,6 +63,8 @@ export function parseVmPatchInput(body: Readonly<Record<string, unknown>>): VmPa
       if (typeof value !== 'boolean') throw new HostError('invalid_argument', 'pageFusion must be true or false');
     } else if (key === 'balloonPolicy') {
       if (value !== 'manual' && value !== 'auto') throw new HostError('invalid_argument', "balloonPolicy must be 'manual' or 'auto'");
+    } else if (key === 'balloonMaxMib' && value === null) {
+      // Unsets it, as the API shows an unset maximum.
     } else if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
       throw new HostError('invalid_argument', `${key} must be a whole number (got ${JSON.stringify(value)})`);
     }
@@ -104,7 +107,8 @@ export function parseVmPatch(record: VmRecord, patch: Readonly<VmPatch> | Readon
   }
   const limitMib = balloonLimitMib(memoryMib);
   if (patch.memoryMinMib !== undefined) s.memoryMinMib = parseWhole(patch.memoryMinMib, 'memoryMinMib', 0, memoryMib);
-  if (patch.balloonMaxMib !== undefined) s.balloonMaxMib = parseWhole(patch.balloonMaxMib, 'balloonMaxMib', 0, limitMib, 'below 90 % of the VM memory; 0: the 90 % rule alone');
+  // null (or 0) unsets it: the 90 % rule alone.
+  if (patch.balloonMaxMib !== undefined) s.balloonMaxMib = patch.balloonMaxMib === null ? 0 : parseWhole(patch.balloonMaxMib, 'balloonMaxMib', 0, limitMib, 'below 90 % of the VM memory; 0 or null: the 90 % rule alone');
   if (patch.memoryWeight !== undefined) s.memoryWeight = parseWhole(patch.memoryWeight, 'memoryWeight', 1, 10_000, undefined, '');
   if (patch.memoryBufferPercent !== undefined) s.memoryBufferPercent = parseWhole(patch.memoryBufferPercent, 'memoryBufferPercent', 0, 100, undefined, ' %');
   // A smaller memory must not leave the stored policy limits beyond it.

@@ -1,12 +1,14 @@
 // memballoon dashboard: plain browser JavaScript, no build step.
 // State arrives as full snapshots over server-sent events (read with fetch, so
-// the request can carry an Authorization header); charts keep the last few
-// minutes client-side. Host data reaches the DOM only through textContent.
+// the request can carry an Authorization header); the first event of each
+// connection is the host's history of the last 15 minutes, so the charts are
+// drawn at once, and snapshots extend it. Host data reaches the DOM only
+// through textContent.
 'use strict';
 
 (() => {
   const EVENTS_URL = '/api/v1/events';
-  const HISTORY_S = 300;
+  const HISTORY_S = 900;
   const CHART_HEIGHT_PX = 150;
   const MIN_WINDOW_S = 10;
   const RECONNECT_MS = 2000;
@@ -20,6 +22,12 @@
   const $ = (id) => document.getElementById(id);
   const cards = new Map(); // VM name -> card state
   let latest = null; // the newest snapshot event
+  /** The host's history by VM name, from the `history` event: seeds each card's chart. */
+  let seedHistory = {};
+  /** Host clock minus this browser's (s): points carry the host's time, "now" must too. */
+  let skewS = 0;
+  /** The read-only token opens a view-only page: no balloon controls (the host would refuse them anyway). */
+  let viewOnly = false;
 
   // ---------------------------------------------------------------- token
 
@@ -52,9 +60,10 @@
     return rounded.toLocaleString('en-US') + ' MiB';
   }
 
+  /** Every percentage on the page in one format: one decimal, a space, %. */
   function percent(value) {
     if (value === undefined || value === null || !Number.isFinite(value)) return '–';
-    return (Math.round(value * 10) / 10).toLocaleString('en-US') + ' %';
+    return value.toLocaleString('en-US', { minimumFractionDigits: 1, maximumFractionDigits: 1 }) + ' %';
   }
 
   function duration(ms) {
@@ -138,6 +147,30 @@
     }
     guestBar.replaceChildren(...guestSegs, marker(pct(pool.sizeMib)));
     guestBar.setAttribute('aria-label', `guests' memory ${mib(guestsMib)}, of which reclaimed ${mib(pool.reclaimedMib)}`);
+    renderLegend(running);
+  }
+
+  /** The legend: one swatch per VM in the colour its bars have (solid: held; hatched: reclaimed), then free and the pool line. */
+  function renderLegend(running) {
+    const legend = $('legend');
+    const items = [];
+    for (const vm of running) {
+      const item = el('span', 'legend-item');
+      item.dataset.vm = vm.name;
+      const held = el('span', 'swatch swatch-held');
+      held.style.setProperty('--vm-color', colorOf(vm.name));
+      const reclaimed = el('span', 'swatch swatch-reclaimed');
+      reclaimed.style.setProperty('--vm-color', colorOf(vm.name));
+      item.append(held, reclaimed, document.createTextNode(vm.name));
+      items.push(item);
+    }
+    const key = (className, text) => {
+      const item = el('span', 'legend-item');
+      item.append(el('span', 'swatch ' + className), document.createTextNode(text));
+      return item;
+    };
+    items.push(key('swatch-solid', 'held'), key('swatch-hatched', 'reclaimed by its balloon'), key('swatch-free', 'free'), key('swatch-line', 'pool size'));
+    legend.replaceChildren(...items);
   }
 
   function marker(leftPercent) {
@@ -196,6 +229,7 @@
       card.chartLegend.append(el('span', 'key ' + className), document.createTextNode(label + ' '));
     }
     card.chartLegend.append(document.createTextNode('· last ' + HISTORY_S / 60 + ' min'));
+    card.reachableMib = null;
 
     const form = el('form', 'control');
     const label = el('label', '', 'Balloon ');
@@ -258,17 +292,20 @@
     }
     setText(card.status, balloonStatus(vm));
 
-    // 90 % rule: the host refuses a balloon of 90 % of the VM's memory or more.
-    const maxMib = Math.ceil(vm.memoryMib * 0.9) - 1;
-    setText(card.hint, running ? 'up to ' + mib(maxMib) + ' (below 90 %)' : 'set while running');
+    setText(card.hint, running ? balloonHint(card, vm) : 'set while running');
     card.input.disabled = !running;
     card.button.disabled = !running;
+    card.form.hidden = viewOnly;
     if (running && card.input.value === '' && document.activeElement !== card.input && balloon) {
       card.input.placeholder = String(balloon.targetMib);
     }
 
     if (running && balloon) {
-      card.history.push([atMs / 1000, balloon.targetMib, balloon.actualMib, stats ? stats.availableMib : null]);
+      if (card.history.length === 0 && seedHistory[vm.name]) card.history = seriesRows(seedHistory[vm.name]);
+      delete seedHistory[vm.name];
+      const point = [atMs / 1000, balloon.targetMib, balloon.actualMib, stats ? stats.availableMib : null];
+      const last = card.history[card.history.length - 1];
+      if (!last || last[0] < point[0]) card.history.push(point);
       const cutoff = atMs / 1000 - HISTORY_S;
       while (card.history.length > 0 && card.history[0][0] < cutoff) card.history.shift();
       ensureChart(card, vm.memoryMib);
@@ -277,8 +314,31 @@
       card.chart = null;
       card.history = [];
     }
+    // For tests and the curious: how many points the chart holds, and since when (host time, ms).
+    card.chartBox.dataset.points = String(card.history.length);
+    card.chartBox.dataset.sinceMs = card.history.length > 0 ? String(Math.round(card.history[0][0] * 1000)) : '';
     card.chartBox.hidden = !card.chart;
     card.chartLegend.hidden = !card.chart;
+  }
+
+  // Guest reasons that mean "this balloon cannot grow further now", not "try again".
+  const CEILING_REASONS = ['guest_floor', 'out_of_memory', 'guest_pressure'];
+
+  /**
+   * The hint beside the balloon control: the largest balloon the host allows
+   * (below 90 % of the VM's memory, or the VM's balloonMaxMib), and, once the
+   * guest has stopped a balloon short for its own reasons (its floor, no
+   * memory), the size it reached: what is reachable now.
+   */
+  function balloonHint(card, vm) {
+    const b = vm.balloon;
+    const ruleMib = Math.ceil(vm.memoryMib * 0.9) - 1;
+    if (b && b.state === 'short' && CEILING_REASONS.includes(b.reason)) card.reachableMib = b.actualMib;
+    else if (b && card.reachableMib !== null && b.actualMib > card.reachableMib) card.reachableMib = null;
+    if (card.reachableMib !== null && card.reachableMib < ruleMib) {
+      return 'up to about ' + mib(card.reachableMib) + ' (the guest stopped there: ' + String(b && b.reason !== 'none' ? b.reason : 'guest_floor').replace(/_/g, ' ') + '; the 90 % rule allows ' + mib(ruleMib) + ')';
+    }
+    return 'up to ' + mib(ruleMib) + ' (the 90 % rule)';
   }
 
   function balloonStatus(vm) {
@@ -346,7 +406,21 @@
   }
 
   function nowS() {
-    return Date.now() / 1000;
+    return Date.now() / 1000 + skewS;
+  }
+
+  /** A `history` series (columns, ms) as chart rows [s, target, actual, available]. */
+  function seriesRows(series) {
+    return series.atMs.map((at, i) => [at / 1000, series.targetMib[i], series.actualMib[i], series.availableMib[i]]);
+  }
+
+  /** The `history` event: replaces every card's history (the host's is complete; ours may have a gap). */
+  function applyHistory(event) {
+    seedHistory = event.vms || {};
+    for (const card of cards.values()) {
+      card.history = [];
+      if (card.chart) card.chart.setData(chartData(card));
+    }
   }
 
   /** The chart's time range: the history so far (at least MIN_WINDOW_S), growing to HISTORY_S, then scrolling. */
@@ -425,11 +499,22 @@
 
   // ---------------------------------------------------------------- snapshots
 
+  /** What KSM does, and why when memballoon is not the reason (no page-fusion VM runs). */
+  function ksmText(host, vms) {
+    const fusionVms = vms.filter((vm) => vm.state === 'running' && vm.pageFusion).length;
+    if (!host.ksm.available) return host.ksm.running ? 'KSM on (not driven by this host)' : 'KSM unavailable';
+    if (!host.ksm.running) return 'KSM idle';
+    if (fusionVms === 0) return 'KSM on for another reason (no page-fusion VM runs)';
+    return 'KSM merging for ' + fusionVms + (fusionVms === 1 ? ' page-fusion VM' : ' page-fusion VMs');
+  }
+
   function render(event) {
     latest = event;
-    const receivedMs = Date.now();
+    skewS = event.atMs / 1000 - Date.now() / 1000;
     const { host, vms } = event;
-    setText($('host-meta'), 'v' + host.version + ' · ' + host.listen + ' · up ' + duration(host.uptimeMs) + ' · KSM ' + (host.ksm.running ? 'running' : host.ksm.available ? 'idle' : 'unavailable'));
+    const meta = $('host-meta');
+    setText(meta, 'v' + host.version + ' · ' + host.listen + ' · up ' + duration(host.uptimeMs) + ' · ' + ksmText(host, vms));
+    meta.title = host.ksm.detail;
     renderPool(host, vms);
 
     const sorted = vms.slice().sort((a, b) => (a.state === b.state ? a.name.localeCompare(b.name) : a.state === 'running' ? -1 : 1));
@@ -447,8 +532,8 @@
         resizer.observe(card.chartBox);
         card.observed = true;
       }
-      // History uses this browser's clock: the charts' time axis is drawn with it too.
-      updateCard(card, vm, receivedMs);
+      // Points carry the host's time, as the history does; nowS() follows it.
+      updateCard(card, vm, event.atMs);
     });
     for (const [name, card] of cards) {
       if (seen.has(name)) continue;
@@ -481,8 +566,9 @@
       if (field === 'event') type = value;
       else if (field === 'data') data.push(value);
     }
-    if (type !== 'snapshot' || data.length === 0) return;
-    render(JSON.parse(data.join('\n')));
+    if (data.length === 0) return;
+    if (type === 'history') applyHistory(JSON.parse(data.join('\n')));
+    else if (type === 'snapshot') render(JSON.parse(data.join('\n')));
   }
 
   /** The live connection: aborting it makes connect() start over at once (a new token). */
@@ -512,7 +598,9 @@
         } catch {}
         throw new Error(detail);
       }
-      setConnection('live', 'live');
+      viewOnly = res.headers.get('x-memballoon-access') === 'read-only';
+      document.body.dataset.access = viewOnly ? 'read-only' : 'admin';
+      setConnection('live', viewOnly ? 'live · view only' : 'live');
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = '';
       for (;;) {

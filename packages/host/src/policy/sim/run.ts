@@ -3,12 +3,13 @@ import { momDefaultPolicy } from '../baselines/momDefault.js';
 import { vboxBalloonCtrlPolicy } from '../baselines/vboxBalloonCtrl.js';
 import { ourPolicy } from '../engine.js';
 import type { BalloonPolicy } from '../types.js';
+import { oraclePolicy } from './oracle.js';
 import { standardScenarios } from './scenarios.js';
 import { simulate, type SimResult } from './simulator.js';
 
-/** The engines of the comparison: ours first, then the baselines. */
+/** The engines of the comparison: ours first, then the baselines, then the oracle (the best possible, knowing the future). */
 export function comparisonEngines(): BalloonPolicy<unknown>[] {
-  return [ourPolicy(), vboxBalloonCtrlPolicy(), momDefaultPolicy()] as BalloonPolicy<unknown>[];
+  return [ourPolicy(), vboxBalloonCtrlPolicy(), momDefaultPolicy(), oraclePolicy()] as BalloonPolicy<unknown>[];
 }
 
 /** Every engine on every standard scenario, with one seed per scenario (the same for each engine). */

@@ -52,6 +52,7 @@ describe('simulator', () => {
 
   it('runs the whole comparison', () => {
     const results = runComparison(7, 200);
-    expect(results).toHaveLength(standardScenarios().length * 3);
+    expect(results).toHaveLength(standardScenarios().length * 4);
+    expect(new Set(results.map((r) => r.engine))).toEqual(new Set(['memballoon', 'VBoxBalloonCtrl', 'MOM default', 'oracle']));
   });
 });

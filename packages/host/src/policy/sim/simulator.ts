@@ -128,6 +128,19 @@ function reportStats(g: GuestSim, physics: SimPhysics, rng: Prng): PolicyGuestSt
   };
 }
 
+/**
+ * A policy that is shown each guest's true memory use of the coming round
+ * (the simulator's oracle: no lag, no noise, no lies). Not a policy a host
+ * can run: it measures how far the real ones are from the best possible.
+ */
+export interface ForesightPolicy<S> extends BalloonPolicy<S> {
+  stepWithForesight(state: S, input: PolicyInput, demandMib: ReadonlyMap<string, number>): ReturnType<BalloonPolicy<S>['step']>;
+}
+
+function isForesight<S>(policy: BalloonPolicy<S>): policy is ForesightPolicy<S> {
+  return typeof (policy as Partial<ForesightPolicy<S>>).stepWithForesight === 'function';
+}
+
 /** What an observer sees after each round (for tests and debugging). */
 export interface SimRoundEvent {
   readonly round: number;
@@ -191,7 +204,12 @@ export function simulate<S>(
         stats: round === 0 ? undefined : reportStats(g, physics, rng),
       })),
     };
-    const result = policy.step(state, input);
+    // The programs' use this round does not depend on the decision (only an
+    // OOM kill, below, resets a workload), so it is drawn before the policy
+    // runs: the same draws for every engine, and the oracle may look at it.
+    const demandMib = new Map<string, number>();
+    for (const g of guests) demandMib.set(g.spec.name, g.workload.advance(rng));
+    const result = isForesight(policy) ? policy.stepWithForesight(state, input, demandMib) : policy.step(state, input);
     state = result.state;
     if (decisionViolations(input, result.decision).length > 0) violations += 1;
 
@@ -220,7 +238,7 @@ export function simulate<S>(
       const m = g.spec.memoryMib;
       if (g.actualMib > g.targetMib) g.actualMib = g.targetMib;
       else g.actualMib = Math.min(g.targetMib, g.actualMib + physics.inflateMibPerRound);
-      g.usedMib = g.workload.advance(rng);
+      g.usedMib = demandMib.get(g.spec.name)!;
       if (g.usedMib + g.actualMib > m) {
         ooms += 1;
         g.ooms += 1;
