@@ -148,6 +148,14 @@ export class HostService {
       : null;
   }
 
+  /** The pool counts what a just-attached guest's limit holds (even when the figure looks unchanged). */
+  private refreshReclaimedNow(name: string): void {
+    const held = this.handoff?.view(name);
+    if (!held || !this.pool.has(name)) return;
+    this.pool.reportActual(name, held.reclaimedMib);
+    this.notify();
+  }
+
   /** A managed guest's limit or hand-off moved: the pool counts what its limit holds now. */
   private refreshReclaimed(name: string): void {
     const held = this.handoff?.view(name);
@@ -463,24 +471,7 @@ export class HostService {
     // would start deflating on its own (the agent's --floor-mib overrides it).
     const floorMib = guestFloorMib(memoryMib);
     this.admitting.add(name);
-    // A managed guest's memory counts as reclaimed only where its limit holds
-    // it: read back from the kernel (a restarted host finds what the last
-    // one left), not taken from the guest's word.
-    const cgroup = this.cgroupOf?.(name) ?? null;
-    let actualMib = balloonActualMib;
-    if (this.handoff && cgroup && link.sendHandOff) {
-      const sendHandOff = link.sendHandOff.bind(link);
-      try {
-        actualMib = await this.handoff.attach(
-          name,
-          { cgroup, memoryMib, chunkMib: hello.facts.chunkSizeMib, sendHandOff },
-          { handedOffMib: hello.balloon.handedOffMib ?? 0, generation: hello.balloon.generation },
-        );
-      } catch (err) {
-        this.admitting.delete(name);
-        return refuse('internal', `the memory cgroup of VM '${name}' could not be read: ${(err as Error).message}`, this.retryAfterMs);
-      }
-    }
+    const actualMib = balloonActualMib;
     const needMib = Pool.admissionNeedMib(memoryMib, targetMib, actualMib);
     try {
       await this.reclaim.withQuotaLock(async () => {
@@ -491,7 +482,6 @@ export class HostService {
       });
     } catch (err) {
       const e = HostError.from(err);
-      this.handoff?.detach(name);
       // The guest went away while its admission waited: nobody to refuse.
       if (e.code === 'not_running') return { ok: false, code: e.wireCode, message: e.message, retryAfterMs: 0 };
       return refuse(e.wireCode, e.message, this.retryAfterMs);
@@ -509,7 +499,6 @@ export class HostService {
         generation,
         pid: hello.facts.pid,
         lockedMib: Math.min(hello.balloon.lockedMib, balloonActualMib),
-        ...(this.handoff?.has(name) ? { balloonActualMib, handedOffMib: hello.balloon.handedOffMib ?? 0 } : {}),
         startedAtMs: this.clock.nowMs(),
         status: undefined,
         stats: undefined,
@@ -518,7 +507,7 @@ export class HostService {
       logged: new Map(),
     });
     this.counters.countSession(name);
-    this.handoff?.onTarget(name, generation);
+    this.attachHandOff(name, sessionId, link, hello, memoryMib, generation);
     // The Welcome carries the first target of the session (the default balloon, or the one it resumes).
     this.counters.countTargetChange?.(name, 'start');
     logger.info({ sessionId, memoryMib, targetMib, floorMib, generation, heldMib: needMib, agentPid: hello.facts.pid, resuming, managed: this.handoff?.has(name) ?? false }, 'guest admitted');
@@ -534,6 +523,36 @@ export class HostService {
         pageFusion: record.pageFusion,
       },
     };
+  }
+
+  /**
+   * A managed guest (the launcher has its cgroup now that it runs): the
+   * hand-off takes charge. Its memory counts as reclaimed only where its
+   * limit holds it, read back from the kernel (a restarted host finds what
+   * the last one left), not taken from the guest's word; until the read is
+   * done the pool counts its balloon as any guest's.
+   */
+  private attachHandOff(name: string, sessionId: string, link: GuestLink, hello: Hello, memoryMib: number, generation: number): void {
+    const cgroup = this.cgroupOf?.(name) ?? null;
+    const handoff = this.handoff;
+    if (!handoff || !cgroup || !link.sendHandOff) return;
+    const sendHandOff = link.sendHandOff.bind(link);
+    void handoff
+      .attach(name, { cgroup, memoryMib, chunkMib: hello.facts.chunkSizeMib, sendHandOff }, { handedOffMib: hello.balloon.handedOffMib ?? 0, generation: hello.balloon.generation })
+      .then(() => {
+        const r = this.running.get(name);
+        if (!r || r.sessionId !== sessionId) {
+          handoff.detach(name);
+          return;
+        }
+        handoff.onTarget(name, r.guest.generation);
+        const status = r.guest.status;
+        r.guest.balloonActualMib = status?.actualMib ?? Math.min(hello.balloon.actualMib, memoryMib);
+        r.guest.handedOffMib = status?.handedOffMib ?? hello.balloon.handedOffMib ?? 0;
+        if (status) handoff.onStatus(name, { ...status, actualMib: Math.min(status.actualMib, memoryMib) });
+        this.refreshReclaimedNow(name);
+      })
+      .catch((err: unknown) => this.log.warn({ vm: name, err: (err as Error).message, generation }, 'the hand-off could not read the guest\'s cgroup: its balloon stays a budget'));
   }
 
   /** The guest's memory size as the host counts it (for decoding its frames), or undefined. */
