@@ -3,13 +3,15 @@
 // "Benchmarks" section is pasted from this output, with its date).
 //
 //   npm run bench                 all of them
-//   npm run bench -- balloon      only some: balloon, fusion, load, cli
+//   npm run bench -- balloon      only some: balloon, fusion, load, cli, handoff
 import { formatBenchTable, runBalloonBench } from '../packages/guest-agent/bench/balloon.bench.js';
 import { formatKsmdCpu, runFusionBench, type FusionBenchRow } from '../packages/host/bench/fusion.bench.js';
+import { formatHandOffTable, runHandOffBench } from '../packages/host/bench/handoff.bench.js';
+import { formatBurstTable, runBurstBench } from '../packages/host/bench/handoff-burst.bench.js';
 import { runLoadBench, type LoadResult } from './bench/load.js';
 import { formatCliBench, runCliBench } from './bench/cli.js';
 
-const all = ['balloon', 'fusion', 'load', 'cli'] as const;
+const all = ['balloon', 'fusion', 'load', 'cli', 'handoff'] as const;
 type Which = (typeof all)[number];
 const asked = process.argv.slice(2).filter((a): a is Which => (all as readonly string[]).includes(a));
 const unknown = process.argv.slice(2).filter((a) => !(all as readonly string[]).includes(a));
@@ -72,6 +74,11 @@ for (const name of which) {
   } else if (name === 'fusion') {
     const rows = await runFusionBench();
     console.log(`### Page fusion: hints against KSM scanning\n\n${formatFusion(rows)}\n`);
+  } else if (name === 'handoff') {
+    const rows = await runHandOffBench({ log });
+    console.log(`### Hand-off: balloon settled → memory free on the host (real agent in a v1 memory cgroup)\n\n${formatHandOffTable(rows)}\n`);
+    const burst = await runBurstBench({ log });
+    console.log(`### Hand-off: three startvm guests (512/768/1024 MiB) bursting in turns over a 1536 MiB pool cgroup, three ways\n\n${formatBurstTable(burst)}\n`);
   } else if (name === 'cli') {
     const result = await runCliBench({ log });
     console.log(`### Start-up: the built commands against \`node -e 0\` (${result.runs} interleaved runs), and the agent's idle RSS\n\n${formatCliBench(result)}\n`);

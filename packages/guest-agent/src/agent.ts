@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { BYTES_PER_MIB, bodies, FINAL_ERROR_CODES, vmNameProblem, type Body, type BalloonStatus, type Hello, type ProtocolError } from '@memballoon/protocol';
 import type { AgentConnectionState, AgentEvents, AgentHandle, AgentOptions, ReadyOptions, SettledOptions } from './agent-types.js';
 import { BalloonEngine } from './balloon/engine.js';
+import { availableUnderHandOffBytes } from './balloon/floor.js';
 import { openDomain } from './domain/readers.js';
 import { processLockedBytes, processRssBytes } from './domain/readers.js';
 import type { DomainSource } from './domain/source.js';
@@ -258,13 +259,24 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
         domain: this.domain.kind,
         hostname: hostname(),
       },
-      balloon: { actualMib: b.actualMib, lockedMib: kernelLockedMib(b.lockedMib), generation: b.generation, targetMib: b.targetMib },
+      balloon: {
+        actualMib: b.actualMib,
+        lockedMib: kernelLockedMib(b.lockedMib),
+        generation: b.generation,
+        targetMib: b.targetMib,
+        ...(b.handedOffMib ? { handedOffMib: b.handedOffMib } : {}),
+      },
     };
   }
 
   private sendStats(session: GuestSession): void {
     try {
-      session.send(bodies.memoryStats(toMemoryStats(this.domain.stats(), processRssBytes('self'))));
+      const d = this.domain.stats();
+      // After a hand-off the host's limit holds part of the domain: say what the guest really has.
+      const handedOffMib = this.engine.handedOffMib;
+      const availableBytes = availableUnderHandOffBytes(d, this.domain.totalMib, handedOffMib);
+      const freeBytes = Math.min(d.freeBytes, availableBytes);
+      session.send(bodies.memoryStats(toMemoryStats({ ...d, availableBytes, freeBytes }, processRssBytes('self'))));
     } catch (err) {
       // A domain that cannot be read this time skips one tick; it never
       // takes the agent (and its balloon) down.
@@ -300,6 +312,7 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
           this.statsTimer.unref();
         },
         target: (targetMib, generation) => this.applyTarget(targetMib, generation, false, this.session),
+        handOff: (handedOffMib) => this.applyHandOff(handedOffMib, this.session),
         problem: (err, fromHost) => this.onProblem(err, fromHost),
       },
     );
@@ -317,6 +330,21 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
       this.log.debug({ targetMib, generation }, 'new balloon target');
       // Say at once that the balloon moves (or is already there).
       session?.send(bodies.balloonStatus(kernelChecked({ ...this.engine.status, state: this.engine.moving ? this.engine.status.state : 'steady' })));
+    } catch (err) {
+      const e = AgentError.from(err);
+      session?.send(bodies.error(e.code === 'target_out_of_range' ? 'out_of_range' : 'internal', e.message));
+      this.onAgentProblem(e);
+    }
+  }
+
+  private applyHandOff(handedOffMib: number, session: GuestSession | null): void {
+    // Shutting down: the balloon deflates to 0 and hands nothing off.
+    if (this.closing) return;
+    try {
+      const status = this.engine.handOff(handedOffMib);
+      this.log.debug({ handedOffMib, done: status.handedOffMib ?? 0 }, 'handed balloon memory off to the host');
+      // The host waits for this to know the pages are gone.
+      session?.send(bodies.balloonStatus(kernelChecked({ ...status, state: this.engine.moving ? status.state : 'steady' })));
     } catch (err) {
       const e = AgentError.from(err);
       session?.send(bodies.error(e.code === 'target_out_of_range' ? 'out_of_range' : 'internal', e.message));

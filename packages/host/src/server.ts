@@ -19,7 +19,7 @@ import { HostFusion, type HostFusionOptions } from './fusion/index.js';
 import { HostError } from './errors.js';
 import { HostMetrics, queryMetrics } from './metrics/index.js';
 import { Registry } from './registry/registry.js';
-import { HostService } from './service/host-service.js';
+import { HostService, type HostServiceOptions } from './service/host-service.js';
 import { DEFAULT_CGROUP_PARENT } from './cgroup/index.js';
 import { GuestLauncher } from './guests/launcher.js';
 import { startPolicyLoop } from './service/policy-loop.js';
@@ -76,6 +76,8 @@ export interface StartHostOptions {
   allowInsecureListen?: boolean;
   /** Guests the host starts (startvm) and owns; absent: no startvm (a library host only counts). */
   guests?: HostGuestsOptions;
+  /** The memory cgroup of each managed guest, for embedders with a launcher of their own (default: the guests option's); balloons are handed off to these limits. */
+  cgroupOf?: HostServiceOptions['cgroupOf'];
 }
 
 /** Options of the host's managed guests (../guests, ../cgroup). */
@@ -208,6 +210,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     },
     reclaimTimeoutMs: options.reclaimTimeoutMs,
     retryAfterMs: options.retryAfterMs,
+    ...(options.cgroupOf ? { cgroupOf: options.cgroupOf } : {}),
   });
   guests?.attach(service);
   const snapshot = () => service.snapshot();

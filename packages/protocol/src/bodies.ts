@@ -5,6 +5,7 @@ import type {
   Body,
   ErrorBody,
   Goodbye,
+  HandOffBalloon,
   Hello,
   MemoryStats,
   SetBalloonTarget,
@@ -76,4 +77,9 @@ export function sharedRegion(value: SharedRegion): Body {
 /** Builds a SharedRegionRemoved body. */
 export function sharedRegionRemoved(value: SharedRegionRemoved): Body {
   return { case: 'sharedRegionRemoved', value };
+}
+
+/** Builds a HandOffBalloon body. */
+export function handOffBalloon(value: HandOffBalloon): Body {
+  return { case: 'handOffBalloon', value };
 }

@@ -69,6 +69,7 @@ const everyBody: Body[] = [
     targetMib: 300,
     actualMib: 200,
     lockedMib: 150,
+    handedOffMib: 50,
     state: 'short',
     reason: 'guest_floor',
     lock: 'not_permitted',
@@ -104,6 +105,7 @@ const everyBody: Body[] = [
     last: true,
   }),
   bodies.sharedRegionRemoved({ regionId: 7 }),
+  bodies.handOffBalloon({ handedOffMib: 96 }),
 ];
 
 function codeOf(fn: () => unknown): ErrorCode {
@@ -284,6 +286,18 @@ describe('untrusted bytes', () => {
     expect(codeOf(() => decodeFrame(encodeFrame(1, bodies.hello(noMemory))))).toBe('out_of_range');
     const oddPage = { ...hello, facts: { ...hello.facts, pageSizeBytes: 5000 } };
     expect(codeOf(() => decodeFrame(encodeFrame(1, bodies.hello(oddPage))))).toBe('out_of_range');
+  });
+
+  it('refuses a balloon whose pinned and handed-off parts exceed it, and a hand-off above the guest memory', () => {
+    const handedAboveActual = { ...hello, balloon: { ...hello.balloon, lockedMib: 100, handedOffMib: 29 } };
+    expect(codeOf(() => decodeFrame(encodeFrame(1, bodies.hello(handedAboveActual))))).toMatch('out_of_range');
+    const fits = { ...hello, balloon: { ...hello.balloon, lockedMib: 100, handedOffMib: 28 } };
+    expect(decodeFrame(encodeFrame(1, bodies.hello(fits))).body).toEqual(bodies.hello(fits));
+    const status = bodies.balloonStatus({ generation: 1, targetMib: 64, actualMib: 64, lockedMib: 40, handedOffMib: 25, state: 'steady' });
+    expect(codeOf(() => decodeFrame(encodeFrame(1, status)))).toBe('out_of_range');
+    const handOff = encodeFrame(1, bodies.handOffBalloon({ handedOffMib: 600 }));
+    expect(decodeFrame(handOff, { guestMemoryMib: 1024 }).body).toEqual(bodies.handOffBalloon({ handedOffMib: 600 }));
+    expect(() => decodeFrame(handOff, { guestMemoryMib: 512 })).toThrow(/above the guest's memory of 512 MiB/);
   });
 
   it('refuses over-long strings and bad VM names', () => {

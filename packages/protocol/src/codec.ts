@@ -129,6 +129,11 @@ function pageSize(value: unknown, field: string): number {
 type Raw = Record<string, unknown>;
 const obj = (v: unknown): Raw => (v && typeof v === 'object' ? (v as Raw) : {});
 
+/** proto3's zero is absence: a balloon with nothing handed off decodes without the field, as peers that predate it send it. */
+function handedOff(handedOffMib: number): { handedOffMib?: number } {
+  return handedOffMib > 0 ? { handedOffMib } : {};
+}
+
 function readHello(r: Raw): Hello {
   const vmName = text(r.vmName, 'hello.vm_name', MAX_VM_NAME_CHARS);
   const problem = vmNameProblem(vmName);
@@ -142,6 +147,9 @@ function readHello(r: Raw): Hello {
   const b = obj(r.balloon);
   const actualMib = mib(b.actualMib, 'hello.balloon.actual_mib', totalMemoryMib);
   const lockedMib = mib(b.lockedMib, 'hello.balloon.locked_mib', actualMib);
+  const handedOffMib = mib(b.handedOffMib, 'hello.balloon.handed_off_mib', actualMib);
+  // Pinned and handed-off parts are disjoint pieces of the balloon.
+  if (lockedMib + handedOffMib > actualMib) fail('out_of_range', `hello.balloon.locked_mib + handed_off_mib (${lockedMib} + ${handedOffMib}) exceed actual_mib ${actualMib}`);
   return {
     vmName,
     credential: text(r.credential, 'hello.credential', MAX_CREDENTIAL_CHARS),
@@ -160,6 +168,7 @@ function readHello(r: Raw): Hello {
       lockedMib,
       generation: uint(b.generation, 'hello.balloon.generation', MAX_HELLO_GENERATION),
       targetMib: mib(b.targetMib, 'hello.balloon.target_mib', totalMemoryMib),
+      ...handedOff(handedOffMib),
     },
   };
 }
@@ -214,13 +223,17 @@ function readBody(env: Raw, opts: DecodeOptions): Body {
     case 'balloonStatus': {
       const r = obj(env.balloonStatus);
       const actualMib = mib(r.actualMib, 'balloon_status.actual_mib', g);
+      const lockedMib = mib(r.lockedMib, 'balloon_status.locked_mib', actualMib);
+      const handedOffMib = mib(r.handedOffMib, 'balloon_status.handed_off_mib', actualMib);
+      if (lockedMib + handedOffMib > actualMib) fail('out_of_range', `balloon_status.locked_mib + handed_off_mib (${lockedMib} + ${handedOffMib}) exceed actual_mib ${actualMib}`);
       return {
         case: 'balloonStatus',
         value: {
           generation: uint(r.generation, 'balloon_status.generation', MAX_GENERATION),
           targetMib: mib(r.targetMib, 'balloon_status.target_mib', g),
           actualMib,
-          lockedMib: mib(r.lockedMib, 'balloon_status.locked_mib', actualMib),
+          lockedMib,
+          ...handedOff(handedOffMib),
           state: enumName(BALLOON_STATES, r.state, 'balloon_status.state'),
           reason: enumName(SHORTFALL_REASONS, r.reason, 'balloon_status.reason'),
           lock: enumName(LOCK_STATES, r.lock, 'balloon_status.lock'),
@@ -272,6 +285,10 @@ function readBody(env: Raw, opts: DecodeOptions): Body {
           last: r.last === true,
         },
       };
+    }
+    case 'handOffBalloon': {
+      const r = obj(env.handOffBalloon);
+      return { case: 'handOffBalloon', value: { handedOffMib: mib(r.handedOffMib, 'hand_off_balloon.handed_off_mib', g) } };
     }
     case 'sharedRegionRemoved': {
       const r = obj(env.sharedRegionRemoved);

@@ -52,6 +52,8 @@ export interface BalloonHeld {
   lockedMib: number;
   generation: number;
   targetMib: number;
+  /** Part of actualMib handed off to the host's limit (0 when absent). */
+  handedOffMib?: number;
 }
 
 /** guest → host: the first frame of a session. */
@@ -87,12 +89,23 @@ export interface SetBalloonTarget {
   generation: number;
 }
 
+/**
+ * host → guest: the host lowered the guest's limit by what it takes over;
+ * release pinned chunks until handedOffMib of the balloon are handed off.
+ */
+export interface HandOffBalloon {
+  handedOffMib: number;
+}
+
 /** guest → host: progress and result of the balloon. */
 export interface BalloonStatus {
   generation: number;
   targetMib: number;
+  /** pinned + handed off. */
   actualMib: number;
   lockedMib: number;
+  /** Part of actualMib whose pages were released to the host's limit (0 when absent). */
+  handedOffMib?: number;
   state: BalloonState;
   reason: ShortfallReason;
   lock: LockState;
@@ -160,7 +173,8 @@ export type Body =
   | { case: 'error'; value: ErrorBody }
   | { case: 'goodbye'; value: Goodbye }
   | { case: 'sharedRegion'; value: SharedRegion }
-  | { case: 'sharedRegionRemoved'; value: SharedRegionRemoved };
+  | { case: 'sharedRegionRemoved'; value: SharedRegionRemoved }
+  | { case: 'handOffBalloon'; value: HandOffBalloon };
 
 /** The case names of Body. */
 export type BodyCase = Body['case'];

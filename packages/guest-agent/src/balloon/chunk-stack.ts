@@ -3,9 +3,9 @@
 // pages back to the kernel. The engine decides how far to move; this module
 // knows how a chunk is made, counted, checked and released.
 //
-// To extend it (the hand-off releases the newest pinned chunks while still
-// counting them): add the operation here, beside popNewest, and keep
-// `actualMib` the one figure the engine reports as the balloon's size.
+// The hand-off releases the newest chunks while still counting them
+// (handOffNewest); `actualMib` stays the one figure the engine reports as
+// the balloon's size: committed chunks plus the handed-off part.
 import { AgentError } from '../errors.js';
 import { MADV_DONTNEED, madvise, munlock } from '../native/libc.js';
 import { firstBadPage } from './pages.mjs';
@@ -46,15 +46,18 @@ export function releaseChunk(chunk: Chunk): void {
 export class ChunkStack {
   private readonly chunks: Chunk[] = [];
   private nextSeed = 1;
+  /** Committed chunks + handed off. */
   private actualMibValue = 0;
   private lockedMibValue = 0;
+  /** Released because the host's limit took them over: counted, held by no chunk. */
+  private handedOffMibValue = 0;
 
   constructor(
     /** The system page size: one touched word per page. */
     readonly pageSizeBytes: number,
   ) {}
 
-  /** MiB the balloon holds (committed chunks). */
+  /** MiB the balloon holds: committed chunks plus the handed-off part. */
   get actualMib(): number {
     return this.actualMibValue;
   }
@@ -67,6 +70,35 @@ export class ChunkStack {
   /** MiB of those that are pinned. */
   get lockedMib(): number {
     return this.lockedMibValue;
+  }
+
+  /** MiB handed off to the host's limit: pages released, still part of the balloon. */
+  get handedOffMib(): number {
+    return this.handedOffMibValue;
+  }
+
+  /**
+   * The hand-off: releases the newest chunks (munlock, then MADV_DONTNEED,
+   * which uncharges the pages from the guest's cgroup at once) until
+   * `handedOffMib` of the balloon are handed off, counting them still.
+   * Whole chunks only, never more than asked: a chunk larger than what is
+   * left stops it. Returns the MiB released now.
+   */
+  handOffNewest(handedOffMib: number): number {
+    let releasedMib = 0;
+    while (this.handedOffMibValue < handedOffMib) {
+      const chunk = this.chunks.at(-1);
+      if (!chunk || this.handedOffMibValue + chunk.sizeMib > handedOffMib) break;
+      this.chunks.pop();
+      if (chunk.locked) {
+        munlock(chunk.bytes);
+        this.lockedMibValue -= chunk.sizeMib;
+      }
+      madvise(chunk.bytes, MADV_DONTNEED);
+      this.handedOffMibValue += chunk.sizeMib;
+      releasedMib += chunk.sizeMib;
+    }
+    return releasedMib;
   }
 
   /**
@@ -101,12 +133,18 @@ export class ChunkStack {
   }
 
   /**
-   * Deflates last-in first-out by up to `maxMib` (whole chunks, at least one
-   * when any is held): each chunk is unpinned and its pages handed back.
-   * Returns the MiB freed.
+   * Deflates by up to `maxMib`: the handed-off part first, with no page work
+   * (its pages are gone already; the host raises the guest's limit instead),
+   * then chunks last-in first-out (whole chunks, at least one when any is
+   * held), each unpinned and its pages handed back. Returns the MiB of pages
+   * freed (handed-off MiB are not: they free nothing here).
    */
   popNewest(maxMib: number): number {
+    const handedBackMib = Math.min(maxMib, this.handedOffMibValue);
+    this.handedOffMibValue -= handedBackMib;
+    this.actualMibValue -= handedBackMib;
     let freedMib = 0;
+    maxMib -= handedBackMib;
     while (freedMib < maxMib) {
       const chunk = this.chunks.pop();
       if (!chunk) break;

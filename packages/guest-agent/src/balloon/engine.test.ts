@@ -252,4 +252,42 @@ describe('balloon engine behaviour', () => {
     expect(status.actualMib).toBe(180 - 64);
     await e.close();
   });
+
+  it('after a hand-off, pressure deflates handed-off MiB once (not again while the host raises the limit)', async () => {
+    // A fake cgroup of 1 GiB: the host's limit drops by what it takes over,
+    // usage is the workload plus the chunks still pinned.
+    let workloadMib = 700;
+    let limitMib = 1024;
+    let readings = 0;
+    let engine: BalloonEngine | null = null;
+    const usageMib = () => workloadMib + (engine ? engine.status.actualMib - (engine.status.handedOffMib ?? 0) : 0);
+    const domain: DomainSource = {
+      kind: 'cgroup',
+      totalMib: 1024,
+      availability: () => {
+        readings++;
+        return { totalBytes: limitMib * MIB, availableBytes: Math.max(0, limitMib - usageMib()) * MIB };
+      },
+      stats: () => {
+        throw new Error('not used');
+      },
+    };
+    engine = new BalloonEngine({ workerThreads: 0, lock: false, domain, floorMib: 64, pressureCheckIntervalMs: 5 });
+    engine.setTarget(200);
+    expect((await engine.settled()).actualMib).toBe(200);
+    // The host lowers the limit first, then the agent releases.
+    limitMib -= 200;
+    expect(engine.handOff(200)).toMatchObject({ actualMib: 200, handedOffMib: 200 });
+    expect(limitMib - usageMib()).toBe(124);
+    // The workload grows past the floor; the host is slow to raise the limit.
+    workloadMib = 780;
+    const e = engine;
+    await poll(() => (e.status.handedOffMib ?? 0) < 200, 'a deflate under guest pressure');
+    await e.settled();
+    const after = readings;
+    await poll(() => readings >= after + 20 && !e.moving, 'twenty more pressure checks');
+    // 20 MiB were missing below the floor: exactly those came back, once.
+    expect(e.status).toMatchObject({ actualMib: 180, handedOffMib: 180, reason: 'guest_pressure' });
+    await e.close();
+  });
 });

@@ -137,7 +137,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.stack = new ChunkStack(this.pageSizeBytes);
     this.domain = options.domain ?? null;
     this.maxTargetMib = options.maxTargetMib ?? this.domain?.totalMib ?? Number.MAX_SAFE_INTEGER;
-    this.floor = new FloorGuard(this.domain, options.floorMib ?? 0);
+    this.floor = new FloorGuard(this.domain, options.floorMib ?? 0, () => this.stack.handedOffMib);
     this.deflateOnPressureValue = options.deflateOnPressure ?? true;
     this.progressEveryMib = options.progressEveryMib ?? 64;
     this.progressEveryMs = options.progressEveryMs ?? 100;
@@ -204,6 +204,8 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       targetMib: this.targetMibValue,
       actualMib: this.stack.actualMib,
       lockedMib: this.stack.lockedMib,
+      // Absent rather than 0, as the wire decodes it.
+      ...(this.stack.handedOffMib > 0 ? { handedOffMib: this.stack.handedOffMib } : {}),
       state: this.state,
       reason: this.reason,
       lock: this.lockState,
@@ -256,6 +258,36 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.cancelIfOvershooting();
     this.kick();
     return true;
+  }
+
+  /** MiB of the balloon handed off to the host's limit (pages released, still counted in actualMib). */
+  get handedOffMib(): number {
+    return this.stack.handedOffMib;
+  }
+
+  /**
+   * The host has lowered this guest's memory limit by what it takes over:
+   * releases the newest chunks (munlock, then MADV_DONTNEED so the pages
+   * leave the guest's cgroup at once) until handedOffMib of the balloon are
+   * handed off. Absolute and idempotent: a value at or below what is handed
+   * off already changes nothing, and only whole chunks held now are released
+   * (never chunks a worker is still committing), so the result may fall
+   * short of the request; the status says what was done. actualMib does not
+   * change. Synchronous: a GiB of pages is released in tens of ms.
+   */
+  handOff(handedOffMib: number): BalloonStatus {
+    if (this.closeRequested) throw new AgentError('closed', 'the balloon is closed');
+    if (!Number.isSafeInteger(handedOffMib) || handedOffMib < 0) {
+      throw new AgentError('target_out_of_range', `a hand-off must be a whole number of MiB, not ${handedOffMib}`);
+    }
+    const releasedMib = this.stack.handOffNewest(handedOffMib);
+    if (releasedMib > 0) {
+      // The pages are gone already; a GC only unmaps the spent buffers.
+      this.gc.noteFreed(releasedMib);
+      if (!this.running) this.gc.afterDeflate(this.stack.actualMib);
+      this.floor.reset();
+    }
+    return this.status;
   }
 
   /** Resolves with the status once the balloon stops moving. */

@@ -5,6 +5,22 @@
 import { defaultFloorMib, type DomainSource } from '../domain/source.js';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 
+
+/**
+ * Available bytes of a domain reading as if its limit were the one the
+ * balloon implies (the domain's memory minus what is handed off), undoing
+ * whatever limit the kernel shows now. A process or machine domain does not
+ * see the host's limit at all, and a cgroup's limit lags a round trip after a
+ * deflate of handed-off MiB: without this, the first would overestimate what
+ * the guest has and the second would deflate again and again until the host
+ * caught up. The floor checks and the statistics sent to the host use it.
+ */
+export function availableUnderHandOffBytes(reading: { totalBytes: number; availableBytes: number }, domainTotalMib: number, handedOffMib: number): number {
+  if (handedOffMib <= 0) return reading.availableBytes;
+  const limitLoweredBytes = Math.max(0, domainTotalMib * BYTES_PER_MIB - reading.totalBytes);
+  return Math.max(0, reading.availableBytes + limitLoweredBytes - handedOffMib * BYTES_PER_MIB);
+}
+
 /** Within this many MiB of the floor (by the last reading), every inflate step reads the domain afresh. */
 const NEAR_FLOOR_MIB = 128;
 /** Largest first step of a new target taken on the last reading (one default chunk is 1 MiB). */
@@ -33,8 +49,15 @@ export class FloorGuard {
   constructor(
     private readonly domain: DomainSource | null,
     floorMib: number,
+    /** MiB of the balloon handed off to the host's limit (the chunk stack's figure). */
+    private readonly handedOffMib: () => number = () => 0,
   ) {
     this.floorMibValue = this.resolve(floorMib);
+  }
+
+  /** What counts as available, in MiB (see availableUnderHandOffBytes). */
+  private availableMib(domain: DomainSource): number {
+    return Math.floor(availableUnderHandOffBytes(domain.availability(), domain.totalMib, this.handedOffMib()) / BYTES_PER_MIB);
   }
 
   /** The floor in MiB (0: none). */
@@ -79,8 +102,7 @@ export class FloorGuard {
       this.budgetMib = 0;
     }
     if (this.budgetMib - wantMib < NEAR_FLOOR_MIB) {
-      const a = this.domain.availability();
-      this.budgetMib = Math.max(0, Math.floor(a.availableBytes / BYTES_PER_MIB) - this.floorMibValue);
+      this.budgetMib = Math.max(0, this.availableMib(this.domain) - this.floorMibValue);
     }
     return Math.min(wantMib, this.budgetMib);
   }
@@ -97,7 +119,7 @@ export class FloorGuard {
    */
   pressureCapMib(actualMib: number): number | null {
     if (!this.domain || this.floorMibValue <= 0 || actualMib === 0) return null;
-    const availableMib = Math.floor(this.domain.availability().availableBytes / BYTES_PER_MIB);
+    const availableMib = this.availableMib(this.domain);
     if (availableMib >= this.floorMibValue - pressureSlackMib(this.floorMibValue)) return null;
     return Math.max(0, actualMib - (this.floorMibValue - availableMib));
   }

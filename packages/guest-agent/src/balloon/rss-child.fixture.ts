@@ -24,7 +24,7 @@ engine.on('problem', (e) => problems.push(`${e.code}: ${e.message}`));
 // after one, which would hide a deflate that leaves its pages to a GC.
 const gc = fullGc() ?? (() => {});
 
-type Command = { op: 'target'; targetMib: number } | { op: 'verify' } | { op: 'arm'; faults: number } | { op: 'close' };
+type Command = { op: 'target'; targetMib: number } | { op: 'handOff'; handedOffMib: number } | { op: 'verify' } | { op: 'arm'; faults: number } | { op: 'close' };
 
 process.on('message', (msg: Command) => {
   void (async () => {
@@ -33,6 +33,10 @@ process.on('message', (msg: Command) => {
       engine.setTarget(msg.targetMib);
       const status = await engine.settled();
       process.send!({ op: 'target', status, problems: problems.splice(0) });
+    } else if (msg.op === 'handOff') {
+      gc();
+      const status = engine.handOff(msg.handedOffMib);
+      process.send!({ op: 'handOff', status, problems: problems.splice(0) });
     } else if (msg.op === 'arm') {
       Atomics.store(faults, 0, msg.faults);
       process.send!({ op: 'arm' });

@@ -35,6 +35,8 @@ export interface SessionHandlers {
   hello(): Hello;
   welcome(w: Welcome, session: GuestSession): void;
   target(targetMib: number, generation: number): void;
+  /** The host's limit took over balloon MiB: release pinned chunks until handedOffMib are handed off. */
+  handOff(handedOffMib: number): void;
   /** A non-fatal problem (a frame refused, an Error from the host). */
   problem(err: ProtocolError, fromHost: boolean): void;
 }
@@ -200,6 +202,9 @@ export class GuestSession {
     switch (body.case) {
       case 'setBalloonTarget':
         this.handlers.target(body.value.targetMib, body.value.generation);
+        return;
+      case 'handOffBalloon':
+        this.handlers.handOff(body.value.handedOffMib);
         return;
       case 'error':
         if (!NON_FATAL_FROM_HOST.has(body.value.code)) this.hostError = body.value;

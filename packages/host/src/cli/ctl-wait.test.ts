@@ -10,6 +10,7 @@ const balloon = (targetMib: number, actualMib: number, extra: Partial<BalloonVie
   targetMib,
   actualMib,
   lockedMib: actualMib,
+  handedOffMib: 0,
   state: actualMib === targetMib ? 'steady' : 'inflating',
   reason: 'none',
   lock: 'locked',

@@ -13,7 +13,7 @@ const vm: VmView = {
   balloonMaxMib: null,
   memoryWeight: 100,
   memoryBufferPercent: 20,
-  balloon: { targetMib: 256, actualMib: 100, lockedMib: 100, state: 'short', reason: 'guest_floor', lock: 'locked', generation: 3 },
+  balloon: { targetMib: 256, actualMib: 100, lockedMib: 100, handedOffMib: 0, state: 'short', reason: 'guest_floor', lock: 'locked', generation: 3 },
   pid: 7,
   heldMib: 412,
 };

@@ -29,7 +29,7 @@ export function formatVm(vm: VmView): string {
     const b = vm.balloon;
     lines.push(
       `${pad('Balloon target')}${b.targetMib} MiB (generation ${b.generation})`,
-      `${pad('Balloon actual')}${b.actualMib} MiB${pinnedText(b.actualMib, b.lockedMib, b.lock)}`,
+      `${pad('Balloon actual')}${b.actualMib} MiB${pinnedText(b.actualMib - b.handedOffMib, b.lockedMib, b.lock)}${b.handedOffMib > 0 ? ` (handed off ${b.handedOffMib} MiB)` : ''}`,
       `${pad('Balloon state')}${b.state}${b.reason !== 'none' ? ` (${reasonText(b.reason)})` : ''}`,
       `${pad('Held of pool')}${vm.heldMib ?? 0} MiB`,
       `${pad('Agent pid')}${vm.pid ?? '?'}`,
@@ -66,6 +66,7 @@ export function formatHost(h: HostView): string {
     `${pad('Pool held')}${h.pool.heldMib} MiB`,
     `${pad('Pool reclaimed')}${h.pool.reclaimedMib} MiB`,
     `${pad('Pool free')}${h.pool.freeMib} MiB`,
+    `${pad('Reclaim')}${h.reclaim === 'physical' ? 'physical (balloons handed off to cgroup limits)' : 'budget (the pool is bookkeeping: balloons stay in the guests)'}`,
     `${pad('VMs registered')}${h.vmsRegistered}`,
     `${pad('VMs running')}${h.vmsRunning}`,
     `${pad('Page fusion sharable')}${mib1(h.sharableMib)} MiB`,

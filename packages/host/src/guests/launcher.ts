@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
-import { CgroupError, openMemoryHierarchy, planLimits, type CgroupFs, type CgroupTree, type KernelMemoryCgroup, type MemoryCgroup } from '../cgroup/index.js';
+import { CgroupError, openMemoryHierarchy, planLimits, sumOfLimits, type CgroupFs, type CgroupTree, type KernelMemoryCgroup, type MemoryCgroup } from '../cgroup/index.js';
 import { HostError } from '../errors.js';
 import { checkCommand, findUser, resolveCommand, type GuestUser } from './command.js';
 import { toHostError } from './errors.js';
@@ -19,6 +19,8 @@ import { GuestStateDir, type GuestRecord } from './state.js';
 import type { GuestHostService, GuestsCollaborator, GuestsHostView, ManagedGuestView } from './views.js';
 
 
+/** Least room under the pool cgroup a new guest starts in (its agent and workload must load); the hand-off raises it to the VM's memory after admission. */
+const MIN_STARTING_LIMIT_MIB = 128;
 /** Default grace between SIGTERM and SIGKILL at poweroff. */
 export const DEFAULT_POWEROFF_GRACE_MS = 10_000;
 
@@ -223,6 +225,29 @@ export class GuestLauncher implements GuestsCollaborator {
     return run;
   }
 
+  /**
+   * The limit a new VM cgroup starts with: its memory, or under a pool cgroup
+   * what the other guests' limits leave of the parent's when that is less.
+   * The host reclaims the rest when the agent says Hello (balloons of the
+   * others handed off to their limits), and the hand-off then raises this
+   * guest's limit to its memory, so the children never sum above the pool.
+   */
+  private async startingLimitBytes(name: string, memoryBytes: number): Promise<number> {
+    const tree = this.tree;
+    if (!tree || !this.options.poolCgroup) return memoryBytes;
+    const parentBytes = await tree.parent().limitBytes();
+    if (parentBytes === null) return memoryBytes;
+    const others: Array<number | null> = [];
+    for (const child of await tree.children()) {
+      if (child !== name) others.push(await tree.open(`${tree.parentDir}/${child}`).limitBytes().catch(() => null));
+    }
+    const roomBytes = Math.floor((parentBytes - sumOfLimits(others)) / BYTES_PER_MIB) * BYTES_PER_MIB;
+    if (roomBytes < MIN_STARTING_LIMIT_MIB * BYTES_PER_MIB) {
+      throw new HostError('pool_exhausted', `VM '${name}' cannot start: the other guests' limits leave ${Math.max(0, roomBytes / BYTES_PER_MIB)} MiB of the pool cgroup, below the ${MIN_STARTING_LIMIT_MIB} MiB an agent needs to start`);
+    }
+    return Math.min(memoryBytes, roomBytes);
+  }
+
   // ---- startvm ---------------------------------------------------------------
 
   /** startvm: starts the VM's agent wrapping `command` in the VM's cgroup; resolves once the agent is admitted. */
@@ -256,7 +281,7 @@ export class GuestLauncher implements GuestsCollaborator {
     try {
       if (this.tree) {
         cgroup = await this.makeCgroup(name);
-        await this.setLimits(new Map([[name, memoryMib * BYTES_PER_MIB]]), undefined, new Set([name]));
+        await this.setLimits(new Map([[name, await this.startingLimitBytes(name, memoryMib * BYTES_PER_MIB)]]), undefined, new Set([name]));
         // An unprivileged guest's shim must be able to move itself in: only
         // cgroup.procs is given to the user (never the limit files).
         if (user) for (const f of this.tree.version === 1 ? ['cgroup.procs', 'tasks'] : ['cgroup.procs']) chownSync(join(cgroup.dir, f), user.uid, user.gid);

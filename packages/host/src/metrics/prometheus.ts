@@ -30,6 +30,11 @@ const VM_GAUGES: readonly VmGaugeSpec[] = [
   { name: 'memballoon_vm_balloon_target_bytes', help: 'Balloon size the host asks of the guest.', read: (vm) => mib(vm.balloon?.targetMib) },
   { name: 'memballoon_vm_balloon_actual_bytes', help: 'Balloon size the guest reports holding.', read: (vm) => mib(vm.balloon?.actualMib) },
   { name: 'memballoon_vm_balloon_locked_bytes', help: 'Part of the balloon the guest has pinned (locked in RAM).', read: (vm) => mib(vm.balloon?.lockedMib) },
+  {
+    name: 'memballoon_vm_balloon_handed_off_bytes',
+    help: "Part of the balloon handed off to the VM's cgroup limit: released by the guest, free on the host.",
+    read: (vm) => mib(vm.balloon?.handedOffMib),
+  },
   { name: 'memballoon_vm_guest_total_bytes', help: 'Total memory as the guest measures it.', read: (vm) => mib(vm.stats?.totalMib) },
   { name: 'memballoon_vm_guest_available_bytes', help: 'Memory available to the guest without swapping.', read: (vm) => mib(vm.stats?.availableMib) },
   { name: 'memballoon_vm_guest_free_bytes', help: 'Free memory in the guest.', read: (vm) => mib(vm.stats?.freeMib) },
@@ -83,6 +88,7 @@ const HOST_GAUGES: readonly HostGaugeSpec[] = [
   { name: 'memballoon_host_sharable_bytes', help: 'Page fusion: memory hinted as identical across guests.', read: (h) => h.sharableMib * BYTES_PER_MIB },
   { name: 'memballoon_vms_registered', help: 'VMs in the registry.', read: (h) => h.vmsRegistered },
   { name: 'memballoon_vms_running', help: 'VMs with a guest session.', read: (h) => h.vmsRunning },
+  { name: 'memballoon_reclaim_physical', help: 'Whether balloons are handed off to cgroup limits (1) or the pool is a budget only (0).', read: (h) => (h.reclaim === 'physical' ? 1 : 0) },
 ];
 
 const MISNAMED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];

@@ -16,7 +16,7 @@ export function runningVm(name: string, memoryMib: number, balloon: { targetMib:
     balloonMaxMib: null,
     memoryWeight: 1,
     memoryBufferPercent: 10,
-    balloon: { lockedMib: balloon.actualMib, state: 'steady', reason: 'none', lock: 'locked', generation: 1, ...balloon },
+    balloon: { lockedMib: balloon.actualMib, handedOffMib: 0, state: 'steady', reason: 'none', lock: 'locked', generation: 1, ...balloon },
     pid: 4242,
     heldMib: memoryMib - reclaimed,
     stats: {
@@ -74,6 +74,7 @@ export function snapshotOf(vms: VmView[], poolSizeMib = 1536): MetricsSnapshot {
     sharedMib: 10,
     ksm: { available: true, running: true, detail: 'ksm running' },
     uptimeMs: 12_345,
+    reclaim: 'budget',
   };
   return { host, vms };
 }

@@ -10,6 +10,10 @@ export interface GuestFactsView {
   generation: number;
   pid: number;
   lockedMib: number;
+  /** Managed guests: the balloon the agent reports (pinned + handed off), which the pool does not count until handed off. */
+  balloonActualMib?: number;
+  /** Managed guests: what the agent has handed off. */
+  handedOffMib?: number;
   startedAtMs: number;
   status: BalloonStatus | undefined;
   stats: GuestStatsView | undefined;
@@ -45,11 +49,15 @@ export function statsView(stats: MemoryStats, memoryMib: number, receivedAtMs: n
 /** The balloon's state for the view: the guest's word for the newest generation, else derived. */
 export function balloonView(pool: PoolVmView, guest: GuestFactsView): BalloonView {
   const current = guest.status && guest.status.generation === guest.generation ? guest.status : undefined;
-  const derived = pool.actualMib < pool.targetMib ? 'inflating' : pool.actualMib > pool.targetMib ? 'deflating' : 'steady';
+  // A managed guest's pool actual is what its limit holds; its balloon is pinned + handed off.
+  const actualMib = guest.balloonActualMib ?? pool.actualMib;
+  const derived = actualMib < pool.targetMib ? 'inflating' : actualMib > pool.targetMib ? 'deflating' : 'steady';
+  const handedOffMib = Math.min(guest.handedOffMib ?? 0, actualMib);
   return {
     targetMib: pool.targetMib,
-    actualMib: pool.actualMib,
-    lockedMib: Math.min(guest.lockedMib, pool.actualMib),
+    actualMib,
+    lockedMib: Math.min(guest.lockedMib, actualMib - handedOffMib),
+    handedOffMib,
     state: current && current.state !== 'unspecified' ? current.state : derived,
     reason: current ? current.reason : 'none',
     lock: guest.status?.lock ?? 'unspecified',

@@ -10,6 +10,7 @@ import { nextGeneration, type BalloonStatus, type ErrorCode, type Hello, type Me
 import type { HostView, VmView } from './views.js';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
 import { HostError } from '../errors.js';
+import { HandOffDriver, type HandOffCgroup } from '../handoff/driver.js';
 import { balloonLimitMib, balloonTargetProblem, guestFloorMib } from '../pool/balloon-rules.js';
 import { Pool } from '../pool/pool.js';
 import type { Registry, VmRecord, VmSettings } from '../registry/registry.js';
@@ -23,6 +24,8 @@ import type { GuestsCollaborator } from '../guests/views.js';
 export interface GuestLink {
   /** Sends SetBalloonTarget. */
   sendTarget(targetMib: number, generation: number): void;
+  /** Sends HandOffBalloon (managed guests; absent on links that cannot). */
+  sendHandOff?(handedOffMib: number): void;
   /** Ends the session from the host's side: Goodbye on shutdown, else an Error frame and a close. */
   end(reason: { kind: 'shutdown' } | { kind: 'error'; code: ErrorCode; message: string }): void;
   /** Whether the connection is still open. */
@@ -63,6 +66,15 @@ export interface HostServiceOptions {
   clock?: Clock;
   /** The guests the host owns (startvm, adopted cgroups): their cgroups, launch tokens and views. */
   guests?: GuestsCollaborator;
+  /**
+   * The memory cgroup of a managed guest, or null; default: the launcher's
+   * (`guests.cgroupOf`). With one, the host hands the guest's balloon off to
+   * its limit, and the guest's memory counts as reclaimed only once its
+   * limit holds it.
+   */
+  cgroupOf?: (name: string) => HandOffCgroup | null;
+  /** Largest hand-off batch per round trip, in MiB (default 256). */
+  handOffBatchMib?: number;
 }
 
 
@@ -103,6 +115,9 @@ export class HostService {
   private readonly retryAfterMs: number;
   private readonly startedAtMs: number;
   private closed = false;
+  /** Hands managed guests' balloons off to their cgroup limits (null: no managed guests here). */
+  private readonly handoff: HandOffDriver | null;
+  private readonly cgroupOf: ((name: string) => HandOffCgroup | null) | null;
 
   constructor(private readonly options: HostServiceOptions) {
     this.registry = options.registry;
@@ -121,6 +136,51 @@ export class HostService {
       { timeoutMs: options.reclaimTimeoutMs ?? 20_000, clock: this.clock, log: this.log },
     );
     for (const r of this.registry.list()) this.records.set(r.name, r);
+    const guests = options.guests;
+    this.cgroupOf = options.cgroupOf ?? (guests ? (name) => guests.cgroupOf(name) : null);
+    this.handoff = this.cgroupOf
+      ? new HandOffDriver({
+          logger: this.log.child({ part: 'handoff' }),
+          maxBatchMib: options.handOffBatchMib ?? 256,
+          onChange: (name) => this.refreshReclaimed(name),
+          raiseRoomMib: () => this.limitRoomMib(),
+        })
+      : null;
+  }
+
+  /** The pool counts what a just-attached guest's limit holds (even when the figure looks unchanged). */
+  private refreshReclaimedNow(name: string): void {
+    const held = this.handoff?.view(name);
+    if (!held || !this.pool.has(name)) return;
+    this.pool.reportActual(name, held.reclaimedMib);
+    this.notify();
+  }
+
+  /** A managed guest's limit or hand-off moved: the pool counts what its limit holds now. */
+  private refreshReclaimed(name: string): void {
+    const held = this.handoff?.view(name);
+    if (!held || !this.pool.has(name)) return;
+    const r = this.running.get(name);
+    if (r) r.guest.handedOffMib = held.handedOffMib;
+    if (this.pool.get(name)?.actualMib === held.reclaimedMib) return;
+    this.pool.reportActual(name, held.reclaimedMib);
+    this.notify();
+  }
+
+  /**
+   * MiB the guests' limits may grow by in all: the pool's size minus the
+   * managed guests' limits and what the unmanaged ones hold (a balloon in an
+   * unmanaged guest frees nothing physical, so it buys no limit).
+   */
+  private limitRoomMib(): number {
+    let usedMib = this.handoff?.limitSumMib() ?? 0;
+    for (const name of this.pool.names()) if (!this.handoff?.has(name)) usedMib += this.pool.get(name)?.heldMib ?? 0;
+    return this.pool.sizeMib - usedMib;
+  }
+
+  /** Resolves once no hand-off step is in flight (tests, benchmarks). */
+  handOffsIdle(): Promise<void> {
+    return this.handoff?.idle() ?? Promise.resolve();
   }
 
   /** The guests the host owns (the hand-off asks it for a VM's cgroup: guests?.cgroupOf(name)). */
@@ -174,6 +234,7 @@ export class HostService {
       sharedMib: vms.reduce((s, r) => s + (r.guest.stats?.sharedMib ?? 0), 0),
       ksm: this.options.facts.ksm(),
       uptimeMs: this.clock.nowMs() - this.startedAtMs,
+      ...(this.options.guests ? {} : { reclaim: this.handoff ? ('physical' as const) : ('budget' as const) }),
       ...this.options.guests?.hostView(),
     };
   }
@@ -344,6 +405,7 @@ export class HostService {
     this.generations.set(name, generation);
     r.guest.generation = generation;
     r.link.sendTarget(targetMib, generation);
+    this.handoff?.onTarget(name, generation);
     this.counters.countTargetChange?.(name, source);
     r.logger.info({ targetMib, generation, source }, 'balloon target sent');
     this.notify();
@@ -404,12 +466,13 @@ export class HostService {
     // gets the VM's default balloon.
     const resuming = hello.balloon.generation > 0;
     const targetMib = Math.min(resuming ? hello.balloon.targetMib : record.defaultBalloonMib, balloonLimitMib(memoryMib));
-    const actualMib = Math.min(hello.balloon.actualMib, memoryMib);
-    const needMib = Pool.admissionNeedMib(memoryMib, targetMib, actualMib);
+    const balloonActualMib = Math.min(hello.balloon.actualMib, memoryMib);
     // The floor is the host's to give, so the reclaim knows where the guest
     // would start deflating on its own (the agent's --floor-mib overrides it).
     const floorMib = guestFloorMib(memoryMib);
     this.admitting.add(name);
+    const actualMib = balloonActualMib;
+    const needMib = Pool.admissionNeedMib(memoryMib, targetMib, actualMib);
     try {
       await this.reclaim.withQuotaLock(async () => {
         if (!link.open) throw new HostError('not_running', 'the guest disconnected while waiting');
@@ -435,7 +498,7 @@ export class HostService {
       guest: {
         generation,
         pid: hello.facts.pid,
-        lockedMib: Math.min(hello.balloon.lockedMib, actualMib),
+        lockedMib: Math.min(hello.balloon.lockedMib, balloonActualMib),
         startedAtMs: this.clock.nowMs(),
         status: undefined,
         stats: undefined,
@@ -444,9 +507,10 @@ export class HostService {
       logged: new Map(),
     });
     this.counters.countSession(name);
+    this.attachHandOff(name, sessionId, link, hello, memoryMib, generation);
     // The Welcome carries the first target of the session (the default balloon, or the one it resumes).
     this.counters.countTargetChange?.(name, 'start');
-    logger.info({ sessionId, memoryMib, targetMib, floorMib, generation, heldMib: needMib, agentPid: hello.facts.pid, resuming }, 'guest admitted');
+    logger.info({ sessionId, memoryMib, targetMib, floorMib, generation, heldMib: needMib, agentPid: hello.facts.pid, resuming, managed: this.handoff?.has(name) ?? false }, 'guest admitted');
     this.notify();
     return {
       ok: true,
@@ -459,6 +523,36 @@ export class HostService {
         pageFusion: record.pageFusion,
       },
     };
+  }
+
+  /**
+   * A managed guest (the launcher has its cgroup now that it runs): the
+   * hand-off takes charge. Its memory counts as reclaimed only where its
+   * limit holds it, read back from the kernel (a restarted host finds what
+   * the last one left), not taken from the guest's word; until the read is
+   * done the pool counts its balloon as any guest's.
+   */
+  private attachHandOff(name: string, sessionId: string, link: GuestLink, hello: Hello, memoryMib: number, generation: number): void {
+    const cgroup = this.cgroupOf?.(name) ?? null;
+    const handoff = this.handoff;
+    if (!handoff || !cgroup || !link.sendHandOff) return;
+    const sendHandOff = link.sendHandOff.bind(link);
+    void handoff
+      .attach(name, { cgroup, memoryMib, chunkMib: hello.facts.chunkSizeMib, sendHandOff }, { handedOffMib: hello.balloon.handedOffMib ?? 0, generation: hello.balloon.generation })
+      .then(() => {
+        const r = this.running.get(name);
+        if (!r || r.sessionId !== sessionId) {
+          handoff.detach(name);
+          return;
+        }
+        handoff.onTarget(name, r.guest.generation);
+        const status = r.guest.status;
+        r.guest.balloonActualMib = status?.actualMib ?? Math.min(hello.balloon.actualMib, memoryMib);
+        r.guest.handedOffMib = status?.handedOffMib ?? hello.balloon.handedOffMib ?? 0;
+        if (status) handoff.onStatus(name, { ...status, actualMib: Math.min(status.actualMib, memoryMib) });
+        this.refreshReclaimedNow(name);
+      })
+      .catch((err: unknown) => this.log.warn({ vm: name, err: (err as Error).message, generation }, 'the hand-off could not read the guest\'s cgroup: its balloon stays a budget'));
   }
 
   /** The guest's memory size as the host counts it (for decoding its frames), or undefined. */
@@ -476,9 +570,11 @@ export class HostService {
       return;
     }
     const before = this.pool.get(name);
+    const managed = this.handoff?.has(name) ?? false;
     // A balloon only grows towards a target it was sent: it may sit above the
-    // newest target while it deflates, never above both that and what it held.
-    const ceilingMib = Math.max(before?.targetMib ?? 0, before?.actualMib ?? 0);
+    // newest target while it deflates, never above both that and what it held
+    // (a managed guest's pool actual is what its limit holds, not its balloon).
+    const ceilingMib = Math.max(before?.targetMib ?? 0, managed ? (r.guest.balloonActualMib ?? 0) : (before?.actualMib ?? 0));
     let reportedMib = status.actualMib;
     if (reportedMib > ceilingMib) {
       this.counters.countProtocolError('out_of_range');
@@ -486,10 +582,16 @@ export class HostService {
       reportedMib = ceilingMib;
     }
     const overcommitBeforeMib = this.pool.overcommitMib;
-    const actualMib = this.pool.reportActual(name, reportedMib);
     r.guest.status = status;
-    r.guest.lockedMib = Math.min(status.lockedMib, actualMib);
-    this.logBalloonState(r, status, actualMib);
+    if (managed) {
+      // The pool counts what the limit holds; the driver moves it (and calls refreshReclaimed).
+      r.guest.balloonActualMib = reportedMib;
+      r.guest.handedOffMib = Math.min(status.handedOffMib ?? 0, reportedMib);
+      this.handoff!.onStatus(name, { ...status, actualMib: reportedMib });
+    }
+    const actualMib = this.pool.reportActual(name, managed ? (this.handoff!.view(name)?.reclaimedMib ?? 0) : reportedMib);
+    r.guest.lockedMib = Math.min(status.lockedMib, managed ? reportedMib : actualMib);
+    this.logBalloonState(r, status, managed ? reportedMib : actualMib);
     const overcommitMib = this.pool.overcommitMib;
     if (overcommitMib > overcommitBeforeMib) {
       // Once when the pool goes over, not per 1 MiB step of the guest's deflate.
@@ -530,6 +632,7 @@ export class HostService {
     if (!r || r.sessionId !== sessionId) return;
     r.guest.stats = statsView(stats, this.records.get(name)?.memoryMib ?? 0, this.clock.nowMs());
     this.pool.reportAvailable(name, r.guest.stats.availableMib, r.floorMib);
+    this.handoff?.onStats(name);
     this.notify();
   }
 
@@ -539,6 +642,9 @@ export class HostService {
     if (!r || r.sessionId !== sessionId) return;
     const heldMib = this.pool.release(name);
     this.running.delete(name);
+    // The limit stays: a reconnecting agent still has its handed-off part;
+    // a VM that powers off gets its cgroup back from the launcher.
+    this.handoff?.detach(name);
     r.logger.info({ heldMib, why }, 'guest disconnected: its memory returns to the pool');
     this.notify();
   }

@@ -9,8 +9,11 @@ import type { BalloonState, LockState, MemoryDomain, ShortfallReason } from '@me
 /** A VM's balloon while it runs. */
 export interface BalloonView {
   targetMib: number;
+  /** pinned + handed off. */
   actualMib: number;
   lockedMib: number;
+  /** Part of actualMib handed off to the guest's cgroup limit (pages released; 0 for unmanaged guests). */
+  handedOffMib: number;
   state: BalloonState;
   /** Why the balloon stopped short ('none' when it did not). */
   reason: ShortfallReason;

@@ -138,6 +138,9 @@ export class GuestSession {
         if (now) this.send(bodies.setBalloonTarget(now));
         else this.flushTimer ??= setTimeout(() => this.flushTarget(), 50);
       },
+      // Not through the outbox: a hand-off step waits for its answer, and the
+      // limit it follows has already been written, so it is never dropped.
+      sendHandOff: (handedOffMib) => this.send(bodies.handOffBalloon({ handedOffMib })),
       end: (reason) => {
         if (reason.kind === 'shutdown') {
           this.send(bodies.goodbye('shutdown', 'the host is shutting down'));

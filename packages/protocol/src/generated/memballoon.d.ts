@@ -24,7 +24,8 @@ export namespace memballoon {
             goodbye?: (memballoon.v1.Goodbye.$Properties|null);
             sharedRegion?: (memballoon.v1.SharedRegion.$Properties|null);
             sharedRegionRemoved?: (memballoon.v1.SharedRegionRemoved.$Properties|null);
-            body?: ("hello"|"welcome"|"setBalloonTarget"|"balloonStatus"|"memoryStats"|"error"|"goodbye"|"sharedRegion"|"sharedRegionRemoved");
+            handOffBalloon?: (memballoon.v1.HandOffBalloon.$Properties|null);
+            body?: ("hello"|"welcome"|"setBalloonTarget"|"balloonStatus"|"memoryStats"|"error"|"goodbye"|"sharedRegion"|"sharedRegionRemoved"|"handOffBalloon");
             static encode(message: memballoon.v1.Envelope.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): memballoon.v1.Envelope & memballoon.v1.Envelope.$Shape;
         }
@@ -42,7 +43,8 @@ export namespace memballoon {
                 goodbye?: (memballoon.v1.Goodbye.$Properties|null);
                 sharedRegion?: (memballoon.v1.SharedRegion.$Properties|null);
                 sharedRegionRemoved?: (memballoon.v1.SharedRegionRemoved.$Properties|null);
-                body?: ("hello"|"welcome"|"setBalloonTarget"|"balloonStatus"|"memoryStats"|"error"|"goodbye"|"sharedRegion"|"sharedRegionRemoved");
+                handOffBalloon?: (memballoon.v1.HandOffBalloon.$Properties|null);
+                body?: ("hello"|"welcome"|"setBalloonTarget"|"balloonStatus"|"memoryStats"|"error"|"goodbye"|"sharedRegion"|"sharedRegionRemoved"|"handOffBalloon");
                 $unknowns?: Uint8Array[];
             }
             type $Shape = {
@@ -57,9 +59,10 @@ export namespace memballoon {
               goodbye?: memballoon.v1.Goodbye.$Shape|null;
               sharedRegion?: memballoon.v1.SharedRegion.$Shape|null;
               sharedRegionRemoved?: memballoon.v1.SharedRegionRemoved.$Shape|null;
+              handOffBalloon?: memballoon.v1.HandOffBalloon.$Shape|null;
               $unknowns?: Uint8Array[];
             } & (
-              ({ body?: undefined; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null }|{ body?: "hello"; hello: memballoon.v1.Hello.$Shape; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null }|{ body?: "welcome"; hello?: null; welcome: memballoon.v1.Welcome.$Shape; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null }|{ body?: "setBalloonTarget"; hello?: null; welcome?: null; setBalloonTarget: memballoon.v1.SetBalloonTarget.$Shape; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null }|{ body?: "balloonStatus"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus: memballoon.v1.BalloonStatus.$Shape; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null }|{ body?: "memoryStats"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats: memballoon.v1.MemoryStats.$Shape; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null }|{ body?: "error"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error: memballoon.v1.Error.$Shape; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null }|{ body?: "goodbye"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye: memballoon.v1.Goodbye.$Shape; sharedRegion?: null; sharedRegionRemoved?: null }|{ body?: "sharedRegion"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion: memballoon.v1.SharedRegion.$Shape; sharedRegionRemoved?: null }|{ body?: "sharedRegionRemoved"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved: memballoon.v1.SharedRegionRemoved.$Shape })
+              ({ body?: undefined; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "hello"; hello: memballoon.v1.Hello.$Shape; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "welcome"; hello?: null; welcome: memballoon.v1.Welcome.$Shape; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "setBalloonTarget"; hello?: null; welcome?: null; setBalloonTarget: memballoon.v1.SetBalloonTarget.$Shape; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "balloonStatus"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus: memballoon.v1.BalloonStatus.$Shape; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "memoryStats"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats: memballoon.v1.MemoryStats.$Shape; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "error"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error: memballoon.v1.Error.$Shape; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "goodbye"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye: memballoon.v1.Goodbye.$Shape; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "sharedRegion"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion: memballoon.v1.SharedRegion.$Shape; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "sharedRegionRemoved"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved: memballoon.v1.SharedRegionRemoved.$Shape; handOffBalloon?: null }|{ body?: "handOffBalloon"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon: memballoon.v1.HandOffBalloon.$Shape })
             );
         }
 
@@ -134,6 +137,7 @@ export namespace memballoon {
             lockedMib: number;
             generation: (number|Long);
             targetMib: number;
+            handedOffMib: number;
             static encode(message: memballoon.v1.BalloonHeld.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): memballoon.v1.BalloonHeld & memballoon.v1.BalloonHeld.$Shape;
         }
@@ -144,6 +148,7 @@ export namespace memballoon {
                 lockedMib?: (number|null);
                 generation?: (number|Long|null);
                 targetMib?: (number|null);
+                handedOffMib?: (number|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = memballoon.v1.BalloonHeld.$Properties;
@@ -228,6 +233,25 @@ export namespace memballoon {
             type $Shape = memballoon.v1.Welcome.$Properties;
         }
 
+        interface IHandOffBalloon extends memballoon.v1.HandOffBalloon.$Properties {
+        }
+
+        class HandOffBalloon {
+            constructor(properties?: memballoon.v1.HandOffBalloon.$Properties);
+            $unknowns?: Uint8Array[];
+            handedOffMib: number;
+            static encode(message: memballoon.v1.HandOffBalloon.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): memballoon.v1.HandOffBalloon & memballoon.v1.HandOffBalloon.$Shape;
+        }
+
+        namespace HandOffBalloon {
+            interface $Properties {
+                handedOffMib?: (number|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = memballoon.v1.HandOffBalloon.$Properties;
+        }
+
         interface ISetBalloonTarget extends memballoon.v1.SetBalloonTarget.$Properties {
         }
 
@@ -288,6 +312,7 @@ export namespace memballoon {
             reason: memballoon.v1.ShortfallReason;
             lock: memballoon.v1.LockState;
             detail: string;
+            handedOffMib: number;
             static encode(message: memballoon.v1.BalloonStatus.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): memballoon.v1.BalloonStatus & memballoon.v1.BalloonStatus.$Shape;
         }
@@ -302,6 +327,7 @@ export namespace memballoon {
                 reason?: (memballoon.v1.ShortfallReason|null);
                 lock?: (memballoon.v1.LockState|null);
                 detail?: (string|null);
+                handedOffMib?: (number|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = memballoon.v1.BalloonStatus.$Properties;

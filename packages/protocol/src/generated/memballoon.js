@@ -44,7 +44,8 @@ export const memballoon = $root.memballoon = (() => {
              * @property {memballoon.v1.Goodbye.$Properties|null} [goodbye] Envelope goodbye
              * @property {memballoon.v1.SharedRegion.$Properties|null} [sharedRegion] Envelope sharedRegion
              * @property {memballoon.v1.SharedRegionRemoved.$Properties|null} [sharedRegionRemoved] Envelope sharedRegionRemoved
-             * @property {"hello"|"welcome"|"setBalloonTarget"|"balloonStatus"|"memoryStats"|"error"|"goodbye"|"sharedRegion"|"sharedRegionRemoved"} [body] Envelope body
+             * @property {memballoon.v1.HandOffBalloon.$Properties|null} [handOffBalloon] Envelope handOffBalloon
+             * @property {"hello"|"welcome"|"setBalloonTarget"|"balloonStatus"|"memoryStats"|"error"|"goodbye"|"sharedRegion"|"sharedRegionRemoved"|"handOffBalloon"} [body] Envelope body
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -70,9 +71,10 @@ export const memballoon = $root.memballoon = (() => {
              *   goodbye?: memballoon.v1.Goodbye.$Shape|null;
              *   sharedRegion?: memballoon.v1.SharedRegion.$Shape|null;
              *   sharedRegionRemoved?: memballoon.v1.SharedRegionRemoved.$Shape|null;
+             *   handOffBalloon?: memballoon.v1.HandOffBalloon.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ body?: undefined; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null }|{ body?: "hello"; hello: memballoon.v1.Hello.$Shape; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null }|{ body?: "welcome"; hello?: null; welcome: memballoon.v1.Welcome.$Shape; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null }|{ body?: "setBalloonTarget"; hello?: null; welcome?: null; setBalloonTarget: memballoon.v1.SetBalloonTarget.$Shape; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null }|{ body?: "balloonStatus"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus: memballoon.v1.BalloonStatus.$Shape; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null }|{ body?: "memoryStats"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats: memballoon.v1.MemoryStats.$Shape; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null }|{ body?: "error"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error: memballoon.v1.Error.$Shape; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null }|{ body?: "goodbye"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye: memballoon.v1.Goodbye.$Shape; sharedRegion?: null; sharedRegionRemoved?: null }|{ body?: "sharedRegion"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion: memballoon.v1.SharedRegion.$Shape; sharedRegionRemoved?: null }|{ body?: "sharedRegionRemoved"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved: memballoon.v1.SharedRegionRemoved.$Shape })
+             *   ({ body?: undefined; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "hello"; hello: memballoon.v1.Hello.$Shape; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "welcome"; hello?: null; welcome: memballoon.v1.Welcome.$Shape; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "setBalloonTarget"; hello?: null; welcome?: null; setBalloonTarget: memballoon.v1.SetBalloonTarget.$Shape; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "balloonStatus"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus: memballoon.v1.BalloonStatus.$Shape; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "memoryStats"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats: memballoon.v1.MemoryStats.$Shape; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "error"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error: memballoon.v1.Error.$Shape; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "goodbye"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye: memballoon.v1.Goodbye.$Shape; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "sharedRegion"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion: memballoon.v1.SharedRegion.$Shape; sharedRegionRemoved?: null; handOffBalloon?: null }|{ body?: "sharedRegionRemoved"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved: memballoon.v1.SharedRegionRemoved.$Shape; handOffBalloon?: null }|{ body?: "handOffBalloon"; hello?: null; welcome?: null; setBalloonTarget?: null; balloonStatus?: null; memoryStats?: null; error?: null; goodbye?: null; sharedRegion?: null; sharedRegionRemoved?: null; handOffBalloon: memballoon.v1.HandOffBalloon.$Shape })
              * )} memballoon.v1.Envelope.$Shape
              */
 
@@ -179,17 +181,25 @@ export const memballoon = $root.memballoon = (() => {
              */
             Envelope.prototype.sharedRegionRemoved = null;
 
+            /**
+             * Envelope handOffBalloon.
+             * @member {memballoon.v1.HandOffBalloon.$Properties|null|undefined} handOffBalloon
+             * @memberof memballoon.v1.Envelope
+             * @instance
+             */
+            Envelope.prototype.handOffBalloon = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * Envelope body.
-             * @member {"hello"|"welcome"|"setBalloonTarget"|"balloonStatus"|"memoryStats"|"error"|"goodbye"|"sharedRegion"|"sharedRegionRemoved"|undefined} body
+             * @member {"hello"|"welcome"|"setBalloonTarget"|"balloonStatus"|"memoryStats"|"error"|"goodbye"|"sharedRegion"|"sharedRegionRemoved"|"handOffBalloon"|undefined} body
              * @memberof memballoon.v1.Envelope
              * @instance
              */
             $Object.defineProperty(Envelope.prototype, "body", {
-                get: $util.oneOfGetter($oneOfFields = ["hello", "welcome", "setBalloonTarget", "balloonStatus", "memoryStats", "error", "goodbye", "sharedRegion", "sharedRegionRemoved"]),
+                get: $util.oneOfGetter($oneOfFields = ["hello", "welcome", "setBalloonTarget", "balloonStatus", "memoryStats", "error", "goodbye", "sharedRegion", "sharedRegionRemoved", "handOffBalloon"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -231,6 +241,8 @@ export const memballoon = $root.memballoon = (() => {
                     $root.memballoon.v1.SharedRegion.encode(message.sharedRegion, writer.uint32(/* id 17, wireType 2 =*/138).fork(), _depth + 1).ldelim();
                 if (message.sharedRegionRemoved != null && $Object.hasOwnProperty.call(message, "sharedRegionRemoved"))
                     $root.memballoon.v1.SharedRegionRemoved.encode(message.sharedRegionRemoved, writer.uint32(/* id 18, wireType 2 =*/146).fork(), _depth + 1).ldelim();
+                if (message.handOffBalloon != null && $Object.hasOwnProperty.call(message, "handOffBalloon"))
+                    $root.memballoon.v1.HandOffBalloon.encode(message.handOffBalloon, writer.uint32(/* id 19, wireType 2 =*/154).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -354,6 +366,13 @@ export const memballoon = $root.memballoon = (() => {
                                 break;
                             message.sharedRegionRemoved = $root.memballoon.v1.SharedRegionRemoved.decode(reader, reader.size(), $undefined, _depth + 1, message.sharedRegionRemoved);
                             message.body = "sharedRegionRemoved";
+                            continue;
+                        }
+                    case 19: {
+                            if (wireType !== 2)
+                                break;
+                            message.handOffBalloon = $root.memballoon.v1.HandOffBalloon.decode(reader, reader.size(), $undefined, _depth + 1, message.handOffBalloon);
+                            message.body = "handOffBalloon";
                             continue;
                         }
                     }
@@ -832,6 +851,7 @@ export const memballoon = $root.memballoon = (() => {
              * @property {number|null} [lockedMib] BalloonHeld lockedMib
              * @property {number|Long|null} [generation] BalloonHeld generation
              * @property {number|null} [targetMib] BalloonHeld targetMib
+             * @property {number|null} [handedOffMib] BalloonHeld handedOffMib
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -896,6 +916,14 @@ export const memballoon = $root.memballoon = (() => {
             BalloonHeld.prototype.targetMib = 0;
 
             /**
+             * BalloonHeld handedOffMib.
+             * @member {number} handedOffMib
+             * @memberof memballoon.v1.BalloonHeld
+             * @instance
+             */
+            BalloonHeld.prototype.handedOffMib = 0;
+
+            /**
              * Encodes the specified BalloonHeld message. Does not implicitly {@link memballoon.v1.BalloonHeld.verify|verify} messages.
              * @function encode
              * @memberof memballoon.v1.BalloonHeld
@@ -919,6 +947,8 @@ export const memballoon = $root.memballoon = (() => {
                     writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.generation);
                 if (message.targetMib != null && $Object.hasOwnProperty.call(message, "targetMib") && message.targetMib !== 0)
                     writer.uint32(/* id 4, wireType 0 =*/32).uint32(message.targetMib);
+                if (message.handedOffMib != null && $Object.hasOwnProperty.call(message, "handedOffMib") && message.handedOffMib !== 0)
+                    writer.uint32(/* id 5, wireType 0 =*/40).uint32(message.handedOffMib);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -997,6 +1027,15 @@ export const memballoon = $root.memballoon = (() => {
                                 message.targetMib = value;
                             else
                                 delete message.targetMib;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.handedOffMib = value;
+                            else
+                                delete message.handedOffMib;
                             continue;
                         }
                     }
@@ -1638,6 +1677,142 @@ export const memballoon = $root.memballoon = (() => {
             return Welcome;
         })();
 
+        v1.HandOffBalloon = (function() {
+
+            /**
+             * Properties of a HandOffBalloon.
+             * @typedef {Object} memballoon.v1.HandOffBalloon.$Properties
+             * @property {number|null} [handedOffMib] HandOffBalloon handedOffMib
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a HandOffBalloon.
+             * @memberof memballoon.v1
+             * @interface IHandOffBalloon
+             * @augments memballoon.v1.HandOffBalloon.$Properties
+             * @deprecated Use memballoon.v1.HandOffBalloon.$Properties instead.
+             */
+
+            /**
+             * Shape of a HandOffBalloon.
+             * @typedef {memballoon.v1.HandOffBalloon.$Properties} memballoon.v1.HandOffBalloon.$Shape
+             */
+
+            /**
+             * Constructs a new HandOffBalloon.
+             * @memberof memballoon.v1
+             * @classdesc Represents a HandOffBalloon.
+             * @constructor
+             * @param {memballoon.v1.HandOffBalloon.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const HandOffBalloon = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * HandOffBalloon handedOffMib.
+             * @member {number} handedOffMib
+             * @memberof memballoon.v1.HandOffBalloon
+             * @instance
+             */
+            HandOffBalloon.prototype.handedOffMib = 0;
+
+            /**
+             * Encodes the specified HandOffBalloon message. Does not implicitly {@link memballoon.v1.HandOffBalloon.verify|verify} messages.
+             * @function encode
+             * @memberof memballoon.v1.HandOffBalloon
+             * @static
+             * @param {memballoon.v1.HandOffBalloon.$Properties} message HandOffBalloon message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            HandOffBalloon.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.handedOffMib != null && $Object.hasOwnProperty.call(message, "handedOffMib") && message.handedOffMib !== 0)
+                    writer.uint32(/* id 1, wireType 0 =*/8).uint32(message.handedOffMib);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a HandOffBalloon message from the specified reader or buffer.
+             * @function decode
+             * @memberof memballoon.v1.HandOffBalloon
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {memballoon.v1.HandOffBalloon & memballoon.v1.HandOffBalloon.$Shape} HandOffBalloon
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            HandOffBalloon.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.memballoon.v1.HandOffBalloon();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.handedOffMib = value;
+                            else
+                                delete message.handedOffMib;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return HandOffBalloon;
+        })();
+
         v1.SetBalloonTarget = (function() {
 
             /**
@@ -1869,6 +2044,7 @@ export const memballoon = $root.memballoon = (() => {
              * @property {memballoon.v1.ShortfallReason|null} [reason] BalloonStatus reason
              * @property {memballoon.v1.LockState|null} [lock] BalloonStatus lock
              * @property {string|null} [detail] BalloonStatus detail
+             * @property {number|null} [handedOffMib] BalloonStatus handedOffMib
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -1965,6 +2141,14 @@ export const memballoon = $root.memballoon = (() => {
             BalloonStatus.prototype.detail = "";
 
             /**
+             * BalloonStatus handedOffMib.
+             * @member {number} handedOffMib
+             * @memberof memballoon.v1.BalloonStatus
+             * @instance
+             */
+            BalloonStatus.prototype.handedOffMib = 0;
+
+            /**
              * Encodes the specified BalloonStatus message. Does not implicitly {@link memballoon.v1.BalloonStatus.verify|verify} messages.
              * @function encode
              * @memberof memballoon.v1.BalloonStatus
@@ -1996,6 +2180,8 @@ export const memballoon = $root.memballoon = (() => {
                     writer.uint32(/* id 7, wireType 0 =*/56).int32(message.lock);
                 if (message.detail != null && $Object.hasOwnProperty.call(message, "detail") && message.detail !== "")
                     writer.uint32(/* id 8, wireType 2 =*/66).string(message.detail);
+                if (message.handedOffMib != null && $Object.hasOwnProperty.call(message, "handedOffMib") && message.handedOffMib !== 0)
+                    writer.uint32(/* id 9, wireType 0 =*/72).uint32(message.handedOffMib);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -2110,6 +2296,15 @@ export const memballoon = $root.memballoon = (() => {
                                 message.detail = value;
                             else
                                 delete message.detail;
+                            continue;
+                        }
+                    case 9: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.handedOffMib = value;
+                            else
+                                delete message.handedOffMib;
                             continue;
                         }
                     }

@@ -121,7 +121,7 @@
     };
     figure('Pool', mib(pool.sizeMib), 'sizeMib');
     figure('Held', mib(pool.heldMib), 'heldMib');
-    figure('Reclaimed', mib(pool.reclaimedMib), 'reclaimedMib', 'by balloons');
+    figure('Reclaimed', mib(pool.reclaimedMib), 'reclaimedMib', host.reclaim === 'physical' ? 'physical: handed off to cgroup limits' : 'by balloons (budget)');
     figure('Free', mib(pool.freeMib), 'freeMib');
     const overcommit = pool.sizeMib > 0 ? (guestsMib / pool.sizeMib) * 100 : 0;
     figure('Guests’ memory', mib(guestsMib), 'guestsMib', percent(overcommit) + ' of the pool');
@@ -188,6 +188,7 @@
     ['targetMib', 'Balloon target'],
     ['actualMib', 'Balloon actual'],
     ['lockedMib', 'Locked'],
+    ['handedOffMib', 'Handed off'],
     ['availableMib', 'Available'],
     ['pressure', 'Pressure'],
     ['sharedMib', 'Shared'],
@@ -274,6 +275,8 @@
     setText(f.targetMib, balloon ? mib(balloon.targetMib) : running ? '–' : mib(vm.defaultBalloonMib));
     setText(f.actualMib, balloon ? mib(balloon.actualMib) : '–');
     setText(f.lockedMib, balloon ? mib(balloon.lockedMib) + (balloon.lock && balloon.lock !== 'locked' ? ' (' + balloon.lock.replace('_', ' ') + ')' : '') : '–');
+    // Handed off: released by the guest and held by its cgroup limit (physically free on the host).
+    setText(f.handedOffMib, balloon ? mib(balloon.handedOffMib || 0) : '–');
     setText(f.availableMib, stats ? mib(stats.availableMib) : '–');
     setText(f.pressure, stats ? percent(stats.psiSomeAvg10Percent) : '–');
     const shared = vm.sharedMib !== undefined ? vm.sharedMib : stats ? stats.sharedMib : undefined;

@@ -1,0 +1,155 @@
+// Hand-off benchmark (issue 14): how long from a balloon settling (pinned at
+// its target) to its memory being free on the host (the agent has released
+// it under the lowered limit: the guest's cgroup usage has dropped by it),
+// for 256 MiB and 1 GiB, on the real kernel. A host runs in this process; a
+// real balloon-agent runs in a v1 memory cgroup made for the run (removed
+// after). Needs root and cgroup v1's memory controller; says why otherwise.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KernelMemoryCgroup, kernelCgroupFs } from '../src/cgroup/index.js';
+import { startHost, type HostHandle } from '../src/server.js';
+
+const MIB = 1024 * 1024;
+const V1 = '/sys/fs/cgroup/memory';
+const AGENT = fileURLToPath(new URL('../../guest-agent/bin/balloon-agent.mjs', import.meta.url));
+
+/** One row: a balloon size and what its hand-offs took. */
+export interface HandOffBenchRow {
+  balloonMib: number;
+  runs: number;
+  /** Balloon settled → handed off (memory free in the kernel), ms. */
+  p50Ms: number;
+  maxMs: number;
+  /** The guest cgroup's usage drop over the hand-off, MiB (median). */
+  freedMib: number;
+  /** Batches per hand-off (limit writes that lowered it), median. */
+  note: string;
+}
+
+/** Why the benchmark cannot run here ('' when it can). */
+export function handOffBenchSkipReason(): string {
+  if (process.getuid?.() !== 0) return 'needs root to make memory cgroups';
+  if (!existsSync(join(V1, 'memory.usage_in_bytes'))) return `no cgroup v1 memory controller at ${V1}`;
+  return '';
+}
+
+const readMib = (dir: string, file: string): number => Number(readFileSync(join(dir, file), 'utf8')) / MIB;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? Number.NaN : s[Math.floor((s.length - 1) / 2)]!;
+}
+
+/** Resolves when `probe` holds (checked on every change of the service), or rejects after timeoutMs. */
+function when(host: HostHandle, probe: () => boolean, what: string, timeoutMs = 60_000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    if (probe()) return resolve(performance.now());
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`${what} did not happen within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const off = host.service.subscribe(() => {
+      if (!probe()) return;
+      const t = performance.now();
+      clearTimeout(timer);
+      off();
+      resolve(t);
+    });
+  });
+}
+
+/** Runs the hand-off timings for each balloon size. */
+export async function runHandOffBench(options: { sizesMib?: number[]; runs?: number; log?: (line: string) => void } = {}): Promise<HandOffBenchRow[]> {
+  const sizes = options.sizesMib ?? [256, 1024];
+  const runs = options.runs ?? 7;
+  const log = options.log ?? (() => {});
+  const skip = handOffBenchSkipReason();
+  if (skip) return sizes.map((b) => ({ balloonMib: b, runs: 0, p50Ms: Number.NaN, maxMs: Number.NaN, freedMib: Number.NaN, note: skip }));
+  const rows: HandOffBenchRow[] = [];
+  for (const balloonMib of sizes) {
+    const memoryMib = balloonMib + 512;
+    const parent = join(V1, `memballoon-bench-handoff-${process.pid}-${Date.now()}`);
+    const dir = join(parent, 'bench');
+    const dataDir = mkdtempSync(join(tmpdir(), 'memballoon-bench-'));
+    mkdirSync(parent);
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'memory.limit_in_bytes'), String(memoryMib * MIB));
+    const cgroup = new KernelMemoryCgroup(dir, 1, kernelCgroupFs);
+    const host = await startHost({ listenPort: 0, dataDir, poolSizeMib: memoryMib, policyIntervalMs: 0, dashboard: false, fusion: false, cgroupOf: (n) => (n === 'bench' ? cgroup : null) });
+    let agent: ChildProcess | null = null;
+    try {
+      const { token } = host.service.createVm({ name: 'bench', memoryMib });
+      agent = spawn('/bin/sh', ['-c', `echo $$ > ${dir}/cgroup.procs && exec "$0" "$@"`, process.execPath, AGENT, '--host', host.url, '--name', 'bench', '--domain', 'cgroup', '--log-level', 'warn'], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+        env: { ...process.env, MEMBALLOON_TOKEN: token },
+      });
+      // Welcomed: its first statistics have come (a target sent before the Welcome is refused by the agent).
+      await when(host, () => host.service.isRunning('bench') && host.service.vmView('bench').stats !== undefined, 'the agent to connect');
+      const times: number[] = [];
+      const freed: number[] = [];
+      const balloon = () => host.service.vmView('bench').balloon;
+      for (let i = 0; i < runs; i++) {
+        let usagePinned = 0;
+        // Settled: the status that says the balloon is pinned at its target (the hand-off starts from it).
+        const settled = when(host, () => {
+          const b = balloon();
+          if (!(b && b.actualMib === balloonMib && b.handedOffMib === 0 && b.state === 'steady')) return false;
+          usagePinned = readMib(dir, 'memory.usage_in_bytes');
+          return true;
+        }, 'the balloon to settle');
+        const handed = when(host, () => balloon()?.handedOffMib === balloonMib, 'the hand-off');
+        await host.service.setBalloon('bench', balloonMib);
+        const t0 = await settled;
+        const t1 = await handed;
+        const usageFree = readMib(dir, 'memory.usage_in_bytes');
+        times.push(t1 - t0);
+        freed.push(usagePinned - usageFree);
+        await host.service.handOffsIdle();
+        await host.service.setBalloon('bench', 0);
+        await when(host, () => balloon()?.actualMib === 0 && readMib(dir, 'memory.limit_in_bytes') === memoryMib, 'the deflate');
+        await host.service.handOffsIdle();
+        log(`hand-off ${balloonMib} MiB run ${i + 1}: ${(t1 - t0).toFixed(1)} ms, cgroup usage ${usagePinned.toFixed(0)} -> ${usageFree.toFixed(0)} MiB`);
+      }
+      rows.push({ balloonMib, runs, p50Ms: median(times), maxMs: Math.max(...times), freedMib: median(freed), note: '' });
+    } finally {
+      if (agent && agent.exitCode === null && agent.signalCode === null) {
+        const exited = new Promise((r) => agent!.once('exit', r));
+        agent.kill('SIGKILL');
+        await exited;
+      }
+      await host.close();
+      rmSync(dataDir, { recursive: true, force: true });
+      for (const d of [dir, parent]) {
+        for (let tries = 0; ; tries++) {
+          try {
+            rmdirSync(d);
+            break;
+          } catch (err) {
+            if (tries > 200) throw err;
+            await new Promise((r) => setTimeout(r, 25));
+          }
+        }
+      }
+    }
+  }
+  return rows;
+}
+
+/** The Markdown table of the rows. */
+export function formatHandOffTable(rows: HandOffBenchRow[]): string {
+  const lines = ['| balloon | runs | settled → free on the host, p50 | max | cgroup usage freed (median) | goal | note |', '|---:|---:|---:|---:|---:|---|---|'];
+  for (const r of rows) {
+    const ms = (v: number) => (Number.isNaN(v) ? '—' : `${v.toFixed(1)} ms`);
+    lines.push(`| ${r.balloonMib} MiB | ${r.runs} | ${ms(r.p50Ms)} | ${ms(r.maxMs)} | ${Number.isNaN(r.freedMib) ? '—' : `${r.freedMib.toFixed(0)} MiB`} | ${r.balloonMib >= 1024 ? 'p50 < 50 ms' : ''} | ${r.note} |`);
+  }
+  return lines.join('\n');
+}
+
+// Run alone: npx tsx packages/host/bench/handoff.bench.ts
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const rows = await runHandOffBench({ log: (l) => process.stderr.write(`  ${l}\n`) });
+  console.log(formatHandOffTable(rows));
+}

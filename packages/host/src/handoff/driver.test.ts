@@ -1,0 +1,264 @@
+// The hand-off planner and driver against a fake cgroup that models what the
+// kernel does with a v1 memory cgroup (usage, limit, EBUSY below usage) and
+// a fake agent that releases chunks the way the real one does.
+import pino from 'pino';
+import { CgroupError } from '../cgroup/errors.js';
+import { describe, expect, it } from 'vitest';
+import type { BalloonStatus } from '@memballoon/protocol';
+import { HandOffDriver, type HandOffCgroup } from './driver.js';
+import { planHandOff, reclaimedMib } from './plan.js';
+
+const MIB = 1024 * 1024;
+const logger = pino({ level: 'silent' });
+
+/** A guest: a cgroup with a workload, and an agent with a balloon of pinned + handed-off MiB. */
+class FakeGuest implements HandOffCgroup {
+  readonly dir = '/fake/memballoon/vm';
+  limitMib: number;
+  workloadMib: number;
+  pinnedMib = 0;
+  handedOffMib = 0;
+  targetMib = 0;
+  generation = 1;
+  /** Called before every read of usage: a workload that moves between our reading and our write. */
+  beforeUsageRead: () => void = () => {};
+  /** Called after every release: a workload that grabs what it can. */
+  afterRelease: () => void = () => {};
+  /** Every limit the kernel accepted, with the usage at that moment. */
+  readonly writes: Array<{ limitMib: number; usageMib: number }> = [];
+  ebusy = 0;
+  /** Largest headroom (limit − usage) seen after any change. */
+  maxSlackMib = 0;
+  answering = true;
+  driver!: HandOffDriver;
+
+  constructor(
+    readonly memoryMib: number,
+    workloadMib: number,
+  ) {
+    this.limitMib = memoryMib;
+    this.workloadMib = workloadMib;
+  }
+
+  get usageMib(): number {
+    return this.workloadMib + this.pinnedMib;
+  }
+
+  private noteSlack(): void {
+    this.maxSlackMib = Math.max(this.maxSlackMib, this.limitMib - this.usageMib);
+  }
+
+  async usageBytes(): Promise<number> {
+    this.beforeUsageRead();
+    return this.usageMib * MIB;
+  }
+
+  async limitBytes(): Promise<number | null> {
+    return this.limitMib === this.memoryMib ? null : this.limitMib * MIB;
+  }
+
+  async setLimitBytes(bytes: number | null): Promise<void> {
+    const mib = bytes === null ? this.memoryMib : bytes / MIB;
+    // v1: below usage the kernel tries to reclaim, fails (all anonymous, no
+    // swap) and answers EBUSY; the limit stays.
+    if (mib < this.usageMib) {
+      this.ebusy++;
+      throw new CgroupError('limit_below_usage', 'EBUSY');
+    }
+    this.limitMib = mib;
+    this.writes.push({ limitMib: mib, usageMib: this.usageMib });
+    this.noteSlack();
+  }
+
+  status(): BalloonStatus {
+    const actualMib = this.pinnedMib + this.handedOffMib;
+    return { generation: this.generation, targetMib: this.targetMib, actualMib, lockedMib: this.pinnedMib, handedOffMib: this.handedOffMib, state: 'steady', reason: 'none', lock: 'locked', detail: '' };
+  }
+
+  /** The agent pins a balloon of `mib` (inflate to target) and reports. */
+  inflate(mib: number): void {
+    // The real cgroup would refuse to charge past the limit: the agent's floor keeps it below.
+    if (this.usageMib + mib > this.limitMib) throw new Error('the fake balloon does not fit the limit');
+    this.targetMib = this.handedOffMib + this.pinnedMib + mib;
+    this.pinnedMib += mib;
+    this.generation++;
+    this.driver.onTarget('vm', this.generation);
+    this.driver.onStatus('vm', this.status());
+  }
+
+  /** A new, lower target: the agent deflates handed-off MiB first, with no page work. */
+  deflateTo(targetMib: number): void {
+    this.generation++;
+    this.targetMib = targetMib;
+    this.driver.onTarget('vm', this.generation);
+    let excess = this.pinnedMib + this.handedOffMib - targetMib;
+    const fromHanded = Math.min(excess, this.handedOffMib);
+    this.handedOffMib -= fromHanded;
+    excess -= fromHanded;
+    this.pinnedMib -= Math.max(0, excess);
+    this.driver.onStatus('vm', this.status());
+  }
+
+  sendHandOff(handedOffMib: number): void {
+    if (!this.answering) return;
+    // Over the socket: the answer comes later.
+    setImmediate(() => {
+      const moveMib = Math.max(0, Math.min(handedOffMib - this.handedOffMib, this.pinnedMib));
+      this.pinnedMib -= moveMib;
+      this.handedOffMib += moveMib;
+      this.noteSlack();
+      this.afterRelease();
+      this.noteSlack();
+      this.driver.onStatus('vm', this.status());
+    });
+  }
+}
+
+async function setUp(memoryMib: number, workloadMib: number, options: { maxBatchMib?: number; answerTimeoutMs?: number } = {}) {
+  const g = new FakeGuest(memoryMib, workloadMib);
+  g.driver = new HandOffDriver({ logger, ...options });
+  const reclaimed = await g.driver.attach('vm', { cgroup: g, memoryMib, chunkMib: 1, sendHandOff: (mib) => g.sendHandOff(mib) }, { handedOffMib: 0, generation: 1 });
+  expect(reclaimed).toBe(0);
+  return g;
+}
+
+describe('hand-off planner', () => {
+  const base = { memoryMib: 1024, chunkMib: 1, limitMib: 1024, usageMib: 862, handedOffMib: 0, pinnedMib: 512, wantHandedOffMib: 512, maxBatchMib: 256 };
+
+  it('lowers the limit first by what the slack allows, then releases that much', () => {
+    expect(planHandOff(base)).toEqual({ kind: 'lower-then-release', limitMib: 1024 - 162, handedOffMib: 162, batchMib: 162 });
+    expect(planHandOff({ ...base, usageMib: 300 })).toEqual({ kind: 'lower-then-release', limitMib: 768, handedOffMib: 256, batchMib: 256 });
+  });
+
+  it('releases one chunk first when there is no slack for one, and never plans a limit below usage', () => {
+    expect(planHandOff({ ...base, usageMib: 1024 })).toEqual({ kind: 'release-then-lower', limitMib: 1023, handedOffMib: 1, batchMib: 1 });
+    expect(planHandOff({ ...base, usageMib: 1024, chunkMib: 4 })).toMatchObject({ kind: 'release-then-lower', handedOffMib: 4 });
+  });
+
+  it('raises a limit below what the balloon implies before anything else, and catches up a limit above it only down to usage', () => {
+    expect(planHandOff({ ...base, limitMib: 900, handedOffMib: 100, pinnedMib: 412 })).toEqual({ kind: 'raise', limitMib: 924 });
+    expect(planHandOff({ ...base, limitMib: 1000, handedOffMib: 100, pinnedMib: 412, usageMib: 950 })).toEqual({ kind: 'catch-up', limitMib: 950 });
+    // Behind and no way to catch up: wait (one chunk of exposure in all), release nothing more.
+    expect(planHandOff({ ...base, limitMib: 1000, handedOffMib: 100, pinnedMib: 412, usageMib: 1000 })).toEqual({ kind: 'done' });
+  });
+
+  it('is done when everything wanted is handed off, and never hands off more than is pinned', () => {
+    expect(planHandOff({ ...base, limitMib: 512, handedOffMib: 512, pinnedMib: 0, usageMib: 350 })).toEqual({ kind: 'done' });
+    expect(planHandOff({ ...base, wantHandedOffMib: 2000, usageMib: 100 })).toMatchObject({ handedOffMib: 256 });
+    expect(planHandOff({ ...base, wantHandedOffMib: 2000, usageMib: 100, maxBatchMib: 4096 })).toMatchObject({ handedOffMib: 512 });
+  });
+
+  it('counts as reclaimed only what is both handed off and held by the limit', () => {
+    expect(reclaimedMib(1024, 512, 512)).toBe(512);
+    expect(reclaimedMib(1024, 512, 700)).toBe(324);
+    expect(reclaimedMib(1024, 100, 512)).toBe(100);
+  });
+});
+
+describe('hand-off driver against a fake cgroup', () => {
+  it('hands a pinned balloon off in batches: limit = memory − B at the end, no write below usage, the headroom never grows', async () => {
+    const g = await setUp(1024, 350);
+    g.inflate(512);
+    const slackBefore = g.limitMib - g.usageMib;
+    await g.driver.idle();
+    expect({ limit: g.limitMib, handed: g.handedOffMib, pinned: g.pinnedMib }).toEqual({ limit: 512, handed: 512, pinned: 0 });
+    expect(g.ebusy).toBe(0);
+    for (const w of g.writes) expect(w.limitMib).toBeGreaterThanOrEqual(w.usageMib);
+    // The workload's headroom is what it had under the pinned balloon, at every moment.
+    expect(g.maxSlackMib).toBe(slackBefore);
+    expect(g.driver.view('vm')).toEqual({ limitMib: 512, handedOffMib: 512, reclaimedMib: 512 });
+  });
+
+  it('a workload that grows between reading and writing meets EBUSY: the driver re-plans and still finishes', async () => {
+    const g = await setUp(2048, 400);
+    g.inflate(1024);
+    let reads = 0;
+    // Every third usage read, the workload grabs 20 MiB more (up to 520 MiB).
+    g.beforeUsageRead = () => {
+      if (++reads % 3 === 0 && g.workloadMib < 520) g.workloadMib += 20;
+    };
+    await g.driver.idle();
+    expect(g.handedOffMib).toBe(1024);
+    expect(g.limitMib).toBe(1024);
+    for (const w of g.writes) expect(w.limitMib).toBeGreaterThanOrEqual(w.usageMib);
+    expect(g.workloadMib).toBeLessThanOrEqual(520);
+  });
+
+  it('a workload at its limit that grabs every released page gets one chunk in all, and the limit never goes below usage', async () => {
+    const g = await setUp(1024, 300);
+    g.inflate(512);
+    await g.driver.idle();
+    // Now the workload fills its headroom and grabs whatever is released.
+    g.workloadMib = g.limitMib - g.pinnedMib;
+    g.inflate(0);
+    const grown = g.workloadMib;
+    g.afterRelease = () => {
+      g.workloadMib += g.limitMib - g.usageMib;
+    };
+    // A new balloon on a full guest: its agent could only pin it by the floor's leave; model 64 MiB pinned at the limit.
+    g.workloadMib -= 64;
+    g.inflate(64);
+    await g.driver.idle();
+    expect(g.workloadMib - (grown - 64)).toBeLessThanOrEqual(1);
+    for (const w of g.writes) expect(w.limitMib).toBeGreaterThanOrEqual(w.usageMib);
+    expect(g.ebusy).toBe(0);
+  });
+
+  it('a deflate of handed-off MiB raises the limit with no page work; latest wins at a batch boundary', async () => {
+    const g = await setUp(2048, 300, { maxBatchMib: 128 });
+    g.inflate(1024);
+    // After the first batch's answer, a new lower target arrives.
+    let statuses = 0;
+    const original = g.driver.onStatus.bind(g.driver);
+    g.driver.onStatus = (name, s) => {
+      original(name, s);
+      if (++statuses === 3) g.deflateTo(200);
+    };
+    await g.driver.idle();
+    // Everything past the newest target came back: the limit is memory − what is handed off.
+    expect(g.handedOffMib + g.pinnedMib).toBe(200);
+    expect(g.limitMib).toBe(2048 - g.handedOffMib);
+    expect(g.driver.view('vm')?.reclaimedMib).toBe(g.handedOffMib);
+    g.driver.onStatus = original;
+    // The rest of the new balloon is handed off too.
+    g.driver.onStatus('vm', g.status());
+    await g.driver.idle();
+    expect({ handed: g.handedOffMib, limit: g.limitMib }).toEqual({ handed: 200, limit: 1848 });
+    g.deflateTo(0);
+    await g.driver.idle();
+    expect({ handed: g.handedOffMib, limit: g.limitMib, pinned: g.pinnedMib }).toEqual({ handed: 0, limit: 2048, pinned: 0 });
+  });
+
+  it('an agent that stops answering (killed) leaves the limit no lower than memory − target', async () => {
+    const g = await setUp(1024, 200, { answerTimeoutMs: 50 });
+    g.answering = false;
+    g.inflate(400);
+    await g.driver.idle();
+    expect(g.handedOffMib).toBe(0);
+    expect(g.limitMib).toBeGreaterThanOrEqual(1024 - g.targetMib);
+    expect(g.limitMib).toBeLessThan(1024);
+    // It counts nothing as reclaimed: the agent never said it released.
+    expect(g.driver.view('vm')?.reclaimedMib).toBe(0);
+  });
+
+  it('attach reads the limit back (a restarted host) and reconciles it with what the agent has handed off', async () => {
+    const g = new FakeGuest(1024, 200);
+    g.driver = new HandOffDriver({ logger });
+    // The last host lowered the limit by 300 and died before the agent released more than 200.
+    g.limitMib = 724;
+    g.handedOffMib = 200;
+    g.pinnedMib = 100;
+    g.targetMib = 300;
+    const reclaimed = await g.driver.attach('vm', { cgroup: g, memoryMib: 1024, chunkMib: 1, sendHandOff: (mib) => g.sendHandOff(mib) }, { handedOffMib: 200, generation: 1 });
+    expect(reclaimed).toBe(200);
+    g.driver.onStatus('vm', g.status());
+    await g.driver.idle();
+    expect({ handed: g.handedOffMib, limit: g.limitMib }).toEqual({ handed: 300, limit: 724 });
+    // And a limit left above (the host died before lowering after a release): lowered back down.
+    g.limitMib = 1024;
+    await g.driver.attach('vm', { cgroup: g, memoryMib: 1024, chunkMib: 1, sendHandOff: (mib) => g.sendHandOff(mib) }, { handedOffMib: 300, generation: 1 });
+    g.driver.onStatus('vm', g.status());
+    await g.driver.idle();
+    expect(g.limitMib).toBe(724);
+  });
+});

@@ -1,0 +1,296 @@
+// The hand-off's thin edge: for each managed guest, reads its cgroup, asks
+// the planner (./plan.ts) for the next step, writes the limit and tells the
+// agent (HandOffBalloon), one step at a time, re-reading the kernel before
+// each. One loop per guest; a status, a target or a new guest wakes it, and
+// a newer target is seen at the next batch boundary (latest wins).
+import type { Logger } from 'pino';
+import type { BalloonStatus } from '@memballoon/protocol';
+import { CgroupError } from '../cgroup/errors.js';
+import type { MemoryCgroup } from '../cgroup/memory-cgroup.js';
+import { limitMibOf, planHandOff, reclaimedMib, usageMibOf, type HandOffStep } from './plan.js';
+
+const MIB_BYTES = 1024 * 1024;
+
+/** What the driver uses of a guest's memory cgroup. */
+export type HandOffCgroup = Pick<MemoryCgroup, 'dir' | 'usageBytes' | 'limitBytes' | 'setLimitBytes'>;
+
+/** A managed guest as the driver needs it. */
+export interface HandOffGuest {
+  cgroup: HandOffCgroup;
+  memoryMib: number;
+  /** The agent's chunk size (Hello's facts). */
+  chunkMib: number;
+  /** Sends HandOffBalloon on the guest's session. */
+  sendHandOff(handedOffMib: number): void;
+}
+
+/** Options of the driver. */
+export interface HandOffDriverOptions {
+  logger: Logger;
+  /** Largest batch per round trip to the agent (default 256 MiB). */
+  maxBatchMib?: number;
+  /** How long a step waits for the agent's status (default 10 s); a silent agent stops the loop until its next status. */
+  answerTimeoutMs?: number;
+  /** Called whenever what a guest has really given up (reclaimedMib) may have changed. */
+  onChange?: (name: string) => void;
+  /**
+   * MiB the guests' limits may grow by in all now (the pool's size minus
+   * the sum of the limits; default: unbounded). A raise is capped by it, so
+   * a guest that deflated on its own (pressure) gets its limit back only as
+   * the others' limits make room: the limits never sum above the pool.
+   */
+  raiseRoomMib?: () => number;
+}
+
+/** What the driver knows of one guest's hand-off, for views. */
+export interface HandOffView {
+  /** The cgroup's limit as last read or written, in MiB. */
+  limitMib: number;
+  /** What the agent says it has handed off. */
+  handedOffMib: number;
+  /** Handed off and held by the limit: what counts as reclaimed. */
+  reclaimedMib: number;
+}
+
+interface Entry extends HandOffGuest {
+  name: string;
+  logger: Logger;
+  status: BalloonStatus | null;
+  /** Newest generation the host sent. */
+  generation: number;
+  limitMib: number;
+  running: Promise<void> | null;
+  again: boolean;
+  detached: boolean;
+  wake: Set<() => void>;
+}
+
+/** Moves pinned balloons under the guests' cgroup limits, and gives handed-off memory back. */
+export class HandOffDriver {
+  private readonly guests = new Map<string, Entry>();
+  private readonly log: Logger;
+  private readonly maxBatchMib: number;
+  private readonly answerTimeoutMs: number;
+  private readonly onChange: (name: string) => void;
+  private readonly raiseRoomMib: () => number;
+
+  constructor(options: HandOffDriverOptions) {
+    this.log = options.logger;
+    this.maxBatchMib = options.maxBatchMib ?? 256;
+    this.answerTimeoutMs = options.answerTimeoutMs ?? 10_000;
+    this.onChange = options.onChange ?? (() => {});
+    this.raiseRoomMib = options.raiseRoomMib ?? (() => Number.POSITIVE_INFINITY);
+  }
+
+  /**
+   * Takes charge of a managed guest whose session opened: reads its limit
+   * back from the kernel (after a host restart, whatever the last host left
+   * there) and returns what it has really given up, given the handed-off MiB
+   * its Hello reports. The first status then reconciles limit and balloon.
+   */
+  async attach(name: string, guest: HandOffGuest, hello: { handedOffMib: number; generation: number }): Promise<number> {
+    this.detach(name);
+    const limitMib = limitMibOf(await guest.cgroup.limitBytes(), guest.memoryMib);
+    const entry: Entry = {
+      ...guest,
+      name,
+      logger: this.log.child({ vm: name, cgroup: guest.cgroup.dir }),
+      status: null,
+      generation: hello.generation,
+      limitMib,
+      running: null,
+      again: false,
+      detached: false,
+      wake: new Set(),
+    };
+    this.guests.set(name, entry);
+    entry.logger.info({ limitMib, handedOffMib: hello.handedOffMib }, 'hand-off: guest attached');
+    return reclaimedMib(guest.memoryMib, hello.handedOffMib, limitMib);
+  }
+
+  /** The session ended: the loop stops at its next step. The limit stays (a reconnecting agent still has handed off). */
+  detach(name: string): void {
+    const e = this.guests.get(name);
+    if (!e) return;
+    e.detached = true;
+    this.guests.delete(name);
+    for (const w of e.wake) w();
+  }
+
+  /** Whether a guest is managed (attached). */
+  has(name: string): boolean {
+    return this.guests.has(name);
+  }
+
+  /** A target was sent with this generation: the loop re-plans at its next batch boundary. */
+  onTarget(name: string, generation: number): void {
+    const e = this.guests.get(name);
+    if (!e) return;
+    e.generation = generation;
+    this.kick(e);
+  }
+
+  /** A BalloonStatus from the guest: wakes a step waiting for it, and the loop. */
+  onStatus(name: string, status: BalloonStatus): void {
+    const e = this.guests.get(name);
+    if (!e) return;
+    e.status = status;
+    for (const w of e.wake) w();
+    this.onChange(name);
+    this.kick(e);
+  }
+
+  /** MemoryStats from the guest: a limit left behind a busy workload is retried (the workload may have shrunk). */
+  onStats(name: string): void {
+    const e = this.guests.get(name);
+    if (e && e.status && e.limitMib !== Math.max(0, e.memoryMib - (e.status.handedOffMib ?? 0))) this.kick(e);
+  }
+
+  /** What a managed guest has given up for real (handed off and held by its limit), or undefined when not managed. */
+  view(name: string): HandOffView | undefined {
+    const e = this.guests.get(name);
+    if (!e) return undefined;
+    const handedOffMib = e.status?.handedOffMib ?? 0;
+    return { limitMib: e.limitMib, handedOffMib, reclaimedMib: reclaimedMib(e.memoryMib, handedOffMib, e.limitMib) };
+  }
+
+  /** Resolves once every guest's loop is idle (tests, benchmarks). */
+  async idle(): Promise<void> {
+    for (;;) {
+      const busy = [...this.guests.values()].map((e) => e.running).filter((p): p is Promise<void> => p !== null);
+      if (busy.length === 0) return;
+      await Promise.all(busy);
+    }
+  }
+
+  private kick(e: Entry): void {
+    if (e.running) {
+      e.again = true;
+      return;
+    }
+    e.running = this.run(e)
+      .catch((err: unknown) => e.logger.error({ err }, 'hand-off loop failed; the next status retries'))
+      .finally(() => {
+        e.running = null;
+        if (e.again && !e.detached) {
+          e.again = false;
+          this.kick(e);
+        }
+      });
+  }
+
+  private async run(e: Entry): Promise<void> {
+    // Bounded: a limit that keeps meeting a growing usage (EBUSY) or an agent
+    // that keeps falling short waits for the next status instead of spinning.
+    for (let steps = 0; steps < 1024 && !e.detached; steps++) {
+      e.again = false;
+      const st = e.status;
+      if (!st) return;
+      const handedOffMib = st.handedOffMib ?? 0;
+      // Only a settled balloon of the newest target is handed off further;
+      // otherwise only what it has handed off already is honoured.
+      const current = st.generation === e.generation && st.state !== 'deflating' && st.state !== 'inflating';
+      const wantHandedOffMib = current ? Math.min(st.targetMib, st.actualMib) : handedOffMib;
+      const [limitBytes, usageBytes] = await Promise.all([e.cgroup.limitBytes(), e.cgroup.usageBytes()]);
+      this.noteLimit(e, limitMibOf(limitBytes, e.memoryMib));
+      const step = planHandOff({
+        memoryMib: e.memoryMib,
+        chunkMib: e.chunkMib,
+        limitMib: e.limitMib,
+        usageMib: usageMibOf(usageBytes),
+        handedOffMib,
+        pinnedMib: Math.max(0, st.actualMib - handedOffMib),
+        wantHandedOffMib,
+        maxBatchMib: this.maxBatchMib,
+      });
+      if (step.kind === 'done') return;
+      if (!(await this.apply(e, step))) return;
+    }
+  }
+
+  /** Does one step; false when the loop should wait for news (EBUSY, an agent that did not answer). */
+  private async apply(e: Entry, step: Exclude<HandOffStep, { kind: 'done' }>): Promise<boolean> {
+    switch (step.kind) {
+      case 'raise': {
+        const roomMib = Math.floor(this.raiseRoomMib());
+        const to = Math.min(step.limitMib, e.limitMib + Math.max(0, roomMib));
+        // No room yet: retried when another guest's limit comes down.
+        if (to <= e.limitMib) return false;
+        e.logger.info({ fromMib: e.limitMib, limitMib: to, wantedMib: step.limitMib }, 'hand-off: limit raised (balloon deflated)');
+        return this.setLimit(e, to);
+      }
+      case 'catch-up':
+        return this.setLimit(e, step.limitMib);
+      case 'lower-then-release': {
+        if (!(await this.setLimit(e, step.limitMib))) return true;
+        return this.release(e, step.handedOffMib);
+      }
+      case 'release-then-lower': {
+        if (!(await this.release(e, step.handedOffMib))) return false;
+        const usageMib = usageMibOf(await e.cgroup.usageBytes());
+        const to = Math.max(usageMib, step.limitMib);
+        return to < e.limitMib ? this.setLimit(e, to) : true;
+      }
+    }
+  }
+
+  /** Writes a limit; false (and nothing changed) when the kernel says it is below usage now. */
+  private async setLimit(e: Entry, limitMib: number): Promise<boolean> {
+    try {
+      await e.cgroup.setLimitBytes(limitMib * MIB_BYTES);
+    } catch (err) {
+      // v1's EBUSY, or v2's usage check.
+      if (err instanceof CgroupError && err.code === 'limit_below_usage') {
+        // The workload grew between our reading and the write: re-read and re-plan.
+        e.logger.debug({ limitMib }, 'hand-off: limit below usage now; re-planning');
+        return false;
+      }
+      throw err;
+    }
+    this.noteLimit(e, limitMib);
+    return true;
+  }
+
+  /** Asks the agent to hand off up to handedOffMib and waits for its status; false if it did not answer in time. */
+  private async release(e: Entry, handedOffMib: number): Promise<boolean> {
+    const before = e.status?.handedOffMib ?? 0;
+    const answered = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => done(false), this.answerTimeoutMs);
+      // The agent answers with a status: all it asked for, or less (it
+      // stopped short: the next plan raises the limit back by the rest).
+      const check = () => {
+        if (e.detached) done(false);
+        else if ((e.status?.handedOffMib ?? 0) !== before || e.status?.generation !== e.generation) done(true);
+      };
+      const done = (v: boolean) => {
+        clearTimeout(timer);
+        e.wake.delete(check);
+        resolve(v);
+      };
+      e.wake.add(check);
+    });
+    e.sendHandOff(handedOffMib);
+    const ok = await answered;
+    if (!ok && !e.detached) e.logger.warn({ handedOffMib, timeoutMs: this.answerTimeoutMs }, 'hand-off: the agent did not answer; the limit stays until its next status');
+    return ok;
+  }
+
+  private noteLimit(e: Entry, limitMib: number): void {
+    if (limitMib === e.limitMib) return;
+    const lowered = limitMib < e.limitMib;
+    e.limitMib = limitMib;
+    this.onChange(e.name);
+    if (!lowered) return;
+    // Room under the pool: a guest waiting to have its limit raised may go on.
+    for (const other of this.guests.values()) {
+      if (other !== e && other.status && other.limitMib < other.memoryMib - (other.status.handedOffMib ?? 0)) this.kick(other);
+    }
+  }
+
+  /** Sum of the managed guests' limits as last read or written, in MiB. */
+  limitSumMib(): number {
+    let sum = 0;
+    for (const e of this.guests.values()) sum += e.limitMib;
+    return sum;
+  }
+}

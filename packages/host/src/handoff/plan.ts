@@ -1,0 +1,96 @@
+// The hand-off's pure core: given what the kernel says of a guest's cgroup
+// (limit, usage) and what its agent says of its balloon (pinned, handed off),
+// the next step that moves pinned balloon memory under the host's limit, or
+// gives handed-off memory back. No I/O: the driver reads, asks, and does.
+//
+// The order preserves the workload's headroom (slack = limit − usage): with
+// slack for a batch, the limit comes down first (no reclaim: usage stays at
+// or below it) and the agent releases after, which leaves the slack exactly
+// as it was, so the workload never sees the released pages. Without slack for
+// one chunk, the agent releases one chunk first and the limit follows at
+// once, never below the usage read then: the exposure is one chunk.
+
+const MIB_BYTES = 1024 * 1024;
+
+/** What the planner needs to know of one guest, in MiB. */
+export interface HandOffState {
+  /** The VM's memory: its limit with nothing handed off. */
+  memoryMib: number;
+  /** The balloon's chunk: the agent releases whole chunks only. */
+  chunkMib: number;
+  /** The cgroup's hard limit now (the kernel's word; unlimited counts as memoryMib). */
+  limitMib: number;
+  /** The cgroup's usage now (the kernel's word, rounded up). */
+  usageMib: number;
+  /** MiB of the balloon the agent has handed off (its last status). */
+  handedOffMib: number;
+  /** MiB of the balloon the agent still holds pinned (actual − handed off). */
+  pinnedMib: number;
+  /** How many MiB should be handed off in the end (the settled balloon, at most its target). */
+  wantHandedOffMib: number;
+  /** Largest batch per round trip. */
+  maxBatchMib: number;
+}
+
+/** One step of the hand-off. */
+export type HandOffStep =
+  /** Nothing to do: the limit is where the balloon says it should be. */
+  | { kind: 'done' }
+  /** The limit is lower than memory − handed off (a deflate, a pressure deflate, a batch the agent fell short of): raise it. */
+  | { kind: 'raise'; limitMib: number }
+  /** Lower the limit by batchMib first, then ask the agent for handedOffMib. */
+  | { kind: 'lower-then-release'; limitMib: number; handedOffMib: number; batchMib: number }
+  /** No slack for a chunk: ask the agent for handedOffMib first, then lower the limit to max(usage then, limitMib). */
+  | { kind: 'release-then-lower'; limitMib: number; handedOffMib: number; batchMib: number }
+  /** The limit is above memory − handed off (a release-first step could not lower it all the way): lower it to max(usage, limitMib). */
+  | { kind: 'catch-up'; limitMib: number };
+
+/** The limit a balloon implies: memory minus what its agent has handed off. */
+export function impliedLimitMib(memoryMib: number, handedOffMib: number): number {
+  return Math.max(0, memoryMib - handedOffMib);
+}
+
+/** MiB a managed guest has really given up: handed off by its agent and held by its limit. */
+export function reclaimedMib(memoryMib: number, handedOffMib: number, limitMib: number): number {
+  return Math.max(0, Math.min(handedOffMib, memoryMib - limitMib));
+}
+
+/** A kernel byte count as whole MiB: limits round down (never claim more room), usage up (never claim less use). */
+export function limitMibOf(bytes: number | null, memoryMib: number): number {
+  return bytes === null ? memoryMib : Math.min(memoryMib, Math.floor(bytes / MIB_BYTES));
+}
+
+/** Usage in whole MiB, rounded up. */
+export function usageMibOf(bytes: number): number {
+  return Math.ceil(bytes / MIB_BYTES);
+}
+
+/** The next step for one guest. Pure; the driver re-reads the kernel before every call. */
+export function planHandOff(s: HandOffState): HandOffStep {
+  const implied = impliedLimitMib(s.memoryMib, s.handedOffMib);
+  // Giving back comes first: a workload squeezed below what its balloon
+  // implies is the one thing here that can hurt a guest.
+  if (s.limitMib < implied) return { kind: 'raise', limitMib: implied };
+  const want = Math.min(s.wantHandedOffMib, s.handedOffMib + s.pinnedMib);
+  const chunk = Math.max(1, s.chunkMib);
+  const remaining = want - s.handedOffMib;
+  const batch = Math.floor(Math.min(remaining, Math.max(chunk, s.maxBatchMib)) / chunk) * chunk;
+  if (s.limitMib > implied) {
+    // Behind from an earlier release-first step (the workload took the chunk
+    // before the limit came down): catch up, never below usage, and release
+    // nothing more until then, so that the exposure stays one chunk in all.
+    const to = Math.max(implied, s.usageMib);
+    return to < s.limitMib ? { kind: 'catch-up', limitMib: to } : { kind: 'done' };
+  }
+  if (batch <= 0) return { kind: 'done' };
+  const slack = s.limitMib - s.usageMib;
+  if (slack >= chunk) {
+    const c = Math.min(batch, Math.floor(slack / chunk) * chunk);
+    return { kind: 'lower-then-release', limitMib: s.limitMib - c, handedOffMib: s.handedOffMib + c, batchMib: c };
+  }
+  return releaseFirst(s, chunk);
+}
+
+function releaseFirst(s: HandOffState, chunk: number): HandOffStep {
+  return { kind: 'release-then-lower', limitMib: impliedLimitMib(s.memoryMib, s.handedOffMib + chunk), handedOffMib: s.handedOffMib + chunk, batchMib: chunk };
+}
