@@ -97,8 +97,9 @@ describe('host-managed guests (real kernel)', () => {
     for (const name of NAMES) await startvm(name, name === 'g3' ? 'nobody' : undefined);
     const g2 = await waitFor(async () => {
       const v = await vm('g2');
-      return v.balloon?.actualMib === BALLOON_MIB ? v : undefined;
-    }, { what: "g2's default balloon", timeoutMs: 60_000 });
+      // A managed guest's balloon is handed off (its limit comes down by it): wait for the whole of it.
+      return v.balloon?.actualMib === BALLOON_MIB && v.balloon.handedOffMib === BALLOON_MIB ? v : undefined;
+    }, { what: "g2's default balloon, handed off", timeoutMs: 60_000 });
     expect(g2.balloon!.targetMib).toBe(BALLOON_MIB);
     expect(Number(readFileSync(limitFile(parentDir()), 'utf8'))).toBe(POOL_MIB * MiB);
     for (const name of NAMES) {
@@ -106,7 +107,7 @@ describe('host-managed guests (real kernel)', () => {
       const dir = join(parentDir(), name);
       expect(v.state).toBe('running');
       expect(v.managed).toMatchObject({ managedBy: 'startvm', cgroup: dir, logFile: join(data.dir, 'logs', `${name}.log`), command: ['sleep', '600'] });
-      expect(Number(readFileSync(limitFile(dir), 'utf8'))).toBe(VM_MIB * MiB);
+      expect(Number(readFileSync(limitFile(dir), 'utf8'))).toBe((name === 'g2' ? VM_MIB - BALLOON_MIB : VM_MIB) * MiB);
       // The pid the guest reports is the agent the host started, and the kernel puts it in the VM's cgroup.
       expect(v.pid).toBe(v.managed!.agentPid);
       expect(cgroupOfPid(v.pid!)).toBe(dir);
@@ -117,12 +118,11 @@ describe('host-managed guests (real kernel)', () => {
       // The agent's memory is charged to the VM from its first page (moved in before exec).
       expect(Number(readFileSync(join(dir, version === 1 ? 'memory.usage_in_bytes' : 'memory.current'), 'utf8'))).toBeGreaterThan(16 * MiB);
     }
-    // A fourth guest would take the children's limits above the pool cgroup's: refused, nothing made.
-    expect((await ctl(host.url, 'createvm', '--name', 'big', '--memory', String(POOL_MIB - 3 * VM_MIB + 1))).code).toBe(0);
-    const big = await ctl(host.url, 'startvm', 'big', '--', 'sleep', '600');
-    expect(big.code).not.toBe(0);
-    expect(big.stderr).toMatch(/above the pool cgroup's/);
-    expect(existsSync(join(parentDir(), 'big'))).toBe(false);
+    // The children's limits stay within the pool cgroup's. (A fourth startvm
+    // guest no longer meets over_parent: since the hand-off it starts in the
+    // room the others' limits leave and the pool admits it or reclaims for it;
+    // over_parent itself is proven in cgroup/limit-plan.test.ts.)
+    expect(NAMES.reduce((sum, name) => sum + Number(readFileSync(limitFile(join(parentDir(), name)), 'utf8')), 0)).toBeLessThanOrEqual(POOL_MIB * MiB);
     const h = await hostInfo();
     expect(h).toMatchObject({ guests: 'cgroup', reclaim: 'physical', poolCgroup: true, cgroupParent: parentDir() });
     expect(h.guestsDetail).toMatch(/memory controller/);
