@@ -77,7 +77,7 @@ describe('page fusion with real agents', () => {
     expect(info.sharableMib).toBeCloseTo(GUESTS.length * COMMON_MIB, 0);
     // And for people, without --json.
     const text = await ctl(host.url, 'showvminfo', GUESTS[0]!);
-    expect(text.stdout).toMatch(new RegExp(`^Page fusion: +on$`, 'm'));
+    expect(text.stdout).toMatch(/^Page fusion: +on$/m);
     expect(text.stdout).toMatch(new RegExp(`^Page fusion sharable: +${COMMON_MIB} MiB$`, 'm'));
 
     // One guest leaves: the other two still share the common file with each other.

@@ -128,7 +128,11 @@ export async function runHandOffBench(options: { sizesMib?: number[]; runs?: num
             rmdirSync(d);
             break;
           } catch (err) {
-            if (tries > 200) throw err;
+            // A throw here (in finally) would hide the run's own error: say it and go on.
+            if (tries > 200) {
+              process.stderr.write(`bench: could not remove ${d}: ${(err as Error).message}\n`);
+              break;
+            }
             await new Promise((r) => setTimeout(r, 25));
           }
         }

@@ -172,7 +172,7 @@ export class GuestSession {
       this.refuse(new ProtocolError('malformed_frame', 'the host sent a text frame; frames are binary'), true);
       return;
     }
-    let frame;
+    let frame: ReturnType<typeof decodeFrame>;
     try {
       frame = decodeFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), { guestMemoryMib: this.options.guestMemoryMib, seq: this.seq });
     } catch (err) {

@@ -36,7 +36,7 @@ describe('domains on this machine', () => {
     const child = spawn(process.execPath, ['-e', 'const b = Buffer.alloc(32 * 1024 * 1024, 1); setInterval(() => b[0]++, 1000)'], { stdio: 'ignore' });
     try {
       const deadline = Date.now() + 10_000;
-      let kid;
+      let kid: ReturnType<typeof readProcessTree>[number] | undefined;
       while (Date.now() < deadline) {
         kid = readProcessTree([process.pid]).find((p) => p.pid === child.pid);
         if (kid && kid.rssBytes > 32 * 1024 * 1024) break;

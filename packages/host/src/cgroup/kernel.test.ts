@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CgroupTree, memoryCgroupOfProc, openMemoryHierarchy, type MemoryCgroupSupport } from './index.js';
+import { type CgroupTree, memoryCgroupOfProc, openMemoryHierarchy, type MemoryCgroupSupport } from './index.js';
 
 const MiB = 1048576;
 const parentName = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -102,7 +102,7 @@ describe('cgroup layer on the real kernel', () => {
 
   // The tests above run on v2 where the machine offers it; this checks what only v2 has.
   it('v2: the parent hands the memory controller to its children', async (ctx) => {
-    if (!tree || tree.version !== 2) {
+    if (tree?.version !== 2) {
       console.log(`cgroup v2 kernel test skipped: ${support.available ? `this machine's memory controller is v1 (${support.reason})` : support.reason}`);
       return ctx.skip();
     }

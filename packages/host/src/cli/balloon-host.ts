@@ -36,7 +36,7 @@ const logger = config.logPretty
   ? pino({ level: config.logLevel }, pretty({ colorize: Boolean(process.stdout.isTTY), sync: true }))
   : pino({ level: config.logLevel }, pino.destination({ dest: 1, sync: false }));
 
-let host;
+let host: Awaited<ReturnType<typeof startHost>>;
 try {
   host = await startHost({
     listenHost: config.listenHost,

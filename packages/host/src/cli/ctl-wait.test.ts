@@ -81,6 +81,7 @@ describe('controlvm --wait', () => {
   it('redraws one line on a terminal and ends it before returning', async () => {
     let text = '';
     await setBalloonAndWait(reclaimingHost('ok').client, 'vm-medium', 0, 60_000, { tty: true, write: (t) => (text += t) });
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the terminal's erase-line sequence is what is asserted
     expect(text).toMatch(/\r\x1b\[KVM 'vm-medium': waiting for other VMs to inflate/);
     expect(text.endsWith('\n')).toBe(true);
   });

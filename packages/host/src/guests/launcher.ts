@@ -411,7 +411,7 @@ export class GuestLauncher implements GuestsCollaborator {
    */
   async poweroff(name: string, gentle = false): Promise<void> {
     const g = this.guests.get(name);
-    if (!g || g.record.kind !== 'startvm') {
+    if (g?.record.kind !== 'startvm') {
       if (this.svc().vmView(name).state !== 'running') throw new HostError('not_running', `VM '${name}' is not running`);
       throw new HostError('not_running', g ? `VM '${name}' runs in an adopted cgroup: stop it with the tool that started it` : `VM '${name}' was not started by this host (startvm): stop its agent where it runs`);
     }

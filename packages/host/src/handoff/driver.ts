@@ -143,7 +143,7 @@ export class HandOffDriver {
   /** MemoryStats from the guest: a limit left behind a busy workload is retried (the workload may have shrunk). */
   onStats(name: string): void {
     const e = this.guests.get(name);
-    if (e && e.status && e.limitMib !== Math.max(0, e.memoryMib - (e.status.handedOffMib ?? 0))) this.kick(e);
+    if (e?.status && e.limitMib !== Math.max(0, e.memoryMib - (e.status.handedOffMib ?? 0))) this.kick(e);
   }
 
   /** What a managed guest has given up for real (handed off and held by its limit), or undefined when not managed. */

@@ -97,6 +97,7 @@ class World {
     const g = new SimGuest(name, memoryMib, workloadMib, this);
     this.guests.set(name, g);
     this.s.createVm({ name, memoryMib });
+    // biome-ignore lint/complexity/useLiteralKeys: the service's private logger, reached on purpose by this test
     const r = await this.s.openSession(testHello(name, memoryMib), g, this.s['log']);
     if (!r.ok) throw new Error(r.message);
     g.sessionId = r.sessionId;

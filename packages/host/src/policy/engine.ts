@@ -118,7 +118,7 @@ function observe(config: PolicyConfig, prev: PolicyVmState | undefined, r: VmRou
   // a half-life: a guest that has spiked keeps that much headroom when others
   // want memory, instead of being squeezed into its next spike's OOM.
   const elapsedMs = fallback.observedAtMs === null ? 0 : Math.max(0, nowMs - fallback.observedAtMs);
-  const decay = Math.pow(0.5, elapsedMs / config.spikeHeadroomHalfLifeMs);
+  const decay = 0.5 ** (elapsedMs / config.spikeHeadroomHalfLifeMs);
   // Only a new sample shows a fall; within one, available moves only with the balloon.
   const fallMib = fallback.lastAvailableMib === null || repeated ? 0 : fallback.lastAvailableMib - availableMib;
   const spikeHeadroomMib = Math.max(fallback.spikeHeadroomMib * decay, fallMib);

@@ -296,7 +296,7 @@ describe('Pool properties', () => {
           const size = rows.reduce((s, v) => s + Pool.admissionNeedMib(v.memoryMib, v.targetMib, v.actualMib), 0) + extraMib;
           const pool = new Pool(size);
           rows.forEach((v, i) => pool.admit(`v${i}`, { memoryMib: v.memoryMib, memoryMinMib: v.minMib, balloonMaxMib: 0, targetMib: v.targetMib, actualMib: v.actualMib }));
-          let plan;
+          let plan: ReturnType<Pool['planReclaim']>;
           try {
             plan = pool.planReclaim(needMib);
           } catch (err) {

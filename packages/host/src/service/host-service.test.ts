@@ -1,7 +1,7 @@
 // The service without sockets: a recording GuestLink stands in for a session.
 import type { Hello } from '@memballoon/protocol';
 import { describe, expect, it, vi } from 'vitest';
-import { HostError } from '../errors.js';
+import type { HostError } from '../errors.js';
 import type { GuestLink } from './host-service.js';
 import { testHello, testLogger, testService } from './test-fixtures.js';
 

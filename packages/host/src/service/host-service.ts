@@ -13,7 +13,7 @@ import { HostError } from '../errors.js';
 import { HandOffDriver, type HandOffCgroup } from '../handoff/driver.js';
 import { balloonLimitMib, balloonTargetProblem, guestFloorMib } from '../pool/balloon-rules.js';
 import { Pool } from '../pool/pool.js';
-import type { Registry, VmRecord, VmSettings } from '../registry/registry.js';
+import type { Registry, VmRecord, } from '../registry/registry.js';
 import { NO_COUNTERS, type ServiceCounters } from './observer.js';
 import { statsView, vmView, type GuestFactsView } from './build-views.js';
 import { Reclaimer, SYSTEM_CLOCK, type Clock, type ReclaimSource } from './reclaim.js';

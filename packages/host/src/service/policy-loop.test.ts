@@ -6,7 +6,7 @@ import type { BalloonStatus } from '@memballoon/protocol';
 import { describe, expect, it, vi } from 'vitest';
 import { HostError } from '../errors.js';
 import { createPolicyEngine } from '../policy/engine.js';
-import { HostService, type GuestLink } from './host-service.js';
+import type { HostService, GuestLink } from './host-service.js';
 import { testHello, testLogger, testService, testStats } from './test-fixtures.js';
 import { policyInput, runPolicyRound, type PolicyLoopService } from './policy-loop.js';
 

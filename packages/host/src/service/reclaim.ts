@@ -114,7 +114,7 @@ export class Reclaimer {
   async fund(needMib: number, exclude: readonly string[], what: string, stillWanted: () => boolean, log: Logger = this.options.log): Promise<void> {
     const { pool } = this.host;
     if (pool.freeMib >= needMib) return;
-    let plan;
+    let plan: ReturnType<Pool['planReclaim']>;
     try {
       plan = pool.planReclaim(needMib, [...exclude, ...this.heldBack()]);
     } catch (err) {
@@ -191,7 +191,7 @@ export class Reclaimer {
       const { pool } = this.host;
       const owedMib = pool.overcommitMib;
       if (owedMib === 0 || this.closed) return;
-      let plan;
+      let plan: ReturnType<Pool['planReclaim']>;
       try {
         plan = pool.planReclaim(0, this.heldBack());
       } catch (err) {

@@ -4,7 +4,7 @@
 // connection is the host's history of the last 15 minutes, so the charts are
 // drawn at once, and snapshots extend it. Host data reaches the DOM only
 // through textContent.
-'use strict';
+
 
 (() => {
   const EVENTS_URL = '/api/v1/events';
@@ -449,7 +449,7 @@
   const resizer = new ResizeObserver((entries) => {
     for (const entry of entries) {
       const card = cards.get(entry.target.closest('.card').dataset.vm);
-      if (card && card.chart) card.chart.setSize({ width: chartWidth(card), height: CHART_HEIGHT_PX });
+      if (card?.chart) card.chart.setSize({ width: chartWidth(card), height: CHART_HEIGHT_PX });
     }
   });
 
@@ -478,13 +478,13 @@
         showMessage(card, 'ok', 'Target set to ' + mib(targetMib) + '. The chart follows the guest.');
         card.input.value = '';
       } else {
-        const error = body && body.error ? body.error : null;
-        let text = error && error.message ? error.message : 'HTTP ' + res.status + ' ' + res.statusText;
+        const error = body?.error ? body.error : null;
+        let text = error?.message ? error.message : 'HTTP ' + res.status + ' ' + res.statusText;
         if (res.status === 401 || res.status === 403) text += ' — open the dashboard as …/#token=YOUR_TOKEN';
-        showMessage(card, 'error', 'Refused: ' + text, error && error.code);
+        showMessage(card, 'error', 'Refused: ' + text, error?.code);
       }
     } catch (err) {
-      showMessage(card, 'error', 'Could not reach the host: ' + (err && err.message ? err.message : String(err)));
+      showMessage(card, 'error', 'Could not reach the host: ' + (err?.message ? err.message : String(err)));
     } finally {
       card.button.disabled = card.root.dataset.state !== 'running';
     }
@@ -594,7 +594,7 @@
         let detail = 'HTTP ' + res.status;
         try {
           const body = await res.json();
-          if (body && body.error) detail = body.error.message;
+          if (body?.error) detail = body.error.message;
         } catch {}
         throw new Error(detail);
       }
@@ -619,7 +619,7 @@
       setConnection('down', 'disconnected; reconnecting…');
     } catch (err) {
       if (connection !== abort) return; // replaced by a newer connection
-      setConnection('down', 'host unreachable (' + (err && err.message ? err.message : 'error') + '); retrying…');
+      setConnection('down', 'host unreachable (' + (err?.message ? err.message : 'error') + '); retrying…');
     } finally {
       clearTimeout(stall);
       abort.abort();
