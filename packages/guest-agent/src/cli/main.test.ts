@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cgroupLimitBytes, findMemoryCgroup } from '../domain/readers.js';
@@ -51,31 +53,24 @@ describe('balloon-agent CLI', () => {
   });
 
   it('runs a wrapped workload and exits with its exit code', async () => {
-    const { exit } = run([
-      '--host',
-      host.url,
-      '--name',
-      'wrap-vm',
-      '--log-level',
-      'silent',
-      '--memory-mib',
-      '1024',
-      '--',
-      process.execPath,
-      '-e',
-      'setTimeout(() => process.exit(3), 300)',
-    ]);
+    // The workload ends when the test says so (a file appears), not after a fixed time: the agent's start may take long on a busy machine.
+    const go = join(mkdtempSync(join(tmpdir(), 'agent-wrap-')), 'go');
+    const workload = `setInterval(() => { if (require('fs').existsSync(${JSON.stringify(go)})) process.exit(3); }, 20)`;
+    const { exit } = run(['--host', host.url, '--name', 'wrap-vm', '--log-level', 'silent', '--memory-mib', '1024', '--', process.execPath, '-e', workload]);
     const conn = await poll(() => host.latest, 'a connection');
     await poll(() => host.received(conn, 'hello')[0], 'Hello');
     host.welcome(conn, { targetMib: 4, generation: 1 });
+    writeFileSync(go, '');
     const [code] = await exit;
     expect(code).toBe(3);
     await poll(() => host.received(conn, 'goodbye')[0], 'Goodbye');
   });
 
   it('keeps its token from the workload it wraps (MEMBALLOON_TOKEN is not inherited)', async () => {
-    const probe = 'process.exit(process.env.MEMBALLOON_TOKEN === undefined && process.env.WORKLOAD_SEES === "yes" ? 0 : 9)';
-    const { exit } = run(['--host', host.url, '--name', 'env-vm', '--log-level', 'silent', '--memory-mib', '256', '--', process.execPath, '-e', probe], {
+    // The workload writes what it sees to a file and stays until the agent stops it: no race with the agent's start.
+    const seen = join(mkdtempSync(join(tmpdir(), 'agent-env-')), 'seen.json');
+    const probe = `require('fs').writeFileSync(${JSON.stringify(seen)}, JSON.stringify({ token: process.env.MEMBALLOON_TOKEN ?? null, other: process.env.WORKLOAD_SEES ?? null })); setInterval(() => {}, 1000)`;
+    const { child, exit } = run(['--host', host.url, '--name', 'env-vm', '--log-level', 'silent', '--memory-mib', '256', '--', process.execPath, '-e', probe], {
       ...process.env,
       MEMBALLOON_TOKEN: 'secret-token',
       WORKLOAD_SEES: 'yes',
@@ -83,7 +78,11 @@ describe('balloon-agent CLI', () => {
     const conn = await poll(() => host.latest, 'a connection');
     // The agent itself did use the token.
     expect((await poll(() => host.received(conn, 'hello')[0], 'Hello')).credential).toBe('secret-token');
-    host.welcome(conn, { targetMib: 0, generation: 1 });
+    const view = JSON.parse(
+      await poll(() => (existsSync(seen) ? readFileSync(seen, 'utf8') || undefined : undefined), 'the workload to report its environment'),
+    );
+    expect(view).toEqual({ token: null, other: 'yes' });
+    child.kill('SIGTERM');
     expect((await exit)[0]).toBe(0);
   });
 
