@@ -78,10 +78,14 @@ for (const name of which) {
     const rows = await runHandOffBench({ log });
     console.log(`### Hand-off: balloon settled → memory free on the host (real agent in a v1 memory cgroup)\n\n${formatHandOffTable(rows)}\n`);
     const burst = await runBurstBench({ log });
-    console.log(`### Hand-off: three startvm guests (512/768/1024 MiB) bursting in turns over a 1536 MiB pool cgroup, three ways\n\n${formatBurstTable(burst)}\n`);
+    console.log(
+      `### Hand-off: three startvm guests (512/768/1024 MiB) bursting in turns over a 1536 MiB pool cgroup, three ways\n\n${formatBurstTable(burst)}\n`,
+    );
   } else if (name === 'cli') {
     const result = await runCliBench({ log });
-    console.log(`### Start-up: the built commands against \`node -e 0\` (${result.runs} interleaved runs), and the agent's idle RSS\n\n${formatCliBench(result)}\n`);
+    console.log(
+      `### Start-up: the built commands against \`node -e 0\` (${result.runs} interleaved runs), and the agent's idle RSS\n\n${formatCliBench(result)}\n`,
+    );
   } else {
     const runs = [await runLoadBench({ guests: 1000, rounds: 8 }), await runLoadBench({ guests: 5000, rounds: 4 })];
     console.log(`### Control plane under load: 1,000 and 5,000 simulated guests, stats every 1 s, targets every 3 s\n\n${formatLoad(runs)}\n`);

@@ -134,7 +134,9 @@ async function until(what: string, child: Child, probe: () => Promise<boolean>):
   void child.exited.then((code) => (exitCode = code));
   for (;;) {
     if (exitCode !== undefined) {
-      throw new DemoError(`${child.label} exited (code ${exitCode}) while waiting for ${what}; its log (${shown(child.logFile)}) ends:\n${lastLines(child.logFile)}`);
+      throw new DemoError(
+        `${child.label} exited (code ${exitCode}) while waiting for ${what}; its log (${shown(child.logFile)}) ends:\n${lastLines(child.logFile)}`,
+      );
     }
     if (await probe().catch(() => false)) return;
     if (Date.now() > deadline) throw new DemoError(`timed out waiting for ${what}; see ${shown(child.logFile)}`);
@@ -201,7 +203,10 @@ function runningVms(baseUrl: string, adminToken: string | undefined): Promise<st
 function api(baseUrl: string, adminToken: string | undefined, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string> = { ...(adminToken ? { authorization: `Bearer ${adminToken}` } : {}), ...(payload ? { 'content-type': 'application/json' } : {}) };
+    const headers: Record<string, string> = {
+      ...(adminToken ? { authorization: `Bearer ${adminToken}` } : {}),
+      ...(payload ? { 'content-type': 'application/json' } : {}),
+    };
     const req = request(`${baseUrl}/api/v1${path}`, { method, headers }, (res) => {
       let text = '';
       res.setEncoding('utf8');
@@ -302,7 +307,8 @@ async function main(): Promise<void> {
     // VM's memory cgroup where it can, and answers once the agent is admitted.
     for (const guest of GUESTS) {
       const created = await api(baseUrl, adminToken, 'POST', '/vms', { name: guest.name, memoryMib: guest.memoryMib });
-      if (created.status !== 201 && created.json?.error?.code !== 'already_exists') throw new DemoError(`createvm ${guest.name}: ${created.json?.error?.message ?? created.status}`);
+      if (created.status !== 201 && created.json?.error?.code !== 'already_exists')
+        throw new DemoError(`createvm ${guest.name}: ${created.json?.error?.message ?? created.status}`);
       if ((await runningVms(baseUrl, adminToken)).includes(guest.name)) continue;
       const start = await api(baseUrl, adminToken, 'POST', `/vms/${encodeURIComponent(guest.name)}/startvm`, { command: GUEST_COMMAND });
       if (start.status !== 200) throw new DemoError(`startvm ${guest.name}: ${start.json?.error?.message ?? start.status}`);

@@ -21,7 +21,8 @@ function run(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ co
   });
 }
 
-const manifestVersion = (pkg: string): string => (JSON.parse(readFileSync(new URL(`../packages/${pkg}/package.json`, import.meta.url), 'utf8')) as { version: string }).version;
+const manifestVersion = (pkg: string): string =>
+  (JSON.parse(readFileSync(new URL(`../packages/${pkg}/package.json`, import.meta.url), 'utf8')) as { version: string }).version;
 
 describe('--version', () => {
   it.each([
@@ -48,8 +49,14 @@ describe('balloonctl list vms loads only what it needs', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'memballoon-cli-startup-'));
     // A loader hook that writes each loaded module's URL to a file (stderr is the command's).
-    writeFileSync(join(dir, 'hooks.mjs'), `import { appendFileSync } from 'node:fs';\nexport async function load(url, context, next) {\n  appendFileSync(${JSON.stringify(join(dir, 'loaded.txt'))}, url + '\\n');\n  return next(url, context);\n}\n`);
-    writeFileSync(join(dir, 'register.mjs'), `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(join(dir, 'hooks.mjs')).href)});\n`);
+    writeFileSync(
+      join(dir, 'hooks.mjs'),
+      `import { appendFileSync } from 'node:fs';\nexport async function load(url, context, next) {\n  appendFileSync(${JSON.stringify(join(dir, 'loaded.txt'))}, url + '\\n');\n  return next(url, context);\n}\n`,
+    );
+    writeFileSync(
+      join(dir, 'register.mjs'),
+      `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(join(dir, 'hooks.mjs')).href)});\n`,
+    );
     // The admin API's answer to GET /api/v1/vms: nothing else of a host is needed to list.
     server = createServer((req, res) => {
       res.writeHead(req.url === '/api/v1/vms' ? 200 : 404, { 'content-type': 'application/json' });
@@ -72,7 +79,9 @@ describe('balloonctl list vms loads only what it needs', () => {
     const ours = loaded.filter((u) => u.includes('/packages/host/') && !u.includes('/node_modules/'));
     // The hook saw the command itself: it was in the chain.
     expect(ours.some((u) => /\/cli\/balloonctl\.(ts|js)$/.test(u))).toBe(true);
-    const heavy = loaded.filter((u) => /better-sqlite3|\/pino|prom-client|\/ws\/|uplot|\/dashboard\/|\/registry\/|\/metrics\/prometheus|\/server\.(ts|js)$/.test(u));
+    const heavy = loaded.filter((u) =>
+      /better-sqlite3|\/pino|prom-client|\/ws\/|uplot|\/dashboard\/|\/registry\/|\/metrics\/prometheus|\/server\.(ts|js)$/.test(u),
+    );
     expect(heavy).toEqual([]);
   });
 });

@@ -35,7 +35,10 @@ function runDemo(args: readonly string[]): Demo {
 }
 
 /** The first snapshot of the dashboard's event stream. */
-function snapshotOf(baseUrl: string, adminToken: string | undefined): Promise<{ host: { pool: { sizeMib: number; heldMib: number } }; vms: Array<{ name: string; state: string; memoryMib: number }> }> {
+function snapshotOf(
+  baseUrl: string,
+  adminToken: string | undefined,
+): Promise<{ host: { pool: { sizeMib: number; heldMib: number } }; vms: Array<{ name: string; state: string; memoryMib: number }> }> {
   return new Promise((resolve, reject) => {
     const headers = adminToken ? { authorization: `Bearer ${adminToken}` } : {};
     const req = get(`${baseUrl}/api/v1/events`, { headers }, (res) => {

@@ -147,7 +147,9 @@ describe.skipIf(!haveChromium)('dashboard layout in Chromium', () => {
     const hint = page.locator('.card[data-vm="vm-small"] .control .small');
     await expect.poll(() => hint.textContent(), { timeout: 30_000 }).toBe('up to 460 MiB (the 90 % rule)');
     host.update('vm-small', (vm) => Object.assign(vm.balloon!, { targetMib: 460, actualMib: 341, lockedMib: 341, state: 'short', reason: 'guest_floor' }));
-    await expect.poll(() => hint.textContent(), { timeout: 30_000 }).toBe('up to about 341 MiB (the guest stopped there: guest floor; the 90 % rule allows 460 MiB)');
+    await expect
+      .poll(() => hint.textContent(), { timeout: 30_000 })
+      .toBe('up to about 341 MiB (the guest stopped there: guest floor; the 90 % rule allows 460 MiB)');
     // Once the balloon grows past it, the guest's limit is no longer known: the rule again.
     host.update('vm-small', (vm) => Object.assign(vm.balloon!, { targetMib: 400, actualMib: 400, lockedMib: 400, state: 'steady', reason: 'none' }));
     await expect.poll(() => hint.textContent(), { timeout: 30_000 }).toBe('up to 460 MiB (the 90 % rule)');

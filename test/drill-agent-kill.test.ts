@@ -28,7 +28,10 @@ const vm = (name: string) => apiGet<VmView>(host.url, `/vms/${name}`);
 it('returns a killed agent’s quota when its socket closes, not after missed heartbeats, and leaves the other guest alone', async () => {
   const a = spawnAgent({ url: host.url, name: 'kill-a', memoryMib: 256, floorMib: 16 });
   const b = spawnAgent({ url: host.url, name: 'kill-b', memoryMib: 256, floorMib: 16 });
-  await waitFor(async () => (await vm('kill-a')).state === 'running' && (await vm('kill-b')).state === 'running', { what: 'both guests to run', timeoutMs: 30_000 });
+  await waitFor(async () => (await vm('kill-a')).state === 'running' && (await vm('kill-b')).state === 'running', {
+    what: 'both guests to run',
+    timeoutMs: 30_000,
+  });
   expect((await ctl(host.url, 'controlvm', 'kill-b', 'guestmemoryballoon', '48', '--wait')).code).toBe(0);
   const before = await vm('kill-b');
   const rssB = vmRssMib(b.pid);

@@ -60,7 +60,23 @@ beforeAll(async () => {
   host = await startHostOnPort();
   for (const v of VMS) {
     expect((await ctl(host.url, 'createvm', '--name', v.name, '--memory', String(v.memoryMib))).code).toBe(0);
-    expect((await ctl(host.url, 'modifyvm', v.name, '--guestmemoryballoon', String(v.defaultBalloonMib), '--memory-min', '64', '--memory-weight', '250', '--memory-buffer', '15')).code).toBe(0);
+    expect(
+      (
+        await ctl(
+          host.url,
+          'modifyvm',
+          v.name,
+          '--guestmemoryballoon',
+          String(v.defaultBalloonMib),
+          '--memory-min',
+          '64',
+          '--memory-weight',
+          '250',
+          '--memory-buffer',
+          '15',
+        )
+      ).code,
+    ).toBe(0);
   }
   watcher = (async () => {
     while (watching) {
@@ -74,10 +90,13 @@ beforeAll(async () => {
   })();
   for (const v of VMS) {
     agents.set(v.name, spawnAgent({ url: host.url, name: v.name, memoryMib: v.memoryMib, floorMib: 16, extra: ['--log-level', 'debug'] }));
-    await waitFor(async () => {
-      const b = (await vm(v.name)).balloon;
-      return b !== undefined && b.actualMib === v.defaultBalloonMib;
-    }, { what: `${v.name} to run with its default balloon`, timeoutMs: 30_000 });
+    await waitFor(
+      async () => {
+        const b = (await vm(v.name)).balloon;
+        return b !== undefined && b.actualMib === v.defaultBalloonMib;
+      },
+      { what: `${v.name} to run with its default balloon`, timeoutMs: 30_000 },
+    );
   }
 }, 90_000);
 

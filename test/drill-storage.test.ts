@@ -20,7 +20,14 @@ afterAll(async () => {
 async function stateOf(host: StartedHost): Promise<unknown> {
   const vms = await apiGet<VmView[]>(host.url, '/vms');
   // What the drill must not change (uptime, stats and the like move on their own).
-  return vms.map((v) => ({ name: v.name, state: v.state, memoryMib: v.memoryMib, defaultBalloonMib: v.defaultBalloonMib, memoryWeight: v.memoryWeight, balloon: v.balloon && { targetMib: v.balloon.targetMib, actualMib: v.balloon.actualMib } }));
+  return vms.map((v) => ({
+    name: v.name,
+    state: v.state,
+    memoryMib: v.memoryMib,
+    defaultBalloonMib: v.defaultBalloonMib,
+    memoryWeight: v.memoryWeight,
+    balloon: v.balloon && { targetMib: v.balloon.targetMib, actualMib: v.balloon.actualMib },
+  }));
 }
 
 async function expectStorageFailures(host: StartedHost): Promise<void> {
@@ -48,7 +55,10 @@ async function setUp(dataDir: string): Promise<StartedHost> {
 
 async function expectStillWorking(host: StartedHost): Promise<void> {
   // Balloons need no storage: the running guest is still driven.
-  expect((await ctlJson<VmView>(host.url, 'controlvm', 'drill-run', 'guestmemoryballoon', '40', '--wait')).balloon).toMatchObject({ targetMib: 40, actualMib: 40 });
+  expect((await ctlJson<VmView>(host.url, 'controlvm', 'drill-run', 'guestmemoryballoon', '40', '--wait')).balloon).toMatchObject({
+    targetMib: 40,
+    actualMib: 40,
+  });
 }
 
 describe('registry storage faults', () => {

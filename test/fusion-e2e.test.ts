@@ -87,30 +87,34 @@ describe('page fusion with real agents', () => {
     expect((await vm(GUESTS[0]!)).sharableMib).toBeCloseTo(COMMON_MIB, 0);
   }, 120_000);
 
-  it.runIf(ksmDrivable)('KSM: the kernel merges the common pages and sharedMib grows', async () => {
-    // The host drives KSM once no other driver (the KSM test) holds the lock.
-    const views = await waitFor(
-      async () => {
-        const v = await Promise.all(GUESTS.slice(0, 2).map(vm));
-        return v.every((x) => (x.sharedMib ?? 0) >= COMMON_MIB - 1) && v;
-      },
-      { what: 'sharedMib to reach the common file in the running guests', timeoutMs: 90_000, intervalMs: 250 },
-    );
-    for (const v of views) expect(v.sharedMib).toBeLessThanOrEqual(v.memoryMib);
-    const info = await ctlJson<HostView>(host.url, 'showhostinfo');
-    expect(info.ksm.available).toBe(true);
-    expect(info.sharedMib).toBeGreaterThanOrEqual(2 * (COMMON_MIB - 1));
+  it.runIf(ksmDrivable)(
+    'KSM: the kernel merges the common pages and sharedMib grows',
+    async () => {
+      // The host drives KSM once no other driver (the KSM test) holds the lock.
+      const views = await waitFor(
+        async () => {
+          const v = await Promise.all(GUESTS.slice(0, 2).map(vm));
+          return v.every((x) => (x.sharedMib ?? 0) >= COMMON_MIB - 1) && v;
+        },
+        { what: 'sharedMib to reach the common file in the running guests', timeoutMs: 90_000, intervalMs: 250 },
+      );
+      for (const v of views) expect(v.sharedMib).toBeLessThanOrEqual(v.memoryMib);
+      const info = await ctlJson<HostView>(host.url, 'showhostinfo');
+      expect(info.ksm.available).toBe(true);
+      expect(info.sharedMib).toBeGreaterThanOrEqual(2 * (COMMON_MIB - 1));
 
-    // The host puts KSM back as it found it when it stops (unless another
-    // driver, the KSM test, has taken over meanwhile: it restores its own).
-    await stopAll();
-    if (!existsSync(DEFAULT_KSM_LOCK_PATH) && ksmFound) {
-      const now = new KsmSysfs().read();
-      expect({ run: now.run, pagesToScan: now.pagesToScan, sleepMillisecs: now.sleepMillisecs }).toEqual({
-        run: ksmFound.run,
-        pagesToScan: ksmFound.pagesToScan,
-        sleepMillisecs: ksmFound.sleepMillisecs,
-      });
-    }
-  }, 180_000);
+      // The host puts KSM back as it found it when it stops (unless another
+      // driver, the KSM test, has taken over meanwhile: it restores its own).
+      await stopAll();
+      if (!existsSync(DEFAULT_KSM_LOCK_PATH) && ksmFound) {
+        const now = new KsmSysfs().read();
+        expect({ run: now.run, pagesToScan: now.pagesToScan, sleepMillisecs: now.sleepMillisecs }).toEqual({
+          run: ksmFound.run,
+          pagesToScan: ksmFound.pagesToScan,
+          sleepMillisecs: ksmFound.sleepMillisecs,
+        });
+      }
+    },
+    180_000,
+  );
 });

@@ -56,7 +56,9 @@ describe('page fusion through the libraries', () => {
     // A private region withdrawn changes nothing shared; the common one in one guest does.
     privates[0]!.release();
     guests[2]!.common.release();
-    await waitFor(() => host.service.vmView('lib-c').sharableMib === 0 && host.service.hostView().sharableMib === 2 * COMMON_MIB, { what: 'the release to reach the host' });
+    await waitFor(() => host.service.vmView('lib-c').sharableMib === 0 && host.service.hostView().sharableMib === 2 * COMMON_MIB, {
+      what: 'the release to reach the host',
+    });
     expect(sharable()).toEqual([COMMON_MIB, COMMON_MIB, 0]);
 
     // A guest that leaves takes its hints with it.

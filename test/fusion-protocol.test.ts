@@ -15,7 +15,14 @@ const open: FakeGuest[] = [];
 
 beforeEach(async () => {
   data = tempDataDir();
-  host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 2048, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null, maxHintedPagesPerVm: 1000 } });
+  host = await startHost({
+    listenPort: 0,
+    dataDir: data.dir,
+    poolSizeMib: 2048,
+    policyIntervalMs: 0,
+    dashboard: false,
+    fusion: { ksm: null, maxHintedPagesPerVm: 1000 },
+  });
 });
 afterEach(async () => {
   for (const g of open) g.close();
@@ -34,7 +41,19 @@ function region(regionId: number, pages: number, from = 0, over: Partial<SharedR
     pv.setBigUint64(p * 8, BigInt(from + p), true);
     cv.setBigUint64(p * 8, BigInt(from + p) * 7919n, true);
   }
-  return { regionId, name: `r${regionId}`, version: '1', sizeBytes: pages * 4096, pageSizeBytes: 4096, firstPage: 0, pageHashes, confirmHashes, mergeable: false, last: true, ...over };
+  return {
+    regionId,
+    name: `r${regionId}`,
+    version: '1',
+    sizeBytes: pages * 4096,
+    pageSizeBytes: 4096,
+    firstPage: 0,
+    pageHashes,
+    confirmHashes,
+    mergeable: false,
+    last: true,
+    ...over,
+  };
 }
 
 async function guest(name: string): Promise<FakeGuest> {
@@ -59,7 +78,9 @@ describe('page fusion frames at the host', () => {
     // The session goes on: valid hints count.
     a.send(bodies.sharedRegion(region(3, 512)));
     b.send(bodies.sharedRegion(region(1, 512, 256)));
-    await waitFor(() => host.service.vmView('pa').sharableMib === 1 && host.service.vmView('pb').sharableMib === 1, { what: '256 common pages (1 MiB) in both' });
+    await waitFor(() => host.service.vmView('pa').sharableMib === 1 && host.service.vmView('pb').sharableMib === 1, {
+      what: '256 common pages (1 MiB) in both',
+    });
     expect(host.service.isRunning('pa')).toBe(true);
     expect(a.closed).toBeUndefined();
     // Withdrawn and disconnected hints leave the table.

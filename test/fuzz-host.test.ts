@@ -104,7 +104,15 @@ function makeCase(rand: () => number): Case {
     bodies.balloonStatus({ generation: int(5), targetMib: int(300), actualMib: int(300), lockedMib: 0, state: 'steady' }),
     bodies.memoryStats({ totalBytes: int(2 ** 40), freeBytes: int(2 ** 40) }),
     bodies.goodbye('restart', 'fuzz'),
-    bodies.welcome({ sessionId: 'x', targetMib: 1, generation: 1, statsIntervalMs: 1, heartbeatIntervalMs: 1, protection: { floorMib: 0, deflateOnPressure: false }, pageFusion: false }),
+    bodies.welcome({
+      sessionId: 'x',
+      targetMib: 1,
+      generation: 1,
+      statsIntervalMs: 1,
+      heartbeatIntervalMs: 1,
+      protection: { floorMib: 0, deflateOnPressure: false },
+      pageFusion: false,
+    }),
     bodies.setBalloonTarget({ targetMib: 5, generation: 9 }),
     bodies.error('internal', 'fuzz'),
     bodies.sharedRegionRemoved({ regionId: int(10) }),
@@ -168,7 +176,12 @@ function makeCase(rand: () => number): Case {
         frames.push(encodeFrame(++seq, [validBodies()[4]!, validBodies()[5]!][int(2)]!));
         break;
       case 9: // advisory nonsense in sequence: statuses above the memory, generations never sent
-        frames.push(encodeFrame(++seq, bodies.balloonStatus({ generation: int(1000), targetMib: int(100_000), actualMib: int(100_000), lockedMib: int(100_000), state: 'inflating' })));
+        frames.push(
+          encodeFrame(
+            ++seq,
+            bodies.balloonStatus({ generation: int(1000), targetMib: int(100_000), actualMib: int(100_000), lockedMib: int(100_000), state: 'inflating' }),
+          ),
+        );
         break;
       default: // empty frame
         frames.push(new Uint8Array(0));
@@ -202,7 +215,9 @@ function runCase(c: Case, budget: number): Promise<number> {
     ws.on('close', done);
     ws.on('unexpected-response', done);
     ws.on('open', () => {
-      const frames: Array<Uint8Array | string> = c.hello ? [encodeFrame(1, helloFor(c.hello, 256, { credential: tokens.get(c.hello)! })), ...c.frames] : c.frames;
+      const frames: Array<Uint8Array | string> = c.hello
+        ? [encodeFrame(1, helloFor(c.hello, 256, { credential: tokens.get(c.hello)! })), ...c.frames]
+        : c.frames;
       for (const f of frames.slice(0, budget)) {
         if (ws.readyState !== ws.OPEN) break;
         ws.send(f, { binary: typeof f !== 'string' });
@@ -268,7 +283,11 @@ it(
     let targetsSet = 0;
     const controller = (async () => {
       for (let i = 0; fuzzing; i++) {
-        const res = await fetch(`${host.url}/api/v1/vms/good/balloon`, { method: 'PUT', headers: { ...auth(), 'content-type': 'application/json' }, body: JSON.stringify({ targetMib: 10 + (i % 90) }) });
+        const res = await fetch(`${host.url}/api/v1/vms/good/balloon`, {
+          method: 'PUT',
+          headers: { ...auth(), 'content-type': 'application/json' },
+          body: JSON.stringify({ targetMib: 10 + (i % 90) }),
+        });
         expect(res.status).toBe(202);
         await res.arrayBuffer();
         targetsSet++;
@@ -292,7 +311,10 @@ it(
       Array.from({ length: WORKERS }, async (_, w) => {
         const rand = prng(SEED * 31 + w);
         for (;;) {
-          if (Date.now() > deadlineMs) throw new Error(`fuzz-host: only ${framesSent} of ${FRAMES} frames and ${handshakes} of ${BAD_HANDSHAKES} handshakes went out in ${DEADLINE_MS} ms`);
+          if (Date.now() > deadlineMs)
+            throw new Error(
+              `fuzz-host: only ${framesSent} of ${FRAMES} frames and ${handshakes} of ${BAD_HANDSHAKES} handshakes went out in ${DEADLINE_MS} ms`,
+            );
           if (handshakesReserved < BAD_HANDSHAKES && (rand() < 0.1 || framesReserved >= FRAMES)) {
             handshakesReserved++;
             await badHandshake(rand);
@@ -316,7 +338,9 @@ it(
     );
     fuzzing = false;
     await Promise.all([controller, sampler]);
-    console.log(`fuzz-host: ${framesSent} frames and ${handshakes} bad handshakes; host VmRSS ${rssStartMib} → max ${maxRssMib} MiB; ${targetsSet} targets to the good guest`);
+    console.log(
+      `fuzz-host: ${framesSent} frames and ${handshakes} bad handshakes; host VmRSS ${rssStartMib} → max ${maxRssMib} MiB; ${targetsSet} targets to the good guest`,
+    );
 
     expect(framesSent).toBe(FRAMES);
     expect(handshakes).toBe(BAD_HANDSHAKES);
@@ -329,12 +353,16 @@ it(
     const errors = await protocolErrorsByCode();
     const total = [...errors.values()].reduce((a, b) => a + b, 0);
     expect(total).toBeGreaterThan(1_000);
-    for (const code of ['malformed_frame', 'unexpected_message', 'out_of_order', 'unsupported_version', 'frame_too_large']) expect(errors.get(code) ?? 0, code).toBeGreaterThan(0);
+    for (const code of ['malformed_frame', 'unexpected_message', 'out_of_order', 'unsupported_version', 'frame_too_large'])
+      expect(errors.get(code) ?? 0, code).toBeGreaterThan(0);
     // The good guest: every target, once, in order.
-    const view = await waitFor(async () => {
-      const v = await apiGet<VmView>(host.url, '/vms/good');
-      return v.balloon && good.generations.at(-1) === v.balloon.generation ? v : undefined;
-    }, { what: 'the good guest to have the newest target' });
+    const view = await waitFor(
+      async () => {
+        const v = await apiGet<VmView>(host.url, '/vms/good');
+        return v.balloon && good.generations.at(-1) === v.balloon.generation ? v : undefined;
+      },
+      { what: 'the good guest to have the newest target' },
+    );
     expect(view.state).toBe('running');
     expect(good.generations).toHaveLength(targetsSet);
     good.generations.forEach((g, i) => expect(g).toBe(good.welcomeGeneration + 1 + i));

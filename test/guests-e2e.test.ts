@@ -42,7 +42,12 @@ const cmdlineOf = (pid: number) => {
 };
 const vm = (name: string) => ctlJson<VmView>(host.url, 'showvminfo', name);
 const hostInfo = () => ctlJson<HostView>(host.url, 'showhostinfo');
-const startHostOnPort = () => spawnHost({ dataDir: data.dir, poolSizeMib: POOL_MIB, extra: ['--listen', `127.0.0.1:${port}`, '--cgroup-parent', PARENT, '--pool-cgroup', '--policy-interval-ms', '0', '--poweroff-grace-ms', '5000'] });
+const startHostOnPort = () =>
+  spawnHost({
+    dataDir: data.dir,
+    poolSizeMib: POOL_MIB,
+    extra: ['--listen', `127.0.0.1:${port}`, '--cgroup-parent', PARENT, '--pool-cgroup', '--policy-interval-ms', '0', '--poweroff-grace-ms', '5000'],
+  });
 
 /** The workload of a guest: the `sleep` process in its cgroup. */
 function workloadPid(dir: string): number | undefined {
@@ -96,10 +101,13 @@ describe('host-managed guests (real kernel)', () => {
     // g3 runs unprivileged (--user): its shim moves itself in with the cgroup.procs the host gave it.
     for (const name of NAMES) await startvm(name, name === 'g3' ? 'nobody' : undefined);
     // The default balloon is applied, then handed off to g2's limit (issue 14): wait for both.
-    const g2 = await waitFor(async () => {
-      const v = await vm('g2');
-      return v.balloon?.actualMib === BALLOON_MIB && v.balloon.handedOffMib === BALLOON_MIB ? v : undefined;
-    }, { what: "g2's default balloon, handed off", timeoutMs: 60_000 });
+    const g2 = await waitFor(
+      async () => {
+        const v = await vm('g2');
+        return v.balloon?.actualMib === BALLOON_MIB && v.balloon.handedOffMib === BALLOON_MIB ? v : undefined;
+      },
+      { what: "g2's default balloon, handed off", timeoutMs: 60_000 },
+    );
     expect(g2.balloon!.targetMib).toBe(BALLOON_MIB);
     expect(Number(readFileSync(limitFile(parentDir()), 'utf8'))).toBe(POOL_MIB * MiB);
     for (const name of NAMES) {
@@ -171,10 +179,13 @@ describe('host-managed guests (real kernel)', () => {
     host = await startHostOnPort();
     await waitFor(() => !existsSync(g2Dir), { what: "the dead guest's cgroup to be removed", timeoutMs: 30_000 });
     // g1's agent reconnects by itself, with the launch token the host wrote down.
-    const back = await waitFor(async () => {
-      const v = await vm('g1');
-      return v.state === 'running' ? v : undefined;
-    }, { what: 'g1 to reconnect', timeoutMs: 60_000 });
+    const back = await waitFor(
+      async () => {
+        const v = await vm('g1');
+        return v.state === 'running' ? v : undefined;
+      },
+      { what: 'g1 to reconnect', timeoutMs: 60_000 },
+    );
     expect(back.pid).toBe(g1.pid);
     expect(back.managed).toMatchObject({ managedBy: 'startvm', cgroup: g1.managed!.cgroup });
     expect((await vm('g2')).state).toBe('poweroff');

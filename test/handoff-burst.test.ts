@@ -22,7 +22,12 @@ const GUESTS = [
   { name: 'gc', memoryMib: 1024, peakMib: 672 },
 ];
 const WORKLOAD = fileURLToPath(new URL('./fixtures/burst-workload.mjs', import.meta.url));
-const skipReason = process.getuid?.() !== 0 ? 'needs root to make memory cgroups' : !existsSync(join(V1, 'memory.usage_in_bytes')) ? `no cgroup v1 memory controller at ${V1}` : '';
+const skipReason =
+  process.getuid?.() !== 0
+    ? 'needs root to make memory cgroups'
+    : !existsSync(join(V1, 'memory.usage_in_bytes'))
+      ? `no cgroup v1 memory controller at ${V1}`
+      : '';
 if (skipReason) console.log(`skipping the hand-off burst e2e: ${skipReason}`);
 
 const num = (file: string): number => Number(readFileSync(file, 'utf8'));
@@ -54,7 +59,10 @@ describe.skipIf(skipReason !== '')('hand-off burst: three startvm guests take tu
     samples++;
   };
   const workloadPid = (name: string): number => {
-    for (const pid of readFileSync(join(parentDir, name, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)) {
+    for (const pid of readFileSync(join(parentDir, name, 'cgroup.procs'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map(Number)) {
       try {
         // The workload itself (node WORKLOAD …), not the agent that wraps it (its argv names WORKLOAD after `--`).
         if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[1] === WORKLOAD) return pid;
@@ -69,7 +77,9 @@ describe.skipIf(skipReason !== '')('hand-off burst: three startvm guests take tu
     for (const g of GUESTS) {
       const v = await vm(g.name);
       const d = join(parentDir, g.name);
-      lines.push(`${g.name}: limit ${num(join(d, 'memory.limit_in_bytes')) / MIB} usage ${(num(join(d, 'memory.usage_in_bytes')) / MIB).toFixed(0)} held ${v.heldMib} balloon ${JSON.stringify(v.balloon)} avail ${v.stats?.availableMib}`);
+      lines.push(
+        `${g.name}: limit ${num(join(d, 'memory.limit_in_bytes')) / MIB} usage ${(num(join(d, 'memory.usage_in_bytes')) / MIB).toFixed(0)} held ${v.heldMib} balloon ${JSON.stringify(v.balloon)} avail ${v.stats?.availableMib}`,
+      );
     }
     return lines.join('\n');
   };
@@ -132,7 +142,14 @@ describe.skipIf(skipReason !== '')('hand-off burst: three startvm guests take tu
         { what: `${g.name}'s burst to reach ${g.peakMib} MiB`, timeoutMs: 120_000, intervalMs: 50 },
       ).catch(async (err: unknown) => {
         console.log(await state());
-        console.log(host.output().split('\n').filter((l) => /policy|hand-off|reclaim|short|pressure/.test(l)).slice(-40).join('\n'));
+        console.log(
+          host
+            .output()
+            .split('\n')
+            .filter((l) => /policy|hand-off|reclaim|short|pressure/.test(l))
+            .slice(-40)
+            .join('\n'),
+        );
         throw err;
       });
       // While the others are idle, their balloons are handed off: unpinned, still their size.

@@ -13,7 +13,12 @@ import { BIN, stopAll, tempDataDir } from './support/host.js';
 
 const MIB = 1024 * 1024;
 const V1 = '/sys/fs/cgroup/memory';
-const skipReason = process.getuid?.() !== 0 ? 'needs root to make memory cgroups' : !existsSync(join(V1, 'memory.usage_in_bytes')) ? `no cgroup v1 memory controller at ${V1}` : '';
+const skipReason =
+  process.getuid?.() !== 0
+    ? 'needs root to make memory cgroups'
+    : !existsSync(join(V1, 'memory.usage_in_bytes'))
+      ? `no cgroup v1 memory controller at ${V1}`
+      : '';
 if (skipReason) console.log(`skipping the hand-off kernel e2e: ${skipReason}`);
 
 const readMib = (dir: string, file: string): number => Number(readFileSync(join(dir, file), 'utf8')) / MIB;
@@ -33,14 +38,39 @@ describe.skipIf(skipReason !== '')('hand-off on the real kernel (balloon-agent i
     mkdirSync(dir);
     writeFileSync(join(dir, 'memory.limit_in_bytes'), String(memoryMib * MIB));
     const cgroup = new KernelMemoryCgroup(dir, 1, kernelCgroupFs);
-    host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1024, policyIntervalMs: 0, dashboard: false, fusion: false, cgroupOf: (name) => (name === 'g1' ? cgroup : null) });
+    host = await startHost({
+      listenPort: 0,
+      dataDir: data.dir,
+      poolSizeMib: 1024,
+      policyIntervalMs: 0,
+      dashboard: false,
+      fusion: false,
+      cgroupOf: (name) => (name === 'g1' ? cgroup : null),
+    });
     const { token } = host.service.createVm({ name: 'g1', memoryMib });
     // The shell joins the cgroup and becomes the agent: every page the agent
     // ever touches is charged to it.
-    agent = spawn('/bin/sh', ['-c', `echo $$ > ${dir}/cgroup.procs && exec "$0" "$@"`, process.execPath, BIN.agent, '--host', host.url, '--name', 'g1', '--domain', 'cgroup', '--log-level', 'info'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, MEMBALLOON_TOKEN: token },
-    });
+    agent = spawn(
+      '/bin/sh',
+      [
+        '-c',
+        `echo $$ > ${dir}/cgroup.procs && exec "$0" "$@"`,
+        process.execPath,
+        BIN.agent,
+        '--host',
+        host.url,
+        '--name',
+        'g1',
+        '--domain',
+        'cgroup',
+        '--log-level',
+        'info',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, MEMBALLOON_TOKEN: token },
+      },
+    );
     agent.stdout?.on('data', (d: Buffer) => (output += d.toString()));
     agent.stderr?.on('data', (d: Buffer) => (output += d.toString()));
     agentPid = agent.pid!;
@@ -75,10 +105,13 @@ describe.skipIf(skipReason !== '')('hand-off on the real kernel (balloon-agent i
       if (b && b.actualMib === 256 && b.handedOffMib === 0) pinnedUsage = Math.max(pinnedUsage, readMib(dir, 'memory.usage_in_bytes'));
     });
     await host.service.setBalloon('g1', 256);
-    const b = await waitFor(() => {
-      const v = host.service.vmView('g1').balloon;
-      return v && v.handedOffMib === 256 && v;
-    }, { what: 'the balloon to be handed off', timeoutMs: 30_000 });
+    const b = await waitFor(
+      () => {
+        const v = host.service.vmView('g1').balloon;
+        return v && v.handedOffMib === 256 && v;
+      },
+      { what: 'the balloon to be handed off', timeoutMs: 30_000 },
+    );
     await host.service.handOffsIdle();
     expect(b).toMatchObject({ targetMib: 256, actualMib: 256, handedOffMib: 256, lockedMib: 0 });
     // The kernel's word: the limit came down by the balloon, the pages left the cgroup.
@@ -90,7 +123,9 @@ describe.skipIf(skipReason !== '')('hand-off on the real kernel (balloon-agent i
     expect(Number(readFileSync(join(dir, 'memory.failcnt'), 'utf8'))).toBe(0);
     // The pool counts it as reclaimed: the limit holds it.
     expect(host.service.hostView()).toMatchObject({ reclaim: 'physical', pool: { reclaimedMib: 256 } });
-    console.log(`hand-off 256 MiB: cgroup usage ${usageBefore.toFixed(0)} -> pinned ${pinnedUsage.toFixed(0)} -> handed off ${usageAfter.toFixed(0)} MiB, limit ${readMib(dir, 'memory.limit_in_bytes')} MiB, VmLck ${vmLockedMib(agentPid)} MiB`);
+    console.log(
+      `hand-off 256 MiB: cgroup usage ${usageBefore.toFixed(0)} -> pinned ${pinnedUsage.toFixed(0)} -> handed off ${usageAfter.toFixed(0)} MiB, limit ${readMib(dir, 'memory.limit_in_bytes')} MiB, VmLck ${vmLockedMib(agentPid)} MiB`,
+    );
 
     await host.service.setBalloon('g1', 0);
     await waitFor(() => readMib(dir, 'memory.limit_in_bytes') === memoryMib, { what: 'the limit to come back up' });

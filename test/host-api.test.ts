@@ -28,13 +28,21 @@ async function call(method: string, path: string, body?: unknown, raw?: string) 
 
 describe('admin API', () => {
   it('creates, reads, patches and deletes VMs with names URL-encoded', async () => {
-    expect(await call('POST', '/api/v1/vms', { name: 'web 1', memoryMib: 256 })).toMatchObject({ status: 201, json: { name: 'web 1', state: 'poweroff', memoryMib: 256 } });
+    expect(await call('POST', '/api/v1/vms', { name: 'web 1', memoryMib: 256 })).toMatchObject({
+      status: 201,
+      json: { name: 'web 1', state: 'poweroff', memoryMib: 256 },
+    });
     expect(await call('GET', '/api/v1/vms/web%201')).toMatchObject({ status: 200, json: { name: 'web 1' } });
     expect(await call('PATCH', '/api/v1/vms/web%201', { defaultBalloonMib: 64 })).toMatchObject({ status: 200, json: { defaultBalloonMib: 64 } });
     expect((await call('GET', '/api/v1/vms')).json).toHaveLength(1);
     expect((await call('GET', '/api/v1/vms?running=1')).json).toEqual([]);
     expect(await call('DELETE', '/api/v1/vms/web%201')).toMatchObject({ status: 204 });
-    expect((await call('GET', '/api/v1/host')).json).toMatchObject({ pool: { sizeMib: 1000, heldMib: 0, reclaimedMib: 0, freeMib: 1000 }, vmsRegistered: 0, vmsRunning: 0, listen: host.url });
+    expect((await call('GET', '/api/v1/host')).json).toMatchObject({
+      pool: { sizeMib: 1000, heldMib: 0, reclaimedMib: 0, freeMib: 1000 },
+      vmsRegistered: 0,
+      vmsRunning: 0,
+      listen: host.url,
+    });
   });
 
   it('answers errors as ApiErrorView with the right status', async () => {

@@ -23,9 +23,14 @@ afterAll(async () => {
 /** balloonctl with exactly the environment given (no data dir, no token unless said; NODE_OPTIONS kept so it runs from src). */
 function bare(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN.ctl, '--host', host.url, ...args], { env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '', HOME: data.dir, XDG_DATA_HOME: `${data.dir}/nowhere`, ...env } }, (err, stdout, stderr) => {
-      resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [BIN.ctl, '--host', host.url, ...args],
+      { env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: process.env.NODE_OPTIONS ?? '', HOME: data.dir, XDG_DATA_HOME: `${data.dir}/nowhere`, ...env } },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 

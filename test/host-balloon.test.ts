@@ -75,7 +75,9 @@ describe('balloonctl and a real agent', () => {
 
     const tooBig = await ctl(host.url, 'controlvm', 'ctl vm', 'guestmemoryballoon', '360');
     expect(tooBig.code).not.toBe(0);
-    expect(tooBig.stderr.trim()).toBe("balloonctl: error: a balloon of 360 MiB is 90 % or more of the memory of VM 'ctl vm' (400 MiB): the largest allowed is 359 MiB");
+    expect(tooBig.stderr.trim()).toBe(
+      "balloonctl: error: a balloon of 360 MiB is 90 % or more of the memory of VM 'ctl vm' (400 MiB): the largest allowed is 359 MiB",
+    );
     const negative = await ctl(host.url, 'controlvm', 'ctl vm', 'guestmemoryballoon', '-5');
     expect(negative.code).not.toBe(0);
     expect(negative.stderr).toMatch(/guestmemoryballoon needs a whole number of MiB/);
@@ -106,7 +108,9 @@ describe('balloonctl and a real agent', () => {
     const r = await ctl(host.url, 'controlvm', 'tight', 'guestmemoryballoon', '269', '--wait', '--timeout', '30');
     expect(r.code).not.toBe(0);
     // Progress lines first (stderr), the reason last.
-    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^balloonctl: error: VM 'tight': the balloon stopped short at \d+ of 269 MiB: (inflating further would cross the guest's free-memory floor|the guest ran short of memory and deflated by itself|the guest could not allocate more memory)$/);
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(
+      /^balloonctl: error: VM 'tight': the balloon stopped short at \d+ of 269 MiB: (inflating further would cross the guest's free-memory floor|the guest ran short of memory and deflated by itself|the guest could not allocate more memory)$/,
+    );
     const info = await vm('tight');
     expect(info.balloon).toMatchObject({ targetMib: 269, state: 'short' });
     expect(['guest_floor', 'guest_pressure', 'out_of_memory']).toContain(info.balloon!.reason);

@@ -23,7 +23,15 @@ const tokens = new Map<string, string>();
 
 beforeAll(async () => {
   data = tempDataDir();
-  host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: POOL_SIZE_MIB, retryAfterMs: 300, policyIntervalMs: 0, dashboard: false, fusion: false });
+  host = await startHost({
+    listenPort: 0,
+    dataDir: data.dir,
+    poolSizeMib: POOL_SIZE_MIB,
+    retryAfterMs: 300,
+    policyIntervalMs: 0,
+    dashboard: false,
+    fusion: false,
+  });
   // Every change of state, as the service makes it: held never above the pool.
   unsubscribe = host.service.subscribe(() => {
     peakHeldMib = Math.max(peakHeldMib, host.service.pool.heldMib);

@@ -15,7 +15,15 @@ beforeEach(async () => {
   // The default Hello timeout: a short one would close guests that did send
   // Hello whenever a busy machine stalls this process past it (the timer runs
   // before the socket is read). Only the Hello-timeout test shortens it.
-  host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1024, reclaimTimeoutMs: 2_000, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+  host = await startHost({
+    listenPort: 0,
+    dataDir: data.dir,
+    poolSizeMib: 1024,
+    reclaimTimeoutMs: 2_000,
+    policyIntervalMs: 0,
+    dashboard: false,
+    fusion: { ksm: null },
+  });
 });
 afterEach(async () => {
   await host.close();
@@ -73,7 +81,15 @@ describe('guest sessions', () => {
 
   it('tells an unknown VM apart (unknown_vm, 4006) only where guests have no tokens', async () => {
     const open = tempDataDir();
-    const demo = await startHost({ listenPort: 0, dataDir: open.dir, poolSizeMib: 256, insecureNoAuth: true, policyIntervalMs: 0, dashboard: false, fusion: false });
+    const demo = await startHost({
+      listenPort: 0,
+      dataDir: open.dir,
+      poolSizeMib: 256,
+      insecureNoAuth: true,
+      policyIntervalMs: 0,
+      dashboard: false,
+      fusion: false,
+    });
     try {
       const g = await connectFake(demo.url);
       g.send(helloFor('nobody', 256, { credential: '' }));
@@ -150,7 +166,19 @@ describe('guest sessions', () => {
 
   it('refuses absurd sizes in Hello and frames that are not Hello first', async () => {
     const g1 = await connectFake(host.url);
-    g1.send(helloFor('a', 256, { facts: { pid: 1, totalMemoryMib: 2 ** 40, pageSizeBytes: 4096, chunkSizeMib: 1, capabilities: { pin: false, pageFusion: false, deflateOnPressure: false }, domain: 'process', hostname: '' } }));
+    g1.send(
+      helloFor('a', 256, {
+        facts: {
+          pid: 1,
+          totalMemoryMib: 2 ** 40,
+          pageSizeBytes: 4096,
+          chunkSizeMib: 1,
+          capabilities: { pin: false, pageFusion: false, deflateOnPressure: false },
+          domain: 'process',
+          hostname: '',
+        },
+      }),
+    );
     const e1 = await g1.next('error');
     expect(e1.code).toBe('out_of_range');
     expect(e1.message).toMatch(/total_memory_mib/);
@@ -177,7 +205,15 @@ describe('guest sessions', () => {
 
   it('closes a guest that sends no Hello in time (4011)', async () => {
     await host.close();
-    host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1024, limits: { helloTimeoutMs: 300 }, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+    host = await startHost({
+      listenPort: 0,
+      dataDir: data.dir,
+      poolSizeMib: 1024,
+      limits: { helloTimeoutMs: 300 },
+      policyIntervalMs: 0,
+      dashboard: false,
+      fusion: { ksm: null },
+    });
     const g = await connectFake(host.url);
     expect((await g.next('error')).code).toBe('timeout');
     expect((await g.waitClosed()).code).toBe(4011);
@@ -185,7 +221,15 @@ describe('guest sessions', () => {
 
   it('terminates a guest that stops answering heartbeats, and its holding returns', async () => {
     await host.close();
-    host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1024, limits: { heartbeatIntervalMs: 100 }, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+    host = await startHost({
+      listenPort: 0,
+      dataDir: data.dir,
+      poolSizeMib: 1024,
+      limits: { heartbeatIntervalMs: 100 },
+      policyIntervalMs: 0,
+      dashboard: false,
+      fusion: { ksm: null },
+    });
     registerVm(host, { name: 'mute', memoryMib: 256 });
     const g = await connectFake(host.url, { autoPong: false });
     g.send(helloFor('mute', 256));
@@ -197,7 +241,15 @@ describe('guest sessions', () => {
 
   it('takes any frame as a sign of life: a guest that answers pings with stats instead of pongs stays', async () => {
     await host.close();
-    host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1024, limits: { heartbeatIntervalMs: 100 }, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+    host = await startHost({
+      listenPort: 0,
+      dataDir: data.dir,
+      poolSizeMib: 1024,
+      limits: { heartbeatIntervalMs: 100 },
+      policyIntervalMs: 0,
+      dashboard: false,
+      fusion: { ksm: null },
+    });
     registerVm(host, { name: 'chatty', memoryMib: 256 });
     const g = await connectFake(host.url, { autoPong: false });
     let pings = 0;
@@ -217,7 +269,15 @@ describe('guest sessions', () => {
 
   it('caps the frame rate (4010) and the frame size (1009)', async () => {
     await host.close();
-    host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1024, limits: { maxMessagesPerSecond: 20, maxPayloadBytes: 4096 }, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+    host = await startHost({
+      listenPort: 0,
+      dataDir: data.dir,
+      poolSizeMib: 1024,
+      limits: { maxMessagesPerSecond: 20, maxPayloadBytes: 4096 },
+      policyIntervalMs: 0,
+      dashboard: false,
+      fusion: { ksm: null },
+    });
     registerVm(host, { name: 'loud', memoryMib: 256 });
     const g = await connectFake(host.url);
     g.send(helloFor('loud', 256));
@@ -235,7 +295,15 @@ describe('guest sessions', () => {
 
   it('auto-registers with the memory the guest reports when enabled', async () => {
     await host.close();
-    host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1024, autoRegister: true, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+    host = await startHost({
+      listenPort: 0,
+      dataDir: data.dir,
+      poolSizeMib: 1024,
+      autoRegister: true,
+      policyIntervalMs: 0,
+      dashboard: false,
+      fusion: { ksm: null },
+    });
     const g = await connectFake(host.url);
     g.send(helloFor('newcomer', 300));
     await g.next('welcome');
@@ -253,7 +321,16 @@ describe('guest sessions', () => {
   it('admits a starting guest by reclaiming from the others, and refuses cleanly when they do not inflate', async () => {
     for (const n of ['a', 'b', 'c']) registerVm(host, { name: n, memoryMib: 512 });
     await host.close();
-    host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 768, reclaimTimeoutMs: 1_500, retryAfterMs: 1234, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+    host = await startHost({
+      listenPort: 0,
+      dataDir: data.dir,
+      poolSizeMib: 768,
+      reclaimTimeoutMs: 1_500,
+      retryAfterMs: 1234,
+      policyIntervalMs: 0,
+      dashboard: false,
+      fusion: { ksm: null },
+    });
     const a = await connectFake(host.url);
     a.send(helloFor('a', 512));
     await a.next('welcome');
@@ -286,7 +363,15 @@ describe('guest sessions', () => {
   it('re-plans over the others when a guest stops short of its reclaim target', async () => {
     for (const n of ['a', 'b', 'c']) registerVm(host, { name: n, memoryMib: 512 });
     await host.close();
-    host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1024, reclaimTimeoutMs: 5_000, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
+    host = await startHost({
+      listenPort: 0,
+      dataDir: data.dir,
+      poolSizeMib: 1024,
+      reclaimTimeoutMs: 5_000,
+      policyIntervalMs: 0,
+      dashboard: false,
+      fusion: { ksm: null },
+    });
     const a = await connectFake(host.url);
     a.send(helloFor('a', 512));
     await a.next('welcome');

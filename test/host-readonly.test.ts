@@ -71,7 +71,9 @@ it('changes nothing: every other method, on any path, is forbidden and counted',
   for (const [method, path, body] of attempts) {
     const res = await call(ro, method, path, body);
     expect(res.status, `${method} ${path}`).toBe(403);
-    expect(await res.json(), `${method} ${path}`).toEqual({ error: { code: 'forbidden', message: `the read-only token may not ${method} ${path}: changes need the admin token` } });
+    expect(await res.json(), `${method} ${path}`).toEqual({
+      error: { code: 'forbidden', message: `the read-only token may not ${method} ${path}: changes need the admin token` },
+    });
   }
   expect(host.service.listVms(false).map((v) => [v.name, v.memoryMib])).toEqual([['ro-vm', 256]]);
   const text = await (await call(ro, 'GET', '/metrics')).text();

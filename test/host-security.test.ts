@@ -30,7 +30,8 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) d.remove();
 });
 
-const get = (host: HostHandle, path: string, token?: string) => fetch(`${host.url}${path}`, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } });
+const get = (host: HostHandle, path: string, token?: string) =>
+  fetch(`${host.url}${path}`, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } });
 
 async function metric(host: HostHandle, pattern: RegExp): Promise<number> {
   const text = await (await get(host, '/metrics', host.adminToken)).text();
@@ -67,7 +68,11 @@ describe('guest tokens', () => {
 
   it('stores only a hash of the token, and createvm over the API shows it once', async () => {
     const { host, dir } = await start();
-    const res = await fetch(`${host.url}/api/v1/vms`, { method: 'POST', headers: { authorization: `Bearer ${host.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'b', memoryMib: 128 }) });
+    const res = await fetch(`${host.url}/api/v1/vms`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${host.adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'b', memoryMib: 128 }),
+    });
     expect(res.status).toBe(201);
     const created = (await res.json()) as { token: string };
     expect(created.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
@@ -155,14 +160,21 @@ describe('admin token', () => {
     await h.close();
     const { chmodSync } = await import('node:fs');
     chmodSync(join(data.dir, 'admin.token'), 0o644);
-    await expect(startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false })).rejects.toThrow(/may be read or written by others \(mode 644\).*chmod 600/);
+    await expect(startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 64, policyIntervalMs: 0, dashboard: false, fusion: false })).rejects.toThrow(
+      /may be read or written by others \(mode 644\).*chmod 600/,
+    );
   });
 });
 
 describe('VM names', () => {
   it('refuses names a URL path would change (. and ..), and every accepted name can be shown and removed by its URL', async () => {
     const { host } = await start();
-    const post = (name: string) => fetch(`${host.url}/api/v1/vms`, { method: 'POST', headers: { authorization: `Bearer ${host.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ name, memoryMib: 64 }) });
+    const post = (name: string) =>
+      fetch(`${host.url}/api/v1/vms`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${host.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name, memoryMib: 64 }),
+      });
     for (const name of ['.', '..', '...', 'a/b', '%2e%2e', 'a?b', 'a#b', 'a\\b']) {
       const res = await post(name);
       expect(res.status, name).toBe(400);
@@ -185,7 +197,8 @@ describe('the data directory', () => {
   it('keeps the registry, its WAL and shared memory at mode 0600 beside a 0600 token', async () => {
     const { host, dir } = await start();
     registerVm(host, { name: 'a', memoryMib: 64 });
-    for (const f of ['registry.sqlite', 'registry.sqlite-wal', 'registry.sqlite-shm', 'admin.token']) expect(statSync(join(dir, f)).mode & 0o777, f).toBe(0o600);
+    for (const f of ['registry.sqlite', 'registry.sqlite-wal', 'registry.sqlite-shm', 'admin.token'])
+      expect(statSync(join(dir, f)).mode & 0o777, f).toBe(0o600);
   });
 
   it('stops the host when others may write the data directory, or the token is a link, and says what to fix', async () => {
@@ -204,7 +217,7 @@ describe('the data directory', () => {
     await expect(startHost(opts(data.dir))).rejects.toThrow(/admin\.token is a symbolic link/);
   });
 
-  it('stops the host on a zero-byte or missing registry beside the host\'s other files, instead of starting empty', async () => {
+  it("stops the host on a zero-byte or missing registry beside the host's other files, instead of starting empty", async () => {
     const { host, dir } = await start();
     registerVm(host, { name: 'precious', memoryMib: 64 });
     await host.close();
@@ -218,7 +231,11 @@ describe('the data directory', () => {
 
 describe('the admin API under bad requests', () => {
   const call = (host: HostHandle, method: string, path: string, body?: string) =>
-    fetch(`${host.url}${path}`, { method, headers: { authorization: `Bearer ${host.adminToken}`, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body }) });
+    fetch(`${host.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${host.adminToken}`, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body }),
+    });
 
   it('answers a deeply nested JSON body with 400, on every route that reads one, and logs no 500', async () => {
     let logged = '';
@@ -312,7 +329,9 @@ describe('a guest that lies about its balloon', () => {
     const before = await metric(host, /memballoon_protocol_errors_total\{code="out_of_range"\} (\d+)/);
     // 300 is above both the target (50) and what it held (80): clamped to 80.
     g.send(bodies.balloonStatus({ generation: t2.generation, targetMib: 50, actualMib: 300, lockedMib: 300, state: 'steady' }));
-    await waitFor(async () => (await metric(host, /memballoon_protocol_errors_total\{code="out_of_range"\} (\d+)/)) === before + 1, { what: 'the lie to be counted' });
+    await waitFor(async () => (await metric(host, /memballoon_protocol_errors_total\{code="out_of_range"\} (\d+)/)) === before + 1, {
+      what: 'the lie to be counted',
+    });
     expect(host.service.vmView('liar').balloon).toMatchObject({ actualMib: 80, lockedMib: 80 });
     // The pool counts min(target, actual): 512 - 50.
     expect(host.service.hostView().pool.heldMib).toBe(462);
@@ -347,7 +366,20 @@ describe('counting and logging under a flood', () => {
 
   it('puts every line a connected guest can cause under the same budget (Error frames, statuses for generations never sent)', async () => {
     const lines: Array<Record<string, unknown>> = [];
-    const logger = pino({ level: 'info' }, new Writable({ write: (chunk, _enc, cb) => (lines.push(...String(chunk).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)), cb()) }));
+    const logger = pino(
+      { level: 'info' },
+      new Writable({
+        write: (chunk, _enc, cb) => (
+          lines.push(
+            ...String(chunk)
+              .trim()
+              .split('\n')
+              .map((l) => JSON.parse(l) as Record<string, unknown>),
+          ),
+          cb()
+        ),
+      }),
+    );
     const burstLines = 5;
     const { host } = await start({ logger, limits: { maxGuestLogLinesPerSecond: 1, guestLogBurstLines: burstLines } });
     registerVm(host, { name: 'noisy', memoryMib: 256 });
@@ -361,7 +393,9 @@ describe('counting and logging under a flood', () => {
       g.send(bodies.balloonStatus({ generation: 1000 + i, targetMib: 1, actualMib: 1, lockedMib: 0, state: 'steady' }));
     }
     // Work, not time: wait until the host has handled every status.
-    await waitFor(async () => (await metric(host, /memballoon_protocol_errors_total\{code="invalid_argument"\} (\d+)/)) === frames / 2, { what: 'every status to be handled' });
+    await waitFor(async () => (await metric(host, /memballoon_protocol_errors_total\{code="invalid_argument"\} (\d+)/)) === frames / 2, {
+      what: 'every status to be handled',
+    });
     expect(g.closed).toBeUndefined();
     const guestLines = lines.filter((l) => l.remote !== undefined).length;
     const reports = lines.filter((l) => typeof l.suppressedLines === 'number');

@@ -23,8 +23,36 @@ describe.skipIf(!haveOpenssl)('TLS', () => {
   beforeAll(async () => {
     certPath = join(data.dir, 'cert.pem');
     const keyPath = join(data.dir, 'key.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { stdio: 'ignore' });
-    host = await startHost({ listenPort: 0, dataDir: join(data.dir, 'host'), poolSizeMib: 512, policyIntervalMs: 0, dashboard: false, fusion: false, tls: { cert: readFileSync(certPath), key: readFileSync(keyPath) } });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        keyPath,
+        '-out',
+        certPath,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      ],
+      { stdio: 'ignore' },
+    );
+    host = await startHost({
+      listenPort: 0,
+      dataDir: join(data.dir, 'host'),
+      poolSizeMib: 512,
+      policyIntervalMs: 0,
+      dashboard: false,
+      fusion: false,
+      tls: { cert: readFileSync(certPath), key: readFileSync(keyPath) },
+    });
     token = host.service.createVm({ name: 'tls-vm', memoryMib: 128 }).token;
   }, 30_000);
   afterAll(async () => {
@@ -43,16 +71,23 @@ describe.skipIf(!haveOpenssl)('TLS', () => {
 
   it('refuses a server certificate it cannot verify (no --ca-file)', async () => {
     const agent = spawnAgent({ url: host.url, name: 'tls-vm', memoryMib: 128, floorMib: 16, extra: ['--token', token] });
-    await waitFor(() => /self[- ]signed certificate|unable to verify/i.test(agent.output()), { what: 'a certificate error in the agent log', timeoutMs: 20_000 });
+    await waitFor(() => /self[- ]signed certificate|unable to verify/i.test(agent.output()), {
+      what: 'a certificate error in the agent log',
+      timeoutMs: 20_000,
+    });
     expect(host.service.isRunning('tls-vm')).toBe(false);
     await agent.kill();
   });
 
   it('balloonctl talks https with the CA in NODE_EXTRA_CA_CERTS', async () => {
     // Asynchronously: the host runs in this process and must keep answering.
-    const { stdout } = await promisify(execFile)(process.execPath, [BIN.ctl, '--host', host.url, '--admin-token', host.adminToken!, 'showvminfo', 'tls-vm', '--json'], {
-      env: { ...process.env, NODE_EXTRA_CA_CERTS: certPath, MEMBALLOON_URL: '' },
-    });
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [BIN.ctl, '--host', host.url, '--admin-token', host.adminToken!, 'showvminfo', 'tls-vm', '--json'],
+      {
+        env: { ...process.env, NODE_EXTRA_CA_CERTS: certPath, MEMBALLOON_URL: '' },
+      },
+    );
     expect(JSON.parse(stdout)).toMatchObject({ name: 'tls-vm', memoryMib: 128 });
   });
 });

@@ -38,7 +38,8 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   for (const [k, v] of Object.entries(process.env)) {
     if (k === 'NODE_OPTIONS' || k.startsWith('MEMBALLOON_')) continue;
     // npm run test exports its own settings (npm_config_*, npm_lifecycle_*); keep only where packages come from.
-    if (k.toLowerCase().startsWith('npm_') && !/^npm_config_(registry|cache|userconfig|globalconfig|(https?_)?proxy|noproxy|strict_ssl|cafile)$/i.test(k)) continue;
+    if (k.toLowerCase().startsWith('npm_') && !/^npm_config_(registry|cache|userconfig|globalconfig|(https?_)?proxy|noproxy|strict_ssl|cafile)$/i.test(k))
+      continue;
     env[k] = v;
   }
   // The node that runs this test runs the installed bins too (their shebang is `env node`).
@@ -87,7 +88,10 @@ beforeAll(async () => {
   await mustRun('npm', ['run', 'build'], ROOT);
   const packDir = join(work, 'tarballs');
   mkdirSync(packDir);
-  const packed = JSON.parse(await mustRun('npm', ['pack', '--json', '--pack-destination', packDir, ...PACKAGES.flatMap((p) => ['-w', p])], ROOT)) as Array<{ name: string; filename: string }>;
+  const packed = JSON.parse(await mustRun('npm', ['pack', '--json', '--pack-destination', packDir, ...PACKAGES.flatMap((p) => ['-w', p])], ROOT)) as Array<{
+    name: string;
+    filename: string;
+  }>;
   for (const p of packed) tarballs.set(p.name, join(packDir, p.filename));
   expect([...tarballs.keys()].sort()).toEqual([...PACKAGES].sort());
 
@@ -111,18 +115,29 @@ afterAll(async () => {
 describe('the tarballs', () => {
   it('hold built JS, declarations, README and runtime assets, and no test, bench, fixture or TypeScript source', async () => {
     for (const [name, file] of tarballs) {
-      const list = (await mustRun('tar', ['-tzf', file], work)).trim().split('\n').map((l) => l.replace(/^package\//, ''));
+      const list = (await mustRun('tar', ['-tzf', file], work))
+        .trim()
+        .split('\n')
+        .map((l) => l.replace(/^package\//, ''));
       expect(list, name).toContain('package.json');
       expect(list, name).toContain('README.md');
-      const offending = list.filter((f) => /(^|\/)(test|tests|bench|test-support|src)\/|\.test\.|\.bench\.|fixture|tsbuildinfo/.test(f) || (f.endsWith('.ts') && !f.endsWith('.d.ts')));
+      const offending = list.filter(
+        (f) => /(^|\/)(test|tests|bench|test-support|src)\/|\.test\.|\.bench\.|fixture|tsbuildinfo/.test(f) || (f.endsWith('.ts') && !f.endsWith('.d.ts')),
+      );
       expect(offending, name).toEqual([]);
       if (name === 'memballoon') continue;
       expect(list, name).toEqual(expect.arrayContaining(['dist/index.js', 'dist/index.d.ts', 'dist/index.js.map']));
     }
     const list = async (name: string) => (await mustRun('tar', ['-tzf', tarballs.get(name)!], work)).split('\n');
-    expect(await list('@memballoon/protocol')).toEqual(expect.arrayContaining(['package/proto/memballoon/v1/memballoon.proto', 'package/dist/generated/memballoon.js']));
-    expect(await list('@memballoon/guest-agent')).toEqual(expect.arrayContaining(['package/dist/balloon/touch-worker.mjs', 'package/dist/native/libc-binding.mjs', 'package/bin/balloon-agent.mjs']));
-    expect(await list('@memballoon/host')).toEqual(expect.arrayContaining(['package/dist/dashboard/public/index.html', 'package/dist/dashboard/public/app.js', 'package/bin/balloonctl.mjs']));
+    expect(await list('@memballoon/protocol')).toEqual(
+      expect.arrayContaining(['package/proto/memballoon/v1/memballoon.proto', 'package/dist/generated/memballoon.js']),
+    );
+    expect(await list('@memballoon/guest-agent')).toEqual(
+      expect.arrayContaining(['package/dist/balloon/touch-worker.mjs', 'package/dist/native/libc-binding.mjs', 'package/bin/balloon-agent.mjs']),
+    );
+    expect(await list('@memballoon/host')).toEqual(
+      expect.arrayContaining(['package/dist/dashboard/public/index.html', 'package/dist/dashboard/public/app.js', 'package/bin/balloonctl.mjs']),
+    );
   });
 
   it('declare what they import, by version, and no TypeScript loader at run time', () => {
@@ -142,7 +157,9 @@ describe('the tarballs', () => {
   it('import nothing they do not declare (scanned, since hoisting in an install would hide it)', () => {
     for (const name of PACKAGES) {
       const dir = join(app, 'node_modules', name);
-      const declared = new Set(Object.keys((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }).dependencies ?? {}));
+      const declared = new Set(
+        Object.keys((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }).dependencies ?? {}),
+      );
       const used = new Set<string>();
       for (const file of filesUnder(dir).filter((f) => /\.m?js$/.test(f))) {
         const text = readFileSync(file, 'utf8');
@@ -154,7 +171,10 @@ describe('the tarballs', () => {
         }
       }
       // The bins import tsx only under the @memballoon/source condition, i.e. in a checkout.
-      expect([...used].filter((u) => !declared.has(u) && u !== 'tsx'), `${name} imports undeclared packages`).toEqual([]);
+      expect(
+        [...used].filter((u) => !declared.has(u) && u !== 'tsx'),
+        `${name} imports undeclared packages`,
+      ).toEqual([]);
       expect(used.size, name).toBeGreaterThan(0);
     }
   });
@@ -163,11 +183,23 @@ describe('the tarballs', () => {
 describe('the installed libraries', () => {
   it('type-check in a strict TypeScript consumer that checks their declarations too (skipLibCheck off)', async () => {
     const libraries = PACKAGES.filter((name) => name.startsWith('@memballoon/'));
-    writeFileSync(join(app, 'consumer.ts'), libraries.map((name, i) => `import * as lib${i} from '${name}';\nexport const n${i}: number = Object.keys(lib${i}).length;\n`).join(''));
+    writeFileSync(
+      join(app, 'consumer.ts'),
+      libraries.map((name, i) => `import * as lib${i} from '${name}';\nexport const n${i}: number = Object.keys(lib${i}).length;\n`).join(''),
+    );
     writeFileSync(
       join(app, 'tsconfig.json'),
       JSON.stringify({
-        compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', strict: true, noEmit: true, skipLibCheck: false, typeRoots: [join(ROOT, 'node_modules/@types')], types: ['node'] },
+        compilerOptions: {
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          target: 'ES2022',
+          strict: true,
+          noEmit: true,
+          skipLibCheck: false,
+          typeRoots: [join(ROOT, 'node_modules/@types')],
+          types: ['node'],
+        },
         files: ['consumer.ts'],
       }),
     );
@@ -189,7 +221,11 @@ describe('the installed commands', () => {
 
   it('a host and an agent from the installed copy: a balloon set with balloonctl settles, pinned in the agent', async () => {
     const dataDir = join(work, 'data');
-    const host = spawn(bin('balloon-host'), ['--listen', '127.0.0.1:0', '--data-dir', dataDir, '--pool-mib', '1024', '--log-level', 'info'], { cwd: app, env: cleanEnv({ MEMBALLOON_LOG_PRETTY: '0' }), stdio: ['ignore', 'pipe', 'pipe'] });
+    const host = spawn(bin('balloon-host'), ['--listen', '127.0.0.1:0', '--data-dir', dataDir, '--pool-mib', '1024', '--log-level', 'info'], {
+      cwd: app,
+      env: cleanEnv({ MEMBALLOON_LOG_PRETTY: '0' }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     children.push(host);
     let hostOut = '';
     host.stdout!.on('data', (d: Buffer) => (hostOut += d.toString('utf8')));
@@ -213,11 +249,16 @@ describe('the installed commands', () => {
     expect(page.status).toBe(200);
     expect(page.body).toMatch(/<html/i);
 
-    const ctl = async (...args: string[]) => JSON.parse(await mustRun(bin('balloonctl'), ['--host', url, '--data-dir', dataDir, '--json', ...args], app)) as Record<string, any>;
+    const ctl = async (...args: string[]) =>
+      JSON.parse(await mustRun(bin('balloonctl'), ['--host', url, '--data-dir', dataDir, '--json', ...args], app)) as Record<string, any>;
     const created = await ctl('createvm', '--name', 'installed', '--memory', '256');
     expect(created.token).toEqual(expect.any(String));
 
-    const agent = spawn(bin('balloon-agent'), ['--host', url, '--name', 'installed', '--token', created.token, '--memory-mib', '256', '--domain', 'process', '--log-level', 'warn'], { cwd: app, env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+    const agent = spawn(
+      bin('balloon-agent'),
+      ['--host', url, '--name', 'installed', '--token', created.token, '--memory-mib', '256', '--domain', 'process', '--log-level', 'warn'],
+      { cwd: app, env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     children.push(agent);
     let agentErr = '';
     agent.stderr!.on('data', (d: Buffer) => (agentErr += d.toString('utf8')));

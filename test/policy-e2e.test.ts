@@ -76,15 +76,31 @@ describe('automatic balloon policy, end to end', () => {
       extra: ['--', process.execPath, FIXTURE, '--target-mib', String(WORKLOAD_MIB), '--step-mib', '2', '--step-interval-ms', '100', '--go-file', goFile],
     });
     const workloadPid = Number(await waitFor(() => /^ready pid=(\d+)$/m.exec(busy.output())?.[1], { what: 'the workload to start', timeoutMs: 20_000 }));
-    await waitFor(async () => (await vm('busy')).balloon?.actualMib === BUSY_DEFAULT_BALLOON_MIB, { what: "the busy guest's default balloon", timeoutMs: 30_000 });
+    await waitFor(async () => (await vm('busy')).balloon?.actualMib === BUSY_DEFAULT_BALLOON_MIB, {
+      what: "the busy guest's default balloon",
+      timeoutMs: 30_000,
+    });
     const idle: Started = spawnAgent({ url: host.url, name: 'idle', memoryMib: GUEST_MIB });
     await waitFor(async () => (await vm('idle')).state === 'running', { what: 'the idle guest to run', timeoutMs: 30_000 });
 
     // Auto mode while running: policy settings steer, they do not resize.
     await ok('modifyvm', 'busy', '--balloon-policy', 'auto', '--memory-buffer', String(BUFFER_PERCENT), '--memory-weight', '100');
     await ok('modifyvm', 'idle', '--balloon-policy', 'auto', '--memory-min', '128', '--balloon-max', '384');
-    expect(await vm('idle')).toMatchObject({ state: 'running', balloonPolicy: 'auto', memoryMinMib: 128, balloonMaxMib: 384, memoryWeight: 100, memoryBufferPercent: 20 });
-    expect(await vm('busy')).toMatchObject({ state: 'running', balloonPolicy: 'auto', memoryMinMib: 0, balloonMaxMib: null, memoryBufferPercent: BUFFER_PERCENT });
+    expect(await vm('idle')).toMatchObject({
+      state: 'running',
+      balloonPolicy: 'auto',
+      memoryMinMib: 128,
+      balloonMaxMib: 384,
+      memoryWeight: 100,
+      memoryBufferPercent: 20,
+    });
+    expect(await vm('busy')).toMatchObject({
+      state: 'running',
+      balloonPolicy: 'auto',
+      memoryMinMib: 0,
+      balloonMaxMib: null,
+      memoryBufferPercent: BUFFER_PERCENT,
+    });
     // Bad settings are refused with a clear line, also while running.
     const badWeight = await ctl(host.url, 'modifyvm', 'idle', '--memory-weight', '0');
     expect(badWeight.code).not.toBe(0);
@@ -94,14 +110,20 @@ describe('automatic balloon policy, end to end', () => {
 
     // Both guests report stats; with the workload idle nothing is under
     // pressure and the margin is intact, so the policy leaves them be.
-    const busyBefore = await waitFor(async () => {
-      const v = await vm('busy');
-      return v.stats !== undefined && v.stats.availableMib > (GUEST_MIB * BUFFER_PERCENT) / 100 ? v : undefined;
-    }, { what: 'the busy guest to report stats above its buffer', timeoutMs: 20_000 });
-    const idleBefore = await waitFor(async () => {
-      const v = await vm('idle');
-      return v.stats !== undefined ? v : undefined;
-    }, { what: 'the idle guest to report stats', timeoutMs: 20_000 });
+    const busyBefore = await waitFor(
+      async () => {
+        const v = await vm('busy');
+        return v.stats !== undefined && v.stats.availableMib > (GUEST_MIB * BUFFER_PERCENT) / 100 ? v : undefined;
+      },
+      { what: 'the busy guest to report stats above its buffer', timeoutMs: 20_000 },
+    );
+    const idleBefore = await waitFor(
+      async () => {
+        const v = await vm('idle');
+        return v.stats !== undefined ? v : undefined;
+      },
+      { what: 'the idle guest to report stats', timeoutMs: 20_000 },
+    );
     expect(busyBefore.balloon).toMatchObject({ targetMib: BUSY_DEFAULT_BALLOON_MIB, actualMib: BUSY_DEFAULT_BALLOON_MIB });
     expect(idleBefore.balloon).toMatchObject({ targetMib: 0, actualMib: 0 });
     const idleRssBeforeMib = vmRssMib(idle.pid);
@@ -122,10 +144,18 @@ describe('automatic balloon policy, end to end', () => {
 
     // Within a deadline the pressure is relieved: the busy guest has its
     // buffer of available memory back, by a balloon the host deflated.
-    const busyAfter = await waitFor(async () => {
-      const v = await vm('busy');
-      return v.stats !== undefined && v.stats.receivedAtMs > doneAtMs && v.stats.availableMib >= (GUEST_MIB * BUFFER_PERCENT) / 100 && v.balloon!.actualMib <= v.balloon!.targetMib ? v : undefined;
-    }, { what: 'the busy guest to be out of pressure', timeoutMs: 60_000 });
+    const busyAfter = await waitFor(
+      async () => {
+        const v = await vm('busy');
+        return v.stats !== undefined &&
+          v.stats.receivedAtMs > doneAtMs &&
+          v.stats.availableMib >= (GUEST_MIB * BUFFER_PERCENT) / 100 &&
+          v.balloon!.actualMib <= v.balloon!.targetMib
+          ? v
+          : undefined;
+      },
+      { what: 'the busy guest to be out of pressure', timeoutMs: 60_000 },
+    );
     const relievedAtMs = Date.now();
     expect(busyAfter.balloon!.targetMib).toBeLessThan(BUSY_DEFAULT_BALLOON_MIB);
     expect(busyAfter.balloon!.actualMib).toBeLessThan(BUSY_DEFAULT_BALLOON_MIB);
@@ -135,10 +165,13 @@ describe('automatic balloon policy, end to end', () => {
     expect(treeRssMib([busy.pid, workloadPid])).toBeLessThan(GUEST_MIB);
 
     // The idle guest paid for it: the host inflated its balloon and its agent's VmRSS grew by it.
-    const idleAfter = await waitFor(async () => {
-      const v = await vm('idle');
-      return v.balloon!.actualMib > 0 && v.balloon!.actualMib === v.balloon!.targetMib ? v : undefined;
-    }, { what: "the idle guest's balloon to grow", timeoutMs: 30_000 });
+    const idleAfter = await waitFor(
+      async () => {
+        const v = await vm('idle');
+        return v.balloon!.actualMib > 0 && v.balloon!.actualMib === v.balloon!.targetMib ? v : undefined;
+      },
+      { what: "the idle guest's balloon to grow", timeoutMs: 30_000 },
+    );
     const idleGrowthMib = idleAfter.balloon!.actualMib;
     expect(idleGrowthMib).toBeGreaterThan(0);
     expect(idleAfter.balloon!.targetMib).toBeLessThanOrEqual(384);
@@ -187,32 +220,53 @@ describe('automatic balloon policy, end to end', () => {
       memoryMib: GUEST_MIB,
       extra: ['--', process.execPath, FIXTURE, '--target-mib', '200', '--step-mib', '50', '--step-interval-ms', '0', '--go-file', goFile],
     });
-    await waitFor(async () => (await vm('busy2', h.url)).balloon?.actualMib === BUSY_DEFAULT_BALLOON_MIB, { what: "the busy guest's default balloon", timeoutMs: 30_000 });
+    await waitFor(async () => (await vm('busy2', h.url)).balloon?.actualMib === BUSY_DEFAULT_BALLOON_MIB, {
+      what: "the busy guest's default balloon",
+      timeoutMs: 30_000,
+    });
     const idle = spawnAgent({ url: h.url, name: 'idle2', memoryMib: GUEST_MIB });
-    await waitFor(async () => (await vm('idle2', h.url)).stats !== undefined && (await vm('busy2', h.url)).stats !== undefined, { what: 'both guests to report stats', timeoutMs: 30_000 });
+    await waitFor(async () => (await vm('idle2', h.url)).stats !== undefined && (await vm('busy2', h.url)).stats !== undefined, {
+      what: 'both guests to report stats',
+      timeoutMs: 30_000,
+    });
     expect((await vm('idle2', h.url)).balloon).toMatchObject({ targetMib: 0, actualMib: 0 });
     const idleRssBeforeMib = vmRssMib(idle.pid);
     const goAtMs = Date.now();
     writeFileSync(goFile, '');
 
     // The agent deflates by itself: the pool holds more than its size, and the host says so.
-    await waitFor(() => /the guest deflated on its own: the pool is overcommitted/.test(h.output()), { what: 'the host to log the overcommit', timeoutMs: 30_000 });
-    const overcommitMib = Math.max(...h.output().split('\n').filter((l) => l.includes('the pool is overcommitted')).map((l) => Number(/"overcommitMib":(\d+)/.exec(l)?.[1] ?? 0)));
+    await waitFor(() => /the guest deflated on its own: the pool is overcommitted/.test(h.output()), {
+      what: 'the host to log the overcommit',
+      timeoutMs: 30_000,
+    });
+    const overcommitMib = Math.max(
+      ...h
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('the pool is overcommitted'))
+        .map((l) => Number(/"overcommitMib":(\d+)/.exec(l)?.[1] ?? 0)),
+    );
     expect(overcommitMib).toBeGreaterThan(0);
     const short = await vm('busy2', h.url);
     expect(short.balloon!.actualMib).toBeLessThan(BUSY_DEFAULT_BALLOON_MIB);
 
     // Within a deadline the policy pays it back from the idle guest: the pool
     // holds no more than its size again, and the idle agent's VmRSS grew.
-    const paid = await waitFor(async () => {
-      const info = await ctlJson<HostView>(h.url, 'showhostinfo');
-      return info.pool.heldMib <= info.pool.sizeMib ? info.pool : undefined;
-    }, { what: 'the overcommit to be paid back', timeoutMs: 60_000 });
+    const paid = await waitFor(
+      async () => {
+        const info = await ctlJson<HostView>(h.url, 'showhostinfo');
+        return info.pool.heldMib <= info.pool.sizeMib ? info.pool : undefined;
+      },
+      { what: 'the overcommit to be paid back', timeoutMs: 60_000 },
+    );
     const paidAtMs = Date.now();
-    const idleAfter = await waitFor(async () => {
-      const v = await vm('idle2', h.url);
-      return v.balloon!.actualMib > 0 && v.balloon!.actualMib === v.balloon!.targetMib ? v : undefined;
-    }, { what: "the idle guest's balloon to settle", timeoutMs: 30_000 });
+    const idleAfter = await waitFor(
+      async () => {
+        const v = await vm('idle2', h.url);
+        return v.balloon!.actualMib > 0 && v.balloon!.actualMib === v.balloon!.targetMib ? v : undefined;
+      },
+      { what: "the idle guest's balloon to settle", timeoutMs: 30_000 },
+    );
     expect(idleAfter.balloon!.actualMib).toBeGreaterThanOrEqual(overcommitMib);
     expect(vmRssMib(idle.pid) - idleRssBeforeMib).toBeGreaterThan(idleAfter.balloon!.actualMib * 0.8);
     await waitFor(() => /^done \d+ MiB/m.test(busy.output()), { what: 'the workload to print done', timeoutMs: 30_000 });

@@ -98,7 +98,11 @@ export async function runCliBench(opts: { runs?: number; vms?: number; idleMs?: 
   const log = opts.log ?? (() => {});
   const env = builtEnv();
   const dataDir = mkdtempSync(join(tmpdir(), 'memballoon-bench-cli-'));
-  const host = started(process.execPath, [HOST, '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--pool-mib', '4096', '--log-level', 'info', '--policy-interval-ms', '0'], { ...env, MEMBALLOON_LOG_PRETTY: '0' });
+  const host = started(
+    process.execPath,
+    [HOST, '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--pool-mib', '4096', '--log-level', 'info', '--policy-interval-ms', '0'],
+    { ...env, MEMBALLOON_LOG_PRETTY: '0' },
+  );
   const children: ChildProcess[] = [host.child];
   try {
     const url = await until('balloon-host to listen', () => /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"balloon-host listening"/.exec(host.output())?.[1]);
@@ -130,7 +134,11 @@ export async function runCliBench(opts: { runs?: number; vms?: number; idleMs?: 
     const times = commands.map(([command], j) => ({ command, medianMs: quantile(ours[j]!, 0.5), p90Ms: quantile(ours[j]!, 0.9), refMedianMs }));
 
     // Idle RSS: the agent connected, no balloon, after idleMs; the reference after the same time.
-    const agent = started(process.execPath, [AGENT, '--host', url, '--name', 'bench-0', '--token', token, '--memory-mib', '512', '--domain', 'process', '--log-level', 'warn'], env);
+    const agent = started(
+      process.execPath,
+      [AGENT, '--host', url, '--name', 'bench-0', '--token', token, '--memory-mib', '512', '--domain', 'process', '--log-level', 'warn'],
+      env,
+    );
     children.push(agent.child);
     const bare = started(process.execPath, ['-e', 'setInterval(()=>{},1000)'], env);
     children.push(bare.child);
@@ -141,8 +149,15 @@ export async function runCliBench(opts: { runs?: number; vms?: number; idleMs?: 
     });
     await new Promise((r) => setTimeout(r, idleMs));
     const [a, b] = [agent.child.pid!, bare.child.pid!];
-    const rss = { agentRssMib: statusMib(a, 'VmRSS'), refRssMib: statusMib(b, 'VmRSS'), agentAnonMib: statusMib(a, 'RssAnon'), refAnonMib: statusMib(b, 'RssAnon') };
-    log(`cli: agent idle RSS ${rss.agentRssMib.toFixed(1)} MiB (anonymous ${rss.agentAnonMib.toFixed(1)}), bare node ${rss.refRssMib.toFixed(1)} MiB (${rss.refAnonMib.toFixed(1)})`);
+    const rss = {
+      agentRssMib: statusMib(a, 'VmRSS'),
+      refRssMib: statusMib(b, 'VmRSS'),
+      agentAnonMib: statusMib(a, 'RssAnon'),
+      refAnonMib: statusMib(b, 'RssAnon'),
+    };
+    log(
+      `cli: agent idle RSS ${rss.agentRssMib.toFixed(1)} MiB (anonymous ${rss.agentAnonMib.toFixed(1)}), bare node ${rss.refRssMib.toFixed(1)} MiB (${rss.refAnonMib.toFixed(1)})`,
+    );
     return { runs, times, rss };
   } finally {
     for (const c of children.reverse()) await stop(c);
@@ -155,9 +170,12 @@ export function formatCliBench(r: CliBenchResult): string {
   const lines = [
     `| command (built, plain node) | median | p90 | \`node -e 0\` median (same run) | ratio | goal |`,
     '|---|---:|---:|---:|---:|---|',
-    ...r.times.map((t) => `| \`${t.command}\` | ${t.medianMs.toFixed(0)} ms | ${t.p90Ms.toFixed(0)} ms | ${t.refMedianMs.toFixed(0)} ms | ${(t.medianMs / t.refMedianMs).toFixed(2)}× | ≤ 2× |`),
+    ...r.times.map(
+      (t) =>
+        `| \`${t.command}\` | ${t.medianMs.toFixed(0)} ms | ${t.p90Ms.toFixed(0)} ms | ${t.refMedianMs.toFixed(0)} ms | ${(t.medianMs / t.refMedianMs).toFixed(2)}× | ≤ 2× |`,
+    ),
     '',
-    '| process | idle RSS | reference: `node -e \'setInterval(()=>{},1000)\'` | ratio | goal |',
+    "| process | idle RSS | reference: `node -e 'setInterval(()=>{},1000)'` | ratio | goal |",
     '|---|---:|---:|---:|---|',
     `| balloon-agent, connected, no balloon | ${r.rss.agentRssMib.toFixed(1)} MiB | ${r.rss.refRssMib.toFixed(1)} MiB | ${(r.rss.agentRssMib / r.rss.refRssMib).toFixed(2)}× | ≤ 60 MiB |`,
     `| of which anonymous (RssAnon: not the shared node binary) | ${r.rss.agentAnonMib.toFixed(1)} MiB | ${r.rss.refAnonMib.toFixed(1)} MiB | ${(r.rss.agentAnonMib / r.rss.refAnonMib).toFixed(2)}× | |`,

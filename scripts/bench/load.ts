@@ -142,10 +142,14 @@ async function startGuestThreads(url: string, opts: LoadOptions, onTargets: (nam
  */
 function put(agent: Agent, url: string, body: string, headers: Record<string, string>): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'PUT', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = request(
+      url,
+      { method: 'PUT', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -224,7 +228,16 @@ export interface HostUnderTest {
 
 /** Runs the load benchmark against our host and the null host; returns both results. */
 export async function runLoadBench(partial: Partial<LoadOptions> = {}, host?: HostUnderTest): Promise<LoadResult[]> {
-  const opts: LoadOptions = { guests: 1000, memoryMib: 64, rounds: 8, roundIntervalMs: 3000, statsIntervalMs: 1000, httpConcurrency: 32, driverThreads: 0, ...partial };
+  const opts: LoadOptions = {
+    guests: 1000,
+    memoryMib: 64,
+    rounds: 8,
+    roundIntervalMs: 3000,
+    statsIntervalMs: 1000,
+    httpConcurrency: 32,
+    driverThreads: 0,
+    ...partial,
+  };
   // One guest thread per 2,500 guests: the main thread sends the PUTs.
   if (opts.driverThreads <= 0) opts.driverThreads = Math.max(1, Math.ceil(opts.guests / 2500));
   const root = new URL('../..', import.meta.url).pathname;
@@ -233,7 +246,13 @@ export async function runLoadBench(partial: Partial<LoadOptions> = {}, host?: Ho
   const ours = host ?? {
     args: (dir: string) => [
       join(root, 'packages/host/bin/balloon-host.mjs'),
-      '--listen', '127.0.0.1:0', '--data-dir', dir, '--pool-mib', String(opts.guests * opts.memoryMib * 2), '--auto-register',
+      '--listen',
+      '127.0.0.1:0',
+      '--data-dir',
+      dir,
+      '--pool-mib',
+      String(opts.guests * opts.memoryMib * 2),
+      '--auto-register',
     ],
     // The admin token the host made in its data directory at start (mode 0600), as balloonctl reads it.
     headers: (dir: string) => ({ authorization: `Bearer ${readFileSync(join(dir, 'admin.token'), 'utf8').trim()}` }),

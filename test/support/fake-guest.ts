@@ -22,7 +22,10 @@ export interface FakeGuest {
 const tokens = new Map<string, string>();
 
 /** Registers a VM on an in-process host and remembers its guest token for helloFor. */
-export function registerVm(host: { service: { createVm(input: { name: unknown; memoryMib: unknown }): { token: string } } }, input: { name: string; memoryMib: number }): { token: string } {
+export function registerVm(
+  host: { service: { createVm(input: { name: unknown; memoryMib: unknown }): { token: string } } },
+  input: { name: string; memoryMib: number },
+): { token: string } {
   const vm = host.service.createVm(input);
   tokens.set(input.name, vm.token);
   return vm;
@@ -34,7 +37,15 @@ export function helloFor(vmName: string, memoryMib: number, extra: Partial<Hello
     vmName,
     credential: tokens.get(vmName) ?? '',
     agentVersion: 'fake-1',
-    facts: { pid: process.pid, totalMemoryMib: memoryMib, pageSizeBytes: 4096, chunkSizeMib: 1, capabilities: { pin: false, pageFusion: false, deflateOnPressure: false }, domain: 'process', hostname: 'fake' },
+    facts: {
+      pid: process.pid,
+      totalMemoryMib: memoryMib,
+      pageSizeBytes: 4096,
+      chunkSizeMib: 1,
+      capabilities: { pin: false, pageFusion: false, deflateOnPressure: false },
+      domain: 'process',
+      hostname: 'fake',
+    },
     balloon: { actualMib: 0, lockedMib: 0, generation: 0, targetMib: 0 },
     ...extra,
   });
@@ -53,10 +64,13 @@ export async function connectFake(url: string, opts: { protocol?: string | null;
     send: (body) => ws.send(encoder.encode(body)),
     sendRaw: (bytes) => ws.send(bytes),
     async next(kind, timeoutMs = 10_000) {
-      const f = await waitFor(() => {
-        const i = g.frames.findIndex((x) => x.body.case === kind);
-        return i >= 0 ? g.frames.splice(i, 1)[0] : undefined;
-      }, { timeoutMs, what: `a ${kind} frame` });
+      const f = await waitFor(
+        () => {
+          const i = g.frames.findIndex((x) => x.body.case === kind);
+          return i >= 0 ? g.frames.splice(i, 1)[0] : undefined;
+        },
+        { timeoutMs, what: `a ${kind} frame` },
+      );
       return f.body.value as never;
     },
     waitClosed: (timeoutMs = 10_000) => waitFor(() => g.closed, { timeoutMs, what: 'the host to close the socket' }),

@@ -149,9 +149,15 @@ export interface CtlResult {
 export function ctl(url: string, ...args: string[]): Promise<CtlResult> {
   return new Promise((resolve) => {
     const dir = dataDirOf.get(url);
-    const env = { ...process.env, MEMBALLOON_URL: '', MEMBALLOON_ADMIN_TOKEN: '', MEMBALLOON_DATA_DIR: dir ?? '', MEMBALLOON_RUNTIME_DIR: dir === undefined ? '' : runtimeDirOf(dir) };
+    const env = {
+      ...process.env,
+      MEMBALLOON_URL: '',
+      MEMBALLOON_ADMIN_TOKEN: '',
+      MEMBALLOON_DATA_DIR: dir ?? '',
+      MEMBALLOON_RUNTIME_DIR: dir === undefined ? '' : runtimeDirOf(dir),
+    };
     execFile(process.execPath, [BIN.ctl, '--host', url, ...args], { timeout: 60_000, env }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       if (code === 0) rememberToken(args, stdout);
       resolve({ code, stdout, stderr });
     });

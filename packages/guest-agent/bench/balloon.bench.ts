@@ -74,12 +74,18 @@ function buildBaseline(dir: string): string {
 }
 
 function runBaseline(bin: string, sizeMib: number, threads: 1 | 2): { inflateMs: number; deflateMs: number } {
-  const [inflateMs, deflateMs] = execFileSync(bin, [String(sizeMib), String(threads)], { encoding: 'utf8' }).trim().split(' ').map(Number);
+  const [inflateMs, deflateMs] = execFileSync(bin, [String(sizeMib), String(threads)], { encoding: 'utf8' })
+    .trim()
+    .split(' ')
+    .map(Number);
   return { inflateMs: inflateMs!, deflateMs: deflateMs! };
 }
 
 function runPinBaseline(bin: string, samples: number): { p50Ms: number; p99Ms: number } {
-  const [p50Ms, p99Ms] = execFileSync(bin, ['pin', String(samples)], { encoding: 'utf8' }).trim().split(' ').map(Number);
+  const [p50Ms, p99Ms] = execFileSync(bin, ['pin', String(samples)], { encoding: 'utf8' })
+    .trim()
+    .split(' ')
+    .map(Number);
   return { p50Ms: p50Ms!, p99Ms: p99Ms! };
 }
 
@@ -285,7 +291,10 @@ export async function runBalloonBench(options: { rounds?: number; log?: (line: s
 export function formatBenchTable(rows: BenchRow[]): string {
   const f = (n: number | null, digits = 2): string => (n === null ? '—' : n.toFixed(digits));
   const lines = ['| metric | size | ours | reference (same run) | ratio | unit |', '|---|---:|---:|---:|---:|---|'];
-  for (const r of rows) lines.push(`| ${r.metric} | ${r.sizeMib >= 1024 ? `${r.sizeMib / 1024} GiB` : `${r.sizeMib} MiB`} | ${f(r.ours, r.unit === 'ms' ? 3 : 2)} | ${f(r.baseline)} | ${f(r.ratio)} | ${r.unit} |`);
+  for (const r of rows)
+    lines.push(
+      `| ${r.metric} | ${r.sizeMib >= 1024 ? `${r.sizeMib / 1024} GiB` : `${r.sizeMib} MiB`} | ${f(r.ours, r.unit === 'ms' ? 3 : 2)} | ${f(r.baseline)} | ${f(r.ratio)} | ${r.unit} |`,
+    );
   return lines.join('\n');
 }
 

@@ -78,7 +78,12 @@ describe('agent against a stub host', () => {
     expect(a.status).toBe('connected');
     // Statistics come at the host's interval (several within a short wait).
     await poll(() => host.received(conn, 'memoryStats').length >= 3, 'three MemoryStats');
-    expect(host.received(conn, 'memoryStats')[0]).toMatchObject({ totalBytes: 1024 * MIB, availableBytes: 900 * MIB, domain: 'machine', psiSomeAvg10Percent: 0.5 });
+    expect(host.received(conn, 'memoryStats')[0]).toMatchObject({
+      totalBytes: 1024 * MIB,
+      availableBytes: 900 * MIB,
+      domain: 'machine',
+      psiSomeAvg10Percent: 0.5,
+    });
     expect(host.received(conn, 'memoryStats')[0]!.agentRssBytes).toBeGreaterThan(0);
   });
 
@@ -196,7 +201,7 @@ describe('agent against a stub host', () => {
     expect(a.engine.verifyPages()).toBe((24 * MIB) / 4096);
   });
 
-  it('ready() rejects with the host\'s code on a refusal that is not final (pool_exhausted), and the agent keeps trying', async () => {
+  it("ready() rejects with the host's code on a refusal that is not final (pool_exhausted), and the agent keeps trying", async () => {
     const a = await start();
     const ready = a.ready();
     const first = await poll(() => host.latest, 'a connection');
@@ -267,7 +272,10 @@ describe('agent against a stub host', () => {
     };
     const lines: Array<{ level: string; message: string }> = [];
     const logger = Object.fromEntries(
-      (['debug', 'info', 'warn', 'error'] as const).map((level) => [level, (_fields: Record<string, unknown>, message: string) => lines.push({ level, message })]),
+      (['debug', 'info', 'warn', 'error'] as const).map((level) => [
+        level,
+        (_fields: Record<string, unknown>, message: string) => lines.push({ level, message }),
+      ]),
     ) as unknown as AgentOptions['logger'];
     a = await start({ domain, floorMib: 64, logger });
     const conn = await poll(() => host.latest, 'a connection');

@@ -286,7 +286,12 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
 
   private startSession(): GuestSession {
     return new GuestSession(
-      { url: this.url, guestMemoryMib: this.domain.totalMib, helloTimeoutMs: this.options.helloTimeoutMs ?? 10_000, ...(this.options.ca !== undefined ? { ca: this.options.ca } : {}) },
+      {
+        url: this.url,
+        guestMemoryMib: this.domain.totalMib,
+        helloTimeoutMs: this.options.helloTimeoutMs ?? 10_000,
+        ...(this.options.ca !== undefined ? { ca: this.options.ca } : {}),
+      },
       {
         hello: () => this.hello(),
         welcome: (w, session) => {
@@ -353,10 +358,14 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
   }
 
   private onProblem(err: ProtocolError, fromHost: boolean): void {
-    const e = new AgentError(fromHost ? 'rejected' : 'protocol', `${fromHost ? 'the host reported' : 'refused a frame from the host'}: ${err.code}: ${err.message}`, {
-      cause: err,
-      ...(fromHost ? { hostCode: err.code } : {}),
-    });
+    const e = new AgentError(
+      fromHost ? 'rejected' : 'protocol',
+      `${fromHost ? 'the host reported' : 'refused a frame from the host'}: ${err.code}: ${err.message}`,
+      {
+        cause: err,
+        ...(fromHost ? { hostCode: err.code } : {}),
+      },
+    );
     this.onAgentProblem(e);
   }
 
@@ -381,7 +390,9 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
       attempt = end.welcomed ? 1 : attempt + 1;
       this.lastEndReason = end.hostError ? `${end.hostError.code}: ${end.hostError.message}` : end.reason;
       const refusal = end.hostError
-        ? new AgentError('rejected', `the host at ${this.url} refused VM '${this.options.name}': ${end.hostError.code}: ${end.hostError.message}`, { hostCode: end.hostError.code })
+        ? new AgentError('rejected', `the host at ${this.url} refused VM '${this.options.name}': ${end.hostError.code}: ${end.hostError.message}`, {
+            hostCode: end.hostError.code,
+          })
         : null;
       // Whoever waits in ready() hears the refusal now, final or not.
       if (refusal) this.settleReadyWaiters(refusal);
@@ -401,7 +412,8 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
       // up) is one warning, then debug lines: a change is news, a repeat is not.
       const said = this.lastRefusalCode;
       this.lastRefusalCode = refusal?.hostCode ?? '';
-      if (refusal && refusal.hostCode !== said) this.log.warn({ code: refusal.hostCode, closeCode: end.closeCode, retryInMs: delayMs }, `${refusal.message}; retrying`);
+      if (refusal && refusal.hostCode !== said)
+        this.log.warn({ code: refusal.hostCode, closeCode: end.closeCode, retryInMs: delayMs }, `${refusal.message}; retrying`);
       else if (refusal) this.log.debug({ code: refusal.hostCode, retryInMs: delayMs }, `${refusal.message}; retrying`);
       else this.log.info({ closeCode: end.closeCode, retryInMs: delayMs }, `disconnected: ${end.reason}`);
       this.emit('disconnected', { reason: end.reason, closeCode: end.closeCode, retryInMs: delayMs });

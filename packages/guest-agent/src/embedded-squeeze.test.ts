@@ -35,7 +35,7 @@ describe('a balloon squeezing a child it names (process domain without the agent
     }
   });
 
-  it('the engine: the child\'s domain shrinks by the balloon, and the floor stops it', async () => {
+  it("the engine: the child's domain shrinks by the balloon, and the floor stops it", async () => {
     const domain = new ProcessDomain(512, [child.pid!]);
     const engine = new BalloonEngine({ domain, workerThreads: 0, lock: false, floorMib: 64 });
     try {
@@ -57,7 +57,7 @@ describe('a balloon squeezing a child it names (process domain without the agent
     }
   });
 
-  it('startAgent({ processes: [child] }): the host is told the child\'s availability under the balloon', async () => {
+  it("startAgent({ processes: [child] }): the host is told the child's availability under the balloon", async () => {
     const host = await StubHost.start();
     let agent: AgentHandle | null = null;
     try {

@@ -58,7 +58,15 @@ export async function runFusionBench(opts: FusionBenchOptions = {}): Promise<Fus
   const rows: FusionBenchRow[] = [await hintsRow(guests, commonMib, privateMib)];
   const probe = probeKsm();
   if (!probe.ok || !existsSync('/proc/self/ksm_merging_pages')) {
-    rows.push({ method: 'KSM', pagesToScan: '-', sleepMillisecs: '-', timeMs: Number.NaN, mib: 0, ksmdCpuMs: Number.NaN, note: probe.ok ? 'no /proc/PID/ksm_merging_pages' : probe.detail });
+    rows.push({
+      method: 'KSM',
+      pagesToScan: '-',
+      sleepMillisecs: '-',
+      timeMs: Number.NaN,
+      mib: 0,
+      ksmdCpuMs: Number.NaN,
+      note: probe.ok ? 'no /proc/PID/ksm_merging_pages' : probe.detail,
+    });
     return rows;
   }
   const sysfs = new KsmSysfs();
@@ -67,8 +75,28 @@ export async function runFusionBench(opts: FusionBenchOptions = {}): Promise<Fus
     // The kernel's defaults (mm/ksm.c): 100 pages every 20 ms.
     rows.push(await ksmRow('KSM, kernel default rate', guests, commonMib, privateMib, deadlineMs, sysfs, { run: true, pagesToScan: 100, sleepMillisecs: 20 }));
     rows.push(await ksmRow("KSM, controller's top rate set at once", guests, commonMib, privateMib, deadlineMs, sysfs, null));
-    rows.push(await ksmRow("KSM, MOM's ramp ticking every 1 s from the default (the controller before hints steered it)", guests, commonMib, privateMib, deadlineMs, sysfs, 'mom-ramp'));
-    rows.push(await ksmRow('KSM steered by the hints: a burst when they arrive (no sleep, ksmd at nice 0)', guests, commonMib, privateMib, deadlineMs, sysfs, 'controller'));
+    rows.push(
+      await ksmRow(
+        "KSM, MOM's ramp ticking every 1 s from the default (the controller before hints steered it)",
+        guests,
+        commonMib,
+        privateMib,
+        deadlineMs,
+        sysfs,
+        'mom-ramp',
+      ),
+    );
+    rows.push(
+      await ksmRow(
+        'KSM steered by the hints: a burst when they arrive (no sleep, ksmd at nice 0)',
+        guests,
+        commonMib,
+        privateMib,
+        deadlineMs,
+        sysfs,
+        'controller',
+      ),
+    );
   } finally {
     sysfs.restore();
     // restore() is a no-op if this process never took the lock: put back by hand then.
@@ -119,7 +147,9 @@ async function startGuests(guests: number, commonMib: number, privateMib: number
   const seed = (Math.random() * 2 ** 32) >>> 0;
   return Promise.all(
     Array.from({ length: guests }, () => {
-      const proc = spawn(process.execPath, ['--import', 'tsx', GUEST, String(seed), String(commonMib), String(privateMib)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const proc = spawn(process.execPath, ['--import', 'tsx', GUEST, String(seed), String(commonMib), String(privateMib)], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       return new Promise<{ proc: ChildProcess; pid: number }>((resolve, reject) => {
         proc.once('exit', (code) => reject(new Error(`a guest exited with ${code}`)));
         createInterface({ input: proc.stdout! }).once('line', (line) => {
@@ -149,12 +179,22 @@ async function ksmRow(
   // The controller as the host runs it: ticked when the hints arrive (the
   // host's kick) and every second after; 'mom-ramp' without the burst.
   const controller =
-    how === 'controller' ? new KsmController({ sysfs }) : how === 'mom-ramp' ? new KsmController({ sysfs, policy: { ...DEFAULT_KSM_POLICY, burstMaxFullScans: 0 } }) : null;
+    how === 'controller'
+      ? new KsmController({ sysfs })
+      : how === 'mom-ramp'
+        ? new KsmController({ sysfs, policy: { ...DEFAULT_KSM_POLICY, burstMaxFullScans: 0 } })
+        : null;
   const seenPages = new Set<number>();
   const seenSleep = new Set<number>();
   const cpu0 = ksmdCpuMs(sysfs);
   const row = (timeMs: number, m: number[], note: string): FusionBenchRow => ({
-    method, pagesToScan: range(seenPages), sleepMillisecs: range(seenSleep), timeMs, mib: m.reduce((s, n) => s + n, 0) / 256, ksmdCpuMs: ksmdCpuMs(sysfs) - cpu0, note,
+    method,
+    pagesToScan: range(seenPages),
+    sleepMillisecs: range(seenSleep),
+    timeMs,
+    mib: m.reduce((s, n) => s + n, 0) / 256,
+    ksmdCpuMs: ksmdCpuMs(sysfs) - cpu0,
+    note,
   });
   try {
     const t0 = performance.now();
@@ -189,8 +229,13 @@ async function ksmRow(
 // and MOM's sleep for this host's memory (the policy, asked directly).
 function topRate(): KsmSettings {
   const d = decideKsm({
-    fusionVmsRunning: 1, sharableMib: 1, unmergedMib: 1, pagesShared: 0, pagesSharing: 0,
-    pagesToScan: MOM_KSM_POLICY.npagesMax, memTotalMib: Math.round(totalmem() / (1024 * 1024)),
+    fusionVmsRunning: 1,
+    sharableMib: 1,
+    unmergedMib: 1,
+    pagesShared: 0,
+    pagesSharing: 0,
+    pagesToScan: MOM_KSM_POLICY.npagesMax,
+    memTotalMib: Math.round(totalmem() / (1024 * 1024)),
   });
   if (!d.drive) throw new Error('the policy drives KSM while VMs run');
   return d.settings;
@@ -217,7 +262,10 @@ export function formatKsmdCpu(r: FusionBenchRow): string {
 
 /** Prints the rows as a Markdown table. */
 export function formatFusionBench(rows: readonly FusionBenchRow[]): string {
-  const lines = ['| method | pages_to_scan | sleep_millisecs | time to sharable/merged | MiB | ksmd CPU | note |', '| --- | --- | --- | --- | --- | --- | --- |'];
+  const lines = [
+    '| method | pages_to_scan | sleep_millisecs | time to sharable/merged | MiB | ksmd CPU | note |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+  ];
   for (const r of rows) {
     const t = Number.isNaN(r.timeMs) ? '-' : r.timeMs < 1000 ? `${r.timeMs.toFixed(0)} ms` : `${(r.timeMs / 1000).toFixed(2)} s`;
     lines.push(`| ${r.method} | ${r.pagesToScan} | ${r.sleepMillisecs} | ${t} | ${r.mib.toFixed(1)} | ${formatKsmdCpu(r)} | ${r.note} |`);

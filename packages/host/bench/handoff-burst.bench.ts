@@ -149,7 +149,10 @@ async function runOne(mode: BurstMode, log: (line: string) => void): Promise<Bur
         log(`${mode}: ${g.name}'s workload is gone (OOM-killed before its burst?)`);
         continue;
       }
-      const peaks = () => logOf(g.name).split('\n').filter((l) => l.startsWith('peak')).length;
+      const peaks = () =>
+        logOf(g.name)
+          .split('\n')
+          .filter((l) => l.startsWith('peak')).length;
       const before = peaks();
       process.kill(pid, 'SIGUSR1');
       const done = await until(() => peaks() > before || !existsSync(`/proc/${pid}`), 120_000);
@@ -179,7 +182,16 @@ async function runOne(mode: BurstMode, log: (line: string) => void): Promise<Bur
     }
   }, 30_000);
   const sumOf = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
-  return { mode, completed, bursts: GUESTS.length, oomKills: sumOf(oomKills), poolFailcnt, guestFailcnt: sumOf(failcnts), maxLimitSumMib: Math.round(maxLimitSumMib), note };
+  return {
+    mode,
+    completed,
+    bursts: GUESTS.length,
+    oomKills: sumOf(oomKills),
+    poolFailcnt,
+    guestFailcnt: sumOf(failcnts),
+    maxLimitSumMib: Math.round(maxLimitSumMib),
+    note,
+  };
 }
 
 /** Runs the scenario the three ways. */
@@ -187,7 +199,8 @@ export async function runBurstBench(options: { log?: (line: string) => void } = 
   const log = options.log ?? (() => {});
   const skip = handOffBenchSkipReason();
   const modes: BurstMode[] = ['static', 'budget', 'hand-off'];
-  if (skip) return modes.map((mode) => ({ mode, completed: 0, bursts: GUESTS.length, oomKills: 0, poolFailcnt: 0, guestFailcnt: 0, maxLimitSumMib: 0, note: skip }));
+  if (skip)
+    return modes.map((mode) => ({ mode, completed: 0, bursts: GUESTS.length, oomKills: 0, poolFailcnt: 0, guestFailcnt: 0, maxLimitSumMib: 0, note: skip }));
   const rows: BurstRow[] = [];
   for (const mode of modes) rows.push(await runOne(mode, log));
   return rows;
@@ -195,8 +208,14 @@ export async function runBurstBench(options: { log?: (line: string) => void } = 
 
 /** The Markdown table of the rows. */
 export function formatBurstTable(rows: BurstRow[]): string {
-  const lines = ['| mode | bursts completed | OOM kills | pool cgroup failcnt | guests\' failcnt | largest sum of limits | note |', '|---|---:|---:|---:|---:|---:|---|'];
-  for (const r of rows) lines.push(`| ${r.mode} | ${r.completed}/${r.bursts} | ${r.oomKills} | ${r.poolFailcnt} | ${r.guestFailcnt} | ${r.maxLimitSumMib} MiB of ${POOL_MIB} | ${r.note} |`);
+  const lines = [
+    "| mode | bursts completed | OOM kills | pool cgroup failcnt | guests' failcnt | largest sum of limits | note |",
+    '|---|---:|---:|---:|---:|---:|---|',
+  ];
+  for (const r of rows)
+    lines.push(
+      `| ${r.mode} | ${r.completed}/${r.bursts} | ${r.oomKills} | ${r.poolFailcnt} | ${r.guestFailcnt} | ${r.maxLimitSumMib} MiB of ${POOL_MIB} | ${r.note} |`,
+    );
   return lines.join('\n');
 }
 

@@ -78,14 +78,39 @@ export async function runHandOffBench(options: { sizesMib?: number[]; runs?: num
     mkdirSync(dir);
     writeFileSync(join(dir, 'memory.limit_in_bytes'), String(memoryMib * MIB));
     const cgroup = new KernelMemoryCgroup(dir, 1, kernelCgroupFs);
-    const host = await startHost({ listenPort: 0, dataDir, poolSizeMib: memoryMib, policyIntervalMs: 0, dashboard: false, fusion: false, cgroupOf: (n) => (n === 'bench' ? cgroup : null) });
+    const host = await startHost({
+      listenPort: 0,
+      dataDir,
+      poolSizeMib: memoryMib,
+      policyIntervalMs: 0,
+      dashboard: false,
+      fusion: false,
+      cgroupOf: (n) => (n === 'bench' ? cgroup : null),
+    });
     let agent: ChildProcess | null = null;
     try {
       const { token } = host.service.createVm({ name: 'bench', memoryMib });
-      agent = spawn('/bin/sh', ['-c', `echo $$ > ${dir}/cgroup.procs && exec "$0" "$@"`, process.execPath, AGENT, '--host', host.url, '--name', 'bench', '--domain', 'cgroup', '--log-level', 'warn'], {
-        stdio: ['ignore', 'ignore', 'inherit'],
-        env: { ...process.env, MEMBALLOON_TOKEN: token },
-      });
+      agent = spawn(
+        '/bin/sh',
+        [
+          '-c',
+          `echo $$ > ${dir}/cgroup.procs && exec "$0" "$@"`,
+          process.execPath,
+          AGENT,
+          '--host',
+          host.url,
+          '--name',
+          'bench',
+          '--domain',
+          'cgroup',
+          '--log-level',
+          'warn',
+        ],
+        {
+          stdio: ['ignore', 'ignore', 'inherit'],
+          env: { ...process.env, MEMBALLOON_TOKEN: token },
+        },
+      );
       // Welcomed: its first statistics have come (a target sent before the Welcome is refused by the agent).
       await when(host, () => host.service.isRunning('bench') && host.service.vmView('bench').stats !== undefined, 'the agent to connect');
       const times: number[] = [];
@@ -94,12 +119,16 @@ export async function runHandOffBench(options: { sizesMib?: number[]; runs?: num
       for (let i = 0; i < runs; i++) {
         let usagePinned = 0;
         // Settled: the status that says the balloon is pinned at its target (the hand-off starts from it).
-        const settled = when(host, () => {
-          const b = balloon();
-          if (!(b && b.actualMib === balloonMib && b.handedOffMib === 0 && b.state === 'steady')) return false;
-          usagePinned = readMib(dir, 'memory.usage_in_bytes');
-          return true;
-        }, 'the balloon to settle');
+        const settled = when(
+          host,
+          () => {
+            const b = balloon();
+            if (!(b && b.actualMib === balloonMib && b.handedOffMib === 0 && b.state === 'steady')) return false;
+            usagePinned = readMib(dir, 'memory.usage_in_bytes');
+            return true;
+          },
+          'the balloon to settle',
+        );
         const handed = when(host, () => balloon()?.handedOffMib === balloonMib, 'the hand-off');
         await host.service.setBalloon('bench', balloonMib);
         const t0 = await settled;
@@ -144,10 +173,15 @@ export async function runHandOffBench(options: { sizesMib?: number[]; runs?: num
 
 /** The Markdown table of the rows. */
 export function formatHandOffTable(rows: HandOffBenchRow[]): string {
-  const lines = ['| balloon | runs | settled → free on the host, p50 | max | cgroup usage freed (median) | goal | note |', '|---:|---:|---:|---:|---:|---|---|'];
+  const lines = [
+    '| balloon | runs | settled → free on the host, p50 | max | cgroup usage freed (median) | goal | note |',
+    '|---:|---:|---:|---:|---:|---|---|',
+  ];
   for (const r of rows) {
     const ms = (v: number) => (Number.isNaN(v) ? '—' : `${v.toFixed(1)} ms`);
-    lines.push(`| ${r.balloonMib} MiB | ${r.runs} | ${ms(r.p50Ms)} | ${ms(r.maxMs)} | ${Number.isNaN(r.freedMib) ? '—' : `${r.freedMib.toFixed(0)} MiB`} | ${r.balloonMib >= 1024 ? 'p50 < 50 ms' : ''} | ${r.note} |`);
+    lines.push(
+      `| ${r.balloonMib} MiB | ${r.runs} | ${ms(r.p50Ms)} | ${ms(r.maxMs)} | ${Number.isNaN(r.freedMib) ? '—' : `${r.freedMib.toFixed(0)} MiB`} | ${r.balloonMib >= 1024 ? 'p50 < 50 ms' : ''} | ${r.note} |`,
+    );
   }
   return lines.join('\n');
 }

@@ -5,7 +5,15 @@ import { loadCtlConfig } from './cli/ctl-config.js';
 describe('balloon-host config', () => {
   it('has the documented defaults', () => {
     const c = loadHostConfig([], { HOME: '/home/x' }, false);
-    expect(c).toMatchObject({ listenHost: '127.0.0.1', listenPort: 7450, autoRegister: false, logLevel: 'info', logPretty: false, policyIntervalMs: 1000, policyMarginMib: 256 });
+    expect(c).toMatchObject({
+      listenHost: '127.0.0.1',
+      listenPort: 7450,
+      autoRegister: false,
+      logLevel: 'info',
+      logPretty: false,
+      policyIntervalMs: 1000,
+      policyMarginMib: 256,
+    });
     expect(c.dataDir).toMatch(/memballoon$/);
     expect(c.poolSizeMib).toBeGreaterThan(0);
     expect(Object.isFrozen(c)).toBe(true);
@@ -14,7 +22,11 @@ describe('balloon-host config', () => {
   it('takes flags over the environment', () => {
     const env = { MEMBALLOON_LISTEN: '0.0.0.0:1', MEMBALLOON_POOL_MIB: '100', MEMBALLOON_AUTO_REGISTER: '1', MEMBALLOON_DATA_DIR: '/env' };
     expect(loadHostConfig([], env, false)).toMatchObject({ listenHost: '0.0.0.0', listenPort: 1, poolSizeMib: 100, autoRegister: true, dataDir: '/env' });
-    expect(loadHostConfig(['--listen', '127.0.0.1:0', '--pool-mib=768', '--data-dir', '/flag'], env, false)).toMatchObject({ listenPort: 0, poolSizeMib: 768, dataDir: '/flag' });
+    expect(loadHostConfig(['--listen', '127.0.0.1:0', '--pool-mib=768', '--data-dir', '/flag'], env, false)).toMatchObject({
+      listenPort: 0,
+      poolSizeMib: 768,
+      dataDir: '/flag',
+    });
   });
 
   it('refuses nonsense with one clear line', () => {
@@ -38,7 +50,11 @@ describe('balloon-host config', () => {
 describe('balloonctl config', () => {
   it('finds the host in --host, MEMBALLOON_URL, then the default', () => {
     expect(loadCtlConfig(['list', 'vms'], {}, false)).toMatchObject({ hostUrl: 'http://127.0.0.1:7450', json: false, args: ['list', 'vms'] });
-    expect(loadCtlConfig(['list', '--json', 'vms'], { MEMBALLOON_URL: 'http://h:1/' }, false)).toMatchObject({ hostUrl: 'http://h:1', json: true, args: ['list', 'vms'] });
+    expect(loadCtlConfig(['list', '--json', 'vms'], { MEMBALLOON_URL: 'http://h:1/' }, false)).toMatchObject({
+      hostUrl: 'http://h:1',
+      json: true,
+      args: ['list', 'vms'],
+    });
     expect(loadCtlConfig(['--host', 'https://x:2', 'showhostinfo'], { MEMBALLOON_URL: 'http://h:1' }, false).hostUrl).toBe('https://x:2');
     expect(() => loadCtlConfig(['--host', 'ftp://x'], {}, false)).toThrow(/must start with http/);
   });

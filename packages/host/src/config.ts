@@ -116,8 +116,30 @@ function parseInteger(value: string, flag: string, min: number, max: number): nu
 /** Reads flags and environment into the frozen HostConfig; throws HostError(invalid_argument) on nonsense. */
 export function loadHostConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, isTty = Boolean(process.stdout.isTTY)): Readonly<HostConfig> {
   const flags = new Map<string, string | true>();
-  const valued = new Set(['--listen', '--data-dir', '--pool-mib', '--log-level', '--policy-interval-ms', '--policy-margin-mib', '--tls-cert', '--tls-key', '--cgroup-parent', '--guest-user', '--poweroff-grace-ms']);
-  const bools = new Set(['--auto-register', '--log-pretty', '--help', '-h', '--insecure-no-auth', '--allow-insecure-listen', '--pool-cgroup', '--no-cgroups', '--no-remote-startvm']);
+  const valued = new Set([
+    '--listen',
+    '--data-dir',
+    '--pool-mib',
+    '--log-level',
+    '--policy-interval-ms',
+    '--policy-margin-mib',
+    '--tls-cert',
+    '--tls-key',
+    '--cgroup-parent',
+    '--guest-user',
+    '--poweroff-grace-ms',
+  ]);
+  const bools = new Set([
+    '--auto-register',
+    '--log-pretty',
+    '--help',
+    '-h',
+    '--insecure-no-auth',
+    '--allow-insecure-listen',
+    '--pool-cgroup',
+    '--no-cgroups',
+    '--no-remote-startvm',
+  ]);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.indexOf('=');

@@ -143,7 +143,11 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
   const logger = options.logger ?? pino({ level: 'silent' });
   const limits: SessionLimits = { ...DEFAULT_SESSION_LIMITS, ...options.limits };
   const listenHost = options.listenHost ?? '127.0.0.1';
-  const listen = listenProblem(listenHost, { tls: options.tls !== undefined, noAuth: options.insecureNoAuth === true, allowInsecure: options.allowInsecureListen === true });
+  const listen = listenProblem(listenHost, {
+    tls: options.tls !== undefined,
+    noAuth: options.insecureNoAuth === true,
+    allowInsecure: options.allowInsecureListen === true,
+  });
   if (listen.error) throw new HostError('invalid_argument', listen.error);
   if (listen.warning) logger.warn(listen.warning);
   // The data directory first (ours, closed to others), then the registry (a
@@ -277,7 +281,15 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
   });
   url = baseUrlOf(server.address() as AddressInfo, options.tls !== undefined);
   fusion?.start(() => service.runningPageFusionVms().map((v) => ({ name: v.name, state: 'running' as const, pageFusion: true, sharedMib: v.sharedMib })));
-  const stopPolicy = (options.policyIntervalMs ?? 1000) > 0 ? startPolicyLoop(service, logger, options.policyIntervalMs ?? 1000, options.policyMarginMib === undefined ? {} : { safetyMarginMib: options.policyMarginMib }) : () => {};
+  const stopPolicy =
+    (options.policyIntervalMs ?? 1000) > 0
+      ? startPolicyLoop(
+          service,
+          logger,
+          options.policyIntervalMs ?? 1000,
+          options.policyMarginMib === undefined ? {} : { safetyMarginMib: options.policyMarginMib },
+        )
+      : () => {};
 
   let closing: Promise<void> | undefined;
   return {

@@ -30,9 +30,7 @@ export function setBalloonTarget(value: SetBalloonTarget): Body {
 }
 
 /** Builds a BalloonStatus body; `reason`, `lock` and `detail` default to none. */
-export function balloonStatus(
-  value: Omit<BalloonStatus, 'reason' | 'lock' | 'detail'> & Partial<Pick<BalloonStatus, 'reason' | 'lock' | 'detail'>>,
-): Body {
+export function balloonStatus(value: Omit<BalloonStatus, 'reason' | 'lock' | 'detail'> & Partial<Pick<BalloonStatus, 'reason' | 'lock' | 'detail'>>): Body {
   return { case: 'balloonStatus', value: { reason: 'none', lock: 'unspecified', detail: '', ...value } };
 }
 

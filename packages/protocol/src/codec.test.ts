@@ -196,7 +196,9 @@ describe('round trips', () => {
     expect(codeOf(() => decodeFrame(tooBig, { seq, guestMemoryMib: 512 }))).toBe('out_of_range');
     expect(decodeFrame(encodeFrame(3, bodies.goodbye('shutdown')), { seq }).seq).toBe(3);
     // A repeated number is out_of_order even when its body is bad too.
-    expect(codeOf(() => decodeFrame(encodeFrame(3, bodies.setBalloonTarget({ targetMib: 600, generation: 1 })), { seq, guestMemoryMib: 512 }))).toBe('out_of_order');
+    expect(codeOf(() => decodeFrame(encodeFrame(3, bodies.setBalloonTarget({ targetMib: 600, generation: 1 })), { seq, guestMemoryMib: 512 }))).toBe(
+      'out_of_order',
+    );
   });
 
   it('expectBody names what came instead', () => {
@@ -256,7 +258,18 @@ describe('untrusted bytes', () => {
     expect(codeOf(() => decodeFrame(resumed(MAX_HELLO_GENERATION + 1)))).toBe('out_of_range');
     const top = decodeFrame(resumed(MAX_HELLO_GENERATION)).body as { value: Hello };
     // What the host answers a Hello at the top still decodes on the agent's side.
-    const welcome = encodeFrame(1, bodies.welcome({ sessionId: 's', targetMib: 0, generation: nextGeneration(top.value.balloon.generation), statsIntervalMs: 1000, heartbeatIntervalMs: 1000, protection: { floorMib: 0, deflateOnPressure: true }, pageFusion: false }));
+    const welcome = encodeFrame(
+      1,
+      bodies.welcome({
+        sessionId: 's',
+        targetMib: 0,
+        generation: nextGeneration(top.value.balloon.generation),
+        statsIntervalMs: 1000,
+        heartbeatIntervalMs: 1000,
+        protection: { floorMib: 0, deflateOnPressure: true },
+        pageFusion: false,
+      }),
+    );
     expect(decodeFrame(welcome).body.case).toBe('welcome');
     for (const body of [
       { setBalloonTarget: { targetMib: 1, generation: MAX_GENERATION + 1 } },
@@ -347,9 +360,15 @@ describe('untrusted bytes', () => {
 
   it('refuses inconsistent page hashes', () => {
     const base = { regionId: 1, sizeBytes: 8192, pageSizeBytes: 4096, firstPage: 0 };
-    expect(codeOf(() => decodeFrame(rawFrame({ sharedRegion: { ...base, pageHashes: new Uint8Array(7), confirmHashes: new Uint8Array(7) } })))).toBe('invalid_argument');
-    expect(codeOf(() => decodeFrame(rawFrame({ sharedRegion: { ...base, pageHashes: new Uint8Array(16), confirmHashes: new Uint8Array(8) } })))).toBe('invalid_argument');
-    expect(codeOf(() => decodeFrame(rawFrame({ sharedRegion: { ...base, pageHashes: new Uint8Array(24), confirmHashes: new Uint8Array(24) } })))).toBe('out_of_range');
+    expect(codeOf(() => decodeFrame(rawFrame({ sharedRegion: { ...base, pageHashes: new Uint8Array(7), confirmHashes: new Uint8Array(7) } })))).toBe(
+      'invalid_argument',
+    );
+    expect(codeOf(() => decodeFrame(rawFrame({ sharedRegion: { ...base, pageHashes: new Uint8Array(16), confirmHashes: new Uint8Array(8) } })))).toBe(
+      'invalid_argument',
+    );
+    expect(codeOf(() => decodeFrame(rawFrame({ sharedRegion: { ...base, pageHashes: new Uint8Array(24), confirmHashes: new Uint8Array(24) } })))).toBe(
+      'out_of_range',
+    );
     const many = (MAX_PAGES_PER_REGION_FRAME + 1) * 8;
     const huge = { ...base, sizeBytes: 2 ** 40, pageHashes: new Uint8Array(many), confirmHashes: new Uint8Array(many) };
     expect(codeOf(() => decodeFrame(rawFrame({ sharedRegion: huge })))).toBe('out_of_range');

@@ -122,7 +122,8 @@ function bytesField(value: unknown): Uint8Array {
 
 function pageSize(value: unknown, field: string): number {
   const n = uint(value, field, MAX_PAGE_SIZE_BYTES);
-  if (n < MIN_PAGE_SIZE_BYTES || (n & (n - 1)) !== 0) fail('out_of_range', `${field} ${n} is not a power of two between ${MIN_PAGE_SIZE_BYTES} and ${MAX_PAGE_SIZE_BYTES}`);
+  if (n < MIN_PAGE_SIZE_BYTES || (n & (n - 1)) !== 0)
+    fail('out_of_range', `${field} ${n} is not a power of two between ${MIN_PAGE_SIZE_BYTES} and ${MAX_PAGE_SIZE_BYTES}`);
   return n;
 }
 
@@ -149,7 +150,8 @@ function readHello(r: Raw): Hello {
   const lockedMib = mib(b.lockedMib, 'hello.balloon.locked_mib', actualMib);
   const handedOffMib = mib(b.handedOffMib, 'hello.balloon.handed_off_mib', actualMib);
   // Pinned and handed-off parts are disjoint pieces of the balloon.
-  if (lockedMib + handedOffMib > actualMib) fail('out_of_range', `hello.balloon.locked_mib + handed_off_mib (${lockedMib} + ${handedOffMib}) exceed actual_mib ${actualMib}`);
+  if (lockedMib + handedOffMib > actualMib)
+    fail('out_of_range', `hello.balloon.locked_mib + handed_off_mib (${lockedMib} + ${handedOffMib}) exceed actual_mib ${actualMib}`);
   return {
     vmName,
     credential: text(r.credential, 'hello.credential', MAX_CREDENTIAL_CHARS),
@@ -217,7 +219,10 @@ function readBody(env: Raw, opts: DecodeOptions): Body {
       const r = obj(env.setBalloonTarget);
       return {
         case: 'setBalloonTarget',
-        value: { targetMib: mib(r.targetMib, 'set_balloon_target.target_mib', g), generation: uint(r.generation, 'set_balloon_target.generation', MAX_GENERATION) },
+        value: {
+          targetMib: mib(r.targetMib, 'set_balloon_target.target_mib', g),
+          generation: uint(r.generation, 'set_balloon_target.generation', MAX_GENERATION),
+        },
       };
     }
     case 'balloonStatus': {
@@ -225,7 +230,8 @@ function readBody(env: Raw, opts: DecodeOptions): Body {
       const actualMib = mib(r.actualMib, 'balloon_status.actual_mib', g);
       const lockedMib = mib(r.lockedMib, 'balloon_status.locked_mib', actualMib);
       const handedOffMib = mib(r.handedOffMib, 'balloon_status.handed_off_mib', actualMib);
-      if (lockedMib + handedOffMib > actualMib) fail('out_of_range', `balloon_status.locked_mib + handed_off_mib (${lockedMib} + ${handedOffMib}) exceed actual_mib ${actualMib}`);
+      if (lockedMib + handedOffMib > actualMib)
+        fail('out_of_range', `balloon_status.locked_mib + handed_off_mib (${lockedMib} + ${handedOffMib}) exceed actual_mib ${actualMib}`);
       return {
         case: 'balloonStatus',
         value: {
@@ -262,10 +268,12 @@ function readBody(env: Raw, opts: DecodeOptions): Body {
       const r = obj(env.sharedRegion);
       const pageHashes = bytesField(r.pageHashes);
       const confirmHashes = bytesField(r.confirmHashes);
-      if (pageHashes.length % PAGE_HASH_BYTES !== 0) fail('invalid_argument', `shared_region.page_hashes is ${pageHashes.length} bytes, not a multiple of ${PAGE_HASH_BYTES}`);
+      if (pageHashes.length % PAGE_HASH_BYTES !== 0)
+        fail('invalid_argument', `shared_region.page_hashes is ${pageHashes.length} bytes, not a multiple of ${PAGE_HASH_BYTES}`);
       if (confirmHashes.length !== pageHashes.length) fail('invalid_argument', 'shared_region.confirm_hashes and page_hashes differ in length');
       const pages = pageHashes.length / PAGE_HASH_BYTES;
-      if (pages > MAX_PAGES_PER_REGION_FRAME) fail('out_of_range', `shared_region carries ${pages} pages, above the limit of ${MAX_PAGES_PER_REGION_FRAME} per frame`);
+      if (pages > MAX_PAGES_PER_REGION_FRAME)
+        fail('out_of_range', `shared_region carries ${pages} pages, above the limit of ${MAX_PAGES_PER_REGION_FRAME} per frame`);
       const pageSizeBytes = pageSize(r.pageSizeBytes, 'shared_region.page_size_bytes');
       const sizeBytes = uint(r.sizeBytes, 'shared_region.size_bytes');
       const firstPage = uint(r.firstPage, 'shared_region.first_page', 0xffff_ffff);

@@ -44,11 +44,9 @@ describe('protoc', () => {
   const protoc = protocPath();
   if (!protoc) console.log('skipping the protoc check: protoc is not installed (Debian package protobuf-compiler; .ci/run installs it)');
   it.skipIf(!protoc)('accepts the .proto', () => {
-    const res = spawnSync(
-      protoc!,
-      ['--include_imports', '--descriptor_set_out=/dev/null', '-I', join(pkgDir, 'proto'), 'memballoon/v1/memballoon.proto'],
-      { encoding: 'utf8' },
-    );
+    const res = spawnSync(protoc!, ['--include_imports', '--descriptor_set_out=/dev/null', '-I', join(pkgDir, 'proto'), 'memballoon/v1/memballoon.proto'], {
+      encoding: 'utf8',
+    });
     expect(res.stderr).toBe('');
     expect(res.status).toBe(0);
   });

@@ -60,7 +60,8 @@ describe('the .proto states the wire rules of wire.ts', () => {
     expect(proto).toContain(`Intervals: ${MAX_INTERVAL_MS} ms`);
     expect(proto).toContain(`${MIN_PAGE_SIZE_BYTES} to ${MAX_PAGE_SIZE_BYTES}\n//     bytes`);
     expect(proto).toContain(`SharedRegion frame: ${MAX_PAGES_PER_REGION_FRAME} pages`);
-    for (const code of FINAL_ERROR_CODES) expect(proto.slice(proto.indexOf('Final (a guest must not reconnect'), proto.indexOf('Any other refusal'))).toContain(code.toUpperCase());
+    for (const code of FINAL_ERROR_CODES)
+      expect(proto.slice(proto.indexOf('Final (a guest must not reconnect'), proto.indexOf('Any other refusal'))).toContain(code.toUpperCase());
   });
 
   it('has an ErrorCode enum in the same order as ERROR_CODES, and a comment on every field and value', () => {
@@ -78,7 +79,8 @@ describe('the .proto states the wire rules of wire.ts', () => {
   });
 
   it('sets the package options other languages need, and every enum starts at an _UNSPECIFIED zero', () => {
-    for (const option of ['go_package', 'java_package', 'java_multiple_files', 'csharp_namespace']) expect(proto).toMatch(new RegExp(`^option ${option} = `, 'm'));
+    for (const option of ['go_package', 'java_package', 'java_multiple_files', 'csharp_namespace'])
+      expect(proto).toMatch(new RegExp(`^option ${option} = `, 'm'));
     for (const m of proto.matchAll(/enum (\w+) \{\s*(?:\/\/[^\n]*\n\s*)*(\w+) = 0;/g)) expect(m[2], m[1]).toMatch(/_UNSPECIFIED$/);
   });
 });

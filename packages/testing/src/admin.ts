@@ -76,7 +76,11 @@ export class AdminApi {
     }
     if (!res.ok) {
       const error = (json as ApiErrorView | undefined)?.error;
-      throw new TestingError('host_refused', `${method} ${path}: ${error?.message ?? `HTTP ${res.status}`}`, error?.code !== undefined ? { apiCode: error.code } : {});
+      throw new TestingError(
+        'host_refused',
+        `${method} ${path}: ${error?.message ?? `HTTP ${res.status}`}`,
+        error?.code !== undefined ? { apiCode: error.code } : {},
+      );
     }
     return json as T;
   }

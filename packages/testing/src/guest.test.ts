@@ -30,7 +30,7 @@ function ownCgroups(): string[] {
 }
 
 describe('launchGuest', () => {
-  it('runs the command in its own memory cgroup, squeezes it by the kernel\'s account, and leaves nothing behind', async () => {
+  it("runs the command in its own memory cgroup, squeezes it by the kernel's account, and leaves nothing behind", async () => {
     let cgroupDir: string | undefined;
     let agentPid = -1;
     {
@@ -67,7 +67,7 @@ describe('launchGuest', () => {
     expect((await vm.info()).balloon).toMatchObject({ targetMib: 0, actualMib: 0 });
   });
 
-  it('rejects with the host\'s reason, and with balloon_short when the guest stops at its floor', async () => {
+  it("rejects with the host's reason, and with balloon_short when the guest stops at its floor", async () => {
     await using vm = await launchGuest({ memoryMib: 320, command: [process.execPath, HOLD, '160'] });
     // The 90 % rule is the host's: refused before anything moves.
     const refused = await vm.balloon(300).catch((e: unknown) => e);
@@ -91,12 +91,19 @@ describe('launchGuest', () => {
 
   it('says so when the host can only run a plain process tree, and refuses then if asked to', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'memballoon-testing-proc-'));
-    const host = await startHost({ dataDir, listenPort: 0, poolSizeMib: 1024, guests: { pathEnv: process.env.PATH ?? '/usr/bin:/bin', forceProcessMode: true } });
+    const host = await startHost({
+      dataDir,
+      listenPort: 0,
+      poolSizeMib: 1024,
+      guests: { pathEnv: process.env.PATH ?? '/usr/bin:/bin', forceProcessMode: true },
+    });
     const warnings: Error[] = [];
     const onWarning = (w: Error) => warnings.push(w);
     process.on('warning', onWarning);
     try {
-      await expect(launchGuest({ host, memoryMib: 256, command: [process.execPath, HOLD, '8'], requireCgroup: true })).rejects.toMatchObject({ code: 'invalid_argument' });
+      await expect(launchGuest({ host, memoryMib: 256, command: [process.execPath, HOLD, '8'], requireCgroup: true })).rejects.toMatchObject({
+        code: 'invalid_argument',
+      });
       expect(host.service.listVms(false)).toEqual([]);
       await using vm = await launchGuest({ host, memoryMib: 256, command: [process.execPath, HOLD, '8'] });
       expect(vm.bounded).toBe(false);

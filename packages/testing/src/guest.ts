@@ -77,7 +77,10 @@ function isHandle(host: HostAddress | HostHandle): host is HostHandle {
 
 function checkOptions(options: LaunchGuestOptions): void {
   if (!Number.isSafeInteger(options.memoryMib) || options.memoryMib < 64) {
-    throw new TestingError('invalid_argument', `memoryMib must be a whole number of MiB, at least 64 (the agent itself needs some): got ${String(options.memoryMib)}`);
+    throw new TestingError(
+      'invalid_argument',
+      `memoryMib must be a whole number of MiB, at least 64 (the agent itself needs some): got ${String(options.memoryMib)}`,
+    );
   }
   if (!Array.isArray(options.command) || options.command.length === 0 || options.command.some((a) => typeof a !== 'string')) {
     throw new TestingError('invalid_argument', 'command must be a non-empty array of strings, e.g. [process.execPath, "server.js"]');
@@ -101,7 +104,12 @@ export async function launchGuest(options: LaunchGuestOptions): Promise<TestGues
         poolSizeMib: options.memoryMib,
         ...(options.logger ? { logger: options.logger } : {}),
         // A parent of its own: parallel test files never share cgroups.
-        guests: { cgroupParent: `memballoon-testing-${process.pid}-${randomBytes(3).toString('hex')}`, pathEnv: guestPathEnv(), ...(nodeOptions !== undefined ? { nodeOptions } : {}), startTimeoutMs: timeoutMs },
+        guests: {
+          cgroupParent: `memballoon-testing-${process.pid}-${randomBytes(3).toString('hex')}`,
+          pathEnv: guestPathEnv(),
+          ...(nodeOptions !== undefined ? { nodeOptions } : {}),
+          startTimeoutMs: timeoutMs,
+        },
       });
       own = { handle, dataDir };
     } catch (err) {
@@ -133,7 +141,8 @@ export async function launchGuest(options: LaunchGuestOptions): Promise<TestGues
     await api.createVm(name, options.memoryMib);
     created = true;
     const started = await api.startVm(name, options.command);
-    const view = started.state === 'running' ? started : await waitFor(api, name, timeoutMs, 'the guest to start', (v) => (v.state === 'running' ? v : undefined), false);
+    const view =
+      started.state === 'running' ? started : await waitFor(api, name, timeoutMs, 'the guest to start', (v) => (v.state === 'running' ? v : undefined), false);
     return new Guest(api, name, options.memoryMib, address.url, bounded, view, timeoutMs, cleanup);
   } catch (err) {
     await cleanup();
@@ -167,7 +176,8 @@ class Guest implements TestGuest {
   }
 
   async balloon(targetMib: number, options: BalloonOptions = {}): Promise<VmView> {
-    if (!Number.isSafeInteger(targetMib) || targetMib < 0) throw new TestingError('invalid_argument', `targetMib must be a whole number of MiB ≥ 0: got ${String(targetMib)}`);
+    if (!Number.isSafeInteger(targetMib) || targetMib < 0)
+      throw new TestingError('invalid_argument', `targetMib must be a whole number of MiB ≥ 0: got ${String(targetMib)}`);
     if (this.closing) throw new TestingError('guest_stopped', `guest '${this.name}' is closed`);
     await this.api.setBalloon(this.name, targetMib);
     return waitFor(this.api, this.name, options.timeoutMs ?? this.timeoutMs, `the balloon to reach ${targetMib} MiB`, (v) => {
@@ -175,7 +185,9 @@ class Guest implements TestGuest {
       if (!b || b.targetMib !== targetMib) return undefined;
       if (b.actualMib === targetMib && b.state !== 'inflating' && b.state !== 'deflating') return v;
       if (b.state === 'short') {
-        throw new TestingError('balloon_short', `guest '${this.name}' stopped its balloon at ${b.actualMib} of ${targetMib} MiB: ${b.reason}`, { reason: b.reason });
+        throw new TestingError('balloon_short', `guest '${this.name}' stopped its balloon at ${b.actualMib} of ${targetMib} MiB: ${b.reason}`, {
+          reason: b.reason,
+        });
       }
       return undefined;
     });
@@ -206,7 +218,10 @@ async function waitFor(api: AdminApi, name: string, timeoutMs: number, what: str
     if (mustRun && last.state !== 'running') throw new TestingError('guest_stopped', `guest '${name}' stopped while waiting for ${what}`);
     if (Date.now() >= deadline) {
       const b = last.balloon;
-      throw new TestingError('timeout', `waited ${timeoutMs} ms for ${what} of guest '${name}'${b ? ` (balloon at ${b.actualMib} of ${b.targetMib} MiB, ${b.state})` : ''}`);
+      throw new TestingError(
+        'timeout',
+        `waited ${timeoutMs} ms for ${what} of guest '${name}'${b ? ` (balloon at ${b.actualMib} of ${b.targetMib} MiB, ${b.state})` : ''}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }

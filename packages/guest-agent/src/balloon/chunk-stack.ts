@@ -11,7 +11,6 @@ import { MADV_DONTNEED, madvise, munlock } from '../native/libc.js';
 import { firstBadPage } from './pages.mjs';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 
-
 // ES2024's growable form of the constructor (Node 20 has it; our lib is ES2023).
 const GrowableSharedArrayBuffer = SharedArrayBuffer as unknown as new (bytes: number, options: { maxByteLength: number }) => SharedArrayBuffer;
 

@@ -168,8 +168,7 @@ describe('targets under stress (real workers)', () => {
         // Into the middle of a move: the next targets land between chunks.
         const e = engines[random(3)]!;
         if (e.moving) await within(new Promise((r) => e.once('chunk', r).once('progress', r)), `a step in round ${round}`);
-      }
-      else if (pause === 2) {
+      } else if (pause === 2) {
         const statuses = await within(Promise.all(engines.map((e) => e.settled())), `settling in round ${round}`);
         statuses.forEach((s, i) => expectAt(engines[i]!, s, engines[i]!.status.targetMib));
         settledStates.push(...statuses);
@@ -185,7 +184,6 @@ describe('targets under stress (real workers)', () => {
   });
 });
 
-
 describe('a worker killed mid-job, against the kernel (child process)', () => {
   let kid: BalloonChild;
   const ask = <T>(msg: object, op: string): Promise<T> => kid.ask<T>(msg, op);
@@ -196,7 +194,7 @@ describe('a worker killed mid-job, against the kernel (child process)', () => {
 
   afterAll(() => kid.stop());
 
-  it("reaches its target with the pages the dead worker touched handed back: VmRSS grows by the balloon, not more; deflate returns it", async () => {
+  it('reaches its target with the pages the dead worker touched handed back: VmRSS grows by the balloon, not more; deflate returns it', async () => {
     const pid = kid.pid;
     const rssBefore = procMib(pid, 'VmRSS');
     await ask({ op: 'arm', faults: 2 }, 'arm');

@@ -10,7 +10,6 @@ import { askChild, procMib, startBalloonChild, within, type BalloonChild } from 
 
 const MIB = 1024 * 1024;
 
-
 describe('balloon engine against the kernel (child process)', () => {
   let kid: BalloonChild;
   const ask = <T>(msg: object, op: string): Promise<T> => kid.ask<T>(msg, op);
@@ -62,7 +61,7 @@ describe('balloon engine against the kernel (child process)', () => {
 });
 
 describe('a fresh engine against the kernel (issue 12.5)', () => {
-  it("its first inflate grows VmRSS by the balloon alone: the worker threads started with the engine, and nothing of them stays after the deflate", async () => {
+  it('its first inflate grows VmRSS by the balloon alone: the worker threads started with the engine, and nothing of them stays after the deflate', async () => {
     // Before, the threads started inside the first inflate: 64 MiB grew VmRSS
     // by ~98 MiB, and ~35 MiB stayed after the deflate.
     const kid = await startBalloonChild(['fresh']);
@@ -84,10 +83,7 @@ describe('a fresh engine against the kernel (issue 12.5)', () => {
 // Without CAP_IPC_LOCK and with a tiny RLIMIT_MEMLOCK, mlock is refused:
 // possible to arrange only where prlimit and setpriv exist and we may drop
 // the capability (root).
-const canDropLock =
-  process.getuid?.() === 0 &&
-  spawnSync('prlimit', ['--version']).status === 0 &&
-  spawnSync('setpriv', ['--version']).status === 0;
+const canDropLock = process.getuid?.() === 0 && spawnSync('prlimit', ['--version']).status === 0 && spawnSync('setpriv', ['--version']).status === 0;
 
 describe.skipIf(!canDropLock)('balloon engine where mlock is not permitted (child without CAP_IPC_LOCK)', () => {
   it('inflates unpinned, says why, and still gives the memory back', async () => {

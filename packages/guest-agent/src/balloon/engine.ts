@@ -157,7 +157,11 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       onReleased: (mib) => this.gc.noteFreed(mib),
       closing: () => this.closeRequested,
     });
-    this.gc = new GcSchedule(nativeAvailable(), () => this.pool.collect(), () => this.running !== null);
+    this.gc = new GcSchedule(
+      nativeAvailable(),
+      () => this.pool.collect(),
+      () => this.running !== null,
+    );
     // The threads start with the engine, not with the first target: what they
     // cost (an isolate each, the libc binding) is then the agent's from the
     // start, and the first inflate grows the guest by the balloon alone.

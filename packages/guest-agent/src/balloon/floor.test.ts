@@ -66,7 +66,10 @@ describe('FloorGuard', () => {
 
   it('asks for a deflate only below the band, and back to the floor', () => {
     let available = 60;
-    const guard = new FloorGuard(domainWith(() => available), 64);
+    const guard = new FloorGuard(
+      domainWith(() => available),
+      64,
+    );
     expect(guard.pressureCapMib(100)).toBeNull();
     available = 56;
     expect(guard.pressureCapMib(100)).toBeNull();
@@ -77,6 +80,11 @@ describe('FloorGuard', () => {
 
   it('without a domain there is no floor; 0 means the default', () => {
     expect(new FloorGuard(null, 0).allowsMib(500)).toBe(500);
-    expect(new FloorGuard(domainWith(() => 500), 0).floorMib).toBe(64);
+    expect(
+      new FloorGuard(
+        domainWith(() => 500),
+        0,
+      ).floorMib,
+    ).toBe(64);
   });
 });

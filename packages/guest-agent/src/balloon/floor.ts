@@ -5,7 +5,6 @@
 import { defaultFloorMib, type DomainSource } from '../domain/source.js';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 
-
 /**
  * Available bytes of a domain reading as if its limit were the one the
  * balloon implies (the domain's memory minus what is handed off), undoing

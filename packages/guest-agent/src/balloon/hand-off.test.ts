@@ -13,7 +13,11 @@ import { availableUnderHandOffBytes } from './floor.js';
 const MIB = 1024 * 1024;
 const V1_MEMORY = '/sys/fs/cgroup/memory';
 const skipReason =
-  process.getuid?.() !== 0 ? 'needs root to make a memory cgroup' : !existsSync(join(V1_MEMORY, 'memory.usage_in_bytes')) ? `no cgroup v1 memory controller at ${V1_MEMORY}` : '';
+  process.getuid?.() !== 0
+    ? 'needs root to make a memory cgroup'
+    : !existsSync(join(V1_MEMORY, 'memory.usage_in_bytes'))
+      ? `no cgroup v1 memory controller at ${V1_MEMORY}`
+      : '';
 if (skipReason) console.log(`skipping the hand-off kernel test: ${skipReason}`);
 
 const usageMib = (dir: string): number => Number(readFileSync(join(dir, 'memory.usage_in_bytes'), 'utf8')) / MIB;

@@ -24,7 +24,12 @@ engine.on('problem', (e) => problems.push(`${e.code}: ${e.message}`));
 // after one, which would hide a deflate that leaves its pages to a GC.
 const gc = fullGc() ?? (() => {});
 
-type Command = { op: 'target'; targetMib: number } | { op: 'handOff'; handedOffMib: number } | { op: 'verify' } | { op: 'arm'; faults: number } | { op: 'close' };
+type Command =
+  | { op: 'target'; targetMib: number }
+  | { op: 'handOff'; handedOffMib: number }
+  | { op: 'verify' }
+  | { op: 'arm'; faults: number }
+  | { op: 'close' };
 
 process.on('message', (msg: Command) => {
   void (async () => {

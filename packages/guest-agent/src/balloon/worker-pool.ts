@@ -161,7 +161,14 @@ export class WorkerPool {
       }
       slot.pending.clear();
     }
-    await Promise.all(slots.map((s) => withTimeout(s.worker.terminate().catch(() => undefined), waitMs)));
+    await Promise.all(
+      slots.map((s) =>
+        withTimeout(
+          s.worker.terminate().catch(() => undefined),
+          waitMs,
+        ),
+      ),
+    );
   }
 
   private send(slot: WorkerSlot, list: Chunk[], board: Int32Array, epoch: number, lock: boolean, pageWords: number): Promise<WorkerReply> {

@@ -4,10 +4,38 @@ import { loadConfig } from './config.js';
 describe('agent CLI config', () => {
   it('parses every flag and the wrapped command', () => {
     const c = loadConfig(
-      ['--host', 'http://h:1', '--name', 'vm 1', '--memory-mib', '2048', '--chunk-mib=4', '--floor-mib', '100', '--no-lock', '--domain', 'process', '--log-level', 'debug', '--', 'sleep', '10'],
+      [
+        '--host',
+        'http://h:1',
+        '--name',
+        'vm 1',
+        '--memory-mib',
+        '2048',
+        '--chunk-mib=4',
+        '--floor-mib',
+        '100',
+        '--no-lock',
+        '--domain',
+        'process',
+        '--log-level',
+        'debug',
+        '--',
+        'sleep',
+        '10',
+      ],
       {},
     );
-    expect(c).toMatchObject({ host: 'http://h:1', name: 'vm 1', memoryMib: 2048, chunkMib: 4, floorMib: 100, lock: false, domain: 'process', logLevel: 'debug', command: ['sleep', '10'] });
+    expect(c).toMatchObject({
+      host: 'http://h:1',
+      name: 'vm 1',
+      memoryMib: 2048,
+      chunkMib: 4,
+      floorMib: 100,
+      lock: false,
+      domain: 'process',
+      logLevel: 'debug',
+      command: ['sleep', '10'],
+    });
     expect(Object.isFrozen(c)).toBe(true);
   });
   it('--log-pretty, MEMBALLOON_LOG_PRETTY=1, or a terminal on stderr: pretty logs; JSON otherwise', () => {

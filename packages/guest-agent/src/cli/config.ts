@@ -140,7 +140,8 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
       }
       case '--log-level': {
         const l = value();
-        if (!(LOG_LEVELS as readonly string[]).includes(l)) throw new AgentError('invalid_config', `--log-level must be one of ${LOG_LEVELS.join(', ')}, not '${l}'`);
+        if (!(LOG_LEVELS as readonly string[]).includes(l))
+          throw new AgentError('invalid_config', `--log-level must be one of ${LOG_LEVELS.join(', ')}, not '${l}'`);
         logLevel = l as AgentConfig['logLevel'];
         break;
       }
@@ -161,5 +162,20 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   if (!help) {
     if (!name) throw new AgentError('invalid_config', '--name NAME is required');
   }
-  return Object.freeze({ host, name, token, caFile, shareFiles: Object.freeze(shareFiles), memoryMib, chunkMib, floorMib, lock, domain, logLevel, logPretty, command: Object.freeze(command), help });
+  return Object.freeze({
+    host,
+    name,
+    token,
+    caFile,
+    shareFiles: Object.freeze(shareFiles),
+    memoryMib,
+    chunkMib,
+    floorMib,
+    lock,
+    domain,
+    logLevel,
+    logPretty,
+    command: Object.freeze(command),
+    help,
+  });
 }

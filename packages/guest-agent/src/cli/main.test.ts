@@ -15,7 +15,10 @@ function hasCgroupLimit(): boolean {
 
 const BIN = fileURLToPath(new URL('../../bin/balloon-agent.mjs', import.meta.url));
 
-function run(args: string[], env: NodeJS.ProcessEnv = process.env): { child: ChildProcess; stderr: () => string; exit: Promise<[number | null, NodeJS.Signals | null]> } {
+function run(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { child: ChildProcess; stderr: () => string; exit: Promise<[number | null, NodeJS.Signals | null]> } {
   const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -48,7 +51,20 @@ describe('balloon-agent CLI', () => {
   });
 
   it('runs a wrapped workload and exits with its exit code', async () => {
-    const { exit } = run(['--host', host.url, '--name', 'wrap-vm', '--log-level', 'silent', '--memory-mib', '1024', '--', process.execPath, '-e', 'setTimeout(() => process.exit(3), 300)']);
+    const { exit } = run([
+      '--host',
+      host.url,
+      '--name',
+      'wrap-vm',
+      '--log-level',
+      'silent',
+      '--memory-mib',
+      '1024',
+      '--',
+      process.execPath,
+      '-e',
+      'setTimeout(() => process.exit(3), 300)',
+    ]);
     const conn = await poll(() => host.latest, 'a connection');
     await poll(() => host.received(conn, 'hello')[0], 'Hello');
     host.welcome(conn, { targetMib: 4, generation: 1 });

@@ -63,7 +63,11 @@ try {
     onMergeState: (st, pageFusion) => {
       if (st.regions === 0) return;
       if (st.detail) log.warn({ mergeableRegions: st.mergeableRegions, regions: st.regions }, `page fusion: regions not marked mergeable: ${st.detail}`);
-      else log.info({ mergeable: pageFusion, regions: st.regions }, pageFusion ? 'page fusion on: shared regions marked mergeable' : 'page fusion off for this VM: shared regions hinted only');
+      else
+        log.info(
+          { mergeable: pageFusion, regions: st.regions },
+          pageFusion ? 'page fusion on: shared regions marked mergeable' : 'page fusion off for this VM: shared regions hinted only',
+        );
     },
   });
   for (const path of config.shareFiles) {

@@ -73,7 +73,10 @@ export function parseProcStat(text: string): ProcStat | null {
   if (close < 0 || open < 0) return null;
   const pid = Number(text.slice(0, open).trim());
   // Fields after the name, numbered from 3 (state) as in proc(5).
-  const f = text.slice(close + 2).trim().split(/\s+/);
+  const f = text
+    .slice(close + 2)
+    .trim()
+    .split(/\s+/);
   const field = (n: number): number => Number(f[n - 3] ?? 0);
   if (f.length < 22 || !Number.isSafeInteger(pid)) return null;
   return { pid, ppid: field(4), state: f[0] ?? '?', minorFaults: field(10), majorFaults: field(12), rssPages: field(24) };

@@ -13,7 +13,9 @@ describe('domain choice', () => {
     expect(chooseDomain({ ...base, cgroupLimited: true })).toBe('cgroup');
     expect(chooseDomain({ ...base, requested: 'machine' })).toBe('machine');
     // Neither a size nor a limit: no guessing the whole machine (issue 17.7).
-    expect(() => chooseDomain(base)).toThrowError(expect.objectContaining({ code: 'invalid_config', message: expect.stringMatching(/--memory-mib N.*--domain machine/) }));
+    expect(() => chooseDomain(base)).toThrowError(
+      expect.objectContaining({ code: 'invalid_config', message: expect.stringMatching(/--memory-mib N.*--domain machine/) }),
+    );
     expect(chooseDomain({ ...base, requested: 'machine', memoryMib: 512 })).toBe('machine');
   });
   it('refuses the process domain without a VM size, and a cgroup that is not there', () => {
@@ -83,7 +85,16 @@ describe('cgroup domain (files written by the test)', () => {
         const d = new CgroupDomain({ version: 2, dir });
         expect(d.totalMib).toBe(512);
         const s = d.stats();
-        expect(s).toMatchObject({ domain: 'cgroup', totalBytes: 512 * MIB, freeBytes: 212 * MIB, diskCachesBytes: 100 * MIB, majorFaults: 9, minorFaults: 891, psiSomeAvg10Percent: 2.5, psiFullAvg10Percent: 1.25 });
+        expect(s).toMatchObject({
+          domain: 'cgroup',
+          totalBytes: 512 * MIB,
+          freeBytes: 212 * MIB,
+          diskCachesBytes: 100 * MIB,
+          majorFaults: 9,
+          minorFaults: 891,
+          psiSomeAvg10Percent: 2.5,
+          psiFullAvg10Percent: 1.25,
+        });
         // 512 - 300 + 40 inactive file = 252 MiB (the machine has more than that free).
         if (readMachineMemory().availableBytes > 1024 * MIB) {
           expect(s.availableBytes).toBe(252 * MIB);

@@ -307,7 +307,7 @@ export class ProcessDomain implements DomainSource {
     private readonly pageBytes = 4096,
   ) {
     if (!Number.isSafeInteger(totalMib) || totalMib <= 0) {
-      throw new AgentError('invalid_config', 'the process domain needs the VM\'s memory size (--memory-mib)');
+      throw new AgentError('invalid_config', "the process domain needs the VM's memory size (--memory-mib)");
     }
     if (roots.length === 0 || !roots.every((pid) => Number.isSafeInteger(pid) && pid > 0)) {
       throw new AgentError('invalid_config', `the process domain needs the process ids it measures, not [${roots.join(', ')}]`);
@@ -390,10 +390,9 @@ export function chooseDomain(input: DomainChoiceInput): DomainKind {
         'or --domain machine when this whole machine is the VM',
     );
   }
-  const kind: DomainKind =
-    input.requested !== 'auto' ? input.requested : input.memoryMib !== undefined || input.wrapped ? 'process' : 'cgroup';
+  const kind: DomainKind = input.requested !== 'auto' ? input.requested : input.memoryMib !== undefined || input.wrapped ? 'process' : 'cgroup';
   if (kind === 'process' && input.memoryMib === undefined) {
-    throw new AgentError('invalid_config', 'the process domain needs the VM\'s memory size: pass --memory-mib N');
+    throw new AgentError('invalid_config', "the process domain needs the VM's memory size: pass --memory-mib N");
   }
   if (kind === 'cgroup' && !input.cgroupFound) {
     throw new AgentError('domain_unavailable', 'no memory cgroup found for this process (/proc/self/cgroup)');

@@ -51,7 +51,9 @@ export function allocateAligned(sizeBytes: number, pageSizeBytes = DEFAULT_PAGE_
   try {
     buffer = new GrowableSharedArrayBuffer(mappedBytes, { maxByteLength: mappedBytes });
   } catch (err) {
-    throw new AgentError('invalid_region', `cannot allocate ${mappedBytes} bytes for a region: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new AgentError('invalid_region', `cannot allocate ${mappedBytes} bytes for a region: ${err instanceof Error ? err.message : String(err)}`, {
+      cause: err,
+    });
   }
   return { bytes: new Uint8Array(buffer, 0, sizeBytes), buffer, copied: true };
 }

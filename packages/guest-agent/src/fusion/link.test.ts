@@ -34,7 +34,10 @@ describe('fusion link', () => {
     // Page fusion turned off for this VM: the regions were advised unmergeable again.
     expect(advised.at(-1)).toBe(false);
 
-    expect(states).toEqual([[1, true], [0, false]]);
+    expect(states).toEqual([
+      [1, true],
+      [0, false],
+    ]);
     link.close();
     expect(reg.regions()).toEqual([]);
   });

@@ -87,10 +87,13 @@ export class FusionLink {
       this.#sentInWindow++;
     }
     if (this.#queue.length > 0) {
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined;
-        this.#drain();
-      }, this.#windowStartMs + FUSION_WINDOW_MS - now);
+      this.#timer = setTimeout(
+        () => {
+          this.#timer = undefined;
+          this.#drain();
+        },
+        this.#windowStartMs + FUSION_WINDOW_MS - now,
+      );
       this.#timer.unref();
     }
   }

@@ -216,7 +216,14 @@ export class SharedRegionRegistry {
 
   #frames(e: Entry): SharedRegion[] {
     return regionFrames(
-      { regionId: e.regionId, name: e.name, version: e.version, sizeBytes: e.memory.bytes.byteLength, pageSizeBytes: this.#pageSizeBytes, mergeable: e.mergeable },
+      {
+        regionId: e.regionId,
+        name: e.name,
+        version: e.version,
+        sizeBytes: e.memory.bytes.byteLength,
+        pageSizeBytes: this.#pageSizeBytes,
+        mergeable: e.mergeable,
+      },
       e.hashes,
     );
   }

@@ -18,9 +18,7 @@ export const M_MMAP_THRESHOLD = -3;
 export type NativeFailure = 'unavailable' | 'not_permitted' | 'failed';
 
 /** The result of a native call: ok, or why not, with errno where there is one. */
-export type NativeResult =
-  | { ok: true }
-  | { ok: false; failure: NativeFailure; errno: number; message: string };
+export type NativeResult = { ok: true } | { ok: false; failure: NativeFailure; errno: number; message: string };
 
 /** Memory a native call works on: a view of an (often Shared)ArrayBuffer. */
 export type NativeMemory = Uint8Array;

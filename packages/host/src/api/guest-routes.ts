@@ -15,14 +15,23 @@ export const ADMIN_ONLY_VM_ACTIONS = ['startvm', 'poweroff', 'acpipowerbutton'] 
  * Serves a guest route and returns true, or returns false if the request is
  * not one. `sub` is the segment after /vms/NAME (undefined for PATCH of the VM).
  */
-export async function routeGuests(launcher: GuestLauncher | undefined, service: HostService, name: string, sub: string | undefined, req: IncomingMessage, res: ServerResponse, patchBody?: Record<string, unknown>): Promise<boolean> {
+export async function routeGuests(
+  launcher: GuestLauncher | undefined,
+  service: HostService,
+  name: string,
+  sub: string | undefined,
+  req: IncomingMessage,
+  res: ServerResponse,
+  patchBody?: Record<string, unknown>,
+): Promise<boolean> {
   const method = req.method ?? 'GET';
   if (sub === undefined) {
     // PATCH /vms/NAME with { cgroup }: modifyvm --cgroup PATH | none.
     if (method !== 'PATCH' || patchBody === undefined || !('cgroup' in patchBody)) return false;
     if (Object.keys(patchBody).length > 1) throw new HostError('invalid_argument', 'modifyvm --cgroup goes alone, without other settings');
     const value = patchBody.cgroup;
-    if (value !== null && value !== 'none' && typeof value !== 'string') throw new HostError('invalid_argument', "cgroup must be a path in the memory hierarchy, or 'none'");
+    if (value !== null && value !== 'none' && typeof value !== 'string')
+      throw new HostError('invalid_argument', "cgroup must be a path in the memory hierarchy, or 'none'");
     await available(launcher, 'modifyvm --cgroup').adopt(name, value === null || value === 'none' ? null : value);
     sendJson(res, 200, service.vmView(name));
     return true;

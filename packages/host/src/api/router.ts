@@ -92,11 +92,15 @@ async function route(service: HostService, mounts: RouterMounts, admin: TokenVer
   if (mounts.adminTokenHash !== undefined && (path === '/metrics' || path.startsWith('/api/'))) {
     const token = bearerOf(req.headers.authorization);
     // The admin token is checked through its verifier (the last match remembered: no hash per request).
-    const access: Access | undefined = token !== undefined && admin?.matches(token) ? 'admin' : accessOf(token, { readonlyTokenHash: mounts.readonlyTokenHash });
+    const access: Access | undefined =
+      token !== undefined && admin?.matches(token) ? 'admin' : accessOf(token, { readonlyTokenHash: mounts.readonlyTokenHash });
     if (access === undefined) {
       mounts.onUnauthorized?.('unauthorized');
       res.setHeader('www-authenticate', 'Bearer realm="memballoon"');
-      throw new HostError('unauthorized', token === undefined ? 'the admin API needs `Authorization: Bearer <admin token>` (the token is in <data-dir>/admin.token)' : 'the admin token is wrong');
+      throw new HostError(
+        'unauthorized',
+        token === undefined ? 'the admin API needs `Authorization: Bearer <admin token>` (the token is in <data-dir>/admin.token)' : 'the admin token is wrong',
+      );
     }
     if (access === 'read-only' && method !== 'GET' && method !== 'HEAD') {
       mounts.onUnauthorized?.('forbidden');
@@ -115,7 +119,10 @@ async function route(service: HostService, mounts: RouterMounts, admin: TokenVer
   if (mounts.dashboard?.handle(req, res)) return;
   if (!path.startsWith(`${API}/`)) throw new HostError('not_found', `no such path: ${path}`);
 
-  const parts = path.slice(API.length + 1).split('/').map(decodePart);
+  const parts = path
+    .slice(API.length + 1)
+    .split('/')
+    .map(decodePart);
   const [resource, name, sub, extra] = parts;
 
   if (resource === 'host' && parts.length === 1) {
@@ -167,7 +174,6 @@ function decodePart(part: string): string {
     throw new HostError('invalid_argument', `the path segment '${part}' is not valid URL encoding`);
   }
 }
-
 
 function queryMetrics(metrics: MetricsMount, vm?: string, metric?: string): unknown {
   return metrics.query(vm, metric);

@@ -15,7 +15,12 @@ function ourUid(): number | undefined {
 }
 
 /** Why a file or directory's owner and mode make it unsafe, or null; `uid` null: any owner. */
-export function ownershipProblem(path: string, st: Pick<Stats, 'uid' | 'mode'>, kind: 'directory' | 'file', uid: number | null | undefined = ourUid()): string | null {
+export function ownershipProblem(
+  path: string,
+  st: Pick<Stats, 'uid' | 'mode'>,
+  kind: 'directory' | 'file',
+  uid: number | null | undefined = ourUid(),
+): string | null {
   if (uid !== undefined && uid !== null && st.uid !== uid) {
     return `${kind === 'directory' ? 'the data directory ' : ''}${path} belongs to user ${st.uid}, not to the user the host runs as (${uid}): whoever owns it can choose the admin token; run chown ${uid} ${path}`;
   }
@@ -51,7 +56,11 @@ function openNoFollow(path: string, flags: number, mode?: number): number {
     return openSync(path, flags | constants.O_NOFOLLOW, mode);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
-      throw new HostError('unsafe_file', `${path} is a symbolic link, which the host does not follow for a secret: remove it (the host makes a new file) or put the real file there`, { cause: err });
+      throw new HostError(
+        'unsafe_file',
+        `${path} is a symbolic link, which the host does not follow for a secret: remove it (the host makes a new file) or put the real file there`,
+        { cause: err },
+      );
     }
     throw err;
   }

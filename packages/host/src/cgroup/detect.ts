@@ -7,7 +7,7 @@ import { parseCgroupMounts } from './parse.js';
 
 /** Where memory cgroups live here, or why there are none. */
 export type MemoryCgroupSupport =
-  | { available: true; version: CgroupVersion; /** Mount point of the memory hierarchy. */ root: string; /** One line: what was found. */ reason: string }
+  | { available: true; version: CgroupVersion /** Mount point of the memory hierarchy. */; root: string /** One line: what was found. */; reason: string }
   | { available: false; reason: string };
 
 /** Picks the memory hierarchy from mountinfo: v2 if its controllers include memory, else a v1 `memory` mount. */
@@ -27,5 +27,10 @@ export async function detectMemoryCgroups(fs: CgroupFs, mountinfo: string): Prom
     v2Note = ` (the cgroup2 hierarchy at ${v2.mountPoint} offers ${controllers.length > 0 ? `only ${controllers.join(', ')}` : 'no controllers'}: memory is bound to v1)`;
   }
   if (v1) return { available: true, version: 1, root: v1.mountPoint, reason: `cgroup v1 memory controller at ${v1.mountPoint}${v2Note}` };
-  return { available: false, reason: v2 ? `no memory controller: the cgroup2 hierarchy at ${v2.mountPoint} does not offer it and no v1 memory hierarchy is mounted` : 'no memory controller: no cgroup file system is mounted' };
+  return {
+    available: false,
+    reason: v2
+      ? `no memory controller: the cgroup2 hierarchy at ${v2.mountPoint} does not offer it and no v1 memory hierarchy is mounted`
+      : 'no memory controller: no cgroup file system is mounted',
+  };
 }

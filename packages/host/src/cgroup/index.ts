@@ -15,7 +15,10 @@ export { memoryCgroupOfProc } from './parse.js';
 export { kernelCgroupFs, type CgroupFs } from './fs-port.js';
 
 /** The memory hierarchy of this machine with the host's parent in it, or why there is none. */
-export async function openMemoryHierarchy(parentName: string, fs: CgroupFs = kernelCgroupFs): Promise<{ tree: CgroupTree; support: MemoryCgroupSupport } | { tree: undefined; support: MemoryCgroupSupport }> {
+export async function openMemoryHierarchy(
+  parentName: string,
+  fs: CgroupFs = kernelCgroupFs,
+): Promise<{ tree: CgroupTree; support: MemoryCgroupSupport } | { tree: undefined; support: MemoryCgroupSupport }> {
   let mountinfo = '';
   try {
     mountinfo = await readFile('/proc/self/mountinfo', 'utf8');

@@ -96,5 +96,9 @@ export class KernelMemoryCgroup implements MemoryCgroup {
 
 function belowUsage(dir: string, bytes: number, usage: number, cause?: unknown): CgroupError {
   const mib = (b: number) => (Number.isFinite(b) ? `${Math.ceil(b / 1048576)} MiB` : 'more');
-  return new CgroupError('limit_below_usage', `cannot set the limit of ${dir} to ${mib(bytes)}: the cgroup uses ${mib(usage)} (the kernel would have to reclaim)`, cause === undefined ? undefined : { cause });
+  return new CgroupError(
+    'limit_below_usage',
+    `cannot set the limit of ${dir} to ${mib(bytes)}: the cgroup uses ${mib(usage)} (the kernel would have to reclaim)`,
+    cause === undefined ? undefined : { cause },
+  );
 }

@@ -58,7 +58,11 @@ describe('cgroup layer on the real kernel', () => {
     expect(readFileSync(`${cg.dir}/${cg.version === 1 ? 'memory.limit_in_bytes' : 'memory.max'}`, 'utf8').trim()).toBe(String(64 * MiB));
 
     // A process that touches 24 MiB once it is inside, then waits.
-    const child = spawn(process.execPath, ['-e', "process.stdin.once('data', () => { globalThis.b = Buffer.alloc(24 * 1048576, 1); console.log('ok'); }); setInterval(() => {}, 1e6)"], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      ['-e', "process.stdin.once('data', () => { globalThis.b = Buffer.alloc(24 * 1048576, 1); console.log('ok'); }); setInterval(() => {}, 1e6)"],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
     children.push(child);
     await cg.addPid(child.pid!);
     expect(await cg.pids()).toContain(child.pid);
@@ -88,7 +92,9 @@ describe('cgroup layer on the real kernel', () => {
     await tree.ensureParent();
     const cg = await tree.createChild('oom');
     await cg.setLimitBytes(48 * MiB);
-    const hog = spawn(process.execPath, ['-e', "process.stdin.once('data', () => { const a = []; for (;;) a.push(Buffer.alloc(4 * 1048576, 1)); })"], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const hog = spawn(process.execPath, ['-e', "process.stdin.once('data', () => { const a = []; for (;;) a.push(Buffer.alloc(4 * 1048576, 1)); })"], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
     children.push(hog);
     await cg.addPid(hog.pid!);
     hog.stdin!.write('go\n');

@@ -67,7 +67,11 @@ export function parseCgroupMounts(mountinfo: string): CgroupMount[] {
     const mountPoint = unescapeMountPath(left[4] ?? '');
     if (!mountPoint) continue;
     const superOptions = (right[2] ?? '').split(',');
-    out.push({ mountPoint, version: fsType === 'cgroup2' ? 2 : 1, controllers: fsType === 'cgroup2' ? [] : superOptions.filter((o) => !o.includes('=') && o !== 'rw' && o !== 'ro') });
+    out.push({
+      mountPoint,
+      version: fsType === 'cgroup2' ? 2 : 1,
+      controllers: fsType === 'cgroup2' ? [] : superOptions.filter((o) => !o.includes('=') && o !== 'rw' && o !== 'ro'),
+    });
   }
   return out;
 }

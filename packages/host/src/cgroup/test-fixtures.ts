@@ -9,8 +9,21 @@ import type { CgroupVersion } from './memory-cgroup.js';
 
 /** Control files of a new cgroup, as the kernel shows them. */
 export const FRESH_FILES: Record<CgroupVersion, Record<string, string>> = {
-  1: { 'memory.limit_in_bytes': '9223372036854771712\n', 'memory.usage_in_bytes': '0\n', 'memory.failcnt': '0\n', 'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 0\n', 'cgroup.procs': '' },
-  2: { 'memory.max': 'max\n', 'memory.current': '0\n', 'memory.events': 'low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n', 'cgroup.procs': '', 'cgroup.subtree_control': '', 'cgroup.controllers': 'memory\n' },
+  1: {
+    'memory.limit_in_bytes': '9223372036854771712\n',
+    'memory.usage_in_bytes': '0\n',
+    'memory.failcnt': '0\n',
+    'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 0\n',
+    'cgroup.procs': '',
+  },
+  2: {
+    'memory.max': 'max\n',
+    'memory.current': '0\n',
+    'memory.events': 'low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n',
+    'cgroup.procs': '',
+    'cgroup.subtree_control': '',
+    'cgroup.controllers': 'memory\n',
+  },
 };
 
 /** A fake hierarchy rooted in a temporary directory; `writes` records every write, in order. */

@@ -35,7 +35,14 @@ export function checkRelativePath(path: string, what: string, mode: 'create' | '
   const segments = path.split('/').filter((s) => s !== '');
   if (segments.length === 0) throw new CgroupError('invalid_path', `${what} '${path}' is empty`);
   for (const s of segments) {
-    const problem = mode === 'create' ? cgroupNameProblem(s) : s === '.' || s === '..' ? `'${s}' is not a name` : /[\0\n]/.test(s) ? 'it holds a NUL or a newline' : undefined;
+    const problem =
+      mode === 'create'
+        ? cgroupNameProblem(s)
+        : s === '.' || s === '..'
+          ? `'${s}' is not a name`
+          : /[\0\n]/.test(s)
+            ? 'it holds a NUL or a newline'
+            : undefined;
     if (problem) throw new CgroupError('invalid_path', `${what} '${path}' is not a cgroup path: '${s}': ${problem}`);
   }
   return segments.join('/');
@@ -114,7 +121,8 @@ export class CgroupTree {
     } catch (err) {
       const errno = errnoOf(err);
       if (errno === 'ENOENT') return;
-      if (errno === 'EBUSY' || errno === 'ENOTEMPTY') throw new CgroupError('busy', `cannot remove ${dir}: processes or child cgroups are still in it`, { cause: err });
+      if (errno === 'EBUSY' || errno === 'ENOTEMPTY')
+        throw new CgroupError('busy', `cannot remove ${dir}: processes or child cgroups are still in it`, { cause: err });
       throw CgroupError.from(err);
     }
   }

@@ -63,7 +63,8 @@ try {
   });
 } catch (err) {
   const e = err as NodeJS.ErrnoException;
-  if (e.code === 'EADDRINUSE') fatal(`${config.listenHost}:${config.listenPort} is already in use (is another balloon-host running? try --listen ${config.listenHost}:0)`);
+  if (e.code === 'EADDRINUSE')
+    fatal(`${config.listenHost}:${config.listenPort} is already in use (is another balloon-host running? try --listen ${config.listenHost}:0)`);
   if (e.code === 'EACCES') fatal(`not allowed to listen on ${config.listenHost}:${config.listenPort}`);
   fatal(err instanceof HostError ? err.message : `could not start: ${e.message}`);
 }
@@ -71,7 +72,15 @@ if (config.insecureNoAuth) {
   logger.warn('authentication is OFF (--insecure-no-auth): any local process may drive the balloons; loopback only');
 }
 logger.info(
-  { url: host.url, poolSizeMib: config.poolSizeMib, dataDir: config.dataDir, autoRegister: config.autoRegister, auth: config.insecureNoAuth ? 'off' : 'tokens', adminTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, ADMIN_TOKEN_FILE), readonlyTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, READONLY_TOKEN_FILE) },
+  {
+    url: host.url,
+    poolSizeMib: config.poolSizeMib,
+    dataDir: config.dataDir,
+    autoRegister: config.autoRegister,
+    auth: config.insecureNoAuth ? 'off' : 'tokens',
+    adminTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, ADMIN_TOKEN_FILE),
+    readonlyTokenFile: config.insecureNoAuth ? undefined : join(config.dataDir, READONLY_TOKEN_FILE),
+  },
   'balloon-host listening',
 );
 

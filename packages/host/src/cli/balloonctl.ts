@@ -26,12 +26,18 @@ function usage(message: string, command?: string): never {
 }
 
 function mibArg(value: string | undefined, flag: string, command: string, what = 'a whole number of MiB'): number {
-  if (value === undefined || !/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) usage(`${flag} needs ${what} (got ${value === undefined ? 'nothing' : `'${value}'`})`, command);
+  if (value === undefined || !/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)))
+    usage(`${flag} needs ${what} (got ${value === undefined ? 'nothing' : `'${value}'`})`, command);
   return Number(value);
 }
 
 /** Parses `--flag value` pairs of a command; unknown flags are refused. */
-function flagsOf(command: string, args: readonly string[], valued: readonly string[], bools: readonly string[] = []): { flags: Map<string, string>; positional: string[] } {
+function flagsOf(
+  command: string,
+  args: readonly string[],
+  valued: readonly string[],
+  bools: readonly string[] = [],
+): { flags: Map<string, string>; positional: string[] } {
   const flags = new Map<string, string>();
   const positional: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -98,7 +104,17 @@ async function unregistervm(client: AdminClient, cfg: CtlConfig, args: readonly 
 
 async function modifyvm(client: AdminClient, cfg: CtlConfig, args: readonly string[]): Promise<void> {
   const c = 'modifyvm';
-  const { flags, positional } = flagsOf(c, args, ['--memory', '--guestmemoryballoon', '--pagefusion', '--balloon-policy', '--memory-min', '--balloon-max', '--memory-weight', '--memory-buffer', '--cgroup']);
+  const { flags, positional } = flagsOf(c, args, [
+    '--memory',
+    '--guestmemoryballoon',
+    '--pagefusion',
+    '--balloon-policy',
+    '--memory-min',
+    '--balloon-max',
+    '--memory-weight',
+    '--memory-buffer',
+    '--cgroup',
+  ]);
   const [name, ...rest] = positional;
   if (!name || rest.length > 0) usage('modifyvm needs exactly one VM name', c);
   const s: Record<string, unknown> = {};
@@ -152,7 +168,8 @@ async function controlvm(client: AdminClient, cfg: CtlConfig, args: readonly str
     else out(verb === 'poweroff' ? `VM '${name}' is powered off.` : `VM '${name}': ACPI power button pressed (SIGTERM to its agent).`);
     return;
   }
-  if (verb !== 'guestmemoryballoon') usage(`controlvm knows 'guestmemoryballoon', 'poweroff' and 'acpipowerbutton' (got ${verb === undefined ? 'nothing' : `'${verb}'`})`, c);
+  if (verb !== 'guestmemoryballoon')
+    usage(`controlvm knows 'guestmemoryballoon', 'poweroff' and 'acpipowerbutton' (got ${verb === undefined ? 'nothing' : `'${verb}'`})`, c);
   if (rest.length > 0) usage(`controlvm: unexpected '${rest[0]}'`, c);
   const targetMib = mibArg(size, 'guestmemoryballoon', c);
   const timeoutText = flags.get('--timeout') ?? '60';

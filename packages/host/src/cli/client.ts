@@ -29,17 +29,25 @@ export class AdminClient {
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     let res: { status: number; statusText: string; text: string };
     try {
-      res = await send(new URL(`${this.baseUrl}/api/v1${path}`), {
-        method,
-        headers: {
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-          ...(this.adminToken === undefined ? {} : { authorization: `Bearer ${this.adminToken}` }),
+      res = await send(
+        new URL(`${this.baseUrl}/api/v1${path}`),
+        {
+          method,
+          headers: {
+            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+            ...(this.adminToken === undefined ? {} : { authorization: `Bearer ${this.adminToken}` }),
+          },
         },
-      }, body === undefined ? undefined : JSON.stringify(body));
+        body === undefined ? undefined : JSON.stringify(body),
+      );
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       if (err instanceof HostError) throw err;
-      throw new HostError('unreachable', `cannot reach the host at ${this.baseUrl} (${e.code ?? e.message}): is balloon-host running? (--host URL or MEMBALLOON_URL)`, { cause: err });
+      throw new HostError(
+        'unreachable',
+        `cannot reach the host at ${this.baseUrl} (${e.code ?? e.message}): is balloon-host running? (--host URL or MEMBALLOON_URL)`,
+        { cause: err },
+      );
     }
     const text = res.text;
     let value: unknown;

@@ -38,7 +38,6 @@ export interface CtlConfig {
   tty: boolean;
 }
 
-
 /**
  * Takes the global flags out of argv (anywhere): --host URL, --admin-token T,
  * --data-dir DIR, --json, --help/-h, --version. The admin token is, in order:
@@ -64,7 +63,8 @@ export function loadCtlConfig(argv: readonly string[], env: NodeJS.ProcessEnv = 
     }
     if (a === '--host' || a === '--admin-token' || a === '--data-dir') {
       const v = argv[++i];
-      if (v === undefined || v.startsWith('--')) throw new HostError('usage', `${a === '--host' ? '--host needs a URL, e.g. http://127.0.0.1:7450' : `${a} needs a value`} (see balloonctl --help)`);
+      if (v === undefined || v.startsWith('--'))
+        throw new HostError('usage', `${a === '--host' ? '--host needs a URL, e.g. http://127.0.0.1:7450' : `${a} needs a value`} (see balloonctl --help)`);
       if (a === '--host') hostUrl = v;
       else if (a === '--admin-token') adminToken = v;
       else dataDir = v;

@@ -51,7 +51,11 @@ function reclaimingHost(outcome: 'ok' | 'refused') {
       },
       async setBalloon(name: string, targetMib: number) {
         await new Promise<void>((r) => (release = r));
-        if (outcome === 'refused') throw new HostError('pool_exhausted', "could not reclaim 300 MiB for VM 'vm-medium': vm-large stopped short at 250 of 300 MiB (guest_floor); 50 MiB missing");
+        if (outcome === 'refused')
+          throw new HostError(
+            'pool_exhausted',
+            "could not reclaim 300 MiB for VM 'vm-medium': vm-large stopped short at 250 of 300 MiB (guest_floor); 50 MiB missing",
+          );
         medium = balloon(targetMib, targetMib, { generation: 2 });
         return vm(name, balloon(targetMib, 200, { generation: 2 }));
       },
@@ -91,7 +95,9 @@ describe('controlvm --wait', () => {
       ['a', 0],
       ['b', 100],
     ]);
-    expect(reclaimLine('x', before, [vm('a', balloon(100, 40)), vm('b', balloon(100, 50)), vm('x', balloon(0, 10))])).toBe("VM 'x': waiting for other VMs to inflate: a 40/100 MiB");
+    expect(reclaimLine('x', before, [vm('a', balloon(100, 40)), vm('b', balloon(100, 50)), vm('x', balloon(0, 10))])).toBe(
+      "VM 'x': waiting for other VMs to inflate: a 40/100 MiB",
+    );
     expect(reclaimLine('x', before, [vm('a', balloon(100, 100))])).toBeUndefined();
   });
 });

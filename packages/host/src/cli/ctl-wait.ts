@@ -42,7 +42,9 @@ class Progress {
 
 /** One line about the other VMs a reclaim is inflating: `reclaiming: vm-large 310/423 MiB, …`. */
 export function reclaimLine(name: string, before: ReadonlyMap<string, number>, vms: readonly VmView[]): string | undefined {
-  const moving = vms.filter((v) => v.name !== name && v.balloon && v.balloon.targetMib > (before.get(v.name) ?? 0) && v.balloon.actualMib !== v.balloon.targetMib);
+  const moving = vms.filter(
+    (v) => v.name !== name && v.balloon && v.balloon.targetMib > (before.get(v.name) ?? 0) && v.balloon.actualMib !== v.balloon.targetMib,
+  );
   if (moving.length === 0) return undefined;
   return `VM '${name}': waiting for other VMs to inflate: ${moving.map((v) => `${v.name} ${v.balloon!.actualMib}/${v.balloon!.targetMib} MiB`).join(', ')}`;
 }
@@ -53,7 +55,13 @@ export function reclaimLine(name: string, before: ReadonlyMap<string, number>, v
  * balloon. Fails with the host's message (it names the real shortfall), or
  * with the guest's reason if the balloon stops short, or after `timeoutMs`.
  */
-export async function setBalloonAndWait(client: Pick<AdminClient, 'vms' | 'vm' | 'setBalloon'>, name: string, targetMib: number, timeoutMs: number, sink: ProgressSink | undefined): Promise<VmView> {
+export async function setBalloonAndWait(
+  client: Pick<AdminClient, 'vms' | 'vm' | 'setBalloon'>,
+  name: string,
+  targetMib: number,
+  timeoutMs: number,
+  sink: ProgressSink | undefined,
+): Promise<VmView> {
   const progress = new Progress(sink);
   const deadline = Date.now() + timeoutMs;
   const before = new Map((await client.vms(true)).map((v) => [v.name, v.balloon?.targetMib ?? 0] as const));

@@ -37,7 +37,10 @@ export function formatVm(vm: VmView): string {
   }
   if (vm.managed) {
     const m = vm.managed;
-    lines.push(`${pad('Managed by')}${m.managedBy === 'startvm' ? 'this host (startvm)' : 'another tool (adopted cgroup)'}`, `${pad('Memory cgroup')}${m.cgroup ?? '(none: a plain process tree)'}`);
+    lines.push(
+      `${pad('Managed by')}${m.managedBy === 'startvm' ? 'this host (startvm)' : 'another tool (adopted cgroup)'}`,
+      `${pad('Memory cgroup')}${m.cgroup ?? '(none: a plain process tree)'}`,
+    );
     if (m.logFile !== undefined) lines.push(`${pad('Log file')}${m.logFile}`);
     if (m.command !== undefined) lines.push(`${pad('Command')}${m.command.join(' ')}${m.user !== undefined ? ` (as ${m.user})` : ''}`);
   }
@@ -76,7 +79,7 @@ export function formatHost(h: HostView): string {
     ...(h.guests !== undefined
       ? [
           `${pad('Guests')}${h.guests} (${h.guestsDetail ?? ''})`,
-          `${pad('Reclaim')}${h.reclaim}${h.poolCgroup ? ' (the pool is the parent cgroup\'s limit)' : ''}`,
+          `${pad('Reclaim')}${h.reclaim}${h.poolCgroup ? " (the pool is the parent cgroup's limit)" : ''}`,
           ...(h.cgroupParent !== undefined ? [`${pad('Cgroup parent')}${h.cgroupParent}`] : []),
         ]
       : []),

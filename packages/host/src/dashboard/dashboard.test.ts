@@ -7,7 +7,10 @@ import { startFakeHost, type FakeHost } from './test-fixtures.js';
 const WAIT = { timeout: 10_000, interval: 10 };
 
 /** Polls until `probe` is truthy or the deadline passes. */
-function fetchRaw(url: string, options: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; headers: IncomingMessage['headers']; body: string }> {
+function fetchRaw(
+  url: string,
+  options: { method?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; headers: IncomingMessage['headers']; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: options.method ?? 'GET', headers: options.headers }, (res) => {
       let body = '';
@@ -82,7 +85,12 @@ describe('createDashboard mounted on an HTTP server', () => {
     const sse = await subscribe(`${host.url}/api/v1/events`);
     expect(sse.res.headers['content-type']).toMatch(/^text\/event-stream/);
     const first = await vi.waitUntil(() => sse.events[0], WAIT); // the first snapshot
-    expect(first.vms.filter((vm) => vm.state === 'running').map((vm) => vm.name).sort()).toEqual(['vm-large', 'vm-medium', 'vm-small']);
+    expect(
+      first.vms
+        .filter((vm) => vm.state === 'running')
+        .map((vm) => vm.name)
+        .sort(),
+    ).toEqual(['vm-large', 'vm-medium', 'vm-small']);
     expect(first.host.pool.sizeMib).toBe(1536);
 
     host.update('vm-small', (vm) => {

@@ -102,7 +102,7 @@ export async function startFakeHost(options: Partial<DashboardOptions> & { poolS
         });
       }
       const heldAfter = vm.memoryMib - targetMib;
-      const heldOthers = snapshot().vms.reduce((s, v) => s + (v.name !== vm.name ? v.heldMib ?? 0 : 0), 0);
+      const heldOthers = snapshot().vms.reduce((s, v) => s + (v.name !== vm.name ? (v.heldMib ?? 0) : 0), 0);
       if (heldOthers + heldAfter > poolSizeMib) {
         return reply(409, {
           error: {
@@ -115,7 +115,10 @@ export async function startFakeHost(options: Partial<DashboardOptions> & { poolS
       vm.balloon.generation += 1;
       notify();
       move(vm);
-      reply(202, snapshot().vms.find((v) => v.name === vm.name));
+      reply(
+        202,
+        snapshot().vms.find((v) => v.name === vm.name),
+      );
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

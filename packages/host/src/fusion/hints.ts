@@ -80,7 +80,10 @@ export class SessionHints {
     let pendingPages = 0;
     for (const q of this.#pending.values()) pendingPages += q.pages;
     if (pendingPages + pages > this.#table.remainingPages(this.#vm) + this.#replacedPages(f.regionId)) {
-      throw new HostError('too_many_pages', `VM '${this.#vm}' hints more than the host's limit of ${this.#table.maxHintedPagesPerVm} pages per VM (region '${h.name}')`);
+      throw new HostError(
+        'too_many_pages',
+        `VM '${this.#vm}' hints more than the host's limit of ${this.#table.maxHintedPagesPerVm} pages per VM (region '${h.name}')`,
+      );
     }
     // Copies: the frame's bytes are views into a received message.
     p.pageHashes.push(f.pageHashes.slice());

@@ -34,7 +34,10 @@ describe('page index', () => {
   it('agrees with a naive recount after any sequence of adds and removes (with resizes and deletions)', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.record({ add: fc.boolean(), vm: fc.integer({ min: 0, max: 3 }), key: fc.integer({ min: 0, max: 2500 }) }), { minLength: 1, maxLength: 4000 }),
+        fc.array(fc.record({ add: fc.boolean(), vm: fc.integer({ min: 0, max: 3 }), key: fc.integer({ min: 0, max: 2500 }) }), {
+          minLength: 1,
+          maxLength: 4000,
+        }),
         (ops) => {
           const index = new PageIndex();
           for (const op of ops) (op.add ? index.add : index.remove).call(index, op.vm, words(op.key), 0, 12);

@@ -137,7 +137,10 @@ export class PageIndex {
   }
 
   #find(words: Uint32Array, at: number, log2: number): number {
-    const k0 = words[at]!, k1 = words[at + 1]!, k2 = words[at + 2]!, k3 = words[at + 3]!;
+    const k0 = words[at]!,
+      k1 = words[at + 1]!,
+      k2 = words[at + 2]!,
+      k3 = words[at + 3]!;
     const mask = this.#capacity - 1;
     for (let i = this.#home(k0, k1, k2, k3, log2); this.#log2[i] !== EMPTY; i = (i + 1) & mask) {
       if (this.#matches(i, k0, k1, k2, k3, log2)) return i;
@@ -147,7 +150,10 @@ export class PageIndex {
 
   #findOrInsert(words: Uint32Array, at: number, log2: number): number {
     if ((this.#count + 1) * 2 > this.#capacity) this.#resize(this.#capacity * 2);
-    const k0 = words[at]!, k1 = words[at + 1]!, k2 = words[at + 2]!, k3 = words[at + 3]!;
+    const k0 = words[at]!,
+      k1 = words[at + 1]!,
+      k2 = words[at + 2]!,
+      k3 = words[at + 3]!;
     const mask = this.#capacity - 1;
     let i = this.#home(k0, k1, k2, k3, log2);
     for (; this.#log2[i] !== EMPTY; i = (i + 1) & mask) {
@@ -199,7 +205,11 @@ export class PageIndex {
   }
 
   #resize(capacity: number): void {
-    const keys = this.#keys, log2 = this.#log2, holders = this.#holders, head = this.#head, old = this.#capacity;
+    const keys = this.#keys,
+      log2 = this.#log2,
+      holders = this.#holders,
+      head = this.#head,
+      old = this.#capacity;
     this.#capacity = capacity;
     this.#keys = new Uint32Array(capacity * KEY_WORDS);
     this.#log2 = new Uint8Array(capacity);

@@ -80,9 +80,7 @@ export interface KsmSettings {
 }
 
 /** A decision: drive KSM with these settings, or leave it as the host found it. */
-export type KsmDecision =
-  | { drive: false; reason: string }
-  | { drive: true; settings: KsmSettings; unmergedMib: number; reason: string; burst?: boolean };
+export type KsmDecision = { drive: false; reason: string } | { drive: true; settings: KsmSettings; unmergedMib: number; reason: string; burst?: boolean };
 
 /**
  * MiB of one VM that hints call sharable and the kernel has not merged yet
@@ -124,7 +122,12 @@ export function decideKsm(inputs: KsmInputs, policy: KsmPolicy = DEFAULT_KSM_POL
   if (inputs.sharableMib <= 0 && inputs.pagesShared === 0) {
     // Nothing hinted as sharable and nothing merged to look after: ksmd
     // would only burn CPU.
-    return { drive: true, settings: { run: false, pagesToScan: clamp(inputs.pagesToScan), sleepMillisecs }, unmergedMib: 0, reason: 'nothing sharable: KSM off' };
+    return {
+      drive: true,
+      settings: { run: false, pagesToScan: clamp(inputs.pagesToScan), sleepMillisecs },
+      unmergedMib: 0,
+      reason: 'nothing sharable: KSM off',
+    };
   }
   // All merged: keep scanning slowly, so pages un-shared by a write (and
   // written back to the same content) merge again.

@@ -201,7 +201,8 @@ export class KsmSysfs {
         closeSync(fd);
         return inherited;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new HostError('ksm_io', `cannot create ${this.lockPath}: ${(err as Error).message}`, { cause: err });
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+          throw new HostError('ksm_io', `cannot create ${this.lockPath}: ${(err as Error).message}`, { cause: err });
       }
       const text = safeRead(this.lockPath);
       const owner = Number.parseInt(text, 10);

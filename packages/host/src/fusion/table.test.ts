@@ -73,8 +73,16 @@ describe('sharing table', () => {
     // A deliberately weak primary: the first 8 bytes of the page. Pages
     // 'x:1'… and 'x:1'+other text start alike, so they collide on it.
     const weak: Hash64 = (p) => p.subarray(0, 8);
-    const a: Array<[string, number]> = [['collide', 10], ['collide', 11], ['same', 1]];
-    const b: Array<[string, number]> = [['collide', 12], ['collide', 13], ['same', 1]];
+    const a: Array<[string, number]> = [
+      ['collide', 10],
+      ['collide', 11],
+      ['same', 1],
+    ];
+    const b: Array<[string, number]> = [
+      ['collide', 12],
+      ['collide', 13],
+      ['same', 1],
+    ];
     const ra = region(1, 'r', a, { primary: weak });
     const rb = region(1, 'r', b, { primary: weak });
     // The primary hashes do collide…
@@ -90,7 +98,14 @@ describe('sharing table', () => {
 
   it('counts duplicates inside one guest only once another guest holds the content', () => {
     const table = new SharingTable();
-    table.putRegion('a', region(1, 'zeros', [['z', 0], ['z', 0], ['z', 0]]));
+    table.putRegion(
+      'a',
+      region(1, 'zeros', [
+        ['z', 0],
+        ['z', 0],
+        ['z', 0],
+      ]),
+    );
     expect(table.vm('a').sharableMib).toBe(0);
     table.putRegion('b', region(1, 'zeros', [['z', 0]]));
     expect(table.vm('a').sharableMib * MIB_PAGES).toBeCloseTo(3);
@@ -157,8 +172,16 @@ describe('session hints', () => {
     for (let first = 0; first < pages; first += perFrame) {
       const end = Math.min(pages, first + perFrame);
       out.push({
-        regionId: r.regionId, name: r.name, version: r.version, sizeBytes: r.sizeBytes, pageSizeBytes: r.pageSizeBytes, mergeable: r.mergeable,
-        firstPage: first, pageHashes: r.pageHashes.subarray(first * 8, end * 8), confirmHashes: r.confirmHashes.subarray(first * 8, end * 8), last: end === pages,
+        regionId: r.regionId,
+        name: r.name,
+        version: r.version,
+        sizeBytes: r.sizeBytes,
+        pageSizeBytes: r.pageSizeBytes,
+        mergeable: r.mergeable,
+        firstPage: first,
+        pageHashes: r.pageHashes.subarray(first * 8, end * 8),
+        confirmHashes: r.confirmHashes.subarray(first * 8, end * 8),
+        last: end === pages,
       });
     }
     return out;

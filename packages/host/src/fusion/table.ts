@@ -218,12 +218,17 @@ export class SharingTable {
 
 function checkRegion(r: RegionHint): number {
   const ps = r.pageSizeBytes;
-  if (!Number.isInteger(ps) || ps < 4096 || (ps & (ps - 1)) !== 0) throw new HostError('invalid_region', `region '${r.name}' has page size ${ps}, not a power of two of at least 4096`);
+  if (!Number.isInteger(ps) || ps < 4096 || (ps & (ps - 1)) !== 0)
+    throw new HostError('invalid_region', `region '${r.name}' has page size ${ps}, not a power of two of at least 4096`);
   if (r.pageHashes.byteLength % HASH_BYTES !== 0 || r.pageHashes.byteLength !== r.confirmHashes.byteLength) {
-    throw new HostError('invalid_region', `region '${r.name}' has ${r.pageHashes.byteLength} bytes of page hashes and ${r.confirmHashes.byteLength} of confirming hashes`);
+    throw new HostError(
+      'invalid_region',
+      `region '${r.name}' has ${r.pageHashes.byteLength} bytes of page hashes and ${r.confirmHashes.byteLength} of confirming hashes`,
+    );
   }
   const pages = r.pageHashes.byteLength / HASH_BYTES;
-  if (pages !== Math.ceil(r.sizeBytes / ps)) throw new HostError('invalid_region', `region '${r.name}' of ${r.sizeBytes} bytes should have ${Math.ceil(r.sizeBytes / ps)} pages, not ${pages}`);
+  if (pages !== Math.ceil(r.sizeBytes / ps))
+    throw new HostError('invalid_region', `region '${r.name}' of ${r.sizeBytes} bytes should have ${Math.ceil(r.sizeBytes / ps)} pages, not ${pages}`);
   return pages;
 }
 

@@ -12,7 +12,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('startvm command checks', () => {
   it('takes a non-empty array of strings and refuses the rest', () => {
     expect(checkCommand(['sleep', '1'])).toEqual(['sleep', '1']);
-    for (const bad of [undefined, 'sleep', [], [''], [1], ['a\0b'], Array(MAX_COMMAND_ARGS + 1).fill('x'), ['x'.repeat(5000)]]) expect(() => checkCommand(bad)).toThrow(expect.objectContaining({ code: 'invalid_argument' }));
+    for (const bad of [undefined, 'sleep', [], [''], [1], ['a\0b'], Array(MAX_COMMAND_ARGS + 1).fill('x'), ['x'.repeat(5000)]])
+      expect(() => checkCommand(bad)).toThrow(expect.objectContaining({ code: 'invalid_argument' }));
   });
 
   it('finds a command on PATH as execvp does, and says so when it is not there', () => {

@@ -10,7 +10,8 @@ export const MAX_ARG_CHARS = 4096;
 
 /** Checks a startvm command line: a non-empty array of strings without NUL bytes. */
 export function checkCommand(value: unknown): string[] {
-  if (!Array.isArray(value) || value.length === 0) throw new HostError('invalid_argument', 'startvm needs a command to run (balloonctl startvm NAME -- COMMAND [ARGS…])');
+  if (!Array.isArray(value) || value.length === 0)
+    throw new HostError('invalid_argument', 'startvm needs a command to run (balloonctl startvm NAME -- COMMAND [ARGS…])');
   if (value.length > MAX_COMMAND_ARGS) throw new HostError('invalid_argument', `the command has more than ${MAX_COMMAND_ARGS} arguments`);
   for (const arg of value) {
     if (typeof arg !== 'string') throw new HostError('invalid_argument', 'every command argument must be a string');

@@ -46,7 +46,20 @@ describe('startvm and poweroff in process mode (no cgroups)', () => {
   let dataDir: string;
   beforeAll(async () => {
     dataDir = tempDir();
-    host = await startHost({ listenPort: 0, dataDir, poolSizeMib: 1024, policyIntervalMs: 0, dashboard: false, fusion: false, guests: { pathEnv: PATH_ENV, forceProcessMode: true, poweroffGraceMs: 5000, ...(process.env.NODE_OPTIONS ? { nodeOptions: process.env.NODE_OPTIONS } : {}) } });
+    host = await startHost({
+      listenPort: 0,
+      dataDir,
+      poolSizeMib: 1024,
+      policyIntervalMs: 0,
+      dashboard: false,
+      fusion: false,
+      guests: {
+        pathEnv: PATH_ENV,
+        forceProcessMode: true,
+        poweroffGraceMs: 5000,
+        ...(process.env.NODE_OPTIONS ? { nodeOptions: process.env.NODE_OPTIONS } : {}),
+      },
+    });
     host.service.createVm({ name: 'p1', memoryMib: 256 });
   });
   afterAll(() => host?.close());
@@ -112,9 +125,23 @@ describe('startvm and poweroff in process mode (no cgroups)', () => {
 describe('startvm over the network can be turned off', () => {
   it('refuses a request that does not come over loopback, before looking at anything else', async () => {
     const dataDir = tempDir();
-    const launcher = await GuestLauncher.open({ dataDir, logger: pino({ level: 'silent' }), cgroupParent: 'unused', poolCgroup: false, poolSizeMib: 1024, agentCommand: ['false'], pathEnv: PATH_ENV, hostUrl: () => 'http://127.0.0.1:1', remoteStartvm: false, forceProcessMode: true });
+    const launcher = await GuestLauncher.open({
+      dataDir,
+      logger: pino({ level: 'silent' }),
+      cgroupParent: 'unused',
+      poolCgroup: false,
+      poolSizeMib: 1024,
+      agentCommand: ['false'],
+      pathEnv: PATH_ENV,
+      hostUrl: () => 'http://127.0.0.1:1',
+      remoteStartvm: false,
+      forceProcessMode: true,
+    });
     launcher.attach({ vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never, isRunning: () => false, subscribe: () => () => {} });
-    await expect(launcher.startvm('x', { command: ['sleep', '1'], fromLoopback: false })).rejects.toMatchObject({ code: 'unauthorized', message: expect.stringMatching(/--no-remote-startvm/) });
+    await expect(launcher.startvm('x', { command: ['sleep', '1'], fromLoopback: false })).rejects.toMatchObject({
+      code: 'unauthorized',
+      message: expect.stringMatching(/--no-remote-startvm/),
+    });
     expect(launcher.hostView().remoteStartvm).toBe(false);
     // A running VM whose agent the host did not start: poweroff is not the host's to do.
     launcher.attach({ vmView: () => ({ state: 'running', memoryMib: 256 }) as never, isRunning: () => true, subscribe: () => () => {} });
@@ -126,12 +153,27 @@ describe('startvm over the network can be turned off', () => {
 describe('startvm when the agent never gets in', () => {
   const stubService = { vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never, isRunning: () => false, subscribe: () => () => {} };
   const open = (script: string, startTimeoutMs = 60_000) =>
-    GuestLauncher.open({ dataDir: tempDir(), logger: pino({ level: 'silent' }), cgroupParent: 'unused', poolCgroup: false, poolSizeMib: 1024, agentCommand: [process.execPath, '-e', script, '--'], pathEnv: PATH_ENV, hostUrl: () => 'http://127.0.0.1:1', remoteStartvm: true, forceProcessMode: true, startTimeoutMs, poweroffGraceMs: 2000 });
+    GuestLauncher.open({
+      dataDir: tempDir(),
+      logger: pino({ level: 'silent' }),
+      cgroupParent: 'unused',
+      poolCgroup: false,
+      poolSizeMib: 1024,
+      agentCommand: [process.execPath, '-e', script, '--'],
+      pathEnv: PATH_ENV,
+      hostUrl: () => 'http://127.0.0.1:1',
+      remoteStartvm: true,
+      forceProcessMode: true,
+      startTimeoutMs,
+      poweroffGraceMs: 2000,
+    });
 
   it('an agent that exits first: startvm fails with its last words and leaves nothing', async () => {
     const launcher = await open("console.error('balloon-agent: cannot reach the host'); process.exit(3)");
     launcher.attach(stubService);
-    await expect(launcher.startvm('x', { command: ['sleep', '60'], fromLoopback: true })).rejects.toMatchObject({ message: expect.stringMatching(/stopped before its agent connected \(exit 3\): balloon-agent: cannot reach the host/) });
+    await expect(launcher.startvm('x', { command: ['sleep', '60'], fromLoopback: true })).rejects.toMatchObject({
+      message: expect.stringMatching(/stopped before its agent connected \(exit 3\): balloon-agent: cannot reach the host/),
+    });
     expect(launcher.vmView('x')).toBeUndefined();
     expect(existsSync(join((launcher as unknown as { state: { dir: string } }).state.dir, 'x.json'))).toBe(false);
     await launcher.close();
@@ -150,8 +192,21 @@ describe('startvm when the agent never gets in', () => {
 describe('poweroff of a guest that ignores SIGTERM', () => {
   it('SIGTERM first, SIGKILL to the whole tree at the grace period', async () => {
     // A stand-in agent that traps SIGTERM and has a child that traps it too.
-    const script = "process.on('SIGTERM', () => console.log('agent got SIGTERM')); require('child_process').spawn(process.execPath, ['-e', \"process.on('SIGTERM', () => {}); setInterval(() => {}, 1 << 30)\"], { stdio: 'inherit' }); setInterval(() => {}, 1 << 30)";
-    const launcher = await GuestLauncher.open({ dataDir: tempDir(), logger: pino({ level: 'silent' }), cgroupParent: 'unused', poolCgroup: false, poolSizeMib: 1024, agentCommand: [process.execPath, '-e', script, '--'], pathEnv: PATH_ENV, hostUrl: () => 'http://127.0.0.1:1', remoteStartvm: true, forceProcessMode: true, poweroffGraceMs: 1000 });
+    const script =
+      "process.on('SIGTERM', () => console.log('agent got SIGTERM')); require('child_process').spawn(process.execPath, ['-e', \"process.on('SIGTERM', () => {}); setInterval(() => {}, 1 << 30)\"], { stdio: 'inherit' }); setInterval(() => {}, 1 << 30)";
+    const launcher = await GuestLauncher.open({
+      dataDir: tempDir(),
+      logger: pino({ level: 'silent' }),
+      cgroupParent: 'unused',
+      poolCgroup: false,
+      poolSizeMib: 1024,
+      agentCommand: [process.execPath, '-e', script, '--'],
+      pathEnv: PATH_ENV,
+      hostUrl: () => 'http://127.0.0.1:1',
+      remoteStartvm: true,
+      forceProcessMode: true,
+      poweroffGraceMs: 1000,
+    });
     // The stand-in never says Hello: the stub service calls it admitted at once.
     launcher.attach({ vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never, isRunning: () => true, subscribe: () => () => {} });
     await launcher.startvm('stubborn', { command: ['sleep', '60'], fromLoopback: true });
@@ -188,7 +243,15 @@ describe('modifyvm --cgroup adopts an existing cgroup (real kernel)', () => {
     if (skip) return console.log(`adoption tests skipped: ${skip}`);
     root = opened.tree!.root;
     mkdirSync(join(root, foreign, 'box'), { recursive: true });
-    host = await startHost({ listenPort: 0, dataDir: tempDir(), poolSizeMib: 1024, policyIntervalMs: 0, dashboard: false, fusion: false, guests: { pathEnv: PATH_ENV, cgroupParent: parent } });
+    host = await startHost({
+      listenPort: 0,
+      dataDir: tempDir(),
+      poolSizeMib: 1024,
+      policyIntervalMs: 0,
+      dashboard: false,
+      fusion: false,
+      guests: { pathEnv: PATH_ENV, cgroupParent: parent },
+    });
     host.service.createVm({ name: 'c1', memoryMib: 256 });
     host.service.createVm({ name: 'c2', memoryMib: 256 });
   });

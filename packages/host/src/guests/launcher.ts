@@ -10,14 +10,22 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
-import { CgroupError, openMemoryHierarchy, planLimits, sumOfLimits, type CgroupFs, type CgroupTree, type KernelMemoryCgroup, type MemoryCgroup } from '../cgroup/index.js';
+import {
+  CgroupError,
+  openMemoryHierarchy,
+  planLimits,
+  sumOfLimits,
+  type CgroupFs,
+  type CgroupTree,
+  type KernelMemoryCgroup,
+  type MemoryCgroup,
+} from '../cgroup/index.js';
 import { HostError } from '../errors.js';
 import { checkCommand, findUser, resolveCommand, type GuestUser } from './command.js';
 import { toHostError } from './errors.js';
 import { isSameProcess, procStartTicks, signal } from './proc.js';
 import { GuestStateDir, type GuestRecord } from './state.js';
 import type { GuestHostService, GuestsCollaborator, GuestsHostView, ManagedGuestView } from './views.js';
-
 
 /** Least room under the pool cgroup a new guest starts in (its agent and workload must load); the hand-off raises it to the VM's memory after admission. */
 const MIN_STARTING_LIMIT_MIB = 128;
@@ -132,7 +140,10 @@ export class GuestLauncher implements GuestsCollaborator {
     }
     if (options.poolCgroup && !tree) throw new HostError('invalid_argument', `--pool-cgroup needs memory cgroups: ${detail}`);
     const launcher = new GuestLauncher(options, tree, detail);
-    log.info({ guests: tree ? 'cgroup' : 'process', detail, parent: tree?.parentDir }, tree ? 'guests run in memory cgroups' : 'guests run as plain process trees');
+    log.info(
+      { guests: tree ? 'cgroup' : 'process', detail, parent: tree?.parentDir },
+      tree ? 'guests run in memory cgroups' : 'guests run as plain process trees',
+    );
     await launcher.recover();
     if (options.poolCgroup) await launcher.setLimits(new Map(), options.poolSizeMib * BYTES_PER_MIB);
     return launcher;
@@ -159,7 +170,8 @@ export class GuestLauncher implements GuestsCollaborator {
   /** unregistervm: lets an adopted cgroup go; refuses while the host runs or starts the VM's guest. */
   forget(name: string): void {
     const g = this.guests.get(name);
-    if (this.starting.has(name) || g?.record.kind === 'startvm') throw new HostError('vm_running', `VM '${name}' is running: unregistervm needs the VM powered off (controlvm ${name} poweroff)`);
+    if (this.starting.has(name) || g?.record.kind === 'startvm')
+      throw new HostError('vm_running', `VM '${name}' is running: unregistervm needs the VM powered off (controlvm ${name} poweroff)`);
     if (g) {
       this.guests.delete(name);
       this.state.remove(name);
@@ -214,7 +226,13 @@ export class GuestLauncher implements GuestsCollaborator {
       const children = new Map<string, number | null>();
       for (const name of await tree.children()) {
         if (fresh.has(name)) continue;
-        children.set(name, await tree.open(`${tree.parentDir}/${name}`).limitBytes().catch(() => null));
+        children.set(
+          name,
+          await tree
+            .open(`${tree.parentDir}/${name}`)
+            .limitBytes()
+            .catch(() => null),
+        );
       }
       const steps = planLimits({ parentBytes: await parent.limitBytes(), children }, { parentBytes, children: wanted });
       for (const step of steps) {
@@ -239,11 +257,20 @@ export class GuestLauncher implements GuestsCollaborator {
     if (parentBytes === null) return memoryBytes;
     const others: Array<number | null> = [];
     for (const child of await tree.children()) {
-      if (child !== name) others.push(await tree.open(`${tree.parentDir}/${child}`).limitBytes().catch(() => null));
+      if (child !== name)
+        others.push(
+          await tree
+            .open(`${tree.parentDir}/${child}`)
+            .limitBytes()
+            .catch(() => null),
+        );
     }
     const roomBytes = Math.floor((parentBytes - sumOfLimits(others)) / BYTES_PER_MIB) * BYTES_PER_MIB;
     if (roomBytes < MIN_STARTING_LIMIT_MIB * BYTES_PER_MIB) {
-      throw new HostError('pool_exhausted', `VM '${name}' cannot start: the other guests' limits leave ${Math.max(0, roomBytes / BYTES_PER_MIB)} MiB of the pool cgroup, below the ${MIN_STARTING_LIMIT_MIB} MiB an agent needs to start`);
+      throw new HostError(
+        'pool_exhausted',
+        `VM '${name}' cannot start: the other guests' limits leave ${Math.max(0, roomBytes / BYTES_PER_MIB)} MiB of the pool cgroup, below the ${MIN_STARTING_LIMIT_MIB} MiB an agent needs to start`,
+      );
     }
     return Math.min(memoryBytes, roomBytes);
   }
@@ -258,9 +285,14 @@ export class GuestLauncher implements GuestsCollaborator {
     }
     const vm = this.svc().vmView(name);
     const existing = this.guests.get(name);
-    if (existing?.record.kind === 'adopted') throw new HostError('invalid_argument', `VM '${name}' runs in the adopted cgroup ${existing.record.cgroupDir}, started by another tool (modifyvm ${name} --cgroup none first)`);
+    if (existing?.record.kind === 'adopted')
+      throw new HostError(
+        'invalid_argument',
+        `VM '${name}' runs in the adopted cgroup ${existing.record.cgroupDir}, started by another tool (modifyvm ${name} --cgroup none first)`,
+      );
     if (vm.state === 'running' || existing || this.starting.has(name)) throw new HostError('vm_running', `VM '${name}' is already running`);
-    if (req.type !== undefined && req.type !== 'headless') throw new HostError('invalid_argument', `startvm --type takes only 'headless' (got '${String(req.type)}')`);
+    if (req.type !== undefined && req.type !== 'headless')
+      throw new HostError('invalid_argument', `startvm --type takes only 'headless' (got '${String(req.type)}')`);
     const command = checkCommand(req.command);
     const user = this.userOf(req.user);
     // Found before anything is made: a missing command leaves nothing behind.
@@ -300,7 +332,18 @@ export class GuestLauncher implements GuestsCollaborator {
       const fd = openSync(logFile, 'a', 0o600);
       try {
         if (user) fchownSync(fd, user.uid, user.gid);
-        const agentArgv = [...this.options.agentCommand, '--host', this.options.hostUrl(), '--name', name, '--memory-mib', String(memoryMib), ...(this.options.caFile ? ['--ca-file', this.options.caFile] : []), '--', ...command];
+        const agentArgv = [
+          ...this.options.agentCommand,
+          '--host',
+          this.options.hostUrl(),
+          '--name',
+          name,
+          '--memory-mib',
+          String(memoryMib),
+          ...(this.options.caFile ? ['--ca-file', this.options.caFile] : []),
+          '--',
+          ...command,
+        ];
         const argv = cgroup ? ['/bin/sh', '-c', SHIM, 'memballoon-shim', `${cgroup.dir}/cgroup.procs`, ...agentArgv] : agentArgv;
         child = spawn(argv[0]!, argv.slice(1), {
           // Its own process group: a terminal's Ctrl-C to the host does not
@@ -309,7 +352,12 @@ export class GuestLauncher implements GuestsCollaborator {
           stdio: ['ignore', fd, fd],
           // A clean environment: nothing of the host's (no admin token) leaks
           // into the guest; the VM's token goes by environment, never argv.
-          env: { PATH: this.options.pathEnv, HOME: user?.home ?? userInfo().homedir, MEMBALLOON_TOKEN: token, ...(this.options.nodeOptions ? { NODE_OPTIONS: this.options.nodeOptions } : {}) },
+          env: {
+            PATH: this.options.pathEnv,
+            HOME: user?.home ?? userInfo().homedir,
+            MEMBALLOON_TOKEN: token,
+            ...(this.options.nodeOptions ? { NODE_OPTIONS: this.options.nodeOptions } : {}),
+          },
           ...(user ? { uid: user.uid, gid: user.gid, cwd: existsSync(user.home) ? user.home : '/' } : {}),
         });
       } finally {
@@ -368,7 +416,8 @@ export class GuestLauncher implements GuestsCollaborator {
       if (e.code !== 'already_exists') throw e;
       // Left by a guest that is gone: reuse only if empty.
       const stale = tree.open(tree.childDir(name));
-      if ((await stale.pids()).length > 0) throw new HostError('vm_running', `the cgroup ${stale.dir} of VM '${name}' still has processes: it is not ours to reuse`);
+      if ((await stale.pids()).length > 0)
+        throw new HostError('vm_running', `the cgroup ${stale.dir} of VM '${name}' still has processes: it is not ours to reuse`);
       await tree.remove(stale.dir);
       return tree.createChild(name);
     }
@@ -392,11 +441,25 @@ export class GuestLauncher implements GuestsCollaborator {
         if (service.isRunning(name)) finish();
       };
       const unsubscribe = service.subscribe(check);
-      const timer = setTimeout(() => finish(new HostError('timeout', `VM '${name}': its agent was not admitted within ${Math.round(timeoutMs / 1000)} s: ${lastLine(guest.record.logFile)} (see ${guest.record.logFile})`)), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          finish(
+            new HostError(
+              'timeout',
+              `VM '${name}': its agent was not admitted within ${Math.round(timeoutMs / 1000)} s: ${lastLine(guest.record.logFile)} (see ${guest.record.logFile})`,
+            ),
+          ),
+        timeoutMs,
+      );
       void spawnError.then((err) => finish(new HostError('internal', `VM '${name}': could not start its agent: ${err.message}`)));
       void guest.exited.then(() => {
         const code = guest.child?.exitCode;
-        finish(new HostError('internal', `VM '${name}' stopped before its agent connected (exit ${code ?? guest.child?.signalCode}): ${lastLine(guest.record.logFile)}`));
+        finish(
+          new HostError(
+            'internal',
+            `VM '${name}' stopped before its agent connected (exit ${code ?? guest.child?.signalCode}): ${lastLine(guest.record.logFile)}`,
+          ),
+        );
       });
       check();
     });
@@ -413,7 +476,12 @@ export class GuestLauncher implements GuestsCollaborator {
     const g = this.guests.get(name);
     if (g?.record.kind !== 'startvm') {
       if (this.svc().vmView(name).state !== 'running') throw new HostError('not_running', `VM '${name}' is not running`);
-      throw new HostError('not_running', g ? `VM '${name}' runs in an adopted cgroup: stop it with the tool that started it` : `VM '${name}' was not started by this host (startvm): stop its agent where it runs`);
+      throw new HostError(
+        'not_running',
+        g
+          ? `VM '${name}' runs in an adopted cgroup: stop it with the tool that started it`
+          : `VM '${name}' was not started by this host (startvm): stop its agent where it runs`,
+      );
     }
     const pid = g.record.agentPid;
     if (pid !== undefined) signal(pid, 'SIGTERM');
@@ -500,7 +568,8 @@ export class GuestLauncher implements GuestsCollaborator {
   async adopt(name: string, path: string | null): Promise<void> {
     const vm = this.svc().vmView(name);
     const existing = this.guests.get(name);
-    if (vm.state === 'running' || existing?.record.kind === 'startvm') throw new HostError('vm_running', `VM '${name}' is running: modifyvm --cgroup needs the VM powered off`);
+    if (vm.state === 'running' || existing?.record.kind === 'startvm')
+      throw new HostError('vm_running', `VM '${name}' is running: modifyvm --cgroup needs the VM powered off`);
     if (path === null) {
       this.guests.delete(name);
       this.state.remove(name);
@@ -575,7 +644,9 @@ export class GuestLauncher implements GuestsCollaborator {
   async close(): Promise<void> {
     this.closed = true;
     const started = [...this.guests.values()].filter((g) => g.record.kind === 'startvm');
-    await Promise.all(started.map((g) => this.poweroff(g.record.name).catch((err) => this.log.warn({ err, vm: g.record.name }, 'poweroff at shutdown failed'))));
+    await Promise.all(
+      started.map((g) => this.poweroff(g.record.name).catch((err) => this.log.warn({ err, vm: g.record.name }, 'poweroff at shutdown failed'))),
+    );
     for (const g of this.guests.values()) if (g.poll) clearInterval(g.poll);
     // A clean shutdown leaves no empty parent behind (test suites give each
     // host a parent of its own); one that still holds a guest (adopted, or a

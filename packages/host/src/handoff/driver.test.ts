@@ -72,7 +72,17 @@ class FakeGuest implements HandOffCgroup {
 
   status(): BalloonStatus {
     const actualMib = this.pinnedMib + this.handedOffMib;
-    return { generation: this.generation, targetMib: this.targetMib, actualMib, lockedMib: this.pinnedMib, handedOffMib: this.handedOffMib, state: 'steady', reason: 'none', lock: 'locked', detail: '' };
+    return {
+      generation: this.generation,
+      targetMib: this.targetMib,
+      actualMib,
+      lockedMib: this.pinnedMib,
+      handedOffMib: this.handedOffMib,
+      state: 'steady',
+      reason: 'none',
+      lock: 'locked',
+      detail: '',
+    };
   }
 
   /** The agent pins a balloon of `mib` (inflate to target) and reports. */
@@ -117,7 +127,11 @@ class FakeGuest implements HandOffCgroup {
 async function setUp(memoryMib: number, workloadMib: number, options: { maxBatchMib?: number; answerTimeoutMs?: number } = {}) {
   const g = new FakeGuest(memoryMib, workloadMib);
   g.driver = new HandOffDriver({ logger, ...options });
-  const reclaimed = await g.driver.attach('vm', { cgroup: g, memoryMib, chunkMib: 1, sendHandOff: (mib) => g.sendHandOff(mib) }, { handedOffMib: 0, generation: 1 });
+  const reclaimed = await g.driver.attach(
+    'vm',
+    { cgroup: g, memoryMib, chunkMib: 1, sendHandOff: (mib) => g.sendHandOff(mib) },
+    { handedOffMib: 0, generation: 1 },
+  );
   expect(reclaimed).toBe(0);
   return g;
 }
@@ -249,7 +263,11 @@ describe('hand-off driver against a fake cgroup', () => {
     g.handedOffMib = 200;
     g.pinnedMib = 100;
     g.targetMib = 300;
-    const reclaimed = await g.driver.attach('vm', { cgroup: g, memoryMib: 1024, chunkMib: 1, sendHandOff: (mib) => g.sendHandOff(mib) }, { handedOffMib: 200, generation: 1 });
+    const reclaimed = await g.driver.attach(
+      'vm',
+      { cgroup: g, memoryMib: 1024, chunkMib: 1, sendHandOff: (mib) => g.sendHandOff(mib) },
+      { handedOffMib: 200, generation: 1 },
+    );
     expect(reclaimed).toBe(200);
     g.driver.onStatus('vm', g.status());
     await g.driver.idle();

@@ -271,7 +271,8 @@ export class HandOffDriver {
     });
     e.sendHandOff(handedOffMib);
     const ok = await answered;
-    if (!ok && !e.detached) e.logger.warn({ handedOffMib, timeoutMs: this.answerTimeoutMs }, 'hand-off: the agent did not answer; the limit stays until its next status');
+    if (!ok && !e.detached)
+      e.logger.warn({ handedOffMib, timeoutMs: this.answerTimeoutMs }, 'hand-off: the agent did not answer; the limit stays until its next status');
     return ok;
   }
 

@@ -46,7 +46,17 @@ class SimGuest implements HandOffCgroup {
     this.world.sample();
   }
   private status(): BalloonStatus {
-    return { generation: this.generation, targetMib: this.targetMib, actualMib: this.pinnedMib + this.handedOffMib, lockedMib: this.pinnedMib, handedOffMib: this.handedOffMib, state: 'steady', reason: 'none', lock: 'locked', detail: '' };
+    return {
+      generation: this.generation,
+      targetMib: this.targetMib,
+      actualMib: this.pinnedMib + this.handedOffMib,
+      lockedMib: this.pinnedMib,
+      handedOffMib: this.handedOffMib,
+      state: 'steady',
+      reason: 'none',
+      lock: 'locked',
+      detail: '',
+    };
   }
   private report() {
     setImmediate(() => this.world.s.onStatus(this.name, this.sessionId, this.status()));

@@ -82,13 +82,21 @@ interface HostGaugeSpec {
 const HOST_GAUGES: readonly HostGaugeSpec[] = [
   { name: 'memballoon_pool_size_bytes', help: 'Size of the memory pool for guests.', read: (h) => h.pool.sizeMib * BYTES_PER_MIB },
   { name: 'memballoon_pool_held_bytes', help: 'Pool memory held by running VMs.', read: (h) => h.pool.heldMib * BYTES_PER_MIB },
-  { name: 'memballoon_pool_reclaimed_bytes', help: 'Memory reclaimed by balloons: sum of min(target, actual) over running VMs.', read: (h) => h.pool.reclaimedMib * BYTES_PER_MIB },
+  {
+    name: 'memballoon_pool_reclaimed_bytes',
+    help: 'Memory reclaimed by balloons: sum of min(target, actual) over running VMs.',
+    read: (h) => h.pool.reclaimedMib * BYTES_PER_MIB,
+  },
   { name: 'memballoon_pool_free_bytes', help: 'Pool memory not held by any VM.', read: (h) => h.pool.freeMib * BYTES_PER_MIB },
   { name: 'memballoon_host_shared_bytes', help: 'Page fusion: memory merged across guests.', read: (h) => h.sharedMib * BYTES_PER_MIB },
   { name: 'memballoon_host_sharable_bytes', help: 'Page fusion: memory hinted as identical across guests.', read: (h) => h.sharableMib * BYTES_PER_MIB },
   { name: 'memballoon_vms_registered', help: 'VMs in the registry.', read: (h) => h.vmsRegistered },
   { name: 'memballoon_vms_running', help: 'VMs with a guest session.', read: (h) => h.vmsRunning },
-  { name: 'memballoon_reclaim_physical', help: 'Whether balloons are handed off to cgroup limits (1) or the pool is a budget only (0).', read: (h) => (h.reclaim === 'physical' ? 1 : 0) },
+  {
+    name: 'memballoon_reclaim_physical',
+    help: 'Whether balloons are handed off to cgroup limits (1) or the pool is a budget only (0).',
+    read: (h) => (h.reclaim === 'physical' ? 1 : 0),
+  },
 ];
 
 const MISNAMED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];

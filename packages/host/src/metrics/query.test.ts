@@ -47,9 +47,7 @@ describe('queryMetrics', () => {
   });
 
   it('filters by prefix, by * and ? patterns, and by comma lists', () => {
-    expect(queryMetrics(snap, 'vm-small', 'Guest/RAM/Usage/Balloon')).toEqual([
-      { object: 'vm-small', metric: 'Guest/RAM/Usage/Balloon', valueKib: 0 },
-    ]);
+    expect(queryMetrics(snap, 'vm-small', 'Guest/RAM/Usage/Balloon')).toEqual([{ object: 'vm-small', metric: 'Guest/RAM/Usage/Balloon', valueKib: 0 }]);
     expect(queryMetrics(snap, 'host', 'RAM/VMM').length).toBe(4);
     expect(queryMetrics(snap, undefined, '*/Free').map((r) => `${r.object} ${r.metric}`)).toEqual([
       'vm-large Guest/RAM/Usage/Free',
@@ -85,13 +83,7 @@ describe('formatMetricsTable', () => {
   it('lays rows out as VBoxManage does', () => {
     const text = formatMetricsTable(queryMetrics(demoSnapshot(), 'host', 'RAM/VMM/Used,RAM/VMM/Free'));
     expect(text).toBe(
-      [
-        'Object Metric       Values',
-        '------ ------------ ----------',
-        'host   RAM/VMM/Used 1492992 kB',
-        'host   RAM/VMM/Free 79872 kB',
-        '',
-      ].join('\n'),
+      ['Object Metric       Values', '------ ------------ ----------', 'host   RAM/VMM/Used 1492992 kB', 'host   RAM/VMM/Free 79872 kB', ''].join('\n'),
     );
   });
 

@@ -136,10 +136,7 @@ export function compileMetricFilter(filter: string): (metric: string) => boolean
 export function queryMetrics(snapshot: MetricsSnapshot, vmName?: string, metric?: string): MetricRow[] {
   const matches = compileMetricFilter(metric ?? '*');
   if (!METRIC_NAMES.some(matches)) {
-    throw new HostError(
-      'invalid_argument',
-      `no metric matches '${metric}' (known: ${METRIC_NAMES.join(', ')})`,
-    );
+    throw new HostError('invalid_argument', `no metric matches '${metric}' (known: ${METRIC_NAMES.join(', ')})`);
   }
 
   let rows: MetricRow[];

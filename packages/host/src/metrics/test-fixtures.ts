@@ -3,7 +3,12 @@ import type { BalloonView, HostView, VmView } from '../service/views.js';
 import type { MetricsSnapshot } from './query.js';
 
 /** A running VM view with a balloon and guest statistics; `over` replaces fields. */
-export function runningVm(name: string, memoryMib: number, balloon: { targetMib: number; actualMib: number } & Partial<BalloonView>, over: Partial<VmView> = {}): VmView {
+export function runningVm(
+  name: string,
+  memoryMib: number,
+  balloon: { targetMib: number; actualMib: number } & Partial<BalloonView>,
+  over: Partial<VmView> = {},
+): VmView {
   const reclaimed = Math.min(balloon.targetMib, balloon.actualMib);
   return {
     name,

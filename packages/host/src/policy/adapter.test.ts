@@ -38,9 +38,13 @@ describe('policyVmInputFromView', () => {
   });
 
   it('a balloon stopped short is not memory on its way: its target counts as its actual', () => {
-    const short = view({ balloon: { targetMib: 300, actualMib: 120, lockedMib: 120, handedOffMib: 0, state: 'short', reason: 'guest_pressure', lock: 'locked', generation: 4 } });
+    const short = view({
+      balloon: { targetMib: 300, actualMib: 120, lockedMib: 120, handedOffMib: 0, state: 'short', reason: 'guest_pressure', lock: 'locked', generation: 4 },
+    });
     expect(policyVmInputFromView(short)).toMatchObject({ targetMib: 120, actualMib: 120 });
-    const moving = view({ balloon: { targetMib: 300, actualMib: 120, lockedMib: 120, handedOffMib: 0, state: 'inflating', reason: 'none', lock: 'locked', generation: 4 } });
+    const moving = view({
+      balloon: { targetMib: 300, actualMib: 120, lockedMib: 120, handedOffMib: 0, state: 'inflating', reason: 'none', lock: 'locked', generation: 4 },
+    });
     expect(policyVmInputFromView(moving)).toMatchObject({ targetMib: 300, actualMib: 120 });
   });
 });

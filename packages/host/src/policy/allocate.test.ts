@@ -4,15 +4,30 @@ import { waterFillMib } from './allocate.js';
 
 describe('waterFillMib', () => {
   it('gives everyone their cap when the total covers them', () => {
-    expect(waterFillMib(1000, [{ capMib: 100, shareWeight: 1 }, { capMib: 200, shareWeight: 5 }])).toEqual([100, 200]);
+    expect(
+      waterFillMib(1000, [
+        { capMib: 100, shareWeight: 1 },
+        { capMib: 200, shareWeight: 5 },
+      ]),
+    ).toEqual([100, 200]);
   });
 
   it('splits a short total by weight', () => {
-    expect(waterFillMib(400, [{ capMib: 1000, shareWeight: 300 }, { capMib: 1000, shareWeight: 100 }])).toEqual([300, 100]);
+    expect(
+      waterFillMib(400, [
+        { capMib: 1000, shareWeight: 300 },
+        { capMib: 1000, shareWeight: 100 },
+      ]),
+    ).toEqual([300, 100]);
   });
 
   it('gives what a capped claim leaves to the others', () => {
-    expect(waterFillMib(400, [{ capMib: 50, shareWeight: 1 }, { capMib: 1000, shareWeight: 1 }])).toEqual([50, 350]);
+    expect(
+      waterFillMib(400, [
+        { capMib: 50, shareWeight: 1 },
+        { capMib: 1000, shareWeight: 1 },
+      ]),
+    ).toEqual([50, 350]);
   });
 
   it('never exceeds the total or a cap, and spends all it can', () => {
@@ -29,7 +44,12 @@ describe('waterFillMib', () => {
             expect(x).toBeGreaterThanOrEqual(0);
             expect(x).toBeLessThanOrEqual(claims[i]!.capMib);
           });
-          expect(sum).toBe(Math.min(total, claims.reduce((s, c) => s + c.capMib, 0)));
+          expect(sum).toBe(
+            Math.min(
+              total,
+              claims.reduce((s, c) => s + c.capMib, 0),
+            ),
+          );
         },
       ),
       { seed: 0x5eed },

@@ -63,7 +63,14 @@ describe('policy engine properties', () => {
         fc.array(vmArb, { minLength: 1, maxLength: 6 }),
         fc.integer({ min: 0, max: 4096 }),
         fc.oneof(fc.integer({ min: -256, max: 512 }), fc.integer({ min: -256, max: 8192 })),
-        fc.array(fc.tuple(fc.array(statsArb, { minLength: 6, maxLength: 6 }), fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 6, maxLength: 6 }), fc.integer({ min: 0, max: 20_000 })), { minLength: 1, maxLength: 25 }),
+        fc.array(
+          fc.tuple(
+            fc.array(statsArb, { minLength: 6, maxLength: 6 }),
+            fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 6, maxLength: 6 }),
+            fc.integer({ min: 0, max: 20_000 }),
+          ),
+          { minLength: 1, maxLength: 25 },
+        ),
         (overrides, vmSpecs, manualHeldMib, slackMib, rounds) => {
           const config = resolvePolicyConfig(overrides);
           const vms = vmSpecs.map((v, i) => ({ ...v, name: `vm${i}` }));

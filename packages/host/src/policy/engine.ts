@@ -56,8 +56,7 @@ const roundMib = (x: number): number => Math.floor(x);
  * (a restarted host resuming saved state) ends the window instead of
  * stretching it.
  */
-const within = (nowMs: number, atMs: number | null, windowMs: number): boolean =>
-  atMs !== null && nowMs >= atMs && nowMs - atMs < windowMs;
+const within = (nowMs: number, atMs: number | null, windowMs: number): boolean => atMs !== null && nowMs >= atMs && nowMs - atMs < windowMs;
 
 /** Folds the new stats into the VM's moving averages and pressure flag. */
 function observe(config: PolicyConfig, prev: PolicyVmState | undefined, r: VmRound, nowMs: number): void {
@@ -105,13 +104,9 @@ function observe(config: PolicyConfig, prev: PolicyVmState | undefined, r: VmRou
   // For taking memory away, the guest gets the benefit of the doubt: the lower reading.
   r.availableLowMib = Math.min(availableMib, availableEwmaMib);
 
-  const psiHigh =
-    psiSomeEwmaPercent > config.psiSomeHighPercent ||
-    psiRisePercent > config.psiRiseDeltaPercent ||
-    psiFull > config.psiFullCriticalPercent;
+  const psiHigh = psiSomeEwmaPercent > config.psiSomeHighPercent || psiRisePercent > config.psiRiseDeltaPercent || psiFull > config.psiFullCriticalPercent;
   const enters = r.availableForNeedMib < r.bufferMib || psiHigh;
-  const stays =
-    fallback.pressured && (r.availableForNeedMib < r.midBandMib || psiSomeEwmaPercent > config.psiQuietPercent);
+  const stays = fallback.pressured && (r.availableForNeedMib < r.midBandMib || psiSomeEwmaPercent > config.psiQuietPercent);
   const pressured = enters || stays;
 
   // Remember the largest fall of available memory in one round, decaying with
@@ -260,7 +255,10 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
   // 2b. Free quota above the safety margin, by weight (within shares under contention).
   grant(normalBudgetMib, claimants);
   // 2c. Critical guests may spend the margin itself: that is what it is for.
-  grant(Math.max(0, freeMib), claimants.filter((r) => r.critical && r.needMib > 0));
+  grant(
+    Math.max(0, freeMib),
+    claimants.filter((r) => r.critical && r.needMib > 0),
+  );
 
   // 4. Reclaim from guests with surplus, to fund what is still wanted and to
   // refill the safety margin. Memory already on its way (targets above what
@@ -300,8 +298,12 @@ export function policyStep(config: PolicyConfig, state: PolicyState, input: Poli
       if (takeMib <= 0) return;
       takeMib = Math.max(takeMib, Math.min(d.r.minChangeMib, d.capMib));
       const why = unmetDemandMib > 0 ? 'reclaim' : 'margin';
-      change(d.r, d.r.targetMib + takeMib, why,
-        `available ${Math.round(d.r.availableLowMib)} MiB above buffer ${Math.round(d.r.bufferMib)} MiB: take ${takeMib} MiB`);
+      change(
+        d.r,
+        d.r.targetMib + takeMib,
+        why,
+        `available ${Math.round(d.r.availableLowMib)} MiB above buffer ${Math.round(d.r.bufferMib)} MiB: take ${takeMib} MiB`,
+      );
     });
   }
 
@@ -391,4 +393,3 @@ export function createPolicyEngine(overrides: Partial<PolicyConfig> = {}, state:
     },
   };
 }
-

@@ -10,7 +10,6 @@ export function policyBalloonCapMib(vm: Pick<PolicyVmInput, 'memoryMib' | 'setti
   return autoBalloonCapMib({ memoryMib: vm.memoryMib, memoryMinMib: vm.settings.memoryMinMib, balloonMaxMib: vm.settings.balloonMaxMib });
 }
 
-
 /**
  * Pool quota a new target costs the moment it is granted: a deflate below the
  * pinned size raises what the VM holds at once. Never negative: what an inflate

@@ -224,7 +224,9 @@ function invariantHolds(pool: Pool): boolean {
     reclaimed === pool.reclaimedMib &&
     pool.heldMib <= pool.sizeMib &&
     pool.freeMib === pool.sizeMib - pool.heldMib &&
-    list.every((v) => v.targetMib <= balloonLimitMib(v.memoryMib) && v.actualMib <= v.memoryMib && v.heldMib === v.memoryMib - Math.min(v.targetMib, v.actualMib))
+    list.every(
+      (v) => v.targetMib <= balloonLimitMib(v.memoryMib) && v.actualMib <= v.memoryMib && v.heldMib === v.memoryMib - Math.min(v.targetMib, v.actualMib),
+    )
   );
 }
 
@@ -238,7 +240,13 @@ describe('Pool properties', () => {
           try {
             switch (op.kind) {
               case 'start':
-                pool.admit(name, { memoryMib: op.memoryMib, memoryMinMib: op.minMib, balloonMaxMib: 0, targetMib: Math.min(op.targetMib, balloonLimitMib(op.memoryMib)), actualMib: op.actualMib });
+                pool.admit(name, {
+                  memoryMib: op.memoryMib,
+                  memoryMinMib: op.minMib,
+                  balloonMaxMib: 0,
+                  targetMib: Math.min(op.targetMib, balloonLimitMib(op.memoryMib)),
+                  actualMib: op.actualMib,
+                });
                 break;
               case 'stop':
                 pool.release(name);
@@ -285,7 +293,15 @@ describe('Pool properties', () => {
   it('plans only raise targets, stay within caps and free exactly the deficit', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.record({ memoryMib: fc.integer({ min: 1, max: 4096 }), targetFrac: fc.double({ min: 0, max: 1, noNaN: true }), actualFrac: fc.double({ min: 0, max: 1.2, noNaN: true }), minMib: fc.integer({ min: 0, max: 1024 }) }), { maxLength: 6 }),
+        fc.array(
+          fc.record({
+            memoryMib: fc.integer({ min: 1, max: 4096 }),
+            targetFrac: fc.double({ min: 0, max: 1, noNaN: true }),
+            actualFrac: fc.double({ min: 0, max: 1.2, noNaN: true }),
+            minMib: fc.integer({ min: 0, max: 1024 }),
+          }),
+          { maxLength: 6 },
+        ),
         fc.integer({ min: 0, max: 8192 }),
         fc.integer({ min: 0, max: 8192 }),
         (vms, extraMib, needMib) => {
@@ -295,7 +311,9 @@ describe('Pool properties', () => {
           });
           const size = rows.reduce((s, v) => s + Pool.admissionNeedMib(v.memoryMib, v.targetMib, v.actualMib), 0) + extraMib;
           const pool = new Pool(size);
-          rows.forEach((v, i) => pool.admit(`v${i}`, { memoryMib: v.memoryMib, memoryMinMib: v.minMib, balloonMaxMib: 0, targetMib: v.targetMib, actualMib: v.actualMib }));
+          rows.forEach((v, i) =>
+            pool.admit(`v${i}`, { memoryMib: v.memoryMib, memoryMinMib: v.minMib, balloonMaxMib: 0, targetMib: v.targetMib, actualMib: v.actualMib }),
+          );
           let plan: ReturnType<Pool['planReclaim']>;
           try {
             plan = pool.planReclaim(needMib);

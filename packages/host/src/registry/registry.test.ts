@@ -21,10 +21,23 @@ describe('Registry', () => {
   it('creates, reads, modifies and removes VMs', () => {
     const reg = new Registry(':memory:');
     const a = reg.create({ name: 'alpha', memoryMib: 512 }, 1);
-    expect(a).toMatchObject({ name: 'alpha', memoryMib: 512, defaultBalloonMib: 0, pageFusion: false, balloonPolicy: 'manual', memoryWeight: 100, memoryBufferPercent: 20 });
+    expect(a).toMatchObject({
+      name: 'alpha',
+      memoryMib: 512,
+      defaultBalloonMib: 0,
+      pageFusion: false,
+      balloonPolicy: 'manual',
+      memoryWeight: 100,
+      memoryBufferPercent: 20,
+    });
     reg.create({ name: 'beta', memoryMib: 1024 }, 2);
     expect(reg.list().map((v) => v.name)).toEqual(['alpha', 'beta']);
-    expect(reg.update('alpha', { defaultBalloonMib: 128, pageFusion: true, balloonPolicy: 'auto', memoryMinMib: 64 })).toMatchObject({ defaultBalloonMib: 128, pageFusion: true, balloonPolicy: 'auto', memoryMinMib: 64 });
+    expect(reg.update('alpha', { defaultBalloonMib: 128, pageFusion: true, balloonPolicy: 'auto', memoryMinMib: 64 })).toMatchObject({
+      defaultBalloonMib: 128,
+      pageFusion: true,
+      balloonPolicy: 'auto',
+      memoryMinMib: 64,
+    });
     reg.remove('alpha');
     expect(reg.find('alpha')).toBeUndefined();
     reg.close();
@@ -145,4 +158,3 @@ describe('a fresh data directory, told from a damaged one', () => {
     expect(() => new Registry(dir)).toThrow(/is a symbolic link/);
   });
 });
-

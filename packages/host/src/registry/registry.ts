@@ -59,14 +59,21 @@ function exists(path: string): { size: number; link: boolean } | undefined {
 export function registryIsFresh(dataDir: string): boolean {
   const path = join(dataDir, REGISTRY_FILE);
   const registry = exists(path);
-  if (registry?.link) throw new HostError('storage', `${path} is a symbolic link; the host keeps its registry in the data directory itself: put the file there`);
+  if (registry?.link)
+    throw new HostError('storage', `${path} is a symbolic link; the host keeps its registry in the data directory itself: put the file there`);
   if (registry && registry.size === 0) {
-    throw new HostError('storage', `${path} is empty (0 bytes): the VM registry was lost or truncated. Restore it from a backup; or, to start again with no VMs, delete it and the files beside it (${STATE_FILES.join(', ')})`);
+    throw new HostError(
+      'storage',
+      `${path} is empty (0 bytes): the VM registry was lost or truncated. Restore it from a backup; or, to start again with no VMs, delete it and the files beside it (${STATE_FILES.join(', ')})`,
+    );
   }
   if (registry) return false;
   const left = STATE_FILES.filter((f) => exists(join(dataDir, f)) !== undefined);
   if (left.length > 0) {
-    throw new HostError('storage', `${path} is missing but ${left.join(', ')} ${left.length === 1 ? 'is' : 'are'} still in ${dataDir}: the VM registry was lost. Restore it from a backup; or, to start again with no VMs, delete ${left.join(', ')}`);
+    throw new HostError(
+      'storage',
+      `${path} is missing but ${left.join(', ')} ${left.length === 1 ? 'is' : 'are'} still in ${dataDir}: the VM registry was lost. Restore it from a backup; or, to start again with no VMs, delete ${left.join(', ')}`,
+    );
   }
   return true;
 }
@@ -122,7 +129,9 @@ function storage<T>(what: string, fn: () => T): T {
     if (code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE') {
       throw new HostError('already_exists', `${what}: a VM of that name is already registered`, { cause: err });
     }
-    throw new HostError('storage', `${what}: the VM registry failed (${String(code ?? 'error')}): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new HostError('storage', `${what}: the VM registry failed (${String(code ?? 'error')}): ${err instanceof Error ? err.message : String(err)}`, {
+      cause: err,
+    });
   }
 }
 
@@ -206,7 +215,9 @@ export class Registry {
 
   /** Registers a VM; already_exists if the name is taken. */
   create(vm: { name: string; memoryMib: number; defaultBalloonMib?: number; pageFusion?: boolean; tokenHash?: string | null }, nowMs: number): VmRecord {
-    storage(`registering VM '${vm.name}'`, () => this.stmts.insert.run(vm.name, vm.memoryMib, vm.defaultBalloonMib ?? 0, vm.pageFusion ? 1 : 0, vm.tokenHash ?? null, nowMs));
+    storage(`registering VM '${vm.name}'`, () =>
+      this.stmts.insert.run(vm.name, vm.memoryMib, vm.defaultBalloonMib ?? 0, vm.pageFusion ? 1 : 0, vm.tokenHash ?? null, nowMs),
+    );
     return this.get(vm.name);
   }
 

@@ -15,7 +15,11 @@ function service(poolSizeMib = 1024, autoRegister = false) {
     reclaimTimeoutMs: 200,
     // These tests are about the pool and the sessions; guest tokens have their own tests.
     guestAuth: false,
-    counters: { countSession: (v) => counted.push(`session:${v}`), countRefusal: (r) => counted.push(`refusal:${r}`), countProtocolError: (c) => counted.push(`protocol:${c}`) },
+    counters: {
+      countSession: (v) => counted.push(`session:${v}`),
+      countRefusal: (r) => counted.push(`refusal:${r}`),
+      countProtocolError: (c) => counted.push(`protocol:${c}`),
+    },
   });
   return { s, counted };
 }
@@ -62,7 +66,18 @@ describe('HostService', () => {
     expect(await code(() => s.modifyVm('a', { memoryWeight: 0 }))).toBe('out_of_range');
     expect(await code(() => s.modifyVm('a', { balloonPolicy: 'magic' as never }))).toBe('invalid_argument');
     expect(await code(() => s.modifyVm('a', { pageFusion: 'yes' as never }))).toBe('invalid_argument');
-    expect(s.modifyVm('a', { memoryMib: 512, defaultBalloonMib: 64, pageFusion: true, balloonPolicy: 'auto', memoryMinMib: 128, balloonMaxMib: 300, memoryWeight: 500, memoryBufferPercent: 10 })).toMatchObject({
+    expect(
+      s.modifyVm('a', {
+        memoryMib: 512,
+        defaultBalloonMib: 64,
+        pageFusion: true,
+        balloonPolicy: 'auto',
+        memoryMinMib: 128,
+        balloonMaxMib: 300,
+        memoryWeight: 500,
+        memoryBufferPercent: 10,
+      }),
+    ).toMatchObject({
       memoryMib: 512,
       defaultBalloonMib: 64,
       pageFusion: true,

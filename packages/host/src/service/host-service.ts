@@ -13,7 +13,7 @@ import { HostError } from '../errors.js';
 import { HandOffDriver, type HandOffCgroup } from '../handoff/driver.js';
 import { balloonLimitMib, balloonTargetProblem, guestFloorMib } from '../pool/balloon-rules.js';
 import { Pool } from '../pool/pool.js';
-import type { Registry, VmRecord, } from '../registry/registry.js';
+import type { Registry, VmRecord } from '../registry/registry.js';
 import { NO_COUNTERS, type ServiceCounters } from './observer.js';
 import { statsView, vmView, type GuestFactsView } from './build-views.js';
 import { Reclaimer, SYSTEM_CLOCK, type Clock, type ReclaimSource } from './reclaim.js';
@@ -76,7 +76,6 @@ export interface HostServiceOptions {
   /** Largest hand-off batch per round trip, in MiB (default 256). */
   handOffBatchMib?: number;
 }
-
 
 /** Who asks for a balloon target. */
 export type TargetSource = 'controlvm' | 'policy';
@@ -211,7 +210,6 @@ export class HostService {
     }
     this.reclaim.changed();
   }
-
 
   // ---- views ---------------------------------------------------------------
 
@@ -432,7 +430,10 @@ export class HostService {
     // stranger cannot list the VM names; the host's log tells them apart.
     const denied = (why: string): AdmissionResult => {
       logger.warn(`guest refused: ${why}`);
-      return refuse('auth_failed', `VM '${name}' is not registered on this host, or its token is wrong or missing (give the agent the token 'balloonctl createvm' printed: --token or MEMBALLOON_TOKEN)`);
+      return refuse(
+        'auth_failed',
+        `VM '${name}' is not registered on this host, or its token is wrong or missing (give the agent the token 'balloonctl createvm' printed: --token or MEMBALLOON_TOKEN)`,
+      );
     };
     let record = this.records.get(name);
     if (!record) {
@@ -441,7 +442,10 @@ export class HostService {
           tokenMatches(hello.credential, UNKNOWN_VM_TOKEN_HASH);
           return denied('the VM is not registered');
         }
-        return refuse('unknown_vm', `VM '${name}' is not registered on this host (register it with 'balloonctl createvm --name "${name}" --memory MIB', or start the host with --auto-register)`);
+        return refuse(
+          'unknown_vm',
+          `VM '${name}' is not registered on this host (register it with 'balloonctl createvm --name "${name}" --memory MIB', or start the host with --auto-register)`,
+        );
       }
       try {
         // Trust on first use: the first Hello's token (if any) becomes the
@@ -458,7 +462,10 @@ export class HostService {
       return refuse('already_connected', `VM '${name}' already has a guest connected`, this.retryAfterMs);
     }
     if (hello.facts.totalMemoryMib !== record.memoryMib) {
-      logger.warn({ guestMemoryMib: hello.facts.totalMemoryMib, memoryMib: record.memoryMib }, "the guest's memory differs from the VM's setting; the setting counts");
+      logger.warn(
+        { guestMemoryMib: hello.facts.totalMemoryMib, memoryMib: record.memoryMib },
+        "the guest's memory differs from the VM's setting; the setting counts",
+      );
     }
     const memoryMib = record.memoryMib;
     // A guest that already applied targets (generation > 0) is resuming after
@@ -510,7 +517,20 @@ export class HostService {
     this.attachHandOff(name, sessionId, link, hello, memoryMib, generation);
     // The Welcome carries the first target of the session (the default balloon, or the one it resumes).
     this.counters.countTargetChange?.(name, 'start');
-    logger.info({ sessionId, memoryMib, targetMib, floorMib, generation, heldMib: needMib, agentPid: hello.facts.pid, resuming, managed: this.handoff?.has(name) ?? false }, 'guest admitted');
+    logger.info(
+      {
+        sessionId,
+        memoryMib,
+        targetMib,
+        floorMib,
+        generation,
+        heldMib: needMib,
+        agentPid: hello.facts.pid,
+        resuming,
+        managed: this.handoff?.has(name) ?? false,
+      },
+      'guest admitted',
+    );
     this.notify();
     return {
       ok: true,
@@ -538,7 +558,11 @@ export class HostService {
     if (!handoff || !cgroup || !link.sendHandOff) return;
     const sendHandOff = link.sendHandOff.bind(link);
     void handoff
-      .attach(name, { cgroup, memoryMib, chunkMib: hello.facts.chunkSizeMib, sendHandOff }, { handedOffMib: hello.balloon.handedOffMib ?? 0, generation: hello.balloon.generation })
+      .attach(
+        name,
+        { cgroup, memoryMib, chunkMib: hello.facts.chunkSizeMib, sendHandOff },
+        { handedOffMib: hello.balloon.handedOffMib ?? 0, generation: hello.balloon.generation },
+      )
       .then(() => {
         const r = this.running.get(name);
         if (!r || r.sessionId !== sessionId) {
@@ -552,7 +576,9 @@ export class HostService {
         if (status) handoff.onStatus(name, { ...status, actualMib: Math.min(status.actualMib, memoryMib) });
         this.refreshReclaimedNow(name);
       })
-      .catch((err: unknown) => this.log.warn({ vm: name, err: (err as Error).message, generation }, 'the hand-off could not read the guest\'s cgroup: its balloon stays a budget'));
+      .catch((err: unknown) =>
+        this.log.warn({ vm: name, err: (err as Error).message, generation }, "the hand-off could not read the guest's cgroup: its balloon stays a budget"),
+      );
   }
 
   /** The guest's memory size as the host counts it (for decoding its frames), or undefined. */
@@ -595,7 +621,11 @@ export class HostService {
     const overcommitMib = this.pool.overcommitMib;
     if (overcommitMib > overcommitBeforeMib) {
       // Once when the pool goes over, not per 1 MiB step of the guest's deflate.
-      if (overcommitBeforeMib === 0) r.logger.warn({ actualMib, previousActualMib: before?.actualMib, overcommitMib }, 'the guest deflated on its own: the pool is overcommitted; paying it back from the others');
+      if (overcommitBeforeMib === 0)
+        r.logger.warn(
+          { actualMib, previousActualMib: before?.actualMib, overcommitMib },
+          'the guest deflated on its own: the pool is overcommitted; paying it back from the others',
+        );
       this.reclaim.payBack();
     } else if (overcommitBeforeMib > 0 && overcommitMib === 0) {
       this.log.info({ sizeMib: this.pool.sizeMib, heldMib: this.pool.heldMib }, 'the pool is within its size again');

@@ -36,7 +36,16 @@ async function guest(s: HostService, name: string, memoryMib: number, settings: 
   if (!r.ok) throw new Error(`refused: ${r.message}`);
   const report = (actualMib: number, state: BalloonStatus['state'] = 'steady', reason: BalloonStatus['reason'] = 'none') => {
     const v = s.vmView(name);
-    s.onStatus(name, r.sessionId, { generation: v.balloon!.generation, targetMib: v.balloon!.targetMib, actualMib, lockedMib: actualMib, state, reason, lock: 'locked', detail: '' });
+    s.onStatus(name, r.sessionId, {
+      generation: v.balloon!.generation,
+      targetMib: v.balloon!.targetMib,
+      actualMib,
+      lockedMib: actualMib,
+      state,
+      reason,
+      lock: 'locked',
+      detail: '',
+    });
   };
   return {
     link: l,

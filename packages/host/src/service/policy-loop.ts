@@ -47,7 +47,10 @@ export async function runPolicyRound(service: PolicyLoopService, engine: PolicyE
   for (const change of ordered) {
     try {
       await service.setBalloon(change.name, change.targetMib, 'policy', { reclaim: false });
-      logger.info({ vm: change.name, fromMib: change.previousTargetMib, targetMib: change.targetMib, reason: change.reason, detail: change.detail }, 'policy moved a balloon');
+      logger.info(
+        { vm: change.name, fromMib: change.previousTargetMib, targetMib: change.targetMib, reason: change.reason, detail: change.detail },
+        'policy moved a balloon',
+      );
     } catch (err) {
       logger.warn({ vm: change.name, targetMib: change.targetMib, err: (err as Error).message }, 'policy change not applied');
     }

@@ -40,14 +40,24 @@ describe('modifyvm policy settings', () => {
     expect(refusal(() => s.modifyVm('v', { memoryWeight: 0 }))).toEqual({ code: 'out_of_range', message: 'memoryWeight 0 is out of range (1 to 10000)' });
     expect(refusal(() => s.modifyVm('v', { memoryWeight: 10_001 }))?.code).toBe('out_of_range');
     expect(refusal(() => s.modifyVm('v', { memoryWeight: 1.5 }))?.code).toBe('invalid_argument');
-    expect(refusal(() => s.modifyVm('v', { memoryBufferPercent: 101 }))).toEqual({ code: 'out_of_range', message: 'memoryBufferPercent 101 % is out of range (0 to 100 %)' });
-    expect(refusal(() => s.modifyVm('v', { memoryMinMib: 513 }))).toEqual({ code: 'out_of_range', message: 'memoryMinMib 513 MiB is out of range (0 to 512 MiB)' });
+    expect(refusal(() => s.modifyVm('v', { memoryBufferPercent: 101 }))).toEqual({
+      code: 'out_of_range',
+      message: 'memoryBufferPercent 101 % is out of range (0 to 100 %)',
+    });
+    expect(refusal(() => s.modifyVm('v', { memoryMinMib: 513 }))).toEqual({
+      code: 'out_of_range',
+      message: 'memoryMinMib 513 MiB is out of range (0 to 512 MiB)',
+    });
     expect(refusal(() => s.modifyVm('v', { balloonMaxMib: 461 }))).toEqual({
       code: 'out_of_range',
       message: 'balloonMaxMib 461 MiB is out of range (0 to 460 MiB, below 90 % of the VM memory; 0 or null: the 90 % rule alone)',
     });
     expect(refusal(() => s.modifyVm('v', { balloonPolicy: 'on' as never }))?.code).toBe('invalid_argument');
-    expect(s.modifyVm('v', { memoryWeight: 1, memoryBufferPercent: 0, memoryMinMib: 512, balloonMaxMib: 460 })).toMatchObject({ memoryWeight: 1, memoryMinMib: 512, balloonMaxMib: 460 });
+    expect(s.modifyVm('v', { memoryWeight: 1, memoryBufferPercent: 0, memoryMinMib: 512, balloonMaxMib: 460 })).toMatchObject({
+      memoryWeight: 1,
+      memoryMinMib: 512,
+      balloonMaxMib: 460,
+    });
     expect(s.modifyVm('v', { memoryWeight: 10_000, memoryBufferPercent: 100, balloonMaxMib: 0 })).toMatchObject({ memoryWeight: 10_000, balloonMaxMib: null });
     // Nothing was half-applied by the refusals.
     expect(s.vmView('v')).toMatchObject({ memoryMinMib: 512, memoryBufferPercent: 100 });
@@ -63,7 +73,8 @@ describe('modifyvm policy settings', () => {
     });
     expect(refusal(() => s.modifyVm('v', { memoryMib: 800, memoryMinMib: 100 }))).toEqual({
       code: 'out_of_range',
-      message: "balloonMaxMib 800 MiB of VM 'v' is 90 % or more of its memory of 800 MiB (the largest allowed is 719 MiB): lower it too (--balloon-max, 0 for the 90 % rule alone)",
+      message:
+        "balloonMaxMib 800 MiB of VM 'v' is 90 % or more of its memory of 800 MiB (the largest allowed is 719 MiB): lower it too (--balloon-max, 0 for the 90 % rule alone)",
     });
     expect(s.vmView('v')).toMatchObject({ memoryMib: 1024, memoryMinMib: 600, balloonMaxMib: 800 });
     expect(s.modifyVm('v', { memoryMib: 512, memoryMinMib: 100, balloonMaxMib: 0 })).toMatchObject({ memoryMib: 512, memoryMinMib: 100, balloonMaxMib: null });

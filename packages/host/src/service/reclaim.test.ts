@@ -112,7 +112,9 @@ describe('the reclaim', () => {
     clock.advance(TIMEOUT_MS);
     const r = await c.result;
     expect(refusal(r)?.code).toBe('pool_exhausted');
-    expect(refusal(r)?.message).toMatch(/after 20 s, 197 MiB still missing: every VM asked reached its target; meanwhile VM 'b' took back 100 MiB on its own; the reclaim was undone/);
+    expect(refusal(r)?.message).toMatch(
+      /after 20 s, 197 MiB still missing: every VM asked reached its target; meanwhile VM 'b' took back 100 MiB on its own; the reclaim was undone/,
+    );
     // a's balloon is put back: the rollback went through although the pool
     // had only 103 of the 203 MiB it costs.
     expect(a.link.targets.slice(0, 2)).toEqual([203, 0]);

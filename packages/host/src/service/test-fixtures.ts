@@ -26,14 +26,27 @@ export function testHello(vmName: string, totalMemoryMib: number, credential = '
     vmName,
     credential,
     agentVersion: 't',
-    facts: { pid: 42, totalMemoryMib, pageSizeBytes: 4096, chunkSizeMib: 1, capabilities: { pin: true, pageFusion: false, deflateOnPressure: true }, domain: 'process', hostname: '' },
+    facts: {
+      pid: 42,
+      totalMemoryMib,
+      pageSizeBytes: 4096,
+      chunkSizeMib: 1,
+      capabilities: { pin: true, pageFusion: false, deflateOnPressure: true },
+      domain: 'process',
+      hostname: '',
+    },
     balloon: { actualMib: 0, lockedMib: 0, generation: 0, targetMib: 0 },
   }).value as Hello;
 }
 
 /** A guest's MemoryStats: `availableMib` free and available of `memoryMib`. */
 export function testStats(memoryMib: number, availableMib: number): MemoryStats {
-  return bodies.memoryStats({ totalBytes: memoryMib * BYTES_PER_MIB, freeBytes: availableMib * BYTES_PER_MIB, availableBytes: availableMib * BYTES_PER_MIB, domain: 'process' }).value as MemoryStats;
+  return bodies.memoryStats({
+    totalBytes: memoryMib * BYTES_PER_MIB,
+    freeBytes: availableMib * BYTES_PER_MIB,
+    availableBytes: availableMib * BYTES_PER_MIB,
+    domain: 'process',
+  }).value as MemoryStats;
 }
 
 /** A clock that moves only when the test says so; timers fire in order of their due time. */

@@ -38,9 +38,15 @@ describe('parseCreateVm', () => {
   it('refuses a missing or bad name, and a memory that is not a whole number in range', () => {
     expect(refusal(() => parseCreateVm({ name: undefined, memoryMib: 512 }))).toEqual({ code: 'invalid_argument', message: 'the VM name is missing' });
     expect(refusal(() => parseCreateVm({ name: 'a/b', memoryMib: 512 }))?.code).toBe('invalid_argument');
-    expect(refusal(() => parseCreateVm({ name: 'a', memoryMib: '512' }))).toEqual({ code: 'invalid_argument', message: 'memoryMib must be a whole number (got "512")' });
+    expect(refusal(() => parseCreateVm({ name: 'a', memoryMib: '512' }))).toEqual({
+      code: 'invalid_argument',
+      message: 'memoryMib must be a whole number (got "512")',
+    });
     expect(refusal(() => parseCreateVm({ name: 'a', memoryMib: 1.5 }))?.code).toBe('invalid_argument');
-    expect(refusal(() => parseCreateVm({ name: 'a', memoryMib: 0 }))).toEqual({ code: 'out_of_range', message: 'memoryMib 0 MiB is out of range (1 to 16777216 MiB)' });
+    expect(refusal(() => parseCreateVm({ name: 'a', memoryMib: 0 }))).toEqual({
+      code: 'out_of_range',
+      message: 'memoryMib 0 MiB is out of range (1 to 16777216 MiB)',
+    });
   });
 });
 
@@ -51,7 +57,10 @@ describe('parseVmPatch', () => {
   });
 
   it('refuses unknown settings, and resize settings while the VM runs, naming them', () => {
-    expect(refusal(() => parseVmPatch(record(), { colour: 'red' }, false))).toEqual({ code: 'invalid_argument', message: "modifyvm does not know the setting 'colour'" });
+    expect(refusal(() => parseVmPatch(record(), { colour: 'red' }, false))).toEqual({
+      code: 'invalid_argument',
+      message: "modifyvm does not know the setting 'colour'",
+    });
     expect(refusal(() => parseVmPatch(record(), { memoryMib: 1024, pageFusion: true }, true))).toEqual({
       code: 'vm_running',
       message: "VM 'a' is running: modifyvm needs the VM powered off (to change memoryMib, pageFusion)",
@@ -70,14 +79,19 @@ describe('parseVmPatch', () => {
     expect(refusal(() => parseVmPatch(record({ memoryMinMib: 300 }), { memoryMib: 256 }, false))?.message).toBe(
       "memoryMinMib 300 MiB of VM 'a' is above its memory of 256 MiB: lower it too (--memory-min)",
     );
-    expect(refusal(() => parseVmPatch(record({ balloonMaxMib: 400 }), { memoryMib: 256 }, false))?.message).toMatch(/^balloonMaxMib 400 MiB of VM 'a' is 90 % or more/);
+    expect(refusal(() => parseVmPatch(record({ balloonMaxMib: 400 }), { memoryMib: 256 }, false))?.message).toMatch(
+      /^balloonMaxMib 400 MiB of VM 'a' is 90 % or more/,
+    );
     expect(parseVmPatch(record({ balloonMaxMib: 400 }), { memoryMib: 256, balloonMaxMib: 0 }, false)).toEqual({ memoryMib: 256, balloonMaxMib: 0 });
     // null unsets it as 0 does (the API shows an unset maximum as null).
     expect(parseVmPatch(record({ balloonMaxMib: 400 }), { balloonMaxMib: null }, false)).toEqual({ balloonMaxMib: 0 });
   });
 
   it('checks types and ranges of the policy settings', () => {
-    expect(refusal(() => parseVmPatch(record(), { pageFusion: 'on' }, false))).toEqual({ code: 'invalid_argument', message: 'pageFusion must be true or false' });
+    expect(refusal(() => parseVmPatch(record(), { pageFusion: 'on' }, false))).toEqual({
+      code: 'invalid_argument',
+      message: 'pageFusion must be true or false',
+    });
     expect(refusal(() => parseVmPatch(record(), { balloonPolicy: 'greedy' }, false))?.code).toBe('invalid_argument');
     expect(refusal(() => parseVmPatch(record(), { memoryWeight: 0 }, false))?.message).toBe('memoryWeight 0 is out of range (1 to 10000)');
     expect(refusal(() => parseVmPatch(record(), { memoryBufferPercent: 101 }, false))?.message).toBe('memoryBufferPercent 101 % is out of range (0 to 100 %)');
@@ -90,11 +104,19 @@ describe('parseVmPatch', () => {
 
 describe('parseVmPatchInput (the HTTP edge)', () => {
   it('types a JSON body, leaving the ranges to the service', () => {
-    expect(parseVmPatchInput({ memoryMib: 2048, pageFusion: true, balloonPolicy: 'auto', memoryWeight: 0 })).toEqual({ memoryMib: 2048, pageFusion: true, balloonPolicy: 'auto', memoryWeight: 0 });
+    expect(parseVmPatchInput({ memoryMib: 2048, pageFusion: true, balloonPolicy: 'auto', memoryWeight: 0 })).toEqual({
+      memoryMib: 2048,
+      pageFusion: true,
+      balloonPolicy: 'auto',
+      memoryWeight: 0,
+    });
   });
 
   it('refuses unknown keys and values of the wrong type', () => {
-    expect(refusal(() => parseVmPatchInput({ tokenHash: 'x' }))).toEqual({ code: 'invalid_argument', message: "modifyvm does not know the setting 'tokenHash'" });
+    expect(refusal(() => parseVmPatchInput({ tokenHash: 'x' }))).toEqual({
+      code: 'invalid_argument',
+      message: "modifyvm does not know the setting 'tokenHash'",
+    });
     expect(refusal(() => parseVmPatchInput({ memoryMib: '1' }))).toEqual({ code: 'invalid_argument', message: 'memoryMib must be a whole number (got "1")' });
     expect(refusal(() => parseVmPatchInput({ memoryWeight: 1.5 }))?.code).toBe('invalid_argument');
     expect(parseVmPatchInput({ balloonMaxMib: null })).toEqual({ balloonMaxMib: null });

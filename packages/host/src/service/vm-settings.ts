@@ -108,7 +108,11 @@ export function parseVmPatch(record: VmRecord, patch: Readonly<VmPatch> | Readon
   const limitMib = balloonLimitMib(memoryMib);
   if (patch.memoryMinMib !== undefined) s.memoryMinMib = parseWhole(patch.memoryMinMib, 'memoryMinMib', 0, memoryMib);
   // null (or 0) unsets it: the 90 % rule alone.
-  if (patch.balloonMaxMib !== undefined) s.balloonMaxMib = patch.balloonMaxMib === null ? 0 : parseWhole(patch.balloonMaxMib, 'balloonMaxMib', 0, limitMib, 'below 90 % of the VM memory; 0 or null: the 90 % rule alone');
+  if (patch.balloonMaxMib !== undefined)
+    s.balloonMaxMib =
+      patch.balloonMaxMib === null
+        ? 0
+        : parseWhole(patch.balloonMaxMib, 'balloonMaxMib', 0, limitMib, 'below 90 % of the VM memory; 0 or null: the 90 % rule alone');
   if (patch.memoryWeight !== undefined) s.memoryWeight = parseWhole(patch.memoryWeight, 'memoryWeight', 1, 10_000, undefined, '');
   if (patch.memoryBufferPercent !== undefined) s.memoryBufferPercent = parseWhole(patch.memoryBufferPercent, 'memoryBufferPercent', 0, 100, undefined, ' %');
   // A smaller memory must not leave the stored policy limits beyond it.

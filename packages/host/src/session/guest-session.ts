@@ -48,7 +48,15 @@ export interface GuestSessionOptions {
 }
 
 // Errors after which the stream cannot be trusted any more.
-const FATAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['malformed_frame', 'unsupported_version', 'out_of_order', 'frame_too_large', 'unexpected_message', 'rate_limited', 'timeout']);
+const FATAL: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'malformed_frame',
+  'unsupported_version',
+  'out_of_order',
+  'frame_too_large',
+  'unexpected_message',
+  'rate_limited',
+  'timeout',
+]);
 
 type Phase = 'hello' | 'admitting' | 'open' | 'closed';
 
@@ -172,7 +180,10 @@ export class GuestSession {
     if (this.phase === 'closed') return;
     this.send(bodies.error(code, message, retryAfterMs));
     // A close reason is at most 123 bytes of UTF-8.
-    const reason = Buffer.from(message, 'utf8').subarray(0, 120).toString('utf8').replace(/\uFFFD+$/, '');
+    const reason = Buffer.from(message, 'utf8')
+      .subarray(0, 120)
+      .toString('utf8')
+      .replace(/\uFFFD+$/, '');
     this.ws.close(closeCodeOf(code), reason);
     this.end(`${code}: ${message}`);
   }
@@ -228,7 +239,10 @@ export class GuestSession {
     this.phase = 'admitting';
     this.vmName = hello.vmName;
     this.logger = this.baseLogger.child({ vm: this.vmName });
-    this.logger.info({ agentVersion: hello.agentVersion, agentPid: hello.facts.pid, memoryMib: hello.facts.totalMemoryMib, balloon: hello.balloon }, 'guest hello');
+    this.logger.info(
+      { agentVersion: hello.agentVersion, agentPid: hello.facts.pid, memoryMib: hello.facts.totalMemoryMib, balloon: hello.balloon },
+      'guest hello',
+    );
     const result = await this.service.openSession(hello, this.link, this.logger);
     if ((this.phase as Phase) === 'closed') {
       if (result.ok) this.service.closeSession(this.vmName, result.sessionId, 'disconnected during admission');
@@ -292,8 +306,13 @@ export class GuestSession {
       if (!isBinary) throw new ProtocolError('malformed_frame', 'a frame must be binary, not text');
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
       // Before Hello nobody is authenticated: a stranger gets the smallest buffer.
-      if (this.phase === 'hello' && bytes.length > this.limits.maxHelloBytes) throw new ProtocolError('frame_too_large', `a Hello is at most ${this.limits.maxHelloBytes} bytes (got ${bytes.length})`);
-      const opts = { maxFrameBytes: this.limits.maxPayloadBytes, seq: this.seq, ...(this.guestMemoryMib === undefined ? {} : { guestMemoryMib: this.guestMemoryMib }) };
+      if (this.phase === 'hello' && bytes.length > this.limits.maxHelloBytes)
+        throw new ProtocolError('frame_too_large', `a Hello is at most ${this.limits.maxHelloBytes} bytes (got ${bytes.length})`);
+      const opts = {
+        maxFrameBytes: this.limits.maxPayloadBytes,
+        seq: this.seq,
+        ...(this.guestMemoryMib === undefined ? {} : { guestMemoryMib: this.guestMemoryMib }),
+      };
       this.onFrame(decodeFrame(bytes, opts));
     } catch (err) {
       const e = ProtocolError.from(err);

@@ -5,7 +5,20 @@ import { LogBudget } from './log-budget.js';
 
 function capture(level = 'info') {
   const lines: Array<Record<string, unknown>> = [];
-  const logger = pino({ level }, new Writable({ write: (chunk, _enc, cb) => (lines.push(...String(chunk).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)), cb()) }));
+  const logger = pino(
+    { level },
+    new Writable({
+      write: (chunk, _enc, cb) => (
+        lines.push(
+          ...String(chunk)
+            .trim()
+            .split('\n')
+            .map((l) => JSON.parse(l) as Record<string, unknown>),
+        ),
+        cb()
+      ),
+    }),
+  );
   return { logger, lines };
 }
 
@@ -15,14 +28,25 @@ describe('LogBudget', () => {
     const { logger, lines } = capture();
     const budget = new LogBudget(2, 5, logger, () => nowMs);
     const a = budget.wrap(logger.child({ remote: 'a' }));
-    const b = budget.wrap(logger.child({ remote: 'b' })).child({ vm: 'x' }).child({ session: 's' });
+    const b = budget
+      .wrap(logger.child({ remote: 'b' }))
+      .child({ vm: 'x' })
+      .child({ session: 's' });
     for (let i = 0; i < 100; i++) (i % 2 ? a : b).warn({ i }, 'guest line');
     expect(lines).toHaveLength(5);
     expect(lines[4]).toMatchObject({ vm: 'x', session: 's', remote: 'b' });
     expect(budget.suppressed).toBe(95);
     nowMs = 1000; // two more lines' worth
     a.error('again');
-    expect(lines.map((l) => l.msg)).toEqual(['guest line', 'guest line', 'guest line', 'guest line', 'guest line', '95 guest-triggered log lines were dropped (over the host-wide log budget)', 'again']);
+    expect(lines.map((l) => l.msg)).toEqual([
+      'guest line',
+      'guest line',
+      'guest line',
+      'guest line',
+      'guest line',
+      '95 guest-triggered log lines were dropped (over the host-wide log budget)',
+      'again',
+    ]);
     expect(lines[5]).toMatchObject({ suppressedLines: 95 });
     expect(lines[5]).not.toHaveProperty('remote');
     expect(budget.suppressed).toBe(0);

@@ -5,7 +5,6 @@
 // drawn at once, and snapshots extend it. Host data reaches the DOM only
 // through textContent.
 
-
 (() => {
   const EVENTS_URL = '/api/v1/events';
   const HISTORY_S = 900;
@@ -129,9 +128,7 @@
 
     // Pool row: what each VM holds, then what is free, out of the pool's size.
     const poolBar = $('pool-bar');
-    const poolSegs = running.map((vm) =>
-      segment('held', pct(vm.heldMib || 0), vm.name + ' holds ' + mib(vm.heldMib), colorOf(vm.name)),
-    );
+    const poolSegs = running.map((vm) => segment('held', pct(vm.heldMib || 0), vm.name + ' holds ' + mib(vm.heldMib), colorOf(vm.name)));
     poolSegs.push(segment('free', pct(Math.max(0, pool.freeMib)), 'free: ' + mib(pool.freeMib)));
     poolBar.replaceChildren(...poolSegs, marker(pct(pool.sizeMib)));
     poolBar.setAttribute('aria-label', `pool ${mib(pool.sizeMib)}: held ${mib(pool.heldMib)}, free ${mib(pool.freeMib)}`);
@@ -225,7 +222,11 @@
     card.status = el('p', 'balloon-status muted small');
     card.chartBox = el('div', 'chart');
     card.chartLegend = el('p', 'chart-legend muted small');
-    for (const [label, className] of [['target', 'key-target'], ['actual', 'key-actual'], ['available', 'key-available']]) {
+    for (const [label, className] of [
+      ['target', 'key-target'],
+      ['actual', 'key-actual'],
+      ['available', 'key-available'],
+    ]) {
       card.chartLegend.append(el('span', 'key ' + className), document.createTextNode(label + ' '));
     }
     card.chartLegend.append(document.createTextNode('· last ' + HISTORY_S / 60 + ' min'));
@@ -274,7 +275,10 @@
     setText(f.heldMib, running ? mib(vm.heldMib) : '–');
     setText(f.targetMib, balloon ? mib(balloon.targetMib) : running ? '–' : mib(vm.defaultBalloonMib));
     setText(f.actualMib, balloon ? mib(balloon.actualMib) : '–');
-    setText(f.lockedMib, balloon ? mib(balloon.lockedMib) + (balloon.lock && balloon.lock !== 'locked' ? ' (' + balloon.lock.replace('_', ' ') + ')' : '') : '–');
+    setText(
+      f.lockedMib,
+      balloon ? mib(balloon.lockedMib) + (balloon.lock && balloon.lock !== 'locked' ? ' (' + balloon.lock.replace('_', ' ') + ')' : '') : '–',
+    );
     // Handed off: released by the guest and held by its cgroup limit (physically free on the host).
     setText(f.handedOffMib, balloon ? mib(balloon.handedOffMib || 0) : '–');
     setText(f.availableMib, stats ? mib(stats.availableMib) : '–');
@@ -336,7 +340,15 @@
     if (b && b.state === 'short' && CEILING_REASONS.includes(b.reason)) card.reachableMib = b.actualMib;
     else if (b && card.reachableMib !== null && b.actualMib > card.reachableMib) card.reachableMib = null;
     if (card.reachableMib !== null && card.reachableMib < ruleMib) {
-      return 'up to about ' + mib(card.reachableMib) + ' (the guest stopped there: ' + String(b && b.reason !== 'none' ? b.reason : 'guest_floor').replace(/_/g, ' ') + '; the 90 % rule allows ' + mib(ruleMib) + ')';
+      return (
+        'up to about ' +
+        mib(card.reachableMib) +
+        ' (the guest stopped there: ' +
+        String(b && b.reason !== 'none' ? b.reason : 'guest_floor').replace(/_/g, ' ') +
+        '; the 90 % rule allows ' +
+        mib(ruleMib) +
+        ')'
+      );
     }
     return 'up to ' + mib(ruleMib) + ' (the 90 % rule)';
   }
@@ -344,9 +356,7 @@
   function balloonStatus(vm) {
     const b = vm.balloon;
     if (vm.state !== 'running') {
-      return vm.defaultBalloonMib > 0
-        ? 'Powered off. Its default balloon of ' + mib(vm.defaultBalloonMib) + ' is requested at every start.'
-        : 'Powered off.';
+      return vm.defaultBalloonMib > 0 ? 'Powered off. Its default balloon of ' + mib(vm.defaultBalloonMib) + ' is requested at every start.' : 'Powered off.';
     }
     if (!b) return 'Waiting for the guest’s first report…';
     switch (b.state) {
@@ -391,9 +401,19 @@
           ticks: { stroke: '#e5e7eb' },
           // Seconds only where ticks are closer than a minute.
           values: (u, vals, axisIdx, space, incr) =>
-            vals.map((v) => new Date(v * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: incr < 60 ? '2-digit' : undefined, hour12: false })),
+            vals.map((v) =>
+              new Date(v * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: incr < 60 ? '2-digit' : undefined, hour12: false }),
+            ),
         },
-        { stroke: '#6b7280', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e5e7eb' }, size: 48, label: 'MiB', labelSize: 16, labelFont: '11px system-ui, sans-serif' },
+        {
+          stroke: '#6b7280',
+          grid: { stroke: '#eef0f3' },
+          ticks: { stroke: '#e5e7eb' },
+          size: 48,
+          label: 'MiB',
+          labelSize: 16,
+          labelFont: '11px system-ui, sans-serif',
+        },
       ],
       series: [
         {},

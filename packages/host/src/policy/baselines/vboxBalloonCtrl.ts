@@ -70,7 +70,7 @@ export function vboxBalloonCtrlPolicy(overrides: Partial<VBoxBalloonCtrlConfig> 
       const changes: PolicyTargetChange[] = [];
       for (const vm of input.vms) {
         // "If guest statistics are not up and running yet, skip this iteration."
-        if (vm.stats === undefined || vm.stats.freeMib <= 0 && vm.stats.availableMib <= 0) continue;
+        if (vm.stats === undefined || (vm.stats.freeMib <= 0 && vm.stats.availableMib <= 0)) continue;
         // VirtualBox reads Guest/RAM/Usage/Balloon, the balloon the guest reports.
         const balloonCurMib = vm.actualMib;
         const requestedMib = vm.settings.balloonMaxMib;

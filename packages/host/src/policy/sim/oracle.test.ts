@@ -19,7 +19,11 @@ describe('the oracle', () => {
     const s = standardScenarios(1500).find((x) => x.name === 'spiky')!;
     const seeing = simulate(s, oraclePolicy(), 4);
     const base = oraclePolicy();
-    const blind = { ...base, name: 'blind', stepWithForesight: (st: null, input: Parameters<typeof base.stepWithForesight>[1]) => base.stepWithForesight(st, input, new Map()) };
+    const blind = {
+      ...base,
+      name: 'blind',
+      stepWithForesight: (st: null, input: Parameters<typeof base.stepWithForesight>[1]) => base.stepWithForesight(st, input, new Map()),
+    };
     const blinded = simulate(s, blind, 4);
     expect(seeing.oomEvents).toBe(0);
     expect(seeing.pressureRoundsPercent).toBe(0);

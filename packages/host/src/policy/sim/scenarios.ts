@@ -63,12 +63,7 @@ export function standardScenarios(rounds = 3000): Scenario[] {
       name: 'lying',
       poolSizeMib: 10 * GIB,
       rounds,
-      guests: [
-        guest('liar', lying, 1536),
-        guest('grow1', growing(80), 1536),
-        guest('idle1', idle, 1536),
-        guest('idle2', idle, 1536),
-      ],
+      guests: [guest('liar', lying, 1536), guest('grow1', growing(80), 1536), guest('idle1', idle, 1536), guest('idle2', idle, 1536)],
       contenders: ['liar', 'grow1'],
     },
     {

@@ -19,7 +19,11 @@ describe('simulator', () => {
 
   it('counts OOM kills when a balloon leaves a growing guest no room', () => {
     // A fixed big balloon (a policy that never moves) starves the grower.
-    const frozen = { name: 'frozen', initialState: () => null, step: (s: null) => ({ state: s, decision: { changes: [], poolFreeAfterMib: 0, unmetDemandMib: 0 } }) };
+    const frozen = {
+      name: 'frozen',
+      initialState: () => null,
+      step: (s: null) => ({ state: s, decision: { changes: [], poolFreeAfterMib: 0, unmetDemandMib: 0 } }),
+    };
     const result = simulate(scenario('growing', 1500), frozen, 1);
     expect(result.oomEvents).toBeGreaterThan(0);
   });

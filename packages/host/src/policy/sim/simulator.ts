@@ -272,9 +272,7 @@ export function simulate<S>(
 
     observe?.({ round, input, decision: result.decision, oomVms, poolFreeMib: poolFree() });
     const contenders = guests.filter((g) => scenario.contenders.includes(g.spec.name));
-    const wants = (g: GuestSim): boolean =>
-      g.spec.workload.kind === 'lying' ||
-      availableOf(g) < (g.spec.settings.memoryBufferPercent / 100) * g.spec.memoryMib;
+    const wants = (g: GuestSim): boolean => g.spec.workload.kind === 'lying' || availableOf(g) < (g.spec.settings.memoryBufferPercent / 100) * g.spec.memoryMib;
     if (contenders.length >= 2 && contenders.every(wants)) {
       contendedRounds += 1;
       for (const g of contenders) {

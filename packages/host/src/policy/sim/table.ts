@@ -41,7 +41,9 @@ export function formatFairnessDetail(results: readonly SimResult[], scenarioName
   for (const r of results) {
     if (!scenarioNames.includes(r.scenario)) continue;
     const parts = Object.entries(r.givenMibPerWeight).map(([name, x]) => `${name} ${x.toFixed(1)}`);
-    const ooms = Object.entries(r.oomEventsByVm).filter(([, n]) => n > 0).map(([name, n]) => `${name} ${n}`);
+    const ooms = Object.entries(r.oomEventsByVm)
+      .filter(([, n]) => n > 0)
+      .map(([name, n]) => `${name} ${n}`);
     out.push(`- ${r.scenario} / ${r.engine}: ${parts.join(', ')} (over ${r.contendedRounds} contended rounds); OOM: ${ooms.join(', ') || 'none'}`);
   }
   return out.join('\n');
