@@ -55,7 +55,10 @@ describe.skipIf(skipReason !== '')('hand-off burst: three startvm guests take tu
     const first = readLimitsMib();
     const second = readLimitsMib();
     if (first.some((mib, i) => mib !== second[i])) return;
-    maxLimitSumMib = Math.max(maxLimitSumMib, first.reduce((a, b) => a + b, 0));
+    maxLimitSumMib = Math.max(
+      maxLimitSumMib,
+      first.reduce((a, b) => a + b, 0),
+    );
     samples++;
   };
   const workloadPid = (name: string): number => {
