@@ -42,13 +42,23 @@ describe.skipIf(skipReason !== '')('hand-off burst: three startvm guests take tu
   let samples = 0;
 
   const vm = (name: string) => ctlJson<VmView>(host.url, 'showvminfo', name);
-  const sample = (): void => {
-    let sum = 0;
-    for (const g of GUESTS) {
+  const readLimitsMib = (): number[] =>
+    GUESTS.map((g) => {
       const f = join(parentDir, g.name, 'memory.limit_in_bytes');
-      if (existsSync(f)) sum += num(f) / MIB;
-    }
-    maxLimitSumMib = Math.max(maxLimitSumMib, sum);
+      return existsSync(f) ? num(f) / MIB : 0;
+    });
+  // The three files are read one after the other while the host writes them:
+  // a pass can mix one guest's old limit with another's new one (a sum that
+  // never existed; more likely the busier the machine). Two passes that agree
+  // file by file saw every limit unchanged over an instant they share.
+  const sample = (): void => {
+    const first = readLimitsMib();
+    const second = readLimitsMib();
+    if (first.some((mib, i) => mib !== second[i])) return;
+    maxLimitSumMib = Math.max(
+      maxLimitSumMib,
+      first.reduce((a, b) => a + b, 0),
+    );
     samples++;
   };
   const workloadPid = (name: string): number => {
