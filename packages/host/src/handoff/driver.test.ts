@@ -6,7 +6,7 @@ import { CgroupError } from '../cgroup/errors.js';
 import { describe, expect, it } from 'vitest';
 import type { BalloonStatus } from '@memballoon/protocol';
 import { HandOffDriver, type HandOffCgroup } from './driver.js';
-import { planHandOff, reclaimedMib } from './plan.js';
+import { handOffReserveMib, planHandOff, reclaimedMib } from './plan.js';
 
 const MIB = 1024 * 1024;
 const logger = pino({ level: 'silent' });
@@ -27,8 +27,9 @@ class FakeGuest implements HandOffCgroup {
   /** Every limit the kernel accepted, with the usage at that moment. */
   readonly writes: Array<{ limitMib: number; usageMib: number }> = [];
   ebusy = 0;
-  /** Largest headroom (limit − usage) seen after any change. */
+  /** Largest and smallest headroom (limit − usage) seen after any change. */
   maxSlackMib = 0;
+  minSlackMib = Number.POSITIVE_INFINITY;
   answering = true;
   driver!: HandOffDriver;
 
@@ -46,6 +47,7 @@ class FakeGuest implements HandOffCgroup {
 
   private noteSlack(): void {
     this.maxSlackMib = Math.max(this.maxSlackMib, this.limitMib - this.usageMib);
+    this.minSlackMib = Math.min(this.minSlackMib, this.limitMib - this.usageMib);
   }
 
   async usageBytes(): Promise<number> {
@@ -137,10 +139,21 @@ async function setUp(memoryMib: number, workloadMib: number, options: { maxBatch
 }
 
 describe('hand-off planner', () => {
-  const base = { memoryMib: 1024, chunkMib: 1, limitMib: 1024, usageMib: 862, handedOffMib: 0, pinnedMib: 512, wantHandedOffMib: 512, maxBatchMib: 256 };
+  const base = {
+    memoryMib: 1024,
+    chunkMib: 1,
+    limitMib: 1024,
+    usageMib: 862,
+    handedOffMib: 0,
+    pinnedMib: 512,
+    wantHandedOffMib: 512,
+    maxBatchMib: 256,
+    reserveMib: handOffReserveMib(1024),
+  };
 
-  it('lowers the limit first by what the slack allows, then releases that much', () => {
-    expect(planHandOff(base)).toEqual({ kind: 'lower-then-release', limitMib: 1024 - 162, handedOffMib: 162, batchMib: 162 });
+  it('lowers the limit first by what the slack allows beyond the reserve, then releases that much', () => {
+    expect(base.reserveMib).toBe(41);
+    expect(planHandOff(base)).toEqual({ kind: 'lower-then-release', limitMib: 1024 - 121, handedOffMib: 121, batchMib: 121 });
     expect(planHandOff({ ...base, usageMib: 300 })).toEqual({ kind: 'lower-then-release', limitMib: 768, handedOffMib: 256, batchMib: 256 });
   });
 
@@ -151,9 +164,11 @@ describe('hand-off planner', () => {
 
   it('raises a limit below what the balloon implies before anything else, and catches up a limit above it only down to usage', () => {
     expect(planHandOff({ ...base, limitMib: 900, handedOffMib: 100, pinnedMib: 412 })).toEqual({ kind: 'raise', limitMib: 924 });
-    expect(planHandOff({ ...base, limitMib: 1000, handedOffMib: 100, pinnedMib: 412, usageMib: 950 })).toEqual({ kind: 'catch-up', limitMib: 950 });
+    expect(planHandOff({ ...base, limitMib: 1000, handedOffMib: 100, pinnedMib: 412, usageMib: 950 })).toEqual({ kind: 'catch-up', limitMib: 991 });
     // Behind and no way to catch up: wait (one chunk of exposure in all), release nothing more.
     expect(planHandOff({ ...base, limitMib: 1000, handedOffMib: 100, pinnedMib: 412, usageMib: 1000 })).toEqual({ kind: 'done' });
+    // Never into the reserve either: 960 + 41 is above the limit already.
+    expect(planHandOff({ ...base, limitMib: 1000, handedOffMib: 100, pinnedMib: 412, usageMib: 960 })).toEqual({ kind: 'done' });
   });
 
   it('is done when everything wanted is handed off, and never hands off more than is pinned', () => {
@@ -178,8 +193,11 @@ describe('hand-off driver against a fake cgroup', () => {
     expect({ limit: g.limitMib, handed: g.handedOffMib, pinned: g.pinnedMib }).toEqual({ limit: 512, handed: 512, pinned: 0 });
     expect(g.ebusy).toBe(0);
     for (const w of g.writes) expect(w.limitMib).toBeGreaterThanOrEqual(w.usageMib);
-    // The workload's headroom is what it had under the pinned balloon, at every moment.
+    // The workload's headroom is what it had under the pinned balloon, at every moment:
+    // never more (it cannot take the released pages), and never less than the reserve
+    // (the moment between lowering the limit and the release must not OOM-kill it).
     expect(g.maxSlackMib).toBe(slackBefore);
+    expect(g.minSlackMib).toBeGreaterThanOrEqual(handOffReserveMib(1024));
     expect(g.driver.view('vm')).toEqual({ limitMib: 512, handedOffMib: 512, reclaimedMib: 512 });
   });
 

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { BalloonStatus } from '@memballoon/protocol';
 import { CgroupError } from '../cgroup/errors.js';
 import type { MemoryCgroup } from '../cgroup/memory-cgroup.js';
-import { limitMibOf, planHandOff, reclaimedMib, usageMibOf, type HandOffStep } from './plan.js';
+import { handOffReserveMib, limitMibOf, planHandOff, reclaimedMib, usageMibOf, type HandOffStep } from './plan.js';
 
 const MIB_BYTES = 1024 * 1024;
 
@@ -202,6 +202,7 @@ export class HandOffDriver {
         pinnedMib: Math.max(0, st.actualMib - handedOffMib),
         wantHandedOffMib,
         maxBatchMib: this.maxBatchMib,
+        reserveMib: handOffReserveMib(e.memoryMib),
       });
       if (step.kind === 'done') return;
       if (!(await this.apply(e, step))) return;
@@ -228,7 +229,7 @@ export class HandOffDriver {
       case 'release-then-lower': {
         if (!(await this.release(e, step.handedOffMib))) return false;
         const usageMib = usageMibOf(await e.cgroup.usageBytes());
-        const to = Math.max(usageMib, step.limitMib);
+        const to = Math.max(usageMib + handOffReserveMib(e.memoryMib), step.limitMib);
         return to < e.limitMib ? this.setLimit(e, to) : true;
       }
     }

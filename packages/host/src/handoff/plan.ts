@@ -8,7 +8,13 @@
 // or below it) and the agent releases after, which leaves the slack exactly
 // as it was, so the workload never sees the released pages. Without slack for
 // one chunk, the agent releases one chunk first and the limit follows at
-// once, never below the usage read then: the exposure is one chunk.
+// once: the exposure is one chunk.
+//
+// No step ever leaves the guest less than a reserve of headroom (limit ≥
+// usage + reserve), not even for the moment between lowering the limit and
+// the agent's release: the agent needs memory to read the very frame that
+// asks it to release, and a workload allocating in that moment would meet a
+// full cgroup, reclaim nothing, and be OOM-killed by the hand-off itself.
 
 const MIB_BYTES = 1024 * 1024;
 
@@ -30,6 +36,8 @@ export interface HandOffState {
   wantHandedOffMib: number;
   /** Largest batch per round trip. */
   maxBatchMib: number;
+  /** Headroom (limit − usage) no step takes from the guest (handOffReserveMib). */
+  reserveMib: number;
 }
 
 /** One step of the hand-off. */
@@ -40,10 +48,15 @@ export type HandOffStep =
   | { kind: 'raise'; limitMib: number }
   /** Lower the limit by batchMib first, then ask the agent for handedOffMib. */
   | { kind: 'lower-then-release'; limitMib: number; handedOffMib: number; batchMib: number }
-  /** No slack for a chunk: ask the agent for handedOffMib first, then lower the limit to max(usage then, limitMib). */
+  /** No slack for a chunk: ask the agent for handedOffMib first, then lower the limit to max(usage then + reserve, limitMib). */
   | { kind: 'release-then-lower'; limitMib: number; handedOffMib: number; batchMib: number }
   /** The limit is above memory − handed off (a release-first step could not lower it all the way): lower it to max(usage, limitMib). */
   | { kind: 'catch-up'; limitMib: number };
+
+/** The headroom a hand-off never takes from a guest of memoryMib: 4 % of it, at least 16 MiB. */
+export function handOffReserveMib(memoryMib: number): number {
+  return Math.max(16, Math.ceil(memoryMib / 25));
+}
 
 /** The limit a balloon implies: memory minus what its agent has handed off. */
 export function impliedLimitMib(memoryMib: number, handedOffMib: number): number {
@@ -79,11 +92,12 @@ export function planHandOff(s: HandOffState): HandOffStep {
     // Behind from an earlier release-first step (the workload took the chunk
     // before the limit came down): catch up, never below usage, and release
     // nothing more until then, so that the exposure stays one chunk in all.
-    const to = Math.max(implied, s.usageMib);
+    const to = Math.max(implied, s.usageMib + s.reserveMib);
     return to < s.limitMib ? { kind: 'catch-up', limitMib: to } : { kind: 'done' };
   }
   if (batch <= 0) return { kind: 'done' };
-  const slack = s.limitMib - s.usageMib;
+  // What can come down before the release without eating the reserve.
+  const slack = s.limitMib - s.usageMib - s.reserveMib;
   if (slack >= chunk) {
     const c = Math.min(batch, Math.floor(slack / chunk) * chunk);
     return { kind: 'lower-then-release', limitMib: s.limitMib - c, handedOffMib: s.handedOffMib + c, batchMib: c };
