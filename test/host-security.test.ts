@@ -5,13 +5,12 @@
 import Database from 'better-sqlite3';
 import { chmodSync, existsSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pino from 'pino';
-import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bodies } from '@memballoon/protocol';
 import { startHost, type HostHandle } from '@memballoon/host';
 import { connectFake, helloFor, registerVm } from './support/fake-guest.js';
 import { tempDataDir } from './support/host.js';
+import { captureLogger } from './support/capture-log.js';
 import { waitFor } from './support/wait.js';
 
 const hosts: HostHandle[] = [];
@@ -238,8 +237,7 @@ describe('the admin API under bad requests', () => {
     });
 
   it('answers a deeply nested JSON body with 400, on every route that reads one, and logs no 500', async () => {
-    let logged = '';
-    const logger = pino({ level: 'error' }, new Writable({ write: (chunk, _enc, cb) => ((logged += String(chunk)), cb()) }));
+    const { logger, text } = captureLogger('error');
     const { host } = await start({ logger });
     registerVm(host, { name: 'a', memoryMib: 128 });
     const depth = 20_000; // 40 KB, under the body size limit
@@ -255,13 +253,12 @@ describe('the admin API under bad requests', () => {
       expect(err.code).toBe('invalid_argument');
       expect(err.message).toMatch(/nested deeper than \d+ levels/);
     }
-    expect(logged).toBe('');
+    expect(text()).toBe('');
     expect(host.service.vmView('a').memoryMib).toBe(128);
   });
 
   it('logs every 500 with its stack', async () => {
-    let logged = '';
-    const logger = pino({ level: 'error' }, new Writable({ write: (chunk, _enc, cb) => ((logged += String(chunk)), cb()) }));
+    const { logger, text } = captureLogger('error');
     const { host } = await start({ logger });
     host.service.hostView = () => {
       throw new TypeError('a bug in the host');
@@ -269,7 +266,7 @@ describe('the admin API under bad requests', () => {
     const res = await call(host, 'GET', '/api/v1/host');
     expect(res.status).toBe(500);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('internal');
-    const line = JSON.parse(logged.trim().split('\n').at(-1)!) as { msg: string; path: string; err: { type: string; stack: string } };
+    const line = JSON.parse(text().trim().split('\n').at(-1)!) as { msg: string; path: string; err: { type: string; stack: string } };
     expect(line.msg).toMatch(/admin request failed: a bug in the host/);
     expect(line.path).toBe('/api/v1/host');
     expect(line.err.type).toBe('TypeError');
@@ -302,11 +299,10 @@ describe('listen rules', () => {
   it('refuses no-auth and plaintext on a non-loopback address; allows plaintext with the flag and a warning', async () => {
     await expect(start({ listenHost: '0.0.0.0', insecureNoAuth: true, allowInsecureListen: true })).rejects.toThrow(/loopback addresses only/);
     await expect(start({ listenHost: '0.0.0.0' })).rejects.toThrow(/needs --tls-cert and --tls-key, or --allow-insecure-listen/);
-    let logged = '';
-    const logger = pino({ level: 'warn' }, new Writable({ write: (chunk, _enc, cb) => ((logged += String(chunk)), cb()) }));
+    const { logger, text } = captureLogger('warn');
     const { host } = await start({ listenHost: '0.0.0.0', allowInsecureListen: true, logger });
     expect(host.url).toMatch(/^http:\/\/0\.0\.0\.0:\d+$/);
-    expect(logged).toMatch(/without TLS: guest and admin tokens cross the network in clear text/);
+    expect(text()).toMatch(/without TLS: guest and admin tokens cross the network in clear text/);
   });
 });
 
@@ -347,8 +343,7 @@ describe('counting and logging under a flood', () => {
   });
 
   it('counts every protocol error but logs only within a host-wide budget', async () => {
-    let logged = '';
-    const logger = pino({ level: 'warn' }, new Writable({ write: (chunk, _enc, cb) => ((logged += String(chunk)), cb()) }));
+    const { logger, text } = captureLogger('warn');
     const { host } = await start({ logger, limits: { maxGuestLogLinesPerSecond: 1, guestLogBurstLines: 1 } });
     const startedMs = Date.now();
     // All at once: the flood's length in time stays that of one connection, so
@@ -361,7 +356,9 @@ describe('counting and logging under a flood', () => {
       }),
     );
     expect(await metric(host, /memballoon_protocol_errors_total\{code="malformed_frame"\} (\d+)/)).toBe(30);
-    const lines = logged.split('\n').filter((l) => l.includes('protocol error')).length;
+    const lines = text()
+      .split('\n')
+      .filter((l) => l.includes('protocol error')).length;
     expect(lines).toBeGreaterThanOrEqual(1);
     // The budget allows its burst plus its rate for the time the work took, whatever the machine's load.
     expect(lines).toBeLessThanOrEqual(1 + Math.ceil((Date.now() - startedMs) / 1000));
@@ -369,21 +366,7 @@ describe('counting and logging under a flood', () => {
   });
 
   it('puts every line a connected guest can cause under the same budget (Error frames, statuses for generations never sent)', async () => {
-    const lines: Array<Record<string, unknown>> = [];
-    const logger = pino(
-      { level: 'info' },
-      new Writable({
-        write: (chunk, _enc, cb) => (
-          lines.push(
-            ...String(chunk)
-              .trim()
-              .split('\n')
-              .map((l) => JSON.parse(l) as Record<string, unknown>),
-          ),
-          cb()
-        ),
-      }),
-    );
+    const { logger, lines } = captureLogger('info');
     const burstLines = 5;
     const { host } = await start({ logger, limits: { maxGuestLogLinesPerSecond: 1, guestLogBurstLines: burstLines } });
     registerVm(host, { name: 'noisy', memoryMib: 256 });
@@ -401,8 +384,8 @@ describe('counting and logging under a flood', () => {
       what: 'every status to be handled',
     });
     expect(g.closed).toBeUndefined();
-    const guestLines = lines.filter((l) => l.remote !== undefined).length;
-    const reports = lines.filter((l) => typeof l.suppressedLines === 'number');
+    const guestLines = lines().filter((l) => l.remote !== undefined).length;
+    const reports = lines().filter((l) => typeof l.suppressedLines === 'number');
     const allowed = burstLines + Math.ceil((Date.now() - startedMs) / 1000);
     expect(guestLines).toBeLessThanOrEqual(allowed);
     // At most one "N dropped" line per line let through, and nothing vanishes silently.

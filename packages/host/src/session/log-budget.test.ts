@@ -1,31 +1,11 @@
-import { Writable } from 'node:stream';
-import pino from 'pino';
+import { captureLogger } from '@memballoon/e2e/capture-log';
 import { describe, expect, it } from 'vitest';
 import { LogBudget } from './log-budget.js';
-
-function capture(level = 'info') {
-  const lines: Array<Record<string, unknown>> = [];
-  const logger = pino(
-    { level },
-    new Writable({
-      write: (chunk, _enc, cb) => (
-        lines.push(
-          ...String(chunk)
-            .trim()
-            .split('\n')
-            .map((l) => JSON.parse(l) as Record<string, unknown>),
-        ),
-        cb()
-      ),
-    }),
-  );
-  return { logger, lines };
-}
 
 describe('LogBudget', () => {
   it('shares one budget across every wrapped logger and its children, then says how many lines it dropped', () => {
     let nowMs = 0;
-    const { logger, lines } = capture();
+    const { logger, lines } = captureLogger();
     const budget = new LogBudget(2, 5, logger, () => nowMs);
     const a = budget.wrap(logger.child({ remote: 'a' }));
     const b = budget
@@ -33,12 +13,12 @@ describe('LogBudget', () => {
       .child({ vm: 'x' })
       .child({ session: 's' });
     for (let i = 0; i < 100; i++) (i % 2 ? a : b).warn({ i }, 'guest line');
-    expect(lines).toHaveLength(5);
-    expect(lines[4]).toMatchObject({ vm: 'x', session: 's', remote: 'b' });
+    expect(lines()).toHaveLength(5);
+    expect(lines()[4]).toMatchObject({ vm: 'x', session: 's', remote: 'b' });
     expect(budget.suppressed).toBe(95);
     nowMs = 1000; // two more lines' worth
     a.error('again');
-    expect(lines.map((l) => l.msg)).toEqual([
+    expect(lines().map((l) => l.msg)).toEqual([
       'guest line',
       'guest line',
       'guest line',
@@ -47,19 +27,19 @@ describe('LogBudget', () => {
       '95 guest-triggered log lines were dropped (over the host-wide log budget)',
       'again',
     ]);
-    expect(lines[5]).toMatchObject({ suppressedLines: 95 });
-    expect(lines[5]).not.toHaveProperty('remote');
+    expect(lines()[5]).toMatchObject({ suppressedLines: 95 });
+    expect(lines()[5]).not.toHaveProperty('remote');
     expect(budget.suppressed).toBe(0);
   });
 
   it('charges nothing for a level that is off, and passes everything else through', () => {
-    const { logger, lines } = capture('warn');
+    const { logger, lines } = captureLogger('warn');
     const budget = new LogBudget(1, 1, logger, () => 0);
     const l = budget.wrap(logger);
     for (let i = 0; i < 50; i++) l.debug('not written');
     l.info('not written either');
     l.warn('written');
-    expect(lines.map((x) => x.msg)).toEqual(['written']);
+    expect(lines().map((x) => x.msg)).toEqual(['written']);
     expect(l.isLevelEnabled('warn')).toBe(true);
     expect(l.level).toBe('warn');
   });
