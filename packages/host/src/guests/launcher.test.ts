@@ -150,23 +150,25 @@ describe('startvm over the network can be turned off', () => {
   });
 });
 
+/** A launcher in process mode whose agent is a stand-in: `node -e script`. */
+const openStandIn = (script: string, opts: { startTimeoutMs?: number; poweroffGraceMs: number }) =>
+  GuestLauncher.open({
+    dataDir: tempDir(),
+    logger: pino({ level: 'silent' }),
+    cgroupParent: 'unused',
+    poolCgroup: false,
+    poolSizeMib: 1024,
+    agentCommand: [process.execPath, '-e', script, '--'],
+    pathEnv: PATH_ENV,
+    hostUrl: () => 'http://127.0.0.1:1',
+    remoteStartvm: true,
+    forceProcessMode: true,
+    ...opts,
+  });
+
 describe('startvm when the agent never gets in', () => {
   const stubService = { vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never, isRunning: () => false, subscribe: () => () => {} };
-  const open = (script: string, startTimeoutMs = 60_000) =>
-    GuestLauncher.open({
-      dataDir: tempDir(),
-      logger: pino({ level: 'silent' }),
-      cgroupParent: 'unused',
-      poolCgroup: false,
-      poolSizeMib: 1024,
-      agentCommand: [process.execPath, '-e', script, '--'],
-      pathEnv: PATH_ENV,
-      hostUrl: () => 'http://127.0.0.1:1',
-      remoteStartvm: true,
-      forceProcessMode: true,
-      startTimeoutMs,
-      poweroffGraceMs: 2000,
-    });
+  const open = (script: string, startTimeoutMs = 60_000) => openStandIn(script, { startTimeoutMs, poweroffGraceMs: 2000 });
 
   it('an agent that exits first: startvm fails with its last words and leaves nothing', async () => {
     const launcher = await open("console.error('balloon-agent: cannot reach the host'); process.exit(3)");
@@ -194,19 +196,7 @@ describe('poweroff of a guest that ignores SIGTERM', () => {
     // A stand-in agent that traps SIGTERM and has a child that traps it too.
     const script =
       "process.on('SIGTERM', () => console.log('agent got SIGTERM')); require('child_process').spawn(process.execPath, ['-e', \"process.on('SIGTERM', () => {}); setInterval(() => {}, 1 << 30)\"], { stdio: 'inherit' }); setInterval(() => {}, 1 << 30)";
-    const launcher = await GuestLauncher.open({
-      dataDir: tempDir(),
-      logger: pino({ level: 'silent' }),
-      cgroupParent: 'unused',
-      poolCgroup: false,
-      poolSizeMib: 1024,
-      agentCommand: [process.execPath, '-e', script, '--'],
-      pathEnv: PATH_ENV,
-      hostUrl: () => 'http://127.0.0.1:1',
-      remoteStartvm: true,
-      forceProcessMode: true,
-      poweroffGraceMs: 1000,
-    });
+    const launcher = await openStandIn(script, { poweroffGraceMs: 1000 });
     // The stand-in never says Hello: the stub service calls it admitted at once.
     launcher.attach({ vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never, isRunning: () => true, subscribe: () => () => {} });
     await launcher.startvm('stubborn', { command: ['sleep', '60'], fromLoopback: true });
