@@ -1,28 +1,17 @@
 // The service's log lines (issue 17.8, 17.9): a change of state is logged
 // once, a balloon reaching its target says so, and no line carries two pids.
-import { Writable } from 'node:stream';
-import pino from 'pino';
+import { captureLogger } from '@memballoon/e2e/capture-log';
 import { bodies, type BalloonStatus } from '@memballoon/protocol';
 import { describe, expect, it } from 'vitest';
 import type { GuestLink } from './host-service.js';
 import { testHello, testService } from './test-fixtures.js';
 
-function recordingLogger() {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
-}
-
 const link = (): GuestLink => ({ open: true, sendTarget() {}, end() {} });
 
 describe('service logs', () => {
   it('logs a guest deflating on its own once, not per 1 MiB step, and the target reached once', async () => {
-    const { logger, lines } = recordingLogger();
+    const captured = captureLogger('info');
+    const { logger } = captured;
     const s = testService({ poolSizeMib: 2048, logger, guestAuth: false });
     s.createVm({ name: 'a', memoryMib: 512 });
     const session = logger.child({ vm: 'a' });
@@ -38,6 +27,7 @@ describe('service logs', () => {
     status(290, 'short', 'guest_pressure');
     status(290, 'short', 'guest_pressure');
     await new Promise<void>((resolve) => setImmediate(resolve));
+    const lines = captured.lines();
     const messages = lines.map((l) => l.msg);
     expect(messages.filter((m) => m === 'balloon reached its target')).toHaveLength(1);
     expect(messages.filter((m) => m === 'the guest is deflating on its own (pressure)')).toHaveLength(1);
