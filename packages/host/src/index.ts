@@ -8,6 +8,8 @@ export { startHost, baseUrlOf, type StartHostOptions, type HostHandle } from './
 export type { HostService, TargetSource } from './service/host-service.js';
 export type { CreateVmInput, VmPatch } from './service/vm-settings.js';
 export type * from './service/views.js';
+// The admin API's client (balloonctl's): JSON in and out, every refusal a HostError with the API's code.
+export { AdminClient } from './cli/client.js';
 export { HostError, HOST_ERROR_CODES, HTTP_STATUS_OF, WIRE_CODE_OF, isHostErrorCode, type HostErrorCode } from './errors.js';
 // VirtualBox's balloon rules, for callers that size balloons themselves.
 export { autoBalloonCapMib, balloonLimitMib, balloonTargetProblem, heldMib, type BalloonCapSettings } from './pool/balloon-rules.js';

@@ -1,5 +1,6 @@
 // One error class for the testing toolkit, with a closed set of codes: a test
 // that catches it can tell a refused start from a balloon that stopped short.
+import { HostError } from '@memballoon/host';
 
 /** Every code a TestingError can carry. */
 export const TESTING_ERROR_CODES = [
@@ -39,6 +40,8 @@ export class TestingError extends Error {
   /** Normalises anything thrown into a TestingError (kept as is when it already is one). */
   static from(err: unknown): TestingError {
     if (err instanceof TestingError) return err;
+    // The admin client's refusal (or an unreachable host): its API code goes along.
+    if (err instanceof HostError) return new TestingError('host_refused', err.message, { cause: err, apiCode: err.code });
     return new TestingError('host_refused', err instanceof Error ? err.message : String(err), { cause: err });
   }
 }

@@ -5,13 +5,20 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startHost, type HostHandle, type StartHostOptions, type VmView } from '@memballoon/host';
-import { AdminApi, type HostAddress } from './admin.js';
+import { AdminClient, startHost, type HostHandle, type StartHostOptions, type VmView } from '@memballoon/host';
 import { guestNodeOptions, guestPathEnv } from './defaults.js';
 import { TestingError } from './errors.js';
 
 /** Code of the warning emitted when a guest runs without a memory cgroup. */
 export const UNBOUNDED_WARNING_CODE = 'MEMBALLOON_UNBOUNDED_GUEST';
+
+/** Where a host's admin API is, and the credential for it. */
+export interface HostAddress {
+  /** Base URL, e.g. http://127.0.0.1:7450. */
+  url: string;
+  /** The admin token (undefined when the host runs with --insecure-no-auth). */
+  adminToken: string | undefined;
+}
 
 /** Options of launchGuest. */
 export interface LaunchGuestOptions {
@@ -121,26 +128,26 @@ export async function launchGuest(options: LaunchGuestOptions): Promise<TestGues
     address = isHandle(options.host) ? { url: options.host.url, adminToken: options.host.adminToken } : options.host;
   }
 
-  const api = new AdminApi(address);
+  const api = new AdminClient(address.url, address.adminToken);
   let created = false;
   const cleanup = async (): Promise<void> => {
-    if (created) await api.unregisterVm(name).catch(() => undefined);
+    if (created) await api.unregister(name).catch(() => undefined);
     if (own) {
       await own.handle.close().catch(() => undefined);
       rmSync(own.dataDir, { recursive: true, force: true });
     }
   };
   try {
-    const host = await api.hostInfo();
+    const host = await api.host();
     const bounded = host.guests === 'cgroup';
     if (!bounded) {
       const why = `memballoon: guest '${name}' runs as a plain process tree, not in a memory cgroup (${host.guestsDetail ?? 'this host does not start guests in cgroups'}): the balloon takes memory from the guest's budget, but the workload is not bounded by the kernel`;
       if (options.requireCgroup) throw new TestingError('invalid_argument', why);
       process.emitWarning(why, { code: UNBOUNDED_WARNING_CODE });
     }
-    await api.createVm(name, options.memoryMib);
+    await api.create(name, options.memoryMib);
     created = true;
-    const started = await api.startVm(name, options.command);
+    const started = await api.startvm(name, { command: [...options.command], type: 'headless' });
     const view =
       started.state === 'running' ? started : await waitFor(api, name, timeoutMs, 'the guest to start', (v) => (v.state === 'running' ? v : undefined), false);
     return new Guest(api, name, options.memoryMib, address.url, bounded, view, timeoutMs, cleanup);
@@ -157,7 +164,7 @@ class Guest implements TestGuest {
   private closing: Promise<void> | undefined;
 
   constructor(
-    private readonly api: AdminApi,
+    private readonly api: AdminClient,
     readonly name: string,
     readonly memoryMib: number,
     readonly url: string,
@@ -172,14 +179,24 @@ class Guest implements TestGuest {
   }
 
   info(): Promise<VmView> {
-    return this.api.vm(this.name);
+    return this.api.vm(this.name).catch((err: unknown) => {
+      throw TestingError.from(err);
+    });
   }
 
   async balloon(targetMib: number, options: BalloonOptions = {}): Promise<VmView> {
     if (!Number.isSafeInteger(targetMib) || targetMib < 0)
       throw new TestingError('invalid_argument', `targetMib must be a whole number of MiB ≥ 0: got ${String(targetMib)}`);
     if (this.closing) throw new TestingError('guest_stopped', `guest '${this.name}' is closed`);
-    await this.api.setBalloon(this.name, targetMib);
+    try {
+      await this.api.setBalloon(this.name, targetMib);
+      return await this.settle(targetMib, options);
+    } catch (err) {
+      throw TestingError.from(err);
+    }
+  }
+
+  private settle(targetMib: number, options: BalloonOptions): Promise<VmView> {
     return waitFor(this.api, this.name, options.timeoutMs ?? this.timeoutMs, `the balloon to reach ${targetMib} MiB`, (v) => {
       const b = v.balloon;
       if (!b || b.targetMib !== targetMib) return undefined;
@@ -196,7 +213,7 @@ class Guest implements TestGuest {
   close(): Promise<void> {
     this.closing ??= (async () => {
       const v = await this.api.vm(this.name).catch(() => undefined);
-      if (v?.state === 'running') await this.api.powerOff(this.name).catch(() => undefined);
+      if (v?.state === 'running') await this.api.powerAction(this.name, 'poweroff').catch(() => undefined);
       await this.cleanup();
     })();
     return this.closing;
@@ -208,7 +225,14 @@ class Guest implements TestGuest {
 }
 
 /** Polls showvminfo until `done` returns a value, the VM stops running, or the deadline passes. */
-async function waitFor(api: AdminApi, name: string, timeoutMs: number, what: string, done: (v: VmView) => VmView | undefined, mustRun = true): Promise<VmView> {
+async function waitFor(
+  api: AdminClient,
+  name: string,
+  timeoutMs: number,
+  what: string,
+  done: (v: VmView) => VmView | undefined,
+  mustRun = true,
+): Promise<VmView> {
   const deadline = Date.now() + timeoutMs;
   let last: VmView | undefined;
   for (;;) {

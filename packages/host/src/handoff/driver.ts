@@ -4,12 +4,10 @@
 // each. One loop per guest; a status, a target or a new guest wakes it, and
 // a newer target is seen at the next batch boundary (latest wins).
 import type { Logger } from 'pino';
-import type { BalloonStatus } from '@memballoon/protocol';
+import { BYTES_PER_MIB, type BalloonStatus } from '@memballoon/protocol';
 import { CgroupError } from '../cgroup/errors.js';
 import type { MemoryCgroup } from '../cgroup/memory-cgroup.js';
 import { handOffReserveMib, limitMibOf, planHandOff, reclaimedMib, usageMibOf, type HandOffStep } from './plan.js';
-
-const MIB_BYTES = 1024 * 1024;
 
 /** What the driver uses of a guest's memory cgroup. */
 export type HandOffCgroup = Pick<MemoryCgroup, 'dir' | 'usageBytes' | 'limitBytes' | 'setLimitBytes'>;
@@ -238,7 +236,7 @@ export class HandOffDriver {
   /** Writes a limit; false (and nothing changed) when the kernel says it is below usage now. */
   private async setLimit(e: Entry, limitMib: number): Promise<boolean> {
     try {
-      await e.cgroup.setLimitBytes(limitMib * MIB_BYTES);
+      await e.cgroup.setLimitBytes(limitMib * BYTES_PER_MIB);
     } catch (err) {
       // v1's EBUSY, or v2's usage check.
       if (err instanceof CgroupError && err.code === 'limit_below_usage') {

@@ -16,7 +16,7 @@
 // asks it to release, and a workload allocating in that moment would meet a
 // full cgroup, reclaim nothing, and be OOM-killed by the hand-off itself.
 
-const MIB_BYTES = 1024 * 1024;
+import { BYTES_PER_MIB } from '@memballoon/protocol';
 
 /** What the planner needs to know of one guest, in MiB. */
 export interface HandOffState {
@@ -70,12 +70,12 @@ export function reclaimedMib(memoryMib: number, handedOffMib: number, limitMib: 
 
 /** A kernel byte count as whole MiB: limits round down (never claim more room), usage up (never claim less use). */
 export function limitMibOf(bytes: number | null, memoryMib: number): number {
-  return bytes === null ? memoryMib : Math.min(memoryMib, Math.floor(bytes / MIB_BYTES));
+  return bytes === null ? memoryMib : Math.min(memoryMib, Math.floor(bytes / BYTES_PER_MIB));
 }
 
 /** Usage in whole MiB, rounded up. */
 export function usageMibOf(bytes: number): number {
-  return Math.ceil(bytes / MIB_BYTES);
+  return Math.ceil(bytes / BYTES_PER_MIB);
 }
 
 /** The next step for one guest. Pure; the driver re-reads the kernel before every call. */
