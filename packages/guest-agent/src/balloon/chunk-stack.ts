@@ -63,7 +63,9 @@ export class ChunkStack {
 
   /** MiB the balloon's chunks hold in this process's memory now (what a domain that does not see this process must count). */
   get residentMib(): number {
-    return this.actualMibValue;
+    // The handed-off part's pages are released: counting them here too would
+    // take them off a process domain's availability twice (see floor.ts).
+    return this.actualMibValue - this.handedOffMibValue;
   }
 
   /** MiB of those that are pinned. */

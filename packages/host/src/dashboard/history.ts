@@ -62,7 +62,11 @@ class Ring {
     }
     const length = this.#data.length / 4;
     const slot = ((this.#start + this.#size) % length) * 4;
-    this.#data.set([atMs, targetMib, actualMib, availableMib], slot);
+    // Four stores, not set([...]): no array per point.
+    this.#data[slot] = atMs;
+    this.#data[slot + 1] = targetMib;
+    this.#data[slot + 2] = actualMib;
+    this.#data[slot + 3] = availableMib;
     if (this.#size < length) this.#size++;
     else this.#start = (this.#start + 1) % length;
   }

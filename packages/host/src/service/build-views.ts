@@ -52,7 +52,9 @@ export function balloonView(pool: PoolVmView, guest: GuestFactsView): BalloonVie
   // A managed guest's pool actual is what its limit holds; its balloon is pinned + handed off.
   const actualMib = guest.balloonActualMib ?? pool.actualMib;
   const derived = actualMib < pool.targetMib ? 'inflating' : actualMib > pool.targetMib ? 'deflating' : 'steady';
-  const handedOffMib = Math.min(guest.handedOffMib ?? 0, actualMib);
+  // The agent's word, capped by what the kernel's limit holds (a managed
+  // guest's pool actual: memory − limit, as last read or written).
+  const handedOffMib = Math.min(guest.handedOffMib ?? 0, actualMib, pool.actualMib);
   return {
     targetMib: pool.targetMib,
     actualMib,

@@ -15,6 +15,7 @@ import {
   ProtocolError,
   SeqTracker,
   type Body,
+  type DecodeOptions,
   type ErrorCode,
   type Frame,
   type Hello,
@@ -76,7 +77,8 @@ export class GuestSession {
   private phase: Phase = 'hello';
   private vmName = '';
   private sessionId = '';
-  private guestMemoryMib: number | undefined;
+  /** Built once, and again when the guest's memory is known (not per frame). */
+  private decodeOptions: DecodeOptions;
   // Any frame or pong proves the guest alive; any frame sent proves us alive
   // to the agent's watchdog (3 intervals). A ping is due only when we have
   // been silent for an interval: at 1,000 guests, pings to guests that hear
@@ -103,6 +105,7 @@ export class GuestSession {
     this.logger = options.logger;
     this.outbox = new TargetOutbox(this.limits.coalesceAboveBytes);
     this.rate = new RateLimiter(this.limits.maxMessagesPerSecond, Date.now());
+    this.decodeOptions = { maxFrameBytes: this.limits.maxPayloadBytes, seq: this.seq };
     this.link = this.makeLink();
 
     this.helloTimer = setTimeout(() => {
@@ -253,7 +256,8 @@ export class GuestSession {
       return;
     }
     this.sessionId = result.sessionId;
-    this.guestMemoryMib = this.service.memoryOf(this.vmName);
+    const guestMemoryMib = this.service.memoryOf(this.vmName);
+    if (guestMemoryMib !== undefined) this.decodeOptions = { ...this.decodeOptions, guestMemoryMib };
     this.phase = 'open';
     this.logger = this.logger.child({ sessionId: this.sessionId });
     this.send(bodies.welcome({ ...result.welcome, statsIntervalMs: this.limits.statsIntervalMs, heartbeatIntervalMs: this.limits.heartbeatIntervalMs }));
@@ -300,20 +304,16 @@ export class GuestSession {
 
   private onMessage(data: RawData, isBinary: boolean): void {
     if (this.phase === 'closed') return;
-    this.lastHeardMs = Date.now();
+    const nowMs = Date.now();
+    this.lastHeardMs = nowMs;
     try {
-      if (!this.rate.take(Date.now())) throw new ProtocolError('rate_limited', `more than ${this.limits.maxMessagesPerSecond} frames per second`);
+      if (!this.rate.take(nowMs)) throw new ProtocolError('rate_limited', `more than ${this.limits.maxMessagesPerSecond} frames per second`);
       if (!isBinary) throw new ProtocolError('malformed_frame', 'a frame must be binary, not text');
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
       // Before Hello nobody is authenticated: a stranger gets the smallest buffer.
       if (this.phase === 'hello' && bytes.length > this.limits.maxHelloBytes)
         throw new ProtocolError('frame_too_large', `a Hello is at most ${this.limits.maxHelloBytes} bytes (got ${bytes.length})`);
-      const opts = {
-        maxFrameBytes: this.limits.maxPayloadBytes,
-        seq: this.seq,
-        ...(this.guestMemoryMib === undefined ? {} : { guestMemoryMib: this.guestMemoryMib }),
-      };
-      this.onFrame(decodeFrame(bytes, opts));
+      this.onFrame(decodeFrame(bytes, this.decodeOptions));
     } catch (err) {
       const e = ProtocolError.from(err);
       this.countProtocolError(e.code);
