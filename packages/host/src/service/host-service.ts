@@ -283,6 +283,23 @@ export class HostService {
     return this.running.has(name);
   }
 
+  /**
+   * Refuses at once (pool_exhausted, with the figures and who holds what) a
+   * start the pool could never fund: what the VM would hold when admitted
+   * exceeds the free quota plus everything a reclaim could take from the
+   * running VMs. startvm asks before it spawns anything; nothing moves.
+   */
+  assertCanStart(name: string): void {
+    const record = this.record(name);
+    const targetMib = Math.min(record.defaultBalloonMib, balloonLimitMib(record.memoryMib));
+    try {
+      this.reclaim.assertFundable(Pool.admissionNeedMib(record.memoryMib, targetMib, 0), [name], `starting VM '${name}'`);
+    } catch (err) {
+      this.counters.countRefusal('pool_exhausted');
+      throw err;
+    }
+  }
+
   private record(name: string): VmRecord {
     const r = this.records.get(name);
     if (!r) throw new HostError('not_found', `Could not find a registered machine named '${name}'`);
