@@ -83,6 +83,8 @@ export async function runHandOffBench(
     logger?: Logger;
     /** The agent's --log-level (default warn); at debug it times every release. */
     agentLogLevel?: string;
+    /** The VM's memory beyond the balloon, in MiB (default 512; the agent itself takes ~60). */
+    headroomMib?: number;
   } = {},
 ): Promise<HandOffBenchRow[]> {
   const sizes = options.sizesMib ?? [256, 1024];
@@ -105,7 +107,7 @@ export async function runHandOffBench(
   // The reference first, then ours, for each size: the same machine, minutes apart.
   const plan = sizes.flatMap((balloonMib) => (['after the settle', 'while inflating'] as const).map((order) => ({ balloonMib, order })));
   for (const { balloonMib, order } of plan) {
-    const memoryMib = balloonMib + 512;
+    const memoryMib = balloonMib + (options.headroomMib ?? 512);
     const parent = join(V1, `memballoon-bench-handoff-${process.pid}-${Date.now()}`);
     const dir = join(parent, 'bench');
     const dataDir = mkdtempSync(join(tmpdir(), 'memballoon-bench-'));

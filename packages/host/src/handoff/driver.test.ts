@@ -6,7 +6,7 @@ import { CgroupError } from '../cgroup/errors.js';
 import { describe, expect, it } from 'vitest';
 import type { BalloonStatus } from '@memballoon/protocol';
 import { HandOffDriver, type HandOffCgroup } from './driver.js';
-import { handOffReserveMib, INFLATING_MIN_BATCH_MIB, planHandOff, reclaimedMib } from './plan.js';
+import { handOffReserveMib, INFLATING_MAX_BATCH_MIB, INFLATING_MIN_BATCH_MIB, planHandOff, reclaimedMib } from './plan.js';
 
 const MIB = 1024 * 1024;
 const logger = pino({ level: 'silent' });
@@ -218,7 +218,14 @@ describe('hand-off planner', () => {
   it('while the balloon still inflates, hands off what it has pinned only within the slack beyond the reserve and what it has yet to pin', () => {
     // 300 MiB pinned of a 600 MiB target, usage 500: slack 1024 − 500 − 41 = 483, of which 300 are the balloon's still.
     const inflating = { ...base, usageMib: 500, pinnedMib: 300, wantHandedOffMib: 300, inflatingMib: 300 };
-    expect(planHandOff(inflating)).toEqual({ kind: 'lower-then-release', limitMib: 1024 - 183, handedOffMib: 183, batchMib: 183 });
+    expect(planHandOff({ ...inflating, usageMib: 683 - 20 })).toEqual({ kind: 'lower-then-release', limitMib: 1024 - 20, handedOffMib: 20, batchMib: 20 });
+    // More slack: batches of at most INFLATING_MAX_BATCH_MIB (the agent's release must not starve its inflating workers).
+    expect(planHandOff(inflating)).toEqual({
+      kind: 'lower-then-release',
+      limitMib: 1024 - INFLATING_MAX_BATCH_MIB,
+      handedOffMib: INFLATING_MAX_BATCH_MIB,
+      batchMib: INFLATING_MAX_BATCH_MIB,
+    });
     // No slack beyond what it still needs: no release-first while it inflates (it would take the chunk itself); wait for the settle.
     expect(planHandOff({ ...inflating, usageMib: 700 })).toEqual({ kind: 'done' });
     // Slack for less than a batch worth its round trip: wait too.

@@ -64,6 +64,12 @@ export type HandOffStep =
 /** Smallest batch handed off while the balloon still inflates (a round trip per batch). */
 export const INFLATING_MIN_BATCH_MIB = 16;
 
+/**
+ * Largest batch while the balloon still inflates: the agent releases on the
+ * thread that feeds its inflating workers, and a long release starves them.
+ */
+export const INFLATING_MAX_BATCH_MIB = 32;
+
 /** The headroom a hand-off never takes from a guest of memoryMib: 4 % of it, at least 16 MiB. */
 export function handOffReserveMib(memoryMib: number): number {
   return Math.max(16, Math.ceil(memoryMib / 25));
@@ -113,7 +119,7 @@ export function planHandOff(s: HandOffState): HandOffStep {
   const slack = s.limitMib - s.usageMib - keepMib;
   const inflating = (s.inflatingMib ?? 0) > 0;
   if (slack >= chunk) {
-    const c = Math.min(batch, Math.floor(slack / chunk) * chunk);
+    const c = Math.min(inflating ? Math.max(chunk, Math.floor(INFLATING_MAX_BATCH_MIB / chunk) * chunk) : batch, batch, Math.floor(slack / chunk) * chunk);
     // While inflating, a small batch is not worth its round trip: the next
     // progress report (or the settle) brings more.
     if (inflating && c < Math.max(chunk, INFLATING_MIN_BATCH_MIB)) return { kind: 'done' };
