@@ -141,6 +141,7 @@ describe('startvm over the network can be turned off', () => {
       vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never,
       isRunning: () => false,
       assertCanStart: () => {},
+      startEnded: () => {},
       subscribe: () => () => {},
     });
     await expect(launcher.startvm('x', { command: ['sleep', '1'], fromLoopback: false })).rejects.toMatchObject({
@@ -153,6 +154,7 @@ describe('startvm over the network can be turned off', () => {
       vmView: () => ({ state: 'running', memoryMib: 256 }) as never,
       isRunning: () => true,
       assertCanStart: () => {},
+      startEnded: () => {},
       subscribe: () => () => {},
     });
     await expect(launcher.poweroff('x')).rejects.toMatchObject({ code: 'not_running', message: expect.stringMatching(/was not started by this host/) });
@@ -181,6 +183,7 @@ describe('startvm when the agent never gets in', () => {
     vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never,
     isRunning: () => false,
     assertCanStart: () => {},
+    startEnded: () => {},
     subscribe: () => () => {},
   };
   const open = (script: string, startTimeoutMs = 60_000) => openStandIn(script, { startTimeoutMs, poweroffGraceMs: 2000 });
@@ -217,6 +220,7 @@ describe('poweroff of a guest that ignores SIGTERM', () => {
       vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never,
       isRunning: () => true,
       assertCanStart: () => {},
+      startEnded: () => {},
       subscribe: () => () => {},
     });
     await launcher.startvm('stubborn', { command: ['sleep', '60'], fromLoopback: true });

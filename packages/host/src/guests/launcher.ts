@@ -167,6 +167,11 @@ export class GuestLauncher implements GuestsCollaborator {
     return this.guests.get(name)?.cgroup ?? null;
   }
 
+  /** Whether startvm is starting this VM's guest (spawned, not yet admitted). */
+  isStarting(name: string): boolean {
+    return this.starting.has(name);
+  }
+
   /** unregistervm: lets an adopted cgroup go; refuses while the host runs or starts the VM's guest. */
   forget(name: string): void {
     const g = this.guests.get(name);
@@ -305,6 +310,7 @@ export class GuestLauncher implements GuestsCollaborator {
       await this.launch(name, vm.memoryMib, command, user);
     } finally {
       this.starting.delete(name);
+      this.svc().startEnded(name);
     }
   }
 
