@@ -128,14 +128,24 @@ export async function spawnHost(opts: { dataDir: string; poolSizeMib: number; au
   return Object.assign(s, { url, dataDir: opts.dataDir });
 }
 
-/** Starts balloon-agent for VM `name` in the process domain. */
-export function spawnAgent(opts: { url: string; name: string; memoryMib: number; floorMib?: number; extra?: string[] }): Started {
-  const args = [BIN.agent, '--host', opts.url, '--name', opts.name, '--memory-mib', String(opts.memoryMib), '--domain', 'process', '--log-level', 'info'];
+/**
+ * Starts balloon-agent for VM `name` in the process domain, or with
+ * `cgroupDir` inside that memory cgroup from its first page (a shell moves
+ * itself in and execs the agent, as the launcher's shim does) in the cgroup
+ * domain.
+ */
+export function spawnAgent(opts: { url: string; name: string; memoryMib: number; floorMib?: number; extra?: string[]; cgroupDir?: string }): Started {
+  const domain = opts.cgroupDir === undefined ? 'process' : 'cgroup';
+  const args = [BIN.agent, '--host', opts.url, '--name', opts.name, '--memory-mib', String(opts.memoryMib), '--domain', domain, '--log-level', 'info'];
   if (opts.floorMib !== undefined) args.push('--floor-mib', String(opts.floorMib));
   args.push(...(opts.extra ?? []));
   const token = opts.extra?.includes('--token') ? undefined : guestTokens.get(opts.name);
   const env = { ...process.env, MEMBALLOON_TOKEN: token ?? '' };
-  return track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env }));
+  const argv =
+    opts.cgroupDir === undefined
+      ? [process.execPath, ...args]
+      : ['/bin/sh', '-c', 'echo $$ > "$1/cgroup.procs" || exit 125; shift; exec "$@"', 'agent-shim', opts.cgroupDir, process.execPath, ...args];
+  return track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env }));
 }
 
 /** The result of one balloonctl run. */

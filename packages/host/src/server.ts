@@ -304,6 +304,8 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
         await guests?.close();
         stopPolicy();
         service.close();
+        // Adopted cgroups whose sessions just ended get their own limits back.
+        await guests?.idle();
         fusion?.close();
         mounts.dashboard?.close?.();
         // Give the guests a moment to read their Goodbye before cutting them off.

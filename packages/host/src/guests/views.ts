@@ -47,6 +47,8 @@ export interface GuestsCollaborator {
   setLimits(wanted: ReadonlyMap<string, number | null>): Promise<void>;
   /** Whether startvm is starting this VM's guest (spawned, not yet admitted). */
   isStarting(name: string): boolean;
+  /** A VM's session ended (it is powered off unless its agent reconnects); `handOffStopped` resolves once the hand-off wrote its last limit. */
+  sessionEnded(name: string, handOffStopped: Promise<void>): void;
   /** unregistervm: drops what the host keeps for the VM (an adopted cgroup); vm_running while its guest is started or starting. */
   forget(name: string): void;
   /** Whether a Hello's credential is the launch token the host gave this VM's agent. */

@@ -626,7 +626,7 @@ export class HostService {
       .then(() => {
         const r = this.running.get(name);
         if (!r || r.sessionId !== sessionId) {
-          handoff.detach(name);
+          void handoff.detach(name);
           return;
         }
         handoff.onTarget(name, r.guest.generation);
@@ -733,8 +733,10 @@ export class HostService {
     const heldMib = this.pool.release(name);
     this.running.delete(name);
     // The limit stays: a reconnecting agent still has its handed-off part;
-    // a VM that powers off gets its cgroup back from the launcher.
-    this.handoff?.detach(name);
+    // a VM that powers off gets its cgroup back from the launcher (removed,
+    // or an adopted one's own limit restored once the hand-off has stopped).
+    const handOffStopped = this.handoff?.detach(name) ?? Promise.resolve();
+    this.options.guests?.sessionEnded(name, handOffStopped);
     r.logger.info({ heldMib, why }, 'guest disconnected: its memory returns to the pool');
     this.notify();
   }
