@@ -11,6 +11,8 @@ export const MADV_MERGEABLE = 12;
 export const MADV_UNMERGEABLE = 13;
 /** madvise advice: drop the pages now; the next touch reads zeros. */
 export const MADV_DONTNEED = 4;
+/** madvise advice: MADV_DONTNEED that also drops locked pages (Linux 5.18+; EINVAL before). */
+export const MADV_DONTNEED_LOCKED = 24;
 /** mallopt parameter: allocations of at least this many bytes use mmap. */
 export const M_MMAP_THRESHOLD = -3;
 

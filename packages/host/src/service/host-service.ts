@@ -444,7 +444,11 @@ export class HostService {
     r.link.sendTarget(targetMib, generation);
     this.handoff?.onTarget(name, generation);
     this.counters.countTargetChange?.(name, source);
-    r.logger.info({ targetMib, generation, source }, 'balloon target sent');
+    // Debug, not info: one line per target is 'balloon reached its target'
+    // (or a warning that it stopped short). At 1,000 guests this line was a
+    // third of the host's lines, and it spent the guests' log budget that a
+    // warning may need.
+    r.logger.debug({ targetMib, generation, source }, 'balloon target sent');
     this.notify();
     return generation;
   }
