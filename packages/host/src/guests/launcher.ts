@@ -325,7 +325,7 @@ export class GuestLauncher implements GuestsCollaborator {
     if (roomBytes < MIN_STARTING_LIMIT_MIB * BYTES_PER_MIB) {
       throw new HostError(
         'pool_exhausted',
-        `VM '${name}' cannot start: the other guests' limits leave ${Math.max(0, roomBytes / BYTES_PER_MIB)} MiB of the pool cgroup, below the ${MIN_STARTING_LIMIT_MIB} MiB an agent needs to start`,
+        `VM '${name}' cannot start: the other guests' cgroup limits leave ${Math.max(0, roomBytes / BYTES_PER_MIB)} MiB of the ${parentBytes / BYTES_PER_MIB} MiB pool cgroup, below the ${MIN_STARTING_LIMIT_MIB} MiB its agent needs to start; make room first (a balloon on another VM, which the host hands off to its limit, or a poweroff)`,
       );
     }
     return Math.min(memoryBytes, roomBytes);
