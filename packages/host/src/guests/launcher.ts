@@ -56,8 +56,13 @@ export interface LauncherOptions {
   nodeOptions?: string;
   /** Where the agents connect (the host's own URL). */
   hostUrl: () => string;
-  /** CA file the agents trust (the host's certificate, with TLS). */
-  caFile?: string;
+  /**
+   * The certificate the agents trust (the host's, with TLS), PEM text. It
+   * goes in the agent's environment (MEMBALLOON_CA_PEM), not as a file: a
+   * file in the 0700 data directory is out of reach of a guest started
+   * with --user, and a copy elsewhere would be one more file to keep right.
+   */
+  caPem?: string;
   /** Run every guest as this user (`--guest-user`); a startvm may not name another. */
   guestUser?: string;
   /** Refuse startvm unless it comes over loopback (`--no-remote-startvm`). */
@@ -392,18 +397,7 @@ export class GuestLauncher implements GuestsCollaborator {
       const fd = openSync(logFile, 'a', 0o600);
       try {
         if (user) fchownSync(fd, user.uid, user.gid);
-        const agentArgv = [
-          ...this.options.agentCommand,
-          '--host',
-          this.options.hostUrl(),
-          '--name',
-          name,
-          '--memory-mib',
-          String(memoryMib),
-          ...(this.options.caFile ? ['--ca-file', this.options.caFile] : []),
-          '--',
-          ...command,
-        ];
+        const agentArgv = [...this.options.agentCommand, '--host', this.options.hostUrl(), '--name', name, '--memory-mib', String(memoryMib), '--', ...command];
         const argv = cgroup ? ['/bin/sh', '-c', SHIM, 'memballoon-shim', `${cgroup.dir}/cgroup.procs`, ...agentArgv] : agentArgv;
         child = spawn(argv[0]!, argv.slice(1), {
           // Its own process group: a terminal's Ctrl-C to the host does not
@@ -416,6 +410,7 @@ export class GuestLauncher implements GuestsCollaborator {
             PATH: this.options.pathEnv,
             HOME: user?.home ?? userInfo().homedir,
             MEMBALLOON_TOKEN: token,
+            ...(this.options.caPem !== undefined ? { MEMBALLOON_CA_PEM: this.options.caPem } : {}),
             ...(this.options.nodeOptions ? { NODE_OPTIONS: this.options.nodeOptions } : {}),
           },
           ...(user ? { uid: user.uid, gid: user.gid, cwd: existsSync(user.home) ? user.home : '/' } : {}),
