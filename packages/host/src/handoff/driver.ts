@@ -91,7 +91,7 @@ export class HandOffDriver {
    * its Hello reports. The first status then reconciles limit and balloon.
    */
   async attach(name: string, guest: HandOffGuest, hello: { handedOffMib: number; generation: number }): Promise<number> {
-    this.detach(name);
+    void this.detach(name);
     const limitMib = limitMibOf(await guest.cgroup.limitBytes(), guest.memoryMib);
     const entry: Entry = {
       ...guest,
@@ -110,13 +110,19 @@ export class HandOffDriver {
     return reclaimedMib(guest.memoryMib, hello.handedOffMib, limitMib);
   }
 
-  /** The session ended: the loop stops at its next step. The limit stays (a reconnecting agent still has handed off). */
-  detach(name: string): void {
+  /**
+   * The session ended: the loop stops at its next step. The limit stays (a
+   * reconnecting agent still has handed off). Resolves once the loop wrote
+   * its last limit, so that the launcher can give an adopted cgroup its own
+   * limit back without a late step undoing it.
+   */
+  detach(name: string): Promise<void> {
     const e = this.guests.get(name);
-    if (!e) return;
+    if (!e) return Promise.resolve();
     e.detached = true;
     this.guests.delete(name);
     for (const w of e.wake) w();
+    return e.running ?? Promise.resolve();
   }
 
   /** Whether a guest is managed (attached). */
