@@ -266,6 +266,10 @@ describe('hand-off driver against a fake cgroup', () => {
     expect(g.maxSlackMib).toBe(slackBefore);
     expect(g.minSlackMib).toBeGreaterThanOrEqual(handOffReserveMib(1024));
     expect(g.driver.view('vm')).toEqual({ limitMib: 512, handedOffMib: 512, reclaimedMib: 512 });
+    // The sum the pool's room is computed from follows every write, and forgets a detached guest.
+    expect(g.driver.limitSumMib()).toBe(512);
+    await g.driver.detach('vm');
+    expect(g.driver.limitSumMib()).toBe(0);
   });
 
   it('hands off while the balloon inflates: little is left at the settle, the inflate always has room, no write below usage, the headroom never grows', async () => {
@@ -368,6 +372,7 @@ describe('hand-off driver against a fake cgroup', () => {
     g.deflateTo(0);
     await g.driver.idle();
     expect({ handed: g.handedOffMib, limit: g.limitMib, pinned: g.pinnedMib }).toEqual({ handed: 0, limit: 2048, pinned: 0 });
+    expect(g.driver.limitSumMib()).toBe(2048);
   });
 
   it('an agent that stops answering (killed) leaves the limit no lower than memory − target', async () => {
