@@ -301,14 +301,14 @@ describe('hand-off driver against a fake cgroup', () => {
     await g.driver.idle();
     expect(g.handedOffMib).toBe(680);
     expect(g.limitMib).toBe(1024 - 680);
-    // And with 13 MiB beyond the reserve (under a batch worth a round trip while inflating): after the settle, in batches of 13.
+    // And with 5 MiB beyond the reserve (under a batch worth a round trip while inflating): after the settle, in batches of 5.
     const t = await setUp(1024, 260);
-    await t.inflateGradually(710, 20, () => {
+    await t.inflateGradually(718, 20, () => {
       handedWhileInflating = Math.max(handedWhileInflating, t.handedOffMib);
     });
     expect(handedWhileInflating).toBe(0);
     await t.driver.idle();
-    expect({ handed: t.handedOffMib, limit: t.limitMib }).toEqual({ handed: 710, limit: 314 });
+    expect({ handed: t.handedOffMib, limit: t.limitMib }).toEqual({ handed: 718, limit: 306 });
     for (const w of t.writes) expect(w.limitMib).toBeGreaterThanOrEqual(w.usageMib);
     for (const w of g.writes) expect(w.limitMib).toBeGreaterThanOrEqual(w.usageMib);
     expect(g.minInflateRoomMib).toBeGreaterThanOrEqual(-41);
