@@ -26,6 +26,10 @@ export interface LoadOptions {
   httpConcurrency: number;
   /** Worker threads holding the simulated guests (the main thread sends the PUTs). */
   driverThreads: number;
+  /** Which hosts to run: both (the benchmark), or one of them alone (profiling). */
+  hosts: 'both' | 'ours' | 'null';
+  /** Extra node flags for the host child (profiling: --cpu-prof, --perf-basic-prof). */
+  hostNodeArgs: string[];
 }
 
 /** What one load run measured. */
@@ -38,6 +42,8 @@ export interface LoadResult {
   latencyP99Ms: number;
   roundP99Ms: number;
   hostCpuPercent: number;
+  /** The part of hostCpuPercent spent in the kernel (system time: sockets, files). */
+  hostSystemCpuPercent: number;
   hostRssMib: number;
   /** The machine's 1-minute load average at the end of the run (/proc/loadavg): on a shared machine, what the figures were measured under. */
   loadAverage: number;
@@ -45,10 +51,10 @@ export interface LoadResult {
 
 const CLK_TCK = 100; // Linux USER_HZ on every architecture Node supports.
 
-function cpuTicks(pid: number): number {
+function cpuTicks(pid: number): { userTicks: number; systemTicks: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]); // utime + stime
+  return { userTicks: Number(fields[11]), systemTicks: Number(fields[12]) }; // utime, stime
 }
 
 function rssMib(pid: number): number {
@@ -200,7 +206,10 @@ async function runAgainst(label: string, url: string, pid: number, opts: LoadOpt
     if (rest > 0) await new Promise((r) => setTimeout(r, rest));
   }
   const elapsedS = (performance.now() - t0) / 1000;
-  const cpu = ((cpuTicks(pid) - ticks0) / CLK_TCK / elapsedS) * 100;
+  const ticks1 = cpuTicks(pid);
+  const percentOf = (ticks: number): number => (ticks / CLK_TCK / elapsedS) * 100;
+  const cpu = percentOf(ticks1.userTicks + ticks1.systemTicks - ticks0.userTicks - ticks0.systemTicks);
+  const systemCpu = percentOf(ticks1.systemTicks - ticks0.systemTicks);
   const rss = rssMib(pid);
   httpAgent.destroy();
   await guests.stop();
@@ -215,6 +224,7 @@ async function runAgainst(label: string, url: string, pid: number, opts: LoadOpt
     latencyP99Ms: percentile(latencies, 99),
     roundP99Ms: percentile(roundTimes, 99),
     hostCpuPercent: cpu,
+    hostSystemCpuPercent: systemCpu,
     hostRssMib: rss,
     loadAverage: Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]),
   };
@@ -236,6 +246,8 @@ export async function runLoadBench(partial: Partial<LoadOptions> = {}, host?: Ho
     statsIntervalMs: 1000,
     httpConcurrency: 32,
     driverThreads: 0,
+    hosts: 'both',
+    hostNodeArgs: [],
     ...partial,
   };
   // One guest thread per 2,500 guests: the main thread sends the PUTs.
@@ -258,12 +270,13 @@ export async function runLoadBench(partial: Partial<LoadOptions> = {}, host?: Ho
     headers: (dir: string) => ({ authorization: `Bearer ${readFileSync(join(dir, 'admin.token'), 'utf8').trim()}` }),
   };
   try {
-    const runs: Array<[string, string[], Record<string, string>]> = [
-      ['null host (reference)', ['--import', 'tsx', join(root, 'scripts/bench/null-host.ts')], {}],
-      ['memballoon host', ours.args(dataDir), {}],
+    const runs: Array<[string, string[]]> = [
+      ['null host (reference)', ['--import', 'tsx', join(root, 'scripts/bench/null-host.ts')]],
+      ['memballoon host', ours.args(dataDir)],
     ];
     for (const [label, args] of runs) {
-      const { child, url } = await startProcess(process.execPath, args, join(dataDir, `${label.split(' ')[0]}.log`));
+      if (opts.hosts !== 'both' && label.startsWith(opts.hosts === 'ours' ? 'null' : 'memballoon')) continue;
+      const { child, url } = await startProcess(process.execPath, [...opts.hostNodeArgs, ...args], join(dataDir, `${label.split(' ')[0]}.log`));
       try {
         const headers = label.startsWith('memballoon') ? ours.headers(dataDir) : {};
         results.push(await runAgainst(label, url, child.pid!, opts, headers));

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
 import { KernelMemoryCgroup, kernelCgroupFs } from '../src/cgroup/index.js';
 import { startHost, type HostHandle } from '../src/server.js';
 
@@ -62,7 +63,17 @@ function when(host: HostHandle, probe: () => boolean, what: string, timeoutMs = 
 }
 
 /** Runs the hand-off timings for each balloon size. */
-export async function runHandOffBench(options: { sizesMib?: number[]; runs?: number; log?: (line: string) => void } = {}): Promise<HandOffBenchRow[]> {
+export async function runHandOffBench(
+  options: {
+    sizesMib?: number[];
+    runs?: number;
+    log?: (line: string) => void;
+    /** The host's logger (default silent); at debug it times every hand-off step. */
+    logger?: Logger;
+    /** The agent's --log-level (default warn); at debug it times every release. */
+    agentLogLevel?: string;
+  } = {},
+): Promise<HandOffBenchRow[]> {
   const sizes = options.sizesMib ?? [256, 1024];
   const runs = options.runs ?? 7;
   const log = options.log ?? (() => {});
@@ -86,6 +97,7 @@ export async function runHandOffBench(options: { sizesMib?: number[]; runs?: num
       dashboard: false,
       fusion: false,
       cgroupOf: (n) => (n === 'bench' ? cgroup : null),
+      ...(options.logger ? { logger: options.logger } : {}),
     });
     let agent: ChildProcess | null = null;
     try {
@@ -104,7 +116,7 @@ export async function runHandOffBench(options: { sizesMib?: number[]; runs?: num
           '--domain',
           'cgroup',
           '--log-level',
-          'warn',
+          options.agentLogLevel ?? 'warn',
         ],
         {
           stdio: ['ignore', 'ignore', 'inherit'],

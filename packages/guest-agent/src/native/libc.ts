@@ -15,6 +15,8 @@ export const MADV_DONTNEED = 4;
 export const MADV_POPULATE_WRITE = 23;
 /** mlock2 flag: lock pages as they are faulted in, not now. */
 export const MLOCK_ONFAULT = 1;
+/** madvise advice: MADV_DONTNEED that also drops locked pages (Linux 5.18+; EINVAL before). */
+export const MADV_DONTNEED_LOCKED = 24;
 /** mallopt parameter: allocations of at least this many bytes use mmap. */
 export const M_MMAP_THRESHOLD = -3;
 

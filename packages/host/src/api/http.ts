@@ -62,16 +62,42 @@ export function methodNotAllowed(res: ServerResponse, method: string, path: stri
   return new HostError('method_not_allowed', `${method} is not allowed on ${path} (use ${allow.join(' or ')})`);
 }
 
-/** Reads a JSON object body (at most MAX_BODY_BYTES); invalid_argument otherwise. */
-export async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new HostError('invalid_argument', `the request body is larger than ${MAX_BODY_BYTES} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
+/**
+ * Reads a JSON object body (at most MAX_BODY_BYTES); invalid_argument otherwise.
+ * With 'data' and 'end' listeners, not `for await`: the async iterator and
+ * its promise per chunk were a tenth of the host's time on a PUT.
+ */
+export function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        // The rest is not read into memory: the answer says why, and Node
+        // discards what is left of the request.
+        req.off('data', onData);
+        req.off('end', onEnd);
+        reject(new HostError('invalid_argument', `the request body is larger than ${MAX_BODY_BYTES} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      try {
+        resolve(parseJsonObject(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')));
+      } catch (err) {
+        reject(err);
+      }
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', (err) => reject(new HostError('invalid_argument', `the request body could not be read: ${err.message}`, { cause: err })));
+  });
+}
+
+/** Parses a request body: a JSON object, or {} for an empty body; invalid_argument otherwise. */
+function parseJsonObject(text: string): Record<string, unknown> {
   if (text.trim() === '') return {};
   if (jsonDepth(text) > MAX_JSON_DEPTH) throw new HostError('invalid_argument', `the request body is nested deeper than ${MAX_JSON_DEPTH} levels`);
   let value: unknown;

@@ -297,6 +297,9 @@ export class GuestLauncher implements GuestsCollaborator {
     const user = this.userOf(req.user);
     // Found before anything is made: a missing command leaves nothing behind.
     resolveCommand(command[0]!, this.options.pathEnv);
+    // A start the pool can never fund is refused now, with the figures,
+    // instead of an agent that retries its refused Hello until the timeout.
+    this.svc().assertCanStart(name);
     this.starting.add(name);
     try {
       await this.launch(name, vm.memoryMib, command, user);

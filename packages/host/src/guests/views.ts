@@ -57,5 +57,7 @@ export interface GuestsCollaborator {
 export interface GuestHostService {
   vmView(name: string): VmView;
   isRunning(name: string): boolean;
+  /** Throws pool_exhausted when the pool could never fund the VM's start (checked before anything is spawned). */
+  assertCanStart(name: string): void;
   subscribe(listener: () => void): () => void;
 }

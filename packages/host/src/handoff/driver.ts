@@ -189,7 +189,9 @@ export class HandOffDriver {
       // otherwise only what it has handed off already is honoured.
       const current = st.generation === e.generation && st.state !== 'deflating' && st.state !== 'inflating';
       const wantHandedOffMib = current ? Math.min(st.targetMib, st.actualMib) : handedOffMib;
+      const readStartMs = performance.now();
       const [limitBytes, usageBytes] = await Promise.all([e.cgroup.limitBytes(), e.cgroup.usageBytes()]);
+      const readMs = performance.now() - readStartMs;
       this.noteLimit(e, limitMibOf(limitBytes, e.memoryMib));
       const step = planHandOff({
         memoryMib: e.memoryMib,
@@ -203,7 +205,11 @@ export class HandOffDriver {
         reserveMib: handOffReserveMib(e.memoryMib),
       });
       if (step.kind === 'done') return;
-      if (!(await this.apply(e, step))) return;
+      const stepStartMs = performance.now();
+      const ok = await this.apply(e, step);
+      // Where a hand-off's time goes (issue 18's split): kernel reads, the step's writes and the agent's round trip.
+      e.logger.debug({ step: step.kind, limitMib: e.limitMib, readMs: round(readMs), stepMs: round(performance.now() - stepStartMs) }, 'hand-off: step');
+      if (!ok) return;
     }
   }
 
@@ -235,8 +241,10 @@ export class HandOffDriver {
 
   /** Writes a limit; false (and nothing changed) when the kernel says it is below usage now. */
   private async setLimit(e: Entry, limitMib: number): Promise<boolean> {
+    const startMs = performance.now();
     try {
       await e.cgroup.setLimitBytes(limitMib * BYTES_PER_MIB);
+      e.logger.debug({ limitMib, writeMs: round(performance.now() - startMs) }, 'hand-off: limit written');
     } catch (err) {
       // v1's EBUSY, or v2's usage check.
       if (err instanceof CgroupError && err.code === 'limit_below_usage') {
@@ -253,6 +261,7 @@ export class HandOffDriver {
   /** Asks the agent to hand off up to handedOffMib and waits for its status; false if it did not answer in time. */
   private async release(e: Entry, handedOffMib: number): Promise<boolean> {
     const before = e.status?.handedOffMib ?? 0;
+    const sentMs = performance.now();
     const answered = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => done(false), this.answerTimeoutMs);
       // The agent answers with a status: all it asked for, or less (it
@@ -270,6 +279,10 @@ export class HandOffDriver {
     });
     e.sendHandOff(handedOffMib);
     const ok = await answered;
+    e.logger.debug(
+      { fromMib: before, handedOffMib, answeredMib: e.status?.handedOffMib ?? 0, roundTripMs: round(performance.now() - sentMs) },
+      'hand-off: agent answered',
+    );
     if (!ok && !e.detached)
       e.logger.warn({ handedOffMib, timeoutMs: this.answerTimeoutMs }, 'hand-off: the agent did not answer; the limit stays until its next status');
     return ok;
@@ -293,4 +306,9 @@ export class HandOffDriver {
     for (const e of this.guests.values()) sum += e.limitMib;
     return sum;
   }
+}
+
+/** Milliseconds to a tenth, for the debug log. */
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
 }

@@ -43,4 +43,17 @@ describe('LogBudget', () => {
     expect(l.isLevelEnabled('warn')).toBe(true);
     expect(l.level).toBe('warn');
   });
+
+  it('follows a change of the level after its first use (its per-level functions are kept)', () => {
+    const { logger, lines } = captureLogger('warn');
+    const budget = new LogBudget(100, 100, logger, () => 0);
+    const l = budget.wrap(logger).child({ vm: 'a' });
+    l.info('before');
+    l.level = 'info';
+    l.info('after');
+    l.level = 'error';
+    l.warn('off again');
+    expect(lines().map((x) => x.msg)).toEqual(['after']);
+    expect(l.info).toBe(l.info);
+  });
 });

@@ -51,19 +51,32 @@ export class LogBudget {
 
   /** The logger, and every child made from it, with each line charged to this budget. */
   wrap(logger: Logger): Logger {
+    // One function per level, made on first use and kept: the wrapper is on
+    // the path of every target and status (a line per target, mostly dropped
+    // under load), where a closure per call showed in the host's profile.
+    const levelMethods = new Map<string, (...args: unknown[]) => void>();
+    let child: ((...args: unknown[]) => Logger) | undefined;
     return new Proxy(logger, {
       get: (target, prop, receiver) => {
         if (prop === 'child') {
-          return (...args: unknown[]) => this.wrap((target.child as unknown as (...a: unknown[]) => Logger).apply(target, args));
+          child ??= (...args: unknown[]) => this.wrap((target.child as unknown as (...a: unknown[]) => Logger).apply(target, args));
+          return child;
+        }
+        if (typeof prop === 'string' && LEVELS.has(prop)) {
+          let method = levelMethods.get(prop);
+          if (method === undefined) {
+            method = (...args: unknown[]) => {
+              // A level that is off writes nothing: it costs no budget. The
+              // level's function is looked up per call: pino replaces it when
+              // the logger's level changes.
+              if (!target.isLevelEnabled(prop) || !this.take()) return;
+              (Reflect.get(target, prop, target) as (...a: unknown[]) => void).apply(target, args);
+            };
+            levelMethods.set(prop, method);
+          }
+          return method;
         }
         const value = Reflect.get(target, prop, receiver) as unknown;
-        if (typeof prop === 'string' && LEVELS.has(prop) && typeof value === 'function') {
-          return (...args: unknown[]) => {
-            // A level that is off writes nothing: it costs no budget.
-            if (!target.isLevelEnabled(prop) || !this.take()) return;
-            (value as (...a: unknown[]) => void).apply(target, args);
-          };
-        }
         return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
       },
     });
