@@ -346,8 +346,13 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
     // Shutting down: the balloon deflates to 0 and hands nothing off.
     if (this.closing) return;
     try {
+      const startMs = performance.now();
       const status = this.engine.handOff(handedOffMib);
-      this.log.debug({ handedOffMib, done: status.handedOffMib ?? 0 }, 'handed balloon memory off to the host');
+      // releaseMs: the kernel's part of the hand-off (munlock + MADV_DONTNEED), for the split in the host's README.
+      this.log.debug(
+        { handedOffMib, done: status.handedOffMib ?? 0, releaseMs: Math.round((performance.now() - startMs) * 10) / 10 },
+        'handed balloon memory off to the host',
+      );
       // The host waits for this to know the pages are gone.
       session?.send(bodies.balloonStatus(kernelChecked({ ...status, state: this.engine.moving ? status.state : 'steady' })));
     } catch (err) {

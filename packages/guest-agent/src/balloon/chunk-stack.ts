@@ -7,7 +7,7 @@
 // (handOffNewest); `actualMib` stays the one figure the engine reports as
 // the balloon's size: committed chunks plus the handed-off part.
 import { AgentError } from '../errors.js';
-import { MADV_DONTNEED, madvise, munlock } from '../native/libc.js';
+import { MADV_DONTNEED, MADV_DONTNEED_LOCKED, madvise, munlock } from '../native/libc.js';
 import { firstBadPage } from './pages.mjs';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 
@@ -20,7 +20,7 @@ export interface Chunk {
   readonly bytes: Uint8Array;
   readonly sizeMib: number;
   readonly seed: number;
-  /** Pinned with mlock (set when it is pushed). */
+  /** Pinned with mlock (set when it is pushed), or marked locked on fault before a worker commits it. */
   locked: boolean;
 }
 
@@ -38,6 +38,34 @@ export function allocateChunkMemory(bytes: number): SharedArrayBuffer {
  */
 export function releaseChunk(chunk: Chunk): void {
   munlock(chunk.bytes);
+  madvise(chunk.bytes, MADV_DONTNEED);
+}
+
+const EINVAL = 22;
+/** Whether this kernel knows MADV_DONTNEED_LOCKED (Linux 5.18+): learnt from the first try. */
+let dontNeedLockedKnown: boolean | undefined;
+
+/**
+ * Gives a counted chunk's pages back to the kernel (uncharged from the
+ * guest's cgroup at once) and unpins its range. A locked chunk is zapped
+ * with MADV_DONTNEED_LOCKED first: munlock before a plain MADV_DONTNEED
+ * walks every page once more to move it off the unevictable list, about a
+ * third of the release (1 GiB: 125 ms instead of 150–210 ms here); the
+ * munlock after only clears the now empty range's lock (VmLck), ~3 ms/GiB.
+ */
+function releasePages(chunk: Chunk): void {
+  if (chunk.locked && dontNeedLockedKnown !== false) {
+    const r = madvise(chunk.bytes, MADV_DONTNEED_LOCKED);
+    if (r.ok) {
+      dontNeedLockedKnown = true;
+      munlock(chunk.bytes);
+      return;
+    }
+    // An older kernel: the classic order from now on.
+    if (r.errno === EINVAL && dontNeedLockedKnown === undefined) dontNeedLockedKnown = false;
+  }
+  // madvise(MADV_DONTNEED) refuses locked pages, hence munlock first.
+  if (chunk.locked) munlock(chunk.bytes);
   madvise(chunk.bytes, MADV_DONTNEED);
 }
 
@@ -79,8 +107,8 @@ export class ChunkStack {
   }
 
   /**
-   * The hand-off: releases the newest chunks (munlock, then MADV_DONTNEED,
-   * which uncharges the pages from the guest's cgroup at once) until
+   * The hand-off: releases the newest chunks (releasePages: the pages are
+   * uncharged from the guest's cgroup at once, and unpinned) until
    * `handedOffMib` of the balloon are handed off, counting them still.
    * Whole chunks only, never more than asked: a chunk larger than what is
    * left stops it. Returns the MiB released now.
@@ -91,11 +119,8 @@ export class ChunkStack {
       const chunk = this.chunks.at(-1);
       if (!chunk || this.handedOffMibValue + chunk.sizeMib > handedOffMib) break;
       this.chunks.pop();
-      if (chunk.locked) {
-        munlock(chunk.bytes);
-        this.lockedMibValue -= chunk.sizeMib;
-      }
-      madvise(chunk.bytes, MADV_DONTNEED);
+      releasePages(chunk);
+      if (chunk.locked) this.lockedMibValue -= chunk.sizeMib;
       this.handedOffMibValue += chunk.sizeMib;
       releasedMib += chunk.sizeMib;
     }
@@ -149,12 +174,8 @@ export class ChunkStack {
     while (freedMib < maxMib) {
       const chunk = this.chunks.pop();
       if (!chunk) break;
-      if (chunk.locked) {
-        munlock(chunk.bytes);
-        this.lockedMibValue -= chunk.sizeMib;
-      }
-      // madvise refuses locked pages, hence munlock first.
-      madvise(chunk.bytes, MADV_DONTNEED);
+      releasePages(chunk);
+      if (chunk.locked) this.lockedMibValue -= chunk.sizeMib;
       this.actualMibValue -= chunk.sizeMib;
       freedMib += chunk.sizeMib;
     }

@@ -177,7 +177,12 @@ async function controlvm(client: AdminClient, cfg: CtlConfig, args: readonly str
   if (!flags.has('--wait')) {
     const vm = await client.setBalloon(name, targetMib);
     if (cfg.json) printJson(vm);
-    else out(`VM '${name}': balloon target set to ${targetMib} MiB`);
+    else
+      out(
+        vm.state === 'starting'
+          ? `VM '${name}' is starting: balloon target ${targetMib} MiB, applied once its guest is admitted`
+          : `VM '${name}': balloon target set to ${targetMib} MiB`,
+      );
     return;
   }
   const sink = cfg.json ? undefined : { tty: cfg.tty, write: (t: string) => void process.stderr.write(t) };

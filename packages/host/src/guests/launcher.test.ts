@@ -3,7 +3,7 @@
 // behind; process mode (no cgroups) runs and stops a real guest; adoption of
 // an existing cgroup on the real kernel (root; skipped with a reason otherwise).
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -137,14 +137,26 @@ describe('startvm over the network can be turned off', () => {
       remoteStartvm: false,
       forceProcessMode: true,
     });
-    launcher.attach({ vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never, isRunning: () => false, subscribe: () => () => {} });
+    launcher.attach({
+      vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never,
+      isRunning: () => false,
+      assertCanStart: () => {},
+      startEnded: () => {},
+      subscribe: () => () => {},
+    });
     await expect(launcher.startvm('x', { command: ['sleep', '1'], fromLoopback: false })).rejects.toMatchObject({
       code: 'unauthorized',
       message: expect.stringMatching(/--no-remote-startvm/),
     });
     expect(launcher.hostView().remoteStartvm).toBe(false);
     // A running VM whose agent the host did not start: poweroff is not the host's to do.
-    launcher.attach({ vmView: () => ({ state: 'running', memoryMib: 256 }) as never, isRunning: () => true, subscribe: () => () => {} });
+    launcher.attach({
+      vmView: () => ({ state: 'running', memoryMib: 256 }) as never,
+      isRunning: () => true,
+      assertCanStart: () => {},
+      startEnded: () => {},
+      subscribe: () => () => {},
+    });
     await expect(launcher.poweroff('x')).rejects.toMatchObject({ code: 'not_running', message: expect.stringMatching(/was not started by this host/) });
     await launcher.close();
   });
@@ -167,7 +179,13 @@ const openStandIn = (script: string, opts: { startTimeoutMs?: number; poweroffGr
   });
 
 describe('startvm when the agent never gets in', () => {
-  const stubService = { vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never, isRunning: () => false, subscribe: () => () => {} };
+  const stubService = {
+    vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never,
+    isRunning: () => false,
+    assertCanStart: () => {},
+    startEnded: () => {},
+    subscribe: () => () => {},
+  };
   const open = (script: string, startTimeoutMs = 60_000) => openStandIn(script, { startTimeoutMs, poweroffGraceMs: 2000 });
 
   it('an agent that exits first: startvm fails with its last words and leaves nothing', async () => {
@@ -198,7 +216,13 @@ describe('poweroff of a guest that ignores SIGTERM', () => {
       "process.on('SIGTERM', () => console.log('agent got SIGTERM')); require('child_process').spawn(process.execPath, ['-e', \"process.on('SIGTERM', () => {}); setInterval(() => {}, 1 << 30)\"], { stdio: 'inherit' }); setInterval(() => {}, 1 << 30)";
     const launcher = await openStandIn(script, { poweroffGraceMs: 1000 });
     // The stand-in never says Hello: the stub service calls it admitted at once.
-    launcher.attach({ vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never, isRunning: () => true, subscribe: () => () => {} });
+    launcher.attach({
+      vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never,
+      isRunning: () => true,
+      assertCanStart: () => {},
+      startEnded: () => {},
+      subscribe: () => () => {},
+    });
     await launcher.startvm('stubborn', { command: ['sleep', '60'], fromLoopback: true });
     const { agentPid, logFile } = launcher.vmView('stubborn')!;
     const childPid = await until('the child', () => {
@@ -286,4 +310,151 @@ describe('modifyvm --cgroup adopts an existing cgroup (real kernel)', () => {
     // Adoption never creates or removes the cgroup.
     expect(existsSync(box)).toBe(true);
   });
+});
+
+describe('startvm of a guest the pool can never fund (real kernel)', () => {
+  const parent = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}`;
+  let root = '';
+  let skip = '';
+  let host: HostHandle;
+  let dataDir = '';
+  beforeAll(async () => {
+    const opened = await openMemoryHierarchy(parent);
+    if (!opened.tree) skip = opened.support.reason;
+    else if (process.getuid?.() !== 0) skip = 'not root';
+    if (skip) return console.log(`pool refusal tests skipped: ${skip}`);
+    root = opened.tree!.root;
+    dataDir = tempDir();
+    host = await startHost({
+      listenPort: 0,
+      dataDir,
+      poolSizeMib: 1024,
+      policyIntervalMs: 0,
+      dashboard: false,
+      fusion: false,
+      // Long enough that a start left waiting for its admission could never pass for a refusal.
+      guests: {
+        pathEnv: PATH_ENV,
+        cgroupParent: parent,
+        startTimeoutMs: 120_000,
+        ...(process.env.NODE_OPTIONS ? { nodeOptions: process.env.NODE_OPTIONS } : {}),
+      },
+    });
+    host.service.createVm({ name: 'a', memoryMib: 512 });
+    host.service.createVm({ name: 'huge', memoryMib: 2048 });
+    host.service.createVm({ name: 'b', memoryMib: 768 });
+    // a may not be ballooned at all: nothing can be reclaimed from it.
+    host.service.modifyVm('a', { memoryMinMib: 512 });
+  });
+  afterAll(async () => {
+    if (skip) return;
+    await host.close();
+    expect(existsSync(join(root, parent))).toBe(false);
+  });
+
+  /** Processes whose command line names VM `name` (an agent the launcher started for it). */
+  const agentsOf = (name: string) =>
+    readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .filter((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`\0--name\0${name}\0`);
+        } catch {
+          return false;
+        }
+      });
+
+  const expectNothingOf = (name: string) => {
+    expect(existsSync(join(root, parent, name))).toBe(false);
+    expect(existsSync(join(dataDir, 'logs', `${name}.log`))).toBe(false);
+    expect(existsSync(join(dataDir, 'guests', `${name}.json`))).toBe(false);
+    expect(agentsOf(name)).toEqual([]);
+    expect(host.service.vmView(name).state).toBe('poweroff');
+  };
+
+  it('answers pool_exhausted at once with the figures and who holds what, and spawns nothing', async (ctx) => {
+    if (skip) return ctx.skip();
+    // Larger than the whole pool, with no VM running.
+    const huge = await api(host, 'POST', '/vms/huge/startvm', { command: ['sleep', '600'] });
+    expect(huge.status).toBe(409);
+    expect(huge.json.error).toMatchObject({ code: 'pool_exhausted' });
+    expect(huge.json.error.message).toMatch(
+      /^starting VM 'huge': 2048 MiB are needed but only 1024 MiB of the 1024 MiB pool are free and 0 MiB more can be reclaimed .*: 1024 MiB short; no VM is running$/,
+    );
+    expectNothingOf('huge');
+
+    // a runs (a real agent in its cgroup) and may give nothing: b cannot fit beside it.
+    expect((await api(host, 'POST', '/vms/a/startvm', { command: ['sleep', '600'] })).status).toBe(200);
+    const b = await api(host, 'POST', '/vms/b/startvm', { command: ['sleep', '600'] });
+    expect(b.json.error).toMatchObject({ code: 'pool_exhausted' });
+    expect(b.json.error.message).toMatch(
+      /^starting VM 'b': 768 MiB are needed but only 512 MiB of the 1024 MiB pool are free and 0 MiB more can be reclaimed .*: 256 MiB short; running: 'a' holds 512 MiB \(balloon 0 MiB reclaimed, 0 MiB more reclaimable\)$/,
+    );
+    expectNothingOf('b');
+    expect(host.service.snapshot().host.pool).toMatchObject({ heldMib: 512, freeMib: 512 });
+    expect((await api(host, 'POST', '/vms/a/poweroff')).status).toBe(200);
+    expect(existsSync(join(root, parent, 'a'))).toBe(false);
+  }, 120_000);
+});
+
+describe('startvm under a pool cgroup with not even 128 MiB of room (real kernel)', () => {
+  const parent = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}`;
+  let root = '';
+  let skip = '';
+  let host: HostHandle;
+  let dataDir = '';
+  let limitFile = 'memory.limit_in_bytes';
+  beforeAll(async () => {
+    const opened = await openMemoryHierarchy(parent);
+    if (!opened.tree) skip = opened.support.reason;
+    else if (process.getuid?.() !== 0) skip = 'not root';
+    if (skip) return console.log(`pool cgroup room tests skipped: ${skip}`);
+    root = opened.tree!.root;
+    if (opened.tree!.version === 2) limitFile = 'memory.max';
+    dataDir = tempDir();
+    host = await startHost({
+      listenPort: 0,
+      dataDir,
+      poolSizeMib: 1024,
+      policyIntervalMs: 0,
+      dashboard: false,
+      fusion: false,
+      guests: {
+        pathEnv: PATH_ENV,
+        cgroupParent: parent,
+        poolCgroup: true,
+        startTimeoutMs: 120_000,
+        ...(process.env.NODE_OPTIONS ? { nodeOptions: process.env.NODE_OPTIONS } : {}),
+      },
+    });
+    host.service.createVm({ name: 'wide', memoryMib: 960 });
+    host.service.createVm({ name: 'late', memoryMib: 256 });
+  });
+  afterAll(async () => {
+    if (skip) return;
+    await host.close();
+    expect(existsSync(join(root, parent))).toBe(false);
+  });
+
+  it('refuses with pool_exhausted and a message that says what to do, leaving nothing behind', async (ctx) => {
+    if (skip) return ctx.skip();
+    expect((await api(host, 'POST', '/vms/wide/startvm', { command: ['sleep', '600'] })).status).toBe(200);
+    const limitOf = (name: string) => Number(readFileSync(join(root, parent, name, limitFile), 'utf8')) / 1024 / 1024;
+    expect(limitOf('wide')).toBe(960);
+    // The pool could fund late by reclaiming from wide's balloon, but wide's
+    // limit leaves 64 MiB of the pool cgroup: not enough for late's agent to load.
+    const r = await api(host, 'POST', '/vms/late/startvm', { command: ['sleep', '600'] });
+    expect(r.status).toBe(409);
+    expect(r.json.error).toEqual({
+      code: 'pool_exhausted',
+      message:
+        "VM 'late' cannot start: the other guests' cgroup limits leave 64 MiB of the 1024 MiB pool cgroup, below the 128 MiB its agent needs to start; make room first (a balloon on another VM, which the host hands off to its limit, or a poweroff)",
+    });
+    expect(existsSync(join(root, parent, 'late'))).toBe(false);
+    expect(existsSync(join(dataDir, 'logs', 'late.log'))).toBe(false);
+    expect(existsSync(join(dataDir, 'guests', 'late.json'))).toBe(false);
+    expect(host.service.vmView('late').state).toBe('poweroff');
+    expect(limitOf('wide')).toBe(960);
+    expect((await api(host, 'POST', '/vms/wide/poweroff')).status).toBe(200);
+  }, 120_000);
 });

@@ -253,6 +253,27 @@ export class Pool {
     return { deficitMib, targets };
   }
 
+  /**
+   * Who holds the pool, for a refusal: each running VM's held MiB, what its
+   * balloon has pinned and what a reclaim could still take from it (largest
+   * holders first, at most 8 named; `exclude` as for planReclaim), so the
+   * operator sees where the memory is.
+   */
+  holdersText(exclude: readonly string[] = []): string {
+    if (this.vms.size === 0) return 'no VM is running';
+    const roomOf = new Map(this.rooms(exclude).map((r) => [r.name, r.roomMib]));
+    const all = this.names()
+      .map((name) => ({ name, ...(this.get(name) as PoolVmView) }))
+      .sort((a, b) => b.heldMib - a.heldMib || a.name.localeCompare(b.name));
+    const named = all
+      .slice(0, 8)
+      .map(
+        (v) =>
+          `'${v.name}' holds ${v.heldMib} MiB (balloon ${Math.min(v.targetMib, v.actualMib)} MiB reclaimed, ${roomOf.get(v.name) ?? 0} MiB more reclaimable)`,
+      );
+    return `running: ${named.join(', ')}${all.length > 8 ? ` and ${all.length - 8} more` : ''}`;
+  }
+
   /** A consistent copy of every running VM, for views and tests. */
   list(): PoolVmView[] {
     return this.names().map((n) => this.get(n) as PoolVmView);

@@ -138,7 +138,7 @@ describe('the reclaim', () => {
     expect(refusal(r)).toEqual({
       code: 'pool_exhausted',
       message:
-        "starting VM 'c': 400 MiB are needed but only 100 MiB of the 1124 MiB pool are free and 215 MiB more can be reclaimed from running VMs (within their minimums and above their guests' floors): 85 MiB short",
+        "starting VM 'c': 400 MiB are needed but only 100 MiB of the 1124 MiB pool are free and 215 MiB more can be reclaimed from running VMs (within their minimums and above their guests' floors): 85 MiB short; running: 'a' holds 1024 MiB (balloon 0 MiB reclaimed, 215 MiB more reclaimable)",
     });
     expect(a.link.targets).toEqual([]);
     // What fits is reclaimed, within the ceiling.

@@ -114,12 +114,7 @@ export class Reclaimer {
   async fund(needMib: number, exclude: readonly string[], what: string, stillWanted: () => boolean, log: Logger = this.options.log): Promise<void> {
     const { pool } = this.host;
     if (pool.freeMib >= needMib) return;
-    let plan: ReturnType<Pool['planReclaim']>;
-    try {
-      plan = pool.planReclaim(needMib, [...exclude, ...this.heldBack()]);
-    } catch (err) {
-      throw new HostError('pool_exhausted', `${what}: ${(err as Error).message}`, { cause: err });
-    }
+    let plan = this.planOrRefuse(needMib, exclude, what);
     const { clock } = this.options;
     const deadlineMs = clock.nowMs() + this.options.timeoutMs;
     const heldAtStartMib = new Map(pool.names().map((n) => [n, pool.get(n)?.heldMib ?? 0]));
@@ -175,6 +170,27 @@ export class Reclaimer {
     this.rollBack(original, sent);
     if (!stillWanted() || this.closed) throw new HostError('not_running', `${what}: given up, the VM went away`);
     throw new HostError('pool_exhausted', `${what}: ${needMib} MiB needed, ${pool.freeMib} MiB free: ${failure}; the reclaim was undone`);
+  }
+
+  /**
+   * Whether `needMib` could be made free now (the free quota, or a reclaim
+   * from the running VMs except `exclude` within their caps and floors):
+   * throws pool_exhausted with the true figures and who holds what if not.
+   * Nothing moves; startvm asks it before it spawns anything.
+   */
+  assertFundable(needMib: number, exclude: readonly string[], what: string): void {
+    if (this.host.pool.freeMib >= needMib) return;
+    this.planOrRefuse(needMib, exclude, what);
+  }
+
+  private planOrRefuse(needMib: number, exclude: readonly string[], what: string): ReturnType<Pool['planReclaim']> {
+    const { pool } = this.host;
+    const excluded = [...exclude, ...this.heldBack()];
+    try {
+      return pool.planReclaim(needMib, excluded);
+    } catch (err) {
+      throw new HostError('pool_exhausted', `${what}: ${(err as Error).message}; ${pool.holdersText(excluded)}`, { cause: err });
+    }
   }
 
   /**

@@ -86,6 +86,8 @@ export class GuestSession {
   private lastHeardMs = Date.now();
   private lastSentMs = Date.now();
   private flushTimer: NodeJS.Timeout | undefined;
+  /** A hand-off asked for before the Welcome was sent (absolute: the newest wins). */
+  private handOffBeforeWelcome: number | undefined;
   private readonly helloTimer: NodeJS.Timeout;
   private readonly heartbeat: NodeJS.Timeout;
   /** How the service reaches this guest. */
@@ -145,13 +147,18 @@ export class GuestSession {
     const session = this;
     return {
       sendTarget: (targetMib, generation) => {
-        const now = this.outbox.offer({ targetMib, generation }, this.ws.bufferedAmount);
+        // Welcome is the host's first frame (the protocol's order): a target
+        // set between admission and Welcome waits in the outbox (latest wins).
+        const now = this.outbox.offer({ targetMib, generation }, this.phase === 'open' ? this.ws.bufferedAmount : Number.POSITIVE_INFINITY);
         if (now) this.send(bodies.setBalloonTarget(now));
-        else this.flushTimer ??= setTimeout(() => this.flushTarget(), 50);
+        else if (this.phase === 'open') this.flushTimer ??= setTimeout(() => this.flushTarget(), 50);
       },
       // Not through the outbox: a hand-off step waits for its answer, and the
       // limit it follows has already been written, so it is never dropped.
-      sendHandOff: (handedOffMib) => this.send(bodies.handOffBalloon({ handedOffMib })),
+      sendHandOff: (handedOffMib) => {
+        if (this.phase === 'open') this.send(bodies.handOffBalloon({ handedOffMib }));
+        else this.handOffBeforeWelcome = handedOffMib;
+      },
       end: (reason) => {
         if (reason.kind === 'shutdown') {
           this.send(bodies.goodbye('shutdown', 'the host is shutting down'));
@@ -261,6 +268,10 @@ export class GuestSession {
     this.phase = 'open';
     this.logger = this.logger.child({ sessionId: this.sessionId });
     this.send(bodies.welcome({ ...result.welcome, statsIntervalMs: this.limits.statsIntervalMs, heartbeatIntervalMs: this.limits.heartbeatIntervalMs }));
+    // What was set between admission and Welcome follows it, in order.
+    if (this.outbox.pending) this.flushTarget();
+    if (this.handOffBeforeWelcome !== undefined) this.send(bodies.handOffBalloon({ handedOffMib: this.handOffBeforeWelcome }));
+    this.handOffBeforeWelcome = undefined;
   }
 
   private onFrame(frame: Frame): void {

@@ -266,7 +266,7 @@
     const balloon = vm.balloon;
     const stats = vm.stats;
     card.root.dataset.state = vm.state;
-    setText(card.badge, running ? 'running' : 'powered off');
+    setText(card.badge, running ? 'running' : vm.state === 'starting' ? 'starting' : 'powered off');
     card.badge.dataset.state = vm.state;
     setText(card.pid, running && vm.pid ? 'pid ' + vm.pid : '');
 
