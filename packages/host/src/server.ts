@@ -77,6 +77,8 @@ export interface StartHostOptions {
   guests?: HostGuestsOptions;
   /** The memory cgroup of each managed guest, for embedders with a launcher of their own (default: the guests option's); balloons are handed off to these limits. */
   cgroupOf?: HostServiceOptions['cgroupOf'];
+  /** Hand off while a balloon still inflates (default true); false waits for the settle (the hand-off benchmark's reference). */
+  handOffWhileInflating?: boolean;
 }
 
 /** Options of the host's managed guests (../guests, ../cgroup). */
@@ -194,6 +196,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     }
   }
   const service = new HostService({
+    handOffWhileInflating: options.handOffWhileInflating,
     guests,
     registry,
     poolSizeMib: options.poolSizeMib,

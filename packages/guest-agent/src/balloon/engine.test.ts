@@ -6,7 +6,7 @@ import type { BalloonStatus } from '@memballoon/protocol';
 import { BalloonEngine } from './engine.js';
 import type { DomainSource } from '../domain/source.js';
 import { poll } from '../test-support/poll.js';
-import { askChild, procMib, startBalloonChild, within, type BalloonChild } from '../test-support/child.js';
+import { askChild, lockedResidentMib, procMib, startBalloonChild, within, type BalloonChild } from '../test-support/child.js';
 
 const MIB = 1024 * 1024;
 
@@ -20,7 +20,7 @@ describe('balloon engine against the kernel (child process)', () => {
 
   afterAll(() => kid.stop());
 
-  it('inflates 64 MiB: VmRSS grows by 64 MiB, VmLck shows the lock, pages hold non-zero data; deflate gives it back', async () => {
+  it('inflates 64 MiB: VmRSS grows by 64 MiB, VmLck shows the lock, every page is resident and pinned, pages hold non-zero data; deflate gives it back', async () => {
     const pid = kid.pid;
     const rssBefore = procMib(pid, 'VmRSS');
     const { status } = await ask<{ status: BalloonStatus }>({ op: 'target', targetMib: 64 }, 'target');
@@ -30,6 +30,10 @@ describe('balloon engine against the kernel (child process)', () => {
     expect(grownMib).toBeLessThan(64 + 6);
     if (status.lock === 'locked') {
       expect(procMib(pid, 'VmLck')).toBeGreaterThanOrEqual(64);
+      // The worker's chunks are marked locked before they are faulted in
+      // (MLOCK_ONFAULT): the kernel must show the pages themselves pinned,
+      // not only the ranges marked.
+      expect(lockedResidentMib(pid)).toBeGreaterThanOrEqual(64);
       expect(status.lockedMib).toBe(64);
     } else {
       // Unpinned where mlock is refused, and says why.
@@ -46,6 +50,7 @@ describe('balloon engine against the kernel (child process)', () => {
     const rssAfter = procMib(pid, 'VmRSS');
     expect(rssAfter - rssBefore).toBeLessThan(4);
     expect(procMib(pid, 'VmLck')).toBe(0);
+    expect(lockedResidentMib(pid)).toBe(0);
   });
 
   it('gives memory back on every cycle, not only the first', async () => {

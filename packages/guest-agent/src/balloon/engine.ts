@@ -14,7 +14,7 @@ import { availableParallelism } from 'node:os';
 import { BYTES_PER_MIB, type BalloonState, type BalloonStatus, type LockState, type ShortfallReason } from '@memballoon/protocol';
 import { AgentError } from '../errors.js';
 import type { DomainSource } from '../domain/source.js';
-import { M_MMAP_THRESHOLD, mallopt, mlock, munlock, nativeAvailable, nativeUnavailableReason, pageSizeBytes } from '../native/libc.js';
+import { M_MMAP_THRESHOLD, mallopt, mlock, mlockOnFault, munlock, nativeAvailable, nativeUnavailableReason, pageSizeBytes } from '../native/libc.js';
 import { allocateChunkMemory, ChunkStack, type Chunk } from './chunk-stack.js';
 import { FloorGuard } from './floor.js';
 import { GcSchedule } from './gc-schedule.js';
@@ -123,6 +123,8 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   private readonly control = new Int32Array(new SharedArrayBuffer(4));
   /** Where the balloon ends if the step in flight completes (0: none in flight). */
   private inflightEndMib = 0;
+  /** Whether mlock2(MLOCK_ONFAULT) works here; false: the workers mlock each chunk themselves. */
+  private lockOnFault = true;
   /** A target arrived since the last inflate step: commit its first chunk on the main thread, at once. */
   private freshTarget = false;
   private readonly started: Promise<void>;
@@ -487,11 +489,13 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       allocError = fresh.error;
       if (fresh.chunks.length === 0 && committedMib === 0) return { reason: 'out_of_memory', detail: allocError };
       this.inflightEndMib = this.stack.actualMib + fresh.chunks.reduce((sum, c) => sum + c.sizeMib, 0);
-      const lock = this.lockState === 'unspecified' || this.lockState === 'locked';
-      const result = await this.pool.dispatch(fresh.chunks, Atomics.load(this.control, 0), lock, this.pageSizeBytes / 4);
+      const lockWanted = this.lockState === 'unspecified' || this.lockState === 'locked';
+      const marked = lockWanted ? this.markLockOnFault(fresh.chunks) : { workersLock: false, lockErrno: 0 };
+      const result = await this.pool.dispatch(fresh.chunks, Atomics.load(this.control, 0), marked.workersLock, this.pageSizeBytes / 4);
+      const refusedErrno = marked.lockErrno || result.lockErrno;
       let errnoSaid = false;
       for (const { chunk, locked } of result.committed) {
-        const lockErrno: number = !locked && !errnoSaid ? result.lockErrno : 0;
+        const lockErrno: number = !locked && !errnoSaid ? refusedErrno : 0;
         errnoSaid ||= lockErrno !== 0;
         this.push(chunk, locked, lockErrno);
       }
@@ -501,6 +505,29 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.floor.spend(wantMib);
     // Memory ran out part-way: keep what was committed and say so.
     return allocError ? { reason: 'out_of_memory', detail: allocError } : null;
+  }
+
+  /**
+   * Marks a step's chunks locked on fault (mlock2 MLOCK_ONFAULT), here on
+   * the main thread, before the workers fault them in: marking takes the
+   * process's mmap lock for writing, and workers doing it themselves
+   * between populating chunks would wait for each other (see
+   * touch-worker.mjs). Stops at the first refusal (the rest goes unpinned,
+   * and the errno is said once); where mlock2 is missing the workers mlock.
+   */
+  private markLockOnFault(chunks: Chunk[]): { workersLock: boolean; lockErrno: number } {
+    if (!this.lockOnFault) return { workersLock: true, lockErrno: 0 };
+    for (const chunk of chunks) {
+      const r = mlockOnFault(chunk.bytes);
+      if (r.ok) {
+        chunk.locked = true;
+        continue;
+      }
+      if (r.failure !== 'unavailable') return { workersLock: false, lockErrno: r.errno };
+      this.lockOnFault = false;
+      return { workersLock: true, lockErrno: 0 };
+    }
+    return { workersLock: false, lockErrno: 0 };
   }
 
   /** Commits and pins a chunk on the main thread. */

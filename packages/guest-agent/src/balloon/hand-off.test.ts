@@ -111,5 +111,7 @@ describe('availability after a hand-off (floor checks and the statistics sent to
     expect(availableUnderHandOffBytes({ totalBytes: 724 * MIB, availableBytes: 300 * MIB }, 1024, 200)).toBe(400 * MIB);
     expect(availableUnderHandOffBytes({ totalBytes: 1024 * MIB, availableBytes: 100 * MIB }, 1024, 300)).toBe(0);
     expect(availableUnderHandOffBytes({ totalBytes: 1024 * MIB, availableBytes: 100 * MIB }, 1024, 0)).toBe(100 * MIB);
+    // The moment between the host lowering the limit for the first batch and the agent's release: not pressure.
+    expect(availableUnderHandOffBytes({ totalBytes: 824 * MIB, availableBytes: 100 * MIB }, 1024, 0)).toBe(300 * MIB);
   });
 });

@@ -43,7 +43,7 @@ export interface WorkerPoolOptions {
   script: { url: URL; data?: Record<string, unknown> };
   /** Shared [epoch]: bumping it cancels the workers' jobs at the next chunk. */
   control: Int32Array;
-  /** Whether workers will pin (they bind libc at start-up only then). */
+  /** Whether the engine pins at all (passed to the workers at start-up). */
   lock: boolean;
   /** A job unanswered this long (plus 10 ms per MiB of the job) counts as a stuck worker. */
   jobTimeoutMs: number;
@@ -109,10 +109,12 @@ export class WorkerPool {
    * Hands a step's chunks to every worker at once; each claims the next
    * unclaimed chunk until none is left (or a newer target bumps the epoch).
    * Resolves when all have answered or failed. Chunks not marked committed
-   * come back as not done, and where a worker failed they are handed back
-   * first (it may have touched some): the caller commits the missing MiB
-   * again (on a restarted worker, or on the main thread once workers have
-   * failed too often).
+   * come back as not done, and where a worker failed, or the chunk's range
+   * was marked locked on fault (`chunk.locked`: it counts in VmLck until
+   * unlocked), they are handed back first (a failed worker may have touched
+   * some): the caller commits the missing MiB again (on a restarted worker,
+   * or on the main thread once workers have failed too often). `lock`: the
+   * workers mlock each chunk not marked (where mlock2 is missing).
    */
   async dispatch(chunks: Chunk[], epoch: number, lock: boolean, pageWords: number): Promise<DispatchResult> {
     if (chunks.length === 0) return { committed: [], lockErrno: 0 };
@@ -125,9 +127,12 @@ export class WorkerPool {
     let releasedMib = 0;
     chunks.forEach((chunk, i) => {
       const state = Atomics.load(board, 1 + i);
-      if (state !== NOT_COMMITTED) committed.push({ chunk, locked: state === COMMITTED_LOCKED });
-      else if (someFailed) {
+      // A chunk the main thread marked locked on fault is pinned once committed, whatever the worker said.
+      if (state !== NOT_COMMITTED) committed.push({ chunk, locked: state === COMMITTED_LOCKED || chunk.locked });
+      else if (someFailed || chunk.locked) {
+        // A failed worker may have touched it; a marked range counts in VmLck until it is unlocked.
         releaseChunk(chunk);
+        chunk.locked = false;
         releasedMib += chunk.sizeMib;
       }
     });
@@ -188,7 +193,7 @@ export class WorkerPool {
       // Keep the process alive while a worker owes us chunks.
       slot.worker.ref();
       try {
-        slot.worker.postMessage({ id, epoch, pageWords, lock, board, jobs: list.map((c) => ({ sab: c.sab, seed: c.seed })) });
+        slot.worker.postMessage({ id, epoch, pageWords, lock, board, jobs: list.map((c) => ({ sab: c.sab, seed: c.seed, locked: c.locked })) });
       } catch (err) {
         this.fail(slot, 'could not be sent a job', err);
       }

@@ -3,6 +3,8 @@
 /** The raw libc functions; return values and errno as libc gives them. */
 export interface LibcFunctions {
   mlock(addr: Uint8Array, len: number): number;
+  /** mlock2 (flags: MLOCK_ONFAULT = 1); null where glibc lacks it. */
+  mlock2: ((addr: Uint8Array, len: number, flags: number) => number) | null;
   munlock(addr: Uint8Array, len: number): number;
   madvise(addr: Uint8Array, len: number, advice: number): number;
   mallopt(param: number, value: number): number;

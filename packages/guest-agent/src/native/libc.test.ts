@@ -1,5 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { MADV_DONTNEED, M_MMAP_THRESHOLD, madvise, mallopt, mlock, munlock, nativeAvailable, pageSizeBytes } from './libc.js';
+import { readFileSync } from 'node:fs';
+import {
+  MADV_DONTNEED,
+  MADV_POPULATE_WRITE,
+  M_MMAP_THRESHOLD,
+  madvise,
+  mallopt,
+  mlock,
+  mlockOnFault,
+  munlock,
+  nativeAvailable,
+  pageSizeBytes,
+} from './libc.js';
 
 const Growable = SharedArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => SharedArrayBuffer;
 
@@ -13,6 +25,29 @@ describe.skipIf(!nativeAvailable())('libc through koffi', () => {
     const r = mlock(bytes);
     if (r.ok) expect(munlock(bytes)).toEqual({ ok: true });
     else expect(r).toMatchObject({ failure: 'not_permitted' });
+  });
+
+  it('mlockOnFault marks a range locked without faulting it in; populating it then pins its pages (or it says why not)', () => {
+    const kib = (key: string, file = '/proc/self/status'): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(file, 'utf8'))![1]);
+    const bytes = new Uint8Array(new Growable(4 << 20, { maxByteLength: 4 << 20 }));
+    const lockedBefore = kib('VmLck');
+    const pinnedBefore = kib('Locked', '/proc/self/smaps_rollup');
+    const r = mlockOnFault(bytes);
+    if (!r.ok) {
+      expect(['not_permitted', 'unavailable']).toContain(r.failure);
+      return;
+    }
+    try {
+      // The range counts as locked at once; none of its pages is there yet.
+      expect(kib('VmLck') - lockedBefore).toBe(4096);
+      expect(kib('Locked', '/proc/self/smaps_rollup') - pinnedBefore).toBe(0);
+      expect(madvise(bytes, MADV_POPULATE_WRITE)).toEqual({ ok: true });
+      expect(kib('Locked', '/proc/self/smaps_rollup') - pinnedBefore).toBe(4096);
+    } finally {
+      munlock(bytes);
+      madvise(bytes, MADV_DONTNEED);
+    }
+    expect(kib('VmLck')).toBe(lockedBefore);
   });
 
   it('reads errno: madvise on an unaligned start is EINVAL, a typed result, not a crash', () => {

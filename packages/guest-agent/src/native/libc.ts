@@ -13,6 +13,10 @@ export const MADV_UNMERGEABLE = 13;
 export const MADV_DONTNEED = 4;
 /** madvise advice: MADV_DONTNEED that also drops locked pages (Linux 5.18+; EINVAL before). */
 export const MADV_DONTNEED_LOCKED = 24;
+/** madvise advice: fault the range in for writing now (Linux 5.14+; EINVAL before). */
+export const MADV_POPULATE_WRITE = 23;
+/** mlock2 flag: lock pages as they are faulted in, not now. */
+export const MLOCK_ONFAULT = 1;
 /** mallopt parameter: allocations of at least this many bytes use mmap. */
 export const M_MMAP_THRESHOLD = -3;
 
@@ -78,6 +82,23 @@ export function mlock(mem: NativeMemory): NativeResult {
   const b = load();
   if (!b) return unavailable();
   return b.mlock(mem, mem.byteLength) === 0 ? { ok: true } : fromErrno('mlock', b.errno());
+}
+
+/**
+ * Marks memory to be pinned as it is faulted in (mlock2 with MLOCK_ONFAULT):
+ * the range counts as locked at once (VmLck), but nothing is populated, so
+ * the call holds the process's mmap lock only briefly. `unavailable` where
+ * libc or the kernel lacks mlock2 (EINVAL/ENOSYS): then use mlock.
+ */
+export function mlockOnFault(mem: NativeMemory): NativeResult {
+  const b = load();
+  if (!b) return unavailable();
+  if (!b.mlock2) return { ok: false, failure: 'unavailable', errno: ENOSYS, message: 'mlock2 is not in this libc' };
+  if (b.mlock2(mem, mem.byteLength, MLOCK_ONFAULT) === 0) return { ok: true };
+  const errno = b.errno();
+  if (errno === EINVAL || errno === ENOSYS)
+    return { ok: false, failure: 'unavailable', errno, message: `mlock2(MLOCK_ONFAULT) failed with ${ERRNO_NAMES[errno]}` };
+  return fromErrno('mlock2', errno);
 }
 
 /** Unpins memory (munlock); must come before madvise(MADV_DONTNEED) or freeing. */

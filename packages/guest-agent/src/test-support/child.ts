@@ -13,6 +13,18 @@ export function procMib(pid: number, key: 'VmRSS' | 'VmLck'): number {
   return Number(m[1]) / 1024;
 }
 
+/**
+ * MiB of a process's pages that are resident AND in locked ranges, from
+ * /proc/PID/smaps_rollup: VmLck counts locked ranges whether or not their
+ * pages are there (mlock2 MLOCK_ONFAULT marks a range before it is faulted
+ * in), this counts the pages really pinned.
+ */
+export function lockedResidentMib(pid: number): number {
+  const m = /^Locked:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+  if (!m?.[1]) throw new Error(`no Locked in smaps_rollup of ${pid}`);
+  return Number(m[1]) / 1024;
+}
+
 /** The promise's value, or a failure naming what never happened within the deadline (generous: a stalled balloon never gets there at all; a slow CI machine does). */
 export async function within<T>(promise: Promise<T>, what: string, timeoutMs = 20_000): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

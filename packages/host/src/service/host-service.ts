@@ -75,6 +75,8 @@ export interface HostServiceOptions {
   cgroupOf?: (name: string) => HandOffCgroup | null;
   /** Largest hand-off batch per round trip, in MiB (default 256). */
   handOffBatchMib?: number;
+  /** Hand off while a balloon still inflates (default true); false waits for the settle (the benchmark's reference). */
+  handOffWhileInflating?: boolean;
 }
 
 /** Who asks for a balloon target. */
@@ -143,6 +145,7 @@ export class HostService {
       ? new HandOffDriver({
           logger: this.log.child({ part: 'handoff' }),
           maxBatchMib: options.handOffBatchMib ?? 256,
+          whileInflating: options.handOffWhileInflating ?? true,
           onChange: (name) => this.refreshReclaimed(name),
           raiseRoomMib: () => this.limitRoomMib(),
         })
