@@ -2,8 +2,9 @@
 // host's: while its VM runs the hand-off lowers and raises its limit, and at
 // power-off the host gives back the limit it had before adoption, even when
 // a host killed -9 and restarted in between is the one that sees the VM power
-// off, and at a clean host stop; the cgroup itself is never removed. Real balloon-host processes, a real
-// agent inside a real v1/v2 memory cgroup; needs root (skips otherwise).
+// off, and at a clean host stop; the cgroup itself is never removed. Real
+// balloon-host processes, a real agent inside a real v1/v2 memory cgroup;
+// needs root (skips otherwise).
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
