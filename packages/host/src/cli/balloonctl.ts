@@ -10,6 +10,7 @@ import { formatMetricList, formatMetricsTable } from '../metrics/format.js';
 import { METRIC_DESCRIPTIONS } from '../metrics/query.js';
 import { HostError } from '../errors.js';
 import { AdminClient } from './client.js';
+import { withCtlHints } from './ctl-hints.js';
 import { loadCtlConfig, type CtlConfig } from './ctl-config.js';
 import { COMMAND_USAGE, USAGE } from './ctl-usage.js';
 import { setBalloonAndWait } from './ctl-wait.js';
@@ -253,7 +254,11 @@ async function main(cfg: CtlConfig): Promise<void> {
   }
   const run = COMMANDS[command];
   if (!run) usage(`unknown command '${command}'`);
-  return run(new AdminClient(cfg.hostUrl, cfg.adminToken, cfg.tokenLookup), cfg, args);
+  try {
+    return await run(new AdminClient(cfg.hostUrl, cfg.adminToken), cfg, args);
+  } catch (err) {
+    throw withCtlHints(err, cfg.hostUrl, cfg.tokenLookup);
+  }
 }
 
 /** Prints the error once (JSON with --json) and sets the exit code: 2 for usage, 1 otherwise. */
