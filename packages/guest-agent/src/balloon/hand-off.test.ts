@@ -124,6 +124,8 @@ describe.skipIf(skipReason !== '')('hand-off release path against the kernel (ch
     const up = await kid.ask<{ status: BalloonStatus }>({ op: 'target', targetMib: 56 }, 'target');
     expect(up.status).toMatchObject({ actualMib: 56, handedOffMib: 40 });
     if (up.status.lock === 'locked') expect(up.status.lockedMib).toBe(16);
+    // Those new chunks may reuse the handed-off chunks' memory: every page holds its own word again.
+    expect(await kid.ask<{ pages?: number; error?: string }>({ op: 'verify' }, 'verify')).toMatchObject({ pages: 16 * 256 });
     await kid.ask({ op: 'target', targetMib: 0 }, 'target');
   });
 });
