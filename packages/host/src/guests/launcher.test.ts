@@ -2,17 +2,18 @@
 // poweroff and modifyvm --cgroup request gets a clear error and leaves nothing
 // behind; process mode (no cgroups) runs and stops a real guest; adoption of
 // an existing cgroup on the real kernel (root; skipped with a reason otherwise).
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { adminApi as api, startTestHost, testGuests } from '@memballoon/e2e/in-process-host';
+import { limitFileOf, openTestHierarchy, testCgroupName } from '@memballoon/e2e/memory-hierarchy';
+import { waitFor } from '@memballoon/e2e/wait';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openMemoryHierarchy } from '../cgroup/index.js';
-import { startHost, type HostHandle } from '../server.js';
-import { GuestLauncher } from './launcher.js';
+import type { HostGuestsOptions, HostHandle } from '../server.js';
+import { GuestLauncher, type LauncherOptions } from './launcher.js';
 
-const PATH_ENV = process.env.PATH ?? '/usr/bin:/bin';
+const PATH_ENV = testGuests().pathEnv;
 const dirs: string[] = [];
 const tempDir = () => {
   const d = mkdtempSync(join(tmpdir(), 'memballoon-guests-'));
@@ -21,24 +22,72 @@ const tempDir = () => {
 };
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-async function api(host: HostHandle, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await fetch(`${host.url}/api/v1${path}`, {
-    method,
-    headers: { authorization: `Bearer ${host.adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+/** Polls probe until it answers, for up to a minute. */
+const until = <T>(what: string, probe: () => T | undefined) => waitFor(probe, { what, timeoutMs: 60_000 });
+
+/** The service a launcher tested alone is attached to: one VM of 256 MiB in this state. */
+const stubService = (state: 'poweroff' | 'running', isRunning: boolean) => ({
+  vmView: () => ({ state, memoryMib: 256 }) as never,
+  isRunning: () => isRunning,
+  assertCanStart: () => {},
+  startEnded: () => {},
+  poolRefusal: () => undefined,
+  subscribe: () => () => {},
+});
+
+/** A launcher in process mode, tested alone (no host): its agent never reaches one. */
+const openLauncher = (options: Partial<LauncherOptions>) =>
+  GuestLauncher.open({
+    dataDir: tempDir(),
+    logger: pino({ level: 'silent' }),
+    cgroupParent: 'unused',
+    poolCgroup: false,
+    poolSizeMib: 1024,
+    agentCommand: ['false'],
+    pathEnv: PATH_ENV,
+    hostUrl: () => 'http://127.0.0.1:1',
+    remoteStartvm: true,
+    forceProcessMode: true,
+    ...options,
   });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
+
+/** A host in this process with a 1024 MiB pool whose guests get these options. */
+const startGuestsHost = (dataDir: string, guests: Partial<HostGuestsOptions>) => startTestHost({ dataDir, poolSizeMib: 1024, guests: testGuests(guests) });
+
+/** What the real-kernel blocks share: their own cgroup parent, a host on it, the data dir; `skip` says why not. */
+interface KernelHost {
+  parent: string;
+  root: string;
+  version: 1 | 2;
+  skip: string;
+  dataDir: string;
+  host: HostHandle;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+/**
+ * Sets up a real-kernel block: a host on a cgroup parent of the block's own
+ * (guests as given), then `setUp`; after the block, closes the host and
+ * checks that it removed the parent. Skipped, with the reason printed,
+ * without root or a memory controller.
+ */
+function kernelHost(what: string, guests: Partial<HostGuestsOptions>, setUp: (k: KernelHost) => void): KernelHost {
+  const k: KernelHost = { parent: testCgroupName(), root: '', version: 1, skip: '', dataDir: '', host: undefined as unknown as HostHandle };
+  beforeAll(async () => {
+    const hierarchy = await openTestHierarchy(k.parent);
+    k.skip = hierarchy.skipReason;
+    if (k.skip) return console.log(`${what} tests skipped: ${k.skip}`);
+    k.root = hierarchy.root;
+    k.version = hierarchy.version;
+    k.dataDir = tempDir();
+    k.host = await startGuestsHost(k.dataDir, { cgroupParent: k.parent, ...guests });
+    setUp(k);
+  });
+  afterAll(async () => {
+    if (k.skip) return;
+    await k.host.close();
+    expect(existsSync(join(k.root, k.parent))).toBe(false);
+  });
+  return k;
 }
 
 describe('startvm and poweroff in process mode (no cgroups)', () => {
@@ -46,20 +95,7 @@ describe('startvm and poweroff in process mode (no cgroups)', () => {
   let dataDir: string;
   beforeAll(async () => {
     dataDir = tempDir();
-    host = await startHost({
-      listenPort: 0,
-      dataDir,
-      poolSizeMib: 1024,
-      policyIntervalMs: 0,
-      dashboard: false,
-      fusion: false,
-      guests: {
-        pathEnv: PATH_ENV,
-        forceProcessMode: true,
-        poweroffGraceMs: 5000,
-        ...(process.env.NODE_OPTIONS ? { nodeOptions: process.env.NODE_OPTIONS } : {}),
-      },
-    });
+    host = await startGuestsHost(dataDir, { forceProcessMode: true, poweroffGraceMs: 5000 });
     host.service.createVm({ name: 'p1', memoryMib: 256 });
   });
   afterAll(() => host?.close());
@@ -124,41 +160,15 @@ describe('startvm and poweroff in process mode (no cgroups)', () => {
 
 describe('startvm over the network can be turned off', () => {
   it('refuses a request that does not come over loopback, before looking at anything else', async () => {
-    const dataDir = tempDir();
-    const launcher = await GuestLauncher.open({
-      dataDir,
-      logger: pino({ level: 'silent' }),
-      cgroupParent: 'unused',
-      poolCgroup: false,
-      poolSizeMib: 1024,
-      agentCommand: ['false'],
-      pathEnv: PATH_ENV,
-      hostUrl: () => 'http://127.0.0.1:1',
-      remoteStartvm: false,
-      forceProcessMode: true,
-    });
-    launcher.attach({
-      vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never,
-      isRunning: () => false,
-      assertCanStart: () => {},
-      startEnded: () => {},
-      poolRefusal: () => undefined,
-      subscribe: () => () => {},
-    });
+    const launcher = await openLauncher({ remoteStartvm: false });
+    launcher.attach(stubService('poweroff', false));
     await expect(launcher.startvm('x', { command: ['sleep', '1'], fromLoopback: false })).rejects.toMatchObject({
       code: 'unauthorized',
       message: expect.stringMatching(/--no-remote-startvm/),
     });
     expect(launcher.hostView().remoteStartvm).toBe(false);
     // A running VM whose agent the host did not start: poweroff is not the host's to do.
-    launcher.attach({
-      vmView: () => ({ state: 'running', memoryMib: 256 }) as never,
-      isRunning: () => true,
-      assertCanStart: () => {},
-      startEnded: () => {},
-      poolRefusal: () => undefined,
-      subscribe: () => () => {},
-    });
+    launcher.attach(stubService('running', true));
     await expect(launcher.poweroff('x')).rejects.toMatchObject({ code: 'not_running', message: expect.stringMatching(/was not started by this host/) });
     await launcher.close();
   });
@@ -166,34 +176,14 @@ describe('startvm over the network can be turned off', () => {
 
 /** A launcher in process mode whose agent is a stand-in: `node -e script`. */
 const openStandIn = (script: string, opts: { startTimeoutMs?: number; poweroffGraceMs: number }) =>
-  GuestLauncher.open({
-    dataDir: tempDir(),
-    logger: pino({ level: 'silent' }),
-    cgroupParent: 'unused',
-    poolCgroup: false,
-    poolSizeMib: 1024,
-    agentCommand: [process.execPath, '-e', script, '--'],
-    pathEnv: PATH_ENV,
-    hostUrl: () => 'http://127.0.0.1:1',
-    remoteStartvm: true,
-    forceProcessMode: true,
-    ...opts,
-  });
+  openLauncher({ agentCommand: [process.execPath, '-e', script, '--'], ...opts });
 
 describe('startvm when the agent never gets in', () => {
-  const stubService = {
-    vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never,
-    isRunning: () => false,
-    assertCanStart: () => {},
-    startEnded: () => {},
-    poolRefusal: () => undefined,
-    subscribe: () => () => {},
-  };
   const open = (script: string, startTimeoutMs = 60_000) => openStandIn(script, { startTimeoutMs, poweroffGraceMs: 2000 });
 
   it('an agent that exits first: startvm fails with its last words and leaves nothing', async () => {
     const launcher = await open("console.error('balloon-agent: cannot reach the host'); process.exit(3)");
-    launcher.attach(stubService);
+    launcher.attach(stubService('poweroff', false));
     await expect(launcher.startvm('x', { command: ['sleep', '60'], fromLoopback: true })).rejects.toMatchObject({
       message: expect.stringMatching(/stopped before its agent connected \(exit 3\): balloon-agent: cannot reach the host/),
     });
@@ -204,7 +194,7 @@ describe('startvm when the agent never gets in', () => {
 
   it('an agent the host keeps refusing: startvm times out with the refusal, and the guest is stopped', async () => {
     const launcher = await open("console.error(JSON.stringify({ level: 40, msg: 'refused: pool_exhausted; retrying' })); setInterval(() => {}, 1 << 30)", 1500);
-    launcher.attach(stubService);
+    launcher.attach(stubService('poweroff', false));
     const err = await launcher.startvm('x', { command: ['sleep', '60'], fromLoopback: true }).catch((e: unknown) => e as { code: string; message: string });
     expect(err).toMatchObject({ code: 'timeout', message: expect.stringMatching(/not admitted within 2 s: refused: pool_exhausted; retrying/) });
     expect(launcher.vmView('x')).toBeUndefined();
@@ -219,14 +209,7 @@ describe('poweroff of a guest that ignores SIGTERM', () => {
       "process.on('SIGTERM', () => console.log('agent got SIGTERM')); require('child_process').spawn(process.execPath, ['-e', \"process.on('SIGTERM', () => {}); setInterval(() => {}, 1 << 30)\"], { stdio: 'inherit' }); setInterval(() => {}, 1 << 30)";
     const launcher = await openStandIn(script, { poweroffGraceMs: 1000 });
     // The stand-in never says Hello: the stub service calls it admitted at once.
-    launcher.attach({
-      vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never,
-      isRunning: () => true,
-      assertCanStart: () => {},
-      startEnded: () => {},
-      poolRefusal: () => undefined,
-      subscribe: () => () => {},
-    });
+    launcher.attach(stubService('poweroff', true));
     await launcher.startvm('stubborn', { command: ['sleep', '60'], fromLoopback: true });
     const { agentPid, logFile } = launcher.vmView('stubborn')!;
     const childPid = await until('the child', () => {
@@ -249,40 +232,22 @@ describe('poweroff of a guest that ignores SIGTERM', () => {
 });
 
 describe('modifyvm --cgroup adopts an existing cgroup (real kernel)', () => {
-  const parent = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const foreign = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}-other`;
-  let root = '';
-  let skip = '';
-  let host: HostHandle;
-  beforeAll(async () => {
-    const opened = await openMemoryHierarchy(parent);
-    if (!opened.tree) skip = opened.support.reason;
-    else if (process.getuid?.() !== 0) skip = 'not root';
-    if (skip) return console.log(`adoption tests skipped: ${skip}`);
-    root = opened.tree!.root;
+  const foreign = `${testCgroupName()}-other`;
+  const k = kernelHost('adoption', {}, ({ root, host }) => {
     mkdirSync(join(root, foreign, 'box'), { recursive: true });
-    host = await startHost({
-      listenPort: 0,
-      dataDir: tempDir(),
-      poolSizeMib: 1024,
-      policyIntervalMs: 0,
-      dashboard: false,
-      fusion: false,
-      guests: { pathEnv: PATH_ENV, cgroupParent: parent },
-    });
     host.service.createVm({ name: 'c1', memoryMib: 256 });
     host.service.createVm({ name: 'c2', memoryMib: 256 });
   });
-  afterAll(async () => {
-    if (skip) return;
-    await host.close();
-    rmdirSync(join(root, foreign, 'box'));
-    rmdirSync(join(root, foreign));
-    expect(existsSync(join(root, parent))).toBe(false);
+  // Runs before kernelHost's afterAll (hooks unwind as a stack): the host no longer holds the cgroup.
+  afterAll(() => {
+    if (k.skip) return;
+    rmdirSync(join(k.root, foreign, 'box'));
+    rmdirSync(join(k.root, foreign));
   });
 
   it('takes a path inside the memory hierarchy, refuses everything else, and lets it go', async (ctx) => {
-    if (skip) return ctx.skip();
+    if (k.skip) return ctx.skip();
+    const { root, parent, host } = k;
     const box = join(root, foreign, 'box');
     for (const [path, message] of [
       [`${root}/${foreign}/../${foreign}/box`, /'\.\.'/],
@@ -317,43 +282,13 @@ describe('modifyvm --cgroup adopts an existing cgroup (real kernel)', () => {
 });
 
 describe('startvm of a guest the pool can never fund (real kernel)', () => {
-  const parent = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}`;
-  let root = '';
-  let skip = '';
-  let host: HostHandle;
-  let dataDir = '';
-  beforeAll(async () => {
-    const opened = await openMemoryHierarchy(parent);
-    if (!opened.tree) skip = opened.support.reason;
-    else if (process.getuid?.() !== 0) skip = 'not root';
-    if (skip) return console.log(`pool refusal tests skipped: ${skip}`);
-    root = opened.tree!.root;
-    dataDir = tempDir();
-    host = await startHost({
-      listenPort: 0,
-      dataDir,
-      poolSizeMib: 1024,
-      policyIntervalMs: 0,
-      dashboard: false,
-      fusion: false,
-      // Long enough that a start left waiting for its admission could never pass for a refusal.
-      guests: {
-        pathEnv: PATH_ENV,
-        cgroupParent: parent,
-        startTimeoutMs: 120_000,
-        ...(process.env.NODE_OPTIONS ? { nodeOptions: process.env.NODE_OPTIONS } : {}),
-      },
-    });
+  // Long enough that a start left waiting for its admission could never pass for a refusal.
+  const k = kernelHost('pool refusal', { startTimeoutMs: 120_000 }, ({ host }) => {
     host.service.createVm({ name: 'a', memoryMib: 512 });
     host.service.createVm({ name: 'huge', memoryMib: 2048 });
     host.service.createVm({ name: 'b', memoryMib: 768 });
     // a may not be ballooned at all: nothing can be reclaimed from it.
     host.service.modifyVm('a', { memoryMinMib: 512 });
-  });
-  afterAll(async () => {
-    if (skip) return;
-    await host.close();
-    expect(existsSync(join(root, parent))).toBe(false);
   });
 
   /** Processes whose command line names VM `name` (an agent the launcher started for it). */
@@ -369,6 +304,7 @@ describe('startvm of a guest the pool can never fund (real kernel)', () => {
       });
 
   const expectNothingOf = (name: string) => {
+    const { root, parent, dataDir, host } = k;
     expect(existsSync(join(root, parent, name))).toBe(false);
     expect(existsSync(join(dataDir, 'logs', `${name}.log`))).toBe(false);
     expect(existsSync(join(dataDir, 'guests', `${name}.json`))).toBe(false);
@@ -377,7 +313,8 @@ describe('startvm of a guest the pool can never fund (real kernel)', () => {
   };
 
   it('answers pool_exhausted at once with the figures and who holds what, and spawns nothing', async (ctx) => {
-    if (skip) return ctx.skip();
+    if (k.skip) return ctx.skip();
+    const { host } = k;
     // Larger than the whole pool, with no VM running.
     const huge = await api(host, 'POST', '/vms/huge/startvm', { command: ['sleep', '600'] });
     expect(huge.status).toBe(409);
@@ -400,7 +337,8 @@ describe('startvm of a guest the pool can never fund (real kernel)', () => {
   }, 120_000);
 
   it('two starts that each fit but not together: the one whose agent is refused fails at once with pool_exhausted', async (ctx) => {
-    if (skip) return ctx.skip();
+    if (k.skip) return ctx.skip();
+    const { root, parent, dataDir, host } = k;
     for (const name of ['x', 'y']) {
       host.service.createVm({ name, memoryMib: 640 });
       host.service.modifyVm(name, { memoryMinMib: 640 });
@@ -430,48 +368,16 @@ describe('startvm of a guest the pool can never fund (real kernel)', () => {
 });
 
 describe('startvm under a pool cgroup with not even 128 MiB of room (real kernel)', () => {
-  const parent = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}`;
-  let root = '';
-  let skip = '';
-  let host: HostHandle;
-  let dataDir = '';
-  let limitFile = 'memory.limit_in_bytes';
-  beforeAll(async () => {
-    const opened = await openMemoryHierarchy(parent);
-    if (!opened.tree) skip = opened.support.reason;
-    else if (process.getuid?.() !== 0) skip = 'not root';
-    if (skip) return console.log(`pool cgroup room tests skipped: ${skip}`);
-    root = opened.tree!.root;
-    if (opened.tree!.version === 2) limitFile = 'memory.max';
-    dataDir = tempDir();
-    host = await startHost({
-      listenPort: 0,
-      dataDir,
-      poolSizeMib: 1024,
-      policyIntervalMs: 0,
-      dashboard: false,
-      fusion: false,
-      guests: {
-        pathEnv: PATH_ENV,
-        cgroupParent: parent,
-        poolCgroup: true,
-        startTimeoutMs: 120_000,
-        ...(process.env.NODE_OPTIONS ? { nodeOptions: process.env.NODE_OPTIONS } : {}),
-      },
-    });
+  const k = kernelHost('pool cgroup room', { poolCgroup: true, startTimeoutMs: 120_000 }, ({ host }) => {
     host.service.createVm({ name: 'wide', memoryMib: 960 });
     host.service.createVm({ name: 'late', memoryMib: 256 });
   });
-  afterAll(async () => {
-    if (skip) return;
-    await host.close();
-    expect(existsSync(join(root, parent))).toBe(false);
-  });
 
   it('refuses with pool_exhausted and a message that says what to do, leaving nothing behind', async (ctx) => {
-    if (skip) return ctx.skip();
+    if (k.skip) return ctx.skip();
+    const { root, parent, dataDir, host } = k;
     expect((await api(host, 'POST', '/vms/wide/startvm', { command: ['sleep', '600'] })).status).toBe(200);
-    const limitOf = (name: string) => Number(readFileSync(join(root, parent, name, limitFile), 'utf8')) / 1024 / 1024;
+    const limitOf = (name: string) => Number(readFileSync(limitFileOf(join(root, parent, name), k.version), 'utf8')) / 1024 / 1024;
     expect(limitOf('wide')).toBe(960);
     // The pool could fund late by reclaiming from wide's balloon, but wide's
     // limit leaves 64 MiB of the pool cgroup: not enough for late's agent to load.
