@@ -5,9 +5,10 @@
 // show the memory physically free, while the balloon still reports its size.
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KernelMemoryCgroup, kernelCgroupFs, startHost, type HostHandle } from '@memballoon/host';
+import { KernelMemoryCgroup, kernelCgroupFs, type HostHandle } from '@memballoon/host';
 import { cgroupMib, cgroupNumber, cgroupOomKills, cgroupV1SkipReason, makeV1Cgroup, vmLockedMib, waitFor, type TestCgroup } from './support/index.js';
 import { BIN, stopAll, tempDataDir } from './support/host.js';
+import { startTestHost } from './support/in-process-host.js';
 
 const skipReason = cgroupV1SkipReason();
 if (skipReason) console.log(`skipping the hand-off kernel e2e: ${skipReason}`);
@@ -27,13 +28,9 @@ describe.skipIf(skipReason !== '')('hand-off on the real kernel (balloon-agent i
     cg = makeV1Cgroup(`memballoon-test-handoff-e2e-${process.pid}-${Date.now()}`, 'g1', memoryMib);
     dir = cg.dir;
     const cgroup = new KernelMemoryCgroup(dir, 1, kernelCgroupFs);
-    host = await startHost({
-      listenPort: 0,
+    host = await startTestHost({
       dataDir: data.dir,
       poolSizeMib: 1024,
-      policyIntervalMs: 0,
-      dashboard: false,
-      fusion: false,
       cgroupOf: (name) => (name === 'g1' ? cgroup : null),
     });
     const { token } = host.service.createVm({ name: 'g1', memoryMib });

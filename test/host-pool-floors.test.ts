@@ -4,8 +4,9 @@
 // at any change of state; a guest the floors cannot make room for is refused
 // at once, with the true figure, and its retries move no balloon.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startHost, type HostHandle } from '@memballoon/host';
+import type { HostHandle } from '@memballoon/host';
 import { spawnAgent, stopAll, tempDataDir, type Started } from './support/host.js';
+import { createVms, startTestHost } from './support/in-process-host.js';
 import { vmLockedMib } from './support/proc.js';
 import { waitFor } from './support/wait.js';
 
@@ -21,24 +22,16 @@ let data: ReturnType<typeof tempDataDir>;
 let host: HostHandle;
 let peakHeldMib = 0;
 let unsubscribe: () => void;
-const tokens = new Map<string, string>();
+let tokens: Map<string, string>;
 
 beforeAll(async () => {
   data = tempDataDir();
-  host = await startHost({
-    listenPort: 0,
-    dataDir: data.dir,
-    poolSizeMib: POOL_SIZE_MIB,
-    retryAfterMs: 300,
-    policyIntervalMs: 0,
-    dashboard: false,
-    fusion: false,
-  });
+  host = await startTestHost({ dataDir: data.dir, poolSizeMib: POOL_SIZE_MIB, retryAfterMs: 300 });
   // Every change of state, as the service makes it: held never above the pool.
   unsubscribe = host.service.subscribe(() => {
     peakHeldMib = Math.max(peakHeldMib, host.service.pool.heldMib);
   });
-  for (const name of ['fl-a', 'fl-b', 'fl-c', 'fl-d']) tokens.set(name, host.service.createVm({ name, memoryMib: VM_MIB }).token);
+  tokens = createVms(host, ['fl-a', 'fl-b', 'fl-c', 'fl-d'], VM_MIB);
 });
 afterAll(async () => {
   await stopAll();

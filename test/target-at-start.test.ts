@@ -6,8 +6,9 @@
 // a target PUT while the VM shows as 'starting' is kept and applied once the
 // guest is admitted. Real agents; the interleavings are driven, not timed.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startHost, type HostHandle } from '@memballoon/host';
+import type { HostHandle } from '@memballoon/host';
 import { spawnAgent, stopAll, tempDataDir, type Started } from './support/host.js';
+import { adminApi, createVms, startTestHost, testGuests } from './support/in-process-host.js';
 import { waitFor } from './support/wait.js';
 
 const VM_MIB = 256;
@@ -15,24 +16,12 @@ const TARGET_MIB = 48;
 
 let data: ReturnType<typeof tempDataDir>;
 let host: HostHandle;
-const tokens = new Map<string, string>();
+let tokens: Map<string, string>;
 
 beforeAll(async () => {
   data = tempDataDir();
-  host = await startHost({
-    listenPort: 0,
-    dataDir: data.dir,
-    poolSizeMib: 1024,
-    policyIntervalMs: 0,
-    dashboard: false,
-    fusion: false,
-    guests: {
-      pathEnv: process.env.PATH ?? '/usr/bin:/bin',
-      forceProcessMode: true,
-      ...(process.env.NODE_OPTIONS ? { nodeOptions: process.env.NODE_OPTIONS } : {}),
-    },
-  });
-  for (const name of ['early', 'starting']) tokens.set(name, host.service.createVm({ name, memoryMib: VM_MIB }).token);
+  host = await startTestHost({ dataDir: data.dir, poolSizeMib: 1024, guests: testGuests({ forceProcessMode: true }) });
+  tokens = createVms(host, ['early', 'starting'], VM_MIB);
 });
 afterAll(async () => {
   await stopAll();
@@ -42,15 +31,7 @@ afterAll(async () => {
 
 const view = (name: string) => host.service.vmView(name);
 
-async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await fetch(`${host.url}/api/v1${path}`, {
-    method,
-    headers: { authorization: `Bearer ${host.adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
-}
+const api = (method: string, path: string, body?: unknown) => adminApi(host, method, path, body);
 
 it('a target set between admission and Welcome follows the Welcome: one session, the balloon reaches it', async () => {
   // The moment the service admits the guest (running, its Welcome not yet
