@@ -5,12 +5,12 @@
 // off, and at a clean host stop; the cgroup itself is never removed. Real
 // balloon-host processes, a real agent inside a real v1/v2 memory cgroup;
 // needs root (skips otherwise).
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { openMemoryHierarchy, type VmView } from '@memballoon/host';
+import type { VmView } from '@memballoon/host';
 import { ctl, ctlJson, spawnAgent, spawnHost, stopAll, tempDataDir, type Started, type StartedHost } from './support/host.js';
+import { cgroupProcs, limitFileOf, openTestHierarchy, testCgroupName, type TestHierarchy } from './support/memory-hierarchy.js';
 import { freePort } from './support/ports.js';
 import { waitFor } from './support/wait.js';
 
@@ -19,35 +19,29 @@ const VM_MIB = 256;
 const BALLOON_MIB = 64;
 /** The admin's own limit on the cgroup, different from the VM's memory so that a restore is visible. */
 const OWN_LIMIT_MIB = 400;
-const TAG = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}`;
+const TAG = testCgroupName();
 const PARENT = `${TAG}-parent`;
 const FOREIGN = `${TAG}-adopted`;
 
-let skipReason = '';
-let root = '';
-let version: 1 | 2 = 1;
+let cg: TestHierarchy = { skipReason: '', root: '', version: 1 };
 let data: ReturnType<typeof tempDataDir>;
 let port: number;
 let host: StartedHost;
 
-const dir = () => join(root, FOREIGN);
-const limitFile = () => join(dir(), version === 1 ? 'memory.limit_in_bytes' : 'memory.max');
+const dir = () => join(cg.root, FOREIGN);
+const limitFile = () => limitFileOf(dir(), cg.version);
 const limitMib = () => {
   const text = readFileSync(limitFile(), 'utf8').trim();
   return text === 'max' ? Number.POSITIVE_INFINITY : Number(text) / MiB;
 };
-const procs = () => readFileSync(join(dir(), 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
+const procs = () => cgroupProcs(dir());
 const vm = () => ctlJson<VmView>(host.url, 'showvminfo', 'ad');
 const startHostOnPort = () =>
   spawnHost({ dataDir: data.dir, poolSizeMib: 1024, extra: ['--listen', `127.0.0.1:${port}`, '--cgroup-parent', PARENT, '--policy-interval-ms', '0'] });
 
 beforeAll(async () => {
-  const opened = await openMemoryHierarchy(PARENT);
-  if (!opened.tree) skipReason = opened.support.reason;
-  else if (process.getuid?.() !== 0) skipReason = 'not root: cannot create memory cgroups';
-  if (skipReason) return console.log(`adopted cgroup e2e skipped: ${skipReason}`);
-  root = opened.tree!.root;
-  version = opened.tree!.version;
+  cg = await openTestHierarchy(PARENT);
+  if (cg.skipReason) return console.log(`adopted cgroup e2e skipped: ${cg.skipReason}`);
   mkdirSync(dir());
   writeFileSync(limitFile(), String(OWN_LIMIT_MIB * MiB));
   data = tempDataDir();
@@ -57,11 +51,11 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  if (skipReason) return;
+  if (cg.skipReason) return;
   await stopAll();
   if (existsSync(dir())) rmdirSync(dir());
   data.remove();
-  expect(existsSync(join(root, PARENT))).toBe(false);
+  expect(existsSync(join(cg.root, PARENT))).toBe(false);
 });
 
 async function runAgent(): Promise<Started> {
@@ -81,7 +75,7 @@ async function squeeze(): Promise<void> {
 }
 
 it('gives the cgroup its own limit back at power-off, also after a host restart in between, and never removes it', async (ctx) => {
-  if (skipReason) return ctx.skip();
+  if (cg.skipReason) return ctx.skip();
   expect((await ctl(host.url, 'modifyvm', 'ad', '--cgroup', FOREIGN)).code).toBe(0);
   expect(limitMib()).toBe(OWN_LIMIT_MIB);
 

@@ -5,12 +5,12 @@
 // and restarted re-adopts the guests that still run and removes the cgroups of
 // those that do not; a command that does not exist leaves nothing behind.
 // Needs root and a memory controller; skips with a printed reason otherwise.
-import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { memoryCgroupOfProc, openMemoryHierarchy, type HostView, type VmView } from '@memballoon/host';
+import { memoryCgroupOfProc, type HostView, type VmView } from '@memballoon/host';
 import { ctl, ctlJson, spawnHost, stopAll, tempDataDir, type StartedHost } from './support/host.js';
+import { cgroupProcs, limitFileOf, openTestHierarchy, testCgroupName, type TestHierarchy } from './support/memory-hierarchy.js';
 import { freePort } from './support/ports.js';
 import { isAlive } from './support/proc.js';
 import { waitFor } from './support/wait.js';
@@ -20,19 +20,17 @@ const POOL_MIB = 1536;
 const VM_MIB = 384;
 const BALLOON_MIB = 64;
 const NAMES = ['g1', 'g2', 'g3'] as const;
-const PARENT = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}`;
+const PARENT = testCgroupName();
 
-let skipReason = '';
-let root = '';
-let version: 1 | 2 = 1;
+let cg: TestHierarchy = { skipReason: '', root: '', version: 1 };
 let data: ReturnType<typeof tempDataDir>;
 let port: number;
 let host: StartedHost;
 
-const parentDir = () => join(root, PARENT);
-const limitFile = (dir: string) => join(dir, version === 1 ? 'memory.limit_in_bytes' : 'memory.max');
-const procsOf = (dir: string) => readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
-const cgroupOfPid = (pid: number) => `${root}${memoryCgroupOfProc(readFileSync(`/proc/${pid}/cgroup`, 'utf8'), version)}`;
+const parentDir = () => join(cg.root, PARENT);
+const limitFile = (dir: string) => limitFileOf(dir, cg.version);
+const procsOf = cgroupProcs;
+const cgroupOfPid = (pid: number) => `${cg.root}${memoryCgroupOfProc(readFileSync(`/proc/${pid}/cgroup`, 'utf8'), cg.version)}`;
 const cmdlineOf = (pid: number) => {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
@@ -62,15 +60,8 @@ async function startvm(name: string, user?: string): Promise<VmView> {
 }
 
 beforeAll(async () => {
-  const opened = await openMemoryHierarchy(PARENT);
-  if (!opened.tree) skipReason = opened.support.reason;
-  else if (process.getuid?.() !== 0) skipReason = 'not root: the host cannot create memory cgroups';
-  if (skipReason) {
-    console.log(`guests e2e skipped: ${skipReason}`);
-    return;
-  }
-  root = opened.tree!.root;
-  version = opened.tree!.version;
+  cg = await openTestHierarchy(PARENT);
+  if (cg.skipReason) return console.log(`guests e2e skipped: ${cg.skipReason}`);
   data = tempDataDir();
   port = await freePort();
   host = await startHostOnPort();
@@ -78,7 +69,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  if (skipReason) return;
+  if (cg.skipReason) return;
   await stopAll();
   // Whatever a failed test left: no process, no cgroup survives the file.
   if (existsSync(parentDir())) {
@@ -95,7 +86,7 @@ afterAll(async () => {
 
 describe('host-managed guests (real kernel)', () => {
   it('startvm runs three guests, each in its cgroup under the pool cgroup, agent and workload inside', async (ctx) => {
-    if (skipReason) return ctx.skip();
+    if (cg.skipReason) return ctx.skip();
     // g2 has a default balloon: the host applies it as at every start.
     expect((await ctl(host.url, 'modifyvm', 'g2', '--guestmemoryballoon', String(BALLOON_MIB))).code).toBe(0);
     // g3 runs unprivileged (--user): its shim moves itself in with the cgroup.procs the host gave it.
@@ -125,7 +116,7 @@ describe('host-managed guests (real kernel)', () => {
       const uid = (pid: number) => /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1];
       expect([uid(v.pid!), uid(workload)]).toEqual(name === 'g3' ? ['65534', '65534'] : ['0', '0']);
       // The agent's memory is charged to the VM from its first page (moved in before exec).
-      expect(Number(readFileSync(join(dir, version === 1 ? 'memory.usage_in_bytes' : 'memory.current'), 'utf8'))).toBeGreaterThan(16 * MiB);
+      expect(Number(readFileSync(join(dir, cg.version === 1 ? 'memory.usage_in_bytes' : 'memory.current'), 'utf8'))).toBeGreaterThan(16 * MiB);
     }
     // The children's limits never sum above the pool cgroup's (the kernel holds the pool's invariant).
     const sumOfLimits = NAMES.reduce((sum, name) => sum + Number(readFileSync(limitFile(join(parentDir(), name)), 'utf8')), 0);
@@ -137,7 +128,7 @@ describe('host-managed guests (real kernel)', () => {
   }, 180_000);
 
   it('poweroff stops the agent and the workload, removes the cgroup and returns the quota', async (ctx) => {
-    if (skipReason) return ctx.skip();
+    if (cg.skipReason) return ctx.skip();
     const before = await vm('g3');
     const dir = before.managed!.cgroup!;
     const workload = workloadPid(dir)!;
@@ -153,7 +144,7 @@ describe('host-managed guests (real kernel)', () => {
   }, 60_000);
 
   it('the agent killed -9: the VM powers off, the workload is stopped, the cgroup removed', async (ctx) => {
-    if (skipReason) return ctx.skip();
+    if (cg.skipReason) return ctx.skip();
     const before = await vm('g2');
     const dir = before.managed!.cgroup!;
     const workload = workloadPid(dir)!;
@@ -165,7 +156,7 @@ describe('host-managed guests (real kernel)', () => {
   }, 60_000);
 
   it('the host killed -9 and restarted: re-adopts the guest that runs, removes the cgroup of the one that died', async (ctx) => {
-    if (skipReason) return ctx.skip();
+    if (cg.skipReason) return ctx.skip();
     await startvm('g2');
     const g1 = await vm('g1');
     const g2 = await vm('g2');
@@ -199,7 +190,7 @@ describe('host-managed guests (real kernel)', () => {
   }, 180_000);
 
   it('a command that does not exist: startvm fails with one clear line and leaves nothing behind', async (ctx) => {
-    if (skipReason) return ctx.skip();
+    if (cg.skipReason) return ctx.skip();
     const r = await ctl(host.url, 'startvm', 'g3', '--', 'no-such-command-memballoon');
     expect(r.code).not.toBe(0);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);

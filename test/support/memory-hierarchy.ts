@@ -2,6 +2,7 @@
 // way the host finds it: one place for the name of a test's parent, the skip
 // reason and the limit file of each version.
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openMemoryHierarchy } from '@memballoon/host';
 
@@ -29,4 +30,9 @@ export async function openTestHierarchy(parentName: string): Promise<TestHierarc
 /** The hard limit file of a memory cgroup of this version. */
 export function limitFileOf(dir: string, version: 1 | 2): string {
   return join(dir, version === 1 ? 'memory.limit_in_bytes' : 'memory.max');
+}
+
+/** The pids in a memory cgroup (its cgroup.procs). */
+export function cgroupProcs(dir: string): number[] {
+  return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
 }
