@@ -2,57 +2,27 @@
 // by openssl in a temp dir; the agent verifies it against --ca-file, and
 // refuses the connection without it. Skipped, with the reason printed, where
 // openssl is missing.
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHost, type HostHandle } from '@memballoon/host';
+import type { HostHandle } from '@memballoon/host';
 import { BIN, spawnAgent, stopAll, tempDataDir } from './support/host.js';
+import { opensslSkipReason, startTlsHost } from './support/tls.js';
 import { waitFor } from './support/wait.js';
 
-const haveOpenssl = spawnSync('openssl', ['version']).status === 0;
-if (!haveOpenssl) console.warn('host-tls.test.ts skipped: openssl is not installed (needed to make a self-signed certificate)');
+const skipReason = opensslSkipReason();
+if (skipReason) console.warn(`host-tls.test.ts skipped: ${skipReason}`);
 
-describe.skipIf(!haveOpenssl)('TLS', () => {
+describe.skipIf(skipReason !== '')('TLS', () => {
   const data = tempDataDir();
   let host: HostHandle;
   let certPath = '';
   let token = '';
 
   beforeAll(async () => {
-    certPath = join(data.dir, 'cert.pem');
-    const keyPath = join(data.dir, 'key.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        keyPath,
-        '-out',
-        certPath,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      ],
-      { stdio: 'ignore' },
-    );
-    host = await startHost({
-      listenPort: 0,
-      dataDir: join(data.dir, 'host'),
-      poolSizeMib: 512,
-      policyIntervalMs: 0,
-      dashboard: false,
-      fusion: false,
-      tls: { cert: readFileSync(certPath), key: readFileSync(keyPath) },
-    });
+    const started = await startTlsHost(data.dir);
+    host = started.host;
+    certPath = started.certificate.certPath;
     token = host.service.createVm({ name: 'tls-vm', memoryMib: 128 }).token;
   }, 30_000);
   afterAll(async () => {

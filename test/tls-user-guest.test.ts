@@ -4,25 +4,26 @@
 // agent in its environment (MEMBALLOON_CA_PEM), never as a file, and the
 // workload does not inherit it. Real host over https, a real agent as
 // `nobody`; needs root and openssl (skips with a reason otherwise).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startHost, type HostHandle } from '@memballoon/host';
+import type { HostHandle } from '@memballoon/host';
 import { tempDataDir } from './support/host.js';
+import { testGuests } from './support/in-process-host.js';
+import { opensslSkipReason, startTlsHost } from './support/tls.js';
 import { waitFor } from './support/wait.js';
 
 const GUEST_USER = 'nobody';
-let skipReason = '';
-if (spawnSync('openssl', ['version']).status !== 0) skipReason = 'openssl is not installed';
-else if (process.getuid?.() !== 0) skipReason = 'not root: cannot start a guest as another user';
-else if (
-  !readFileSync('/etc/passwd', 'utf8')
+const userExists = (name: string) =>
+  readFileSync('/etc/passwd', 'utf8')
     .split('\n')
-    .some((l) => l.startsWith(`${GUEST_USER}:`))
-)
-  skipReason = `no user '${GUEST_USER}'`;
+    .some((l) => l.startsWith(`${name}:`));
+const skipReason =
+  opensslSkipReason() ||
+  (process.getuid?.() !== 0 ? 'not root: cannot start a guest as another user' : '') ||
+  (userExists(GUEST_USER) ? '' : `no user '${GUEST_USER}'`);
 if (skipReason) console.log(`tls-user-guest.test.ts skipped: ${skipReason}`);
 
 const data = tempDataDir();
@@ -31,44 +32,9 @@ let cert: Buffer;
 
 beforeAll(async () => {
   if (skipReason) return;
-  const certPath = join(data.dir, 'cert.pem');
-  const keyPath = join(data.dir, 'key.pem');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      keyPath,
-      '-out',
-      certPath,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-    ],
-    { stdio: 'ignore' },
-  );
-  cert = readFileSync(certPath);
-  host = await startHost({
-    listenPort: 0,
-    dataDir: join(data.dir, 'host'),
-    poolSizeMib: 512,
-    policyIntervalMs: 0,
-    dashboard: false,
-    fusion: false,
-    tls: { cert, key: readFileSync(keyPath) },
-    guests: {
-      pathEnv: process.env.PATH ?? '/usr/bin:/bin',
-      forceProcessMode: true,
-      ...(process.env.NODE_OPTIONS ? { nodeOptions: process.env.NODE_OPTIONS } : {}),
-    },
-  });
+  const started = await startTlsHost(data.dir, { guests: testGuests({ forceProcessMode: true }) });
+  host = started.host;
+  cert = started.certificate.cert;
   host.service.createVm({ name: 'tls-user', memoryMib: 128 });
 }, 30_000);
 afterAll(async () => {
