@@ -506,32 +506,11 @@
     }
     card.button.disabled = true;
     showMessage(card, 'pending', 'Asking the host for a ' + mib(targetMib) + ' balloon…');
-    try {
-      const res = await fetch('/api/v1/vms/' + encodeURIComponent(card.name) + '/balloon', {
-        method: 'PUT',
-        headers: headers({ 'content-type': 'application/json', accept: 'application/json' }),
-        body: JSON.stringify({ targetMib }),
-      });
-      let body = null;
-      try {
-        body = await res.json();
-      } catch {
-        body = null;
-      }
-      if (res.ok) {
-        showMessage(card, 'ok', 'Target set to ' + mib(targetMib) + '. The chart follows the guest.');
-        card.input.value = '';
-      } else {
-        const error = body?.error ? body.error : null;
-        let text = error?.message ? error.message : 'HTTP ' + res.status + ' ' + res.statusText;
-        if (res.status === 401 || res.status === 403) text += ' — open the dashboard as …/#token=YOUR_TOKEN';
-        showMessage(card, 'error', 'Refused: ' + text, error?.code);
-      }
-    } catch (err) {
-      showMessage(card, 'error', 'Could not reach the host: ' + (err?.message ? err.message : String(err)));
-    } finally {
-      card.button.disabled = card.root.dataset.state !== 'running';
-    }
+    await askHost(card, { method: 'PUT', action: 'balloon', payload: { targetMib }, tokenName: 'YOUR_TOKEN' }, () => {
+      showMessage(card, 'ok', 'Target set to ' + mib(targetMib) + '. The chart follows the guest.');
+      card.input.value = '';
+    });
+    card.button.disabled = card.root.dataset.state !== 'running';
   }
 
   /** POST …/startvm with the command's words (split on spaces: the host runs it without a shell, as balloonctl does). */
@@ -543,11 +522,26 @@
     }
     card.startButton.disabled = true;
     showMessage(card, 'pending', 'Starting ' + card.name + '…');
+    await askHost(card, { method: 'POST', action: 'startvm', payload: { command, type: 'headless' }, tokenName: 'YOUR_ADMIN_TOKEN' }, (body) => {
+      showMessage(card, 'ok', 'Started' + (body?.pid ? ' (pid ' + body.pid + ')' : '') + '.');
+      card.command.value = '';
+    });
+    card.startButton.disabled = false;
+  }
+
+  /**
+   * Sends a card's request (JSON `payload` to …/vms/NAME/`action`) and shows
+   * the answer on the card: `onOk(body)` on success; otherwise the host's
+   * refusal and its code, with how to open the dashboard with a token
+   * (`tokenName`) when the host wants one, or why the host was not reached.
+   * Never throws, so the caller's button always comes back.
+   */
+  async function askHost(card, { method, action, payload, tokenName }, onOk) {
     try {
-      const res = await fetch('/api/v1/vms/' + encodeURIComponent(card.name) + '/startvm', {
-        method: 'POST',
+      const res = await fetch('/api/v1/vms/' + encodeURIComponent(card.name) + '/' + action, {
+        method,
         headers: headers({ 'content-type': 'application/json', accept: 'application/json' }),
-        body: JSON.stringify({ command, type: 'headless' }),
+        body: JSON.stringify(payload),
       });
       let body = null;
       try {
@@ -556,18 +550,15 @@
         body = null;
       }
       if (res.ok) {
-        showMessage(card, 'ok', 'Started' + (body?.pid ? ' (pid ' + body.pid + ')' : '') + '.');
-        card.command.value = '';
+        onOk(body);
       } else {
         const error = body?.error ? body.error : null;
         let text = error?.message ? error.message : 'HTTP ' + res.status + ' ' + res.statusText;
-        if (res.status === 401 || res.status === 403) text += ' — open the dashboard as …/#token=YOUR_ADMIN_TOKEN';
+        if (res.status === 401 || res.status === 403) text += ' — open the dashboard as …/#token=' + tokenName;
         showMessage(card, 'error', 'Refused: ' + text, error?.code);
       }
     } catch (err) {
       showMessage(card, 'error', 'Could not reach the host: ' + (err?.message ? err.message : String(err)));
-    } finally {
-      card.startButton.disabled = false;
     }
   }
 
