@@ -10,11 +10,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VmView } from '@memballoon/host';
-import { vmLockedMib, waitFor } from './support/index.js';
+import { cgroupOomKills, cgroupV1SkipReason, V1_MEMORY, vmLockedMib, waitFor } from './support/index.js';
 import { ctl, ctlJson, spawnHost, stopAll, tempDataDir, type StartedHost } from './support/host.js';
 
 const MIB = 1024 * 1024;
-const V1 = '/sys/fs/cgroup/memory';
 const POOL_MIB = 1536;
 const GUESTS = [
   { name: 'ga', memoryMib: 512, peakMib: 288 },
@@ -22,20 +21,15 @@ const GUESTS = [
   { name: 'gc', memoryMib: 1024, peakMib: 672 },
 ];
 const WORKLOAD = fileURLToPath(new URL('./fixtures/burst-workload.mjs', import.meta.url));
-const skipReason =
-  process.getuid?.() !== 0
-    ? 'needs root to make memory cgroups'
-    : !existsSync(join(V1, 'memory.usage_in_bytes'))
-      ? `no cgroup v1 memory controller at ${V1}`
-      : '';
+const skipReason = cgroupV1SkipReason();
 if (skipReason) console.log(`skipping the hand-off burst e2e: ${skipReason}`);
 
 const num = (file: string): number => Number(readFileSync(file, 'utf8'));
-const oomKills = (dir: string): number => Number(/^oom_kill (\d+)$/m.exec(readFileSync(join(dir, 'memory.oom_control'), 'utf8'))?.[1] ?? 0);
+const oomKills = cgroupOomKills;
 
 describe.skipIf(skipReason !== '')('hand-off burst: three startvm guests take turns over a 1536 MiB pool cgroup', () => {
   const parentName = `memballoon-test-burst-${process.pid}-${Date.now()}`;
-  const parentDir = join(V1, parentName);
+  const parentDir = join(V1_MEMORY, parentName);
   const data = tempDataDir();
   let host: StartedHost;
   let maxLimitSumMib = 0;

@@ -90,3 +90,35 @@ it('a target set between admission and Welcome follows the Welcome: one session,
     await agent?.stop();
   }
 }, 120_000);
+
+it('a target PUT while the VM shows as starting is kept, not refused, and applied once the guest is admitted', async () => {
+  let admissions = 0;
+  let wasRunning = false;
+  const unsubscribe = host.service.subscribe(() => {
+    const running = host.service.isRunning('starting');
+    if (running && !wasRunning) admissions++;
+    wasRunning = running;
+  });
+  try {
+    const started = api('POST', '/vms/starting/startvm', { command: ['sleep', '600'] });
+    await waitFor(async () => (await api('GET', '/vms/starting')).json.state === 'starting', { what: "the VM to show as 'starting'", timeoutMs: 60_000 });
+    const put = await api('PUT', '/vms/starting/balloon', { targetMib: TARGET_MIB });
+    expect(put.status, JSON.stringify(put.json)).toBe(202);
+    expect(put.json.state).toBe('starting');
+    expect((await started).status).toBe(200);
+    await waitFor(
+      () => {
+        const b = view('starting').balloon;
+        return admissions > 1 || (b?.actualMib === TARGET_MIB && b.state === 'steady');
+      },
+      { what: 'the balloon to reach the target set while starting', timeoutMs: 60_000 },
+    );
+    expect(admissions).toBe(1);
+    expect(view('starting').balloon).toMatchObject({ targetMib: TARGET_MIB, actualMib: TARGET_MIB });
+    // A VM neither running nor starting still answers not_running.
+    expect((await api('POST', '/vms/starting/poweroff')).status).toBe(200);
+    expect((await api('PUT', '/vms/starting/balloon', { targetMib: TARGET_MIB })).json.error.code).toBe('not_running');
+  } finally {
+    unsubscribe();
+  }
+}, 120_000);

@@ -68,13 +68,29 @@ function percentile(sorted: number[], p: number): number {
 }
 
 /**
+ * The hosts run the built JavaScript (`npm run bench` builds first), as users
+ * run it: the repository's scripts load TypeScript through tsx (the
+ * `@memballoon/source` condition), whose transform adds work of its own
+ * (esbuild's keepNames wraps every named closure in a `__name` call, once per
+ * call of the function that makes it). The null host is a script, still
+ * loaded by tsx; the protocol package it imports is the built one too.
+ */
+function builtEnv(): NodeJS.ProcessEnv {
+  const nodeOptions = (process.env.NODE_OPTIONS ?? '')
+    .split(/\s+/)
+    .filter((o) => o !== '' && o !== '--conditions=@memballoon/source')
+    .join(' ');
+  return { ...process.env, NODE_OPTIONS: nodeOptions };
+}
+
+/**
  * Starts a host with its stdout in a file, as a service's logs would go to
  * journald: a pipe that this busy driver drains late would block the host's
  * synchronous log writes and show up as the host's latency.
  */
 async function startProcess(cmd: string, args: string[], logFile: string): Promise<{ child: ChildProcess; url: string }> {
   const fd = openSync(logFile, 'w');
-  const child = spawn(cmd, args, { stdio: ['ignore', fd, 'inherit'] });
+  const child = spawn(cmd, args, { stdio: ['ignore', fd, 'inherit'], env: builtEnv() });
   closeSync(fd);
   const deadlineMs = Date.now() + 30_000;
   for (;;) {

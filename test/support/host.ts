@@ -28,9 +28,11 @@ export interface Started {
   kill(): Promise<void>;
 }
 
-const started = new Set<Started>();
+/** What a tracked process is: stopAll stops agents before hosts. */
+type Kind = 'agent' | 'host' | 'other';
+const started = new Map<Started, Kind>();
 
-function track(proc: ChildProcess): Started {
+function track(proc: ChildProcess, kind: Kind = 'other'): Started {
   let out = '';
   proc.stdout?.on('data', (d: Buffer) => (out += d.toString('utf8')));
   proc.stderr?.on('data', (d: Buffer) => (out += d.toString('utf8')));
@@ -53,13 +55,19 @@ function track(proc: ChildProcess): Started {
       started.delete(s);
     },
   };
-  started.add(s);
+  started.set(s, kind);
   return s;
 }
 
-/** Stops every process the tests started (agents first, so that they say goodbye). */
+/**
+ * Stops every process the tests started: the agents first, each saying its
+ * Goodbye to a host that still runs (so a host never sees a mass disconnect
+ * during teardown), then the hosts, then anything else.
+ */
 export async function stopAll(): Promise<void> {
-  await Promise.all([...started].map((s) => s.stop(5_000)));
+  for (const kind of ['agent', 'host', 'other'] as const) {
+    await Promise.all([...started].filter(([, k]) => k === kind).map(([s]) => s.stop(5_000)));
+  }
 }
 
 /** A temporary data directory, removed by the returned function. */
@@ -115,7 +123,7 @@ export async function spawnHost(opts: { dataDir: string; poolSizeMib: number; au
   args.push(...(opts.extra ?? []));
   // The host records where it is for balloonctl (cli/host-record.ts): inside its data dir, not the user's.
   const env = { ...process.env, MEMBALLOON_LOG_PRETTY: '0', MEMBALLOON_RUNTIME_DIR: runtimeDirOf(opts.dataDir) };
-  const s = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env }));
+  const s = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env }), 'host');
   const url = await waitFor(
     () => {
       if (s.proc.exitCode !== null) throw new Error(`balloon-host exited with ${s.proc.exitCode}: ${s.output()}`);
@@ -128,14 +136,24 @@ export async function spawnHost(opts: { dataDir: string; poolSizeMib: number; au
   return Object.assign(s, { url, dataDir: opts.dataDir });
 }
 
-/** Starts balloon-agent for VM `name` in the process domain. */
-export function spawnAgent(opts: { url: string; name: string; memoryMib: number; floorMib?: number; extra?: string[] }): Started {
-  const args = [BIN.agent, '--host', opts.url, '--name', opts.name, '--memory-mib', String(opts.memoryMib), '--domain', 'process', '--log-level', 'info'];
+/**
+ * Starts balloon-agent for VM `name` in the process domain, or with
+ * `cgroupDir` inside that memory cgroup from its first page (a shell moves
+ * itself in and execs the agent, as the launcher's shim does) in the cgroup
+ * domain.
+ */
+export function spawnAgent(opts: { url: string; name: string; memoryMib: number; floorMib?: number; extra?: string[]; cgroupDir?: string }): Started {
+  const domain = opts.cgroupDir === undefined ? 'process' : 'cgroup';
+  const args = [BIN.agent, '--host', opts.url, '--name', opts.name, '--memory-mib', String(opts.memoryMib), '--domain', domain, '--log-level', 'info'];
   if (opts.floorMib !== undefined) args.push('--floor-mib', String(opts.floorMib));
   args.push(...(opts.extra ?? []));
   const token = opts.extra?.includes('--token') ? undefined : guestTokens.get(opts.name);
   const env = { ...process.env, MEMBALLOON_TOKEN: token ?? '' };
-  return track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env }));
+  const argv =
+    opts.cgroupDir === undefined
+      ? [process.execPath, ...args]
+      : ['/bin/sh', '-c', 'echo $$ > "$1/cgroup.procs" || exit 125; shift; exec "$@"', 'agent-shim', opts.cgroupDir, process.execPath, ...args];
+  return track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env }), 'agent');
 }
 
 /** The result of one balloonctl run. */

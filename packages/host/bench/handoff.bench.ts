@@ -1,7 +1,10 @@
-// Hand-off benchmark (issue 14): how long from a balloon settling (pinned at
-// its target) to its memory being free on the host (the agent has released
-// it under the lowered limit: the guest's cgroup usage has dropped by it),
-// for 256 MiB and 1 GiB, on the real kernel. A host runs in this process; a
+// Hand-off benchmark (issue 14): how long from a balloon settling (at its
+// target) to its memory being free on the host (the agent has released all
+// of it under the lowered limit: the limit is memory − B and the guest's
+// cgroup usage is back where it was before the target), for 256 MiB and
+// 1 GiB, on the real kernel. The host hands off while the balloon inflates,
+// so the table also says how much was handed off at the settle, and the
+// whole path from the target. A host runs in this process; a
 // real balloon-agent runs in a v1 memory cgroup made for the run (removed
 // after). Needs root and cgroup v1's memory controller; says why otherwise.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -17,16 +20,24 @@ const MIB = 1024 * 1024;
 const V1 = '/sys/fs/cgroup/memory';
 const AGENT = fileURLToPath(new URL('../../guest-agent/bin/balloon-agent.mjs', import.meta.url));
 
-/** One row: a balloon size and what its hand-offs took. */
+/** When the host hands a balloon off. */
+export type HandOffOrder = 'while inflating' | 'after the settle';
+
+/** One row: a balloon size, an order, and what its hand-offs took. */
 export interface HandOffBenchRow {
   balloonMib: number;
+  /** 'while inflating' (ours: the host hands off what the balloon has pinned so far) or 'after the settle' (the reference: issue 14's order). */
+  order: HandOffOrder;
   runs: number;
   /** Balloon settled → handed off (memory free in the kernel), ms. */
   p50Ms: number;
   maxMs: number;
-  /** The guest cgroup's usage drop over the hand-off, MiB (median). */
-  freedMib: number;
-  /** Batches per hand-off (limit writes that lowered it), median. */
+  /** Target sent → handed off (the whole path: inflate and hand-off), ms, median. */
+  targetToFreeP50Ms: number;
+  /** MiB already handed off when the balloon settled (hand-off while inflating), median. */
+  handedAtSettleMib: number;
+  /** The guest cgroup's usage after the hand-off minus before the target, MiB (median; ~0: the balloon costs the guest nothing). */
+  usageGrowthMib: number;
   note: string;
 }
 
@@ -72,16 +83,31 @@ export async function runHandOffBench(
     logger?: Logger;
     /** The agent's --log-level (default warn); at debug it times every release. */
     agentLogLevel?: string;
+    /** The VM's memory beyond the balloon, in MiB (default 512; the agent itself takes ~60). */
+    headroomMib?: number;
   } = {},
 ): Promise<HandOffBenchRow[]> {
   const sizes = options.sizesMib ?? [256, 1024];
   const runs = options.runs ?? 7;
   const log = options.log ?? (() => {});
   const skip = handOffBenchSkipReason();
-  if (skip) return sizes.map((b) => ({ balloonMib: b, runs: 0, p50Ms: Number.NaN, maxMs: Number.NaN, freedMib: Number.NaN, note: skip }));
+  if (skip)
+    return sizes.map((b) => ({
+      balloonMib: b,
+      order: 'while inflating',
+      runs: 0,
+      p50Ms: Number.NaN,
+      maxMs: Number.NaN,
+      targetToFreeP50Ms: Number.NaN,
+      handedAtSettleMib: Number.NaN,
+      usageGrowthMib: Number.NaN,
+      note: skip,
+    }));
   const rows: HandOffBenchRow[] = [];
-  for (const balloonMib of sizes) {
-    const memoryMib = balloonMib + 512;
+  // The reference first, then ours, for each size: the same machine, minutes apart.
+  const plan = sizes.flatMap((balloonMib) => (['after the settle', 'while inflating'] as const).map((order) => ({ balloonMib, order })));
+  for (const { balloonMib, order } of plan) {
+    const memoryMib = balloonMib + (options.headroomMib ?? 512);
     const parent = join(V1, `memballoon-bench-handoff-${process.pid}-${Date.now()}`);
     const dir = join(parent, 'bench');
     const dataDir = mkdtempSync(join(tmpdir(), 'memballoon-bench-'));
@@ -97,6 +123,7 @@ export async function runHandOffBench(
       dashboard: false,
       fusion: false,
       cgroupOf: (n) => (n === 'bench' ? cgroup : null),
+      handOffWhileInflating: order === 'while inflating',
       ...(options.logger ? { logger: options.logger } : {}),
     });
     let agent: ChildProcess | null = null;
@@ -126,35 +153,58 @@ export async function runHandOffBench(
       // Welcomed: its first statistics have come (a target sent before the Welcome is refused by the agent).
       await when(host, () => host.service.isRunning('bench') && host.service.vmView('bench').stats !== undefined, 'the agent to connect');
       const times: number[] = [];
-      const freed: number[] = [];
+      const wholePath: number[] = [];
+      const handedAtSettle: number[] = [];
+      const growth: number[] = [];
       const balloon = () => host.service.vmView('bench').balloon;
       for (let i = 0; i < runs; i++) {
-        let usagePinned = 0;
-        // Settled: the status that says the balloon is pinned at its target (the hand-off starts from it).
+        let handedMib = 0;
+        // Settled: the status that says the balloon is pinned at its target
+        // (actual = pinned + handed off; part of it may be handed off already:
+        // the host hands off while the balloon inflates).
         const settled = when(
           host,
           () => {
             const b = balloon();
-            if (!(b && b.actualMib === balloonMib && b.handedOffMib === 0 && b.state === 'steady')) return false;
-            usagePinned = readMib(dir, 'memory.usage_in_bytes');
+            if (!(b && b.actualMib === balloonMib && b.state === 'steady')) return false;
+            handedMib = b.handedOffMib ?? 0;
             return true;
           },
           'the balloon to settle',
         );
         const handed = when(host, () => balloon()?.handedOffMib === balloonMib, 'the hand-off');
+        const usageBefore = readMib(dir, 'memory.usage_in_bytes');
+        const tTarget = performance.now();
         await host.service.setBalloon('bench', balloonMib);
         const t0 = await settled;
         const t1 = await handed;
         const usageFree = readMib(dir, 'memory.usage_in_bytes');
+        const limitMib = readMib(dir, 'memory.limit_in_bytes');
+        if (limitMib !== memoryMib - balloonMib) throw new Error(`after the hand-off the limit is ${limitMib} MiB, not ${memoryMib - balloonMib}`);
         times.push(t1 - t0);
-        freed.push(usagePinned - usageFree);
+        wholePath.push(t1 - tTarget);
+        handedAtSettle.push(handedMib);
+        growth.push(usageFree - usageBefore);
         await host.service.handOffsIdle();
         await host.service.setBalloon('bench', 0);
         await when(host, () => balloon()?.actualMib === 0 && readMib(dir, 'memory.limit_in_bytes') === memoryMib, 'the deflate');
         await host.service.handOffsIdle();
-        log(`hand-off ${balloonMib} MiB run ${i + 1}: ${(t1 - t0).toFixed(1)} ms, cgroup usage ${usagePinned.toFixed(0)} -> ${usageFree.toFixed(0)} MiB`);
+        log(
+          `hand-off ${balloonMib} MiB ${order} run ${i + 1}: settled -> free ${(t1 - t0).toFixed(1)} ms (${handedMib} MiB handed off at the settle), ` +
+            `target -> free ${(t1 - tTarget).toFixed(1)} ms, cgroup usage ${usageBefore.toFixed(0)} -> ${usageFree.toFixed(0)} MiB, limit ${limitMib} MiB`,
+        );
       }
-      rows.push({ balloonMib, runs, p50Ms: median(times), maxMs: Math.max(...times), freedMib: median(freed), note: '' });
+      rows.push({
+        balloonMib,
+        order,
+        runs,
+        p50Ms: median(times),
+        maxMs: Math.max(...times),
+        targetToFreeP50Ms: median(wholePath),
+        handedAtSettleMib: median(handedAtSettle),
+        usageGrowthMib: median(growth),
+        note: '',
+      });
     } finally {
       if (agent && agent.exitCode === null && agent.signalCode === null) {
         const exited = new Promise((r) => agent!.once('exit', r));
@@ -183,16 +233,20 @@ export async function runHandOffBench(
   return rows;
 }
 
-/** The Markdown table of the rows. */
+/** The Markdown table of the rows: each order, and ours against the reference of the same size. */
 export function formatHandOffTable(rows: HandOffBenchRow[]): string {
   const lines = [
-    '| balloon | runs | settled → free on the host, p50 | max | cgroup usage freed (median) | goal | note |',
-    '|---:|---:|---:|---:|---:|---|---|',
+    '| balloon | hand-off | runs | settled → free on the host, p50 | max | handed off at the settle | target → free, p50 | cgroup usage after − before | settled → free: ours / reference | target → free: ours / reference | goal | note |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|',
   ];
+  const ms = (v: number) => (Number.isNaN(v) ? '—' : `${v.toFixed(1)} ms`);
+  const mib = (v: number) => (Number.isNaN(v) ? '—' : `${v.toFixed(0)} MiB`);
+  const ratio = (a: number, b: number | undefined) => (b === undefined || Number.isNaN(a) || Number.isNaN(b) || b === 0 ? '' : `${(a / b).toFixed(2)}`);
   for (const r of rows) {
-    const ms = (v: number) => (Number.isNaN(v) ? '—' : `${v.toFixed(1)} ms`);
+    const ref = r.order === 'while inflating' ? rows.find((o) => o.balloonMib === r.balloonMib && o.order === 'after the settle') : undefined;
     lines.push(
-      `| ${r.balloonMib} MiB | ${r.runs} | ${ms(r.p50Ms)} | ${ms(r.maxMs)} | ${Number.isNaN(r.freedMib) ? '—' : `${r.freedMib.toFixed(0)} MiB`} | ${r.balloonMib >= 1024 ? 'p50 < 50 ms' : ''} | ${r.note} |`,
+      `| ${r.balloonMib} MiB | ${r.order}${ref ? '' : ' (reference)'} | ${r.runs} | ${ms(r.p50Ms)} | ${ms(r.maxMs)} | ${mib(r.handedAtSettleMib)} | ${ms(r.targetToFreeP50Ms)} | ${mib(r.usageGrowthMib)} | ` +
+        `${ratio(r.p50Ms, ref?.p50Ms)} | ${ratio(r.targetToFreeP50Ms, ref?.targetToFreeP50Ms)} | ${r.balloonMib >= 1024 && ref ? 'p50 < 50 ms' : ''} | ${r.note} |`,
     );
   }
   return lines.join('\n');

@@ -1,8 +1,7 @@
 // startHost: the whole host service in-process (the balloon-host CLI, tests
 // and embedders use it): registry, service, one HTTP server carrying the admin
 // API, the guests' WebSocket endpoint, /metrics and the dashboard.
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
@@ -78,6 +77,8 @@ export interface StartHostOptions {
   guests?: HostGuestsOptions;
   /** The memory cgroup of each managed guest, for embedders with a launcher of their own (default: the guests option's); balloons are handed off to these limits. */
   cgroupOf?: HostServiceOptions['cgroupOf'];
+  /** Hand off while a balloon still inflates (default true); false waits for the settle (the hand-off benchmark's reference). */
+  handOffWhileInflating?: boolean;
 }
 
 /** Options of the host's managed guests (../guests, ../cgroup). */
@@ -169,12 +170,8 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
   let guests: GuestLauncher | undefined;
   if (options.guests) {
     const g = options.guests;
-    let caFile: string | undefined;
-    if (options.tls) {
-      // The agents it starts must trust the host's certificate.
-      caFile = join(options.dataDir, 'host-cert.pem');
-      writeFileSync(caFile, options.tls.cert, { mode: 0o644 });
-    }
+    // The agents it starts must trust the host's certificate (handed over in their environment).
+    const caPem = options.tls ? options.tls.cert.toString() : undefined;
     try {
       guests = await GuestLauncher.open({
         dataDir: options.dataDir,
@@ -186,7 +183,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
         pathEnv: g.pathEnv,
         ...(g.nodeOptions !== undefined ? { nodeOptions: g.nodeOptions } : {}),
         hostUrl: () => url,
-        ...(caFile !== undefined ? { caFile } : {}),
+        ...(caPem !== undefined ? { caPem } : {}),
         ...(g.guestUser !== undefined ? { guestUser: g.guestUser } : {}),
         remoteStartvm: g.remoteStartvm ?? true,
         ...(g.poweroffGraceMs !== undefined ? { poweroffGraceMs: g.poweroffGraceMs } : {}),
@@ -199,6 +196,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     }
   }
   const service = new HostService({
+    handOffWhileInflating: options.handOffWhileInflating,
     guests,
     registry,
     poolSizeMib: options.poolSizeMib,
@@ -304,6 +302,8 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
         await guests?.close();
         stopPolicy();
         service.close();
+        // Adopted cgroups whose sessions just ended get their own limits back.
+        await guests?.idle();
         fusion?.close();
         mounts.dashboard?.close?.();
         // Give the guests a moment to read their Goodbye before cutting them off.

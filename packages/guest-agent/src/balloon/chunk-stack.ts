@@ -159,6 +159,9 @@ export class ChunkStack {
       if (chunk.locked) this.lockedMibValue -= chunk.sizeMib;
       this.handedOffMibValue += chunk.sizeMib;
       releasedMib += chunk.sizeMib;
+      // Its address space serves the next chunks pinned (often the same
+      // inflate's: the host hands off while the balloon inflates), as a deflate's does.
+      this.spares.put(chunk);
     }
     return releasedMib;
   }

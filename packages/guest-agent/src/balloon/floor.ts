@@ -15,7 +15,9 @@ import { BYTES_PER_MIB } from '@memballoon/protocol';
  * caught up. The floor checks and the statistics sent to the host use it.
  */
 export function availableUnderHandOffBytes(reading: { totalBytes: number; availableBytes: number }, domainTotalMib: number, handedOffMib: number): number {
-  if (handedOffMib <= 0) return reading.availableBytes;
+  // Even with nothing handed off yet: the host lowers the limit a moment
+  // before the agent releases (its first batch, maybe while the balloon still
+  // inflates), and that moment must not look like pressure.
   const limitLoweredBytes = Math.max(0, domainTotalMib * BYTES_PER_MIB - reading.totalBytes);
   return Math.max(0, reading.availableBytes + limitLoweredBytes - handedOffMib * BYTES_PER_MIB);
 }

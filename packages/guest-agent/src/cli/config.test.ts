@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from './config.js';
+import { loadConfig, workloadEnv } from './config.js';
 
 describe('agent CLI config', () => {
   it('parses every flag and the wrapped command', () => {
@@ -48,6 +48,13 @@ describe('agent CLI config', () => {
     expect(loadConfig(['--name', 'a'], { MEMBALLOON_TOKEN: 't', MEMBALLOON_URL: 'http://e:2' })).toMatchObject({ token: 't', host: 'http://e:2' });
     expect(loadConfig(['--name', 'a', '--token', 'f'], { MEMBALLOON_TOKEN: 't' }).token).toBe('f');
     expect(loadConfig(['--name', 'a'], {}).host).toBe('http://127.0.0.1:7450');
+  });
+  it('takes the CA as PEM text from MEMBALLOON_CA_PEM (what startvm passes), refuses anything else, and keeps it from the workload', () => {
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    expect(loadConfig(['--name', 'a'], { MEMBALLOON_CA_PEM: pem })).toMatchObject({ caPem: pem, caFile: undefined });
+    expect(loadConfig(['--name', 'a'], {}).caPem).toBeUndefined();
+    expect(() => loadConfig(['--name', 'a'], { MEMBALLOON_CA_PEM: '/etc/ssl/ca.pem' })).toThrow(/MEMBALLOON_CA_PEM must hold a PEM certificate/);
+    expect(workloadEnv({ MEMBALLOON_CA_PEM: pem, MEMBALLOON_TOKEN: 't', PATH: '/bin' })).toEqual({ PATH: '/bin' });
   });
   it('refuses bad input with a clear message', () => {
     expect(() => loadConfig(['--host', 'http://h'], {})).toThrow(/--name NAME is required/);

@@ -13,6 +13,12 @@ export interface AgentConfig {
   readonly token: string;
   /** PEM file of the CA that signed the host's certificate (https hosts with a private CA). */
   readonly caFile: string | undefined;
+  /**
+   * The CA certificate itself, PEM text (env MEMBALLOON_CA_PEM): how a host
+   * that starts the agent (startvm) hands it over, so that a guest running
+   * as another user needs no file it may not be able to read.
+   */
+  readonly caPem: string | undefined;
   /** Files to load into page-aligned memory and hint to the host as shared regions (page fusion). */
   readonly shareFiles: readonly string[];
   readonly memoryMib: number | undefined;
@@ -38,7 +44,8 @@ export const USAGE = `usage: balloon-agent --host URL --name NAME [--token T] [-
                     else http://127.0.0.1:7450
   --name NAME       the VM's name
   --token T         the VM's token (createvm printed it); env MEMBALLOON_TOKEN
-  --ca-file PEM     CA certificate that signed the host's (https, self-signed); env MEMBALLOON_CA_FILE
+  --ca-file PEM     CA certificate that signed the host's (https, self-signed); env MEMBALLOON_CA_FILE,
+                    or the PEM text itself in env MEMBALLOON_CA_PEM (what startvm gives its agents)
   --memory-mib N    the VM's memory size (required unless the agent's memory cgroup has a
                     limit, or --domain machine says this whole machine is the VM)
   --chunk-mib N     balloon chunk size (default 1)
@@ -60,7 +67,7 @@ function positiveInt(flag: string, value: string | undefined, min = 1): number {
 }
 
 /** Variables only the agent may see: the workload it wraps does not inherit them (a workload with the VM's token could speak for the VM). */
-export const AGENT_ONLY_ENV = ['MEMBALLOON_TOKEN'] as const;
+export const AGENT_ONLY_ENV = ['MEMBALLOON_TOKEN', 'MEMBALLOON_CA_PEM'] as const;
 
 /** The environment of the wrapped workload: the agent's, less its credential. */
 export function workloadEnv(env: Readonly<Record<string, string | undefined>>): Record<string, string | undefined> {
@@ -78,6 +85,10 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   let name = '';
   let token = env.MEMBALLOON_TOKEN ?? '';
   let caFile = env.MEMBALLOON_CA_FILE || undefined;
+  const caPem = env.MEMBALLOON_CA_PEM || undefined;
+  if (caPem !== undefined && !caPem.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new AgentError('invalid_config', 'MEMBALLOON_CA_PEM must hold a PEM certificate (-----BEGIN CERTIFICATE-----)');
+  }
   let memoryMib: number | undefined;
   let chunkMib = 1;
   let floorMib = 0;
@@ -167,6 +178,7 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     name,
     token,
     caFile,
+    caPem,
     shareFiles: Object.freeze(shareFiles),
     memoryMib,
     chunkMib,

@@ -78,7 +78,8 @@ try {
     host: config.host,
     name: config.name,
     token: config.token,
-    ...(config.caFile !== undefined ? { ca: readFileSync(config.caFile) } : {}),
+    // --ca-file (or MEMBALLOON_CA_FILE) wins over the PEM text a host passed.
+    ...(config.caFile !== undefined ? { ca: readFileSync(config.caFile) } : config.caPem !== undefined ? { ca: Buffer.from(config.caPem) } : {}),
     ...(config.memoryMib !== undefined ? { memoryMib: config.memoryMib } : {}),
     chunkMib: config.chunkMib,
     ...(config.floorMib > 0 ? { floorMib: config.floorMib } : {}),

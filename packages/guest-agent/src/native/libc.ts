@@ -11,12 +11,12 @@ export const MADV_MERGEABLE = 12;
 export const MADV_UNMERGEABLE = 13;
 /** madvise advice: drop the pages now; the next touch reads zeros. */
 export const MADV_DONTNEED = 4;
+/** madvise advice: MADV_DONTNEED that also drops locked pages (Linux 5.18+; EINVAL before). */
+export const MADV_DONTNEED_LOCKED = 24;
 /** madvise advice: fault the range in for writing now (Linux 5.14+; EINVAL before). */
 export const MADV_POPULATE_WRITE = 23;
 /** mlock2 flag: lock pages as they are faulted in, not now. */
 export const MLOCK_ONFAULT = 1;
-/** madvise advice: MADV_DONTNEED that also drops locked pages (Linux 5.18+; EINVAL before). */
-export const MADV_DONTNEED_LOCKED = 24;
 /** mallopt parameter: allocations of at least this many bytes use mmap. */
 export const M_MMAP_THRESHOLD = -3;
 

@@ -180,21 +180,28 @@ const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i;
  * few percent of the host's time at 1,000 guests. Anything else (dot
  * segments, a fragment, characters URL escapes) goes through URL.
  */
-export function requestTarget(target: string): { pathname: string; searchParams: URLSearchParams } {
+export function requestTarget(target: string): { readonly pathname: string; readonly searchParams: URLSearchParams } {
   const q = target.indexOf('?');
   const pathname = q === -1 ? target : target.slice(0, q);
   if (PLAIN_PATH.test(pathname) && !DOT_SEGMENT.test(pathname) && (q === -1 || !target.includes('#', q))) {
-    let searchParams: URLSearchParams | undefined;
-    return {
-      pathname,
-      get searchParams() {
-        searchParams ??= new URLSearchParams(q === -1 ? '' : target.slice(q + 1));
-        return searchParams;
-      },
-    };
+    return new PlainTarget(pathname, q === -1 ? '' : target.slice(q + 1));
   }
-  const url = new URL(target, 'http://host.invalid');
-  return { pathname: url.pathname, searchParams: url.searchParams };
+  return new URL(target, 'http://host.invalid');
+}
+
+/** A plain request target; its query is parsed when asked for (a PUT of a balloon never asks). */
+class PlainTarget {
+  #searchParams: URLSearchParams | undefined;
+
+  constructor(
+    readonly pathname: string,
+    private readonly query: string,
+  ) {}
+
+  get searchParams(): URLSearchParams {
+    this.#searchParams ??= new URLSearchParams(this.query);
+    return this.#searchParams;
+  }
 }
 
 function decodePart(part: string): string {

@@ -90,6 +90,28 @@ describe('controlvm --wait', () => {
     expect(text.endsWith('\n')).toBe(true);
   });
 
+  it('waits for a starting VM to be admitted, then for its balloon (counted in polls)', async () => {
+    // Two polls starting, one running at the Welcome's target, then the kept target inflating over two polls.
+    const script: VmView[] = [
+      { ...vm('vm-new', balloon(0, 0)), state: 'starting', balloon: undefined } as VmView,
+      { ...vm('vm-new', balloon(0, 0)), state: 'starting', balloon: undefined } as VmView,
+      vm('vm-new', balloon(0, 0, { generation: 1 })),
+      vm('vm-new', balloon(64, 32, { generation: 2 })),
+      vm('vm-new', balloon(64, 64, { generation: 2 })),
+    ];
+    let polls = 0;
+    const client = {
+      vms: async () => [],
+      vm: async () => script[Math.min(polls++, script.length - 1)]!,
+      setBalloon: async () => ({ ...script[0]! }),
+    };
+    const lines: string[] = [];
+    const done = await setBalloonAndWait(client as never, 'vm-new', 64, 60_000, { tty: false, write: (t) => lines.push(t) });
+    expect(done.balloon).toMatchObject({ actualMib: 64, generation: 2 });
+    expect(polls).toBe(5);
+    expect(lines.join('')).toMatch(/vm-new' is starting: balloon 64 MiB once its guest is admitted\n.*balloon 32\/64 MiB\n.*balloon 64\/64 MiB/s);
+  });
+
   it('names only the VMs a reclaim is moving', () => {
     const before = new Map([
       ['a', 0],

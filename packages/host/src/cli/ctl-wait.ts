@@ -86,14 +86,29 @@ export async function setBalloonAndWait(
   } finally {
     await watch;
   }
-  const generation = set.balloon?.generation ?? 0;
-  const startMib = set.balloon?.actualMib ?? 0;
+  // A VM still starting kept the target: its generation is known once the
+  // guest is admitted and the host has sent it.
+  let generation = set.state === 'starting' ? undefined : (set.balloon?.generation ?? 0);
+  let startMib = set.balloon?.actualMib ?? 0;
   for (;;) {
     const vm = await client.vm(name);
     const b = vm.balloon;
+    if (generation === undefined && (vm.state === 'starting' || (b && b.targetMib !== targetMib))) {
+      progress.show(`VM '${name}' is starting: balloon ${targetMib} MiB once its guest is admitted`);
+      if (Date.now() >= deadline) {
+        progress.end();
+        throw new HostError('timeout', `VM '${name}' is still starting after ${Math.round(timeoutMs / 1000)} s (--timeout); its balloon target is kept`);
+      }
+      await new Promise((r) => setTimeout(r, WAIT_POLL_MS));
+      continue;
+    }
     if (vm.state !== 'running' || !b) {
       progress.end();
       throw new HostError('not_running', `VM '${name}' stopped before its balloon reached ${targetMib} MiB`);
+    }
+    if (generation === undefined) {
+      generation = b.generation;
+      startMib = 0;
     }
     if (b.generation > generation) {
       progress.end();

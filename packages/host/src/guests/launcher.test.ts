@@ -141,6 +141,8 @@ describe('startvm over the network can be turned off', () => {
       vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never,
       isRunning: () => false,
       assertCanStart: () => {},
+      startEnded: () => {},
+      poolRefusal: () => undefined,
       subscribe: () => () => {},
     });
     await expect(launcher.startvm('x', { command: ['sleep', '1'], fromLoopback: false })).rejects.toMatchObject({
@@ -153,6 +155,8 @@ describe('startvm over the network can be turned off', () => {
       vmView: () => ({ state: 'running', memoryMib: 256 }) as never,
       isRunning: () => true,
       assertCanStart: () => {},
+      startEnded: () => {},
+      poolRefusal: () => undefined,
       subscribe: () => () => {},
     });
     await expect(launcher.poweroff('x')).rejects.toMatchObject({ code: 'not_running', message: expect.stringMatching(/was not started by this host/) });
@@ -181,6 +185,8 @@ describe('startvm when the agent never gets in', () => {
     vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never,
     isRunning: () => false,
     assertCanStart: () => {},
+    startEnded: () => {},
+    poolRefusal: () => undefined,
     subscribe: () => () => {},
   };
   const open = (script: string, startTimeoutMs = 60_000) => openStandIn(script, { startTimeoutMs, poweroffGraceMs: 2000 });
@@ -217,6 +223,8 @@ describe('poweroff of a guest that ignores SIGTERM', () => {
       vmView: () => ({ state: 'poweroff', memoryMib: 256 }) as never,
       isRunning: () => true,
       assertCanStart: () => {},
+      startEnded: () => {},
+      poolRefusal: () => undefined,
       subscribe: () => () => {},
     });
     await launcher.startvm('stubborn', { command: ['sleep', '60'], fromLoopback: true });
@@ -389,6 +397,96 @@ describe('startvm of a guest the pool can never fund (real kernel)', () => {
     expectNothingOf('b');
     expect(host.service.snapshot().host.pool).toMatchObject({ heldMib: 512, freeMib: 512 });
     expect((await api(host, 'POST', '/vms/a/poweroff')).status).toBe(200);
-    expect(existsSync(join(root, parent, 'a'))).toBe(false);
+  }, 120_000);
+
+  it('two starts that each fit but not together: the one whose agent is refused fails at once with pool_exhausted', async (ctx) => {
+    if (skip) return ctx.skip();
+    for (const name of ['x', 'y']) {
+      host.service.createVm({ name, memoryMib: 640 });
+      host.service.modifyVm(name, { memoryMinMib: 640 });
+    }
+    // Both pass startvm's check (nothing runs yet); the pool then admits one
+    // and refuses the other's Hello, which must end that start, not the 120 s timeout.
+    const [x, y] = await Promise.all([
+      api(host, 'POST', '/vms/x/startvm', { command: ['sleep', '600'] }),
+      api(host, 'POST', '/vms/y/startvm', { command: ['sleep', '600'] }),
+    ]);
+    const results = [x, y].map((r) => r.status).sort();
+    expect(results).toEqual([200, 409]);
+    const refused = x.status === 409 ? x : y;
+    const loser = refused === x ? 'x' : 'y';
+    const winner = loser === 'x' ? 'y' : 'x';
+    expect(refused.json.error.code).toBe('pool_exhausted');
+    expect(refused.json.error.message).toMatch(
+      new RegExp(`^starting VM '${loser}': 640 MiB are needed but only 384 MiB .* running: '${winner}' holds 640 MiB`),
+    );
+    expect(existsSync(join(root, parent, loser))).toBe(false);
+    expect(existsSync(join(dataDir, 'guests', `${loser}.json`))).toBe(false);
+    expect(agentsOf(loser)).toEqual([]);
+    expect(host.service.vmView(loser).state).toBe('poweroff');
+    expect((await api(host, 'POST', `/vms/${winner}/poweroff`)).status).toBe(200);
+    expect(existsSync(join(root, parent, winner))).toBe(false);
+  }, 120_000);
+});
+
+describe('startvm under a pool cgroup with not even 128 MiB of room (real kernel)', () => {
+  const parent = `memballoon-test-${process.pid}-${randomBytes(4).toString('hex')}`;
+  let root = '';
+  let skip = '';
+  let host: HostHandle;
+  let dataDir = '';
+  let limitFile = 'memory.limit_in_bytes';
+  beforeAll(async () => {
+    const opened = await openMemoryHierarchy(parent);
+    if (!opened.tree) skip = opened.support.reason;
+    else if (process.getuid?.() !== 0) skip = 'not root';
+    if (skip) return console.log(`pool cgroup room tests skipped: ${skip}`);
+    root = opened.tree!.root;
+    if (opened.tree!.version === 2) limitFile = 'memory.max';
+    dataDir = tempDir();
+    host = await startHost({
+      listenPort: 0,
+      dataDir,
+      poolSizeMib: 1024,
+      policyIntervalMs: 0,
+      dashboard: false,
+      fusion: false,
+      guests: {
+        pathEnv: PATH_ENV,
+        cgroupParent: parent,
+        poolCgroup: true,
+        startTimeoutMs: 120_000,
+        ...(process.env.NODE_OPTIONS ? { nodeOptions: process.env.NODE_OPTIONS } : {}),
+      },
+    });
+    host.service.createVm({ name: 'wide', memoryMib: 960 });
+    host.service.createVm({ name: 'late', memoryMib: 256 });
+  });
+  afterAll(async () => {
+    if (skip) return;
+    await host.close();
+    expect(existsSync(join(root, parent))).toBe(false);
+  });
+
+  it('refuses with pool_exhausted and a message that says what to do, leaving nothing behind', async (ctx) => {
+    if (skip) return ctx.skip();
+    expect((await api(host, 'POST', '/vms/wide/startvm', { command: ['sleep', '600'] })).status).toBe(200);
+    const limitOf = (name: string) => Number(readFileSync(join(root, parent, name, limitFile), 'utf8')) / 1024 / 1024;
+    expect(limitOf('wide')).toBe(960);
+    // The pool could fund late by reclaiming from wide's balloon, but wide's
+    // limit leaves 64 MiB of the pool cgroup: not enough for late's agent to load.
+    const r = await api(host, 'POST', '/vms/late/startvm', { command: ['sleep', '600'] });
+    expect(r.status).toBe(409);
+    expect(r.json.error).toEqual({
+      code: 'pool_exhausted',
+      message:
+        "VM 'late' cannot start: the other guests' cgroup limits leave 64 MiB of the 1024 MiB pool cgroup, below the 128 MiB its agent needs to start; make room first (a balloon on another VM, which the host hands off to its limit, or a poweroff)",
+    });
+    expect(existsSync(join(root, parent, 'late'))).toBe(false);
+    expect(existsSync(join(dataDir, 'logs', 'late.log'))).toBe(false);
+    expect(existsSync(join(dataDir, 'guests', 'late.json'))).toBe(false);
+    expect(host.service.vmView('late').state).toBe('poweroff');
+    expect(limitOf('wide')).toBe(960);
+    expect((await api(host, 'POST', '/vms/wide/poweroff')).status).toBe(200);
   }, 120_000);
 });

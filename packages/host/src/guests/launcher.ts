@@ -56,8 +56,13 @@ export interface LauncherOptions {
   nodeOptions?: string;
   /** Where the agents connect (the host's own URL). */
   hostUrl: () => string;
-  /** CA file the agents trust (the host's certificate, with TLS). */
-  caFile?: string;
+  /**
+   * The certificate the agents trust (the host's, with TLS), PEM text. It
+   * goes in the agent's environment (MEMBALLOON_CA_PEM), not as a file: a
+   * file in the 0700 data directory is out of reach of a guest started
+   * with --user, and a copy elsewhere would be one more file to keep right.
+   */
+  caPem?: string;
   /** Run every guest as this user (`--guest-user`); a startvm may not name another. */
   guestUser?: string;
   /** Refuse startvm unless it comes over loopback (`--no-remote-startvm`). */
@@ -104,6 +109,8 @@ export class GuestLauncher implements GuestsCollaborator {
   private readonly graceMs: number;
   private service: GuestHostService | undefined;
   private limitsTail: Promise<unknown> = Promise.resolve();
+  /** Adopted cgroups' limits being given back (awaited by idle()). */
+  private readonly restoring = new Set<Promise<void>>();
   private closed = false;
 
   private constructor(
@@ -167,6 +174,11 @@ export class GuestLauncher implements GuestsCollaborator {
     return this.guests.get(name)?.cgroup ?? null;
   }
 
+  /** Whether startvm is starting this VM's guest (spawned, not yet admitted). */
+  isStarting(name: string): boolean {
+    return this.starting.has(name);
+  }
+
   /** unregistervm: lets an adopted cgroup go; refuses while the host runs or starts the VM's guest. */
   forget(name: string): void {
     const g = this.guests.get(name);
@@ -175,6 +187,55 @@ export class GuestLauncher implements GuestsCollaborator {
     if (g) {
       this.guests.delete(name);
       this.state.remove(name);
+      this.track(this.restoreLimit(g, 'unregistervm'));
+    }
+  }
+
+  /**
+   * A VM's session ended. An adopted cgroup gets back the limit it had
+   * before adoption once the hand-off has written its last one, unless the
+   * agent is back by then (the hand-off owns the limit again). A startvm
+   * guest's cgroup goes with its agent (see stop()).
+   */
+  sessionEnded(name: string, handOffStopped: Promise<void>): void {
+    const g = this.guests.get(name);
+    if (g?.record.kind !== 'adopted') return;
+    this.track(
+      handOffStopped.then(() => {
+        if (this.guests.get(name) === g && !this.service?.isRunning(name)) return this.restoreLimit(g, 'powered off');
+      }),
+    );
+  }
+
+  /** Resolves once no adopted cgroup's limit is being given back (the host awaits it when it stops). */
+  async idle(): Promise<void> {
+    while (this.restoring.size > 0) await Promise.all([...this.restoring]);
+  }
+
+  private track(p: Promise<void>): void {
+    const tracked = p.catch((err: unknown) => this.log.warn({ err }, 'giving an adopted cgroup its limit back failed'));
+    this.restoring.add(tracked);
+    void tracked.finally(() => this.restoring.delete(tracked));
+  }
+
+  /**
+   * Writes back an adopted cgroup's limit from before the adoption (kept in
+   * its record, so a restarted host does it too). Never removes the cgroup.
+   * A limit the kernel refuses (usage above it) is logged, not forced.
+   */
+  private async restoreLimit(g: Guest, why: string): Promise<void> {
+    const before = g.record.limitBeforeAdoptionBytes;
+    if (g.record.kind !== 'adopted' || !g.cgroup || before === undefined) return;
+    const now = await g.cgroup.limitBytes();
+    if (now === before) return;
+    try {
+      await g.cgroup.setLimitBytes(before);
+      this.log.info({ vm: g.record.name, cgroup: g.cgroup.dir, limitBytes: before, fromBytes: now, why }, 'adopted cgroup: its own limit is back');
+    } catch (err) {
+      this.log.warn(
+        { vm: g.record.name, cgroup: g.cgroup.dir, limitBytes: before, err: (err as Error).message, why },
+        'adopted cgroup: could not give its limit back',
+      );
     }
   }
 
@@ -269,7 +330,7 @@ export class GuestLauncher implements GuestsCollaborator {
     if (roomBytes < MIN_STARTING_LIMIT_MIB * BYTES_PER_MIB) {
       throw new HostError(
         'pool_exhausted',
-        `VM '${name}' cannot start: the other guests' limits leave ${Math.max(0, roomBytes / BYTES_PER_MIB)} MiB of the pool cgroup, below the ${MIN_STARTING_LIMIT_MIB} MiB an agent needs to start`,
+        `VM '${name}' cannot start: the other guests' cgroup limits leave ${Math.max(0, roomBytes / BYTES_PER_MIB)} MiB of the ${parentBytes / BYTES_PER_MIB} MiB pool cgroup, below the ${MIN_STARTING_LIMIT_MIB} MiB its agent needs to start; make room first (a balloon on another VM, which the host hands off to its limit, or a poweroff)`,
       );
     }
     return Math.min(memoryBytes, roomBytes);
@@ -305,6 +366,7 @@ export class GuestLauncher implements GuestsCollaborator {
       await this.launch(name, vm.memoryMib, command, user);
     } finally {
       this.starting.delete(name);
+      this.svc().startEnded(name);
     }
   }
 
@@ -335,18 +397,7 @@ export class GuestLauncher implements GuestsCollaborator {
       const fd = openSync(logFile, 'a', 0o600);
       try {
         if (user) fchownSync(fd, user.uid, user.gid);
-        const agentArgv = [
-          ...this.options.agentCommand,
-          '--host',
-          this.options.hostUrl(),
-          '--name',
-          name,
-          '--memory-mib',
-          String(memoryMib),
-          ...(this.options.caFile ? ['--ca-file', this.options.caFile] : []),
-          '--',
-          ...command,
-        ];
+        const agentArgv = [...this.options.agentCommand, '--host', this.options.hostUrl(), '--name', name, '--memory-mib', String(memoryMib), '--', ...command];
         const argv = cgroup ? ['/bin/sh', '-c', SHIM, 'memballoon-shim', `${cgroup.dir}/cgroup.procs`, ...agentArgv] : agentArgv;
         child = spawn(argv[0]!, argv.slice(1), {
           // Its own process group: a terminal's Ctrl-C to the host does not
@@ -359,6 +410,7 @@ export class GuestLauncher implements GuestsCollaborator {
             PATH: this.options.pathEnv,
             HOME: user?.home ?? userInfo().homedir,
             MEMBALLOON_TOKEN: token,
+            ...(this.options.caPem !== undefined ? { MEMBALLOON_CA_PEM: this.options.caPem } : {}),
             ...(this.options.nodeOptions ? { NODE_OPTIONS: this.options.nodeOptions } : {}),
           },
           ...(user ? { uid: user.uid, gid: user.gid, cwd: existsSync(user.home) ? user.home : '/' } : {}),
@@ -440,8 +492,13 @@ export class GuestLauncher implements GuestsCollaborator {
         if (err) reject(err);
         else resolve();
       };
+      // A refusal the pool gives its Hello now (another start took the room
+      // since startvm checked) fails the start at once rather than at the timeout.
+      const refusedBefore = service.poolRefusal(name);
       const check = () => {
-        if (service.isRunning(name)) finish();
+        if (service.isRunning(name)) return finish();
+        const refused = service.poolRefusal(name);
+        if (refused !== undefined && refused !== refusedBefore) finish(new HostError('pool_exhausted', refused.message));
       };
       const unsubscribe = service.subscribe(check);
       const timer = setTimeout(
@@ -574,7 +631,12 @@ export class GuestLauncher implements GuestsCollaborator {
     if (vm.state === 'running' || existing?.record.kind === 'startvm')
       throw new HostError('vm_running', `VM '${name}' is running: modifyvm --cgroup needs the VM powered off`);
     if (path === null) {
-      this.guests.delete(name);
+      if (existing) {
+        this.guests.delete(name);
+        await this.restoreLimit(existing, 'modifyvm --cgroup none').catch((err: unknown) =>
+          this.log.warn({ err, vm: name }, 'could not read the adopted cgroup'),
+        );
+      }
       this.state.remove(name);
       return;
     }
@@ -591,7 +653,18 @@ export class GuestLauncher implements GuestsCollaborator {
     for (const [other, g] of this.guests) {
       if (other !== name && g.cgroup?.dir === cgroup.dir) throw new HostError('already_exists', `the cgroup ${cgroup.dir} already belongs to VM '${other}'`);
     }
-    const record: GuestRecord = { name, kind: 'adopted', cgroupDir: cgroup.dir };
+    // What the cgroup had is what it gets back at every power-off: the hand-off lowers and raises it while the VM runs.
+    let limitBeforeAdoptionBytes: number | null;
+    try {
+      limitBeforeAdoptionBytes =
+        existing?.record.cgroupDir === cgroup.dir && existing.record.limitBeforeAdoptionBytes !== undefined
+          ? existing.record.limitBeforeAdoptionBytes
+          : await cgroup.limitBytes();
+    } catch (err) {
+      throw toHostError(err);
+    }
+    if (existing && existing.record.cgroupDir !== cgroup.dir) await this.restoreLimit(existing, 'adopted another cgroup').catch(() => undefined);
+    const record: GuestRecord = { name, kind: 'adopted', cgroupDir: cgroup.dir, limitBeforeAdoptionBytes };
     this.state.save(record);
     this.guests.set(name, { record, cgroup, exited: Promise.resolve() });
     this.log.info({ vm: name, cgroup: cgroup.dir }, 'cgroup adopted');
@@ -605,7 +678,12 @@ export class GuestLauncher implements GuestsCollaborator {
     for (const record of records) {
       const cgroup = record.cgroupDir && this.tree ? this.tree.open(record.cgroupDir) : null;
       if (record.kind === 'adopted') {
-        this.guests.set(record.name, { record, cgroup, exited: Promise.resolve() });
+        const g: Guest = { record, cgroup, exited: Promise.resolve() };
+        this.guests.set(record.name, g);
+        // Nobody left in it (the VM powered off while no host ran): nothing
+        // can reconnect, so its own limit goes back now; else at power-off.
+        if (cgroup && (await cgroup.pids().catch(() => [0])).length === 0)
+          await this.restoreLimit(g, 'powered off while the host was down').catch(() => undefined);
         continue;
       }
       const pid = record.agentPid;

@@ -22,6 +22,12 @@ export interface GuestRecord {
   command?: string[];
   user?: string;
   startedAtMs?: number;
+  /**
+   * An adopted cgroup's hard limit before the host adopted it (bytes; null:
+   * none), given back whenever the VM powers off, even by a later host.
+   * Absent in records of hosts that did not keep it.
+   */
+  limitBeforeAdoptionBytes?: number | null;
 }
 
 /** The files of the managed guests' records. */

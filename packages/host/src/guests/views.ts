@@ -45,6 +45,10 @@ export interface GuestsCollaborator {
    * have to reclaim. The hand-off lowers and raises guests through it.
    */
   setLimits(wanted: ReadonlyMap<string, number | null>): Promise<void>;
+  /** Whether startvm is starting this VM's guest (spawned, not yet admitted). */
+  isStarting(name: string): boolean;
+  /** A VM's session ended (it is powered off unless its agent reconnects); `handOffStopped` resolves once the hand-off wrote its last limit. */
+  sessionEnded(name: string, handOffStopped: Promise<void>): void;
   /** unregistervm: drops what the host keeps for the VM (an adopted cgroup); vm_running while its guest is started or starting. */
   forget(name: string): void;
   /** Whether a Hello's credential is the launch token the host gave this VM's agent. */
@@ -57,6 +61,10 @@ export interface GuestsCollaborator {
 export interface GuestHostService {
   vmView(name: string): VmView;
   isRunning(name: string): boolean;
+  /** The newest pool_exhausted refusal of the VM's guest (a new object per refusal), or undefined. */
+  poolRefusal(name: string): { message: string } | undefined;
+  /** startvm ended (the guest was admitted, or the start failed). */
+  startEnded(name: string): void;
   /** Throws pool_exhausted when the pool could never fund the VM's start (checked before anything is spawned). */
   assertCanStart(name: string): void;
   subscribe(listener: () => void): () => void;

@@ -6,7 +6,7 @@ import { CgroupError } from '../cgroup/errors.js';
 import { describe, expect, it } from 'vitest';
 import type { BalloonStatus } from '@memballoon/protocol';
 import { HandOffDriver, type HandOffCgroup } from './driver.js';
-import { handOffReserveMib, planHandOff, reclaimedMib } from './plan.js';
+import { handOffReserveMib, INFLATING_MAX_BATCH_MIB, INFLATING_MIN_BATCH_MIB, planHandOff, reclaimedMib } from './plan.js';
 
 const MIB = 1024 * 1024;
 const logger = pino({ level: 'silent' });
@@ -31,6 +31,12 @@ class FakeGuest implements HandOffCgroup {
   maxSlackMib = 0;
   minSlackMib = Number.POSITIVE_INFINITY;
   answering = true;
+  /** The balloon's state in the statuses it sends. */
+  state: BalloonStatus['state'] = 'steady';
+  /** Largest headroom beyond what the guest would have with no hand-off at all (memory − workload − balloon); the rule wants ≤ 0. */
+  maxExtraSlackMib = Number.NEGATIVE_INFINITY;
+  /** Smallest room left for the balloon to finish inflating beyond the reserve (limit − usage − (target − actual) − reserve). */
+  minInflateRoomMib = Number.POSITIVE_INFINITY;
   driver!: HandOffDriver;
 
   constructor(
@@ -48,6 +54,12 @@ class FakeGuest implements HandOffCgroup {
   private noteSlack(): void {
     this.maxSlackMib = Math.max(this.maxSlackMib, this.limitMib - this.usageMib);
     this.minSlackMib = Math.min(this.minSlackMib, this.limitMib - this.usageMib);
+    const actualMib = this.pinnedMib + this.handedOffMib;
+    this.maxExtraSlackMib = Math.max(this.maxExtraSlackMib, this.limitMib - this.usageMib - (this.memoryMib - this.workloadMib - actualMib));
+    if (this.state === 'inflating') {
+      const toPinMib = Math.max(0, this.targetMib - actualMib);
+      this.minInflateRoomMib = Math.min(this.minInflateRoomMib, this.limitMib - this.usageMib - toPinMib - handOffReserveMib(this.memoryMib));
+    }
   }
 
   async usageBytes(): Promise<number> {
@@ -80,7 +92,7 @@ class FakeGuest implements HandOffCgroup {
       actualMib,
       lockedMib: this.pinnedMib,
       handedOffMib: this.handedOffMib,
-      state: 'steady',
+      state: this.state,
       reason: 'none',
       lock: 'locked',
       detail: '',
@@ -95,6 +107,32 @@ class FakeGuest implements HandOffCgroup {
     this.pinnedMib += mib;
     this.generation++;
     this.driver.onTarget('vm', this.generation);
+    this.driver.onStatus('vm', this.status());
+  }
+
+  /**
+   * The agent inflates toward a new target `mib` above what it holds, `stepMib`
+   * at a time (a worker batch), reporting progress after each step as the
+   * real one does, and settles. Throws if a step would not fit the limit
+   * (the real cgroup would reclaim, fail and OOM-kill).
+   */
+  async inflateGradually(mib: number, stepMib: number, onStep: () => void = () => {}): Promise<void> {
+    this.generation++;
+    this.targetMib = this.handedOffMib + this.pinnedMib + mib;
+    this.state = 'inflating';
+    this.driver.onTarget('vm', this.generation);
+    for (let left = mib; left > 0; left -= stepMib) {
+      const step = Math.min(stepMib, left);
+      if (this.usageMib + step > this.limitMib)
+        throw new Error(`the balloon's step of ${step} MiB does not fit: usage ${this.usageMib}, limit ${this.limitMib}`);
+      this.pinnedMib += step;
+      this.noteSlack();
+      onStep();
+      if (left - step > 0) this.driver.onStatus('vm', this.status());
+      // The agent's next step comes after whatever the socket delivered meanwhile.
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    this.state = 'steady';
     this.driver.onStatus('vm', this.status());
   }
 
@@ -177,6 +215,35 @@ describe('hand-off planner', () => {
     expect(planHandOff({ ...base, wantHandedOffMib: 2000, usageMib: 100, maxBatchMib: 4096 })).toMatchObject({ handedOffMib: 512 });
   });
 
+  it('while the balloon still inflates, hands off what it has pinned only within the slack beyond the reserve and what it has yet to pin', () => {
+    // 300 MiB pinned of a 600 MiB target, usage 500: slack 1024 − 500 − 41 = 483, of which 300 are the balloon's still.
+    const inflating = { ...base, usageMib: 500, pinnedMib: 300, wantHandedOffMib: 300, inflatingMib: 300 };
+    expect(planHandOff({ ...inflating, usageMib: 683 - 20 })).toEqual({ kind: 'lower-then-release', limitMib: 1024 - 20, handedOffMib: 20, batchMib: 20 });
+    // More slack: batches of at most INFLATING_MAX_BATCH_MIB (the agent's release must not starve its inflating workers).
+    expect(planHandOff(inflating)).toEqual({
+      kind: 'lower-then-release',
+      limitMib: 1024 - INFLATING_MAX_BATCH_MIB,
+      handedOffMib: INFLATING_MAX_BATCH_MIB,
+      batchMib: INFLATING_MAX_BATCH_MIB,
+    });
+    // No slack beyond what it still needs: no release-first while it inflates (it would take the chunk itself); wait for the settle.
+    expect(planHandOff({ ...inflating, usageMib: 700 })).toEqual({ kind: 'done' });
+    // Slack for less than a batch worth its round trip: wait too.
+    expect(planHandOff({ ...inflating, usageMib: 683 - INFLATING_MIN_BATCH_MIB + 1 })).toEqual({ kind: 'done' });
+    expect(planHandOff({ ...inflating, usageMib: 683 - INFLATING_MIN_BATCH_MIB })).toMatchObject({
+      kind: 'lower-then-release',
+      batchMib: INFLATING_MIN_BATCH_MIB,
+    });
+    // Settled, the same guest gets release-first.
+    expect(planHandOff({ ...inflating, usageMib: 1000, inflatingMib: 0 })).toMatchObject({ kind: 'release-then-lower' });
+    // A catch-up leaves it the room too.
+    expect(planHandOff({ ...inflating, limitMib: 1000, handedOffMib: 100, pinnedMib: 200, usageMib: 500 })).toEqual({ kind: 'catch-up', limitMib: 924 });
+    expect(planHandOff({ ...inflating, limitMib: 1000, handedOffMib: 100, pinnedMib: 200, usageMib: 500, inflatingMib: 400 })).toEqual({
+      kind: 'catch-up',
+      limitMib: 941,
+    });
+  });
+
   it('counts as reclaimed only what is both handed off and held by the limit', () => {
     expect(reclaimedMib(1024, 512, 512)).toBe(512);
     expect(reclaimedMib(1024, 512, 700)).toBe(324);
@@ -199,6 +266,52 @@ describe('hand-off driver against a fake cgroup', () => {
     expect(g.maxSlackMib).toBe(slackBefore);
     expect(g.minSlackMib).toBeGreaterThanOrEqual(handOffReserveMib(1024));
     expect(g.driver.view('vm')).toEqual({ limitMib: 512, handedOffMib: 512, reclaimedMib: 512 });
+    // The sum the pool's room is computed from follows every write, and forgets a detached guest.
+    expect(g.driver.limitSumMib()).toBe(512);
+    await g.driver.detach('vm');
+    expect(g.driver.limitSumMib()).toBe(0);
+  });
+
+  it('hands off while the balloon inflates: little is left at the settle, the inflate always has room, no write below usage, the headroom never grows', async () => {
+    const g = await setUp(1536, 60);
+    let handedAtSettle = -1;
+    await g.inflateGradually(1024, 32, () => {
+      if (g.pinnedMib + g.handedOffMib === 1024) handedAtSettle = g.handedOffMib;
+    });
+    // Most of the balloon was handed off before it settled (what the agent pinned after the last answer is left).
+    expect(handedAtSettle).toBeGreaterThanOrEqual(512);
+    await g.driver.idle();
+    expect({ limit: g.limitMib, handed: g.handedOffMib, pinned: g.pinnedMib }).toEqual({ limit: 512, handed: 1024, pinned: 0 });
+    expect(g.ebusy).toBe(0);
+    for (const w of g.writes) expect(w.limitMib).toBeGreaterThanOrEqual(w.usageMib);
+    // The balloon could always have finished its inflate within the limit, keeping the reserve.
+    expect(g.minInflateRoomMib).toBeGreaterThanOrEqual(0);
+    // The workload never had more headroom than with no hand-off at all.
+    expect(g.maxExtraSlackMib).toBeLessThanOrEqual(0);
+  });
+
+  it('a tight guest (the target leaves no slack beyond the reserve) is not handed off while it inflates, and is after the settle', async () => {
+    const g = await setUp(1024, 300);
+    let handedWhileInflating = 0;
+    // 1024 − 300 − 680 leaves 44 MiB: the reserve (41) and 3 MiB, too little for a batch worth its round trip.
+    await g.inflateGradually(680, 20, () => {
+      handedWhileInflating = Math.max(handedWhileInflating, g.handedOffMib);
+    });
+    expect(handedWhileInflating).toBe(0);
+    await g.driver.idle();
+    expect(g.handedOffMib).toBe(680);
+    expect(g.limitMib).toBe(1024 - 680);
+    // And with 5 MiB beyond the reserve (under a batch worth a round trip while inflating): after the settle, in batches of 5.
+    const t = await setUp(1024, 260);
+    await t.inflateGradually(718, 20, () => {
+      handedWhileInflating = Math.max(handedWhileInflating, t.handedOffMib);
+    });
+    expect(handedWhileInflating).toBe(0);
+    await t.driver.idle();
+    expect({ handed: t.handedOffMib, limit: t.limitMib }).toEqual({ handed: 718, limit: 306 });
+    for (const w of t.writes) expect(w.limitMib).toBeGreaterThanOrEqual(w.usageMib);
+    for (const w of g.writes) expect(w.limitMib).toBeGreaterThanOrEqual(w.usageMib);
+    expect(g.minInflateRoomMib).toBeGreaterThanOrEqual(-41);
   });
 
   it('a workload that grows between reading and writing meets EBUSY: the driver re-plans and still finishes', async () => {
@@ -259,6 +372,7 @@ describe('hand-off driver against a fake cgroup', () => {
     g.deflateTo(0);
     await g.driver.idle();
     expect({ handed: g.handedOffMib, limit: g.limitMib, pinned: g.pinnedMib }).toEqual({ handed: 0, limit: 2048, pinned: 0 });
+    expect(g.driver.limitSumMib()).toBe(2048);
   });
 
   it('an agent that stops answering (killed) leaves the limit no lower than memory − target', async () => {

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { BYTES_PER_MIB, type BalloonStatus } from '@memballoon/protocol';
 import { CgroupError } from '../cgroup/errors.js';
 import type { MemoryCgroup } from '../cgroup/memory-cgroup.js';
-import { handOffReserveMib, limitMibOf, planHandOff, reclaimedMib, usageMibOf, type HandOffStep } from './plan.js';
+import { handOffReserveMib, impliedLimitMib, limitMibOf, planHandOff, reclaimedMib, usageMibOf, type HandOffStep } from './plan.js';
 
 /** What the driver uses of a guest's memory cgroup. */
 export type HandOffCgroup = Pick<MemoryCgroup, 'dir' | 'usageBytes' | 'limitBytes' | 'setLimitBytes'>;
@@ -27,6 +27,8 @@ export interface HandOffDriverOptions {
   logger: Logger;
   /** Largest batch per round trip to the agent (default 256 MiB). */
   maxBatchMib?: number;
+  /** Hand off what an inflating balloon has pinned so far (default true); false waits for the settle. */
+  whileInflating?: boolean;
   /** How long a step waits for the agent's status (default 10 s); a silent agent stops the loop until its next status. */
   answerTimeoutMs?: number;
   /** Called whenever what a guest has really given up (reclaimedMib) may have changed. */
@@ -66,8 +68,10 @@ interface Entry extends HandOffGuest {
 /** Moves pinned balloons under the guests' cgroup limits, and gives handed-off memory back. */
 export class HandOffDriver {
   private readonly guests = new Map<string, Entry>();
+  private limitSumMibValue = 0;
   private readonly log: Logger;
   private readonly maxBatchMib: number;
+  private readonly whileInflating: boolean;
   private readonly answerTimeoutMs: number;
   private readonly onChange: (name: string) => void;
   private readonly raiseRoomMib: () => number;
@@ -75,6 +79,7 @@ export class HandOffDriver {
   constructor(options: HandOffDriverOptions) {
     this.log = options.logger;
     this.maxBatchMib = options.maxBatchMib ?? 256;
+    this.whileInflating = options.whileInflating ?? true;
     this.answerTimeoutMs = options.answerTimeoutMs ?? 10_000;
     this.onChange = options.onChange ?? (() => {});
     this.raiseRoomMib = options.raiseRoomMib ?? (() => Number.POSITIVE_INFINITY);
@@ -87,7 +92,7 @@ export class HandOffDriver {
    * its Hello reports. The first status then reconciles limit and balloon.
    */
   async attach(name: string, guest: HandOffGuest, hello: { handedOffMib: number; generation: number }): Promise<number> {
-    this.detach(name);
+    void this.detach(name);
     const limitMib = limitMibOf(await guest.cgroup.limitBytes(), guest.memoryMib);
     const entry: Entry = {
       ...guest,
@@ -102,17 +107,25 @@ export class HandOffDriver {
       wake: new Set(),
     };
     this.guests.set(name, entry);
+    this.limitSumMibValue += limitMib;
     entry.logger.info({ limitMib, handedOffMib: hello.handedOffMib }, 'hand-off: guest attached');
     return reclaimedMib(guest.memoryMib, hello.handedOffMib, limitMib);
   }
 
-  /** The session ended: the loop stops at its next step. The limit stays (a reconnecting agent still has handed off). */
-  detach(name: string): void {
+  /**
+   * The session ended: the loop stops at its next step. The limit stays (a
+   * reconnecting agent still has handed off). Resolves once the loop wrote
+   * its last limit, so that the launcher can give an adopted cgroup its own
+   * limit back without a late step undoing it.
+   */
+  detach(name: string): Promise<void> {
     const e = this.guests.get(name);
-    if (!e) return;
+    if (!e) return Promise.resolve();
     e.detached = true;
     this.guests.delete(name);
+    this.limitSumMibValue -= e.limitMib;
     for (const w of e.wake) w();
+    return e.running ?? Promise.resolve();
   }
 
   /** Whether a guest is managed (attached). */
@@ -138,10 +151,16 @@ export class HandOffDriver {
     this.kick(e);
   }
 
-  /** MemoryStats from the guest: a limit left behind a busy workload is retried (the workload may have shrunk). */
+  /**
+   * MemoryStats from the guest: a limit left above the balloon behind a busy
+   * workload is retried (the workload may have shrunk). A raise waiting for
+   * room is not: only another guest's lowered limit makes room (noteLimit
+   * wakes it), and retrying it on every stats frame of every guest cost a
+   * scan of the pool each (quadratic in the guests).
+   */
   onStats(name: string): void {
     const e = this.guests.get(name);
-    if (e?.status && e.limitMib !== Math.max(0, e.memoryMib - (e.status.handedOffMib ?? 0))) this.kick(e);
+    if (e?.status && e.limitMib > impliedLimitMib(e.memoryMib, e.status.handedOffMib ?? 0)) this.kick(e);
   }
 
   /** What a managed guest has given up for real (handed off and held by its limit), or undefined when not managed. */
@@ -185,10 +204,17 @@ export class HandOffDriver {
       const st = e.status;
       if (!st) return;
       const handedOffMib = st.handedOffMib ?? 0;
-      // Only a settled balloon of the newest target is handed off further;
-      // otherwise only what it has handed off already is honoured.
-      const current = st.generation === e.generation && st.state !== 'deflating' && st.state !== 'inflating';
+      // Only a balloon of the newest target that is not deflating is handed
+      // off further (an inflating one as far as it has pinned, keeping the
+      // headroom it has yet to take); otherwise only what it has handed off
+      // already is honoured.
+      const current = st.generation === e.generation && st.state !== 'deflating' && (this.whileInflating || st.state !== 'inflating');
       const wantHandedOffMib = current ? Math.min(st.targetMib, st.actualMib) : handedOffMib;
+      const inflatingMib = current ? inflatingMibOf(st) : 0;
+      // Nothing a kernel reading could change: the limit is where the balloon
+      // says and less than a chunk is left to hand off (most statuses and
+      // stats frames): no cgroup read at all.
+      if (e.limitMib === impliedLimitMib(e.memoryMib, handedOffMib) && wantHandedOffMib - handedOffMib < Math.max(1, e.chunkMib)) return;
       const readStartMs = performance.now();
       const [limitBytes, usageBytes] = await Promise.all([e.cgroup.limitBytes(), e.cgroup.usageBytes()]);
       const readMs = performance.now() - readStartMs;
@@ -203,6 +229,7 @@ export class HandOffDriver {
         wantHandedOffMib,
         maxBatchMib: this.maxBatchMib,
         reserveMib: handOffReserveMib(e.memoryMib),
+        inflatingMib,
       });
       if (step.kind === 'done') return;
       const stepStartMs = performance.now();
@@ -233,7 +260,10 @@ export class HandOffDriver {
       case 'release-then-lower': {
         if (!(await this.release(e, step.handedOffMib))) return false;
         const usageMib = usageMibOf(await e.cgroup.usageBytes());
-        const to = Math.max(usageMib + handOffReserveMib(e.memoryMib), step.limitMib);
+        // A target that came meanwhile may be inflating the balloon: leave it the room it has yet to take.
+        const st = e.status;
+        const inflatingMib = st && st.generation === e.generation ? inflatingMibOf(st) : 0;
+        const to = Math.max(usageMib + handOffReserveMib(e.memoryMib) + inflatingMib, step.limitMib);
         return to < e.limitMib ? this.setLimit(e, to) : true;
       }
     }
@@ -291,6 +321,8 @@ export class HandOffDriver {
   private noteLimit(e: Entry, limitMib: number): void {
     if (limitMib === e.limitMib) return;
     const lowered = limitMib < e.limitMib;
+    // A step finishing after its guest detached changes nothing the pool counts.
+    if (!e.detached) this.limitSumMibValue += limitMib - e.limitMib;
     e.limitMib = limitMib;
     this.onChange(e.name);
     if (!lowered) return;
@@ -300,12 +332,15 @@ export class HandOffDriver {
     }
   }
 
-  /** Sum of the managed guests' limits as last read or written, in MiB. */
+  /** Sum of the managed guests' limits as last read or written, in MiB (kept as they change: a raise asks for it, once per guest waiting). */
   limitSumMib(): number {
-    let sum = 0;
-    for (const e of this.guests.values()) sum += e.limitMib;
-    return sum;
+    return this.limitSumMibValue;
   }
+}
+
+/** MiB an inflating balloon has yet to pin (0 when it is not inflating). */
+function inflatingMibOf(st: BalloonStatus): number {
+  return st.state === 'inflating' ? Math.max(0, st.targetMib - st.actualMib) : 0;
 }
 
 /** Milliseconds to a tenth, for the debug log. */

@@ -15,6 +15,12 @@
 // the agent's release: the agent needs memory to read the very frame that
 // asks it to release, and a workload allocating in that moment would meet a
 // full cgroup, reclaim nothing, and be OOM-killed by the hand-off itself.
+//
+// While the balloon still inflates toward its target, what it has pinned so
+// far is handed off already (so that little is left when it settles), but
+// only with lower-first steps that also leave it the MiB it has yet to pin:
+// limit ≥ usage + reserve + inflating at every moment, so the balloon's own
+// growth never meets the lowered limit. Release-first waits for the settle.
 
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 
@@ -38,6 +44,8 @@ export interface HandOffState {
   maxBatchMib: number;
   /** Headroom (limit − usage) no step takes from the guest (handOffReserveMib). */
   reserveMib: number;
+  /** MiB the balloon may still pin before it settles (target − actual while inflating; 0 once settled). */
+  inflatingMib?: number;
 }
 
 /** One step of the hand-off. */
@@ -52,6 +60,20 @@ export type HandOffStep =
   | { kind: 'release-then-lower'; limitMib: number; handedOffMib: number; batchMib: number }
   /** The limit is above memory − handed off (a release-first step could not lower it all the way): lower it to max(usage, limitMib). */
   | { kind: 'catch-up'; limitMib: number };
+
+/**
+ * Smallest batch handed off while the balloon still inflates (a round trip
+ * per batch). A balloon that will end at the agent's floor (5 % of memory,
+ * at least 64 MiB) leaves floor − reserve (4 %, at least 16 MiB) of slack:
+ * 12–16 MiB for guests of 1.2–1.6 GiB, which 8 still hands off early.
+ */
+export const INFLATING_MIN_BATCH_MIB = 8;
+
+/**
+ * Largest batch while the balloon still inflates: the agent releases on the
+ * thread that feeds its inflating workers, and a long release starves them.
+ */
+export const INFLATING_MAX_BATCH_MIB = 32;
 
 /** The headroom a hand-off never takes from a guest of memoryMib: 4 % of it, at least 16 MiB. */
 export function handOffReserveMib(memoryMib: number): number {
@@ -88,20 +110,28 @@ export function planHandOff(s: HandOffState): HandOffStep {
   const chunk = Math.max(1, s.chunkMib);
   const remaining = want - s.handedOffMib;
   const batch = Math.floor(Math.min(remaining, Math.max(chunk, s.maxBatchMib)) / chunk) * chunk;
+  // The headroom kept: the reserve, plus what an inflating balloon has yet to pin.
+  const keepMib = s.reserveMib + Math.max(0, s.inflatingMib ?? 0);
   if (s.limitMib > implied) {
     // Behind from an earlier release-first step (the workload took the chunk
     // before the limit came down): catch up, never below usage, and release
     // nothing more until then, so that the exposure stays one chunk in all.
-    const to = Math.max(implied, s.usageMib + s.reserveMib);
+    const to = Math.max(implied, s.usageMib + keepMib);
     return to < s.limitMib ? { kind: 'catch-up', limitMib: to } : { kind: 'done' };
   }
   if (batch <= 0) return { kind: 'done' };
-  // What can come down before the release without eating the reserve.
-  const slack = s.limitMib - s.usageMib - s.reserveMib;
+  // What can come down before the release without eating what is kept.
+  const slack = s.limitMib - s.usageMib - keepMib;
+  const inflating = (s.inflatingMib ?? 0) > 0;
   if (slack >= chunk) {
-    const c = Math.min(batch, Math.floor(slack / chunk) * chunk);
+    const c = Math.min(inflating ? Math.max(chunk, Math.floor(INFLATING_MAX_BATCH_MIB / chunk) * chunk) : batch, batch, Math.floor(slack / chunk) * chunk);
+    // While inflating, a small batch is not worth its round trip: the next
+    // progress report (or the settle) brings more.
+    if (inflating && c < Math.max(chunk, INFLATING_MIN_BATCH_MIB)) return { kind: 'done' };
     return { kind: 'lower-then-release', limitMib: s.limitMib - c, handedOffMib: s.handedOffMib + c, batchMib: c };
   }
+  // A balloon still inflating would take the released chunk itself: wait for the settle.
+  if (inflating) return { kind: 'done' };
   return releaseFirst(s, chunk);
 }
 

@@ -104,6 +104,14 @@ describe('HostMetrics', () => {
     expect(samples.get('memballoon_balloon_target_changes_total{vm="stuck",source="controlvm"}')).toBe(2);
     expect(samples.get('memballoon_balloon_target_changes_total{vm="fine",source="policy"}')).toBe(1);
     expect(samples.get('memballoon_refusals_total{reason="forbidden"}')).toBe(1);
+    // Targets sent between scrapes add to what the last scrape showed (they are handed over at each scrape).
+    metrics.countTargetChange('stuck', 'controlvm');
+    metrics.countTargetChange('fine', 'reclaim');
+    const later = parseExposition(await metrics.render());
+    expect(later.get('memballoon_balloon_target_changes_total{vm="stuck",source="controlvm"}')).toBe(3);
+    expect(later.get('memballoon_balloon_target_changes_total{vm="fine",source="policy"}')).toBe(1);
+    expect(later.get('memballoon_balloon_target_changes_total{vm="fine",source="reclaim"}')).toBe(1);
+    expect(parseExposition(await metrics.render()).get('memballoon_balloon_target_changes_total{vm="stuck",source="controlvm"}')).toBe(3);
     // Help texts name the labels their series carry.
     const text = await metrics.render();
     for (const [name, labels] of [

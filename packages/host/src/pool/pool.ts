@@ -72,7 +72,18 @@ export class Pool {
   /** A running VM with what it holds, or undefined. */
   get(name: string): PoolVmView | undefined {
     const vm = this.vms.get(name);
-    return vm && { ...vm, heldMib: heldMib(vm.memoryMib, vm.targetMib, vm.actualMib) };
+    // A literal, not a spread: copying by spread was a few percent of the host's time at 1,000 guests.
+    return (
+      vm && {
+        memoryMib: vm.memoryMib,
+        memoryMinMib: vm.memoryMinMib,
+        balloonMaxMib: vm.balloonMaxMib,
+        targetMib: vm.targetMib,
+        actualMib: vm.actualMib,
+        ceilingMib: vm.ceilingMib,
+        heldMib: heldMib(vm.memoryMib, vm.targetMib, vm.actualMib),
+      }
+    );
   }
 
   /** Names of the running VMs. */
@@ -89,7 +100,16 @@ export class Pool {
   admit(name: string, vm: PoolVm): void {
     if (this.vms.has(name)) throw new HostError('already_exists', `VM '${name}' is already running`);
     checkVm(name, vm);
-    const entry = { ...vm, actualMib: Math.min(vm.actualMib, vm.memoryMib) };
+    // One shape for every entry (ceilingMib present from the start): get()
+    // and the accounting run for every frame and request.
+    const entry: PoolVm = {
+      memoryMib: vm.memoryMib,
+      memoryMinMib: vm.memoryMinMib,
+      balloonMaxMib: vm.balloonMaxMib,
+      targetMib: vm.targetMib,
+      actualMib: Math.min(vm.actualMib, vm.memoryMib),
+      ceilingMib: vm.ceilingMib,
+    };
     const need = heldMib(entry.memoryMib, entry.targetMib, entry.actualMib);
     if (need > this.freeMib) {
       throw new HostError('pool_exhausted', `VM '${name}' needs ${need} MiB of the pool but only ${this.freeMib} MiB of ${this.sizeMib} MiB are free`);

@@ -75,6 +75,8 @@ export interface HostServiceOptions {
   cgroupOf?: (name: string) => HandOffCgroup | null;
   /** Largest hand-off batch per round trip, in MiB (default 256). */
   handOffBatchMib?: number;
+  /** Hand off while a balloon still inflates (default true); false waits for the settle (the benchmark's reference). */
+  handOffWhileInflating?: boolean;
 }
 
 /** Who asks for a balloon target. */
@@ -105,6 +107,10 @@ export class HostService {
   private readonly records = new Map<string, VmRecord>();
   private readonly running = new Map<string, Running>();
   private readonly admitting = new Set<string>();
+  /** The newest pool refusal of each registered VM's Hello (startvm fails with it at once); cleared at admission. */
+  private readonly poolRefusals = new Map<string, { message: string }>();
+  /** Targets set while a VM was starting (controlvm before its guest is admitted): applied once it is, latest wins. */
+  private readonly pendingTargets = new Map<string, number>();
   /** Newest generation sent per VM; survives sessions so that generations only increase. */
   private readonly generations = new Map<string, number>();
   private readonly listeners = new Set<() => void>();
@@ -141,6 +147,7 @@ export class HostService {
       ? new HandOffDriver({
           logger: this.log.child({ part: 'handoff' }),
           maxBatchMib: options.handOffBatchMib ?? 256,
+          whileInflating: options.handOffWhileInflating ?? true,
           onChange: (name) => this.refreshReclaimed(name),
           raiseRoomMib: () => this.limitRoomMib(),
         })
@@ -253,6 +260,7 @@ export class HostService {
     const r = this.running.get(name);
     const p = this.pool.get(name);
     const view = vmView(record, r && p ? { pool: p, guest: r.guest } : undefined);
+    if (view.state === 'poweroff' && this.isStarting(name)) view.state = 'starting';
     if (view.state === 'running' && this.options.facts.sharableMib) view.sharableMib = this.options.facts.sharableMib.vm(name);
     const managed = this.options.guests?.vmView(name);
     if (managed) view.managed = managed;
@@ -281,6 +289,21 @@ export class HostService {
   /** Whether a VM's guest is connected. */
   isRunning(name: string): boolean {
     return this.running.has(name);
+  }
+
+  /** Whether a VM is starting: its guest said Hello and waits for admission, or the launcher is starting it (startvm). */
+  isStarting(name: string): boolean {
+    return !this.running.has(name) && (this.admitting.has(name) || (this.options.guests?.isStarting(name) ?? false));
+  }
+
+  /** The newest pool_exhausted refusal of this VM's guest since it last ran (a new object per refusal), or undefined. */
+  poolRefusal(name: string): { message: string } | undefined {
+    return this.poolRefusals.get(name);
+  }
+
+  /** The launcher's startvm ended (admitted or failed): a target kept for a start that failed is dropped. */
+  startEnded(name: string): void {
+    if (!this.running.has(name) && !this.isStarting(name)) this.pendingTargets.delete(name);
   }
 
   /**
@@ -346,6 +369,8 @@ export class HostService {
     this.registry.remove(name);
     this.records.delete(name);
     this.generations.delete(name);
+    this.pendingTargets.delete(name);
+    this.poolRefusals.delete(name);
     this.log.info({ vm: name }, 'VM unregistered');
     this.notify();
   }
@@ -378,6 +403,14 @@ export class HostService {
     if (problem) {
       this.counters.countRefusal('balloon_too_large');
       throw new HostError('out_of_range', problem);
+    }
+    if (!this.running.has(name) && this.isStarting(name)) {
+      // Kept, not refused: an operator's target right after startvm is
+      // applied once the guest is admitted (after its Welcome), latest wins.
+      this.pendingTargets.set(name, t);
+      this.log.info({ vm: name, targetMib: t, source }, 'balloon target kept until the starting VM is admitted');
+      this.notify();
+      return this.vmView(name);
     }
     if (!this.running.has(name)) {
       this.counters.countRefusal('not_running');
@@ -499,6 +532,7 @@ export class HostService {
     // would start deflating on its own (the agent's --floor-mib overrides it).
     const floorMib = guestFloorMib(memoryMib);
     this.admitting.add(name);
+    this.notify();
     const actualMib = balloonActualMib;
     const needMib = Pool.admissionNeedMib(memoryMib, targetMib, actualMib);
     try {
@@ -512,12 +546,19 @@ export class HostService {
       const e = HostError.from(err);
       // The guest went away while its admission waited: nobody to refuse.
       if (e.code === 'not_running') return { ok: false, code: e.wireCode, message: e.message, retryAfterMs: 0 };
+      if (e.code === 'pool_exhausted') this.poolRefusals.set(name, { message: e.message });
       return refuse(e.wireCode, e.message, this.retryAfterMs);
     } finally {
       this.admitting.delete(name);
+      // A refused guest that nobody is starting is powered off: its kept target goes.
+      if (!this.running.has(name)) {
+        this.startEnded(name);
+        this.notify();
+      }
     }
     const generation = nextGeneration(this.generations.get(name) ?? 0, hello.balloon.generation);
     this.generations.set(name, generation);
+    this.poolRefusals.delete(name);
     const sessionId = randomUUID();
     this.running.set(name, {
       sessionId,
@@ -553,6 +594,7 @@ export class HostService {
       'guest admitted',
     );
     this.notify();
+    this.applyPendingTarget(name, logger);
     return {
       ok: true,
       sessionId,
@@ -564,6 +606,20 @@ export class HostService {
         pageFusion: record.pageFusion,
       },
     };
+  }
+
+  /**
+   * A target set while the VM was starting goes out now, through setBalloon
+   * like any controlvm (a deflate below the start's balloon may reclaim);
+   * the session sends it after the Welcome.
+   */
+  private applyPendingTarget(name: string, logger: Logger): void {
+    const targetMib = this.pendingTargets.get(name);
+    if (targetMib === undefined) return;
+    this.pendingTargets.delete(name);
+    this.setBalloon(name, targetMib).catch((err: unknown) =>
+      logger.warn({ targetMib, err: (err as Error).message }, 'the balloon target set while the VM was starting could not be applied'),
+    );
   }
 
   /**
@@ -587,7 +643,7 @@ export class HostService {
       .then(() => {
         const r = this.running.get(name);
         if (!r || r.sessionId !== sessionId) {
-          handoff.detach(name);
+          void handoff.detach(name);
           return;
         }
         handoff.onTarget(name, r.guest.generation);
@@ -694,8 +750,10 @@ export class HostService {
     const heldMib = this.pool.release(name);
     this.running.delete(name);
     // The limit stays: a reconnecting agent still has its handed-off part;
-    // a VM that powers off gets its cgroup back from the launcher.
-    this.handoff?.detach(name);
+    // a VM that powers off gets its cgroup back from the launcher (removed,
+    // or an adopted one's own limit restored once the hand-off has stopped).
+    const handOffStopped = this.handoff?.detach(name) ?? Promise.resolve();
+    this.options.guests?.sessionEnded(name, handOffStopped);
     r.logger.info({ heldMib, why }, 'guest disconnected: its memory returns to the pool');
     this.notify();
   }

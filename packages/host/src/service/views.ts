@@ -54,7 +54,8 @@ export interface PolicyView {
 /** One VM, as `showvminfo NAME --json` prints it. */
 export interface VmView extends PolicyView {
   name: string;
-  state: 'running' | 'poweroff';
+  /** 'starting': startvm is starting its guest or the guest waits for admission (a balloon target set now is applied once it runs). */
+  state: 'running' | 'starting' | 'poweroff';
   memoryMib: number;
   /** The balloon requested at every start (`modifyvm --guestmemoryballoon`). */
   defaultBalloonMib: number;
