@@ -54,6 +54,8 @@ export interface BalloonEngineOptions {
    * balloon-agent CLI turns it on.
    */
   tuneMalloc?: boolean;
+  /** Tests: pin as where mlock2 is missing (false: the workers mlock each chunk; default true). */
+  lockOnFault?: boolean;
   /** Tests: another worker script (same messages as touch-worker.mjs) and extra workerData for it. */
   workerScript?: { url: URL; data?: Record<string, unknown> };
 }
@@ -132,7 +134,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   /** MiB per worker in the inflate step running now (grows while the inflate goes on). */
   private workerBatchMib = WORKER_BATCH_MIB / 2;
   /** Whether mlock2(MLOCK_ONFAULT) works here; false: the workers mlock each chunk themselves. */
-  private lockOnFault = true;
+  private lockOnFault: boolean;
   /** A target arrived since the last inflate step: commit its first chunk on the main thread, at once. */
   private freshTarget = false;
   private readonly started: Promise<void>;
@@ -153,6 +155,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.progressEveryMs = options.progressEveryMs ?? 100;
     this.deflateStepMib = Math.max(this.chunkMib, options.deflateStepMib ?? 64);
     this.lockWanted = options.lock ?? true;
+    this.lockOnFault = options.lockOnFault ?? true;
     this.lockState = this.lockWanted ? (nativeAvailable() ? 'unspecified' : 'unsupported') : 'disabled';
     if (this.lockState === 'unsupported') this.lockDetail = nativeUnavailableReason();
     if (this.lockState === 'unspecified') this.probeLock();
