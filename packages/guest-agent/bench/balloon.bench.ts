@@ -258,8 +258,21 @@ async function wireReactionRows(bin: string, samples: number): Promise<BenchRow[
       host.send(conn, bodies.setBalloonTarget({ targetMib: 16 + (i % 32) + 1, generation: ++generation }));
       latencies.push((await pinned) - t0);
       await agent.engine.settled();
-      host.send(conn, bodies.setBalloonTarget({ targetMib: 16, generation: ++generation }));
-      while (agent.balloon.generation !== generation || agent.engine.moving) await new Promise((r) => setImmediate(r));
+      // Wait for the deflate by its events, not by spinning on setImmediate:
+      // a spinning main thread used up its time slice right before the next
+      // sample, which the scheduler then preempted more often under load.
+      const deflateTo = ++generation;
+      const applied = new Promise<void>((resolve) => {
+        const on = (t: { generation: number }): void => {
+          if (t.generation !== deflateTo) return;
+          agent.engine.off('target', on);
+          resolve();
+        };
+        agent.engine.on('target', on);
+      });
+      host.send(conn, bodies.setBalloonTarget({ targetMib: 16, generation: deflateTo }));
+      await applied;
+      await agent.engine.settled();
     }
     // The floor under this path: a bare ws frame one way plus C pinning 1 MiB.
     const bare = await bareWebSocketOneWayMs(samples);
