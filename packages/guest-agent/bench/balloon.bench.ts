@@ -43,17 +43,22 @@ const C_SOURCE = String.raw`
 #include <unistd.h>
 static double now(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec+t.tv_nsec/1e9;}
 static int cmp(const void*a,const void*b){double x=*(const double*)a,y=*(const double*)b;return (x>y)-(x<y);}
-/* pin MODE: N times map 1 MiB, mlock it, touch every page; print p50 and p99 in ms. */
-static int pin(int n){long pg=sysconf(_SC_PAGESIZE); size_t sz=1<<20; double*t=malloc(n*sizeof(double));
+/* pin N [CHURN]: N times map 1 MiB, mlock it, touch every page; print p50 and p99 in ms.
+   With CHURN, each sample is followed by what the balloon benchmark does around
+   its own samples: (1 + i % CHURN) MiB more pinned, touched and freed. */
+static int pin(int n,int churn){long pg=sysconf(_SC_PAGESIZE); size_t sz=1<<20; double*t=malloc(n*sizeof(double));
   for(int i=0;i<n;i++){double t0=now(); volatile char*p=mmap(0,sz,PROT_READ|PROT_WRITE,MAP_PRIVATE|MAP_ANONYMOUS,-1,0);
     if(p==MAP_FAILED){perror("mmap");return 1;} mlock((void*)p,sz); for(size_t j=0;j<sz;j+=pg)p[j]=(char)(j/pg+1);
-    t[i]=(now()-t0)*1e3; munlock((void*)p,sz); munmap((void*)p,sz);}
+    t[i]=(now()-t0)*1e3;
+    if(churn){size_t e=(size_t)(1+i%churn)<<20; volatile char*q=mmap(0,e,PROT_READ|PROT_WRITE,MAP_PRIVATE|MAP_ANONYMOUS,-1,0);
+      if(q==MAP_FAILED){perror("mmap");return 1;} mlock((void*)q,e); for(size_t j=0;j<e;j+=pg)q[j]=1; munlock((void*)q,e); munmap((void*)q,e);}
+    munlock((void*)p,sz); munmap((void*)p,sz);}
   qsort(t,n,sizeof(double),cmp); printf("%.4f %.4f\n",t[n/2],t[n*99/100]); return 0;}
 struct half{volatile char*p;size_t from,to;long pg;};
 static void*touch(void*a){struct half*h=a;for(size_t i=h->from;i<h->to;i+=h->pg)h->p[i]=1;return 0;}
 /* SIZE_MIB [THREADS]: mmap SIZE, touch every page from THREADS threads (1 or 2), munmap; print both in ms. */
 int main(int argc,char**argv){
-  if(argc>2&&argv[1][0]=='p')return pin(atoi(argv[2]));
+  if(argc>2&&argv[1][0]=='p')return pin(atoi(argv[2]),argc>3?atoi(argv[3]):0);
   size_t n=strtoull(argv[1],0,10)<<20; long pg=sysconf(_SC_PAGESIZE); int threads=argc>2?atoi(argv[2]):1;
   double t0=now();
   volatile char*p=mmap(0,n,PROT_READ|PROT_WRITE,MAP_PRIVATE|MAP_ANONYMOUS,-1,0);
@@ -81,8 +86,8 @@ function runBaseline(bin: string, sizeMib: number, threads: 1 | 2): { inflateMs:
   return { inflateMs: inflateMs!, deflateMs: deflateMs! };
 }
 
-function runPinBaseline(bin: string, samples: number): { p50Ms: number; p99Ms: number } {
-  const [p50Ms, p99Ms] = execFileSync(bin, ['pin', String(samples)], { encoding: 'utf8' })
+function runPinBaseline(bin: string, samples: number, churnMib = 0): { p50Ms: number; p99Ms: number } {
+  const [p50Ms, p99Ms] = execFileSync(bin, ['pin', String(samples), String(churnMib)], { encoding: 'utf8' })
     .trim()
     .split(' ')
     .map(Number);
@@ -207,9 +212,20 @@ async function reactionRows(engine: BalloonEngine, bin: string, samples: number)
   engine.setTarget(0);
   await engine.settled();
   const c = runPinBaseline(bin, samples);
+  // A second reference, next to (not instead of) the first: C with the
+  // same memory traffic between samples as ours (each of our samples
+  // inflates 1–32 MiB more and deflates them). On this guest freed memory
+  // is reported to the hypervisor at once (page_reporting min_free_ms 0),
+  // and memory touched again after that faults in the host too: the plain
+  // loop above reuses its one hot MiB and never pays it.
+  const churned = runPinBaseline(bin, samples, 32);
+  const p50Ms = percentile(latencies, 50);
+  const p99Ms = percentile(latencies, 99);
   return [
-    latencyRow('target → first chunk pinned, p50 (C: mmap+mlock+touch 1 MiB)', percentile(latencies, 50), c.p50Ms),
-    latencyRow('target → first chunk pinned, p99 (C: mmap+mlock+touch 1 MiB)', percentile(latencies, 99), c.p99Ms),
+    latencyRow('target → first chunk pinned, p50 (C: mmap+mlock+touch 1 MiB)', p50Ms, c.p50Ms),
+    latencyRow('target → first chunk pinned, p99 (C: mmap+mlock+touch 1 MiB)', p99Ms, c.p99Ms),
+    latencyRow('target → first chunk pinned, p50 (same C, + our 1–32 MiB churn between samples)', p50Ms, churned.p50Ms),
+    latencyRow('target → first chunk pinned, p99 (same C, + our 1–32 MiB churn between samples)', p99Ms, churned.p99Ms),
   ];
 }
 
@@ -242,8 +258,21 @@ async function wireReactionRows(bin: string, samples: number): Promise<BenchRow[
       host.send(conn, bodies.setBalloonTarget({ targetMib: 16 + (i % 32) + 1, generation: ++generation }));
       latencies.push((await pinned) - t0);
       await agent.engine.settled();
-      host.send(conn, bodies.setBalloonTarget({ targetMib: 16, generation: ++generation }));
-      while (agent.balloon.generation !== generation || agent.engine.moving) await new Promise((r) => setImmediate(r));
+      // Wait for the deflate by its events, not by spinning on setImmediate:
+      // a spinning main thread used up its time slice right before the next
+      // sample, which the scheduler then preempted more often under load.
+      const deflateTo = ++generation;
+      const applied = new Promise<void>((resolve) => {
+        const on = (t: { generation: number }): void => {
+          if (t.generation !== deflateTo) return;
+          agent.engine.off('target', on);
+          resolve();
+        };
+        agent.engine.on('target', on);
+      });
+      host.send(conn, bodies.setBalloonTarget({ targetMib: 16, generation: deflateTo }));
+      await applied;
+      await agent.engine.settled();
     }
     // The floor under this path: a bare ws frame one way plus C pinning 1 MiB.
     const bare = await bareWebSocketOneWayMs(samples);

@@ -85,8 +85,12 @@ export class ChunkStack {
   constructor(
     /** The system page size: one touched word per page. */
     readonly pageSizeBytes: number,
-    /** Most MiB of deflated chunks' address space kept for reuse (default 1 GiB). */
-    spareCapMib = 1024,
+    /**
+     * Most MiB of deflated chunks' address space kept for reuse (default
+     * 4 GiB, what gc-schedule.ts already lets spent buffers keep mapped
+     * before it collects regardless; a collection trims them to one chunk).
+     */
+    spareCapMib = 4096,
   ) {
     this.spares = new SpareChunks(spareCapMib);
   }

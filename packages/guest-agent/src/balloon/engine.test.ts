@@ -85,6 +85,32 @@ describe('a fresh engine against the kernel (issue 12.5)', () => {
   });
 });
 
+describe('balloon engine where mlock2 is missing (the worker mlocks each chunk, child process)', () => {
+  let kid: BalloonChild;
+  beforeAll(async () => {
+    kid = await startBalloonChild(['mlock']);
+  });
+  afterAll(() => kid.stop());
+
+  it('pins and commits every page all the same, and gives it all back', async () => {
+    const pid = kid.pid;
+    const rssBefore = procMib(pid, 'VmRSS');
+    const { status } = await kid.ask<{ status: BalloonStatus }>({ op: 'target', targetMib: 48 }, 'target');
+    expect(status.actualMib).toBe(48);
+    expect(procMib(pid, 'VmRSS') - rssBefore).toBeGreaterThan(48 - 4);
+    if (status.lock === 'locked') {
+      expect(status.lockedMib).toBe(48);
+      expect(procMib(pid, 'VmLck')).toBe(48);
+      expect(lockedResidentMib(pid)).toBeGreaterThanOrEqual(48);
+    }
+    const verify = await kid.ask<{ pages?: number; error?: string }>({ op: 'verify' }, 'verify');
+    expect(verify.pages).toBe((48 * MIB) / 4096);
+    await kid.ask({ op: 'target', targetMib: 0 }, 'target');
+    expect(procMib(pid, 'VmRSS') - rssBefore).toBeLessThan(4);
+    expect(procMib(pid, 'VmLck')).toBe(0);
+  });
+});
+
 // Without CAP_IPC_LOCK and with a tiny RLIMIT_MEMLOCK, mlock is refused:
 // possible to arrange only where prlimit and setpriv exist and we may drop
 // the capability (root).

@@ -9,13 +9,16 @@ import { fullGc } from './gc.mjs';
 // fixture, failing as often as the 'arm' command says (shared across restarts).
 // `rss-child.fixture.ts fresh`: an engine as the agent makes it (default
 // threads), never warmed up by a target, for the first-inflate test.
+// `rss-child.fixture.ts mlock`: pins as where mlock2 is missing (the worker mlocks).
 const mode = process.argv[2];
 const fresh = mode === 'fresh';
-const fault = fresh ? undefined : mode;
+const plainMlock = mode === 'mlock';
+const fault = fresh || plainMlock ? undefined : mode;
 const faults = new Int32Array(new SharedArrayBuffer(4));
 const engine = new BalloonEngine({
   tuneMalloc: true,
   ...(fresh ? {} : { workerThreads: 1 }),
+  ...(plainMlock ? { lockOnFault: false } : {}),
   ...(fault ? { workerScript: { url: new URL('./faulty-worker.fixture.mjs', import.meta.url), data: { fault, faults } } } : {}),
 });
 const problems: string[] = [];
