@@ -2,8 +2,9 @@
 // host's: while its VM runs the hand-off lowers and raises its limit, and at
 // power-off the host gives back the limit it had before adoption, even when
 // a host killed -9 and restarted in between is the one that sees the VM power
-// off; the cgroup itself is never removed. Real balloon-host processes, a real
-// agent inside a real v1/v2 memory cgroup; needs root (skips otherwise).
+// off, and at a clean host stop; the cgroup itself is never removed. Real
+// balloon-host processes, a real agent inside a real v1/v2 memory cgroup;
+// needs root (skips otherwise).
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -104,7 +105,16 @@ it('gives the cgroup its own limit back at power-off, also after a host restart 
     timeoutMs: 30_000,
   });
 
-  // 3. Let go of the cgroup: it stays, with its own limit, and nobody in it.
+  // 3. A clean host stop while the VM runs squeezed: the host powers nothing
+  // of the admin's off, but the VM no longer runs here, so its limit goes back.
+  agent = await runAgent();
+  await squeeze();
+  await host.stop();
+  expect(limitMib()).toBe(OWN_LIMIT_MIB);
+  await agent.kill();
+  host = await startHostOnPort();
+
+  // 4. Let go of the cgroup: it stays, with its own limit, and nobody in it.
   expect((await ctl(host.url, 'modifyvm', 'ad', '--cgroup', 'none')).code).toBe(0);
   expect(existsSync(dir())).toBe(true);
   expect(limitMib()).toBe(OWN_LIMIT_MIB);

@@ -216,3 +216,72 @@ describe.skipIf(!haveChromium)('dashboard in Chromium (real host, three agents)'
     expect(browser.pageErrors).toEqual([]);
   });
 });
+
+describe.skipIf(!haveChromium)('dashboard in Chromium: starting a VM (real host that starts guests)', () => {
+  let host: HostHandle | undefined;
+  let dataDir: string | undefined;
+  let browser: Awaited<ReturnType<typeof openBrowser>> | undefined;
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'memballoon-dashboard-start-'));
+    host = await startHost({
+      listenPort: 0,
+      dataDir,
+      poolSizeMib: 1024,
+      policyIntervalMs: 0,
+      fusion: false,
+      // Process mode: the page's form is the subject, not the cgroups.
+      guests: {
+        pathEnv: process.env.PATH ?? '/usr/bin:/bin',
+        forceProcessMode: true,
+        ...(process.env.NODE_OPTIONS ? { nodeOptions: process.env.NODE_OPTIONS } : {}),
+      },
+    });
+    host.service.createVm({ name: 'vm-start', memoryMib: 256 });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await host?.close();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  }, 60_000);
+
+  const open = async (token: string) => {
+    await browser?.close();
+    browser = await openBrowser();
+    await browser.page.goto(`${host!.url}/#token=${token}`);
+    await expect.poll(() => browser!.page.locator('#conn').getAttribute('data-state'), { timeout: 30_000 }).toBe('live');
+    return browser.page;
+  };
+
+  it('starts a powered-off VM from its card with the admin token, shows a refusal readably, and offers no start with the read-only token', async () => {
+    const readonlyToken = readFileSync(join(dataDir!, 'readonly.token'), 'utf8').trim();
+    // View only: the card is there, its start form is not.
+    let page = await open(readonlyToken);
+    const card = () => page.locator('.card[data-vm="vm-start"]');
+    await expect.poll(() => card().getAttribute('data-state'), { timeout: 30_000 }).toBe('poweroff');
+    expect(await card().locator('form.start').count()).toBe(0);
+
+    page = await open(host!.adminToken!);
+    await expect.poll(() => card().locator('form.start').isVisible(), { timeout: 30_000 }).toBe(true);
+    // A command the host cannot find: its words, and nothing started.
+    await card().locator('input[name="command"]').fill('no-such-command-memballoon --flag');
+    await card().locator('form.start button[type="submit"]').click();
+    await expect
+      .poll(() => card().locator('.message[data-kind="error"]').textContent(), { timeout: 30_000 })
+      .toMatch(/'no-such-command-memballoon' not found on PATH/);
+    expect(host!.service.vmView('vm-start').state).toBe('poweroff');
+
+    await card().locator('input[name="command"]').fill('sleep 600');
+    await card().locator('form.start button[type="submit"]').click();
+    await expect.poll(() => card().locator('.message').getAttribute('data-kind'), { timeout: 60_000 }).toBe('ok');
+    await expect.poll(() => card().getAttribute('data-state'), { timeout: 30_000 }).toBe('running');
+    const vm = host!.service.vmView('vm-start');
+    expect(vm.state).toBe('running');
+    expect(vm.managed).toMatchObject({ managedBy: 'startvm', command: ['sleep', '600'] });
+    expect(await card().locator('.message').textContent()).toBe(`Started (pid ${vm.pid}).`);
+    // Running: no start form, the balloon control instead.
+    expect(await card().locator('form.start').count()).toBe(0);
+    expect(browser!.pageErrors).toEqual([]);
+  }, 120_000);
+});

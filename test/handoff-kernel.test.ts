@@ -125,6 +125,33 @@ describe.skipIf(skipReason !== '')('hand-off on the real kernel (balloon-agent i
     expect(readMib(dir, 'memory.usage_in_bytes')).toBeLessThan(usageAfter + 16);
   });
 
+  it("a balloon up to the guest's floor (little slack: batches while it inflates are small): no failcnt, no OOM kill, the limit ends at memory − balloon", async () => {
+    const failcntBefore = cgroupNumber(dir, 'memory.failcnt');
+    // More than the floor allows: the agent stops at its floor (guest_floor), the tightest a hand-off meets.
+    await host.service.setBalloon('g1', 460);
+    const b = await waitFor(
+      () => {
+        const v = host.service.vmView('g1').balloon;
+        return v && v.state !== 'inflating' && v.actualMib > 0 && v.handedOffMib === v.actualMib && v;
+      },
+      { what: 'the balloon to settle and be handed off', timeoutMs: 30_000 },
+    );
+    await host.service.handOffsIdle();
+    expect(b.actualMib).toBeGreaterThan(300);
+    // Still short at the floor after the hand-off (the agent's answers used to call it steady).
+    expect(b).toMatchObject({ state: 'short', reason: 'guest_floor' });
+    expect(cgroupMib(dir, 'memory.limit_in_bytes')).toBe(memoryMib - b.actualMib);
+    expect(cgroupMib(dir, 'memory.usage_in_bytes')).toBeLessThanOrEqual(memoryMib - b.actualMib);
+    expect(cgroupNumber(dir, 'memory.failcnt')).toBe(failcntBefore);
+    expect(cgroupOomKills(dir)).toBe(0);
+    expect(vmLockedMib(agentPid)).toBeLessThan(2);
+    console.log(
+      `floor-bound balloon: ${b.actualMib} MiB (${b.state}, ${b.reason}), limit ${cgroupMib(dir, 'memory.limit_in_bytes')} MiB, usage ${cgroupMib(dir, 'memory.usage_in_bytes').toFixed(0)} MiB`,
+    );
+    await host.service.setBalloon('g1', 0);
+    await waitFor(() => cgroupMib(dir, 'memory.limit_in_bytes') === memoryMib, { what: 'the limit to come back up' });
+  });
+
   it('agent killed -9 after a hand-off: the limit it leaves behind is never below memory − target', async () => {
     await host.service.setBalloon('g1', 200);
     await waitFor(() => host.service.vmView('g1').balloon?.handedOffMib === 200, { what: 'the second hand-off', timeoutMs: 30_000 });

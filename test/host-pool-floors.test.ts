@@ -14,6 +14,8 @@ const VM_MIB = 384;
 // two (each can give about 200 above its floor of 64 MiB, its margin and
 // its agent); a fourth cannot fit: the three can give about 350 together.
 const POOL_SIZE_MIB = 3 * VM_MIB - 300;
+/** How far a guest's ceiling may drift between the reclaim and the test's look at it. */
+const CEILING_NOISE_MIB = 4;
 
 let data: ReturnType<typeof tempDataDir>;
 let host: HostHandle;
@@ -63,7 +65,10 @@ it('reclaims above the floors only, keeps the pool within its size, and refuses 
   expect(a.balloon!.actualMib + b.balloon!.actualMib).toBeGreaterThanOrEqual(3 * VM_MIB - POOL_SIZE_MIB);
   for (const name of ['fl-a', 'fl-b']) {
     const v = view(name);
-    expect(v.balloon!.targetMib).toBeLessThanOrEqual(host.service.pool.reclaimCapMib(name));
+    // The ceiling is re-learned from every stats frame and moves with the
+    // guest's own memory (a MiB or two under load) after the reclaim used
+    // it; a reclaim that ignored it would ask for the 90 % cap (345 MiB).
+    expect(v.balloon!.targetMib).toBeLessThanOrEqual(host.service.pool.reclaimCapMib(name) + CEILING_NOISE_MIB);
     // Really pinned, as the kernel counts it.
     expect(vmLockedMib(agents.get(name)!.pid)).toBeGreaterThanOrEqual(v.balloon!.actualMib * 0.9);
   }

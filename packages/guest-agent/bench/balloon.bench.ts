@@ -132,6 +132,9 @@ function percentile(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 }
 
+/** Reaction samples per row, for ours and for the C reference alike. */
+const REACTION_SAMPLES = 1000;
+
 const gibPerS = (mib: number, ms: number): number => mib / 1024 / (ms / 1000);
 
 async function sizeRows(engine: BalloonEngine, bin: string, sizeMib: number, rounds: number): Promise<BenchRow[]> {
@@ -278,8 +281,10 @@ export async function runBalloonBench(options: { rounds?: number; log?: (line: s
       rows.push(...(await sizeRows(engine, bin, sizeMib, options.rounds ?? (sizeMib > 1024 ? 3 : 7))));
     }
     log('reaction…');
-    rows.push(...(await reactionRows(engine, bin, 200)));
-    rows.push(...(await wireReactionRows(bin, 200)));
+    // 1,000 samples (ours and C alike): with 200, a p99 is the 2nd-slowest
+    // sample and moved by 2x between runs on a quiet machine.
+    rows.push(...(await reactionRows(engine, bin, REACTION_SAMPLES)));
+    rows.push(...(await wireReactionRows(bin, REACTION_SAMPLES)));
     return rows;
   } finally {
     await engine.close();

@@ -353,8 +353,10 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
         { handedOffMib, done: status.handedOffMib ?? 0, releaseMs: Math.round((performance.now() - startMs) * 10) / 10 },
         'handed balloon memory off to the host',
       );
-      // The host waits for this to know the pages are gone.
-      session?.send(bodies.balloonStatus(kernelChecked({ ...status, state: this.engine.moving ? status.state : 'steady' })));
+      // The host waits for this to know the pages are gone. The state is the
+      // engine's own: a balloon that stopped short (at the guest's floor)
+      // stays short after a hand-off, not steady.
+      session?.send(bodies.balloonStatus(kernelChecked(status)));
     } catch (err) {
       const e = AgentError.from(err);
       session?.send(bodies.error(e.code === 'target_out_of_range' ? 'out_of_range' : 'internal', e.message));

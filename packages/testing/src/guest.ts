@@ -213,7 +213,7 @@ class Guest implements TestGuest {
   close(): Promise<void> {
     this.closing ??= (async () => {
       const v = await this.api.vm(this.name).catch(() => undefined);
-      if (v?.state === 'running') await this.api.powerAction(this.name, 'poweroff').catch(() => undefined);
+      if (v !== undefined && v.state !== 'poweroff') await this.api.powerAction(this.name, 'poweroff').catch(() => undefined);
       await this.cleanup();
     })();
     return this.closing;

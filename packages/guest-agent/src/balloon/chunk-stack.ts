@@ -9,6 +9,7 @@
 import { AgentError } from '../errors.js';
 import { MADV_DONTNEED, MADV_DONTNEED_LOCKED, madvise, munlock } from '../native/libc.js';
 import { firstBadPage } from './pages.mjs';
+import { SpareChunks } from './spares.js';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 
 // ES2024's growable form of the constructor (Node 20 has it; our lib is ES2023).
@@ -78,11 +79,46 @@ export class ChunkStack {
   private lockedMibValue = 0;
   /** Released because the host's limit took them over: counted, held by no chunk. */
   private handedOffMibValue = 0;
+  /** Deflated chunks' memory (pages handed back), reused by the next inflate. */
+  private readonly spares: SpareChunks;
 
   constructor(
     /** The system page size: one touched word per page. */
     readonly pageSizeBytes: number,
-  ) {}
+    /** Most MiB of deflated chunks' address space kept for reuse (default 1 GiB). */
+    spareCapMib = 1024,
+  ) {
+    this.spares = new SpareChunks(spareCapMib);
+  }
+
+  /** MiB of address space kept for reuse (no pages behind it). */
+  get spareMib(): number {
+    return this.spares.spareMib;
+  }
+
+  /**
+   * Makes sure memory for one chunk of `sizeMib` is ready (mapped, not
+   * committed): the next target's first chunk then maps nothing.
+   */
+  keepSpare(sizeMib: number): void {
+    if (this.spares.spareMib > 0) return;
+    try {
+      const sab = allocateChunkMemory(sizeMib * BYTES_PER_MIB);
+      this.spares.put({ sab, bytes: new Uint8Array(sab), sizeMib });
+    } catch {
+      // No address space now: the next inflate maps its own (and says why if it cannot).
+    }
+  }
+
+  /** Lets go of the spare memory beyond `keepMib` (a GC after this unmaps it). */
+  trimSpares(keepMib: number): void {
+    this.spares.trim(keepMib);
+  }
+
+  /** Takes back memory that was never committed or has been released (munlock + MADV_DONTNEED), for reuse. */
+  recycle(chunk: Chunk): void {
+    this.spares.put(chunk);
+  }
 
   /** MiB the balloon holds: committed chunks plus the handed-off part. */
   get actualMib(): number {
@@ -123,27 +159,34 @@ export class ChunkStack {
       if (chunk.locked) this.lockedMibValue -= chunk.sizeMib;
       this.handedOffMibValue += chunk.sizeMib;
       releasedMib += chunk.sizeMib;
+      // Its address space serves the next chunks pinned (often the same
+      // inflate's: the host hands off while the balloon inflates), as a deflate's does.
+      this.spares.put(chunk);
     }
     return releasedMib;
   }
 
   /**
    * Makes chunks for `mib` MiB (the last may be smaller than chunkMib), not
-   * yet committed nor counted; each gets its own run of page words. Stops
-   * early when memory cannot be mapped: `error` says why.
+   * yet committed nor counted; each gets its own run of page words. Reuses
+   * deflated chunks' memory first, then maps new. Stops early when memory
+   * cannot be mapped: `error` says why.
    */
   allocate(mib: number, chunkMib: number): { chunks: Chunk[]; error: string } {
     const chunks: Chunk[] = [];
     for (let left = mib; left > 0; ) {
       const sizeMib = Math.min(chunkMib, left);
       const bytes = sizeMib * BYTES_PER_MIB;
-      let sab: SharedArrayBuffer;
-      try {
-        sab = allocateChunkMemory(bytes);
-      } catch (err) {
-        return { chunks, error: `could not allocate ${sizeMib} MiB: ${err instanceof Error ? err.message : String(err)}` };
+      let memory = this.spares.take(sizeMib);
+      if (!memory) {
+        try {
+          const sab = allocateChunkMemory(bytes);
+          memory = { sab, bytes: new Uint8Array(sab), sizeMib };
+        } catch (err) {
+          return { chunks, error: `could not allocate ${sizeMib} MiB: ${err instanceof Error ? err.message : String(err)}` };
+        }
       }
-      chunks.push({ sab, bytes: new Uint8Array(sab), sizeMib, seed: this.nextSeed, locked: false });
+      chunks.push({ sab: memory.sab, bytes: memory.bytes, sizeMib, seed: this.nextSeed, locked: false });
       this.nextSeed += bytes / this.pageSizeBytes;
       left -= sizeMib;
     }
@@ -178,6 +221,7 @@ export class ChunkStack {
       if (chunk.locked) this.lockedMibValue -= chunk.sizeMib;
       this.actualMibValue -= chunk.sizeMib;
       freedMib += chunk.sizeMib;
+      this.spares.put(chunk);
     }
     return freedMib;
   }

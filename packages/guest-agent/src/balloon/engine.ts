@@ -163,7 +163,11 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       nativeAvailable(),
       () => this.pool.collect(),
       () => this.running !== null,
+      // Deflated chunks kept for reuse go with the collection, but one: the next target's first chunk.
+      () => this.stack.trimSpares(this.chunkMib),
     );
+    // Mapped now, committed by the first target: its reaction maps nothing.
+    this.stack.keepSpare(this.chunkMib);
     // The threads start with the engine, not with the first target: what they
     // cost (an isolate each, the libc binding) is then the agent's from the
     // start, and the first inflate grows the guest by the balloon alone.
@@ -341,6 +345,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       this.pool.failBusy(`did not answer within ${CLOSE_WORKER_GRACE_MS} ms of close`);
     }
     this.gc.stop();
+    this.stack.trimSpares(0);
     this.gc.collectNow();
     await this.pool.close(CLOSE_TERMINATE_WAIT_MS);
   }
@@ -499,7 +504,8 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
         errnoSaid ||= lockErrno !== 0;
         this.push(chunk, locked, lockErrno);
       }
-      // Chunks not committed (a cancel, a failed worker) were never counted; they are garbage now.
+      // Chunks not committed (a cancel, a failed worker) were never counted; their memory is reused.
+      for (const chunk of result.notCommitted) this.stack.recycle(chunk);
     }
     this.inflightEndMib = 0;
     this.floor.spend(wantMib);

@@ -28,6 +28,8 @@ export class GcSchedule {
     private readonly collectWorkers: () => void,
     /** Whether the balloon is moving (a collection waits until it is not). */
     private readonly moving: () => boolean,
+    /** Lets go of what should be unmapped by this collection (spare chunk memory beyond one chunk). */
+    private readonly beforeCollect: () => void = () => {},
   ) {}
 
   /** Chunks of `mib` MiB were freed (deflated, or released from a failed worker). */
@@ -48,6 +50,7 @@ export class GcSchedule {
   /** Collects now, in this thread and the workers. */
   collectNow(): void {
     this.freedMib = 0;
+    this.beforeCollect();
     fullGc()?.();
     this.collectWorkers();
   }

@@ -79,6 +79,33 @@ describe.skipIf(skipReason !== '')('hand-off release path against the kernel (ch
     expect(usageMib(dir) - usageBeforeDeflate).toBeLessThan(8);
   });
 
+  it('hands off while the balloon inflates (the host does, as the agent pins): the released chunks leave the cgroup, the rest is pinned and intact', async () => {
+    const before = usageMib(dir);
+    const r = await kid.ask<{ status: BalloonStatus; whileInflatingMib: number; problems: string[] }>(
+      { op: 'targetHandingOff', targetMib: 192 },
+      'targetHandingOff',
+    );
+    expect(r.problems).toEqual([]);
+    expect(r.status).toMatchObject({ targetMib: 192, actualMib: 192, state: 'steady' });
+    const handedMib = r.status.handedOffMib ?? 0;
+    // Progress comes every 64 MiB at least: the first reports came while it still inflated.
+    expect(r.whileInflatingMib).toBeGreaterThan(0);
+    expect(handedMib).toBeGreaterThanOrEqual(r.whileInflatingMib);
+    const pinnedMib = 192 - handedMib;
+    if (r.status.lock === 'locked') expect(r.status.lockedMib).toBe(pinnedMib);
+    // The kernel holds the pinned part only (within the agent's own noise).
+    expect(usageMib(dir) - before).toBeGreaterThan(pinnedMib - 8);
+    expect(usageMib(dir) - before).toBeLessThan(pinnedMib + 24);
+    if (r.status.lock === 'locked') expect(procMib(kid.pid, 'VmLck')).toBeLessThan(pinnedMib + 1);
+    // The chunks still held were never touched by the release: every page keeps its word.
+    expect(await kid.ask<{ pages?: number; error?: string }>({ op: 'verify' }, 'verify')).toMatchObject({ pages: expect.any(Number) });
+    // Deflate: the handed-off part first (no page work), then the pinned chunks.
+    const down = await kid.ask<{ status: BalloonStatus }>({ op: 'target', targetMib: 0 }, 'target');
+    expect(down.status).toMatchObject({ actualMib: 0, lockedMib: 0 });
+    expect(down.status.handedOffMib ?? 0).toBe(0);
+    expect(usageMib(dir) - before).toBeLessThan(24);
+  });
+
   it('hands off part of a balloon, newest chunks first, never more than it holds', async () => {
     await kid.ask({ op: 'target', targetMib: 96 }, 'target');
     const pinnedUsage = usageMib(dir);
@@ -97,6 +124,8 @@ describe.skipIf(skipReason !== '')('hand-off release path against the kernel (ch
     const up = await kid.ask<{ status: BalloonStatus }>({ op: 'target', targetMib: 56 }, 'target');
     expect(up.status).toMatchObject({ actualMib: 56, handedOffMib: 40 });
     if (up.status.lock === 'locked') expect(up.status.lockedMib).toBe(16);
+    // Those new chunks may reuse the handed-off chunks' memory: every page holds its own word again.
+    expect(await kid.ask<{ pages?: number; error?: string }>({ op: 'verify' }, 'verify')).toMatchObject({ pages: 16 * 256 });
     await kid.ask({ op: 'target', targetMib: 0 }, 'target');
   });
 });

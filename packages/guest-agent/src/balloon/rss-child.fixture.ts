@@ -1,6 +1,7 @@
 // A child process that holds a BalloonEngine for the RSS tests: the parent
 // measures this process's VmRSS/VmLck in /proc, away from the test runner's
 // own allocations. Commands arrive over IPC; each answer carries the status.
+import type { BalloonStatus } from '@memballoon/protocol';
 import { BalloonEngine } from './engine.js';
 import { fullGc } from './gc.mjs';
 
@@ -27,6 +28,7 @@ const gc = fullGc() ?? (() => {});
 type Command =
   | { op: 'target'; targetMib: number }
   | { op: 'handOff'; handedOffMib: number }
+  | { op: 'targetHandingOff'; targetMib: number }
   | { op: 'verify' }
   | { op: 'arm'; faults: number }
   | { op: 'close' };
@@ -42,6 +44,20 @@ process.on('message', (msg: Command) => {
       gc();
       const status = engine.handOff(msg.handedOffMib);
       process.send!({ op: 'handOff', status, problems: problems.splice(0) });
+    } else if (msg.op === 'targetHandingOff') {
+      // As the host does with a managed guest: on every progress report of
+      // the inflating balloon, hand off all it has pinned so far.
+      gc();
+      let whileInflatingMib = 0;
+      const onProgress = (s: BalloonStatus) => {
+        if (s.state !== 'inflating') return;
+        whileInflatingMib = engine.handOff(s.actualMib).handedOffMib ?? 0;
+      };
+      engine.on('progress', onProgress);
+      engine.setTarget(msg.targetMib);
+      const status = await engine.settled();
+      engine.off('progress', onProgress);
+      process.send!({ op: 'targetHandingOff', status, whileInflatingMib, problems: problems.splice(0) });
     } else if (msg.op === 'arm') {
       Atomics.store(faults, 0, msg.faults);
       process.send!({ op: 'arm' });

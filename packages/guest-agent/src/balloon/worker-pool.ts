@@ -26,6 +26,8 @@ interface WorkerReply {
 /** What a step's workers did: the chunks committed (each pinned or not), in the step's order. */
 export interface DispatchResult {
   committed: Array<{ chunk: Chunk; locked: boolean }>;
+  /** The chunks not committed, their pages not held (never touched, or handed back): reusable. */
+  notCommitted: Chunk[];
   /** errno of the first refused mlock (0: none). */
   lockErrno: number;
 }
@@ -117,27 +119,32 @@ export class WorkerPool {
    * workers mlock each chunk not marked (where mlock2 is missing).
    */
   async dispatch(chunks: Chunk[], epoch: number, lock: boolean, pageWords: number): Promise<DispatchResult> {
-    if (chunks.length === 0) return { committed: [], lockErrno: 0 };
+    if (chunks.length === 0) return { committed: [], notCommitted: [], lockErrno: 0 };
     this.fill();
     const board = newBoard(chunks.length);
     const failuresBefore = this.failures;
     const replies = await Promise.all(this.slots.map((slot) => this.send(slot, chunks, board, epoch, lock, pageWords)));
     const someFailed = this.failures > failuresBefore;
     const committed: DispatchResult['committed'] = [];
+    const notCommitted: Chunk[] = [];
     let releasedMib = 0;
     chunks.forEach((chunk, i) => {
       const state = Atomics.load(board, 1 + i);
       // A chunk the main thread marked locked on fault is pinned once committed, whatever the worker said.
-      if (state !== NOT_COMMITTED) committed.push({ chunk, locked: state === COMMITTED_LOCKED || chunk.locked });
-      else if (someFailed || chunk.locked) {
+      if (state !== NOT_COMMITTED) {
+        committed.push({ chunk, locked: state === COMMITTED_LOCKED || chunk.locked });
+        return;
+      }
+      if (someFailed || chunk.locked) {
         // A failed worker may have touched it; a marked range counts in VmLck until it is unlocked.
         releaseChunk(chunk);
         chunk.locked = false;
         releasedMib += chunk.sizeMib;
       }
+      notCommitted.push(chunk);
     });
     if (releasedMib > 0) this.options.onReleased(releasedMib);
-    return { committed, lockErrno: replies.find((r) => r.lockErrno !== 0)?.lockErrno ?? 0 };
+    return { committed, notCommitted, lockErrno: replies.find((r) => r.lockErrno !== 0)?.lockErrno ?? 0 };
   }
 
   /** Asks every worker to collect its garbage (its clones of deflated chunks keep their memory mapped until then). */

@@ -10,6 +10,7 @@ import { formatMetricList, formatMetricsTable } from '../metrics/format.js';
 import { METRIC_DESCRIPTIONS } from '../metrics/query.js';
 import { HostError } from '../errors.js';
 import { AdminClient } from './client.js';
+import { withCtlHints } from './ctl-hints.js';
 import { loadCtlConfig, type CtlConfig } from './ctl-config.js';
 import { COMMAND_USAGE, USAGE } from './ctl-usage.js';
 import { setBalloonAndWait } from './ctl-wait.js';
@@ -179,7 +180,7 @@ async function controlvm(client: AdminClient, cfg: CtlConfig, args: readonly str
     if (cfg.json) printJson(vm);
     else
       out(
-        vm.state === 'starting'
+        vm.starting
           ? `VM '${name}' is starting: balloon target ${targetMib} MiB, applied once its guest is admitted`
           : `VM '${name}': balloon target set to ${targetMib} MiB`,
       );
@@ -253,7 +254,11 @@ async function main(cfg: CtlConfig): Promise<void> {
   }
   const run = COMMANDS[command];
   if (!run) usage(`unknown command '${command}'`);
-  return run(new AdminClient(cfg.hostUrl, cfg.adminToken, cfg.tokenLookup), cfg, args);
+  try {
+    return await run(new AdminClient(cfg.hostUrl, cfg.adminToken), cfg, args);
+  } catch (err) {
+    throw withCtlHints(err, cfg.hostUrl, cfg.tokenLookup);
+  }
 }
 
 /** Prints the error once (JSON with --json) and sets the exit code: 2 for usage, 1 otherwise. */

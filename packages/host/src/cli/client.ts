@@ -1,29 +1,20 @@
-// A small client of the admin API for balloonctl: JSON in and out, every
-// failure a HostError (the package's one error type) with a one-line message
-// and the API's code. It speaks node:http(s) rather
+// A small client of the admin API, for balloonctl and for libraries
+// (@memballoon/testing): JSON in and out, every failure a HostError (the
+// package's one error type) with a one-line message and the API's code. Its
+// messages name no command-line flag: the caller knows how it was configured
+// and adds its own hints (balloonctl: ctl-hints.ts). It speaks node:http(s) rather
 // than fetch: fetch loads undici on first use, which costs more start-up time
 // than the rest of balloonctl together (issue 15: a CLI that answers at once).
 import type { IncomingMessage, RequestOptions } from 'node:http';
 import { HostError, isHostErrorCode } from '../errors.js';
 import type { MetricRow } from '../metrics/query.js';
 import type { ApiErrorView, HostView, VmView } from '../service/views.js';
-import type { TokenLookup } from './ctl-config.js';
-
-/** The one line that says why the host refused the admin token, naming where balloonctl looked. */
-export function unauthorizedText(baseUrl: string, lookup: TokenLookup | undefined, hostMessage: string): string {
-  if (lookup?.token !== undefined) {
-    return `the host at ${baseUrl} refused the admin token from ${lookup.source} (${hostMessage})`;
-  }
-  const tried = ['--admin-token', 'MEMBALLOON_ADMIN_TOKEN', ...(lookup?.triedFiles ?? [])].join(', ');
-  return `the host at ${baseUrl} needs the admin token and none was found (tried ${tried}); pass --admin-token T, --data-dir DIR or --host URL of the host that wrote it`;
-}
 
 /** The admin API of one host. */
 export class AdminClient {
   constructor(
     readonly baseUrl: string,
     private readonly adminToken?: string,
-    private readonly tokenLookup?: TokenLookup,
   ) {}
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -43,11 +34,7 @@ export class AdminClient {
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       if (err instanceof HostError) throw err;
-      throw new HostError(
-        'unreachable',
-        `cannot reach the host at ${this.baseUrl} (${e.code ?? e.message}): is balloon-host running? (--host URL or MEMBALLOON_URL)`,
-        { cause: err },
-      );
+      throw new HostError('unreachable', `cannot reach the host at ${this.baseUrl} (${e.code ?? e.message}): is balloon-host running there?`, { cause: err });
     }
     const text = res.text;
     let value: unknown;
@@ -61,8 +48,16 @@ export class AdminClient {
       const message = e?.message ?? `the host answered ${res.status} ${res.statusText}`;
       // A code this balloonctl does not know (a newer host) is still an error: internal.
       const code = isHostErrorCode(e?.code) ? e.code : res.status === 401 ? 'unauthorized' : 'internal';
-      // The host's own hint names <data-dir>/admin.token; ours names the files looked at, once.
-      throw new HostError(code, res.status === 401 ? unauthorizedText(this.baseUrl, this.tokenLookup, message) : message);
+      if (res.status !== 401) throw new HostError(code, message);
+      // The host's own words are the cause: a caller that knows where it looked for the token says so instead.
+      const said = new Error(message);
+      throw new HostError(
+        code,
+        this.adminToken === undefined
+          ? `the host at ${this.baseUrl} needs the admin token and none was given (${message})`
+          : `the host at ${this.baseUrl} refused the admin token (${message})`,
+        { cause: said },
+      );
     }
     return value as T;
   }

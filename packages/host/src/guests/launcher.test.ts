@@ -142,6 +142,7 @@ describe('startvm over the network can be turned off', () => {
       isRunning: () => false,
       assertCanStart: () => {},
       startEnded: () => {},
+      poolRefusal: () => undefined,
       subscribe: () => () => {},
     });
     await expect(launcher.startvm('x', { command: ['sleep', '1'], fromLoopback: false })).rejects.toMatchObject({
@@ -155,6 +156,7 @@ describe('startvm over the network can be turned off', () => {
       isRunning: () => true,
       assertCanStart: () => {},
       startEnded: () => {},
+      poolRefusal: () => undefined,
       subscribe: () => () => {},
     });
     await expect(launcher.poweroff('x')).rejects.toMatchObject({ code: 'not_running', message: expect.stringMatching(/was not started by this host/) });
@@ -184,6 +186,7 @@ describe('startvm when the agent never gets in', () => {
     isRunning: () => false,
     assertCanStart: () => {},
     startEnded: () => {},
+    poolRefusal: () => undefined,
     subscribe: () => () => {},
   };
   const open = (script: string, startTimeoutMs = 60_000) => openStandIn(script, { startTimeoutMs, poweroffGraceMs: 2000 });
@@ -221,6 +224,7 @@ describe('poweroff of a guest that ignores SIGTERM', () => {
       isRunning: () => true,
       assertCanStart: () => {},
       startEnded: () => {},
+      poolRefusal: () => undefined,
       subscribe: () => () => {},
     });
     await launcher.startvm('stubborn', { command: ['sleep', '60'], fromLoopback: true });
@@ -393,7 +397,35 @@ describe('startvm of a guest the pool can never fund (real kernel)', () => {
     expectNothingOf('b');
     expect(host.service.snapshot().host.pool).toMatchObject({ heldMib: 512, freeMib: 512 });
     expect((await api(host, 'POST', '/vms/a/poweroff')).status).toBe(200);
-    expect(existsSync(join(root, parent, 'a'))).toBe(false);
+  }, 120_000);
+
+  it('two starts that each fit but not together: the one whose agent is refused fails at once with pool_exhausted', async (ctx) => {
+    if (skip) return ctx.skip();
+    for (const name of ['x', 'y']) {
+      host.service.createVm({ name, memoryMib: 640 });
+      host.service.modifyVm(name, { memoryMinMib: 640 });
+    }
+    // Both pass startvm's check (nothing runs yet); the pool then admits one
+    // and refuses the other's Hello, which must end that start, not the 120 s timeout.
+    const [x, y] = await Promise.all([
+      api(host, 'POST', '/vms/x/startvm', { command: ['sleep', '600'] }),
+      api(host, 'POST', '/vms/y/startvm', { command: ['sleep', '600'] }),
+    ]);
+    const results = [x, y].map((r) => r.status).sort();
+    expect(results).toEqual([200, 409]);
+    const refused = x.status === 409 ? x : y;
+    const loser = refused === x ? 'x' : 'y';
+    const winner = loser === 'x' ? 'y' : 'x';
+    expect(refused.json.error.code).toBe('pool_exhausted');
+    expect(refused.json.error.message).toMatch(
+      new RegExp(`^starting VM '${loser}': 640 MiB are needed but only 384 MiB .* running: '${winner}' holds 640 MiB`),
+    );
+    expect(existsSync(join(root, parent, loser))).toBe(false);
+    expect(existsSync(join(dataDir, 'guests', `${loser}.json`))).toBe(false);
+    expect(agentsOf(loser)).toEqual([]);
+    expect(host.service.vmView(loser).state).toBe('poweroff');
+    expect((await api(host, 'POST', `/vms/${winner}/poweroff`)).status).toBe(200);
+    expect(existsSync(join(root, parent, winner))).toBe(false);
   }, 120_000);
 });
 

@@ -492,8 +492,13 @@ export class GuestLauncher implements GuestsCollaborator {
         if (err) reject(err);
         else resolve();
       };
+      // A refusal the pool gives its Hello now (another start took the room
+      // since startvm checked) fails the start at once rather than at the timeout.
+      const refusedBefore = service.poolRefusal(name);
       const check = () => {
-        if (service.isRunning(name)) finish();
+        if (service.isRunning(name)) return finish();
+        const refused = service.poolRefusal(name);
+        if (refused !== undefined && refused !== refusedBefore) finish(new HostError('pool_exhausted', refused.message));
       };
       const unsubscribe = service.subscribe(check);
       const timer = setTimeout(

@@ -61,6 +61,8 @@ export interface GuestsCollaborator {
 export interface GuestHostService {
   vmView(name: string): VmView;
   isRunning(name: string): boolean;
+  /** The newest pool_exhausted refusal of the VM's guest (a new object per refusal), or undefined. */
+  poolRefusal(name: string): { message: string } | undefined;
   /** startvm ended (the guest was admitted, or the start failed). */
   startEnded(name: string): void;
   /** Throws pool_exhausted when the pool could never fund the VM's start (checked before anything is spawned). */

@@ -266,6 +266,10 @@ describe('hand-off driver against a fake cgroup', () => {
     expect(g.maxSlackMib).toBe(slackBefore);
     expect(g.minSlackMib).toBeGreaterThanOrEqual(handOffReserveMib(1024));
     expect(g.driver.view('vm')).toEqual({ limitMib: 512, handedOffMib: 512, reclaimedMib: 512 });
+    // The sum the pool's room is computed from follows every write, and forgets a detached guest.
+    expect(g.driver.limitSumMib()).toBe(512);
+    await g.driver.detach('vm');
+    expect(g.driver.limitSumMib()).toBe(0);
   });
 
   it('hands off while the balloon inflates: little is left at the settle, the inflate always has room, no write below usage, the headroom never grows', async () => {
@@ -297,14 +301,14 @@ describe('hand-off driver against a fake cgroup', () => {
     await g.driver.idle();
     expect(g.handedOffMib).toBe(680);
     expect(g.limitMib).toBe(1024 - 680);
-    // And with 13 MiB beyond the reserve (under a batch worth a round trip while inflating): after the settle, in batches of 13.
+    // And with 5 MiB beyond the reserve (under a batch worth a round trip while inflating): after the settle, in batches of 5.
     const t = await setUp(1024, 260);
-    await t.inflateGradually(710, 20, () => {
+    await t.inflateGradually(718, 20, () => {
       handedWhileInflating = Math.max(handedWhileInflating, t.handedOffMib);
     });
     expect(handedWhileInflating).toBe(0);
     await t.driver.idle();
-    expect({ handed: t.handedOffMib, limit: t.limitMib }).toEqual({ handed: 710, limit: 314 });
+    expect({ handed: t.handedOffMib, limit: t.limitMib }).toEqual({ handed: 718, limit: 306 });
     for (const w of t.writes) expect(w.limitMib).toBeGreaterThanOrEqual(w.usageMib);
     for (const w of g.writes) expect(w.limitMib).toBeGreaterThanOrEqual(w.usageMib);
     expect(g.minInflateRoomMib).toBeGreaterThanOrEqual(-41);
@@ -368,6 +372,7 @@ describe('hand-off driver against a fake cgroup', () => {
     g.deflateTo(0);
     await g.driver.idle();
     expect({ handed: g.handedOffMib, limit: g.limitMib, pinned: g.pinnedMib }).toEqual({ handed: 0, limit: 2048, pinned: 0 });
+    expect(g.driver.limitSumMib()).toBe(2048);
   });
 
   it('an agent that stops answering (killed) leaves the limit no lower than memory − target', async () => {

@@ -68,6 +68,7 @@ interface Entry extends HandOffGuest {
 /** Moves pinned balloons under the guests' cgroup limits, and gives handed-off memory back. */
 export class HandOffDriver {
   private readonly guests = new Map<string, Entry>();
+  private limitSumMibValue = 0;
   private readonly log: Logger;
   private readonly maxBatchMib: number;
   private readonly whileInflating: boolean;
@@ -106,6 +107,7 @@ export class HandOffDriver {
       wake: new Set(),
     };
     this.guests.set(name, entry);
+    this.limitSumMibValue += limitMib;
     entry.logger.info({ limitMib, handedOffMib: hello.handedOffMib }, 'hand-off: guest attached');
     return reclaimedMib(guest.memoryMib, hello.handedOffMib, limitMib);
   }
@@ -121,6 +123,7 @@ export class HandOffDriver {
     if (!e) return Promise.resolve();
     e.detached = true;
     this.guests.delete(name);
+    this.limitSumMibValue -= e.limitMib;
     for (const w of e.wake) w();
     return e.running ?? Promise.resolve();
   }
@@ -318,6 +321,8 @@ export class HandOffDriver {
   private noteLimit(e: Entry, limitMib: number): void {
     if (limitMib === e.limitMib) return;
     const lowered = limitMib < e.limitMib;
+    // A step finishing after its guest detached changes nothing the pool counts.
+    if (!e.detached) this.limitSumMibValue += limitMib - e.limitMib;
     e.limitMib = limitMib;
     this.onChange(e.name);
     if (!lowered) return;
@@ -327,11 +332,9 @@ export class HandOffDriver {
     }
   }
 
-  /** Sum of the managed guests' limits as last read or written, in MiB. */
+  /** Sum of the managed guests' limits as last read or written, in MiB (kept as they change: a raise asks for it, once per guest waiting). */
   limitSumMib(): number {
-    let sum = 0;
-    for (const e of this.guests.values()) sum += e.limitMib;
-    return sum;
+    return this.limitSumMibValue;
   }
 }
 

@@ -61,8 +61,13 @@ export type HandOffStep =
   /** The limit is above memory − handed off (a release-first step could not lower it all the way): lower it to max(usage, limitMib). */
   | { kind: 'catch-up'; limitMib: number };
 
-/** Smallest batch handed off while the balloon still inflates (a round trip per batch). */
-export const INFLATING_MIN_BATCH_MIB = 16;
+/**
+ * Smallest batch handed off while the balloon still inflates (a round trip
+ * per batch). A balloon that will end at the agent's floor (5 % of memory,
+ * at least 64 MiB) leaves floor − reserve (4 %, at least 16 MiB) of slack:
+ * 12–16 MiB for guests of 1.2–1.6 GiB, which 8 still hands off early.
+ */
+export const INFLATING_MIN_BATCH_MIB = 8;
 
 /**
  * Largest batch while the balloon still inflates: the agent releases on the

@@ -107,6 +107,8 @@ export class HostService {
   private readonly records = new Map<string, VmRecord>();
   private readonly running = new Map<string, Running>();
   private readonly admitting = new Set<string>();
+  /** The newest pool refusal of each registered VM's Hello (startvm fails with it at once); cleared at admission. */
+  private readonly poolRefusals = new Map<string, { message: string }>();
   /** Targets set while a VM was starting (controlvm before its guest is admitted): applied once it is, latest wins. */
   private readonly pendingTargets = new Map<string, number>();
   /** Newest generation sent per VM; survives sessions so that generations only increase. */
@@ -258,7 +260,7 @@ export class HostService {
     const r = this.running.get(name);
     const p = this.pool.get(name);
     const view = vmView(record, r && p ? { pool: p, guest: r.guest } : undefined);
-    if (view.state === 'poweroff' && this.isStarting(name)) view.state = 'starting';
+    if (view.state === 'poweroff' && this.isStarting(name)) view.starting = true;
     if (view.state === 'running' && this.options.facts.sharableMib) view.sharableMib = this.options.facts.sharableMib.vm(name);
     const managed = this.options.guests?.vmView(name);
     if (managed) view.managed = managed;
@@ -292,6 +294,11 @@ export class HostService {
   /** Whether a VM is starting: its guest said Hello and waits for admission, or the launcher is starting it (startvm). */
   isStarting(name: string): boolean {
     return !this.running.has(name) && (this.admitting.has(name) || (this.options.guests?.isStarting(name) ?? false));
+  }
+
+  /** The newest pool_exhausted refusal of this VM's guest since it last ran (a new object per refusal), or undefined. */
+  poolRefusal(name: string): { message: string } | undefined {
+    return this.poolRefusals.get(name);
   }
 
   /** The launcher's startvm ended (admitted or failed): a target kept for a start that failed is dropped. */
@@ -363,6 +370,7 @@ export class HostService {
     this.records.delete(name);
     this.generations.delete(name);
     this.pendingTargets.delete(name);
+    this.poolRefusals.delete(name);
     this.log.info({ vm: name }, 'VM unregistered');
     this.notify();
   }
@@ -538,6 +546,7 @@ export class HostService {
       const e = HostError.from(err);
       // The guest went away while its admission waited: nobody to refuse.
       if (e.code === 'not_running') return { ok: false, code: e.wireCode, message: e.message, retryAfterMs: 0 };
+      if (e.code === 'pool_exhausted') this.poolRefusals.set(name, { message: e.message });
       return refuse(e.wireCode, e.message, this.retryAfterMs);
     } finally {
       this.admitting.delete(name);
@@ -549,6 +558,7 @@ export class HostService {
     }
     const generation = nextGeneration(this.generations.get(name) ?? 0, hello.balloon.generation);
     this.generations.set(name, generation);
+    this.poolRefusals.delete(name);
     const sessionId = randomUUID();
     this.running.set(name, {
       sessionId,

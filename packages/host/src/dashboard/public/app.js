@@ -251,11 +251,31 @@
       setBalloon(card, Number(card.input.value));
     });
     card.form = form;
+
+    // Start a powered-off VM (balloonctl startvm NAME --type headless -- COMMAND): admin only, on hosts that start guests.
+    const start = el('form', 'control start');
+    const startLabel = el('label', '', 'Command ');
+    card.command = el('input', 'command');
+    card.command.type = 'text';
+    card.command.name = 'command';
+    card.command.placeholder = 'sleep 3600';
+    card.command.autocomplete = 'off';
+    card.command.setAttribute('aria-label', 'command to start ' + name + ' with (words separated by spaces, no shell)');
+    startLabel.append(card.command);
+    card.startButton = el('button', '', 'Start VM');
+    card.startButton.type = 'submit';
+    start.append(startLabel, card.startButton, el('span', 'muted small', 'words, no shell'));
+    start.addEventListener('submit', (event) => {
+      event.preventDefault();
+      startVm(card, card.command.value);
+    });
+    card.startForm = start;
     card.message = el('p', 'message');
     card.message.setAttribute('role', 'status');
     card.message.setAttribute('aria-live', 'polite');
     card.message.hidden = true;
 
+    // The start form joins the card only while it can be used (updateCard).
     root.append(head, card.gauge, facts, card.status, card.chartBox, card.chartLegend, form, card.message);
     card.root = root;
     return card;
@@ -266,7 +286,7 @@
     const balloon = vm.balloon;
     const stats = vm.stats;
     card.root.dataset.state = vm.state;
-    setText(card.badge, running ? 'running' : vm.state === 'starting' ? 'starting' : 'powered off');
+    setText(card.badge, running ? 'running' : vm.starting ? 'starting' : 'powered off');
     card.badge.dataset.state = vm.state;
     setText(card.pid, running && vm.pid ? 'pid ' + vm.pid : '');
 
@@ -300,6 +320,10 @@
     card.input.disabled = !running;
     card.button.disabled = !running;
     card.form.hidden = viewOnly;
+    // Only where it can work: an admin page, a host that starts guests, a VM that is powered off.
+    const canStart = !viewOnly && vm.state === 'poweroff' && !vm.starting && Boolean(latest?.host.guests);
+    if (canStart && !card.startForm.isConnected) card.form.after(card.startForm);
+    else if (!canStart && card.startForm.isConnected) card.startForm.remove();
     if (running && card.input.value === '' && document.activeElement !== card.input && balloon) {
       card.input.placeholder = String(balloon.targetMib);
     }
@@ -507,6 +531,43 @@
       showMessage(card, 'error', 'Could not reach the host: ' + (err?.message ? err.message : String(err)));
     } finally {
       card.button.disabled = card.root.dataset.state !== 'running';
+    }
+  }
+
+  /** POST …/startvm with the command's words (split on spaces: the host runs it without a shell, as balloonctl does). */
+  async function startVm(card, text) {
+    const command = text.trim().split(/\s+/).filter(Boolean);
+    if (command.length === 0) {
+      showMessage(card, 'error', 'Enter the command the VM runs, e.g. sleep 3600.');
+      return;
+    }
+    card.startButton.disabled = true;
+    showMessage(card, 'pending', 'Starting ' + card.name + '…');
+    try {
+      const res = await fetch('/api/v1/vms/' + encodeURIComponent(card.name) + '/startvm', {
+        method: 'POST',
+        headers: headers({ 'content-type': 'application/json', accept: 'application/json' }),
+        body: JSON.stringify({ command, type: 'headless' }),
+      });
+      let body = null;
+      try {
+        body = await res.json();
+      } catch {
+        body = null;
+      }
+      if (res.ok) {
+        showMessage(card, 'ok', 'Started' + (body?.pid ? ' (pid ' + body.pid + ')' : '') + '.');
+        card.command.value = '';
+      } else {
+        const error = body?.error ? body.error : null;
+        let text = error?.message ? error.message : 'HTTP ' + res.status + ' ' + res.statusText;
+        if (res.status === 401 || res.status === 403) text += ' — open the dashboard as …/#token=YOUR_ADMIN_TOKEN';
+        showMessage(card, 'error', 'Refused: ' + text, error?.code);
+      }
+    } catch (err) {
+      showMessage(card, 'error', 'Could not reach the host: ' + (err?.message ? err.message : String(err)));
+    } finally {
+      card.startButton.disabled = false;
     }
   }
 
