@@ -74,6 +74,8 @@ export class Reclaimer {
 
   /** The state changed (a status, a stop, a target): waiters check their condition again. */
   changed(): void {
+    // Called for every frame a guest sends: no copy of an empty set.
+    if (this.waiters.size === 0) return;
     for (const w of [...this.waiters]) w();
   }
 

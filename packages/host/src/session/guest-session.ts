@@ -21,6 +21,7 @@ import {
   type Hello,
 } from '@memballoon/protocol';
 import type { GuestLink, HostService } from '../service/host-service.js';
+import { HeartbeatSweep, PING_AFTER_SILENT_INTERVALS } from './heartbeat.js';
 import { RateLimiter, type SessionLimits } from './limits.js';
 import { TargetOutbox } from './outbox.js';
 
@@ -46,6 +47,8 @@ export interface GuestSessionOptions {
   countProtocolError?: (code: ErrorCode) => void;
   /** Called once, when the connection leaves the Hello phase (it said Hello, or closed). */
   helloDone?: () => void;
+  /** The timer that checks heartbeats (default: the process-wide one for the limits' interval). */
+  heartbeat?: HeartbeatSweep;
 }
 
 // Errors after which the stream cannot be trusted any more.
@@ -81,15 +84,16 @@ export class GuestSession {
   private decodeOptions: DecodeOptions;
   // Any frame or pong proves the guest alive; any frame sent proves us alive
   // to the agent's watchdog (3 intervals). A ping is due only when we have
-  // been silent for an interval: at 1,000 guests, pings to guests that hear
-  // from us anyway were a quarter of all frames (with their pongs), for nothing.
+  // been silent for 1.5 intervals (see heartbeat.ts): at 1,000 guests, pings
+  // to guests that hear from us anyway were a quarter of all frames (with
+  // their pongs), for nothing.
   private lastHeardMs = Date.now();
   private lastSentMs = Date.now();
   private flushTimer: NodeJS.Timeout | undefined;
   /** A hand-off asked for before the Welcome was sent (absolute: the newest wins). */
   private handOffBeforeWelcome: number | undefined;
   private readonly helloTimer: NodeJS.Timeout;
-  private readonly heartbeat: NodeJS.Timeout;
+  private readonly leaveHeartbeat: () => void;
   /** How the service reaches this guest. */
   readonly link: GuestLink;
 
@@ -116,7 +120,7 @@ export class GuestSession {
         this.fail('timeout', `no Hello within ${this.limits.helloTimeoutMs} ms`);
       }
     }, this.limits.helloTimeoutMs);
-    this.heartbeat = setInterval(() => this.beat(), this.limits.heartbeatIntervalMs);
+    this.leaveHeartbeat = (options.heartbeat ?? HeartbeatSweep.forInterval(this.limits.heartbeatIntervalMs)).add(this);
 
     ws.on('pong', () => {
       this.lastHeardMs = Date.now();
@@ -211,7 +215,7 @@ export class GuestSession {
     this.leaveHello();
     clearTimeout(this.helloTimer);
     clearTimeout(this.flushTimer);
-    clearInterval(this.heartbeat);
+    this.leaveHeartbeat();
     if (wasOpen) {
       this.service.closeSession(this.vmName, this.sessionId, why);
       try {
@@ -222,15 +226,16 @@ export class GuestSession {
     }
   }
 
-  private beat(): void {
-    const now = Date.now();
+  /** Called by the heartbeat sweep: ends a guest gone silent, pings one we have not written to for a while. */
+  beat(now: number): void {
+    if (this.phase === 'closed') return;
     if (now - this.lastHeardMs > this.limits.heartbeatIntervalMs * this.limits.missedHeartbeats) {
       this.logger.warn({ missed: this.limits.missedHeartbeats }, 'guest missed its heartbeats: terminated');
       this.ws.terminate();
       this.end('heartbeat lost');
       return;
     }
-    if (this.ws.readyState === this.ws.OPEN && now - this.lastSentMs >= this.limits.heartbeatIntervalMs) {
+    if (this.ws.readyState === this.ws.OPEN && now - this.lastSentMs >= this.limits.heartbeatIntervalMs * PING_AFTER_SILENT_INTERVALS) {
       this.ws.ping();
       this.lastSentMs = now;
     }
