@@ -180,7 +180,7 @@ async function controlvm(client: AdminClient, cfg: CtlConfig, args: readonly str
     if (cfg.json) printJson(vm);
     else
       out(
-        vm.state === 'starting'
+        vm.starting
           ? `VM '${name}' is starting: balloon target ${targetMib} MiB, applied once its guest is admitted`
           : `VM '${name}': balloon target set to ${targetMib} MiB`,
       );

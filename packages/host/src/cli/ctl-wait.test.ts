@@ -93,8 +93,8 @@ describe('controlvm --wait', () => {
   it('waits for a starting VM to be admitted, then for its balloon (counted in polls)', async () => {
     // Two polls starting, one running at the Welcome's target, then the kept target inflating over two polls.
     const script: VmView[] = [
-      { ...vm('vm-new', balloon(0, 0)), state: 'starting', balloon: undefined } as VmView,
-      { ...vm('vm-new', balloon(0, 0)), state: 'starting', balloon: undefined } as VmView,
+      { ...vm('vm-new', balloon(0, 0)), state: 'poweroff', starting: true, balloon: undefined } as VmView,
+      { ...vm('vm-new', balloon(0, 0)), state: 'poweroff', starting: true, balloon: undefined } as VmView,
       vm('vm-new', balloon(0, 0, { generation: 1 })),
       vm('vm-new', balloon(64, 32, { generation: 2 })),
       vm('vm-new', balloon(64, 64, { generation: 2 })),

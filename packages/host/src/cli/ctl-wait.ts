@@ -88,12 +88,12 @@ export async function setBalloonAndWait(
   }
   // A VM still starting kept the target: its generation is known once the
   // guest is admitted and the host has sent it.
-  let generation = set.state === 'starting' ? undefined : (set.balloon?.generation ?? 0);
+  let generation = set.starting ? undefined : (set.balloon?.generation ?? 0);
   let startMib = set.balloon?.actualMib ?? 0;
   for (;;) {
     const vm = await client.vm(name);
     const b = vm.balloon;
-    if (generation === undefined && (vm.state === 'starting' || (b && b.targetMib !== targetMib))) {
+    if (generation === undefined && (vm.starting || (b && b.targetMib !== targetMib))) {
       progress.show(`VM '${name}' is starting: balloon ${targetMib} MiB once its guest is admitted`);
       if (Date.now() >= deadline) {
         progress.end();

@@ -260,7 +260,7 @@ export class HostService {
     const r = this.running.get(name);
     const p = this.pool.get(name);
     const view = vmView(record, r && p ? { pool: p, guest: r.guest } : undefined);
-    if (view.state === 'poweroff' && this.isStarting(name)) view.state = 'starting';
+    if (view.state === 'poweroff' && this.isStarting(name)) view.starting = true;
     if (view.state === 'running' && this.options.facts.sharableMib) view.sharableMib = this.options.facts.sharableMib.vm(name);
     const managed = this.options.guests?.vmView(name);
     if (managed) view.managed = managed;

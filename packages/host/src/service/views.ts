@@ -54,8 +54,10 @@ export interface PolicyView {
 /** One VM, as `showvminfo NAME --json` prints it. */
 export interface VmView extends PolicyView {
   name: string;
-  /** 'starting': startvm is starting its guest or the guest waits for admission (a balloon target set now is applied once it runs). */
-  state: 'running' | 'starting' | 'poweroff';
+  /** `running` | `poweroff`: a contract scripts rely on (DESIGN.md), so a VM being started is still `poweroff` here, with `starting` set. */
+  state: 'running' | 'poweroff';
+  /** Present (true) while startvm is starting its guest or the guest waits for admission: a balloon target set now is kept and applied once it runs. */
+  starting?: true;
   memoryMib: number;
   /** The balloon requested at every start (`modifyvm --guestmemoryballoon`). */
   defaultBalloonMib: number;

@@ -286,7 +286,7 @@
     const balloon = vm.balloon;
     const stats = vm.stats;
     card.root.dataset.state = vm.state;
-    setText(card.badge, running ? 'running' : vm.state === 'starting' ? 'starting' : 'powered off');
+    setText(card.badge, running ? 'running' : vm.starting ? 'starting' : 'powered off');
     card.badge.dataset.state = vm.state;
     setText(card.pid, running && vm.pid ? 'pid ' + vm.pid : '');
 
@@ -321,7 +321,7 @@
     card.button.disabled = !running;
     card.form.hidden = viewOnly;
     // Only where it can work: an admin page, a host that starts guests, a VM that is powered off.
-    const canStart = !viewOnly && vm.state === 'poweroff' && Boolean(latest?.host.guests);
+    const canStart = !viewOnly && vm.state === 'poweroff' && !vm.starting && Boolean(latest?.host.guests);
     if (canStart && !card.startForm.isConnected) card.form.after(card.startForm);
     else if (!canStart && card.startForm.isConnected) card.startForm.remove();
     if (running && card.input.value === '' && document.activeElement !== card.input && balloon) {
