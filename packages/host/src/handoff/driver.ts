@@ -114,6 +114,8 @@ export class HandOffDriver {
     };
     this.guests.set(name, entry);
     this.limitSumMibValue += shareMib;
+    // Counted by its limit now, no longer by what the pool says it holds: room may have appeared.
+    this.roomChanged(entry);
     entry.logger.info({ limitMib, handedOffMib: hello.handedOffMib }, 'hand-off: guest attached');
     return reclaimedMib(guest.memoryMib, hello.handedOffMib, limitMib);
   }
@@ -349,10 +351,13 @@ export class HandOffDriver {
     e.limitMib = limitMib;
     e.shareMib = shareMib;
     if (changed) this.onChange(e.name);
-    if (!lowered) return;
-    // Room under the pool: a guest waiting to have its limit raised may go on.
+    if (lowered) this.roomChanged(e);
+  }
+
+  /** Room under the pool may have grown (a lowered limit, a start that ended): wakes each guest waiting for a raise but `except`. */
+  roomChanged(except?: HandOffGuest): void {
     for (const other of this.guests.values()) {
-      if (other !== e && other.status && other.limitMib < other.memoryMib - (other.status.handedOffMib ?? 0)) this.kick(other);
+      if (other !== except && other.status && other.limitMib < other.memoryMib - (other.status.handedOffMib ?? 0)) this.kick(other);
     }
   }
 
