@@ -507,6 +507,18 @@ describe('hand-off driver: guests under one pool cgroup', () => {
     expect(driver.limitSumMib()).toBe(limitsMib());
   });
 
+  it('two attaches of one guest at once (a quick reconnect) count its limit once', async () => {
+    const g = new FakeGuest(1024, 100);
+    const driver = new HandOffDriver({ logger });
+    g.driver = driver;
+    g.limitMib = 700;
+    const guest = { cgroup: g, memoryMib: 1024, chunkMib: 1, sendHandOff: (mib: number) => g.sendHandOff(mib) };
+    await Promise.all([driver.attach('vm', guest, { handedOffMib: 0, generation: 1 }), driver.attach('vm', guest, { handedOffMib: 0, generation: 1 })]);
+    expect(driver.limitSumMib()).toBe(700);
+    await driver.detach('vm');
+    expect(driver.limitSumMib()).toBe(0);
+  });
+
   it('a limit not in whole MiB counts rounded up in the sum, so a raise never takes the fraction twice', async () => {
     const g = new FakeGuest(1024, 100);
     const driver: HandOffDriver = new HandOffDriver({ logger, raiseRoomMib: (): number => 2048 - driver.limitSumMib() });

@@ -99,6 +99,8 @@ export class HandOffDriver {
     const limitBytes = await guest.cgroup.limitBytes();
     const limitMib = limitMibOf(limitBytes, guest.memoryMib);
     const shareMib = limitShareMibOf(limitBytes, guest.memoryMib);
+    // Another attach of this name that finished meanwhile is replaced: its share with it.
+    void this.detach(name);
     const entry: Entry = {
       ...guest,
       name,
