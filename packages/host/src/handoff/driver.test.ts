@@ -14,6 +14,8 @@ const logger = pino({ level: 'silent' });
 /** A guest: a cgroup with a workload, and an agent with a balloon of pinned + handed-off MiB. */
 class FakeGuest implements HandOffCgroup {
   readonly dir = '/fake/memballoon/vm';
+  /** The guest's name with the driver. */
+  name = 'vm';
   limitMib: number;
   workloadMib: number;
   pinnedMib = 0;
@@ -27,6 +29,12 @@ class FakeGuest implements HandOffCgroup {
   /** Every limit the kernel accepted, with the usage at that moment. */
   readonly writes: Array<{ limitMib: number; usageMib: number }> = [];
   ebusy = 0;
+  /** Called after every limit the kernel accepted (a pool checking the sum of its children's). */
+  afterWrite: () => void = () => {};
+  /** Limit writes answer on a later turn of the event loop, as a busy kernel's may. */
+  slowWrites = false;
+  /** The next limit write fails with this (an I/O error), and the limit stays. */
+  failNextWrite: Error | null = null;
   /** Largest and smallest headroom (limit − usage) seen after any change. */
   maxSlackMib = 0;
   minSlackMib = Number.POSITIVE_INFINITY;
@@ -73,6 +81,11 @@ class FakeGuest implements HandOffCgroup {
 
   async setLimitBytes(bytes: number | null): Promise<void> {
     const mib = bytes === null ? this.memoryMib : bytes / MIB;
+    // The write's system call: its result comes back later (other guests' steps run meanwhile).
+    if (this.slowWrites) await new Promise<void>((r) => setImmediate(r));
+    const fail = this.failNextWrite;
+    this.failNextWrite = null;
+    if (fail) throw fail;
     // v1: below usage the kernel tries to reclaim, fails (all anonymous, no
     // swap) and answers EBUSY; the limit stays.
     if (mib < this.usageMib) {
@@ -82,6 +95,7 @@ class FakeGuest implements HandOffCgroup {
     this.limitMib = mib;
     this.writes.push({ limitMib: mib, usageMib: this.usageMib });
     this.noteSlack();
+    this.afterWrite();
   }
 
   status(): BalloonStatus {
@@ -106,8 +120,8 @@ class FakeGuest implements HandOffCgroup {
     this.targetMib = this.handedOffMib + this.pinnedMib + mib;
     this.pinnedMib += mib;
     this.generation++;
-    this.driver.onTarget('vm', this.generation);
-    this.driver.onStatus('vm', this.status());
+    this.driver.onTarget(this.name, this.generation);
+    this.driver.onStatus(this.name, this.status());
   }
 
   /**
@@ -120,7 +134,7 @@ class FakeGuest implements HandOffCgroup {
     this.generation++;
     this.targetMib = this.handedOffMib + this.pinnedMib + mib;
     this.state = 'inflating';
-    this.driver.onTarget('vm', this.generation);
+    this.driver.onTarget(this.name, this.generation);
     for (let left = mib; left > 0; left -= stepMib) {
       const step = Math.min(stepMib, left);
       if (this.usageMib + step > this.limitMib)
@@ -128,25 +142,25 @@ class FakeGuest implements HandOffCgroup {
       this.pinnedMib += step;
       this.noteSlack();
       onStep();
-      if (left - step > 0) this.driver.onStatus('vm', this.status());
+      if (left - step > 0) this.driver.onStatus(this.name, this.status());
       // The agent's next step comes after whatever the socket delivered meanwhile.
       await new Promise<void>((r) => setImmediate(r));
     }
     this.state = 'steady';
-    this.driver.onStatus('vm', this.status());
+    this.driver.onStatus(this.name, this.status());
   }
 
   /** A new, lower target: the agent deflates handed-off MiB first, with no page work. */
   deflateTo(targetMib: number): void {
     this.generation++;
     this.targetMib = targetMib;
-    this.driver.onTarget('vm', this.generation);
+    this.driver.onTarget(this.name, this.generation);
     let excess = this.pinnedMib + this.handedOffMib - targetMib;
     const fromHanded = Math.min(excess, this.handedOffMib);
     this.handedOffMib -= fromHanded;
     excess -= fromHanded;
     this.pinnedMib -= Math.max(0, excess);
-    this.driver.onStatus('vm', this.status());
+    this.driver.onStatus(this.name, this.status());
   }
 
   sendHandOff(handedOffMib: number): void {
@@ -159,7 +173,7 @@ class FakeGuest implements HandOffCgroup {
       this.noteSlack();
       this.afterRelease();
       this.noteSlack();
-      this.driver.onStatus('vm', this.status());
+      this.driver.onStatus(this.name, this.status());
     });
   }
 }
@@ -410,5 +424,109 @@ describe('hand-off driver against a fake cgroup', () => {
     g.driver.onStatus('vm', g.status());
     await g.driver.idle();
     expect(g.limitMib).toBe(724);
+  });
+});
+
+describe('hand-off driver: guests under one pool cgroup', () => {
+  const POOL_MIB = 1536;
+
+  /** Guests a (1024), b (512) and c (800) whose limits fill the pool, with 300, 200 and 300 MiB handed off. */
+  async function pool() {
+    const guests: FakeGuest[] = [];
+    const sum = { maxMib: 0, writes: 0 };
+    const limitsMib = () => guests.reduce((a, g) => a + g.limitMib, 0);
+    const driver: HandOffDriver = new HandOffDriver({ logger, raiseRoomMib: (): number => POOL_MIB - driver.limitSumMib() });
+    const add = async (name: string, memoryMib: number, workloadMib: number, handedOffMib: number) => {
+      const g = new FakeGuest(memoryMib, workloadMib);
+      g.name = name;
+      g.driver = driver;
+      g.slowWrites = true;
+      g.limitMib = memoryMib - handedOffMib;
+      g.handedOffMib = handedOffMib;
+      g.targetMib = handedOffMib;
+      // The pool cgroup's view: the sum of its children's limits after every write the kernel took.
+      g.afterWrite = () => {
+        sum.writes++;
+        sum.maxMib = Math.max(sum.maxMib, limitsMib());
+      };
+      guests.push(g);
+      await driver.attach(name, { cgroup: g, memoryMib, chunkMib: 1, sendHandOff: (mib) => g.sendHandOff(mib) }, { handedOffMib, generation: 1 });
+      driver.onStatus(name, g.status());
+      return g;
+    };
+    const a = await add('a', 1024, 200, 300);
+    const b = await add('b', 512, 100, 200);
+    const c = await add('c', 800, 100, 300);
+    await driver.idle();
+    expect(limitsMib()).toBe(POOL_MIB);
+    expect(driver.limitSumMib()).toBe(POOL_MIB);
+    return { a, b, c, driver, sum, limitsMib };
+  }
+
+  it('two guests waiting for room that one lowered limit wakes at once never raise into the same room', async () => {
+    const { a, b, c, driver, sum, limitsMib } = await pool();
+    // Pressure in a and b: their agents give back 100 handed-off MiB each; no room, both wait.
+    a.deflateTo(200);
+    b.deflateTo(100);
+    await driver.idle();
+    expect({ a: a.limitMib, b: b.limitMib }).toEqual({ a: 724, b: 312 });
+    // c's balloon grows by 100 and is handed off: its limit comes down by 100 and wakes a and b together.
+    c.inflate(100);
+    await driver.idle();
+    expect(c.limitMib).toBe(400);
+    // The 100 MiB went to one of them, once: the pool's children never summed above it, and the count is the kernel's.
+    expect(sum.maxMib).toBeLessThanOrEqual(POOL_MIB);
+    expect(limitsMib()).toBe(POOL_MIB);
+    expect(a.limitMib + b.limitMib).toBe(724 + 312 + 100);
+    expect(driver.limitSumMib()).toBe(limitsMib());
+    // More room from c: the other one gets its limit back too.
+    c.inflate(100);
+    await driver.idle();
+    expect({ a: a.limitMib, b: b.limitMib, c: c.limitMib }).toEqual({ a: 824, b: 412, c: 300 });
+    expect(sum.maxMib).toBeLessThanOrEqual(POOL_MIB);
+    expect(driver.limitSumMib()).toBe(limitsMib());
+    expect(sum.writes).toBeGreaterThanOrEqual(4);
+  });
+
+  it('a raise the kernel refuses gives its room back: the count stays the kernel sum and another guest takes the room', async () => {
+    const { a, b, c, driver, sum, limitsMib } = await pool();
+    a.deflateTo(200);
+    await driver.idle();
+    a.failNextWrite = new CgroupError('io', 'EIO');
+    c.inflate(100);
+    await driver.idle();
+    // a's raise failed: its limit and the count stay where the kernel has them.
+    expect(a.limitMib).toBe(724);
+    expect(driver.limitSumMib()).toBe(limitsMib());
+    // b, deflating now, gets the room a could not take; a waits for the next.
+    b.deflateTo(100);
+    await driver.idle();
+    expect(b.limitMib).toBe(412);
+    expect(a.limitMib).toBe(724);
+    expect(sum.maxMib).toBeLessThanOrEqual(POOL_MIB);
+    expect(driver.limitSumMib()).toBe(limitsMib());
+  });
+
+  it('two attaches of one guest at once (a quick reconnect) count its limit once', async () => {
+    const g = new FakeGuest(1024, 100);
+    const driver = new HandOffDriver({ logger });
+    g.driver = driver;
+    g.limitMib = 700;
+    const guest = { cgroup: g, memoryMib: 1024, chunkMib: 1, sendHandOff: (mib: number) => g.sendHandOff(mib) };
+    await Promise.all([driver.attach('vm', guest, { handedOffMib: 0, generation: 1 }), driver.attach('vm', guest, { handedOffMib: 0, generation: 1 })]);
+    expect(driver.limitSumMib()).toBe(700);
+    await driver.detach('vm');
+    expect(driver.limitSumMib()).toBe(0);
+  });
+
+  it('a limit not in whole MiB counts rounded up in the sum, so a raise never takes the fraction twice', async () => {
+    const g = new FakeGuest(1024, 100);
+    const driver: HandOffDriver = new HandOffDriver({ logger, raiseRoomMib: (): number => 2048 - driver.limitSumMib() });
+    g.driver = driver;
+    // An adopted cgroup's limit of 700.5 MiB: the planner sees 700, the pool counts 701.
+    g.limitMib = 700.5;
+    await driver.attach('vm', { cgroup: g, memoryMib: 1024, chunkMib: 1, sendHandOff: (mib) => g.sendHandOff(mib) }, { handedOffMib: 0, generation: 1 });
+    expect(driver.limitSumMib()).toBe(701);
+    expect(driver.view('vm')?.limitMib).toBe(700);
   });
 });

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { BYTES_PER_MIB, type BalloonStatus } from '@memballoon/protocol';
 import { CgroupError } from '../cgroup/errors.js';
 import type { MemoryCgroup } from '../cgroup/memory-cgroup.js';
-import { handOffReserveMib, impliedLimitMib, limitMibOf, planHandOff, reclaimedMib, usageMibOf, type HandOffStep } from './plan.js';
+import { handOffReserveMib, impliedLimitMib, limitMibOf, limitShareMibOf, planHandOff, reclaimedMib, usageMibOf, type HandOffStep } from './plan.js';
 
 /** What the driver uses of a guest's memory cgroup. */
 export type HandOffCgroup = Pick<MemoryCgroup, 'dir' | 'usageBytes' | 'limitBytes' | 'setLimitBytes'>;
@@ -59,6 +59,8 @@ interface Entry extends HandOffGuest {
   /** Newest generation the host sent. */
   generation: number;
   limitMib: number;
+  /** What limitSumMib counts for this guest: limitMib, or the kernel's limit rounded up where it is not whole MiB. */
+  shareMib: number;
   running: Promise<void> | null;
   again: boolean;
   detached: boolean;
@@ -92,8 +94,13 @@ export class HandOffDriver {
    * its Hello reports. The first status then reconciles limit and balloon.
    */
   async attach(name: string, guest: HandOffGuest, hello: { handedOffMib: number; generation: number }): Promise<number> {
+    // A step of the previous session still writing would change the limit after our reading.
+    await this.detach(name);
+    const limitBytes = await guest.cgroup.limitBytes();
+    const limitMib = limitMibOf(limitBytes, guest.memoryMib);
+    const shareMib = limitShareMibOf(limitBytes, guest.memoryMib);
+    // Another attach of this name that finished meanwhile is replaced: its share with it.
     void this.detach(name);
-    const limitMib = limitMibOf(await guest.cgroup.limitBytes(), guest.memoryMib);
     const entry: Entry = {
       ...guest,
       name,
@@ -101,13 +108,16 @@ export class HandOffDriver {
       status: null,
       generation: hello.generation,
       limitMib,
+      shareMib,
       running: null,
       again: false,
       detached: false,
       wake: new Set(),
     };
     this.guests.set(name, entry);
-    this.limitSumMibValue += limitMib;
+    this.limitSumMibValue += shareMib;
+    // Counted by its limit now, no longer by what the pool says it holds: room may have appeared.
+    this.roomChanged(entry);
     entry.logger.info({ limitMib, handedOffMib: hello.handedOffMib }, 'hand-off: guest attached');
     return reclaimedMib(guest.memoryMib, hello.handedOffMib, limitMib);
   }
@@ -123,7 +133,7 @@ export class HandOffDriver {
     if (!e) return Promise.resolve();
     e.detached = true;
     this.guests.delete(name);
-    this.limitSumMibValue -= e.limitMib;
+    this.limitSumMibValue -= e.shareMib;
     for (const w of e.wake) w();
     return e.running ?? Promise.resolve();
   }
@@ -218,7 +228,7 @@ export class HandOffDriver {
       const readStartMs = performance.now();
       const [limitBytes, usageBytes] = await Promise.all([e.cgroup.limitBytes(), e.cgroup.usageBytes()]);
       const readMs = performance.now() - readStartMs;
-      this.noteLimit(e, limitMibOf(limitBytes, e.memoryMib));
+      this.noteLimit(e, limitMibOf(limitBytes, e.memoryMib), limitShareMibOf(limitBytes, e.memoryMib));
       const step = planHandOff({
         memoryMib: e.memoryMib,
         chunkMib: e.chunkMib,
@@ -243,14 +253,9 @@ export class HandOffDriver {
   /** Does one step; false when the loop should wait for news (EBUSY, an agent that did not answer). */
   private async apply(e: Entry, step: Exclude<HandOffStep, { kind: 'done' }>): Promise<boolean> {
     switch (step.kind) {
-      case 'raise': {
-        const roomMib = Math.floor(this.raiseRoomMib());
-        const to = Math.min(step.limitMib, e.limitMib + Math.max(0, roomMib));
-        // No room yet: retried when another guest's limit comes down.
-        if (to <= e.limitMib) return false;
-        e.logger.info({ fromMib: e.limitMib, limitMib: to, wantedMib: step.limitMib }, 'hand-off: limit raised (balloon deflated)');
-        return this.setLimit(e, to);
-      }
+      case 'raise':
+        // No room yet (false): retried when another guest's limit comes down.
+        return this.setLimit(e, step.limitMib);
       case 'catch-up':
         return this.setLimit(e, step.limitMib);
       case 'lower-then-release': {
@@ -269,13 +274,33 @@ export class HandOffDriver {
     }
   }
 
-  /** Writes a limit; false (and nothing changed) when the kernel says it is below usage now. */
-  private async setLimit(e: Entry, limitMib: number): Promise<boolean> {
+  /**
+   * Writes a limit: the one place that keeps the guests' limits within the
+   * pool. The sum the room is computed from (limitSumMib) is never below
+   * what the kernel holds: a raise is capped by the room left and counted
+   * before its write, so that a raise planned meanwhile (every guest waiting
+   * for room wakes at once when a limit comes down) sees that room taken; a
+   * lower is counted once the kernel took it, since until then the old limit
+   * holds. False (and nothing changed) when there is no room for a raise or
+   * the kernel says a lower is below usage now.
+   */
+  private async setLimit(e: Entry, wantedMib: number): Promise<boolean> {
+    const fromMib = e.limitMib;
+    const fromShareMib = e.shareMib;
+    const raise = wantedMib > fromMib;
+    const limitMib = raise ? Math.min(wantedMib, fromMib + Math.max(0, Math.floor(this.raiseRoomMib()))) : wantedMib;
+    if (raise) {
+      if (limitMib <= fromMib) return false;
+      this.noteLimit(e, limitMib);
+      e.logger.info({ fromMib, limitMib, wantedMib }, 'hand-off: limit raised (balloon deflated)');
+    }
     const startMs = performance.now();
     try {
       await e.cgroup.setLimitBytes(limitMib * BYTES_PER_MIB);
       e.logger.debug({ limitMib, writeMs: round(performance.now() - startMs) }, 'hand-off: limit written');
     } catch (err) {
+      // The kernel kept the old limit: so does the sum (a raise gives its room back).
+      if (raise) this.noteLimit(e, fromMib, fromShareMib);
       // v1's EBUSY, or v2's usage check.
       if (err instanceof CgroupError && err.code === 'limit_below_usage') {
         // The workload grew between our reading and the write: re-read and re-plan.
@@ -318,21 +343,27 @@ export class HandOffDriver {
     return ok;
   }
 
-  private noteLimit(e: Entry, limitMib: number): void {
-    if (limitMib === e.limitMib) return;
-    const lowered = limitMib < e.limitMib;
+  /** Counts a guest's limit (limitMib for planning, shareMib for limitSumMib); a lower wakes the guests waiting for room. */
+  private noteLimit(e: Entry, limitMib: number, shareMib = limitMib): void {
+    if (limitMib === e.limitMib && shareMib === e.shareMib) return;
+    const lowered = shareMib < e.shareMib;
     // A step finishing after its guest detached changes nothing the pool counts.
-    if (!e.detached) this.limitSumMibValue += limitMib - e.limitMib;
+    if (!e.detached) this.limitSumMibValue += shareMib - e.shareMib;
+    const changed = limitMib !== e.limitMib;
     e.limitMib = limitMib;
-    this.onChange(e.name);
-    if (!lowered) return;
-    // Room under the pool: a guest waiting to have its limit raised may go on.
+    e.shareMib = shareMib;
+    if (changed) this.onChange(e.name);
+    if (lowered) this.roomChanged(e);
+  }
+
+  /** Room under the pool may have grown (a lowered limit, a start that ended): wakes each guest waiting for a raise but `except`. */
+  roomChanged(except?: HandOffGuest): void {
     for (const other of this.guests.values()) {
-      if (other !== e && other.status && other.limitMib < other.memoryMib - (other.status.handedOffMib ?? 0)) this.kick(other);
+      if (other !== except && other.status && other.limitMib < other.memoryMib - (other.status.handedOffMib ?? 0)) this.kick(other);
     }
   }
 
-  /** Sum of the managed guests' limits as last read or written, in MiB (kept as they change: a raise asks for it, once per guest waiting). */
+  /** Sum of the managed guests' limits as last read or written (a raise from before its write), in MiB: never below the kernel's (see setLimit). */
   limitSumMib(): number {
     return this.limitSumMibValue;
   }

@@ -95,6 +95,15 @@ export function limitMibOf(bytes: number | null, memoryMib: number): number {
   return bytes === null ? memoryMib : Math.min(memoryMib, Math.floor(bytes / BYTES_PER_MIB));
 }
 
+/**
+ * A kernel limit as the pool's sum of limits counts it: whole MiB rounded up
+ * (a limit not in whole MiB never claims less of the pool than it holds);
+ * no limit counts as the VM's memory.
+ */
+export function limitShareMibOf(bytes: number | null, memoryMib: number): number {
+  return bytes === null ? memoryMib : Math.ceil(bytes / BYTES_PER_MIB);
+}
+
 /** Usage in whole MiB, rounded up. */
 export function usageMibOf(bytes: number): number {
   return Math.ceil(bytes / BYTES_PER_MIB);

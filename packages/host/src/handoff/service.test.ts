@@ -12,6 +12,7 @@ import { formatHost, formatVm } from '../cli/format.js';
 import { HostMetrics } from '../metrics/prometheus.js';
 import { CgroupError } from '../cgroup/errors.js';
 import type { HandOffCgroup } from './driver.js';
+import type { GuestsCollaborator } from '../guests/views.js';
 
 const MIB = 1024 * 1024;
 
@@ -117,9 +118,19 @@ class World {
   }
 }
 
-function world(poolMib: number) {
+function world(poolMib: number, starting?: ReadonlySet<string>) {
   const w = new World(poolMib);
-  w.s = testService({ poolSizeMib: poolMib, guestAuth: false, reclaimTimeoutMs: 5000, cgroupOf: (name) => w.guests.get(name) ?? null });
+  // Only whether startvm is starting a VM matters of the launcher here.
+  const guests = starting
+    ? ({ isStarting: (name: string) => starting.has(name), vmView: () => undefined, acceptsCredential: () => false } as unknown as GuestsCollaborator)
+    : undefined;
+  w.s = testService({
+    poolSizeMib: poolMib,
+    guestAuth: false,
+    reclaimTimeoutMs: 5000,
+    cgroupOf: (name) => w.guests.get(name) ?? null,
+    ...(guests ? { guests } : {}),
+  });
   return w;
 }
 
@@ -186,6 +197,29 @@ describe('hand-off in the host service', () => {
     await settle(w, () => b.handedOffMib + c.handedOffMib > 0 && a.limitMib === 1536 - b.limitMib - c.limitMib);
     expect(a.limitMib).toBeGreaterThan(724);
     expect(a.limitMib).toBeLessThanOrEqual(824);
+    expect(w.maxLimitSumMib).toBeLessThanOrEqual(1536);
+  });
+
+  it('a VM being started (its cgroup limited before its Hello) keeps its memory under the pool: a raise waits, and goes on when the start ends', async () => {
+    const starting = new Set<string>();
+    const w = world(1536, starting);
+    const a = await w.start('a', 1024, 200);
+    await w.s.setBalloon('a', 300);
+    await settle(w, () => a.handedOffMib === 300);
+    await w.start('b', 512, 100);
+    expect(a.limitMib).toBe(724);
+    // startvm of c (300 MiB) has begun: its cgroup may hold up to 300 MiB already, the last 300 of the pool.
+    w.s.createVm({ name: 'c', memoryMib: 300 });
+    starting.add('c');
+    // Pressure in a: its agent gives back 100 handed-off MiB; the only room is c's.
+    a.selfDeflate(100);
+    await settle(w, () => w.s.vmView('a').balloon?.handedOffMib === 200);
+    await w.s.handOffsIdle();
+    expect(a.limitMib).toBe(724);
+    // The start failed: its room is free again, and a's limit comes back without any other limit moving.
+    starting.delete('c');
+    w.s.startEnded('c');
+    await settle(w, () => a.limitMib === 824);
     expect(w.maxLimitSumMib).toBeLessThanOrEqual(1536);
   });
 

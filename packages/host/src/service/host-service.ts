@@ -175,12 +175,16 @@ export class HostService {
 
   /**
    * MiB the guests' limits may grow by in all: the pool's size minus the
-   * managed guests' limits and what the unmanaged ones hold (a balloon in an
-   * unmanaged guest frees nothing physical, so it buys no limit).
+   * managed guests' limits, what the unmanaged ones hold (a balloon in an
+   * unmanaged guest frees nothing physical, so it buys no limit), and the
+   * memory of each VM being started: startvm gives its cgroup a limit (at
+   * most its memory) before the agent's Hello, which neither sum counts until
+   * its admission, and a raise meanwhile would take that room as well.
    */
   private limitRoomMib(): number {
     let usedMib = this.handoff?.limitSumMib() ?? 0;
     for (const name of this.pool.names()) if (!this.handoff?.has(name)) usedMib += this.pool.get(name)?.heldMib ?? 0;
+    for (const [name, r] of this.records) if (!this.pool.has(name) && this.isStarting(name)) usedMib += r.memoryMib;
     return this.pool.sizeMib - usedMib;
   }
 
@@ -304,6 +308,8 @@ export class HostService {
   /** The launcher's startvm ended (admitted or failed): a target kept for a start that failed is dropped. */
   startEnded(name: string): void {
     if (!this.running.has(name) && !this.isStarting(name)) this.pendingTargets.delete(name);
+    // A failed start's memory is room again for a raise waiting for it.
+    this.handoff?.roomChanged();
   }
 
   /**
