@@ -259,7 +259,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
       session = new GuestSession(ws, {
         service,
         limits,
-        logger: guestLogs.wrap(logger.child({ remote: address })),
+        logger: guestLogs.wrap(logger, { remote: address }),
         hooks: options.guestHooks ?? fusion?.hooks,
         countProtocolError: (code) => metrics.countProtocolError(code),
         helloDone: release,

@@ -1,5 +1,5 @@
 import { captureLogger } from '@memballoon/e2e/capture-log';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { LogBudget } from './log-budget.js';
 
 describe('LogBudget', () => {
@@ -55,5 +55,34 @@ describe('LogBudget', () => {
     l.warn('off again');
     expect(lines().map((x) => x.msg)).toEqual(['after']);
     expect(l.info).toBe(l.info);
+  });
+
+  it("makes a session's pino children on its first line at a level that is on, once, with every binding in order", () => {
+    const { logger, lines } = captureLogger('info');
+    const made = vi.spyOn(logger, 'child');
+    const budget = new LogBudget(100, 100, logger, () => 0);
+    const session = budget.wrap(logger, { remote: '10.0.0.1' }).child({ vm: 'a' }).child({ sessionId: 's1' });
+    for (let i = 0; i < 10; i++) session.debug('off');
+    expect(made).not.toHaveBeenCalled();
+    expect(lines()).toEqual([]);
+    expect(budget.suppressed).toBe(0);
+    session.info({ n: 1 }, 'first');
+    // The three children (pino's own child() shares the root's, spied), made once.
+    expect(made).toHaveBeenCalledTimes(3);
+    session.warn('second');
+    expect(made).toHaveBeenCalledTimes(3);
+    expect(lines().map((l) => [l.remote, l.vm, l.sessionId, l.msg])).toEqual([
+      ['10.0.0.1', 'a', 's1', 'first'],
+      ['10.0.0.1', 'a', 's1', 'second'],
+    ]);
+    expect(Object.keys(lines()[0]!).filter((k) => ['remote', 'vm', 'sessionId'].includes(k))).toEqual(['remote', 'vm', 'sessionId']);
+    // A child of a child already made is made from it, not again from the root.
+    session.child({ part: 'x' }).warn('third');
+    expect(made).toHaveBeenCalledTimes(4);
+    expect(lines()[2]).toMatchObject({ remote: '10.0.0.1', vm: 'a', sessionId: 's1', part: 'x', msg: 'third' });
+    // Reading anything else (the level) makes the child too, and it reads the same.
+    const other = budget.wrap(logger, { remote: 'b' });
+    expect(other.level).toBe('info');
+    expect(made).toHaveBeenCalledTimes(5);
   });
 });

@@ -49,39 +49,90 @@ export class LogBudget {
     return true;
   }
 
-  /** The logger, and every child made from it, with each line charged to this budget. */
-  wrap(logger: Logger): Logger {
+  /**
+   * The logger, and every child made from it, with each line charged to this
+   * budget. With `bindings`, the logger is `logger.child(bindings)`, made on
+   * first use. Children of the result are made on first use too: a guest
+   * session has three (remote, vm, sessionId) and most sessions never write a
+   * line at a level that is on, so at 5,000 guests eager pino children were
+   * 15,000 objects with their serialised bindings for nothing. A child made
+   * late takes its parent's level at that time (the host never changes a
+   * level at run time; set one on the child and it is made at once).
+   */
+  wrap(logger: Logger, bindings?: Bindings): Logger {
+    const root: LazyNode = { real: logger, parent: undefined, bindings: {}, options: undefined };
+    return this.proxyOf(bindings === undefined ? root : { real: undefined, parent: root, bindings, options: undefined });
+  }
+
+  private proxyOf(node: LazyNode): Logger {
     // One function per level, made on first use and kept: the wrapper is on
     // the path of every target and status (a line per target, mostly dropped
     // under load), where a closure per call showed in the host's profile.
     const levelMethods = new Map<string, (...args: unknown[]) => void>();
-    let child: ((...args: unknown[]) => Logger) | undefined;
-    return new Proxy(logger, {
-      get: (target, prop, receiver) => {
+    let child: ((bindings: Bindings, options?: ChildOptions) => Logger) | undefined;
+    const handler: ProxyHandler<LazyNode> = {
+      get: (_node, prop) => {
         if (prop === 'child') {
-          child ??= (...args: unknown[]) => this.wrap((target.child as unknown as (...a: unknown[]) => Logger).apply(target, args));
+          child ??= (bindings, options) => this.proxyOf({ real: undefined, parent: node, bindings, options });
           return child;
         }
         if (typeof prop === 'string' && LEVELS.has(prop)) {
           let method = levelMethods.get(prop);
           if (method === undefined) {
             method = (...args: unknown[]) => {
-              // A level that is off writes nothing: it costs no budget. The
-              // level's function is looked up per call: pino replaces it when
-              // the logger's level changes, with the no-op that its `silent`
-              // method always is (cheaper to compare with than isLevelEnabled,
-              // which showed at 5,000 guests: a line per status and target).
-              const write = Reflect.get(target, prop, target) as (...a: unknown[]) => void;
-              if (write === target.silent || !this.take()) return;
-              write.apply(target, args);
+              // A level that is off writes nothing: it costs no budget and
+              // makes no child. The level's function is looked up per call:
+              // pino replaces it when the logger's level changes, with the
+              // no-op that its `silent` method always is (cheaper to compare
+              // with than isLevelEnabled, which showed at 5,000 guests: a line
+              // per status and target).
+              const levels = levelSourceOf(node);
+              const write = Reflect.get(levels, prop, levels) as (...a: unknown[]) => void;
+              if (write === levels.silent || !this.take()) return;
+              const target = realOf(node);
+              (Reflect.get(target, prop, target) as (...a: unknown[]) => void).apply(target, args);
             };
             levelMethods.set(prop, method);
           }
           return method;
         }
-        const value = Reflect.get(target, prop, receiver) as unknown;
+        const target = realOf(node);
+        const value = Reflect.get(target, prop, target) as unknown;
         return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
       },
-    });
+      set: (_node, prop, value) => {
+        const target = realOf(node);
+        return Reflect.set(target, prop, value, target);
+      },
+      has: (_node, prop) => prop in realOf(node),
+    };
+    return new Proxy(node, handler) as unknown as Logger;
   }
+}
+
+type Bindings = Record<string, unknown>;
+type ChildOptions = Parameters<Logger['child']>[1];
+
+/** A logger that exists (`real`) or will be made from its parent on first use. */
+interface LazyNode {
+  real: Logger | undefined;
+  parent: LazyNode | undefined;
+  bindings: Bindings;
+  options: ChildOptions;
+}
+
+/** The node's pino logger, made now (with its ancestors) if it was not yet. */
+function realOf(node: LazyNode): Logger {
+  if (node.real !== undefined) return node.real;
+  const parent = realOf(node.parent as LazyNode);
+  const made: Logger = node.options === undefined ? parent.child(node.bindings) : (parent.child(node.bindings, node.options) as unknown as Logger);
+  node.real = made;
+  return made;
+}
+
+/** The logger whose level the node has: itself once made, else its nearest made ancestor (a child inherits its level). */
+function levelSourceOf(node: LazyNode): Logger {
+  let n = node;
+  while (n.real === undefined && n.options?.level === undefined) n = n.parent as LazyNode;
+  return n.real ?? realOf(n);
 }
