@@ -226,7 +226,12 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     logger,
     metrics: { contentType: metrics.contentType, render: () => metrics.render(), query: (vm, metric) => queryMetrics(snapshot(), vm, metric) },
   };
-  if (options.dashboard !== false) mounts.dashboard = createDashboard({ snapshot, subscribe: (l) => service.subscribe(l) });
+  if (options.dashboard !== false)
+    mounts.dashboard = createDashboard({
+      snapshot,
+      subscribe: (l) => service.subscribe(l),
+      historySource: (visit) => service.forEachBalloonSample(visit),
+    });
 
   const handler = createRouter(service, mounts);
   const server: Server = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, handler) : createServer(handler);

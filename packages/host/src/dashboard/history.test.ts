@@ -54,4 +54,27 @@ describe('VmHistory', () => {
   it('refuses a capacity that is not a positive whole number', () => {
     expect(() => new VmHistory({ capacity: 0 })).toThrow(/capacity/);
   });
+
+  it('records the same points from a source of figures as from VmViews (what the host samples each second)', () => {
+    const fromViews = new VmHistory({ capacity: 8 });
+    const fromSource = new VmHistory({ capacity: 8 });
+    const rounds = [
+      [vm(0, 0)],
+      [vm(0, 0)],
+      [vm(100, 50), runningVm('b', 512, { targetMib: 5, actualMib: 5 }, { startedAtMs: 7 })],
+      [vm(100, 100, 2)], // a new session of a, b stopped
+      [poweredOffVm('a', 1024)],
+      [vm(3, 3, 3)],
+    ];
+    rounds.forEach((vms, i) => {
+      fromViews.record(vms, i * 1000);
+      fromSource.sample((visit) => {
+        for (const v of vms)
+          if (v.state === 'running' && v.balloon) visit(v.name, v.startedAtMs, v.balloon.targetMib, v.balloon.actualMib, v.stats?.availableMib);
+      }, i * 1000);
+      expect(fromSource.event(i * 1000 + 1)).toEqual(fromViews.event(i * 1000 + 1));
+    });
+    expect(fromSource.sizeOf('a')).toBe(1);
+    expect(fromSource.sizeOf('b')).toBe(0);
+  });
 });

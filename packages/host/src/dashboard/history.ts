@@ -80,14 +80,33 @@ class Ring {
 interface Track {
   ring: Ring;
   startedAtMs: number | undefined;
-  last: [number, number, number];
+  lastTargetMib: number;
+  lastActualMib: number;
+  /** NaN: no statistics yet. */
+  lastAvailableMib: number;
+  /** The sampling round that last saw the VM running. */
+  seenRound: number;
 }
+
+/** Receives one running VM's figures: what `VmHistory.sample` asks its source for. */
+export type HistoryPointVisitor = (
+  name: string,
+  startedAtMs: number | undefined,
+  targetMib: number,
+  actualMib: number,
+  availableMib: number | undefined,
+) => void;
 
 /** Per-VM bounded balloon history, fed from host snapshots. */
 export class VmHistory {
   readonly capacity: number;
   readonly windowMs: number;
   readonly #tracks = new Map<string, Track>();
+  #round = 0;
+  #atMs = 0;
+  // Made once: a closure per sample would be one more allocation a second.
+  readonly #visit: HistoryPointVisitor = (name, startedAtMs, targetMib, actualMib, availableMib) =>
+    this.#point(name, startedAtMs, targetMib, actualMib, availableMib ?? Number.NaN);
 
   constructor(options: VmHistoryOptions = {}) {
     this.capacity = options.capacity ?? 900;
@@ -97,25 +116,47 @@ export class VmHistory {
 
   /** Records a point for each running VM whose figures changed since its last one; forgets VMs that stopped. */
   record(vms: readonly VmView[], atMs: number): void {
-    const running = new Set<string>();
-    for (const vm of vms) {
-      if (vm.state !== 'running' || !vm.balloon) continue;
-      running.add(vm.name);
-      let track = this.#tracks.get(vm.name);
-      // A new session is a new history: the old one belongs to another run.
-      if (track && track.startedAtMs !== vm.startedAtMs) track = undefined;
-      const available = vm.stats ? vm.stats.availableMib : Number.NaN;
-      const point: [number, number, number] = [vm.balloon.targetMib, vm.balloon.actualMib, available];
-      if (!track) {
-        track = { ring: new Ring(this.capacity), startedAtMs: vm.startedAtMs, last: [Number.NaN, Number.NaN, Number.NaN] };
-        this.#tracks.set(vm.name, track);
-      } else if (sameValues(track.last, point)) {
-        continue;
+    this.sample((visit) => {
+      for (const vm of vms) {
+        if (vm.state !== 'running' || !vm.balloon) continue;
+        visit(vm.name, vm.startedAtMs, vm.balloon.targetMib, vm.balloon.actualMib, vm.stats?.availableMib);
       }
-      track.ring.push(atMs, point[0], point[1], point[2]);
-      track.last = point;
+    }, atMs);
+  }
+
+  /**
+   * As `record`, with the figures from `source`, which calls its visitor once
+   * per running VM: the host passes them without building a VmView of every
+   * VM each second (the numbers are all the history keeps).
+   */
+  sample(source: (visit: HistoryPointVisitor) => void, atMs: number): void {
+    this.#round++;
+    this.#atMs = atMs;
+    source(this.#visit);
+    for (const [name, track] of this.#tracks) if (track.seenRound !== this.#round) this.#tracks.delete(name);
+  }
+
+  #point(name: string, startedAtMs: number | undefined, targetMib: number, actualMib: number, availableMib: number): void {
+    let track = this.#tracks.get(name);
+    // A new session is a new history: the old one belongs to another run.
+    if (track === undefined || track.startedAtMs !== startedAtMs) {
+      track = {
+        ring: new Ring(this.capacity),
+        startedAtMs,
+        lastTargetMib: Number.NaN,
+        lastActualMib: Number.NaN,
+        lastAvailableMib: Number.NaN,
+        seenRound: this.#round,
+      };
+      this.#tracks.set(name, track);
+    } else {
+      track.seenRound = this.#round;
+      if (same(track.lastTargetMib, targetMib) && same(track.lastActualMib, actualMib) && same(track.lastAvailableMib, availableMib)) return;
     }
-    for (const name of this.#tracks.keys()) if (!running.has(name)) this.#tracks.delete(name);
+    track.ring.push(this.#atMs, targetMib, actualMib, availableMib);
+    track.lastTargetMib = targetMib;
+    track.lastActualMib = actualMib;
+    track.lastAvailableMib = availableMib;
   }
 
   /** Points kept for a VM (for tests and limits). */
@@ -144,6 +185,6 @@ export class VmHistory {
   }
 }
 
-function sameValues(a: readonly number[], b: readonly number[]): boolean {
-  return a.every((v, i) => v === b[i] || (Number.isNaN(v) && Number.isNaN(b[i]!)));
+function same(a: number, b: number): boolean {
+  return a === b || (Number.isNaN(a) && Number.isNaN(b));
 }

@@ -86,6 +86,11 @@ export class Pool {
     );
   }
 
+  /** A running VM's target and actual balloon (read-only, not a copy: for a sample of every VM each second), or undefined. */
+  balloonOf(name: string): Readonly<{ targetMib: number; actualMib: number }> | undefined {
+    return this.vms.get(name);
+  }
+
   /** Names of the running VMs. */
   names(): string[] {
     return [...this.vms.keys()];

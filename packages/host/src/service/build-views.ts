@@ -49,11 +49,15 @@ export function statsView(stats: MemoryStats, memoryMib: number, receivedAtMs: n
   };
 }
 
+/** The balloon's size a view shows: a managed guest's pool actual is what its limit holds; its balloon is pinned + handed off. */
+export function balloonActualMibOf(poolActualMib: number, guest: GuestFactsView): number {
+  return guest.balloonActualMib ?? poolActualMib;
+}
+
 /** The balloon's state for the view: the guest's word for the newest generation, else derived. */
 export function balloonView(pool: PoolVmView, guest: GuestFactsView): BalloonView {
   const current = guest.status && guest.status.generation === guest.generation ? guest.status : undefined;
-  // A managed guest's pool actual is what its limit holds; its balloon is pinned + handed off.
-  const actualMib = guest.balloonActualMib ?? pool.actualMib;
+  const actualMib = balloonActualMibOf(pool.actualMib, guest);
   const derived = actualMib < pool.targetMib ? 'inflating' : actualMib > pool.targetMib ? 'deflating' : 'steady';
   // The agent's word, capped by what the kernel's limit holds (a managed
   // guest's pool actual: memory − limit, as last read or written).

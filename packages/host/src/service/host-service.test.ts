@@ -3,7 +3,7 @@ import type { Hello } from '@memballoon/protocol';
 import { describe, expect, it, vi } from 'vitest';
 import type { HostError } from '../errors.js';
 import type { GuestLink } from './host-service.js';
-import { testHello, testLogger, testService } from './test-fixtures.js';
+import { testHello, testLogger, testService, testStats } from './test-fixtures.js';
 
 const logger = testLogger;
 
@@ -168,5 +168,31 @@ describe('HostService', () => {
     expect(await pending).toMatchObject({ ok: false });
     expect(la.targets.at(-1)).toEqual([0, 3]);
     expect(s.isRunning('b')).toBe(false);
+  });
+
+  it("samples each running VM's charted figures as its VmView shows them, and nothing for one powered off", async () => {
+    const { s } = service(4096);
+    s.createVm({ name: 'a', memoryMib: 1000 });
+    s.createVm({ name: 'b', memoryMib: 512 });
+    s.createVm({ name: 'off', memoryMib: 256 });
+    const ra = await s.openSession(hello('a', 1000), link(), logger);
+    await s.openSession(hello('b', 512), link(), logger);
+    if (!ra.ok) throw new Error('a not admitted');
+    await s.setBalloon('a', 300);
+    s.onStats('a', ra.sessionId, testStats(1000, 420));
+    const sampled: unknown[] = [];
+    s.forEachBalloonSample((name, startedAtMs, targetMib, actualMib, availableMib) => sampled.push({ name, startedAtMs, targetMib, actualMib, availableMib }));
+    // The oracle: the same four numbers read from the VmViews.
+    const fromViews = s.listVms(true).map((v) => ({
+      name: v.name,
+      startedAtMs: v.startedAtMs,
+      targetMib: v.balloon?.targetMib,
+      actualMib: v.balloon?.actualMib,
+      availableMib: v.stats?.availableMib,
+    }));
+    expect(sampled).toEqual(fromViews);
+    expect(sampled).toHaveLength(2);
+    expect(sampled[0]).toMatchObject({ name: 'a', targetMib: 300, availableMib: 420 });
+    expect(sampled[1]).toMatchObject({ name: 'b', availableMib: undefined });
   });
 });

@@ -15,7 +15,7 @@ import { balloonLimitMib, balloonTargetProblem, guestFloorMib } from '../pool/ba
 import { Pool } from '../pool/pool.js';
 import type { Registry, VmRecord } from '../registry/registry.js';
 import { NO_COUNTERS, type ServiceCounters } from './observer.js';
-import { statsView, vmView, type GuestFactsView } from './build-views.js';
+import { balloonActualMibOf, statsView, vmView, type GuestFactsView } from './build-views.js';
 import { Reclaimer, SYSTEM_CLOCK, type Clock, type ReclaimSource } from './reclaim.js';
 import { parseCreateVm, parseVmPatch, type CreateVmInput, type VmPatch } from './vm-settings.js';
 import type { GuestsCollaborator } from '../guests/views.js';
@@ -81,6 +81,9 @@ export interface HostServiceOptions {
 
 /** Who asks for a balloon target. */
 export type TargetSource = 'controlvm' | 'policy';
+
+/** Receives one running VM's charted figures (see HostService.forEachBalloonSample); availableMib is undefined before its first statistics. */
+export type BalloonSampleVisitor = (name: string, startedAtMs: number, targetMib: number, actualMib: number, availableMib: number | undefined) => void;
 
 /** Every source of a target, as its log line names it. */
 type AnySource = TargetSource | ReclaimSource | 'admission';
@@ -282,6 +285,20 @@ export class HostService {
       if (this.records.get(name)?.pageFusion) out.push({ name, sharedMib: r.guest.stats?.sharedMib ?? 0 });
     }
     return out;
+  }
+
+  /**
+   * Each running VM's charted figures, as its VmView would show them
+   * (balloon.targetMib, balloon.actualMib, stats.availableMib, startedAtMs),
+   * without building the view: the dashboard's history samples every VM each
+   * second, and a VmView per VM for four numbers was most of that cost.
+   */
+  forEachBalloonSample(visit: BalloonSampleVisitor): void {
+    for (const [name, r] of this.running) {
+      const p = this.pool.balloonOf(name);
+      if (p === undefined) continue;
+      visit(name, r.guest.startedAtMs, p.targetMib, balloonActualMibOf(p.actualMib, r.guest), r.guest.stats?.availableMib);
+    }
   }
 
   /** Whether any running VM's balloon is in auto mode: the policy loop skips its round (and its snapshot of every VM) otherwise. */
