@@ -119,11 +119,13 @@ async function route(service: HostService, mounts: RouterMounts, admin: TokenVer
   if (mounts.dashboard?.handle(req, res)) return;
   if (!path.startsWith(`${API}/`)) throw new HostError('not_found', `no such path: ${path}`);
 
-  const parts = path
-    .slice(API.length + 1)
-    .split('/')
-    .map(decodePart);
-  const [resource, name, sub, extra] = parts;
+  const parts = path.slice(API.length + 1).split('/');
+  for (let i = 0; i < parts.length; i++) parts[i] = decodePart(parts[i]!);
+  // Indexed, not destructured: destructuring an array runs its iterator, per request.
+  const resource = parts[0];
+  const name = parts[1];
+  const sub = parts[2];
+  const extra = parts[3];
 
   if (resource === 'host' && parts.length === 1) {
     if (method !== 'GET') throw methodNotAllowed(res, method, path, ['GET']);
@@ -205,6 +207,8 @@ class PlainTarget {
 }
 
 function decodePart(part: string): string {
+  // Most segments have nothing to decode (a VM name is [A-Za-z0-9._-]).
+  if (!part.includes('%')) return part;
   try {
     return decodeURIComponent(part);
   } catch {

@@ -86,7 +86,7 @@ export class Pool {
     );
   }
 
-  /** A running VM's target and actual balloon (read-only, not a copy: for a sample of every VM each second), or undefined. */
+  /** A running VM's target and actual balloon, or undefined: the live entry, not a copy (read it at once; for paths taken per frame or per VM each second). */
   balloonOf(name: string): Readonly<{ targetMib: number; actualMib: number }> | undefined {
     return this.vms.get(name);
   }

@@ -195,4 +195,23 @@ describe('HostService', () => {
     expect(sampled[0]).toMatchObject({ name: 'a', targetMib: 300, availableMib: 420 });
     expect(sampled[1]).toMatchObject({ name: 'b', availableMib: undefined });
   });
+
+  it("keeps a guest's latest statistics; a view taken before a stats frame keeps the figures it showed", async () => {
+    const { s } = service(4096);
+    s.createVm({ name: 'a', memoryMib: 1000 });
+    const r = await s.openSession(hello('a', 1000), link(), logger);
+    if (!r.ok) throw new Error('a not admitted');
+    s.onStats('a', r.sessionId, testStats(1000, 400));
+    const before = s.vmView('a');
+    expect(before.stats).toMatchObject({ availableMib: 400, freeMib: 400, totalMib: 1000 });
+    s.onStats('a', r.sessionId, testStats(1000, 300));
+    expect(before.stats).toMatchObject({ availableMib: 400, freeMib: 400 });
+    const after = s.vmView('a');
+    expect(after.stats).toMatchObject({ availableMib: 300, freeMib: 300, totalMib: 1000 });
+    expect(Object.keys(after.stats!)).toEqual(Object.keys(before.stats!));
+    // Still clamped to the VM's memory when written in place.
+    s.onStats('a', r.sessionId, testStats(5000, 4000));
+    expect(s.vmView('a').stats).toMatchObject({ availableMib: 1000, totalMib: 1000 });
+    expect(s.listVms(true)[0]!.stats).not.toBe(s.vmView('a').stats);
+  });
 });

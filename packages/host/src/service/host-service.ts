@@ -15,7 +15,7 @@ import { balloonLimitMib, balloonTargetProblem, guestFloorMib } from '../pool/ba
 import { Pool } from '../pool/pool.js';
 import type { Registry, VmRecord } from '../registry/registry.js';
 import { NO_COUNTERS, type ServiceCounters } from './observer.js';
-import { balloonActualMibOf, statsView, vmView, type GuestFactsView } from './build-views.js';
+import { balloonActualMibOf, vmView, writeStatsView, type GuestFactsView } from './build-views.js';
 import { Reclaimer, SYSTEM_CLOCK, type Clock, type ReclaimSource } from './reclaim.js';
 import { parseCreateVm, parseVmPatch, type CreateVmInput, type VmPatch } from './vm-settings.js';
 import type { GuestsCollaborator } from '../guests/views.js';
@@ -171,7 +171,7 @@ export class HostService {
     if (!held || !this.pool.has(name)) return;
     const r = this.running.get(name);
     if (r) r.guest.handedOffMib = held.handedOffMib;
-    if (this.pool.get(name)?.actualMib === held.reclaimedMib) return;
+    if (this.pool.balloonOf(name)?.actualMib === held.reclaimedMib) return;
     this.pool.reportActual(name, held.reclaimedMib);
     this.notify();
   }
@@ -695,16 +695,21 @@ export class HostService {
       r.logger.warn({ generation: status.generation, sent: r.guest.generation }, 'status for a generation never sent: ignored');
       return;
     }
-    const before = this.pool.get(name);
+    // Read into numbers, not a copy of the entry (pool.get builds one): a
+    // status comes with every step of every balloon. The entry itself is
+    // live: reportActual below changes it.
+    const entry = this.pool.balloonOf(name);
+    const beforeTargetMib = entry?.targetMib;
+    const beforeActualMib = entry?.actualMib;
     const managed = this.handoff?.has(name) ?? false;
     // A balloon only grows towards a target it was sent: it may sit above the
     // newest target while it deflates, never above both that and what it held
     // (a managed guest's pool actual is what its limit holds, not its balloon).
-    const ceilingMib = Math.max(before?.targetMib ?? 0, managed ? (r.guest.balloonActualMib ?? 0) : (before?.actualMib ?? 0));
+    const ceilingMib = Math.max(beforeTargetMib ?? 0, managed ? (r.guest.balloonActualMib ?? 0) : (beforeActualMib ?? 0));
     let reportedMib = status.actualMib;
     if (reportedMib > ceilingMib) {
       this.counters.countProtocolError('out_of_range');
-      r.logger.warn({ actualMib: reportedMib, ceilingMib, targetMib: before?.targetMib }, 'balloon actual above every target sent: clamped');
+      r.logger.warn({ actualMib: reportedMib, ceilingMib, targetMib: beforeTargetMib }, 'balloon actual above every target sent: clamped');
       reportedMib = ceilingMib;
     }
     const overcommitBeforeMib = this.pool.overcommitMib;
@@ -723,7 +728,7 @@ export class HostService {
       // Once when the pool goes over, not per 1 MiB step of the guest's deflate.
       if (overcommitBeforeMib === 0)
         r.logger.warn(
-          { actualMib, previousActualMib: before?.actualMib, overcommitMib },
+          { actualMib, previousActualMib: beforeActualMib, overcommitMib },
           'the guest deflated on its own: the pool is overcommitted; paying it back from the others',
         );
       this.reclaim.payBack();
@@ -760,7 +765,8 @@ export class HostService {
   onStats(name: string, sessionId: string, stats: MemoryStats): void {
     const r = this.running.get(name);
     if (!r || r.sessionId !== sessionId) return;
-    r.guest.stats = statsView(stats, this.records.get(name)?.memoryMib ?? 0, this.clock.nowMs());
+    // In place: see writeStatsView.
+    r.guest.stats = writeStatsView(r.guest.stats, stats, this.records.get(name)?.memoryMib ?? 0, this.clock.nowMs());
     this.pool.reportAvailable(name, r.guest.stats.availableMib, r.floorMib);
     this.handoff?.onStats(name);
     this.notify();
