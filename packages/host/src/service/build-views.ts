@@ -70,6 +70,25 @@ export function writeStatsView(into: GuestStatsView | undefined, stats: MemorySt
   return v;
 }
 
+/**
+ * A guest's latest BalloonStatus, copied into `into` when there is one (and
+ * returned): kept per guest until the next status, a decoded frame would
+ * live long enough to be promoted to V8's old generation (see writeStatsView).
+ */
+export function writeStatus(into: BalloonStatus | undefined, status: BalloonStatus): BalloonStatus {
+  if (into === undefined) return { ...status };
+  into.generation = status.generation;
+  into.targetMib = status.targetMib;
+  into.actualMib = status.actualMib;
+  into.lockedMib = status.lockedMib;
+  into.handedOffMib = status.handedOffMib;
+  into.state = status.state;
+  into.reason = status.reason;
+  into.lock = status.lock;
+  into.detail = status.detail;
+  return into;
+}
+
 /** The balloon's size a view shows: a managed guest's pool actual is what its limit holds; its balloon is pinned + handed off. */
 export function balloonActualMibOf(poolActualMib: number, guest: GuestFactsView): number {
   return guest.balloonActualMib ?? poolActualMib;

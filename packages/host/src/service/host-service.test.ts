@@ -1,5 +1,5 @@
 // The service without sockets: a recording GuestLink stands in for a session.
-import type { Hello } from '@memballoon/protocol';
+import { bodies, type BalloonStatus, type Hello } from '@memballoon/protocol';
 import { describe, expect, it, vi } from 'vitest';
 import type { HostError } from '../errors.js';
 import type { GuestLink } from './host-service.js';
@@ -213,5 +213,23 @@ describe('HostService', () => {
     s.onStats('a', r.sessionId, testStats(5000, 4000));
     expect(s.vmView('a').stats).toMatchObject({ availableMib: 1000, totalMib: 1000 });
     expect(s.listVms(true)[0]!.stats).not.toBe(s.vmView('a').stats);
+  });
+
+  it("keeps each guest's newest balloon status as its own copy: the view follows the newest, whatever becomes of the frames", async () => {
+    const { s } = service(4096);
+    s.createVm({ name: 'a', memoryMib: 1000 });
+    const r = await s.openSession(hello('a', 1000), link(), logger);
+    if (!r.ok) throw new Error('a not admitted');
+    await s.setBalloon('a', 200);
+    const generation = s.vmView('a').balloon!.generation;
+    const status = (actualMib: number, state: BalloonStatus['state'], reason: BalloonStatus['reason']) =>
+      bodies.balloonStatus({ generation, targetMib: 200, actualMib, lockedMib: actualMib, state, reason }).value as BalloonStatus;
+    const first = status(100, 'short', 'not_permitted');
+    s.onStatus('a', r.sessionId, first);
+    expect(s.vmView('a').balloon).toMatchObject({ actualMib: 100, state: 'short', reason: 'not_permitted' });
+    first.state = 'steady'; // the frame's object is not what the host keeps
+    expect(s.vmView('a').balloon).toMatchObject({ state: 'short', reason: 'not_permitted' });
+    s.onStatus('a', r.sessionId, status(200, 'steady', 'none'));
+    expect(s.vmView('a').balloon).toMatchObject({ actualMib: 200, state: 'steady', reason: 'none' });
   });
 });

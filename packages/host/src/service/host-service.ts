@@ -15,7 +15,7 @@ import { balloonLimitMib, balloonTargetProblem, guestFloorMib } from '../pool/ba
 import { Pool } from '../pool/pool.js';
 import type { Registry, VmRecord } from '../registry/registry.js';
 import { NO_COUNTERS, type ServiceCounters } from './observer.js';
-import { balloonActualMibOf, vmView, writeStatsView, type GuestFactsView } from './build-views.js';
+import { balloonActualMibOf, vmView, writeStatsView, writeStatus, type GuestFactsView } from './build-views.js';
 import { Reclaimer, SYSTEM_CLOCK, type Clock, type ReclaimSource } from './reclaim.js';
 import { parseCreateVm, parseVmPatch, type CreateVmInput, type VmPatch } from './vm-settings.js';
 import type { GuestsCollaborator } from '../guests/views.js';
@@ -713,7 +713,7 @@ export class HostService {
       reportedMib = ceilingMib;
     }
     const overcommitBeforeMib = this.pool.overcommitMib;
-    r.guest.status = status;
+    r.guest.status = writeStatus(r.guest.status, status);
     if (managed) {
       // The pool counts what the limit holds; the driver moves it (and calls refreshReclaimed).
       r.guest.balloonActualMib = reportedMib;
