@@ -76,17 +76,28 @@ export function writeStatsView(into: GuestStatsView | undefined, stats: MemorySt
  * live long enough to be promoted to V8's old generation (see writeStatsView).
  */
 export function writeStatus(into: BalloonStatus | undefined, status: BalloonStatus): BalloonStatus {
-  if (into === undefined) return { ...status };
-  into.generation = status.generation;
-  into.targetMib = status.targetMib;
-  into.actualMib = status.actualMib;
-  into.lockedMib = status.lockedMib;
-  into.handedOffMib = status.handedOffMib;
-  into.state = status.state;
-  into.reason = status.reason;
-  into.lock = status.lock;
-  into.detail = status.detail;
-  return into;
+  // One shape for every guest's copy (the decoded frame may lack handedOffMib).
+  const v: BalloonStatus = into ?? {
+    generation: 0,
+    targetMib: 0,
+    actualMib: 0,
+    lockedMib: 0,
+    handedOffMib: undefined,
+    state: status.state,
+    reason: status.reason,
+    lock: status.lock,
+    detail: '',
+  };
+  v.generation = status.generation;
+  v.targetMib = status.targetMib;
+  v.actualMib = status.actualMib;
+  v.lockedMib = status.lockedMib;
+  v.handedOffMib = status.handedOffMib;
+  v.state = status.state;
+  v.reason = status.reason;
+  v.lock = status.lock;
+  v.detail = status.detail;
+  return v;
 }
 
 /** The balloon's size a view shows: a managed guest's pool actual is what its limit holds; its balloon is pinned + handed off. */
