@@ -744,7 +744,7 @@ export class HostService {
     const r = this.running.get(name);
     if (!r || r.sessionId !== sessionId) return;
     r.guest.stats = statsView(stats, this.records.get(name)?.memoryMib ?? 0, this.clock.nowMs());
-    this.pool.reportAvailable(name, r.guest.stats.availableMib, r.floorMib);
+    if (balloonAtRest(r.guest.status, r.guest.generation)) this.pool.reportAvailable(name, r.guest.stats.availableMib, r.floorMib);
     this.handoff?.onStats(name);
     this.notify();
   }
@@ -773,4 +773,18 @@ export class HostService {
     }
     this.reclaim.close();
   }
+}
+
+/**
+ * Whether a guest's balloon is at rest, so that its statistics and the
+ * pool's actual describe the same moment: the ceiling a reclaim may ask for
+ * is the actual plus what is available above the floor. While the balloon
+ * moves (or a newer target is on its way), the chunks committed since its
+ * last status are already used memory in the statistics but not yet in the
+ * actual, and the ceiling would come out low by up to a step (two workers'
+ * worth); the ceiling learned at rest is kept until the balloon rests again.
+ */
+function balloonAtRest(status: BalloonStatus | undefined, sentGeneration: number): boolean {
+  if (!status) return true;
+  return (status.state === 'steady' || status.state === 'short') && status.generation === sentGeneration;
 }
