@@ -31,6 +31,7 @@ const stubService = (state: 'poweroff' | 'running', isRunning: boolean) => ({
   isRunning: () => isRunning,
   assertCanStart: () => {},
   startEnded: () => {},
+  guestGone: () => {},
   poolRefusal: () => undefined,
   subscribe: () => () => {},
 });

@@ -602,7 +602,10 @@ export class GuestLauncher implements GuestsCollaborator {
         }
       }
       this.state.remove(name);
-      if (this.guests.get(name) === g) this.guests.delete(name);
+      if (this.guests.get(name) === g) {
+        this.guests.delete(name);
+        this.service?.guestGone(name);
+      }
       this.log.info({ vm: name, why }, 'guest powered off');
     })();
     return g.stopping;

@@ -65,6 +65,8 @@ export interface GuestHostService {
   poolRefusal(name: string): { message: string } | undefined;
   /** startvm ended (the guest was admitted, or the start failed). */
   startEnded(name: string): void;
+  /** A startvm guest is gone with its cgroup: its limit no longer holds room under the pool. */
+  guestGone(name: string): void;
   /** Throws pool_exhausted when the pool could never fund the VM's start (checked before anything is spawned). */
   assertCanStart(name: string): void;
   subscribe(listener: () => void): () => void;

@@ -118,11 +118,22 @@ class World {
   }
 }
 
-function world(poolMib: number, starting?: ReadonlySet<string>) {
+/** What startvm holds: the VMs it is starting, and those whose cgroup it keeps. */
+interface Launched {
+  starting: Set<string>;
+  cgroups: Set<string>;
+}
+
+function world(poolMib: number, launched?: Launched) {
   const w = new World(poolMib);
-  // Only whether startvm is starting a VM matters of the launcher here.
-  const guests = starting
-    ? ({ isStarting: (name: string) => starting.has(name), vmView: () => undefined, acceptsCredential: () => false } as unknown as GuestsCollaborator)
+  // Only what startvm is starting, and whose cgroup it keeps, matters of the launcher here.
+  const guests = launched
+    ? ({
+        isStarting: (name: string) => launched.starting.has(name),
+        vmView: (name: string) => (launched.cgroups.has(name) ? { managedBy: 'startvm', cgroup: `/fake/memballoon/${name}` } : undefined),
+        acceptsCredential: () => false,
+        sessionEnded: () => {},
+      } as unknown as GuestsCollaborator)
     : undefined;
   w.s = testService({
     poolSizeMib: poolMib,
@@ -202,7 +213,7 @@ describe('hand-off in the host service', () => {
 
   it('a VM being started (its cgroup limited before its Hello) keeps its memory under the pool: a raise waits, and goes on when the start ends', async () => {
     const starting = new Set<string>();
-    const w = world(1536, starting);
+    const w = world(1536, { starting, cgroups: new Set() });
     const a = await w.start('a', 1024, 200);
     await w.s.setBalloon('a', 300);
     await settle(w, () => a.handedOffMib === 300);
@@ -221,6 +232,28 @@ describe('hand-off in the host service', () => {
     w.s.startEnded('c');
     await settle(w, () => a.limitMib === 824);
     expect(w.maxLimitSumMib).toBeLessThanOrEqual(1536);
+  });
+
+  it('a startvm guest whose session ended keeps its memory under the pool while its cgroup stays: a raise waits until it is gone', async () => {
+    const cgroups = new Set<string>();
+    const w = world(1536, { starting: new Set(), cgroups });
+    const a = await w.start('a', 1024, 200);
+    await w.s.setBalloon('a', 300);
+    await settle(w, () => a.handedOffMib === 300);
+    await w.start('b', 512, 100);
+    cgroups.add('c');
+    const c = await w.start('c', 300, 50);
+    expect(a.limitMib + w.guests.get('b')!.limitMib + c.limitMib).toBe(1536);
+    // c's session ends (an agent being stopped, or one that may reconnect): its cgroup and limit stay for now.
+    w.s.closeSession('c', c.sessionId, 'test');
+    a.selfDeflate(100);
+    await settle(w, () => w.s.vmView('a').balloon?.handedOffMib === 200);
+    await w.s.handOffsIdle();
+    expect(a.limitMib).toBe(724);
+    // The launcher removed c's cgroup: a's limit comes back.
+    cgroups.delete('c');
+    w.s.guestGone('c');
+    await settle(w, () => a.limitMib === 824);
   });
 
   it('without cgroups the pool is a budget and nothing is handed off', async () => {

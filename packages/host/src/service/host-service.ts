@@ -182,13 +182,26 @@ export class HostService {
    * unmanaged guest frees nothing physical, so it buys no limit), and the
    * memory of each VM being started: startvm gives its cgroup a limit (at
    * most its memory) before the agent's Hello, which neither sum counts until
-   * its admission, and a raise meanwhile would take that room as well.
+   * its admission, and a raise meanwhile would take that room as well. So
+   * does a startvm guest whose session ended while its cgroup stays (an agent
+   * that may reconnect, a guest being stopped): its limit stays until then.
    */
   private limitRoomMib(): number {
     let usedMib = this.handoff?.limitSumMib() ?? 0;
     for (const name of this.pool.names()) if (!this.handoff?.has(name)) usedMib += this.pool.get(name)?.heldMib ?? 0;
-    for (const [name, r] of this.records) if (!this.pool.has(name) && this.isStarting(name)) usedMib += r.memoryMib;
+    for (const [name, r] of this.records) if (!this.pool.has(name) && (this.isStarting(name) || this.holdsCgroup(name))) usedMib += r.memoryMib;
     return this.pool.sizeMib - usedMib;
+  }
+
+  /** Whether the launcher keeps a startvm guest's cgroup (under the pool cgroup, with its limit) for this VM. */
+  private holdsCgroup(name: string): boolean {
+    const managed = this.options.guests?.vmView(name);
+    return managed?.managedBy === 'startvm' && managed.cgroup !== null;
+  }
+
+  /** The launcher removed a startvm guest's cgroup: its room is free for a raise waiting for it. */
+  guestGone(_name: string): void {
+    this.handoff?.roomChanged();
   }
 
   /** Resolves once no hand-off step is in flight (tests, benchmarks). */
@@ -767,7 +780,7 @@ export class HostService {
     if (!r || r.sessionId !== sessionId) return;
     // In place: see writeStatsView.
     r.guest.stats = writeStatsView(r.guest.stats, stats, this.records.get(name)?.memoryMib ?? 0, this.clock.nowMs());
-    this.pool.reportAvailable(name, r.guest.stats.availableMib, r.floorMib);
+    if (balloonAtRest(r.guest.status, r.guest.generation)) this.pool.reportAvailable(name, r.guest.stats.availableMib, r.floorMib);
     this.handoff?.onStats(name);
     this.notify();
   }
@@ -796,4 +809,18 @@ export class HostService {
     }
     this.reclaim.close();
   }
+}
+
+/**
+ * Whether a guest's balloon is at rest, so that its statistics and the
+ * pool's actual describe the same moment: the ceiling a reclaim may ask for
+ * is the actual plus what is available above the floor. While the balloon
+ * moves (or a newer target is on its way), the chunks committed since its
+ * last status are already used memory in the statistics but not yet in the
+ * actual, and the ceiling would come out low by up to a step (two workers'
+ * worth); the ceiling learned at rest is kept until the balloon rests again.
+ */
+function balloonAtRest(status: BalloonStatus | undefined, sentGeneration: number): boolean {
+  if (!status) return true;
+  return (status.state === 'steady' || status.state === 'short') && status.generation === sentGeneration;
 }

@@ -190,6 +190,28 @@ describe('the reclaim', () => {
     expect(running.map((g) => g.link.targets.length)).toEqual(before);
   });
 
+  it('learns a ceiling only from statistics taken while the balloon rests, when they and its actual describe one moment', async () => {
+    const { s, start } = setup(2 * 768);
+    const a = await start('a', 768);
+    // 268 available, floor 64, margin 16: a ceiling of 188.
+    a.stats(268);
+    expect(s.pool.reclaimCapMib('a')).toBe(188);
+    // Mid-step: the statistics already count 100 MiB of pinned chunks as
+    // used, the last status only 40. Taken together they would say 128.
+    a.onTarget = () => a.report(40, 'inflating');
+    await s.setBalloon('a', 100);
+    await settle();
+    a.stats(168);
+    expect(s.pool.reclaimCapMib('a')).toBe(188);
+    // At rest the same figures agree: still 188.
+    a.report(100, 'steady');
+    a.stats(168);
+    expect(s.pool.reclaimCapMib('a')).toBe(188);
+    // And a workload that really grew lowers it (at rest).
+    a.stats(100);
+    expect(s.pool.reclaimCapMib('a')).toBe(120);
+  });
+
   it('plans again when the guests asked have pinned their targets but others took memory back meanwhile', async () => {
     const { s, start, begin } = setup(1000);
     const a = await start('a', 500);
