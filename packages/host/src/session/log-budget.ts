@@ -60,65 +60,74 @@ export class LogBudget {
    * level at run time; set one on the child and it is made at once).
    */
   wrap(logger: Logger, bindings?: Bindings): Logger {
-    const root: LazyNode = { real: logger, parent: undefined, bindings: {}, options: undefined };
-    return this.proxyOf(bindings === undefined ? root : { real: undefined, parent: root, bindings, options: undefined });
+    const root = lazyNode(logger, undefined, {}, undefined);
+    return this.proxyOf(bindings === undefined ? root : lazyNode(undefined, root, bindings, undefined));
   }
 
+  // One handler for every wrapped logger: its state lives on the node (the
+  // proxy's target), so a session's three loggers are three small nodes, not
+  // three handlers with their closures and maps.
+  private readonly handler: ProxyHandler<LazyNode> = {
+    get: (node, prop) => {
+      if (prop === 'child') {
+        node.child ??= (bindings, options) => this.proxyOf(lazyNode(undefined, node, bindings, options));
+        return node.child;
+      }
+      if (typeof prop === 'string' && LEVELS.has(prop)) {
+        // One function per level, made on first use and kept: the wrapper is
+        // on the path of every target and status (a line per target, mostly
+        // dropped under load), where a closure per call showed in the profile.
+        node.levelMethods ??= new Map();
+        let method = node.levelMethods.get(prop);
+        if (method === undefined) {
+          method = (...args: unknown[]) => {
+            // A level that is off writes nothing: it costs no budget and
+            // makes no child. The level's function is looked up per call:
+            // pino replaces it when the logger's level changes, with the
+            // no-op that its `silent` method always is (cheaper to compare
+            // with than isLevelEnabled, which showed at 5,000 guests: a line
+            // per status and target).
+            const levels = levelSourceOf(node);
+            const write = Reflect.get(levels, prop, levels) as (...a: unknown[]) => void;
+            if (write === levels.silent || !this.take()) return;
+            const target = realOf(node);
+            (Reflect.get(target, prop, target) as (...a: unknown[]) => void).apply(target, args);
+          };
+          node.levelMethods.set(prop, method);
+        }
+        return method;
+      }
+      const target = realOf(node);
+      const value = Reflect.get(target, prop, target) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+    set: (node, prop, value) => {
+      const target = realOf(node);
+      return Reflect.set(target, prop, value, target);
+    },
+    has: (node, prop) => prop in realOf(node),
+  };
+
   private proxyOf(node: LazyNode): Logger {
-    // One function per level, made on first use and kept: the wrapper is on
-    // the path of every target and status (a line per target, mostly dropped
-    // under load), where a closure per call showed in the host's profile.
-    const levelMethods = new Map<string, (...args: unknown[]) => void>();
-    let child: ((bindings: Bindings, options?: ChildOptions) => Logger) | undefined;
-    const handler: ProxyHandler<LazyNode> = {
-      get: (_node, prop) => {
-        if (prop === 'child') {
-          child ??= (bindings, options) => this.proxyOf({ real: undefined, parent: node, bindings, options });
-          return child;
-        }
-        if (typeof prop === 'string' && LEVELS.has(prop)) {
-          let method = levelMethods.get(prop);
-          if (method === undefined) {
-            method = (...args: unknown[]) => {
-              // A level that is off writes nothing: it costs no budget and
-              // makes no child. The level's function is looked up per call:
-              // pino replaces it when the logger's level changes, with the
-              // no-op that its `silent` method always is (cheaper to compare
-              // with than isLevelEnabled, which showed at 5,000 guests: a line
-              // per status and target).
-              const levels = levelSourceOf(node);
-              const write = Reflect.get(levels, prop, levels) as (...a: unknown[]) => void;
-              if (write === levels.silent || !this.take()) return;
-              const target = realOf(node);
-              (Reflect.get(target, prop, target) as (...a: unknown[]) => void).apply(target, args);
-            };
-            levelMethods.set(prop, method);
-          }
-          return method;
-        }
-        const target = realOf(node);
-        const value = Reflect.get(target, prop, target) as unknown;
-        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-      },
-      set: (_node, prop, value) => {
-        const target = realOf(node);
-        return Reflect.set(target, prop, value, target);
-      },
-      has: (_node, prop) => prop in realOf(node),
-    };
-    return new Proxy(node, handler) as unknown as Logger;
+    return new Proxy(node, this.handler) as unknown as Logger;
   }
 }
 
 type Bindings = Record<string, unknown>;
 type ChildOptions = Parameters<Logger['child']>[1];
 
-/** A logger that exists (`real`) or will be made from its parent on first use. */
+/** A logger that exists (`real`) or will be made from its parent on first use, with its wrapper's per-level functions. */
 interface LazyNode {
   real: Logger | undefined;
   parent: LazyNode | undefined;
   bindings: Bindings;
   options: ChildOptions;
+  levelMethods: Map<string, (...args: unknown[]) => void> | undefined;
+  child: ((bindings: Bindings, options?: ChildOptions) => Logger) | undefined;
+}
+
+function lazyNode(real: Logger | undefined, parent: LazyNode | undefined, bindings: Bindings, options: ChildOptions): LazyNode {
+  return { real, parent, bindings, options, levelMethods: undefined, child: undefined };
 }
 
 /** The node's pino logger, made now (with its ancestors) if it was not yet. */
