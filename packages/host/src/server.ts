@@ -2,6 +2,7 @@
 // and embedders use it): registry, service, one HTTP server carrying the admin
 // API, the guests' WebSocket endpoint, /metrics and the dashboard.
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { createServer, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
@@ -21,6 +22,7 @@ import { Registry } from './registry/registry.js';
 import { HostService, type HostServiceOptions } from './service/host-service.js';
 import { DEFAULT_CGROUP_PARENT } from './cgroup/index.js';
 import { GuestLauncher } from './guests/launcher.js';
+import { handOffWhileInflatingByDefault } from './handoff/plan.js';
 import { startPolicyLoop } from './service/policy-loop.js';
 import { DEFAULT_SESSION_LIMITS, type SessionLimits } from './session/limits.js';
 import { GuestSession, type GuestFrameHooks } from './session/guest-session.js';
@@ -77,7 +79,7 @@ export interface StartHostOptions {
   guests?: HostGuestsOptions;
   /** The memory cgroup of each managed guest, for embedders with a launcher of their own (default: the guests option's); balloons are handed off to these limits. */
   cgroupOf?: HostServiceOptions['cgroupOf'];
-  /** Hand off while a balloon still inflates (default true); false waits for the settle (the hand-off benchmark's reference). */
+  /** Hand off while a balloon still inflates; false waits for the settle (the hand-off benchmark runs both). Default: where 4 or more cores leave one free for it (handOffWhileInflatingByDefault). */
   handOffWhileInflating?: boolean;
 }
 
@@ -196,7 +198,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
     }
   }
   const service = new HostService({
-    handOffWhileInflating: options.handOffWhileInflating,
+    handOffWhileInflating: options.handOffWhileInflating ?? handOffWhileInflatingByDefault(availableParallelism()),
     guests,
     registry,
     poolSizeMib: options.poolSizeMib,

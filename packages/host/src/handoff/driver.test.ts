@@ -6,7 +6,7 @@ import { CgroupError } from '../cgroup/errors.js';
 import { describe, expect, it } from 'vitest';
 import type { BalloonStatus } from '@memballoon/protocol';
 import { HandOffDriver, type HandOffCgroup } from './driver.js';
-import { handOffReserveMib, INFLATING_MAX_BATCH_MIB, INFLATING_MIN_BATCH_MIB, planHandOff, reclaimedMib } from './plan.js';
+import { handOffReserveMib, handOffWhileInflatingByDefault, INFLATING_MAX_BATCH_MIB, INFLATING_MIN_BATCH_MIB, planHandOff, reclaimedMib } from './plan.js';
 
 const MIB = 1024 * 1024;
 const logger = pino({ level: 'silent' });
@@ -528,5 +528,11 @@ describe('hand-off driver: guests under one pool cgroup', () => {
     await driver.attach('vm', { cgroup: g, memoryMib: 1024, chunkMib: 1, sendHandOff: (mib) => g.sendHandOff(mib) }, { handedOffMib: 0, generation: 1 });
     expect(driver.limitSumMib()).toBe(701);
     expect(driver.view('vm')?.limitMib).toBe(700);
+  });
+});
+
+describe('hand-off while inflating, by default', () => {
+  it('overlaps the inflate only where a core is free beyond the agent and its two workers', () => {
+    expect([1, 2, 3, 4, 8].map(handOffWhileInflatingByDefault)).toEqual([false, false, false, true, true]);
   });
 });

@@ -75,6 +75,19 @@ export const INFLATING_MIN_BATCH_MIB = 8;
  */
 export const INFLATING_MAX_BATCH_MIB = 32;
 
+/**
+ * Whether to hand off while balloons inflate, by default, on a machine with
+ * `cores` CPUs. An inflating agent keeps three threads busy (its main thread
+ * feeding two workers), so the release only overlaps the inflate where a
+ * core is free for it: on 2 cores it takes the workers' CPU instead, and the
+ * whole path from target to memory free grew 1.32× for 1 GiB (quiet
+ * machine, 2026-11-30, `npm run bench -- handoff`), although settled → free
+ * shrank 0.80×. Four cores or more: overlap.
+ */
+export function handOffWhileInflatingByDefault(cores: number): boolean {
+  return cores >= 4;
+}
+
 /** The headroom a hand-off never takes from a guest of memoryMib: 4 % of it, at least 16 MiB. */
 export function handOffReserveMib(memoryMib: number): number {
   return Math.max(16, Math.ceil(memoryMib / 25));
