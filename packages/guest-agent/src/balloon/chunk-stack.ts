@@ -8,7 +8,7 @@
 // the balloon's size: committed chunks plus the handed-off part.
 import { AgentError } from '../errors.js';
 import { MADV_DONTNEED, MADV_DONTNEED_LOCKED, madvise, munlock } from '../native/libc.js';
-import { firstBadPage } from './pages.mjs';
+import { firstBadPage, touchPages } from './pages.mjs';
 import { SpareChunks } from './spares.js';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 
@@ -81,6 +81,13 @@ export class ChunkStack {
   private handedOffMibValue = 0;
   /** Deflated chunks' memory (pages handed back), reused by the next inflate. */
   private readonly spares: SpareChunks;
+  /**
+   * One chunk's memory already committed (resident, not pinned), for the
+   * next target's first chunk: pinning resident pages faults nothing, so the
+   * reaction the host sees is the mlock alone, not 256 page faults (each
+   * slow on a guest that hands freed pages back to its hypervisor).
+   */
+  private warm: { sab: SharedArrayBuffer; bytes: Uint8Array; sizeMib: number } | null = null;
 
   constructor(
     /** The system page size: one touched word per page. */
@@ -112,6 +119,23 @@ export class ChunkStack {
     } catch {
       // No address space now: the next inflate maps its own (and says why if it cannot).
     }
+  }
+
+  /** Commits one chunk of `sizeMib` for the next target's first chunk, unless one is ready (costs that chunk's RSS while idle). */
+  keepWarm(sizeMib: number): void {
+    if (this.warm?.sizeMib === sizeMib) return;
+    let memory = this.spares.take(sizeMib);
+    if (!memory) {
+      try {
+        const sab = allocateChunkMemory(sizeMib * BYTES_PER_MIB);
+        memory = { sab, bytes: new Uint8Array(sab), sizeMib };
+      } catch {
+        return;
+      }
+    }
+    // Any non-zero word commits a page; the chunk's own words are written when it is pinned.
+    touchPages(memory.sab, 1, this.pageSizeBytes / 4);
+    this.warm = memory;
   }
 
   /** Lets go of the spare memory beyond `keepMib` (a GC after this unmaps it). */
@@ -181,7 +205,11 @@ export class ChunkStack {
     for (let left = mib; left > 0; ) {
       const sizeMib = Math.min(chunkMib, left);
       const bytes = sizeMib * BYTES_PER_MIB;
-      let memory = this.spares.take(sizeMib);
+      let memory: { sab: SharedArrayBuffer; bytes: Uint8Array; sizeMib: number } | null = null;
+      if (chunks.length === 0 && this.warm?.sizeMib === sizeMib) {
+        memory = this.warm;
+        this.warm = null;
+      } else memory = this.spares.take(sizeMib);
       if (!memory) {
         try {
           const sab = allocateChunkMemory(bytes);

@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -319,5 +320,30 @@ describe('balloon engine behaviour', () => {
     // 20 MiB were missing below the floor: exactly those came back, once.
     expect(e.status).toMatchObject({ actualMib: 180, handedOffMib: 180, reason: 'guest_pressure' });
     await e.close();
+  });
+});
+
+describe('the first chunk of a target (in this process)', () => {
+  /** Minor page faults of this process so far (/proc/self/stat field 10). */
+  const minorFaults = (): number => Number(readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ')[7]);
+
+  it('is committed before the target comes: pinning it on the target faults (almost) none of its 256 pages', async () => {
+    const engine = new BalloonEngine({ workerThreads: 0 });
+    try {
+      engine.setTarget(4);
+      await engine.settled();
+      // setTarget commits the first chunk synchronously, on this thread.
+      const before = minorFaults();
+      engine.setTarget(5);
+      const faulted = minorFaults() - before;
+      await engine.settled();
+      expect(engine.status.actualMib).toBe(5);
+      // Without the warm chunk: 256 faults (one per page) and more.
+      expect(faulted).toBeLessThan(64);
+      engine.setTarget(0);
+      await engine.settled();
+    } finally {
+      await engine.close();
+    }
   });
 });

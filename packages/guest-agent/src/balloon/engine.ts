@@ -179,6 +179,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     );
     // Mapped now, committed by the first target: its reaction maps nothing.
     this.stack.keepSpare(this.chunkMib);
+    this.stack.keepWarm(this.chunkMib);
     // The threads start with the engine, not with the first target: what they
     // cost (an isolate each, the libc binding) is then the agent's from the
     // start, and the first inflate grows the guest by the balloon alone.
@@ -472,6 +473,8 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.emit('progress', status);
     if (status.state === 'short') this.emit('shortfall', status);
     if (freed) this.gc.afterDeflate(this.stack.actualMib);
+    // The next target's first chunk, committed now that the balloon rests.
+    this.stack.keepWarm(this.chunkMib);
   }
 
   private async inflateStep(missingMib: number, firstStep: boolean): Promise<{ reason: ShortfallReason; detail: string } | null> {
