@@ -37,20 +37,23 @@ describe('GuestSession heartbeat', () => {
     const intervalMs = 1_000;
     const sweep = new HeartbeatSweep(intervalMs, () => 0);
     const ws = new FakeSocket();
-    const startMs = Date.now();
+    // The session reads the clock itself: bracket its birth, so that each
+    // beat below is silent enough (or not) however slow the machine is.
+    const beforeMs = Date.now();
     const session = new GuestSession(ws as unknown as WebSocket, {
       service: { closeSession() {} } as unknown as HostService,
       limits: { ...DEFAULT_SESSION_LIMITS, heartbeatIntervalMs: intervalMs, missedHeartbeats: 3, helloTimeoutMs: 60_000 },
       logger: pino({ level: 'silent' }),
       heartbeat: sweep,
     });
+    const afterMs = Date.now();
     expect(sweep.size).toBe(1);
-    session.beat(startMs + 1.2 * intervalMs);
+    session.beat(beforeMs + 1.2 * intervalMs);
     expect(ws.pings).toBe(0);
-    session.beat(startMs + 1.6 * intervalMs);
+    session.beat(afterMs + 1.6 * intervalMs);
     expect(ws.pings).toBe(1);
     // The ping counts as the host's word: the next is due 1.5 intervals after it.
-    session.beat(startMs + 2.9 * intervalMs);
+    session.beat(beforeMs + 2.9 * intervalMs);
     expect(ws.pings).toBe(1);
     expect(ws.terminated).toBe(false);
     // Nothing from the guest for more than 3 intervals: terminated, and it leaves the sweep.
