@@ -9,7 +9,7 @@
 import { AgentError } from '../errors.js';
 import { MADV_DONTNEED, MADV_DONTNEED_LOCKED, madvise, munlock } from '../native/libc.js';
 import { firstBadPage, touchPages } from './pages.mjs';
-import { SpareChunks } from './spares.js';
+import { SpareChunks, type ChunkMemory } from './spares.js';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 
 // ES2024's growable form of the constructor (Node 20 has it; our lib is ES2023).
@@ -87,7 +87,7 @@ export class ChunkStack {
    * reaction the host sees is the mlock alone, not 256 page faults (each
    * slow on a guest that hands freed pages back to its hypervisor).
    */
-  private warm: { sab: SharedArrayBuffer; bytes: Uint8Array; sizeMib: number } | null = null;
+  private warm: ChunkMemory | null = null;
 
   constructor(
     /** The system page size: one touched word per page. */
@@ -107,31 +107,23 @@ export class ChunkStack {
     return this.spares.spareMib;
   }
 
-  /**
-   * Makes sure memory for one chunk of `sizeMib` is ready (mapped, not
-   * committed): the next target's first chunk then maps nothing.
-   */
-  keepSpare(sizeMib: number): void {
-    if (this.spares.spareMib > 0) return;
-    try {
-      const sab = allocateChunkMemory(sizeMib * BYTES_PER_MIB);
-      this.spares.put({ sab, bytes: new Uint8Array(sab), sizeMib });
-    } catch {
-      // No address space now: the next inflate maps its own (and says why if it cannot).
-    }
+  /** Memory for one chunk: a spare (reused address space) or a new mapping; throws RangeError when V8 cannot map it. */
+  private memoryFor(sizeMib: number): ChunkMemory {
+    const spare = this.spares.take(sizeMib);
+    if (spare) return spare;
+    const sab = allocateChunkMemory(sizeMib * BYTES_PER_MIB);
+    return { sab, bytes: new Uint8Array(sab), sizeMib };
   }
 
   /** Commits one chunk of `sizeMib` for the next target's first chunk, unless one is ready (costs that chunk's RSS while idle). */
   keepWarm(sizeMib: number): void {
     if (this.warm?.sizeMib === sizeMib) return;
-    let memory = this.spares.take(sizeMib);
-    if (!memory) {
-      try {
-        const sab = allocateChunkMemory(sizeMib * BYTES_PER_MIB);
-        memory = { sab, bytes: new Uint8Array(sab), sizeMib };
-      } catch {
-        return;
-      }
+    let memory: ChunkMemory;
+    try {
+      memory = this.memoryFor(sizeMib);
+    } catch {
+      // No address space now: the next target maps its own (and says why if it cannot).
+      return;
     }
     // Any non-zero word commits a page; the chunk's own words are written when it is pinned.
     touchPages(memory.sab, 1, this.pageSizeBytes / 4);
@@ -205,15 +197,13 @@ export class ChunkStack {
     for (let left = mib; left > 0; ) {
       const sizeMib = Math.min(chunkMib, left);
       const bytes = sizeMib * BYTES_PER_MIB;
-      let memory: { sab: SharedArrayBuffer; bytes: Uint8Array; sizeMib: number } | null = null;
+      let memory: ChunkMemory;
       if (chunks.length === 0 && this.warm?.sizeMib === sizeMib) {
         memory = this.warm;
         this.warm = null;
-      } else memory = this.spares.take(sizeMib);
-      if (!memory) {
+      } else {
         try {
-          const sab = allocateChunkMemory(bytes);
-          memory = { sab, bytes: new Uint8Array(sab), sizeMib };
+          memory = this.memoryFor(sizeMib);
         } catch (err) {
           return { chunks, error: `could not allocate ${sizeMib} MiB: ${err instanceof Error ? err.message : String(err)}` };
         }

@@ -177,8 +177,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       // Deflated chunks kept for reuse go with the collection, but one: the next target's first chunk.
       () => this.stack.trimSpares(this.chunkMib),
     );
-    // Mapped now, committed by the first target: its reaction maps nothing.
-    this.stack.keepSpare(this.chunkMib);
+    // The first target's first chunk, mapped and committed now: its reaction faults nothing.
     this.stack.keepWarm(this.chunkMib);
     // The threads start with the engine, not with the first target: what they
     // cost (an isolate each, the libc binding) is then the agent's from the
