@@ -8,16 +8,15 @@
 // and the reaction from a target's arrival to the first chunk pinned.
 //
 //   npx tsx packages/guest-agent/bench/balloon.bench.ts
-import { execFileSync } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { WebSocket, WebSocketServer } from 'ws';
 import { bodies } from '@memballoon/protocol';
 import { BalloonEngine } from '../src/balloon/engine.js';
-import { fullGc } from '../src/balloon/gc.mjs';
 import { MachineDomain, readMachineMemory } from '../src/domain/readers.js';
 import { startAgent } from '../src/agent.js';
 import type { DomainSource } from '../src/domain/source.js';
@@ -288,6 +287,15 @@ async function wireReactionRows(bin: string, samples: number): Promise<BenchRow[
   }
 }
 
+/** wireReactionRows in a fresh child process (this file, `--wire BIN SAMPLES`), its rows sent back over IPC. */
+async function wireReactionRowsInChild(bin: string, samples: number): Promise<BenchRow[]> {
+  const child = fork(fileURLToPath(import.meta.url), ['--wire', bin, String(samples)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const rows = once(child, 'message') as Promise<[BenchRow[]]>;
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`the socket rows' process exited with ${code}`);
+  return (await rows)[0];
+}
+
 /** Runs the balloon benchmark and returns its rows (the root `npm run bench` prints them). */
 export async function runBalloonBench(options: { rounds?: number; log?: (line: string) => void } = {}): Promise<BenchRow[]> {
   const log = options.log ?? (() => {});
@@ -315,15 +323,13 @@ export async function runBalloonBench(options: { rounds?: number; log?: (line: s
     // 1,000 samples (ours and C alike): with 200, a p99 is the 2nd-slowest
     // sample and moved by 2x between runs on a quiet machine.
     rows.push(...(await reactionRows(engine, bin, REACTION_SAMPLES)));
-    // The socket rows measure the agent's own engine: the engine of the rows
-    // above (its idle workers, GBs of reused address space, a heap grown by
-    // 4 GiB cycles) must not share the process with it (p99 2.4 ms with it
-    // still open, 0.6–0.9 ms in a process of its own).
+    // The socket rows run in a process of their own, as an agent does: the
+    // engine of the rows above (its idle workers, GBs of reused address
+    // space, a heap grown by 4 GiB cycles) must not share the process with
+    // the agent they measure, nor with the bare-ws reference beside it.
     await engine.close();
     engineClosed = true;
-    // …and what it left (its buffers, its heap) is collected now, not in the middle of the samples.
-    fullGc()?.();
-    rows.push(...(await wireReactionRows(bin, REACTION_SAMPLES)));
+    rows.push(...(await wireReactionRowsInChild(bin, REACTION_SAMPLES)));
     return rows;
   } finally {
     if (!engineClosed) await engine.close();
@@ -342,7 +348,12 @@ export function formatBenchTable(rows: BenchRow[]): string {
   return lines.join('\n');
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href && process.argv[2] === '--wire') {
+  const rows = await wireReactionRows(process.argv[3]!, Number(process.argv[4]));
+  // Forked by runBalloonBench, or run by hand (`--wire BIN SAMPLES`, BIN built by a full run).
+  if (process.send) process.send(rows, undefined, {}, () => process.exit(0));
+  else process.stdout.write(`${formatBenchTable(rows)}\n`);
+} else if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const rows = await runBalloonBench({ log: (l) => process.stderr.write(`${l}\n`) });
   process.stdout.write(`balloon benchmark, ${new Date().toISOString().slice(0, 10)}\n\n${formatBenchTable(rows)}\n`);
 }
