@@ -279,12 +279,12 @@ export class HostService {
     const record = this.record(name);
     const r = this.running.get(name);
     const p = this.pool.get(name);
-    const view = vmView(record, r && p ? { pool: p, guest: r.guest } : undefined);
-    if (view.state === 'poweroff' && this.isStarting(name)) view.starting = true;
-    if (view.state === 'running' && this.options.facts.sharableMib) view.sharableMib = this.options.facts.sharableMib.vm(name);
-    const managed = this.options.guests?.vmView(name);
-    if (managed) view.managed = managed;
-    return view;
+    const running = r && p ? { pool: p, guest: r.guest } : undefined;
+    return vmView(record, running, {
+      starting: running === undefined && this.isStarting(name),
+      sharableMib: running && this.options.facts.sharableMib ? this.options.facts.sharableMib.vm(name) : 0,
+      managed: this.options.guests?.vmView(name),
+    });
   }
 
   /**
@@ -433,6 +433,38 @@ export class HostService {
    * its turn behind a start or deflate in progress.
    */
   async setBalloon(name: string, targetMib: number, source: TargetSource = 'controlvm', opts: { reclaim?: boolean } = {}): Promise<VmView> {
+    const now = this.setBalloonAtOnce(name, targetMib, source, opts);
+    if (now !== undefined) return now;
+    const t = targetMib;
+    try {
+      // Under the lock even without reclaim (the policy's deflates, funded
+      // from the free quota): memory a waiting start or deflate has reclaimed
+      // must not be spent by someone else meanwhile.
+      await this.reclaim.withQuotaLock(async () => {
+        if (!this.running.has(name)) throw new HostError('not_running', `VM '${name}' stopped while its balloon was being changed`);
+        const cost = this.pool.targetCostMib(name, t);
+        if (cost > this.pool.freeMib && opts.reclaim === false) {
+          throw new HostError('pool_exhausted', `deflating VM '${name}' to ${t} MiB needs ${cost} MiB but only ${this.pool.freeMib} MiB of the pool are free`);
+        }
+        if (cost > this.pool.freeMib) await this.reclaim.fund(cost, [name], `deflating VM '${name}' to ${t} MiB`, () => this.running.has(name));
+        this.applyTarget(name, t, source);
+      });
+    } catch (err) {
+      const e = HostError.from(err);
+      if (e.code === 'pool_exhausted') this.counters.countRefusal('pool_exhausted');
+      throw e;
+    }
+    return this.vmView(name);
+  }
+
+  /**
+   * setBalloon's part that needs no waiting, run synchronously: the VM's view
+   * when the target was applied (or kept for a starting VM) at once, or
+   * undefined, having changed nothing, when it needs the quota lock (then
+   * setBalloon does it). Throws what setBalloon rejects with, with the same
+   * effects. The admin API's PUT answers from it without a promise.
+   */
+  setBalloonAtOnce(name: string, targetMib: number, source: TargetSource = 'controlvm', opts: { reclaim?: boolean } = {}): VmView | undefined {
     const record = this.record(name);
     const t = targetMib;
     const problem = balloonTargetProblem(t, record.memoryMib, name);
@@ -459,25 +491,7 @@ export class HostService {
       this.applyTarget(name, t, source);
       return this.vmView(name);
     }
-    try {
-      // Under the lock even without reclaim (the policy's deflates, funded
-      // from the free quota): memory a waiting start or deflate has reclaimed
-      // must not be spent by someone else meanwhile.
-      await this.reclaim.withQuotaLock(async () => {
-        if (!this.running.has(name)) throw new HostError('not_running', `VM '${name}' stopped while its balloon was being changed`);
-        const cost = this.pool.targetCostMib(name, t);
-        if (cost > this.pool.freeMib && opts.reclaim === false) {
-          throw new HostError('pool_exhausted', `deflating VM '${name}' to ${t} MiB needs ${cost} MiB but only ${this.pool.freeMib} MiB of the pool are free`);
-        }
-        if (cost > this.pool.freeMib) await this.reclaim.fund(cost, [name], `deflating VM '${name}' to ${t} MiB`, () => this.running.has(name));
-        this.applyTarget(name, t, source);
-      });
-    } catch (err) {
-      const e = HostError.from(err);
-      if (e.code === 'pool_exhausted') this.counters.countRefusal('pool_exhausted');
-      throw e;
-    }
-    return this.vmView(name);
+    return undefined;
   }
 
   /** Sets a target in the pool and sends it with a new generation; the one path every target takes. */
