@@ -10,6 +10,7 @@ import { apiGet, ctl, ctlJson, spawnAgent, spawnHost, stopAll, tempDataDir, type
 import { freePort } from './support/ports.js';
 import { balloonKept, procMemory } from './support/proc.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 const POOL_SIZE_MIB = 768;
 // 212 + 412 = 624 MiB held of 768: both fit, whichever comes back first.
@@ -103,8 +104,7 @@ beforeAll(async () => {
 afterAll(async () => {
   watching = false;
   await watcher;
-  await stopAll();
-  data.remove();
+  await cleanUp(stopAll, () => data.remove());
 });
 
 it('survives kill -9 of the host: settings intact, balloons kept and resynced, pool consistent, generations unbroken', async () => {

@@ -9,6 +9,7 @@ import type { HostView, VmView } from '@memballoon/host';
 import { apiGet, ctl, spawnAgent, spawnHost, stopAll, tempDataDir, type Started, type StartedHost } from './support/host.js';
 import { balloonGrowthMib, balloonShare, procMemory } from './support/proc.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 const POOL_SIZE_MIB = 1000;
 let data: ReturnType<typeof tempDataDir>;
@@ -43,8 +44,7 @@ beforeAll(async () => {
 afterAll(async () => {
   watching = false;
   await watcher;
-  await stopAll();
-  data.remove();
+  await cleanUp(stopAll, () => data.remove());
 });
 
 const vm = (name: string) => apiGet<VmView>(host.url, `/vms/${name}`);

@@ -12,6 +12,7 @@ import type { HostView, VmView } from '@memballoon/host';
 import { ctl, ctlJson, spawnAgent, spawnHost, stopAll, tempDataDir, type Started, type StartedHost } from './support/host.js';
 import { balloonGrowthMib, balloonShare, isAlive, procMemory, vmRssMib } from './support/proc.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/grow-memory.mjs', import.meta.url));
 
@@ -38,8 +39,7 @@ beforeAll(async () => {
   host = await spawnHost({ dataDir: data.dir, poolSizeMib: POOL_SIZE_MIB, extra: ['--policy-interval-ms', '200', '--policy-margin-mib', String(MARGIN_MIB)] });
 });
 afterAll(async () => {
-  await stopAll();
-  data.remove();
+  await cleanUp(stopAll, () => data.remove());
 });
 
 const vm = (name: string, url = host.url) => ctlJson<VmView>(url, 'showvminfo', name);
