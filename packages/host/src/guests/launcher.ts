@@ -97,6 +97,12 @@ interface Guest {
   /** When remaining processes get SIGKILL. */
   killAtMs?: number;
   poll?: NodeJS.Timeout;
+  /**
+   * An adopted cgroup whose limit is still the one the hand-off left (its VM
+   * ran and its own limit is not back yet): the pool keeps counting its VM's
+   * memory until then (holdsLimit).
+   */
+  limitHeld?: boolean;
 }
 
 /** The host's managed guests (the service's `guests` collaborator). */
@@ -179,6 +185,19 @@ export class GuestLauncher implements GuestsCollaborator {
     return this.starting.has(name);
   }
 
+  /**
+   * Whether this VM's cgroup still carries a limit the host set while the VM
+   * is not running: a startvm guest's cgroup not yet removed (an agent being
+   * stopped, or one that may reconnect), or an adopted cgroup whose own limit
+   * is not back yet (from its session's end, or a host restart while it ran,
+   * until restoreLimit). The pool counts the VM's memory for it meanwhile.
+   */
+  holdsLimit(name: string): boolean {
+    const g = this.guests.get(name);
+    if (!g?.cgroup) return false;
+    return g.record.kind === 'startvm' || g.limitHeld === true;
+  }
+
   /** unregistervm: lets an adopted cgroup go; refuses while the host runs or starts the VM's guest. */
   forget(name: string): void {
     const g = this.guests.get(name);
@@ -200,6 +219,8 @@ export class GuestLauncher implements GuestsCollaborator {
   sessionEnded(name: string, handOffStopped: Promise<void>): void {
     const g = this.guests.get(name);
     if (g?.record.kind !== 'adopted') return;
+    // The hand-off's last limit stays until the own one is back: counted until then.
+    g.limitHeld = true;
     this.track(
       handOffStopped.then(() => {
         if (this.guests.get(name) === g && !this.service?.isRunning(name)) return this.restoreLimit(g, 'powered off');
@@ -227,9 +248,10 @@ export class GuestLauncher implements GuestsCollaborator {
     const before = g.record.limitBeforeAdoptionBytes;
     if (g.record.kind !== 'adopted' || !g.cgroup || before === undefined) return;
     const now = await g.cgroup.limitBytes();
-    if (now === before) return;
+    if (now === before) return this.limitGivenBack(g);
     try {
       await g.cgroup.setLimitBytes(before);
+      this.limitGivenBack(g);
       this.log.info({ vm: g.record.name, cgroup: g.cgroup.dir, limitBytes: before, fromBytes: now, why }, 'adopted cgroup: its own limit is back');
     } catch (err) {
       this.log.warn(
@@ -237,6 +259,13 @@ export class GuestLauncher implements GuestsCollaborator {
         'adopted cgroup: could not give its limit back',
       );
     }
+  }
+
+  /** An adopted cgroup has its own limit again: the VM's memory it was counted for is room under the pool again. */
+  private limitGivenBack(g: Guest): void {
+    if (!g.limitHeld) return;
+    g.limitHeld = false;
+    this.service?.guestGone(g.record.name);
   }
 
   /** Whether `credential` is the launch token of this VM's agent. */
@@ -681,7 +710,9 @@ export class GuestLauncher implements GuestsCollaborator {
     for (const record of records) {
       const cgroup = record.cgroupDir && this.tree ? this.tree.open(record.cgroupDir) : null;
       if (record.kind === 'adopted') {
-        const g: Guest = { record, cgroup, exited: Promise.resolve() };
+        // A limit other than its own is the previous host's hand-off: counted until given back.
+        const limitBytes = cgroup ? await cgroup.limitBytes().catch(() => undefined) : undefined;
+        const g: Guest = { record, cgroup, exited: Promise.resolve(), limitHeld: limitBytes !== undefined && limitBytes !== record.limitBeforeAdoptionBytes };
         this.guests.set(record.name, g);
         // Nobody left in it (the VM powered off while no host ran): nothing
         // can reconnect, so its own limit goes back now; else at power-off.

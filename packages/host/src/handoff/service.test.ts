@@ -104,8 +104,10 @@ class World {
     const sum = [...this.guests.values()].filter((g) => this.s.isRunning(g.name)).reduce((a, g) => a + g.limitMib, 0);
     this.maxLimitSumMib = Math.max(this.maxLimitSumMib, sum);
   }
-  async start(name: string, memoryMib: number, workloadMib: number) {
+  /** `limitMib`: the cgroup's limit before the session (an adopted cgroup's own); the VM's memory by default, as startvm sets it. */
+  async start(name: string, memoryMib: number, workloadMib: number, limitMib = memoryMib) {
     const g = new SimGuest(name, memoryMib, workloadMib, this);
+    g.limitMib = limitMib;
     this.guests.set(name, g);
     this.s.createVm({ name, memoryMib });
     // biome-ignore lint/complexity/useLiteralKeys: the service's private logger, reached on purpose by this test
@@ -130,7 +132,8 @@ function world(poolMib: number, launched?: Launched) {
   const guests = launched
     ? ({
         isStarting: (name: string) => launched.starting.has(name),
-        vmView: (name: string) => (launched.cgroups.has(name) ? { managedBy: 'startvm', cgroup: `/fake/memballoon/${name}` } : undefined),
+        holdsLimit: (name: string) => launched.cgroups.has(name),
+        vmView: () => undefined,
         acceptsCredential: () => false,
         sessionEnded: () => {},
       } as unknown as GuestsCollaborator)
@@ -253,6 +256,33 @@ describe('hand-off in the host service', () => {
     // The launcher removed c's cgroup: a's limit comes back.
     cgroups.delete('c');
     w.s.guestGone('c');
+    await settle(w, () => a.limitMib === 824);
+  });
+
+  it("an adopted cgroup is counted at its VM's memory from its attach (its own higher limit comes down), and after its session ends until its own limit is back", async () => {
+    // The launcher's holdsLimit: adopted cgroups whose own limit is not back yet.
+    const held = new Set<string>();
+    const w = world(1536, { starting: new Set(), cgroups: held });
+    const a = await w.start('a', 1024, 200);
+    await w.s.setBalloon('a', 300);
+    await settle(w, () => a.handedOffMib === 300);
+    await w.start('b', 512, 100);
+    // d's cgroup comes with its admin's limit of 900 MiB; the VM holds 300 of the pool, the last 300.
+    const d = await w.start('d', 300, 50, 900);
+    await w.s.handOffsIdle();
+    expect(d.limitMib).toBe(300);
+    expect(a.limitMib + w.guests.get('b')!.limitMib + d.limitMib).toBe(1536);
+    // d's session ends: the hand-off's limit stays on its cgroup until the launcher gives its own back.
+    held.add('d');
+    w.s.closeSession('d', d.sessionId, 'test');
+    a.selfDeflate(100);
+    await settle(w, () => w.s.vmView('a').balloon?.handedOffMib === 200);
+    await w.s.handOffsIdle();
+    expect(a.limitMib).toBe(724);
+    // Its own limit is back (the admin's, outside the pool): a's limit comes back.
+    d.limitMib = 900;
+    held.delete('d');
+    w.s.guestGone('d');
     await settle(w, () => a.limitMib === 824);
   });
 

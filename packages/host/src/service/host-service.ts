@@ -183,23 +183,19 @@ export class HostService {
    * memory of each VM being started: startvm gives its cgroup a limit (at
    * most its memory) before the agent's Hello, which neither sum counts until
    * its admission, and a raise meanwhile would take that room as well. So
-   * does a startvm guest whose session ended while its cgroup stays (an agent
-   * that may reconnect, a guest being stopped): its limit stays until then.
+   * does a VM not running whose cgroup still has the host's limit
+   * (guests.holdsLimit): a startvm guest whose session ended while its cgroup
+   * stays (an agent that may reconnect, a guest being stopped), an adopted
+   * cgroup until its own limit is back.
    */
   private limitRoomMib(): number {
     let usedMib = this.handoff?.limitSumMib() ?? 0;
     for (const name of this.pool.names()) if (!this.handoff?.has(name)) usedMib += this.pool.get(name)?.heldMib ?? 0;
-    for (const [name, r] of this.records) if (!this.pool.has(name) && (this.isStarting(name) || this.holdsCgroup(name))) usedMib += r.memoryMib;
+    for (const [name, r] of this.records) if (!this.pool.has(name) && (this.isStarting(name) || this.options.guests?.holdsLimit(name))) usedMib += r.memoryMib;
     return this.pool.sizeMib - usedMib;
   }
 
-  /** Whether the launcher keeps a startvm guest's cgroup (under the pool cgroup, with its limit) for this VM. */
-  private holdsCgroup(name: string): boolean {
-    const managed = this.options.guests?.vmView(name);
-    return managed?.managedBy === 'startvm' && managed.cgroup !== null;
-  }
-
-  /** The launcher removed a startvm guest's cgroup: its room is free for a raise waiting for it. */
+  /** The launcher removed a startvm guest's cgroup, or gave an adopted one its own limit back: its room is free for a raise waiting for it. */
   guestGone(_name: string): void {
     this.handoff?.roomChanged();
   }
