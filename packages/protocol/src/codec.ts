@@ -327,6 +327,11 @@ export function decodeFrame(bytes: Uint8Array, opts: DecodeOptions = {}): Frame 
   if (protocolVersion !== PROTOCOL_VERSION) {
     fail('unsupported_version', `protocol version ${protocolVersion} is not supported (this side speaks ${PROTOCOL_VERSION})`);
   }
+  // A seq past 2^53 is no sender's next number: where numbers are tracked it
+  // is a gap (fatal), not a value to refuse while the session goes on.
+  if (opts.seq !== undefined && !Number.isSafeInteger(Number(env.seq ?? 0))) {
+    fail('out_of_order', `frame ${String(env.seq)} arrived after frame ${opts.seq.lastSeq}; the next must be ${opts.seq.lastSeq + 1}`);
+  }
   const seq = uint(env.seq, 'envelope.seq');
   if (seq === 0) fail('malformed_frame', 'envelope.seq must start at 1');
   opts.seq?.accept(seq);
@@ -391,6 +396,11 @@ export class FrameEncoder {
  */
 export class SeqTracker {
   private last = 0;
+
+  /** The last sequence number accepted (0 before the first frame). */
+  get lastSeq(): number {
+    return this.last;
+  }
 
   /** Accepts the next sequence number (the last one + 1) or throws. */
   accept(seq: number): void {
