@@ -2,6 +2,7 @@
 // plain `ws` and protobufjs loading memballoon.proto at run time, no
 // @memballoon/* import on the guest's side. It follows the .proto's comments
 // literally; where the host does something else, the comment is the contract.
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -89,7 +90,7 @@ const tokens = new Map<string, string>();
 beforeAll(async () => {
   data = tempDataDir();
   host = await startTestHost({ dataDir: data.dir, poolSizeMib: 2048 });
-  for (const name of ['pg-talk', 'pg-seq', 'pg-gap']) tokens.set(name, host.service.createVm({ name, memoryMib: 256 }).token);
+  for (const name of ['pg-talk', 'pg-seq', 'pg-gap', 'pg-big']) tokens.set(name, host.service.createVm({ name, memoryMib: 256 }).token);
 });
 afterAll(async () => {
   await host.close();
@@ -149,5 +150,17 @@ describe('a guest from the .proto alone', () => {
       expect((await g.waitClosed()).code).toBe(4015);
       await waitFor(() => !host.service.isRunning(name), { what: `${name} to power off` });
     }
+  });
+
+  it("a frame above the host's limit (300 KiB, below the 1 MiB of every frame) ends the session as the .proto says: 1009, no Error", async () => {
+    const proto = readFileSync(PROTO, 'utf8');
+    expect(proto).toMatch(/closes the\n\/\/\s+socket with 1009/);
+    const { g } = await welcomed('pg-big');
+    g.send({
+      sharedRegion: { regionId: 1, name: 'r', version: '1', sizeBytes: 4096, pageSizeBytes: 4096, pageHashes: new Uint8Array(300 * 1024), last: true },
+    });
+    expect((await g.waitClosed()).code).toBe(1009);
+    expect(g.frames.filter((f) => f.body === 'error')).toEqual([]);
+    await waitFor(() => !host.service.isRunning('pg-big'), { what: 'pg-big to power off' });
   });
 });
