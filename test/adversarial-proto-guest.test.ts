@@ -106,7 +106,7 @@ async function welcomed(name: string): Promise<{ g: ProtoGuest; welcome: Decoded
 }
 
 describe('a guest from the .proto alone', () => {
-  it('Hello, Welcome, a target, its status, a refused frame that keeps the session, Goodbye: frames numbered 1, 2, 3 by the host', async () => {
+  it('Hello, Welcome, a target, its status, refused frames that keep the session, Goodbye: frames numbered 1, 2, 3, 4 by the host', async () => {
     const { g, welcome } = await welcomed('pg-talk');
     expect(welcome.seq).toBe(1);
     expect(welcome.welcome.heartbeatIntervalMs).toBeGreaterThan(0);
@@ -127,14 +127,19 @@ describe('a guest from the .proto alone', () => {
     await setting;
     await waitFor(() => host.service.vmView('pg-talk').balloon?.actualMib === 64, { what: "the host to count pg-talk's status" });
     expect(host.service.hostView().pool.reclaimedMib).toBe(64);
-    // Out of range only: refused with an Error, the session goes on (the .proto's Errors section).
+    // Out of range only: refused with an Error that names the bound broken, the session goes on (the .proto's Errors section).
+    g.send({
+      balloonStatus: { generation: target.setBalloonTarget.generation, targetMib: 64, actualMib: 64, lockedMib: 70, state: 'BALLOON_STATE_STEADY' },
+    });
+    const lockedAbove = await g.next('error');
+    expect(lockedAbove.error).toMatchObject({ code: 'ERROR_CODE_OUT_OF_RANGE', message: 'balloon_status.locked_mib is 70 MiB, above actual_mib of 64 MiB' });
     g.send({ memoryStats: { totalBytes: 256 * 1024 * 1024, psiSomeAvg10Percent: Number.NaN } });
     const refused = await g.next('error');
     expect(refused.error.code).toBe('ERROR_CODE_OUT_OF_RANGE');
     g.send({ goodbye: { reason: 'GOODBYE_REASON_SHUTDOWN' } });
     const closed = await g.waitClosed();
     expect(closed.code).toBe(1000);
-    expect([welcome.seq, target.seq, refused.seq]).toEqual([1, 2, 3]);
+    expect([welcome.seq, target.seq, lockedAbove.seq, refused.seq]).toEqual([1, 2, 3, 4]);
     await waitFor(() => !host.service.isRunning('pg-talk'), { what: 'pg-talk to power off' });
   });
 

@@ -70,10 +70,10 @@ function uint(value: unknown, field: string, max = Number.MAX_SAFE_INTEGER): num
   return n;
 }
 
-function mib(value: unknown, field: string, guestMemoryMib?: number): number {
+function mib(value: unknown, field: string, guestMemoryMib?: number, boundName = "the guest's memory"): number {
   const n = uint(value, field, MAX_MEMORY_MIB);
   if (guestMemoryMib !== undefined && n > guestMemoryMib) {
-    fail('out_of_range', `${field} is ${n} MiB, above the guest's memory of ${guestMemoryMib} MiB`);
+    fail('out_of_range', `${field} is ${n} MiB, above ${boundName} of ${guestMemoryMib} MiB`);
   }
   return n;
 }
@@ -147,8 +147,8 @@ function readHello(r: Raw): Hello {
   if (chunkSizeMib === 0) fail('out_of_range', 'hello.facts.chunk_size_mib must be above 0');
   const b = obj(r.balloon);
   const actualMib = mib(b.actualMib, 'hello.balloon.actual_mib', totalMemoryMib);
-  const lockedMib = mib(b.lockedMib, 'hello.balloon.locked_mib', actualMib);
-  const handedOffMib = mib(b.handedOffMib, 'hello.balloon.handed_off_mib', actualMib);
+  const lockedMib = mib(b.lockedMib, 'hello.balloon.locked_mib', actualMib, 'actual_mib');
+  const handedOffMib = mib(b.handedOffMib, 'hello.balloon.handed_off_mib', actualMib, 'actual_mib');
   // Pinned and handed-off parts are disjoint pieces of the balloon.
   if (lockedMib + handedOffMib > actualMib)
     fail('out_of_range', `hello.balloon.locked_mib + handed_off_mib (${lockedMib} + ${handedOffMib}) exceed actual_mib ${actualMib}`);
@@ -228,8 +228,8 @@ function readBody(env: Raw, opts: DecodeOptions): Body {
     case 'balloonStatus': {
       const r = obj(env.balloonStatus);
       const actualMib = mib(r.actualMib, 'balloon_status.actual_mib', g);
-      const lockedMib = mib(r.lockedMib, 'balloon_status.locked_mib', actualMib);
-      const handedOffMib = mib(r.handedOffMib, 'balloon_status.handed_off_mib', actualMib);
+      const lockedMib = mib(r.lockedMib, 'balloon_status.locked_mib', actualMib, 'actual_mib');
+      const handedOffMib = mib(r.handedOffMib, 'balloon_status.handed_off_mib', actualMib, 'actual_mib');
       if (lockedMib + handedOffMib > actualMib)
         fail('out_of_range', `balloon_status.locked_mib + handed_off_mib (${lockedMib} + ${handedOffMib}) exceed actual_mib ${actualMib}`);
       return {
