@@ -1,0 +1,80 @@
+// Hostile files in the host's data directory, beyond the token files
+// (host-security.test.ts): the registry and SQLite's files beside it. The
+// host runs as root; whatever it finds there must not make it touch a file
+// outside the directory, nor trust a registry another user can rewrite (it
+// holds the guests' token hashes). Each case: the host refuses to start with
+// a line that names the file, and nothing is changed.
+import { chownSync, lstatSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startTestHost } from './support/in-process-host.js';
+import { tempDataDir } from './support/host.js';
+
+let data: ReturnType<typeof tempDataDir>;
+let outside: ReturnType<typeof tempDataDir>;
+
+beforeEach(async () => {
+  data = tempDataDir();
+  outside = tempDataDir();
+  // A real registry with a VM in it, as a host leaves it.
+  const host = await startTestHost({ dataDir: data.dir, poolSizeMib: 512 });
+  host.service.createVm({ name: 'kept', memoryMib: 256 });
+  await host.close();
+});
+afterEach(() => {
+  data.remove();
+  outside.remove();
+});
+
+const refusal = async () => {
+  const err = await startTestHost({ dataDir: data.dir, poolSizeMib: 512 }).then(
+    async (h) => {
+      await h.close();
+      return undefined;
+    },
+    (e: unknown) => e as Error & { code?: string },
+  );
+  expect(err, 'the host started').toBeDefined();
+  return err as Error & { code?: string };
+};
+
+describe("the registry's files in a hostile data directory", () => {
+  for (const side of ['registry.sqlite-wal', 'registry.sqlite-shm', 'registry.sqlite-journal']) {
+    it(`${side} as a symbolic link to a file elsewhere: refused, and the file it points at keeps its mode and content`, async () => {
+      const target = join(outside.dir, 'precious.txt');
+      writeFileSync(target, 'not the host’s\n', { mode: 0o644 });
+      symlinkSync(target, join(data.dir, side));
+      const err = await refusal();
+      expect(err.message).toContain(side);
+      expect(err.message).toMatch(/symbolic link/);
+      expect(lstatSync(target).mode & 0o777).toBe(0o644);
+      expect(readFileSync(target, 'utf8')).toBe('not the host’s\n');
+    });
+  }
+
+  it.runIf(process.geteuid?.() === 0)('a registry, or a file beside it, that belongs to another user: refused, naming the file and its owner', async () => {
+    const registry = join(data.dir, 'registry.sqlite');
+    const before = readFileSync(registry);
+    chownSync(registry, 65534, 65534);
+    let err = await refusal();
+    expect(err.message).toContain(registry);
+    expect(err.message).toContain('65534');
+    expect(readFileSync(registry).equals(before)).toBe(true);
+    chownSync(registry, 0, 0);
+
+    const wal = join(data.dir, 'registry.sqlite-wal');
+    writeFileSync(wal, '');
+    chownSync(wal, 65534, 65534);
+    err = await refusal();
+    expect(err.message).toContain(wal);
+    chownSync(wal, 0, 0);
+
+    // Put right, the same directory starts with its VM.
+    const host = await startTestHost({ dataDir: data.dir, poolSizeMib: 512 });
+    try {
+      expect(host.service.listVms(false).map((v) => v.name)).toEqual(['kept']);
+    } finally {
+      await host.close();
+    }
+  });
+});
