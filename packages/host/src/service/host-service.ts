@@ -195,6 +195,13 @@ export class HostService {
     return this.pool.sizeMib - usedMib;
   }
 
+  /** MiB a VM being started may take as its cgroup's first limit: limitRoomMib, where the VM itself does not count (the launcher's one figure for it). */
+  startLimitRoomMib(name: string): number {
+    const r = this.records.get(name);
+    const selfMib = r && !this.pool.has(name) && (this.isStarting(name) || this.options.guests?.holdsLimit(name)) ? r.memoryMib : 0;
+    return this.limitRoomMib() + selfMib;
+  }
+
   /** The launcher removed a startvm guest's cgroup, or gave an adopted one its own limit back: its room is free for a raise waiting for it. */
   guestGone(_name: string): void {
     this.handoff?.roomChanged();
