@@ -107,4 +107,22 @@ describe("startvm's log file in a hostile data directory", () => {
       await host.close();
     }
   });
+
+  it('guests/NAME.json.tmp as a symbolic link: startvm writes its record beside it, never through it', async () => {
+    const host = await startTestHost({ dataDir: data.dir, poolSizeMib: 512, guests: testGuests({ forceProcessMode: true }) });
+    try {
+      host.service.createVm({ name: 'recorded', memoryMib: 128 });
+      const target = join(outside.dir, 'precious.txt');
+      writeFileSync(target, 'not the host’s\n', { mode: 0o644 });
+      mkdirSync(join(data.dir, 'guests'), { recursive: true, mode: 0o700 });
+      symlinkSync(target, join(data.dir, 'guests', 'recorded.json.tmp'));
+      const r = await adminApi(host, 'POST', '/vms/recorded/startvm', { command: ['sleep', '600'] });
+      expect(r.status).toBe(200);
+      expect(readFileSync(target, 'utf8')).toBe('not the host’s\n');
+      expect(JSON.parse(readFileSync(join(data.dir, 'guests', 'recorded.json'), 'utf8'))).toMatchObject({ name: 'recorded', kind: 'startvm' });
+      expect((await adminApi(host, 'POST', '/vms/recorded/poweroff')).status).toBe(200);
+    } finally {
+      await host.close();
+    }
+  });
 });
