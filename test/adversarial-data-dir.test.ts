@@ -4,10 +4,10 @@
 // outside the directory, nor trust a registry another user can rewrite (it
 // holds the guests' token hashes). Each case: the host refuses to start with
 // a line that names the file, and nothing is changed.
-import { chownSync, lstatSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startTestHost } from './support/in-process-host.js';
+import { adminApi, startTestHost, testGuests } from './support/in-process-host.js';
 import { tempDataDir } from './support/host.js';
 
 let data: ReturnType<typeof tempDataDir>;
@@ -73,6 +73,54 @@ describe("the registry's files in a hostile data directory", () => {
     const host = await startTestHost({ dataDir: data.dir, poolSizeMib: 512 });
     try {
       expect(host.service.listVms(false).map((v) => v.name)).toEqual(['kept']);
+    } finally {
+      await host.close();
+    }
+  });
+});
+
+describe("startvm's log file in a hostile data directory", () => {
+  it('logs/NAME.log as a symbolic link to a file elsewhere: startvm refuses it and writes nothing through it; logs itself as a link too', async () => {
+    const host = await startTestHost({ dataDir: data.dir, poolSizeMib: 512, guests: testGuests({ forceProcessMode: true }) });
+    try {
+      host.service.createVm({ name: 'logged', memoryMib: 128 });
+      const target = join(outside.dir, 'precious.txt');
+      writeFileSync(target, 'not the host’s\n', { mode: 0o644 });
+      mkdirSync(join(data.dir, 'logs'), { recursive: true, mode: 0o700 });
+      symlinkSync(target, join(data.dir, 'logs', 'logged.log'));
+      const r = await adminApi(host, 'POST', '/vms/logged/startvm', { command: ['sh', '-c', 'echo GUEST OUTPUT; sleep 600'] });
+      expect(r.status).toBeGreaterThanOrEqual(400);
+      expect(r.json.error.message).toContain('logged.log');
+      expect(host.service.isRunning('logged') || host.service.isStarting('logged')).toBe(false);
+      expect(readFileSync(target, 'utf8')).toBe('not the host’s\n');
+      expect(lstatSync(target).mode & 0o777).toBe(0o644);
+
+      // logs/ itself a link to a directory elsewhere: refused the same way, nothing written there.
+      rmSync(join(data.dir, 'logs'), { recursive: true });
+      symlinkSync(outside.dir, join(data.dir, 'logs'));
+      const viaDir = await adminApi(host, 'POST', '/vms/logged/startvm', { command: ['sh', '-c', 'echo GUEST OUTPUT; sleep 600'] });
+      expect(viaDir.status).toBeGreaterThanOrEqual(400);
+      expect(viaDir.json.error.message).toContain('logs');
+      expect(readdirSync(outside.dir)).toEqual(['precious.txt']);
+      expect(host.service.isRunning('logged') || host.service.isStarting('logged')).toBe(false);
+    } finally {
+      await host.close();
+    }
+  });
+
+  it('guests/NAME.json.tmp as a symbolic link: startvm writes its record beside it, never through it', async () => {
+    const host = await startTestHost({ dataDir: data.dir, poolSizeMib: 512, guests: testGuests({ forceProcessMode: true }) });
+    try {
+      host.service.createVm({ name: 'recorded', memoryMib: 128 });
+      const target = join(outside.dir, 'precious.txt');
+      writeFileSync(target, 'not the host’s\n', { mode: 0o644 });
+      mkdirSync(join(data.dir, 'guests'), { recursive: true, mode: 0o700 });
+      symlinkSync(target, join(data.dir, 'guests', 'recorded.json.tmp'));
+      const r = await adminApi(host, 'POST', '/vms/recorded/startvm', { command: ['sleep', '600'] });
+      expect(r.status).toBe(200);
+      expect(readFileSync(target, 'utf8')).toBe('not the host’s\n');
+      expect(JSON.parse(readFileSync(join(data.dir, 'guests', 'recorded.json'), 'utf8'))).toMatchObject({ name: 'recorded', kind: 'startvm' });
+      expect((await adminApi(host, 'POST', '/vms/recorded/poweroff')).status).toBe(200);
     } finally {
       await host.close();
     }

@@ -95,6 +95,8 @@ interface Running {
   guest: GuestFactsView;
   /** The floor sent in Welcome: available memory the guest keeps (see guestFloorMib). */
   floorMib: number;
+  /** The memory the guest reported in Hello: it refuses targets above it, whatever the VM's setting. */
+  guestMemoryMib: number;
   /** The generation each kind of balloon event was last logged for: each is logged once per target, not per status frame. */
   logged: Map<string, number>;
 }
@@ -475,6 +477,15 @@ export class HostService {
       this.counters.countRefusal('balloon_too_large');
       throw new HostError('out_of_range', problem);
     }
+    const guestMemoryMib = this.running.get(name)?.guestMemoryMib;
+    if (guestMemoryMib !== undefined && t > guestMemoryMib) {
+      // The guest would refuse the frame (above its memory) and the balloon would wait for ever.
+      this.counters.countRefusal('balloon_too_large');
+      throw new HostError(
+        'out_of_range',
+        `the guest of VM '${name}' reports ${guestMemoryMib} MiB of memory, less than the VM's ${record.memoryMib} MiB (its agent's --memory-mib or cgroup limit): a balloon of ${t} MiB cannot be held there`,
+      );
+    }
     if (!this.running.has(name) && this.isStarting(name)) {
       // Kept, not refused: an operator's target right after startvm is
       // applied once the guest is admitted (after its Welcome), latest wins.
@@ -587,7 +598,10 @@ export class HostService {
     // a dropped connection or a host restart: keep its target. A fresh start
     // gets the VM's default balloon.
     const resuming = hello.balloon.generation > 0;
-    const targetMib = Math.min(resuming ? hello.balloon.targetMib : record.defaultBalloonMib, balloonLimitMib(memoryMib));
+    // A guest smaller than its VM (an agent's --memory-mib or cgroup limit
+    // below the setting) refuses a target above its own memory, Welcome's
+    // too, and would reconnect for ever: its default balloon is capped to it.
+    const targetMib = Math.min(resuming ? hello.balloon.targetMib : record.defaultBalloonMib, balloonLimitMib(Math.min(memoryMib, hello.facts.totalMemoryMib)));
     const balloonActualMib = Math.min(hello.balloon.actualMib, memoryMib);
     // The floor is the host's to give, so the reclaim knows where the guest
     // would start deflating on its own (the agent's --floor-mib overrides it).
@@ -634,6 +648,7 @@ export class HostService {
         stats: undefined,
       },
       floorMib,
+      guestMemoryMib: hello.facts.totalMemoryMib,
       logged: new Map(),
     });
     this.counters.countSession(name);
