@@ -81,6 +81,13 @@ export class FaultInPool {
   private readonly call: FaultInCall;
   /** Gives up the calls of the step in flight (close() found them stuck). */
   private abandonStep: ((why: string) => void) | null = null;
+  /**
+   * Chunks whose call never returned, kept referenced for good: were V8 to
+   * free their buffer, a call that wakes up later would populate (or pin)
+   * whatever the kernel mapped there next. At most a few (the pool stops
+   * after MAX_CALL_FAILURES), and their pages were released.
+   */
+  private readonly abandoned: Chunk[] = [];
 
   constructor(private readonly options: FaultInPoolOptions) {
     this.populateWorks = options.native;
@@ -166,7 +173,8 @@ export class FaultInPool {
         flying.delete(index);
         states[index] = ChunkState.Abandoned;
         const chunk = chunks[index]!;
-        // The call may go on faulting pages in; those go with the buffer once V8 collects it.
+        this.abandoned.push(chunk);
+        // The call may go on faulting pages in: a few pages of a buffer never reused.
         releaseChunk(chunk);
         chunk.locked = false;
         this.options.onReleased(chunk.sizeMib);
