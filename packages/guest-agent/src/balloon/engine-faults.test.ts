@@ -68,6 +68,27 @@ describe('a fault-in call that libc refuses (ENOMEM)', () => {
   });
 });
 
+describe('a kernel without MADV_POPULATE_WRITE (EINVAL, before Linux 5.14)', () => {
+  it('commits on the main thread from then on: every page committed, nothing reported, no further call made', async () => {
+    // Every call answers EINVAL: counted down from a large budget, so the
+    // calls made can be counted too.
+    const { engine, problems, faults } = faultyEngine('einval', 1000);
+    engine.setTarget(40);
+    expectAt(engine, await within(engine.settled(), 'reaching 40 MiB'), 40);
+    expect(problems).toEqual([]);
+    const callsMade = 1000 - Atomics.load(faults, 0);
+    // At most the calls of the first step in flight (2 lanes × 2), then none.
+    expect(callsMade).toBeGreaterThan(0);
+    expect(callsMade).toBeLessThanOrEqual(4);
+    engine.setTarget(0);
+    await within(engine.settled(), 'deflating');
+    engine.setTarget(24);
+    expectAt(engine, await within(engine.settled(), 'reaching 24 MiB'), 24);
+    expect(1000 - Atomics.load(faults, 0)).toBe(callsMade);
+    await within(engine.close(), 'close');
+  });
+});
+
 describe('fault-in calls that keep failing', () => {
   it('are given up after a few failures: the main thread commits, and says so', async () => {
     const { engine, problems } = faultyEngine('error', 1000);
