@@ -13,6 +13,7 @@ import { ctl, ctlJson, spawnAgent, spawnHost, stopAll, tempDataDir, type Started
 import { cgroupProcs, limitFileOf, openTestHierarchy, testCgroupName, type TestHierarchy } from './support/memory-hierarchy.js';
 import { freePort } from './support/ports.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 const MiB = 1024 * 1024;
 const VM_MIB = 256;
@@ -52,9 +53,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (cg.skipReason) return;
-  await stopAll();
-  if (existsSync(dir())) rmdirSync(dir());
-  data.remove();
+  await cleanUp(
+    stopAll,
+    () => existsSync(dir()) && rmdirSync(dir()),
+    () => data.remove(),
+  );
   expect(existsSync(join(cg.root, PARENT))).toBe(false);
 });
 

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN } from './support/host.js';
+import { cleanUp } from './support/cleanup.js';
 
 function run(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -66,8 +67,10 @@ describe('balloonctl list vms loads only what it needs', () => {
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
   afterAll(async () => {
-    await new Promise((resolve) => server.close(resolve));
-    rmSync(dir, { recursive: true, force: true });
+    await cleanUp(
+      () => server && new Promise((resolve) => server.close(resolve)),
+      () => dir && rmSync(dir, { recursive: true, force: true }),
+    );
   });
 
   it('lists through the admin API without loading SQLite, pino, pino-pretty, the dashboard, metrics or ws', async () => {

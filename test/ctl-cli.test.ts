@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VmView } from '@memballoon/host';
 import { ctl, ctlJson, spawnAgent, spawnHost, stopAll, tempDataDir, type StartedHost } from './support/host.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 let data: ReturnType<typeof tempDataDir>;
 let host: StartedHost;
@@ -16,8 +17,7 @@ beforeAll(async () => {
   expect((await ctl(host.url, 'createvm', '--name', 'cli', '--memory', '256')).code).toBe(0);
 });
 afterAll(async () => {
-  await stopAll();
-  data.remove();
+  await cleanUp(stopAll, () => data.remove());
 });
 
 /** A generous deadline for tests that run balloonctl a dozen times (a node start-up each, slow on a busy machine). */

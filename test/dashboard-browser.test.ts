@@ -15,6 +15,7 @@ import { startHost, type HostHandle } from '@memballoon/host';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeHost, type FakeHost } from '../packages/host/src/dashboard/test-fixtures.js';
 import { waitFor } from './support/index.js';
+import { cleanUp } from './support/cleanup.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const LAUNCH_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
@@ -26,12 +27,17 @@ if (!haveChromium) console.log(`dashboard browser tests skipped: ${CHROMIUM} not
 /** A headless Chromium with a fresh profile, and the page errors it saw. */
 async function openBrowser(): Promise<{ context: BrowserContext; page: Page; pageErrors: string[]; close(): Promise<void> }> {
   const profile = mkdtempSync(join(tmpdir(), 'memballoon-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    args: LAUNCH_ARGS,
-    headless: true,
-    viewport: { width: 1280, height: 1000 },
-  });
+  const context = await chromium
+    .launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      args: LAUNCH_ARGS,
+      headless: true,
+      viewport: { width: 1280, height: 1000 },
+    })
+    .catch((err: unknown) => {
+      rmSync(profile, { recursive: true, force: true });
+      throw err;
+    });
   const page = context.pages()[0] ?? (await context.newPage());
   const pageErrors: string[] = [];
   page.on('pageerror', (err) => pageErrors.push(err.message));
@@ -47,8 +53,10 @@ async function openBrowser(): Promise<{ context: BrowserContext; page: Page; pag
     page,
     pageErrors,
     async close() {
-      await context.close();
-      rmSync(profile, { recursive: true, force: true });
+      await cleanUp(
+        () => context.close(),
+        () => rmSync(profile, { recursive: true, force: true }),
+      );
     },
   };
 }

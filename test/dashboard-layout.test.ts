@@ -16,6 +16,7 @@ import type { SnapshotEvent } from '../packages/host/src/dashboard/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VmHistory } from '../packages/host/src/dashboard/history.js';
 import { startFakeHost, type FakeHost } from '../packages/host/src/dashboard/test-fixtures.js';
+import { cleanUp } from './support/cleanup.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -158,7 +159,10 @@ describe.skipIf(!haveChromium)('dashboard layout in Chromium', () => {
 
   it('with the read-only token, a real host serves a view-only page', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'memballoon-ro-page-'));
-    const real = await startHost({ listenPort: 0, dataDir, poolSizeMib: 1024, policyIntervalMs: 0, fusion: false });
+    const real = await startHost({ listenPort: 0, dataDir, poolSizeMib: 1024, policyIntervalMs: 0, fusion: false }).catch((err: unknown) => {
+      rmSync(dataDir, { recursive: true, force: true });
+      throw err;
+    });
     try {
       real.service.createVm({ name: 'watched', memoryMib: 256 });
       const page = await browser.newPage({ viewport: { width: 800, height: 900 } });
@@ -173,8 +177,10 @@ describe.skipIf(!haveChromium)('dashboard layout in Chromium', () => {
       expect(await admin.locator('.card[data-vm="watched"] form.control').isVisible()).toBe(true);
       await admin.close();
     } finally {
-      await real.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      await cleanUp(
+        () => real.close(),
+        () => rmSync(dataDir, { recursive: true, force: true }),
+      );
     }
   }, 90_000);
 });

@@ -9,6 +9,7 @@ import type { HostView, VmView } from '@memballoon/host';
 import { apiGet, ctl, spawnAgent, spawnHost, stopAll, tempDataDir, type StartedHost } from './support/host.js';
 import { isAlive, vmRssMib } from './support/proc.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 let data: ReturnType<typeof tempDataDir>;
 let host: StartedHost;
@@ -19,8 +20,7 @@ beforeAll(async () => {
   for (const n of ['kill-a', 'kill-b']) expect((await ctl(host.url, 'createvm', '--name', n, '--memory', '256')).code).toBe(0);
 });
 afterAll(async () => {
-  await stopAll();
-  data.remove();
+  await cleanUp(stopAll, () => data.remove());
 });
 
 const vm = (name: string) => apiGet<VmView>(host.url, `/vms/${name}`);

@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { VmView } from '@memballoon/host';
 import { adminTokenOf, apiGet, ctl, ctlJson, spawnAgent, spawnHost, stopAll, tempDataDir, type StartedHost } from './support/host.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 afterAll(async () => {
   await stopAll();
@@ -64,23 +65,29 @@ async function expectStillWorking(host: StartedHost): Promise<void> {
 describe('registry storage faults', () => {
   it('a locked SQLite file: createvm, modifyvm and unregistervm fail with a storage error; nothing changes; all works once the lock goes', async () => {
     const data = tempDataDir();
-    const host = await setUp(data.dir);
-    const before = await stateOf(host);
-    const db = new Database(join(data.dir, 'registry.sqlite'));
-    db.pragma('busy_timeout = 0');
-    db.exec('BEGIN EXCLUSIVE');
+    let host: StartedHost | undefined;
     try {
-      await expectStorageFailures(host);
-      expect(await stateOf(host)).toEqual(before);
-      await expectStillWorking(host);
+      host = await setUp(data.dir);
+      const before = await stateOf(host);
+      const db = new Database(join(data.dir, 'registry.sqlite'));
+      db.pragma('busy_timeout = 0');
+      db.exec('BEGIN EXCLUSIVE');
+      try {
+        await expectStorageFailures(host);
+        expect(await stateOf(host)).toEqual(before);
+        await expectStillWorking(host);
+      } finally {
+        db.exec('ROLLBACK');
+        db.close();
+      }
+      expect((await ctl(host.url, 'createvm', '--name', 'drill-new', '--memory', '128')).code).toBe(0);
+      expect((await ctl(host.url, 'modifyvm', 'drill-off', '--memory-weight', '900')).code).toBe(0);
     } finally {
-      db.exec('ROLLBACK');
-      db.close();
+      await cleanUp(
+        () => host?.stop(),
+        () => data.remove(),
+      );
     }
-    expect((await ctl(host.url, 'createvm', '--name', 'drill-new', '--memory', '128')).code).toBe(0);
-    expect((await ctl(host.url, 'modifyvm', 'drill-off', '--memory-weight', '900')).code).toBe(0);
-    await host.stop();
-    data.remove();
   });
 
   it('a full disk: the same commands fail with a storage error and change nothing', async (ctx) => {
@@ -120,9 +127,11 @@ describe('registry storage faults', () => {
       unlinkSync(filler);
       expect((await ctl(host.url, 'createvm', '--name', 'drill-new', '--memory', '128')).code).toBe(0);
     } finally {
-      await stopAll();
-      execFileSync('umount', ['-l', mountPoint]);
-      rmSync(mountPoint, { recursive: true, force: true });
+      await cleanUp(
+        stopAll,
+        () => execFileSync('umount', ['-l', mountPoint]),
+        () => rmSync(mountPoint, { recursive: true, force: true }),
+      );
     }
   });
 });

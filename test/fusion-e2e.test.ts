@@ -11,6 +11,7 @@ import type { HostView, VmView } from '@memballoon/host';
 import { DEFAULT_KSM_LOCK_PATH, KsmSysfs, probeKsm, type KsmState } from '@memballoon/host';
 import { ctl, ctlJson, spawnAgent, spawnHost, stopAll, tempDataDir, type Started, type StartedHost } from './support/host.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 const COMMON_MIB = 32;
 const PRIVATE_MIB = 4;
@@ -42,8 +43,7 @@ beforeAll(async () => {
   }
 });
 afterAll(async () => {
-  await stopAll();
-  data?.remove();
+  await cleanUp(stopAll, () => data?.remove());
 });
 
 const vm = (name: string) => ctlJson<VmView>(host.url, 'showvminfo', name);

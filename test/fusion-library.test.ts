@@ -8,6 +8,7 @@ import { startHost, type HostHandle } from '@memballoon/host';
 import { createPageFusion, startAgent, type AgentHandle, type PageFusion, type SharedRegionHandle } from '@memballoon/guest-agent';
 import { tempDataDir } from './support/host.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 const COMMON_MIB = 4;
 let host: HostHandle;
@@ -20,9 +21,11 @@ beforeAll(async () => {
   host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 2048, policyIntervalMs: 0, dashboard: false, fusion: { ksm: null } });
 });
 afterAll(async () => {
-  await Promise.all(guests.map((g) => g.agent.close()));
-  await host.close();
-  data.remove();
+  await cleanUp(
+    () => Promise.all(guests.map((g) => g.agent.close())),
+    () => host?.close(),
+    () => data?.remove(),
+  );
 });
 
 describe('page fusion through the libraries', () => {

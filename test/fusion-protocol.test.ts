@@ -8,6 +8,7 @@ import { startHost, type HostHandle } from '@memballoon/host';
 import { connectFake, helloFor, registerVm, type FakeGuest } from './support/fake-guest.js';
 import { tempDataDir } from './support/host.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 let host: HostHandle;
 let data: ReturnType<typeof tempDataDir>;
@@ -25,10 +26,13 @@ beforeEach(async () => {
   });
 });
 afterEach(async () => {
-  for (const g of open) g.close();
-  open.length = 0;
-  await host.close();
-  data.remove();
+  await cleanUp(
+    () => {
+      for (const g of open.splice(0)) g.close();
+    },
+    () => host?.close(),
+    () => data?.remove(),
+  );
 });
 
 // A region of `pages` pages whose hashes are the page numbers (from `from`), as one frame.

@@ -19,6 +19,7 @@ import { adminTokenOf, apiGet, ctlJson, spawnHost, stopAll, tempDataDir, type St
 import { connectFake, helloFor } from './support/fake-guest.js';
 import { isAlive, vmRssMib } from './support/proc.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
 const FRAMES = 12_000;
@@ -55,8 +56,7 @@ beforeAll(async () => {
   }
 }, 60_000);
 afterAll(async () => {
-  await stopAll();
-  data.remove();
+  await cleanUp(stopAll, () => data.remove());
 });
 
 const wsUrl = () => `${host.url.replace(/^http/, 'ws')}${GUEST_PATH}`;

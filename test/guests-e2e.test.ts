@@ -14,6 +14,7 @@ import { cgroupProcs, limitFileOf, openTestHierarchy, testCgroupName, type TestH
 import { freePort } from './support/ports.js';
 import { isAlive } from './support/proc.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 const MiB = 1024 * 1024;
 const POOL_MIB = 1536;
@@ -70,7 +71,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (cg.skipReason) return;
-  await stopAll();
+  await cleanUp(stopAll, cleanParent, () => data.remove());
+}, 60_000);
+
+async function cleanParent(): Promise<void> {
   // Whatever a failed test left: no process, no cgroup survives the file.
   if (existsSync(parentDir())) {
     for (const child of readdirSync(parentDir(), { withFileTypes: true }).filter((d) => d.isDirectory())) {
@@ -81,8 +85,7 @@ afterAll(async () => {
     }
     rmdirSync(parentDir());
   }
-  data.remove();
-}, 60_000);
+}
 
 describe('host-managed guests (real kernel)', () => {
   it('startvm runs three guests, each in its cgroup under the pool cgroup, agent and workload inside', async (ctx) => {

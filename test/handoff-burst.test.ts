@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VmView } from '@memballoon/host';
 import { cgroupOomKills, cgroupV1SkipReason, V1_MEMORY, vmLockedMib, waitFor } from './support/index.js';
 import { ctl, ctlJson, spawnHost, stopAll, tempDataDir, type StartedHost } from './support/host.js';
+import { cleanUp } from './support/cleanup.js';
 
 const MIB = 1024 * 1024;
 const POOL_MIB = 1536;
@@ -104,9 +105,11 @@ describe.skipIf(skipReason !== '')('hand-off burst: three startvm guests take tu
   }, 180_000);
 
   afterAll(async () => {
-    for (const g of GUESTS) await ctl(host.url, 'controlvm', g.name, 'poweroff').catch(() => undefined);
-    await stopAll();
-    data.remove();
+    if (host) for (const g of GUESTS) await ctl(host.url, 'controlvm', g.name, 'poweroff').catch(() => undefined);
+    await cleanUp(stopAll, () => data.remove(), removeParent);
+  }, 120_000);
+
+  async function removeParent(): Promise<void> {
     // The host leaves its parent cgroup behind (another host may share it): this one is the test's.
     if (existsSync(parentDir)) {
       await waitFor(
@@ -118,7 +121,7 @@ describe.skipIf(skipReason !== '')('hand-off burst: three startvm guests take tu
         { what: `removing ${parentDir}` },
       );
     }
-  }, 120_000);
+  }
 
   it('every burst completes with no OOM kill, pool failcnt 0, the limits within the pool at every sample, and handed-off balloons unpinned', async () => {
     expect(num(join(parentDir, 'memory.limit_in_bytes')) / MIB).toBe(POOL_MIB);

@@ -9,6 +9,7 @@ import { KernelMemoryCgroup, kernelCgroupFs, type HostHandle } from '@memballoon
 import { cgroupMib, cgroupNumber, cgroupOomKills, cgroupV1SkipReason, makeV1Cgroup, vmLockedMib, waitFor, type TestCgroup } from './support/index.js';
 import { BIN, stopAll, tempDataDir } from './support/host.js';
 import { startTestHost } from './support/in-process-host.js';
+import { cleanUp } from './support/cleanup.js';
 
 const skipReason = cgroupV1SkipReason();
 if (skipReason) console.log(`skipping the hand-off kernel e2e: ${skipReason}`);
@@ -64,15 +65,19 @@ describe.skipIf(skipReason !== '')('hand-off on the real kernel (balloon-agent i
   });
 
   afterAll(async () => {
-    if (agent && agent.exitCode === null && agent.signalCode === null) {
-      const exited = new Promise((r) => agent!.once('exit', r));
-      agent.kill('SIGKILL');
-      await exited;
-    }
-    await host?.close();
-    await stopAll();
-    data.remove();
-    await cg?.remove();
+    await cleanUp(
+      async () => {
+        if (agent && agent.exitCode === null && agent.signalCode === null) {
+          const exited = new Promise((r) => agent!.once('exit', r));
+          agent.kill('SIGKILL');
+          await exited;
+        }
+      },
+      () => host?.close(),
+      stopAll,
+      () => data?.remove(),
+      () => cg?.remove(),
+    );
   });
 
   it('hands 256 MiB off: limit = memory − 256, cgroup usage back where it was, VmLck ~0, failcnt 0, no OOM; the balloon still reports 256; a deflate raises the limit', async () => {

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHost, type ApiErrorView, type HostHandle } from '@memballoon/host';
 import { tempDataDir } from './support/host.js';
+import { cleanUp } from './support/cleanup.js';
 
 let host: HostHandle;
 let data: ReturnType<typeof tempDataDir>;
@@ -12,8 +13,10 @@ beforeAll(async () => {
   host = await startHost({ listenPort: 0, dataDir: data.dir, poolSizeMib: 1000, policyIntervalMs: 0, fusion: { ksm: null } });
 });
 afterAll(async () => {
-  await host.close();
-  data.remove();
+  await cleanUp(
+    () => host?.close(),
+    () => data?.remove(),
+  );
 });
 
 async function call(method: string, path: string, body?: unknown, raw?: string) {

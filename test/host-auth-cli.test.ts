@@ -7,6 +7,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { VmView } from '@memballoon/host';
 import { adminTokenOf, apiGet, BIN, ctl, ctlJson, runtimeDirOf, spawnAgent, spawnHost, stopAll, tempDataDir, type StartedHost } from './support/host.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 let data: ReturnType<typeof tempDataDir>;
 let host: StartedHost;
@@ -16,8 +17,7 @@ beforeAll(async () => {
   host = await spawnHost({ dataDir: data.dir, poolSizeMib: 1024 });
 });
 afterAll(async () => {
-  await stopAll();
-  data.remove();
+  await cleanUp(stopAll, () => data.remove());
 });
 
 /** balloonctl with exactly the environment given (no data dir, no token unless said; NODE_OPTIONS kept so it runs from src). */

@@ -6,6 +6,7 @@ import type { HostView, VmView } from '@memballoon/host';
 import { ctl, ctlJson, spawnAgent, spawnHost, stopAll, tempDataDir, type Started, type StartedHost } from './support/host.js';
 import { isAlive, vmLockedMib, vmRssMib } from './support/proc.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 let data: ReturnType<typeof tempDataDir>;
 let host: StartedHost;
@@ -15,8 +16,7 @@ beforeAll(async () => {
   host = await spawnHost({ dataDir: data.dir, poolSizeMib: 2048 });
 });
 afterAll(async () => {
-  await stopAll();
-  data.remove();
+  await cleanUp(stopAll, () => data.remove());
 });
 
 const vm = (name: string) => ctlJson<VmView>(host.url, 'showvminfo', name);

@@ -9,6 +9,7 @@ import { spawnAgent, stopAll, tempDataDir, type Started } from './support/host.j
 import { createVms, startTestHost } from './support/in-process-host.js';
 import { vmLockedMib } from './support/proc.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 const VM_MIB = 384;
 // Two guests fit; the third needs about 300 MiB of balloons from the first
@@ -34,10 +35,12 @@ beforeAll(async () => {
   tokens = createVms(host, ['fl-a', 'fl-b', 'fl-c', 'fl-d'], VM_MIB);
 });
 afterAll(async () => {
-  await stopAll();
-  unsubscribe();
-  await host.close();
-  data.remove();
+  await cleanUp(
+    stopAll,
+    () => unsubscribe?.(),
+    () => host?.close(),
+    () => data?.remove(),
+  );
 });
 
 const agentFor = (name: string): Started => spawnAgent({ url: host.url, name, memoryMib: VM_MIB, extra: ['--token', tokens.get(name)!] });

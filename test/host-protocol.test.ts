@@ -6,6 +6,7 @@ import { startHost, type HostHandle } from '@memballoon/host';
 import { connectFake, helloFor, registerVm } from './support/fake-guest.js';
 import { tempDataDir } from './support/host.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 let host: HostHandle;
 let data: { dir: string; remove: () => void };
@@ -26,8 +27,10 @@ beforeEach(async () => {
   });
 });
 afterEach(async () => {
-  await host.close();
-  data.remove();
+  await cleanUp(
+    () => host?.close(),
+    () => data?.remove(),
+  );
 });
 
 const running = (name: string) => host.service.isRunning(name);

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startHost, type HostHandle } from '@memballoon/host';
+import { cleanUp } from './support/cleanup.js';
 
 let dir: string;
 let host: HostHandle;
@@ -17,8 +18,10 @@ beforeAll(async () => {
   host.service.createVm({ name: 'ro-vm', memoryMib: 256 });
 });
 afterAll(async () => {
-  await host.close();
-  rmSync(dir, { recursive: true, force: true });
+  await cleanUp(
+    () => host?.close(),
+    () => dir && rmSync(dir, { recursive: true, force: true }),
+  );
 });
 
 const call = (token: string | undefined, method: string, path: string, body?: unknown) =>

@@ -12,6 +12,7 @@ import { connectFake, helloFor, registerVm } from './support/fake-guest.js';
 import { tempDataDir } from './support/host.js';
 import { captureLogger } from './support/capture-log.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 const hosts: HostHandle[] = [];
 const dirs: Array<{ remove: () => void }> = [];
@@ -25,8 +26,12 @@ async function start(opts: Partial<Parameters<typeof startHost>[0]> = {}): Promi
 }
 
 afterEach(async () => {
-  await Promise.all(hosts.splice(0).map((h) => h.close()));
-  for (const d of dirs.splice(0)) d.remove();
+  await cleanUp(
+    () => Promise.all(hosts.splice(0).map((h) => h.close())),
+    () => {
+      for (const d of dirs.splice(0)) d.remove();
+    },
+  );
 });
 
 const get = (host: HostHandle, path: string, token?: string) =>

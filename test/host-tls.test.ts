@@ -9,6 +9,7 @@ import type { HostHandle } from '@memballoon/host';
 import { BIN, spawnAgent, stopAll, tempDataDir } from './support/host.js';
 import { opensslSkipReason, startTlsHost } from './support/tls.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 const skipReason = opensslSkipReason();
 if (skipReason) console.warn(`host-tls.test.ts skipped: ${skipReason}`);
@@ -26,9 +27,11 @@ describe.skipIf(skipReason !== '')('TLS', () => {
     token = host.service.createVm({ name: 'tls-vm', memoryMib: 128 }).token;
   }, 30_000);
   afterAll(async () => {
-    await stopAll();
-    await host.close();
-    data.remove();
+    await cleanUp(
+      stopAll,
+      () => host?.close(),
+      () => data?.remove(),
+    );
   });
 
   it('serves https, and the agent connects over wss when it trusts the CA file', async () => {

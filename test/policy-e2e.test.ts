@@ -2,16 +2,17 @@
 // host with a small pool and a short policy interval; two guests in auto
 // mode. One agent wraps a workload that grows until its guest is under
 // pressure; within a deadline the host deflates that guest's balloon, inflates
-// the idle guest's (its agent's VmRSS grows: read from /proc, not from the
-// host), and the workload completes without being killed.
+// the idle guest's (what the kernel pins for its agent grows: VmLck read from
+// /proc, not from the host), and the workload completes without being killed.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostView, VmView } from '@memballoon/host';
 import { ctl, ctlJson, spawnAgent, spawnHost, stopAll, tempDataDir, type Started, type StartedHost } from './support/host.js';
-import { isAlive, vmRssMib } from './support/proc.js';
+import { balloonGrowthMib, balloonShare, isAlive, procMemory, vmRssMib } from './support/proc.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/grow-memory.mjs', import.meta.url));
 
@@ -38,8 +39,7 @@ beforeAll(async () => {
   host = await spawnHost({ dataDir: data.dir, poolSizeMib: POOL_SIZE_MIB, extra: ['--policy-interval-ms', '200', '--policy-margin-mib', String(MARGIN_MIB)] });
 });
 afterAll(async () => {
-  await stopAll();
-  data.remove();
+  await cleanUp(stopAll, () => data.remove());
 });
 
 const vm = (name: string, url = host.url) => ctlJson<VmView>(url, 'showvminfo', name);
@@ -126,8 +126,8 @@ describe('automatic balloon policy, end to end', () => {
     );
     expect(busyBefore.balloon).toMatchObject({ targetMib: BUSY_DEFAULT_BALLOON_MIB, actualMib: BUSY_DEFAULT_BALLOON_MIB });
     expect(idleBefore.balloon).toMatchObject({ targetMib: 0, actualMib: 0 });
-    const idleRssBeforeMib = vmRssMib(idle.pid);
-    const busyAgentRssBeforeMib = vmRssMib(busy.pid);
+    const idleMemBefore = procMemory(idle.pid);
+    const busyAgentMemBefore = procMemory(busy.pid);
     const poolBefore = (await ctlJson<HostView>(host.url, 'showhostinfo')).pool;
     expect(poolBefore).toMatchObject({ sizeMib: POOL_SIZE_MIB, heldMib: GUEST_MIB - BUSY_DEFAULT_BALLOON_MIB + GUEST_MIB, freeMib: MARGIN_MIB + 8 });
 
@@ -159,12 +159,18 @@ describe('automatic balloon policy, end to end', () => {
     const relievedAtMs = Date.now();
     expect(busyAfter.balloon!.targetMib).toBeLessThan(BUSY_DEFAULT_BALLOON_MIB);
     expect(busyAfter.balloon!.actualMib).toBeLessThan(BUSY_DEFAULT_BALLOON_MIB);
-    // The deflate is real: the busy agent's VmRSS fell with its balloon.
-    expect(busyAgentRssBeforeMib - vmRssMib(busy.pid)).toBeGreaterThan((BUSY_DEFAULT_BALLOON_MIB - busyAfter.balloon!.actualMib) * 0.8);
+    // The deflate is real: what the kernel pins for the busy agent (VmLck; VmRSS where it cannot pin) fell with its balloon.
+    const busyPinned = busyAfter.balloon!.lock === 'locked';
+    expect(-balloonGrowthMib(busy.pid, busyAgentMemBefore, busyPinned)).toBeGreaterThan(
+      (BUSY_DEFAULT_BALLOON_MIB - busyAfter.balloon!.actualMib) * balloonShare(busyPinned),
+    );
     // What the guest's tree really holds fits in its memory.
     expect(treeRssMib([busy.pid, workloadPid])).toBeLessThan(GUEST_MIB);
 
-    // The idle guest paid for it: the host inflated its balloon and its agent's VmRSS grew by it.
+    // The idle guest paid for it: the host inflated its balloon and what the
+    // kernel pins for its agent grew by it. (Not a VmRSS delta: the fresh
+    // agent frees its start-up garbage meanwhile, which once hid 20 MiB of an
+    // 86 MiB balloon.)
     const idleAfter = await waitFor(
       async () => {
         const v = await vm('idle');
@@ -175,7 +181,9 @@ describe('automatic balloon policy, end to end', () => {
     const idleGrowthMib = idleAfter.balloon!.actualMib;
     expect(idleGrowthMib).toBeGreaterThan(0);
     expect(idleAfter.balloon!.targetMib).toBeLessThanOrEqual(384);
-    expect(vmRssMib(idle.pid) - idleRssBeforeMib).toBeGreaterThan(idleGrowthMib * 0.8);
+    const idlePinned = idleAfter.balloon!.lock === 'locked';
+    const idleKernelGrowthMib = balloonGrowthMib(idle.pid, idleMemBefore, idlePinned);
+    expect(idleKernelGrowthMib).toBeGreaterThan(idleGrowthMib * balloonShare(idlePinned));
 
     // The pool's invariant held throughout what we saw, and memory moved.
     const poolAfter = (await ctlJson<HostView>(host.url, 'showhostinfo')).pool;
@@ -193,7 +201,7 @@ describe('automatic balloon policy, end to end', () => {
         workloadDoneMs: doneAtMs - goAtMs,
         relievedMs: relievedAtMs - goAtMs,
         busy: { before: busyBefore.balloon, after: busyAfter.balloon, availableMib: busyAfter.stats?.availableMib },
-        idle: { before: idleBefore.balloon, after: idleAfter.balloon, rssGrowthMib: Math.round(vmRssMib(idle.pid) - idleRssBeforeMib) },
+        idle: { before: idleBefore.balloon, after: idleAfter.balloon, kernelGrowthMib: Math.round(idleKernelGrowthMib), pinned: idlePinned },
         pool: { before: poolBefore, after: poolAfter },
         policyMoves: moves.length,
         busyDeflatedOnItsOwn: selfDeflated,
@@ -230,7 +238,7 @@ describe('automatic balloon policy, end to end', () => {
       timeoutMs: 30_000,
     });
     expect((await vm('idle2', h.url)).balloon).toMatchObject({ targetMib: 0, actualMib: 0 });
-    const idleRssBeforeMib = vmRssMib(idle.pid);
+    const idleMemBefore = procMemory(idle.pid);
     const goAtMs = Date.now();
     writeFileSync(goFile, '');
 
@@ -251,7 +259,7 @@ describe('automatic balloon policy, end to end', () => {
     expect(short.balloon!.actualMib).toBeLessThan(BUSY_DEFAULT_BALLOON_MIB);
 
     // Within a deadline the policy pays it back from the idle guest: the pool
-    // holds no more than its size again, and the idle agent's VmRSS grew.
+    // holds no more than its size again, and what the kernel pins for the idle agent grew.
     const paid = await waitFor(
       async () => {
         const info = await ctlJson<HostView>(h.url, 'showhostinfo');
@@ -268,7 +276,8 @@ describe('automatic balloon policy, end to end', () => {
       { what: "the idle guest's balloon to settle", timeoutMs: 30_000 },
     );
     expect(idleAfter.balloon!.actualMib).toBeGreaterThanOrEqual(overcommitMib);
-    expect(vmRssMib(idle.pid) - idleRssBeforeMib).toBeGreaterThan(idleAfter.balloon!.actualMib * 0.8);
+    const idlePinned = idleAfter.balloon!.lock === 'locked';
+    expect(balloonGrowthMib(idle.pid, idleMemBefore, idlePinned)).toBeGreaterThan(idleAfter.balloon!.actualMib * balloonShare(idlePinned));
     await waitFor(() => /^done \d+ MiB/m.test(busy.output()), { what: 'the workload to print done', timeoutMs: 30_000 });
     expect(isAlive(busy.pid)).toBe(true);
     console.log(JSON.stringify({ overcommitMib, paidBackMs: paidAtMs - goAtMs, pool: paid, busy: short.balloon, idle: idleAfter.balloon }));

@@ -10,6 +10,7 @@ import type { HostHandle } from '@memballoon/host';
 import { spawnAgent, stopAll, tempDataDir, type Started } from './support/host.js';
 import { adminApi, createVms, startTestHost, testGuests } from './support/in-process-host.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 const VM_MIB = 256;
 const TARGET_MIB = 48;
@@ -24,9 +25,11 @@ beforeAll(async () => {
   tokens = createVms(host, ['early', 'starting'], VM_MIB);
 });
 afterAll(async () => {
-  await stopAll();
-  await host?.close();
-  data?.remove();
+  await cleanUp(
+    stopAll,
+    () => host?.close(),
+    () => data?.remove(),
+  );
 });
 
 const view = (name: string) => host.service.vmView(name);

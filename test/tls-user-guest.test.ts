@@ -14,6 +14,7 @@ import { tempDataDir } from './support/host.js';
 import { testGuests } from './support/in-process-host.js';
 import { opensslSkipReason, startTlsHost } from './support/tls.js';
 import { waitFor } from './support/wait.js';
+import { cleanUp } from './support/cleanup.js';
 
 const GUEST_USER = 'nobody';
 const userExists = (name: string) =>
@@ -38,8 +39,10 @@ beforeAll(async () => {
   host.service.createVm({ name: 'tls-user', memoryMib: 128 });
 }, 30_000);
 afterAll(async () => {
-  await host?.close();
-  data.remove();
+  await cleanUp(
+    () => host?.close(),
+    () => data?.remove(),
+  );
 });
 
 /** The admin API over https, trusting the host's self-signed certificate. */

@@ -1,6 +1,6 @@
 // Testing a service under memory pressure with node:test (see the README's guide).
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -9,8 +9,10 @@ import { launchGuest, withMemoryPressure } from '@memballoon/testing';
 
 const server = fileURLToPath(new URL('../service/server.mjs', import.meta.url));
 
-test('the service keeps answering while a balloon takes 192 MiB of its 384', async () => {
-  const portFile = join(mkdtempSync(join(tmpdir(), 'example-')), 'port');
+test('the service keeps answering while a balloon takes 192 MiB of its 384', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'example-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const portFile = join(dir, 'port');
   const vm = await launchGuest({ memoryMib: 384, command: [process.execPath, server, portFile] });
   try {
     for (const deadline = Date.now() + 30_000; !existsSync(portFile); ) {

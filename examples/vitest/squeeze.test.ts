@@ -1,15 +1,17 @@
 // Testing a service under memory pressure with vitest (see the README's guide).
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launchGuest, withMemoryPressure } from '@memballoon/testing';
-import { expect, test } from 'vitest';
+import { expect, onTestFinished, test } from 'vitest';
 
 const server = fileURLToPath(new URL('../service/server.mjs', import.meta.url));
 
 test('the service keeps answering while a balloon takes 192 MiB of its 384', async () => {
-  const portFile = join(mkdtempSync(join(tmpdir(), 'example-')), 'port');
+  const dir = mkdtempSync(join(tmpdir(), 'example-'));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  const portFile = join(dir, 'port');
   await using vm = await launchGuest({ memoryMib: 384, command: [process.execPath, server, portFile] });
   await expect.poll(() => existsSync(portFile), { timeout: 30_000 }).toBe(true);
   const url = `http://127.0.0.1:${readFileSync(portFile, 'utf8')}`;

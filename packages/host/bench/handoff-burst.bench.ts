@@ -79,6 +79,9 @@ async function runOne(mode: BurstMode, log: (line: string) => void): Promise<Bur
     guests: { cgroupParent: parentName, poolCgroup: mode !== 'static', pathEnv: process.env.PATH ?? '/usr/bin:/bin' },
     // Budget and static: no guest is handed off (the pool stays a number).
     ...(mode === 'hand-off' ? {} : { cgroupOf: () => null }),
+  }).catch((err: unknown) => {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
   });
   let maxLimitSumMib = 0;
   // Counters are kept as the largest seen: a guest whose agent is OOM-killed is powered off and its cgroup removed.
@@ -168,8 +171,11 @@ async function runOne(mode: BurstMode, log: (line: string) => void): Promise<Bur
   }
   sample();
   clearInterval(sampler);
-  await host.close();
-  rmSync(dataDir, { recursive: true, force: true });
+  try {
+    await host.close();
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
   await until(() => {
     try {
       if (existsSync(parentDir)) {

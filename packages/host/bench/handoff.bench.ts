@@ -125,6 +125,9 @@ export async function runHandOffBench(
       cgroupOf: (n) => (n === 'bench' ? cgroup : null),
       handOffWhileInflating: order === 'while inflating',
       ...(options.logger ? { logger: options.logger } : {}),
+    }).catch((err: unknown) => {
+      rmSync(dataDir, { recursive: true, force: true });
+      throw err;
     });
     let agent: ChildProcess | null = null;
     try {
@@ -211,8 +214,11 @@ export async function runHandOffBench(
         agent.kill('SIGKILL');
         await exited;
       }
-      await host.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      try {
+        await host.close();
+      } finally {
+        rmSync(dataDir, { recursive: true, force: true });
+      }
       for (const d of [dir, parent]) {
         for (let tries = 0; ; tries++) {
           try {

@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startHost } from '@memballoon/host';
+import { startHost, type HostHandle } from '@memballoon/host';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { launchGuest, TestingError, UNBOUNDED_WARNING_CODE, withMemoryPressure } from './index.js';
@@ -91,16 +91,17 @@ describe('launchGuest', () => {
 
   it('says so when the host can only run a plain process tree, and refuses then if asked to', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'memballoon-testing-proc-'));
-    const host = await startHost({
-      dataDir,
-      listenPort: 0,
-      poolSizeMib: 1024,
-      guests: { pathEnv: process.env.PATH ?? '/usr/bin:/bin', forceProcessMode: true },
-    });
     const warnings: Error[] = [];
     const onWarning = (w: Error) => warnings.push(w);
-    process.on('warning', onWarning);
+    let host: HostHandle | undefined;
     try {
+      host = await startHost({
+        dataDir,
+        listenPort: 0,
+        poolSizeMib: 1024,
+        guests: { pathEnv: process.env.PATH ?? '/usr/bin:/bin', forceProcessMode: true },
+      });
+      process.on('warning', onWarning);
       await expect(launchGuest({ host, memoryMib: 256, command: [process.execPath, HOLD, '8'], requireCgroup: true })).rejects.toMatchObject({
         code: 'invalid_argument',
       });
@@ -112,7 +113,7 @@ describe('launchGuest', () => {
       expect((await vm.balloon(32)).balloon).toMatchObject({ targetMib: 32, actualMib: 32 });
     } finally {
       process.off('warning', onWarning);
-      await host.close();
+      await host?.close();
       rmSync(dataDir, { recursive: true, force: true });
     }
     // The guest's VM was unregistered when it closed; the host it was given stays the caller's.

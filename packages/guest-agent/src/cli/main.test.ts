@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cgroupLimitBytes, findMemoryCgroup } from '../domain/readers.js';
 import { StubHost } from '../test-support/stub-host.js';
 import { poll } from '../test-support/poll.js';
@@ -14,6 +14,17 @@ function hasCgroupLimit(): boolean {
   const loc = findMemoryCgroup();
   return loc !== null && cgroupLimitBytes(loc) !== null;
 }
+
+// Every temp dir of this file, removed at the end even when a test fails midway.
+const tempDirs: string[] = [];
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
 const BIN = fileURLToPath(new URL('../../bin/balloon-agent.mjs', import.meta.url));
 
@@ -54,7 +65,7 @@ describe('balloon-agent CLI', () => {
 
   it('runs a wrapped workload and exits with its exit code', async () => {
     // The workload ends when the test says so (a file appears), not after a fixed time: the agent's start may take long on a busy machine.
-    const go = join(mkdtempSync(join(tmpdir(), 'agent-wrap-')), 'go');
+    const go = join(tempDir('agent-wrap-'), 'go');
     const workload = `setInterval(() => { if (require('fs').existsSync(${JSON.stringify(go)})) process.exit(3); }, 20)`;
     const { exit } = run(['--host', host.url, '--name', 'wrap-vm', '--log-level', 'silent', '--memory-mib', '1024', '--', process.execPath, '-e', workload]);
     const conn = await poll(() => host.latest, 'a connection');
@@ -68,7 +79,7 @@ describe('balloon-agent CLI', () => {
 
   it('keeps its token from the workload it wraps (MEMBALLOON_TOKEN is not inherited)', async () => {
     // The workload writes what it sees to a file and stays until the agent stops it: no race with the agent's start.
-    const seen = join(mkdtempSync(join(tmpdir(), 'agent-env-')), 'seen.json');
+    const seen = join(tempDir('agent-env-'), 'seen.json');
     const probe = `require('fs').writeFileSync(${JSON.stringify(seen)}, JSON.stringify({ token: process.env.MEMBALLOON_TOKEN ?? null, other: process.env.WORKLOAD_SEES ?? null })); setInterval(() => {}, 1000)`;
     const { child, exit } = run(['--host', host.url, '--name', 'env-vm', '--log-level', 'silent', '--memory-mib', '256', '--', process.execPath, '-e', probe], {
       ...process.env,

@@ -2,11 +2,22 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadHostConfig } from '../config.js';
 import { HostError } from '../errors.js';
 import { loadCtlConfig } from './ctl-config.js';
 import { writeHostRecord } from './host-record.js';
+
+// Every temp dir of this file, removed at the end even when a test fails midway.
+const tempDirs: string[] = [];
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
 describe('balloon-host security flags', () => {
   it('are off by default and read from flags and env', () => {
@@ -24,7 +35,7 @@ describe('balloon-host security flags', () => {
 });
 
 describe('balloonctl admin token', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'memballoon-ctl-'));
+  const dir = tempDir('memballoon-ctl-');
   writeFileSync(join(dir, 'admin.token'), 'from-file\n', { mode: 0o600 });
 
   it('comes from --admin-token, then MEMBALLOON_ADMIN_TOKEN, then the data dir file', () => {
@@ -36,18 +47,17 @@ describe('balloonctl admin token', () => {
   });
 
   it('is the default data dir’s file, or nothing', () => {
-    const xdg = mkdtempSync(join(tmpdir(), 'memballoon-xdg-'));
+    const xdg = tempDir('memballoon-xdg-');
     const env = { XDG_DATA_HOME: xdg, MEMBALLOON_RUNTIME_DIR: join(xdg, 'run') };
     expect(loadCtlConfig(['list'], env).adminToken).toBeUndefined();
     expect(loadCtlConfig(['list'], env).tokenLookup.triedFiles).toEqual([join(xdg, 'memballoon', 'admin.token')]);
     mkdirSync(join(xdg, 'memballoon'));
     writeFileSync(join(xdg, 'memballoon', 'admin.token'), 'default-dir\n', { mode: 0o600 });
     expect(loadCtlConfig(['list'], env).adminToken).toBe('default-dir');
-    rmSync(xdg, { recursive: true, force: true });
   });
 
   it("is the data dir's of the host recorded at the URL before the default one; an explicit data dir wins", () => {
-    const root = mkdtempSync(join(tmpdir(), 'memballoon-rec-'));
+    const root = tempDir('memballoon-rec-');
     const env = { XDG_DATA_HOME: join(root, 'xdg'), MEMBALLOON_RUNTIME_DIR: join(root, 'run') };
     mkdirSync(join(root, 'demo'));
     writeFileSync(join(root, 'demo', 'admin.token'), 'recorded\n', { mode: 0o600 });
@@ -56,7 +66,6 @@ describe('balloonctl admin token', () => {
     expect(found.tokenLookup).toEqual({ token: 'recorded', source: join(root, 'demo', 'admin.token'), triedFiles: [join(root, 'demo', 'admin.token')] });
     expect(loadCtlConfig(['--host', 'http://127.0.0.1:7451', 'list'], env).adminToken).toBeUndefined();
     expect(loadCtlConfig(['--data-dir', dir, 'list'], env).adminToken).toBe('from-file');
-    rmSync(root, { recursive: true, force: true });
   });
 
   it('takes --json, --help and --version anywhere; a flag without its value is refused', () => {

@@ -2,7 +2,9 @@
 // poweroff and modifyvm --cgroup request gets a clear error and leaves nothing
 // behind; process mode (no cgroups) runs and stops a real guest; adoption of
 // an existing cgroup on the real kernel (root; skipped with a reason otherwise).
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { adminApi as api, startTestHost, testGuests } from '@memballoon/e2e/in-process-host';
@@ -25,10 +27,11 @@ afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
 /** Polls probe until it answers, for up to a minute. */
 const until = <T>(what: string, probe: () => T | undefined) => waitFor(probe, { what, timeoutMs: 60_000 });
 
-/** The service a launcher tested alone is attached to: one VM of 256 MiB in this state. */
-const stubService = (state: 'poweroff' | 'running', isRunning: boolean) => ({
+/** The service a launcher tested alone is attached to: one VM of 256 MiB in this state, `roomMib` under the pool for its starting limit. */
+const stubService = (state: 'poweroff' | 'running', isRunning: boolean, roomMib = Number.POSITIVE_INFINITY) => ({
   vmView: () => ({ state, memoryMib: 256 }) as never,
   isRunning: () => isRunning,
+  startLimitRoomMib: () => roomMib,
   assertCanStart: () => {},
   startEnded: () => {},
   guestGone: () => {},
@@ -279,6 +282,97 @@ describe('modifyvm --cgroup adopts an existing cgroup (real kernel)', () => {
     expect((await api(host, 'GET', '/vms/c2')).json.managed).toBeUndefined();
     // Adoption never creates or removes the cgroup.
     expect(existsSync(box)).toBe(true);
+  });
+});
+
+describe("an adopted cgroup's limit under the pool (real kernel)", () => {
+  const MIB = 1024 * 1024;
+  const parent = testCgroupName();
+  const box = `${testCgroupName()}-adopted`;
+  let hierarchy: Awaited<ReturnType<typeof openTestHierarchy>> = { skipReason: 'not opened', root: '', version: 1 };
+  const limitMib = () => Number(readFileSync(limitFileOf(join(hierarchy.root, box), hierarchy.version), 'utf8')) / MIB;
+  const setLimitMib = (mib: number) => writeFileSync(limitFileOf(join(hierarchy.root, box), hierarchy.version), String(mib * MIB));
+  const gone: string[] = [];
+  const open = (dataDir: string) =>
+    openLauncher({ dataDir, forceProcessMode: false, cgroupParent: parent }).then((l) => {
+      l.attach({ ...stubService('poweroff', false), guestGone: (name: string) => void gone.push(name) });
+      return l;
+    });
+  beforeAll(async () => {
+    hierarchy = await openTestHierarchy(parent);
+    if (hierarchy.skipReason) return console.log(`adopted limit tests skipped: ${hierarchy.skipReason}`);
+    mkdirSync(join(hierarchy.root, box));
+    setLimitMib(400);
+  });
+  afterAll(() => {
+    if (hierarchy.skipReason) return;
+    rmdirSync(join(hierarchy.root, box));
+    if (existsSync(join(hierarchy.root, parent))) rmdirSync(join(hierarchy.root, parent));
+  });
+
+  it("counts it from its session's end until its own limit is back, also for a host restarted while it ran", async (ctx) => {
+    if (hierarchy.skipReason) return ctx.skip();
+    const dataDir = tempDir();
+    const first = await open(dataDir);
+    await first.adopt('c', box);
+    // Adopted, powered off: its limit is the admin's, not the pool's.
+    expect(first.holdsLimit('c')).toBe(false);
+    // The VM ran and the hand-off left 200 MiB; its session ends: held until its own 400 is back.
+    setLimitMib(200);
+    let handOffStopped!: () => void;
+    first.sessionEnded('c', new Promise<void>((r) => (handOffStopped = r)));
+    expect(first.holdsLimit('c')).toBe(true);
+    handOffStopped();
+    await first.idle();
+    expect(limitMib()).toBe(400);
+    expect(first.holdsLimit('c')).toBe(false);
+    expect(gone).toEqual(['c']);
+    await first.close();
+
+    // A host that stops while the VM runs squeezed (kill -9: no restore), a workload still in the cgroup.
+    setLimitMib(200);
+    const sleeper = spawn('sleep', ['600'], { stdio: 'ignore' });
+    try {
+      writeFileSync(join(hierarchy.root, box, 'cgroup.procs'), String(sleeper.pid));
+      const second = await open(dataDir);
+      // The previous host's hand-off limit is on it, and the agent may reconnect: held.
+      expect(second.holdsLimit('c')).toBe(true);
+      await second.adopt('c', null);
+      expect(limitMib()).toBe(400);
+      expect(second.holdsLimit('c')).toBe(false);
+      await second.close();
+    } finally {
+      const exited = once(sleeper, 'exit');
+      sleeper.kill('SIGKILL');
+      await exited;
+    }
+  });
+});
+
+describe("startvm's starting limit under a pool cgroup is the service's counted room (real kernel)", () => {
+  const parent = testCgroupName();
+  let hierarchy: Awaited<ReturnType<typeof openTestHierarchy>> = { skipReason: 'not opened', root: '', version: 1 };
+  beforeAll(async () => {
+    hierarchy = await openTestHierarchy(parent);
+    if (hierarchy.skipReason) console.log(`starting limit tests skipped: ${hierarchy.skipReason}`);
+  });
+
+  it("refuses when the counted room is short though the kernel's files show the pool empty (a raise counted, not yet written)", async (ctx) => {
+    if (hierarchy.skipReason) return ctx.skip();
+    const launcher = await openLauncher({ dataDir: tempDir(), forceProcessMode: false, cgroupParent: parent, poolCgroup: true });
+    try {
+      launcher.attach(stubService('poweroff', false, 100));
+      // The pool cgroup has no child: 1024 MiB free as the kernel sees it.
+      expect(readdirSync(join(hierarchy.root, parent), { withFileTypes: true }).filter((d) => d.isDirectory())).toEqual([]);
+      await expect(launcher.startvm('c', { command: ['sleep', '600'], fromLoopback: true })).rejects.toMatchObject({
+        code: 'pool_exhausted',
+        message: expect.stringContaining('leave 100 MiB of the 1024 MiB pool cgroup'),
+      });
+      expect(existsSync(join(hierarchy.root, parent, 'c'))).toBe(false);
+    } finally {
+      await launcher.close();
+    }
+    expect(existsSync(join(hierarchy.root, parent))).toBe(false);
   });
 });
 

@@ -3,23 +3,14 @@
 // it, and waits for its Hello; poweroff stops it and removes the cgroup; a
 // host restarted after kill -9 finds its guests again from their records.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, closeSync, constants, existsSync, fchownSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { chownSync, closeSync, constants, existsSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
-import {
-  CgroupError,
-  openMemoryHierarchy,
-  planLimits,
-  sumOfLimits,
-  type CgroupFs,
-  type CgroupTree,
-  type KernelMemoryCgroup,
-  type MemoryCgroup,
-} from '../cgroup/index.js';
+import { CgroupError, openMemoryHierarchy, planLimits, type CgroupFs, type CgroupTree, type KernelMemoryCgroup, type MemoryCgroup } from '../cgroup/index.js';
 import { HostError } from '../errors.js';
 import { checkCommand, findUser, resolveCommand, type GuestUser } from './command.js';
 import { toHostError } from './errors.js';
@@ -97,6 +88,12 @@ interface Guest {
   /** When remaining processes get SIGKILL. */
   killAtMs?: number;
   poll?: NodeJS.Timeout;
+  /**
+   * An adopted cgroup whose limit is still the one the hand-off left (its VM
+   * ran and its own limit is not back yet): the pool keeps counting its VM's
+   * memory until then (holdsLimit).
+   */
+  limitHeld?: boolean;
 }
 
 /** The host's managed guests (the service's `guests` collaborator). */
@@ -179,6 +176,19 @@ export class GuestLauncher implements GuestsCollaborator {
     return this.starting.has(name);
   }
 
+  /**
+   * Whether this VM's cgroup still carries a limit the host set while the VM
+   * is not running: a startvm guest's cgroup not yet removed (an agent being
+   * stopped, or one that may reconnect), or an adopted cgroup whose own limit
+   * is not back yet (from its session's end, or a host restart while it ran,
+   * until restoreLimit). The pool counts the VM's memory for it meanwhile.
+   */
+  holdsLimit(name: string): boolean {
+    const g = this.guests.get(name);
+    if (!g?.cgroup) return false;
+    return g.record.kind === 'startvm' || g.limitHeld === true;
+  }
+
   /** unregistervm: lets an adopted cgroup go; refuses while the host runs or starts the VM's guest. */
   forget(name: string): void {
     const g = this.guests.get(name);
@@ -200,6 +210,8 @@ export class GuestLauncher implements GuestsCollaborator {
   sessionEnded(name: string, handOffStopped: Promise<void>): void {
     const g = this.guests.get(name);
     if (g?.record.kind !== 'adopted') return;
+    // The hand-off's last limit stays until the own one is back: counted until then.
+    g.limitHeld = true;
     this.track(
       handOffStopped.then(() => {
         if (this.guests.get(name) === g && !this.service?.isRunning(name)) return this.restoreLimit(g, 'powered off');
@@ -227,9 +239,10 @@ export class GuestLauncher implements GuestsCollaborator {
     const before = g.record.limitBeforeAdoptionBytes;
     if (g.record.kind !== 'adopted' || !g.cgroup || before === undefined) return;
     const now = await g.cgroup.limitBytes();
-    if (now === before) return;
+    if (now === before) return this.limitGivenBack(g);
     try {
       await g.cgroup.setLimitBytes(before);
+      this.limitGivenBack(g);
       this.log.info({ vm: g.record.name, cgroup: g.cgroup.dir, limitBytes: before, fromBytes: now, why }, 'adopted cgroup: its own limit is back');
     } catch (err) {
       this.log.warn(
@@ -237,6 +250,13 @@ export class GuestLauncher implements GuestsCollaborator {
         'adopted cgroup: could not give its limit back',
       );
     }
+  }
+
+  /** An adopted cgroup has its own limit again: the VM's memory it was counted for is room under the pool again. */
+  private limitGivenBack(g: Guest): void {
+    if (!g.limitHeld) return;
+    g.limitHeld = false;
+    this.service?.guestGone(g.record.name);
   }
 
   /** Whether `credential` is the launch token of this VM's agent. */
@@ -306,34 +326,25 @@ export class GuestLauncher implements GuestsCollaborator {
 
   /**
    * The limit a new VM cgroup starts with: its memory, or under a pool cgroup
-   * what the other guests' limits leave of the parent's when that is less.
-   * The host reclaims the rest when the agent says Hello (balloons of the
-   * others handed off to their limits), and the hand-off then raises this
-   * guest's limit to its memory, so the children never sum above the pool.
+   * what the other guests' limits leave of the pool when that is less. The
+   * figure is the service's (startLimitRoomMib: the hand-off's counted sum
+   * of limits, the one owner of that rule), not a reading of the kernel's
+   * files: a raise is counted before its write, so a startvm that begins
+   * while one is being written sees its room taken. The host reclaims the
+   * rest when the agent says Hello (balloons of the others handed off to
+   * their limits), and the hand-off then raises this guest's limit to its
+   * memory, so the children never sum above the pool.
    */
-  private async startingLimitBytes(name: string, memoryBytes: number): Promise<number> {
-    const tree = this.tree;
-    if (!tree || !this.options.poolCgroup) return memoryBytes;
-    const parentBytes = await tree.parent().limitBytes();
-    if (parentBytes === null) return memoryBytes;
-    const others: Array<number | null> = [];
-    for (const child of await tree.children()) {
-      if (child !== name)
-        others.push(
-          await tree
-            .open(`${tree.parentDir}/${child}`)
-            .limitBytes()
-            .catch(() => null),
-        );
-    }
-    const roomBytes = Math.floor((parentBytes - sumOfLimits(others)) / BYTES_PER_MIB) * BYTES_PER_MIB;
-    if (roomBytes < MIN_STARTING_LIMIT_MIB * BYTES_PER_MIB) {
+  private startingLimitBytes(name: string, memoryBytes: number): number {
+    if (!this.tree || !this.options.poolCgroup) return memoryBytes;
+    const roomMib = Math.max(0, Math.floor(this.svc().startLimitRoomMib(name)));
+    if (roomMib < MIN_STARTING_LIMIT_MIB) {
       throw new HostError(
         'pool_exhausted',
-        `VM '${name}' cannot start: the other guests' cgroup limits leave ${Math.max(0, roomBytes / BYTES_PER_MIB)} MiB of the ${parentBytes / BYTES_PER_MIB} MiB pool cgroup, below the ${MIN_STARTING_LIMIT_MIB} MiB its agent needs to start; make room first (a balloon on another VM, which the host hands off to its limit, or a poweroff)`,
+        `VM '${name}' cannot start: the other guests' cgroup limits leave ${roomMib} MiB of the ${this.options.poolSizeMib} MiB pool cgroup, below the ${MIN_STARTING_LIMIT_MIB} MiB its agent needs to start; make room first (a balloon on another VM, which the host hands off to its limit, or a poweroff)`,
       );
     }
-    return Math.min(memoryBytes, roomBytes);
+    return Math.min(memoryBytes, roomMib * BYTES_PER_MIB);
   }
 
   // ---- startvm ---------------------------------------------------------------
@@ -378,7 +389,7 @@ export class GuestLauncher implements GuestsCollaborator {
     try {
       if (this.tree) {
         cgroup = await this.makeCgroup(name);
-        await this.setLimits(new Map([[name, await this.startingLimitBytes(name, memoryMib * BYTES_PER_MIB)]]), undefined, new Set([name]));
+        await this.setLimits(new Map([[name, this.startingLimitBytes(name, memoryMib * BYTES_PER_MIB)]]), undefined, new Set([name]));
         // An unprivileged guest's shim must be able to move itself in: only
         // cgroup.procs is given to the user (never the limit files).
         if (user) for (const f of this.tree.version === 1 ? ['cgroup.procs', 'tasks'] : ['cgroup.procs']) chownSync(join(cgroup.dir, f), user.uid, user.gid);
@@ -394,7 +405,7 @@ export class GuestLauncher implements GuestsCollaborator {
     let child: ChildProcess;
     try {
       mkdirSync(logsDir, { recursive: true, mode: 0o700 });
-      const fd = openSync(logFile, 'a', 0o600);
+      const fd = openGuestLog(logsDir, logFile);
       try {
         if (user) fchownSync(fd, user.uid, user.gid);
         const agentArgv = [...this.options.agentCommand, '--host', this.options.hostUrl(), '--name', name, '--memory-mib', String(memoryMib), '--', ...command];
@@ -681,7 +692,9 @@ export class GuestLauncher implements GuestsCollaborator {
     for (const record of records) {
       const cgroup = record.cgroupDir && this.tree ? this.tree.open(record.cgroupDir) : null;
       if (record.kind === 'adopted') {
-        const g: Guest = { record, cgroup, exited: Promise.resolve() };
+        // A limit other than its own is the previous host's hand-off: counted until given back.
+        const limitBytes = cgroup ? await cgroup.limitBytes().catch(() => undefined) : undefined;
+        const g: Guest = { record, cgroup, exited: Promise.resolve(), limitHeld: limitBytes !== undefined && limitBytes !== record.limitBeforeAdoptionBytes };
         this.guests.set(record.name, g);
         // Nobody left in it (the VM powered off while no host ran): nothing
         // can reconnect, so its own limit goes back now; else at power-off.
@@ -763,4 +776,29 @@ function lastLine(file: string | undefined): string {
   } catch {
     return 'no log';
   }
+}
+
+/**
+ * Opens a guest's log for appending without following links: the host runs
+ * as root, and a planted logs/ or logs/NAME.log link had it append the
+ * guest's output to any file (and, with --user, chown it to the guest).
+ */
+function openGuestLog(logsDir: string, logFile: string): number {
+  if (!lstatSync(logsDir).isDirectory())
+    throw new HostError('unsafe_file', `${logsDir} is not a directory (a symbolic link?): remove it and the host makes it`);
+  let fd: number;
+  try {
+    // O_NONBLOCK: a FIFO planted there fails at once instead of blocking startvm.
+    fd = openSync(logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP' || code === 'ENXIO')
+      throw new HostError('unsafe_file', `${logFile} is not a regular file (a symbolic link?): remove it and the host makes it`, { cause: err });
+    throw err;
+  }
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw new HostError('unsafe_file', `${logFile} is not a regular file: remove it and the host makes it`);
+  }
+  return fd;
 }

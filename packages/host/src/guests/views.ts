@@ -47,6 +47,8 @@ export interface GuestsCollaborator {
   setLimits(wanted: ReadonlyMap<string, number | null>): Promise<void>;
   /** Whether startvm is starting this VM's guest (spawned, not yet admitted). */
   isStarting(name: string): boolean;
+  /** Whether the VM's cgroup still carries a limit the host set though the VM is not running (a startvm cgroup not yet removed, an adopted one whose own limit is not back): the pool counts the VM's memory for it. */
+  holdsLimit(name: string): boolean;
   /** A VM's session ended (it is powered off unless its agent reconnects); `handOffStopped` resolves once the hand-off wrote its last limit. */
   sessionEnded(name: string, handOffStopped: Promise<void>): void;
   /** unregistervm: drops what the host keeps for the VM (an adopted cgroup); vm_running while its guest is started or starting. */
@@ -65,8 +67,10 @@ export interface GuestHostService {
   poolRefusal(name: string): { message: string } | undefined;
   /** startvm ended (the guest was admitted, or the start failed). */
   startEnded(name: string): void;
-  /** A startvm guest is gone with its cgroup: its limit no longer holds room under the pool. */
+  /** A startvm guest is gone with its cgroup, or an adopted cgroup has its own limit back: its limit no longer holds room under the pool. */
   guestGone(name: string): void;
+  /** MiB a VM being started may take as its cgroup's first limit: the room under the pool for limits (the hand-off's counted sum: a raise counts before its write), not counting the VM itself. */
+  startLimitRoomMib(name: string): number;
   /** Throws pool_exhausted when the pool could never fund the VM's start (checked before anything is spawned). */
   assertCanStart(name: string): void;
   subscribe(listener: () => void): () => void;

@@ -76,7 +76,8 @@ class FakeGuest implements HandOffCgroup {
   }
 
   async limitBytes(): Promise<number | null> {
-    return this.limitMib === this.memoryMib ? null : this.limitMib * MIB;
+    // As startvm leaves it: the VM's memory at most (no 'max': an unlimited cgroup is brought down at attach).
+    return this.limitMib * MIB;
   }
 
   async setLimitBytes(bytes: number | null): Promise<void> {

@@ -96,7 +96,7 @@ export class HandOffDriver {
   async attach(name: string, guest: HandOffGuest, hello: { handedOffMib: number; generation: number }): Promise<number> {
     // A step of the previous session still writing would change the limit after our reading.
     await this.detach(name);
-    const limitBytes = await guest.cgroup.limitBytes();
+    const limitBytes = await this.limitAtMost(guest, name);
     const limitMib = limitMibOf(limitBytes, guest.memoryMib);
     const shareMib = limitShareMibOf(limitBytes, guest.memoryMib);
     // Another attach of this name that finished meanwhile is replaced: its share with it.
@@ -120,6 +120,28 @@ export class HandOffDriver {
     this.roomChanged(entry);
     entry.logger.info({ limitMib, handedOffMib: hello.handedOffMib }, 'hand-off: guest attached');
     return reclaimedMib(guest.memoryMib, hello.handedOffMib, limitMib);
+  }
+
+  /**
+   * A guest's limit as it is counted from its attach: its memory at most. An
+   * adopted cgroup comes with its admin's own limit (or none), which may be
+   * above the VM's memory; the VM holds its memory of the pool and no more,
+   * so the limit comes down to it (never below usage: where the kernel
+   * refuses, the limit stays and is counted as it is).
+   */
+  private async limitAtMost(guest: HandOffGuest, name: string): Promise<number | null> {
+    const limitBytes = await guest.cgroup.limitBytes();
+    const memoryBytes = guest.memoryMib * BYTES_PER_MIB;
+    if (limitBytes !== null && limitBytes <= memoryBytes) return limitBytes;
+    try {
+      await guest.cgroup.setLimitBytes(memoryBytes);
+      this.log.info({ vm: name, fromBytes: limitBytes, limitMib: guest.memoryMib }, "hand-off: the cgroup's limit brought down to the VM's memory");
+      return memoryBytes;
+    } catch (err) {
+      if (!(err instanceof CgroupError && err.code === 'limit_below_usage')) throw err;
+      this.log.warn({ vm: name, fromBytes: limitBytes, limitMib: guest.memoryMib }, "hand-off: the cgroup uses more than the VM's memory; its limit stays");
+      return limitBytes;
+    }
   }
 
   /**

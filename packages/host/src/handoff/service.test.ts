@@ -40,8 +40,17 @@ class SimGuest implements HandOffCgroup {
   async limitBytes() {
     return this.limitMib * MIB;
   }
+  /** While set, a limit write completes only once it resolves (a busy kernel's write, answered turns later). */
+  writeGate: Promise<void> | null = null;
+  /** Limit writes begun and not yet completed. */
+  writesInFlight = 0;
   async setLimitBytes(bytes: number | null) {
     const mib = bytes === null ? this.memoryMib : bytes / MIB;
+    if (this.writeGate) {
+      this.writesInFlight++;
+      await this.writeGate;
+      this.writesInFlight--;
+    }
     if (mib < this.workloadMib + this.pinnedMib) throw new CgroupError('limit_below_usage', 'EBUSY');
     this.limitMib = mib;
     this.world.sample();
@@ -104,8 +113,10 @@ class World {
     const sum = [...this.guests.values()].filter((g) => this.s.isRunning(g.name)).reduce((a, g) => a + g.limitMib, 0);
     this.maxLimitSumMib = Math.max(this.maxLimitSumMib, sum);
   }
-  async start(name: string, memoryMib: number, workloadMib: number) {
+  /** `limitMib`: the cgroup's limit before the session (an adopted cgroup's own); the VM's memory by default, as startvm sets it. */
+  async start(name: string, memoryMib: number, workloadMib: number, limitMib = memoryMib) {
     const g = new SimGuest(name, memoryMib, workloadMib, this);
+    g.limitMib = limitMib;
     this.guests.set(name, g);
     this.s.createVm({ name, memoryMib });
     // biome-ignore lint/complexity/useLiteralKeys: the service's private logger, reached on purpose by this test
@@ -130,7 +141,8 @@ function world(poolMib: number, launched?: Launched) {
   const guests = launched
     ? ({
         isStarting: (name: string) => launched.starting.has(name),
-        vmView: (name: string) => (launched.cgroups.has(name) ? { managedBy: 'startvm', cgroup: `/fake/memballoon/${name}` } : undefined),
+        holdsLimit: (name: string) => launched.cgroups.has(name),
+        vmView: () => undefined,
         acceptsCredential: () => false,
         sessionEnded: () => {},
       } as unknown as GuestsCollaborator)
@@ -254,6 +266,56 @@ describe('hand-off in the host service', () => {
     cgroups.delete('c');
     w.s.guestGone('c');
     await settle(w, () => a.limitMib === 824);
+  });
+
+  it("an adopted cgroup is counted at its VM's memory from its attach (its own higher limit comes down), and after its session ends until its own limit is back", async () => {
+    // The launcher's holdsLimit: adopted cgroups whose own limit is not back yet.
+    const held = new Set<string>();
+    const w = world(1536, { starting: new Set(), cgroups: held });
+    const a = await w.start('a', 1024, 200);
+    await w.s.setBalloon('a', 300);
+    await settle(w, () => a.handedOffMib === 300);
+    await w.start('b', 512, 100);
+    // d's cgroup comes with its admin's limit of 900 MiB; the VM holds 300 of the pool, the last 300.
+    const d = await w.start('d', 300, 50, 900);
+    await w.s.handOffsIdle();
+    expect(d.limitMib).toBe(300);
+    expect(a.limitMib + w.guests.get('b')!.limitMib + d.limitMib).toBe(1536);
+    // d's session ends: the hand-off's limit stays on its cgroup until the launcher gives its own back.
+    held.add('d');
+    w.s.closeSession('d', d.sessionId, 'test');
+    a.selfDeflate(100);
+    await settle(w, () => w.s.vmView('a').balloon?.handedOffMib === 200);
+    await w.s.handOffsIdle();
+    expect(a.limitMib).toBe(724);
+    // Its own limit is back (the admin's, outside the pool): a's limit comes back.
+    d.limitMib = 900;
+    held.delete('d');
+    w.s.guestGone('d');
+    await settle(w, () => a.limitMib === 824);
+  });
+
+  it("a startvm that begins while a raise is being written sees that room taken: its starting limit is the counted figure, not the kernel's", async () => {
+    const w = world(1536, { starting: new Set(), cgroups: new Set() });
+    const a = await w.start('a', 1024, 200);
+    await w.s.setBalloon('a', 300);
+    await settle(w, () => a.handedOffMib === 300);
+    const b = await w.start('b', 512, 100);
+    w.s.createVm({ name: 'c', memoryMib: 512 });
+    // Pressure in a: its agent gives back 100 handed-off MiB; the raise to 824 is counted, and its write hangs.
+    let complete!: () => void;
+    a.writeGate = new Promise<void>((r) => (complete = r));
+    a.selfDeflate(100);
+    // Not settle(): the hand-off is not idle while the write hangs.
+    for (let i = 0; i < 1000 && a.writesInFlight === 0; i++) await new Promise((r) => setImmediate(r));
+    expect(a.writesInFlight).toBe(1);
+    // The kernel still says 724 + 512: 300 MiB free under the pool. The counted figure says 200.
+    expect(a.limitMib + b.limitMib).toBe(1236);
+    expect(w.s.startLimitRoomMib('c')).toBe(200);
+    a.writeGate = null;
+    complete();
+    await settle(w, () => a.limitMib === 824);
+    expect(w.s.startLimitRoomMib('c')).toBe(200);
   });
 
   it('without cgroups the pool is a budget and nothing is handed off', async () => {

@@ -95,6 +95,8 @@ interface Running {
   guest: GuestFactsView;
   /** The floor sent in Welcome: available memory the guest keeps (see guestFloorMib). */
   floorMib: number;
+  /** The memory the guest reported in Hello: it refuses targets above it, whatever the VM's setting. */
+  guestMemoryMib: number;
   /** The generation each kind of balloon event was last logged for: each is logged once per target, not per status frame. */
   logged: Map<string, number>;
 }
@@ -183,23 +185,26 @@ export class HostService {
    * memory of each VM being started: startvm gives its cgroup a limit (at
    * most its memory) before the agent's Hello, which neither sum counts until
    * its admission, and a raise meanwhile would take that room as well. So
-   * does a startvm guest whose session ended while its cgroup stays (an agent
-   * that may reconnect, a guest being stopped): its limit stays until then.
+   * does a VM not running whose cgroup still has the host's limit
+   * (guests.holdsLimit): a startvm guest whose session ended while its cgroup
+   * stays (an agent that may reconnect, a guest being stopped), an adopted
+   * cgroup until its own limit is back.
    */
   private limitRoomMib(): number {
     let usedMib = this.handoff?.limitSumMib() ?? 0;
     for (const name of this.pool.names()) if (!this.handoff?.has(name)) usedMib += this.pool.get(name)?.heldMib ?? 0;
-    for (const [name, r] of this.records) if (!this.pool.has(name) && (this.isStarting(name) || this.holdsCgroup(name))) usedMib += r.memoryMib;
+    for (const [name, r] of this.records) if (!this.pool.has(name) && (this.isStarting(name) || this.options.guests?.holdsLimit(name))) usedMib += r.memoryMib;
     return this.pool.sizeMib - usedMib;
   }
 
-  /** Whether the launcher keeps a startvm guest's cgroup (under the pool cgroup, with its limit) for this VM. */
-  private holdsCgroup(name: string): boolean {
-    const managed = this.options.guests?.vmView(name);
-    return managed?.managedBy === 'startvm' && managed.cgroup !== null;
+  /** MiB a VM being started may take as its cgroup's first limit: limitRoomMib, where the VM itself does not count (the launcher's one figure for it). */
+  startLimitRoomMib(name: string): number {
+    const r = this.records.get(name);
+    const selfMib = r && !this.pool.has(name) && (this.isStarting(name) || this.options.guests?.holdsLimit(name)) ? r.memoryMib : 0;
+    return this.limitRoomMib() + selfMib;
   }
 
-  /** The launcher removed a startvm guest's cgroup: its room is free for a raise waiting for it. */
+  /** The launcher removed a startvm guest's cgroup, or gave an adopted one its own limit back: its room is free for a raise waiting for it. */
   guestGone(_name: string): void {
     this.handoff?.roomChanged();
   }
@@ -472,6 +477,15 @@ export class HostService {
       this.counters.countRefusal('balloon_too_large');
       throw new HostError('out_of_range', problem);
     }
+    const guestMemoryMib = this.running.get(name)?.guestMemoryMib;
+    if (guestMemoryMib !== undefined && t > guestMemoryMib) {
+      // The guest would refuse the frame (above its memory) and the balloon would wait for ever.
+      this.counters.countRefusal('balloon_too_large');
+      throw new HostError(
+        'out_of_range',
+        `the guest of VM '${name}' reports ${guestMemoryMib} MiB of memory, less than the VM's ${record.memoryMib} MiB (its agent's --memory-mib or cgroup limit): a balloon of ${t} MiB cannot be held there`,
+      );
+    }
     if (!this.running.has(name) && this.isStarting(name)) {
       // Kept, not refused: an operator's target right after startvm is
       // applied once the guest is admitted (after its Welcome), latest wins.
@@ -584,7 +598,10 @@ export class HostService {
     // a dropped connection or a host restart: keep its target. A fresh start
     // gets the VM's default balloon.
     const resuming = hello.balloon.generation > 0;
-    const targetMib = Math.min(resuming ? hello.balloon.targetMib : record.defaultBalloonMib, balloonLimitMib(memoryMib));
+    // A guest smaller than its VM (an agent's --memory-mib or cgroup limit
+    // below the setting) refuses a target above its own memory, Welcome's
+    // too, and would reconnect for ever: its default balloon is capped to it.
+    const targetMib = Math.min(resuming ? hello.balloon.targetMib : record.defaultBalloonMib, balloonLimitMib(Math.min(memoryMib, hello.facts.totalMemoryMib)));
     const balloonActualMib = Math.min(hello.balloon.actualMib, memoryMib);
     // The floor is the host's to give, so the reclaim knows where the guest
     // would start deflating on its own (the agent's --floor-mib overrides it).
@@ -631,6 +648,7 @@ export class HostService {
         stats: undefined,
       },
       floorMib,
+      guestMemoryMib: hello.facts.totalMemoryMib,
       logged: new Map(),
     });
     this.counters.countSession(name);
