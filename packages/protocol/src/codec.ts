@@ -70,10 +70,10 @@ function uint(value: unknown, field: string, max = Number.MAX_SAFE_INTEGER): num
   return n;
 }
 
-function mib(value: unknown, field: string, guestMemoryMib?: number): number {
+function mib(value: unknown, field: string, guestMemoryMib?: number, boundName = "the guest's memory"): number {
   const n = uint(value, field, MAX_MEMORY_MIB);
   if (guestMemoryMib !== undefined && n > guestMemoryMib) {
-    fail('out_of_range', `${field} is ${n} MiB, above the guest's memory of ${guestMemoryMib} MiB`);
+    fail('out_of_range', `${field} is ${n} MiB, above ${boundName} of ${guestMemoryMib} MiB`);
   }
   return n;
 }
@@ -147,8 +147,8 @@ function readHello(r: Raw): Hello {
   if (chunkSizeMib === 0) fail('out_of_range', 'hello.facts.chunk_size_mib must be above 0');
   const b = obj(r.balloon);
   const actualMib = mib(b.actualMib, 'hello.balloon.actual_mib', totalMemoryMib);
-  const lockedMib = mib(b.lockedMib, 'hello.balloon.locked_mib', actualMib);
-  const handedOffMib = mib(b.handedOffMib, 'hello.balloon.handed_off_mib', actualMib);
+  const lockedMib = mib(b.lockedMib, 'hello.balloon.locked_mib', actualMib, 'actual_mib');
+  const handedOffMib = mib(b.handedOffMib, 'hello.balloon.handed_off_mib', actualMib, 'actual_mib');
   // Pinned and handed-off parts are disjoint pieces of the balloon.
   if (lockedMib + handedOffMib > actualMib)
     fail('out_of_range', `hello.balloon.locked_mib + handed_off_mib (${lockedMib} + ${handedOffMib}) exceed actual_mib ${actualMib}`);
@@ -228,8 +228,8 @@ function readBody(env: Raw, opts: DecodeOptions): Body {
     case 'balloonStatus': {
       const r = obj(env.balloonStatus);
       const actualMib = mib(r.actualMib, 'balloon_status.actual_mib', g);
-      const lockedMib = mib(r.lockedMib, 'balloon_status.locked_mib', actualMib);
-      const handedOffMib = mib(r.handedOffMib, 'balloon_status.handed_off_mib', actualMib);
+      const lockedMib = mib(r.lockedMib, 'balloon_status.locked_mib', actualMib, 'actual_mib');
+      const handedOffMib = mib(r.handedOffMib, 'balloon_status.handed_off_mib', actualMib, 'actual_mib');
       if (lockedMib + handedOffMib > actualMib)
         fail('out_of_range', `balloon_status.locked_mib + handed_off_mib (${lockedMib} + ${handedOffMib}) exceed actual_mib ${actualMib}`);
       return {
@@ -327,6 +327,11 @@ export function decodeFrame(bytes: Uint8Array, opts: DecodeOptions = {}): Frame 
   if (protocolVersion !== PROTOCOL_VERSION) {
     fail('unsupported_version', `protocol version ${protocolVersion} is not supported (this side speaks ${PROTOCOL_VERSION})`);
   }
+  // A seq past 2^53 is no sender's next number: where numbers are tracked it
+  // is a gap (fatal), not a value to refuse while the session goes on.
+  if (opts.seq !== undefined && !Number.isSafeInteger(Number(env.seq ?? 0))) {
+    fail('out_of_order', `frame ${String(env.seq)} arrived after frame ${opts.seq.lastSeq}; the next must be ${opts.seq.lastSeq + 1}`);
+  }
   const seq = uint(env.seq, 'envelope.seq');
   if (seq === 0) fail('malformed_frame', 'envelope.seq must start at 1');
   opts.seq?.accept(seq);
@@ -391,6 +396,11 @@ export class FrameEncoder {
  */
 export class SeqTracker {
   private last = 0;
+
+  /** The last sequence number accepted (0 before the first frame). */
+  get lastSeq(): number {
+    return this.last;
+  }
 
   /** Accepts the next sequence number (the last one + 1) or throws. */
   accept(seq: number): void {

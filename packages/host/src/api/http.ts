@@ -4,6 +4,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HostError } from '../errors.js';
 import type { ApiErrorView } from '../service/views.js';
 
+/** The response header that tells a client (the dashboard) what its token may do: `admin` or `read-only`. */
+export const ACCESS_HEADER = 'x-memballoon-access';
+
+const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
+
 /** Largest JSON body the admin API reads, in bytes. */
 export const MAX_BODY_BYTES = 64 * 1024;
 
@@ -35,13 +40,27 @@ export function jsonDepth(text: string): number {
 
 /** Sends a JSON answer (with `headers` beside the usual ones). */
 export function sendJson(res: ServerResponse, status: number, value: unknown, headers: Readonly<Record<string, string>> = {}): void {
-  const body = JSON.stringify(value);
-  res.writeHead(status, {
-    ...headers,
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-  });
+  sendJsonText(res, status, JSON.stringify(value), headers);
+}
+
+/**
+ * Sends JSON text already made (view-json.ts) as an answer. `access` is the
+ * x-memballoon-access header for an answer whose route did not set it on
+ * `res`: headers passed to writeHead as one flat list, with none set before,
+ * are written as they are; one set before makes Node merge them header by
+ * header (setHeader and its checks for each), on every PUT of a balloon.
+ */
+export function sendJsonText(res: ServerResponse, status: number, body: string, headers: Readonly<Record<string, string>> = {}, access?: string): void {
+  const length = Buffer.byteLength(body);
+  let list: Array<string | number>;
+  if (access === undefined) list = ['content-type', JSON_CONTENT_TYPE, 'content-length', length, 'cache-control', 'no-store'];
+  else list = [ACCESS_HEADER, access, 'content-type', JSON_CONTENT_TYPE, 'content-length', length, 'cache-control', 'no-store'];
+  // Rare (errors: allow, retry-after): as an object, where a later key replaces an earlier one.
+  if (Object.keys(headers).length > 0) {
+    const merged: Record<string, string | number> = { ...headers };
+    for (let i = 0; i < list.length; i += 2) merged[list[i] as string] = list[i + 1]!;
+    res.writeHead(status, merged);
+  } else res.writeHead(status, list as string[]);
   res.end(body);
 }
 
@@ -68,32 +87,48 @@ export function methodNotAllowed(res: ServerResponse, method: string, path: stri
  * its promise per chunk were a tenth of the host's time on a PUT.
  */
 export function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        // The rest is not read into memory: the answer says why, and Node
-        // discards what is left of the request.
-        req.off('data', onData);
-        req.off('end', onEnd);
-        reject(new HostError('invalid_argument', `the request body is larger than ${MAX_BODY_BYTES} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = (): void => {
-      try {
-        resolve(parseJsonObject(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')));
-      } catch (err) {
-        reject(err);
-      }
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', (err) => reject(new HostError('invalid_argument', `the request body could not be read: ${err.message}`, { cause: err })));
-  });
+  return new Promise((resolve, reject) => readJsonThen(req, (err, body) => (err === undefined ? resolve(body!) : reject(err))));
+}
+
+/**
+ * readJson with a callback, called once: a route that can answer at once
+ * (a balloon PUT) answers from the request's 'end' event, with no promise
+ * and no turn of the microtask queue in between.
+ */
+export function readJsonThen(req: IncomingMessage, done: (err: HostError | undefined, body?: Record<string, unknown>) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let settled = false;
+  const settle = (err: HostError | undefined, body?: Record<string, unknown>): void => {
+    if (settled) return;
+    settled = true;
+    done(err, body);
+  };
+  const onData = (chunk: Buffer): void => {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) {
+      // The rest is not read into memory: the answer says why, and Node
+      // discards what is left of the request.
+      req.off('data', onData);
+      req.off('end', onEnd);
+      settle(new HostError('invalid_argument', `the request body is larger than ${MAX_BODY_BYTES} bytes`));
+      return;
+    }
+    chunks.push(chunk);
+  };
+  const onEnd = (): void => {
+    let body: Record<string, unknown>;
+    try {
+      body = parseJsonObject(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8'));
+    } catch (err) {
+      settle(HostError.from(err));
+      return;
+    }
+    settle(undefined, body);
+  };
+  req.on('data', onData);
+  req.on('end', onEnd);
+  req.on('error', (err) => settle(new HostError('invalid_argument', `the request body could not be read: ${err.message}`, { cause: err })));
 }
 
 /** Parses a request body: a JSON object, or {} for an empty body; invalid_argument otherwise. */

@@ -3,7 +3,7 @@
 // it, and waits for its Hello; poweroff stops it and removes the cgroup; a
 // host restarted after kill -9 finds its guests again from their records.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, closeSync, constants, existsSync, fchownSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { chownSync, closeSync, constants, existsSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -405,7 +405,7 @@ export class GuestLauncher implements GuestsCollaborator {
     let child: ChildProcess;
     try {
       mkdirSync(logsDir, { recursive: true, mode: 0o700 });
-      const fd = openSync(logFile, 'a', 0o600);
+      const fd = openGuestLog(logsDir, logFile);
       try {
         if (user) fchownSync(fd, user.uid, user.gid);
         const agentArgv = [...this.options.agentCommand, '--host', this.options.hostUrl(), '--name', name, '--memory-mib', String(memoryMib), '--', ...command];
@@ -776,4 +776,29 @@ function lastLine(file: string | undefined): string {
   } catch {
     return 'no log';
   }
+}
+
+/**
+ * Opens a guest's log for appending without following links: the host runs
+ * as root, and a planted logs/ or logs/NAME.log link had it append the
+ * guest's output to any file (and, with --user, chown it to the guest).
+ */
+function openGuestLog(logsDir: string, logFile: string): number {
+  if (!lstatSync(logsDir).isDirectory())
+    throw new HostError('unsafe_file', `${logsDir} is not a directory (a symbolic link?): remove it and the host makes it`);
+  let fd: number;
+  try {
+    // O_NONBLOCK: a FIFO planted there fails at once instead of blocking startvm.
+    fd = openSync(logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP' || code === 'ENXIO')
+      throw new HostError('unsafe_file', `${logFile} is not a regular file (a symbolic link?): remove it and the host makes it`, { cause: err });
+    throw err;
+  }
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw new HostError('unsafe_file', `${logFile} is not a regular file: remove it and the host makes it`);
+  }
+  return fd;
 }

@@ -1,8 +1,9 @@
 // What the host writes down about each guest it owns, so that a host killed
 // -9 and restarted finds its guests again: one JSON file a VM under
 // <data-dir>/guests/, written before the guest can connect, removed at poweroff.
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { HostError } from '../errors.js';
 
 /** The record of one managed guest. */
 export interface GuestRecord {
@@ -47,8 +48,13 @@ export class GuestStateDir {
   /** Writes a record atomically (rename), mode 0600: it holds a token hash. */
   save(record: GuestRecord): void {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    if (!lstatSync(this.dir).isDirectory())
+      throw new HostError('unsafe_file', `${this.dir} is not a directory (a symbolic link?): remove it and the host makes it`);
     const tmp = `${this.file(record.name)}.tmp`;
-    writeFileSync(tmp, JSON.stringify(record), { mode: 0o600 });
+    // Made afresh (wx), never written through: a link left at the temporary
+    // name had the host, as root, write the record into the file it named.
+    rmSync(tmp, { force: true });
+    writeFileSync(tmp, JSON.stringify(record), { mode: 0o600, flag: 'wx' });
     renameSync(tmp, this.file(record.name));
   }
 

@@ -39,10 +39,10 @@ const SIDE_FILES = ['-wal', '-shm', '-journal'].map((s) => `${REGISTRY_FILE}${s}
  */
 export const STATE_FILES: readonly string[] = ['admin.token', ...SIDE_FILES];
 
-function exists(path: string): { size: number; link: boolean } | undefined {
+function exists(path: string): { size: number; link: boolean; uid: number } | undefined {
   try {
     const st = lstatSync(path);
-    return { size: st.size, link: st.isSymbolicLink() };
+    return { size: st.size, link: st.isSymbolicLink(), uid: st.uid };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
@@ -76,6 +76,25 @@ export function registryIsFresh(dataDir: string): boolean {
     );
   }
   return true;
+}
+
+/**
+ * Refuses a registry file that is a link or another user's: chmod and SQLite
+ * follow links (a planted -wal link made the host, as root, chmod whatever it
+ * named), and whoever owns the registry or its WAL can rewrite the guests'
+ * token hashes.
+ */
+function assertOurs(path: string): void {
+  const st = exists(path);
+  if (st === undefined) return;
+  if (st.link) throw new HostError('unsafe_file', `${path} is a symbolic link, which the host does not follow for its registry: remove it`);
+  const uid = typeof process.geteuid === 'function' ? process.geteuid() : undefined;
+  if (uid !== undefined && st.uid !== uid) {
+    throw new HostError(
+      'unsafe_file',
+      `${path} belongs to user ${st.uid}, not to the user the host runs as (${uid}): whoever owns it can rewrite the VMs and their tokens; run chown ${uid} ${path}`,
+    );
+  }
 }
 
 const COLUMNS: Record<keyof VmSettings, string> = {
@@ -153,6 +172,7 @@ export class Registry {
       // SQLite gives its -wal and -shm files the mode of the database file,
       // so the file is made 0600 before SQLite first opens it.
       if (registryIsFresh(dataDir)) closeSync(openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
+      for (const f of [REGISTRY_FILE, ...SIDE_FILES]) assertOurs(join(dataDir, f));
       for (const f of [REGISTRY_FILE, ...SIDE_FILES]) {
         if (exists(join(dataDir, f))) chmodSync(join(dataDir, f), 0o600);
       }

@@ -3,6 +3,7 @@ import type { BalloonStatus, MemoryStats } from '@memballoon/protocol';
 import type { BalloonView, GuestStatsView, VmView } from './views.js';
 import type { PoolVmView } from '../pool/pool.js';
 import type { VmRecord } from '../registry/registry.js';
+import type { ManagedGuestView } from '../guests/views.js';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 
 /** What the service knows about a running guest beyond the pool's numbers. */
@@ -125,8 +126,22 @@ export function balloonView(pool: PoolVmView, guest: GuestFactsView): BalloonVie
   };
 }
 
-/** One VM's view: its settings, and while running its balloon, pid, holding and stats. */
-export function vmView(record: VmRecord, running?: { pool: PoolVmView; guest: GuestFactsView }): VmView {
+/** What the service adds to a VM's view beyond its record and running guest. */
+export interface VmViewExtras {
+  /** startvm is starting its guest (shown only while it is powered off). */
+  starting?: boolean;
+  /** Page fusion's figure for a running VM (0 without page fusion). */
+  sharableMib?: number;
+  /** The guest the host owns for this VM. */
+  managed?: ManagedGuestView;
+}
+
+/**
+ * One VM's view: its settings, and while running its balloon, pid, holding
+ * and stats. The order its fields are made in is the order of its JSON text
+ * (view-json.ts writes them in that order).
+ */
+export function vmView(record: VmRecord, running?: { pool: PoolVmView; guest: GuestFactsView }, extras?: VmViewExtras): VmView {
   const view: VmView = {
     name: record.name,
     state: running ? 'running' : 'poweroff',
@@ -146,9 +161,10 @@ export function vmView(record: VmRecord, running?: { pool: PoolVmView; guest: Gu
     view.heldMib = running.pool.heldMib;
     // A copy: the guest's figures are overwritten in place by its next stats frame.
     if (running.guest.stats) view.stats = { ...running.guest.stats };
-    view.sharableMib = 0;
+    view.sharableMib = extras?.sharableMib ?? 0;
     view.sharedMib = running.guest.stats?.sharedMib ?? 0;
     view.startedAtMs = running.guest.startedAtMs;
-  }
+  } else if (extras?.starting) view.starting = true;
+  if (extras?.managed) view.managed = extras.managed;
   return view;
 }
