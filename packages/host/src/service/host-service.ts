@@ -585,8 +585,9 @@ export class HostService {
     const resuming = hello.balloon.generation > 0;
     // A guest smaller than its VM (an agent's --memory-mib or cgroup limit
     // below the setting) refuses a target above its own memory, Welcome's
-    // too, and would reconnect for ever: its default balloon is capped to it.
-    const targetMib = Math.min(resuming ? hello.balloon.targetMib : record.defaultBalloonMib, balloonLimitMib(Math.min(memoryMib, hello.facts.totalMemoryMib)));
+    // too, and would reconnect for ever: the target is capped to it (its
+    // floor then stops the balloon short, honestly reported).
+    const targetMib = Math.min(resuming ? hello.balloon.targetMib : record.defaultBalloonMib, balloonLimitMib(memoryMib), hello.facts.totalMemoryMib);
     const balloonActualMib = Math.min(hello.balloon.actualMib, memoryMib);
     // The floor is the host's to give, so the reclaim knows where the guest
     // would start deflating on its own (the agent's --floor-mib overrides it).
