@@ -5,7 +5,7 @@
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { bodies, type BalloonStatus } from '@memballoon/protocol';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { hashToken } from '../auth/tokens.js';
 import type { HostService } from '../service/host-service.js';
 import { testHello, testLogger, testService } from '../service/test-fixtures.js';
@@ -72,6 +72,35 @@ async function twoGuests() {
   return { s, links, sessions };
 }
 
+/** A 1,024 MiB pool for guests opened one by one, whose stand-in agents reach their targets when told. */
+async function threeGuests() {
+  const s = testService({ poolSizeMib: 1024, guestAuth: false, reclaimTimeoutMs: 30_000 });
+  const links = { a: guestLink(), b: guestLink(), c: guestLink() };
+  const sessions: Record<string, string> = {};
+  type Name = keyof typeof links;
+  const open = async (name: Name, memoryMib: number) => {
+    s.createVm({ name, memoryMib });
+    const r = await s.openSession(testHello(name, memoryMib), links[name], testLogger);
+    if (!r.ok) throw new Error(r.message);
+    sessions[name] = r.sessionId;
+  };
+  const reach = (name: Name) => {
+    const [targetMib, generation] = links[name].targets.at(-1)!;
+    s.onStatus(
+      name,
+      sessions[name]!,
+      bodies.balloonStatus({ generation, targetMib, actualMib: targetMib, lockedMib: targetMib, state: 'steady' }).value as BalloonStatus,
+    );
+  };
+  // A reclaim raises b's and c's targets once it holds the lock; they reach them.
+  const othersReach = async () => {
+    const raised = () => (['b', 'c'] as const).filter((name) => (links[name].targets.at(-1)?.[0] ?? 0) > 0);
+    await vi.waitFor(() => expect(raised().length).toBeGreaterThan(0));
+    for (const name of raised()) reach(name);
+  };
+  return { s, links, open, reach, othersReach };
+}
+
 describe('PUT /api/v1/vms/NAME/balloon', () => {
   it('applies a target that needs nothing at once, and answers with the view as JSON.stringify writes it', async () => {
     const { s, links } = await twoGuests();
@@ -90,32 +119,52 @@ describe('PUT /api/v1/vms/NAME/balloon', () => {
     expect(links.a.targets.at(-1)?.[0]).toBe(50);
   });
 
-  it('setBalloonAtOnce: applied and sent before it returns, or undefined with nothing changed when it needs the lock', async () => {
-    const { s, links } = await twoGuests();
-    const view = s.setBalloonAtOnce('a', 64);
-    expect(view?.balloon?.targetMib).toBe(64);
-    expect(links.a.targets.at(-1)?.[0]).toBe(64);
-    const sent = links.a.targets.length;
-    // The policy (reclaim: false) always takes its turn behind the lock.
-    expect(s.setBalloonAtOnce('a', 32, 'policy', { reclaim: false })).toBeUndefined();
-    expect(links.a.targets.length).toBe(sent);
-    expect(s.vmView('a').balloon?.targetMib).toBe(64);
+  it('setBalloonAtOnce: applied and sent before it returns; undefined, with nothing changed, while the quota lock is busy', async () => {
+    const { s, links, open, reach, othersReach } = await threeGuests();
+    await open('a', 512);
+    await open('b', 512);
+    // An inflate costs nothing: at once, sent before the call returns.
+    expect(s.setBalloonAtOnce('a', 300)?.balloon?.targetMib).toBe(300);
+    expect(links.a.targets.at(-1)?.[0]).toBe(300);
+    reach('a');
+    // A deflate the free quota covers, the lock idle: at once too.
+    expect(s.setBalloonAtOnce('a', 250, 'policy', { reclaim: false })?.balloon?.targetMib).toBe(250);
+    reach('a');
+    await open('c', 250); // takes the free quota
+    expect(s.hostView().pool.freeMib).toBe(0);
+    // A deflate to 0 needs 250 MiB reclaimed from the others: it holds the lock while they inflate.
+    const deflate = s.setBalloon('a', 0);
+    const sentA = links.a.targets.length;
+    expect(s.setBalloonAtOnce('a', 100)).toBeUndefined();
+    // The policy's inflate costs nothing, yet takes its turn behind the busy lock.
+    const sentB = links.b.targets.length;
+    expect(s.setBalloonAtOnce('b', 50, 'policy', { reclaim: false })).toBeUndefined();
+    expect(links.a.targets.length).toBe(sentA);
+    expect(links.b.targets.length).toBe(sentB);
+    expect(s.vmView('a').balloon?.targetMib).toBe(250);
+    await othersReach();
+    expect((await deflate).balloon?.targetMib).toBe(0);
+    expect(links.a.targets.at(-1)?.[0]).toBe(0);
   });
 
-  it('a deflate that must be funded goes through the quota lock and answers the same way', async () => {
-    const { s, links, sessions } = await twoGuests();
+  it('a PUT that must wait for the lock answers the same way once it has its turn', async () => {
+    const { s, links, open, reach, othersReach } = await threeGuests();
+    await open('a', 512);
+    await open('b', 512);
+    s.setBalloonAtOnce('a', 250);
+    reach('a');
+    await open('c', 250);
     const base = await serve(s);
-    expect((await put(base, '/api/v1/vms/a/balloon', '{"targetMib":100}')).status).toBe(202);
-    const generation = links.a.targets.at(-1)![1];
-    s.onStatus('a', sessions.a!, bodies.balloonStatus({ generation, targetMib: 100, actualMib: 100, lockedMib: 100, state: 'steady' }).value as BalloonStatus);
-    expect(s.hostView().pool.freeMib).toBe(100);
-    // Back to 0 costs the 100 MiB now free: not at once, through the lock.
-    expect(s.setBalloonAtOnce('a', 0)).toBeUndefined();
-    const a = await put(base, '/api/v1/vms/a/balloon', '{"targetMib":0}');
+    const deflate = s.setBalloon('a', 0);
+    const answer = put(base, '/api/v1/vms/a/balloon', '{"targetMib":100}');
+    await othersReach();
+    await deflate;
+    const a = await answer;
     expect(a.status).toBe(202);
     expect(a.text).toBe(JSON.stringify(s.vmView('a')));
+    expect(JSON.parse(a.text).balloon.targetMib).toBe(100);
     expect(a.headers[ACCESS_HEADER]).toBe('admin');
-    expect(links.a.targets.at(-1)?.[0]).toBe(0);
+    expect(links.a.targets.at(-1)?.[0]).toBe(100);
   });
 
   it('refuses bad input with the same errors and headers, changing nothing', async () => {

@@ -27,10 +27,11 @@ afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
 /** Polls probe until it answers, for up to a minute. */
 const until = <T>(what: string, probe: () => T | undefined) => waitFor(probe, { what, timeoutMs: 60_000 });
 
-/** The service a launcher tested alone is attached to: one VM of 256 MiB in this state. */
-const stubService = (state: 'poweroff' | 'running', isRunning: boolean) => ({
+/** The service a launcher tested alone is attached to: one VM of 256 MiB in this state, `roomMib` under the pool for its starting limit. */
+const stubService = (state: 'poweroff' | 'running', isRunning: boolean, roomMib = Number.POSITIVE_INFINITY) => ({
   vmView: () => ({ state, memoryMib: 256 }) as never,
   isRunning: () => isRunning,
+  startLimitRoomMib: () => roomMib,
   assertCanStart: () => {},
   startEnded: () => {},
   guestGone: () => {},
@@ -345,6 +346,33 @@ describe("an adopted cgroup's limit under the pool (real kernel)", () => {
       sleeper.kill('SIGKILL');
       await exited;
     }
+  });
+});
+
+describe("startvm's starting limit under a pool cgroup is the service's counted room (real kernel)", () => {
+  const parent = testCgroupName();
+  let hierarchy: Awaited<ReturnType<typeof openTestHierarchy>> = { skipReason: 'not opened', root: '', version: 1 };
+  beforeAll(async () => {
+    hierarchy = await openTestHierarchy(parent);
+    if (hierarchy.skipReason) console.log(`starting limit tests skipped: ${hierarchy.skipReason}`);
+  });
+
+  it("refuses when the counted room is short though the kernel's files show the pool empty (a raise counted, not yet written)", async (ctx) => {
+    if (hierarchy.skipReason) return ctx.skip();
+    const launcher = await openLauncher({ dataDir: tempDir(), forceProcessMode: false, cgroupParent: parent, poolCgroup: true });
+    try {
+      launcher.attach(stubService('poweroff', false, 100));
+      // The pool cgroup has no child: 1024 MiB free as the kernel sees it.
+      expect(readdirSync(join(hierarchy.root, parent), { withFileTypes: true }).filter((d) => d.isDirectory())).toEqual([]);
+      await expect(launcher.startvm('c', { command: ['sleep', '600'], fromLoopback: true })).rejects.toMatchObject({
+        code: 'pool_exhausted',
+        message: expect.stringContaining('leave 100 MiB of the 1024 MiB pool cgroup'),
+      });
+      expect(existsSync(join(hierarchy.root, parent, 'c'))).toBe(false);
+    } finally {
+      await launcher.close();
+    }
+    expect(existsSync(join(hierarchy.root, parent))).toBe(false);
   });
 });
 

@@ -10,16 +10,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
-import {
-  CgroupError,
-  openMemoryHierarchy,
-  planLimits,
-  sumOfLimits,
-  type CgroupFs,
-  type CgroupTree,
-  type KernelMemoryCgroup,
-  type MemoryCgroup,
-} from '../cgroup/index.js';
+import { CgroupError, openMemoryHierarchy, planLimits, type CgroupFs, type CgroupTree, type KernelMemoryCgroup, type MemoryCgroup } from '../cgroup/index.js';
 import { HostError } from '../errors.js';
 import { checkCommand, findUser, resolveCommand, type GuestUser } from './command.js';
 import { toHostError } from './errors.js';
@@ -335,34 +326,25 @@ export class GuestLauncher implements GuestsCollaborator {
 
   /**
    * The limit a new VM cgroup starts with: its memory, or under a pool cgroup
-   * what the other guests' limits leave of the parent's when that is less.
-   * The host reclaims the rest when the agent says Hello (balloons of the
-   * others handed off to their limits), and the hand-off then raises this
-   * guest's limit to its memory, so the children never sum above the pool.
+   * what the other guests' limits leave of the pool when that is less. The
+   * figure is the service's (startLimitRoomMib: the hand-off's counted sum
+   * of limits, the one owner of that rule), not a reading of the kernel's
+   * files: a raise is counted before its write, so a startvm that begins
+   * while one is being written sees its room taken. The host reclaims the
+   * rest when the agent says Hello (balloons of the others handed off to
+   * their limits), and the hand-off then raises this guest's limit to its
+   * memory, so the children never sum above the pool.
    */
-  private async startingLimitBytes(name: string, memoryBytes: number): Promise<number> {
-    const tree = this.tree;
-    if (!tree || !this.options.poolCgroup) return memoryBytes;
-    const parentBytes = await tree.parent().limitBytes();
-    if (parentBytes === null) return memoryBytes;
-    const others: Array<number | null> = [];
-    for (const child of await tree.children()) {
-      if (child !== name)
-        others.push(
-          await tree
-            .open(`${tree.parentDir}/${child}`)
-            .limitBytes()
-            .catch(() => null),
-        );
-    }
-    const roomBytes = Math.floor((parentBytes - sumOfLimits(others)) / BYTES_PER_MIB) * BYTES_PER_MIB;
-    if (roomBytes < MIN_STARTING_LIMIT_MIB * BYTES_PER_MIB) {
+  private startingLimitBytes(name: string, memoryBytes: number): number {
+    if (!this.tree || !this.options.poolCgroup) return memoryBytes;
+    const roomMib = Math.max(0, Math.floor(this.svc().startLimitRoomMib(name)));
+    if (roomMib < MIN_STARTING_LIMIT_MIB) {
       throw new HostError(
         'pool_exhausted',
-        `VM '${name}' cannot start: the other guests' cgroup limits leave ${Math.max(0, roomBytes / BYTES_PER_MIB)} MiB of the ${parentBytes / BYTES_PER_MIB} MiB pool cgroup, below the ${MIN_STARTING_LIMIT_MIB} MiB its agent needs to start; make room first (a balloon on another VM, which the host hands off to its limit, or a poweroff)`,
+        `VM '${name}' cannot start: the other guests' cgroup limits leave ${roomMib} MiB of the ${this.options.poolSizeMib} MiB pool cgroup, below the ${MIN_STARTING_LIMIT_MIB} MiB its agent needs to start; make room first (a balloon on another VM, which the host hands off to its limit, or a poweroff)`,
       );
     }
-    return Math.min(memoryBytes, roomBytes);
+    return Math.min(memoryBytes, roomMib * BYTES_PER_MIB);
   }
 
   // ---- startvm ---------------------------------------------------------------
@@ -407,7 +389,7 @@ export class GuestLauncher implements GuestsCollaborator {
     try {
       if (this.tree) {
         cgroup = await this.makeCgroup(name);
-        await this.setLimits(new Map([[name, await this.startingLimitBytes(name, memoryMib * BYTES_PER_MIB)]]), undefined, new Set([name]));
+        await this.setLimits(new Map([[name, this.startingLimitBytes(name, memoryMib * BYTES_PER_MIB)]]), undefined, new Set([name]));
         // An unprivileged guest's shim must be able to move itself in: only
         // cgroup.procs is given to the user (never the limit files).
         if (user) for (const f of this.tree.version === 1 ? ['cgroup.procs', 'tasks'] : ['cgroup.procs']) chownSync(join(cgroup.dir, f), user.uid, user.gid);

@@ -69,6 +69,8 @@ export interface GuestHostService {
   startEnded(name: string): void;
   /** A startvm guest is gone with its cgroup, or an adopted cgroup has its own limit back: its limit no longer holds room under the pool. */
   guestGone(name: string): void;
+  /** MiB a VM being started may take as its cgroup's first limit: the room under the pool for limits (the hand-off's counted sum: a raise counts before its write), not counting the VM itself. */
+  startLimitRoomMib(name: string): number;
   /** Throws pool_exhausted when the pool could never fund the VM's start (checked before anything is spawned). */
   assertCanStart(name: string): void;
   subscribe(listener: () => void): () => void;

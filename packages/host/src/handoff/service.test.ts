@@ -40,8 +40,17 @@ class SimGuest implements HandOffCgroup {
   async limitBytes() {
     return this.limitMib * MIB;
   }
+  /** While set, a limit write completes only once it resolves (a busy kernel's write, answered turns later). */
+  writeGate: Promise<void> | null = null;
+  /** Limit writes begun and not yet completed. */
+  writesInFlight = 0;
   async setLimitBytes(bytes: number | null) {
     const mib = bytes === null ? this.memoryMib : bytes / MIB;
+    if (this.writeGate) {
+      this.writesInFlight++;
+      await this.writeGate;
+      this.writesInFlight--;
+    }
     if (mib < this.workloadMib + this.pinnedMib) throw new CgroupError('limit_below_usage', 'EBUSY');
     this.limitMib = mib;
     this.world.sample();
@@ -284,6 +293,29 @@ describe('hand-off in the host service', () => {
     held.delete('d');
     w.s.guestGone('d');
     await settle(w, () => a.limitMib === 824);
+  });
+
+  it("a startvm that begins while a raise is being written sees that room taken: its starting limit is the counted figure, not the kernel's", async () => {
+    const w = world(1536, { starting: new Set(), cgroups: new Set() });
+    const a = await w.start('a', 1024, 200);
+    await w.s.setBalloon('a', 300);
+    await settle(w, () => a.handedOffMib === 300);
+    const b = await w.start('b', 512, 100);
+    w.s.createVm({ name: 'c', memoryMib: 512 });
+    // Pressure in a: its agent gives back 100 handed-off MiB; the raise to 824 is counted, and its write hangs.
+    let complete!: () => void;
+    a.writeGate = new Promise<void>((r) => (complete = r));
+    a.selfDeflate(100);
+    // Not settle(): the hand-off is not idle while the write hangs.
+    for (let i = 0; i < 1000 && a.writesInFlight === 0; i++) await new Promise((r) => setImmediate(r));
+    expect(a.writesInFlight).toBe(1);
+    // The kernel still says 724 + 512: 300 MiB free under the pool. The counted figure says 200.
+    expect(a.limitMib + b.limitMib).toBe(1236);
+    expect(w.s.startLimitRoomMib('c')).toBe(200);
+    a.writeGate = null;
+    complete();
+    await settle(w, () => a.limitMib === 824);
+    expect(w.s.startLimitRoomMib('c')).toBe(200);
   });
 
   it('without cgroups the pool is a budget and nothing is handed off', async () => {

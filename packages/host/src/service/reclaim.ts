@@ -54,6 +54,8 @@ export interface ReclaimOptions {
 /** Reclaims memory from running guests under one quota lock. */
 export class Reclaimer {
   private lockTail: Promise<unknown> = Promise.resolve();
+  /** Operations queued on the lock or running under it. */
+  private lockOps = 0;
   private readonly waiters = new Set<() => void>();
   private paybackQueued = false;
   /** The last reason a payback could not be planned: logged once per change, not per status frame. */
@@ -67,9 +69,23 @@ export class Reclaimer {
 
   /** Runs `fn` after every operation queued before it, alone. */
   withQuotaLock<T>(fn: () => Promise<T>): Promise<T> {
+    this.lockOps += 1;
     const run = this.lockTail.then(fn, fn);
-    this.lockTail = run.catch(() => undefined);
+    this.lockTail = run
+      .catch(() => undefined)
+      .finally(() => {
+        this.lockOps -= 1;
+      });
     return run;
+  }
+
+  /**
+   * No operation holds the quota lock or waits for it: one queued now would
+   * run next, with nothing before it, so a change that needs the lock only
+   * to keep its turn (no reclaim) may be made at once instead.
+   */
+  get lockIdle(): boolean {
+    return this.lockOps === 0;
   }
 
   /** The state changed (a status, a stop, a target): waiters check their condition again. */
