@@ -419,7 +419,9 @@ export class HostService {
   /** modifyvm: changes settings; resize settings only while the VM is off, policy settings any time. */
   modifyVm(name: string, patch: VmPatch): VmView {
     const record = this.record(name);
-    const s = parseVmPatch(record, patch, this.running.has(name) || this.admitting.has(name));
+    // Starting counts as running (VirtualBox locks a starting VM too): the
+    // launcher has already given the agent and the cgroup the old size.
+    const s = parseVmPatch(record, patch, this.running.has(name) || this.isStarting(name));
     const updated = this.registry.update(name, s);
     this.records.set(name, updated);
     if (this.pool.has(name)) this.pool.updateSettings(name, { memoryMinMib: updated.memoryMinMib, balloonMaxMib: updated.balloonMaxMib });
