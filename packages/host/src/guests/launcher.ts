@@ -246,7 +246,9 @@ export class GuestLauncher implements GuestsCollaborator {
    */
   private async restoreLimit(g: Guest, why: string): Promise<void> {
     const before = g.record.limitBeforeAdoptionBytes;
-    if (g.record.kind !== 'adopted' || !g.cgroup || before === undefined) return;
+    if (g.record.kind !== 'adopted' || !g.cgroup) return;
+    // A record with no own limit noted: nothing to give back, and nothing the pool can wait for.
+    if (before === undefined) return this.limitGivenBack(g);
     const now = await g.cgroup.limitBytes();
     if (now === before) return this.limitGivenBack(g);
     try {
