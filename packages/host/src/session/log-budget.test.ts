@@ -57,7 +57,19 @@ describe('LogBudget', () => {
     expect(l.info).toBe(l.info);
   });
 
-  it("makes a session's pino children on its first line at a level that is on, once, with every binding in order", () => {
+  it('writes the same line as pino children nested the same way', () => {
+    const ours = captureLogger('info');
+    const theirs = captureLogger('info');
+    const budget = new LogBudget(100, 100, ours.logger, () => 0);
+    budget.wrap(ours.logger, { remote: 'r' }).child({ vm: 'a' }).child({ sessionId: 's' }).info({ targetMib: 1 }, 'balloon reached its target');
+    theirs.logger.child({ remote: 'r' }).child({ vm: 'a' }).child({ sessionId: 's' }).info({ targetMib: 1 }, 'balloon reached its target');
+    // Byte for byte, but for the clock.
+    const text = (t: string) => t.replace(/"time":\d+/g, '"time":0');
+    expect(ours.lines()).toHaveLength(1);
+    expect(text(ours.text())).toBe(text(theirs.text()));
+  });
+
+  it("makes a session's pino child on its first line at a level that is on, once, with every binding in order", () => {
     const { logger, lines } = captureLogger('info');
     const made = vi.spyOn(logger, 'child');
     const budget = new LogBudget(100, 100, logger, () => 0);
@@ -67,22 +79,24 @@ describe('LogBudget', () => {
     expect(lines()).toEqual([]);
     expect(budget.suppressed).toBe(0);
     session.info({ n: 1 }, 'first');
-    // The three children (pino's own child() shares the root's, spied), made once.
-    expect(made).toHaveBeenCalledTimes(3);
+    // One pino child with all three bindings (pino's own child() is the root's, spied), made once.
+    expect(made).toHaveBeenCalledTimes(1);
+    expect(made).toHaveBeenLastCalledWith({ remote: '10.0.0.1', vm: 'a', sessionId: 's1' });
     session.warn('second');
-    expect(made).toHaveBeenCalledTimes(3);
+    expect(made).toHaveBeenCalledTimes(1);
     expect(lines().map((l) => [l.remote, l.vm, l.sessionId, l.msg])).toEqual([
       ['10.0.0.1', 'a', 's1', 'first'],
       ['10.0.0.1', 'a', 's1', 'second'],
     ]);
     expect(Object.keys(lines()[0]!).filter((k) => ['remote', 'vm', 'sessionId'].includes(k))).toEqual(['remote', 'vm', 'sessionId']);
-    // A child of a child already made is made from it, not again from the root.
+    // A child of a logger already made is made from it, with its own bindings only.
     session.child({ part: 'x' }).warn('third');
-    expect(made).toHaveBeenCalledTimes(4);
+    expect(made).toHaveBeenCalledTimes(2);
+    expect(made).toHaveBeenLastCalledWith({ part: 'x' });
     expect(lines()[2]).toMatchObject({ remote: '10.0.0.1', vm: 'a', sessionId: 's1', part: 'x', msg: 'third' });
     // Reading anything else (the level) makes the child too, and it reads the same.
     const other = budget.wrap(logger, { remote: 'b' });
     expect(other.level).toBe('info');
-    expect(made).toHaveBeenCalledTimes(5);
+    expect(made).toHaveBeenCalledTimes(3);
   });
 });

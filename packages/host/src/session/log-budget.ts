@@ -9,8 +9,6 @@
 import type { Logger } from 'pino';
 import { RateLimiter } from './limits.js';
 
-const LEVELS: ReadonlySet<string> = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace']);
-
 /** A token bucket of log lines shared by every guest's logger. */
 export class LogBudget {
   private readonly bucket: RateLimiter;
@@ -52,96 +50,119 @@ export class LogBudget {
   /**
    * The logger, and every child made from it, with each line charged to this
    * budget. With `bindings`, the logger is `logger.child(bindings)`, made on
-   * first use. Children of the result are made on first use too: a guest
-   * session has three (remote, vm, sessionId) and most sessions never write a
-   * line at a level that is on, so at 5,000 guests eager pino children were
-   * 15,000 objects with their serialised bindings for nothing. A child made
-   * late takes its parent's level at that time (the host never changes a
-   * level at run time; set one on the child and it is made at once).
+   * first use. A child of a logger not made yet is not made either: it keeps
+   * all its ancestors' bindings and becomes one pino child of the nearest
+   * made ancestor, with all of them, when it is first used (a line written
+   * at a level that is on, or any other property read or set). A guest
+   * session has three (remote, vm, sessionId), and most sessions never write
+   * a line: at 5,000 guests, eager pino children were 15,000 objects with
+   * their serialised bindings for nothing, and a session that writes holds
+   * one, not three. Its lines are the same: pino writes a child's bindings
+   * after its parent's, in order. A child made late takes its nearest made
+   * ancestor's level at that time (the host never changes a level at run
+   * time; set one on a logger and it is made at once).
    */
   wrap(logger: Logger, bindings?: Bindings): Logger {
-    const root = lazyNode(logger, undefined, {}, undefined);
-    return this.proxyOf(bindings === undefined ? root : lazyNode(undefined, root, bindings, undefined));
-  }
-
-  // One handler for every wrapped logger: its state lives on the node (the
-  // proxy's target), so a session's three loggers are three small nodes, not
-  // three handlers with their closures and maps.
-  private readonly handler: ProxyHandler<LazyNode> = {
-    get: (node, prop) => {
-      if (prop === 'child') {
-        node.child ??= (bindings, options) => this.proxyOf(lazyNode(undefined, node, bindings, options));
-        return node.child;
-      }
-      if (typeof prop === 'string' && LEVELS.has(prop)) {
-        // One function per level, made on first use and kept: the wrapper is
-        // on the path of every target and status (a line per target, mostly
-        // dropped under load), where a closure per call showed in the profile.
-        node.levelMethods ??= new Map();
-        let method = node.levelMethods.get(prop);
-        if (method === undefined) {
-          method = (...args: unknown[]) => {
-            // A level that is off writes nothing: it costs no budget and
-            // makes no child. The level's function is looked up per call:
-            // pino replaces it when the logger's level changes, with the
-            // no-op that its `silent` method always is (cheaper to compare
-            // with than isLevelEnabled, which showed at 5,000 guests: a line
-            // per status and target).
-            const levels = levelSourceOf(node);
-            const write = Reflect.get(levels, prop, levels) as (...a: unknown[]) => void;
-            if (write === levels.silent || !this.take()) return;
-            const target = realOf(node);
-            (Reflect.get(target, prop, target) as (...a: unknown[]) => void).apply(target, args);
-          };
-          node.levelMethods.set(prop, method);
-        }
-        return method;
-      }
-      const target = realOf(node);
-      const value = Reflect.get(target, prop, target) as unknown;
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-    },
-    set: (node, prop, value) => {
-      const target = realOf(node);
-      return Reflect.set(target, prop, value, target);
-    },
-    has: (node, prop) => prop in realOf(node),
-  };
-
-  private proxyOf(node: LazyNode): Logger {
-    return new Proxy(node, this.handler) as unknown as Logger;
+    return budgeted(this, bindings === undefined ? { real: logger, from: logger, bindings: {} } : { real: undefined, from: logger, bindings });
   }
 }
 
 type Bindings = Record<string, unknown>;
-type ChildOptions = Parameters<Logger['child']>[1];
+type Level = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+type LevelFn = (...args: unknown[]) => void;
 
-/** A logger that exists (`real`) or will be made from its parent on first use, with its wrapper's per-level functions. */
+/** A logger that exists (`real`) or will be made as `from.child(bindings)` on first use. */
 interface LazyNode {
   real: Logger | undefined;
-  parent: LazyNode | undefined;
+  /** The nearest ancestor that exists: the level a node not made yet has, and what it is made from. */
+  from: Logger;
   bindings: Bindings;
-  options: ChildOptions;
-  levelMethods: Map<string, (...args: unknown[]) => void> | undefined;
-  child: ((bindings: Bindings, options?: ChildOptions) => Logger) | undefined;
 }
 
-function lazyNode(real: Logger | undefined, parent: LazyNode | undefined, bindings: Bindings, options: ChildOptions): LazyNode {
-  return { real, parent, bindings, options, levelMethods: undefined, child: undefined };
-}
+const NODE = Symbol('node');
+const BUDGET = Symbol('budget');
 
-/** The node's pino logger, made now (with its ancestors) if it was not yet. */
+/** The node's pino logger, made now if it was not yet. */
 function realOf(node: LazyNode): Logger {
-  if (node.real !== undefined) return node.real;
-  const parent = realOf(node.parent as LazyNode);
-  const made: Logger = node.options === undefined ? parent.child(node.bindings) : (parent.child(node.bindings, node.options) as unknown as Logger);
-  node.real = made;
-  return made;
+  node.real ??= node.from.child(node.bindings);
+  return node.real;
 }
 
-/** The logger whose level the node has: itself once made, else its nearest made ancestor (a child inherits its level). */
-function levelSourceOf(node: LazyNode): Logger {
-  let n = node;
-  while (n.real === undefined && n.options?.level === undefined) n = n.parent as LazyNode;
-  return n.real ?? realOf(n);
+/**
+ * A budgeted logger: its level methods and child() are methods of this class
+ * (no per-logger closures, no proxy trap on the path of every line: a status
+ * frame's info line goes through here, mostly to be dropped). Everything else
+ * pino's Logger has is reached through a proxy at the end of the class's
+ * prototype chain, which hands it to the real logger, made then.
+ */
+class BudgetedLogger {
+  [NODE]: LazyNode;
+  [BUDGET]: LogBudget;
+
+  constructor(budget: LogBudget, node: LazyNode) {
+    this[NODE] = node;
+    this[BUDGET] = budget;
+  }
+
+  fatal(...args: unknown[]): void {
+    write(this, 'fatal', args);
+  }
+  error(...args: unknown[]): void {
+    write(this, 'error', args);
+  }
+  warn(...args: unknown[]): void {
+    write(this, 'warn', args);
+  }
+  info(...args: unknown[]): void {
+    write(this, 'info', args);
+  }
+  debug(...args: unknown[]): void {
+    write(this, 'debug', args);
+  }
+  trace(...args: unknown[]): void {
+    write(this, 'trace', args);
+  }
+
+  child(bindings: Bindings, options?: Parameters<Logger['child']>[1]): Logger {
+    const node = this[NODE];
+    // Options (a level, serializers) apply to a logger that exists: made now.
+    if (options !== undefined)
+      return budgeted(this[BUDGET], { real: realOf(node).child(bindings, options) as unknown as Logger, from: node.from, bindings: {} });
+    if (node.real !== undefined) return budgeted(this[BUDGET], { real: undefined, from: node.real, bindings });
+    return budgeted(this[BUDGET], { real: undefined, from: node.from, bindings: { ...node.bindings, ...bindings } });
+  }
+}
+
+function write(logger: BudgetedLogger, level: Level, args: unknown[]): void {
+  const node = logger[NODE];
+  // A level that is off writes nothing: it costs no budget and makes no
+  // child. The level's function is looked up per call: pino replaces it
+  // when the logger's level changes, with the no-op that its `silent`
+  // method always is (cheaper to compare with than isLevelEnabled).
+  const levels = node.real ?? node.from;
+  if (levels[level] === levels.silent || !logger[BUDGET].take()) return;
+  const real = realOf(node);
+  (real[level] as LevelFn).apply(real, args);
+}
+
+// The rest of pino's Logger, for every budgeted logger: read, set or tested on its real logger.
+Object.setPrototypeOf(
+  BudgetedLogger.prototype,
+  new Proxy(Object.create(null) as object, {
+    get: (_target, prop, receiver: BudgetedLogger) => {
+      const real = realOf(receiver[NODE]);
+      const value = Reflect.get(real, prop, real) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(real) : value;
+    },
+    set: (_target, prop, value, receiver: BudgetedLogger) => {
+      // The logger's own fields, should a compiler assign rather than define them.
+      if (prop === NODE || prop === BUDGET) return Reflect.defineProperty(receiver, prop, { value, writable: true, enumerable: true, configurable: true });
+      const real = realOf(receiver[NODE]);
+      return Reflect.set(real, prop, value, real);
+    },
+  }),
+);
+
+function budgeted(budget: LogBudget, node: LazyNode): Logger {
+  return new BudgetedLogger(budget, node) as unknown as Logger;
 }
