@@ -49,3 +49,21 @@ it('other nonsense flags keep to the same contract', async () => {
     expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
   }
 });
+
+it('balloon-agent --memory-mib above the protocol limit (16 TiB) exits 2 at once naming the limit, instead of sending a wrapped size for ever', async () => {
+  const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    // Port 1: nothing listens, so an agent that did start would retry for ever (the watchdog ends it).
+    const child = spawn(process.execPath, [BIN.agent, '--host', 'http://127.0.0.1:1', '--name', 'huge', '--memory-mib', '99999999999'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    const watchdog = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.once('exit', (code) => {
+      clearTimeout(watchdog);
+      resolve({ code, stderr });
+    });
+  });
+  expect(r.code, r.stderr).toBe(2);
+  expect(r.stderr).toMatch(/from 1 to 16777216 \(got 99999999999\)/);
+});
