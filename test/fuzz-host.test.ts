@@ -165,7 +165,7 @@ function makeCase(rand: () => number): Case {
         frames.push(
           encodeFrame(
             ++seq,
-            helloFor(['', ' x', 'a'.repeat(65), 'ok\u0000', 'fuzz-0', 'nobody'][int(6)]!, [0, 2 ** 40, 256][int(3)]!, {
+            helloFor(['', ' x', 'a'.repeat(65), 'ok\u0000', 'fuzz-0', 'nobody'][int(6)]!, [0, 2 ** 31, 256][int(3)]!, {
               credential: ['', 'wrong', 'x'.repeat(300)][int(3)]!,
               balloon: { actualMib: int(2 ** 30), lockedMib: int(2 ** 30), generation: int(2 ** 31), targetMib: int(2 ** 30) },
             }),

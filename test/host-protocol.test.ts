@@ -173,7 +173,7 @@ describe('guest sessions', () => {
       helloFor('a', 256, {
         facts: {
           pid: 1,
-          totalMemoryMib: 2 ** 40,
+          totalMemoryMib: 2 ** 31,
           pageSizeBytes: 4096,
           chunkSizeMib: 1,
           capabilities: { pin: false, pageFusion: false, deflateOnPressure: false },

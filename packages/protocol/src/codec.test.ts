@@ -25,6 +25,7 @@ import {
   SeqTracker,
   SHORTFALL_REASONS,
   vmNameProblem,
+  WIRE_NUMBERS,
   type Body,
   type ErrorCode,
   type Hello,
@@ -409,5 +410,74 @@ describe('untrusted bytes', () => {
       ),
       { numRuns: 5000 },
     );
+  });
+});
+
+describe('the encoder never sends a number its wire type would change', () => {
+  const statusOf = (over: Record<string, number>) =>
+    bodies.balloonStatus({ generation: 1, targetMib: 1, actualMib: 1, lockedMib: 0, state: 'steady', ...over } as never);
+  const cases: Array<[string, () => unknown, RegExp]> = [
+    ['a uint32 at 2^32', () => encodeFrame(1, statusOf({ targetMib: 2 ** 32 })), /balloon_status\.target_mib: 4294967296 .*uint32/],
+    [
+      'a uint32 at 2^32 + 5 (sent as 5)',
+      () => encodeFrame(1, bodies.handOffBalloon({ handedOffMib: 2 ** 32 + 5 })),
+      /hand_off_balloon\.handed_off_mib: 4294967301/,
+    ],
+    ['a negative uint32', () => encodeFrame(1, bodies.error('internal', '', -1)), /error\.retry_after_ms: -1/],
+    ['a fractional uint32', () => encodeFrame(1, bodies.sharedRegionRemoved({ regionId: 1.5 })), /shared_region_removed\.region_id: 1\.5/],
+    ['a nested uint32', () => encodeFrame(1, bodies.hello({ ...hello, facts: { ...hello.facts, pid: 2 ** 32 } })), /hello\.facts\.pid: 4294967296/],
+    ['a negative uint64', () => encodeFrame(1, bodies.memoryStats({ freeBytes: -1 })), /memory_stats\.free_bytes: -1/],
+    [
+      'a uint64 past 2^53',
+      () => encodeFrame(1, bodies.memoryStats({ totalBytes: 2 ** 60 })),
+      /memory_stats\.total_bytes: 1152921504606847000 is not an integer from 0 to 9007199254740991/,
+    ],
+    ['a NaN double', () => encodeFrame(1, bodies.memoryStats({ psiSomeAvg10Percent: Number.NaN })), /memory_stats\.psi_some_avg10_percent: NaN/],
+    ['a negative seq', () => encodeFrame(-1, bodies.goodbye('shutdown')), /envelope\.seq: -1/],
+  ];
+  it.each(cases)('refuses %s with a ProtocolError naming the field and the value', (_what, fn, message) => {
+    expect(codeOf(fn)).toBe('out_of_range');
+    expect(fn).toThrow(message);
+  });
+
+  it('a refused body uses up no sequence number: the next frame follows the last one sent', () => {
+    const encoder = new FrameEncoder();
+    encoder.encode(bodies.memoryStats({}));
+    expect(codeOf(() => encoder.encode(bodies.handOffBalloon({ handedOffMib: 2 ** 32 })))).toBe('out_of_range');
+    expect(encoder.lastSeq).toBe(1);
+    expect(decodeFrame(encoder.encode(bodies.memoryStats({}))).seq).toBe(2);
+  });
+
+  it('still encodes the largest uint32 and the largest safe uint64, and the decoder reads them back as sent', () => {
+    const frame = decodeFrame(encodeFrame(1, bodies.sharedRegionRemoved({ regionId: 2 ** 32 - 1 })));
+    expect(frame.body).toEqual({ case: 'sharedRegionRemoved', value: { regionId: 2 ** 32 - 1 } });
+    const stats = decodeFrame(encodeFrame(Number.MAX_SAFE_INTEGER, bodies.memoryStats({ totalBytes: Number.MAX_SAFE_INTEGER })));
+    expect(stats.seq).toBe(Number.MAX_SAFE_INTEGER);
+    expect(stats.body.case === 'memoryStats' && stats.body.value.totalBytes).toBe(Number.MAX_SAFE_INTEGER);
+  });
+
+  it('WIRE_NUMBERS names every number field of the .proto with its type, and nothing else', async () => {
+    const protobuf = (await import('protobufjs')).default;
+    const root = protobuf.loadSync(new URL('../proto/memballoon/v1/memballoon.proto', import.meta.url).pathname);
+    const fromProto: string[] = [];
+    const walk = (type: InstanceType<typeof protobuf.Type>, path: string) => {
+      for (const field of type.fieldsArray) {
+        field.resolve();
+        const name = `${path}${field.name}`;
+        if (field.resolvedType instanceof protobuf.Type) walk(field.resolvedType, `${name}.`);
+        else if (['uint32', 'uint64', 'double', 'int32', 'int64', 'sint32', 'sint64', 'fixed32', 'fixed64', 'float'].includes(field.type))
+          fromProto.push(`${name}:${field.type}`);
+      }
+    };
+    walk(root.lookupType('memballoon.v1.Envelope'), '');
+    const fromTable: string[] = [];
+    const walkTable = (table: Record<string, unknown>, path: string) => {
+      for (const [field, kind] of Object.entries(table)) {
+        if (typeof kind === 'object') walkTable(kind as Record<string, unknown>, `${path}${field}.`);
+        else fromTable.push(`${path}${field}:${String(kind)}`);
+      }
+    };
+    walkTable(WIRE_NUMBERS as Record<string, unknown>, '');
+    expect(fromTable.sort()).toEqual(fromProto.sort());
   });
 });

@@ -366,9 +366,84 @@ function toWire(body: Body): Record<string, unknown> {
   }
 }
 
-/** Encodes one frame. The caller owns the sequence number (see FrameEncoder). */
+/** A number field's wire type; a nested message is a table of its own. */
+type NumberKind = 'uint32' | 'uint64' | 'double';
+/** The number fields of a message (camelCase, as protobufjs names them), nested messages as tables. */
+interface WireTable {
+  readonly [field: string]: NumberKind | WireTable;
+}
+
+/**
+ * The .proto's number fields, by message (codec.test.ts checks this table
+ * against the .proto). protobufjs writes a uint32 modulo 2^32 and a uint64
+ * through two's complement, so a value out of its type's range would reach
+ * the peer as another number: the encoder refuses it instead.
+ */
+export const WIRE_NUMBERS: WireTable = {
+  protocolVersion: 'uint32',
+  seq: 'uint64',
+  hello: {
+    facts: { pid: 'uint32', totalMemoryMib: 'uint32', pageSizeBytes: 'uint32', chunkSizeMib: 'uint32' },
+    balloon: { actualMib: 'uint32', lockedMib: 'uint32', generation: 'uint64', targetMib: 'uint32', handedOffMib: 'uint32' },
+  },
+  welcome: { targetMib: 'uint32', generation: 'uint64', statsIntervalMs: 'uint32', heartbeatIntervalMs: 'uint32', protection: { floorMib: 'uint32' } },
+  setBalloonTarget: { targetMib: 'uint32', generation: 'uint64' },
+  balloonStatus: { generation: 'uint64', targetMib: 'uint32', actualMib: 'uint32', lockedMib: 'uint32', handedOffMib: 'uint32' },
+  memoryStats: {
+    totalBytes: 'uint64',
+    freeBytes: 'uint64',
+    availableBytes: 'uint64',
+    diskCachesBytes: 'uint64',
+    swapInBytes: 'uint64',
+    swapOutBytes: 'uint64',
+    majorFaults: 'uint64',
+    minorFaults: 'uint64',
+    psiSomeAvg10Percent: 'double',
+    psiFullAvg10Percent: 'double',
+    agentRssBytes: 'uint64',
+    sharedBytes: 'uint64',
+  },
+  error: { retryAfterMs: 'uint32' },
+  sharedRegion: { regionId: 'uint32', sizeBytes: 'uint64', pageSizeBytes: 'uint32', firstPage: 'uint32' },
+  sharedRegionRemoved: { regionId: 'uint32' },
+  handOffBalloon: { handedOffMib: 'uint32' },
+};
+
+const MAX_UINT32 = 0xffff_ffff;
+const snake = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** Refuses (out_of_range, naming the field and the value) a number its wire type cannot carry as it is. */
+function checkWireNumbers(props: Raw, table: WireTable, path: string): void {
+  for (const [field, kind] of Object.entries(table)) {
+    const value = props[field];
+    if (value === undefined || value === null) continue;
+    // The envelope's own fields are named as the decoder names them (envelope.seq).
+    const name = path === '' && typeof kind === 'string' ? `envelope.${snake(field)}` : `${path}${snake(field)}`;
+    if (typeof kind === 'object') {
+      checkWireNumbers(obj(value), kind, `${name}.`);
+      continue;
+    }
+    if (typeof value !== 'number') fail('out_of_range', `cannot encode ${name}: ${String(value)} is not a number`);
+    if (kind === 'double') {
+      if (!Number.isFinite(value)) fail('out_of_range', `cannot encode ${name}: ${value} is not a finite number`);
+    } else if (!Number.isSafeInteger(value) || value < 0 || (kind === 'uint32' && value > MAX_UINT32)) {
+      // The .proto: integers are plain safe integers, even in uint64 fields.
+      const range = kind === 'uint32' ? `0 to ${MAX_UINT32}` : `0 to ${Number.MAX_SAFE_INTEGER}`;
+      fail('out_of_range', `cannot encode ${name}: ${value} is not an integer from ${range} (${kind}); it would reach the peer as another number`);
+    }
+  }
+}
+
+/**
+ * Encodes one frame. The caller owns the sequence number (see FrameEncoder).
+ * A number its field's wire type cannot carry (a uint32 above 2^32 - 1, a
+ * negative or fractional integer, an integer past 2^53) is refused with a
+ * ProtocolError (out_of_range) naming the field and the value, never
+ * sent as another number.
+ */
 export function encodeFrame(seq: number, body: Body): Uint8Array {
   const props = { protocolVersion: PROTOCOL_VERSION, seq, ...toWire(body) };
+  checkWireNumbers(props, WIRE_NUMBERS, '');
   return pb.Envelope.encode(props as memballoon.v1.Envelope.$Properties).finish();
 }
 
@@ -376,10 +451,11 @@ export function encodeFrame(seq: number, body: Body): Uint8Array {
 export class FrameEncoder {
   private seq = 0;
 
-  /** Encodes the next frame. */
+  /** Encodes the next frame; a body refused (ProtocolError) uses up no number, so the peer sees no gap. */
   encode(body: Body): Uint8Array {
+    const frame = encodeFrame(this.seq + 1, body);
     this.seq += 1;
-    return encodeFrame(this.seq, body);
+    return frame;
   }
 
   /** The sequence number of the last frame encoded. */

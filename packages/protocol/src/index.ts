@@ -4,4 +4,4 @@ export * from './wire.js';
 export * from './errors.js';
 export * from './types.js';
 export * as bodies from './bodies.js';
-export { decodeFrame, encodeFrame, expectBody, FrameEncoder, SeqTracker, vmNameProblem, type DecodeOptions } from './codec.js';
+export { decodeFrame, encodeFrame, expectBody, FrameEncoder, SeqTracker, vmNameProblem, WIRE_NUMBERS, type DecodeOptions } from './codec.js';
