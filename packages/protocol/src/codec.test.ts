@@ -354,9 +354,21 @@ describe('untrusted bytes', () => {
     expect(codeOf(() => decodeFrame(bytes))).toBe('malformed_frame');
   });
 
-  it('refuses unknown enum values', () => {
-    expect(codeOf(() => decodeFrame(rawFrame({ balloonStatus: { state: 99 } })))).toBe('out_of_range');
-    expect(codeOf(() => decodeFrame(rawFrame({ error: { code: 1000 } })))).toBe('out_of_range');
+  it("reads an enum value it does not know (a newer peer's) as UNSPECIFIED, as the .proto says, keeping the rest of the frame", () => {
+    const goodbye = decodeFrame(rawFrame({ goodbye: { reason: 99, message: 'a newer reason' } }));
+    expect(goodbye.body).toEqual({ case: 'goodbye', value: { reason: 'unspecified', message: 'a newer reason' } });
+    const status = decodeFrame(rawFrame({ balloonStatus: { generation: 1, targetMib: 8, actualMib: 8, state: 99, reason: 77, lock: -5 } }));
+    expect(status.body).toMatchObject({
+      case: 'balloonStatus',
+      value: { state: 'unspecified', reason: SHORTFALL_REASONS[0], lock: 'unspecified', actualMib: 8 },
+    });
+    expect(decodeFrame(rawFrame({ error: { code: 1000, message: 'm' } })).body).toMatchObject({ value: { code: 'unspecified', message: 'm' } });
+    expect(decodeFrame(rawFrame({ memoryStats: { domain: 42, totalBytes: 1 } })).body).toMatchObject({ value: { domain: 'unspecified', totalBytes: 1 } });
+  });
+
+  it('the .proto header states the rule for unknown enum values', () => {
+    const proto = readFileSync(new URL('../proto/memballoon/v1/memballoon.proto', import.meta.url), 'utf8');
+    expect(proto).toMatch(/value the receiver does not know[\s\S]*UNSPECIFIED/);
   });
 
   it('refuses inconsistent page hashes', () => {

@@ -90,11 +90,15 @@ function percent(value: unknown, field: string): number {
   return n;
 }
 
-function enumName<T extends readonly string[]>(names: T, value: unknown, field: string): T[number] {
-  const n = typeof value === 'number' ? value : 0;
-  const name = names[n];
-  if (name === undefined) fail('out_of_range', `${field} has unknown value ${n}`);
-  return name;
+/**
+ * An enum's name. A value this side does not know (a newer peer's: proto3
+ * keeps unknown enum values) reads as the enum's UNSPECIFIED, index 0, as
+ * the .proto's header says: a Goodbye with a reason from a later version
+ * still ends the session, an Error with a newer code is still an error.
+ */
+function enumName<T extends readonly string[]>(names: T, value: unknown): T[number] {
+  const n = typeof value === 'number' && Number.isInteger(value) ? value : 0;
+  return names[n] ?? names[0]!;
 }
 
 function enumNumber<T extends readonly string[]>(names: T, name: T[number]): number {
@@ -162,7 +166,7 @@ function readHello(r: Raw): Hello {
       pageSizeBytes: pageSize(f.pageSizeBytes, 'hello.facts.page_size_bytes'),
       chunkSizeMib,
       capabilities: { pin: caps.pin === true, pageFusion: caps.pageFusion === true, deflateOnPressure: caps.deflateOnPressure === true },
-      domain: enumName(MEMORY_DOMAINS, f.domain, 'hello.facts.domain'),
+      domain: enumName(MEMORY_DOMAINS, f.domain),
       hostname: text(f.hostname, 'hello.facts.hostname'),
     },
     balloon: {
@@ -190,7 +194,7 @@ function readStats(r: Raw): MemoryStats {
     psiFullAvg10Percent: percent(r.psiFullAvg10Percent, 'memory_stats.psi_full_avg10_percent'),
     agentRssBytes: uint(r.agentRssBytes, 'memory_stats.agent_rss_bytes'),
     sharedBytes: uint(r.sharedBytes, 'memory_stats.shared_bytes'),
-    domain: enumName(MEMORY_DOMAINS, r.domain, 'memory_stats.domain'),
+    domain: enumName(MEMORY_DOMAINS, r.domain),
   };
 }
 
@@ -240,9 +244,9 @@ function readBody(env: Raw, opts: DecodeOptions): Body {
           actualMib,
           lockedMib,
           ...handedOff(handedOffMib),
-          state: enumName(BALLOON_STATES, r.state, 'balloon_status.state'),
-          reason: enumName(SHORTFALL_REASONS, r.reason, 'balloon_status.reason'),
-          lock: enumName(LOCK_STATES, r.lock, 'balloon_status.lock'),
+          state: enumName(BALLOON_STATES, r.state),
+          reason: enumName(SHORTFALL_REASONS, r.reason),
+          lock: enumName(LOCK_STATES, r.lock),
           detail: text(r.detail, 'balloon_status.detail'),
         },
       };
@@ -254,7 +258,7 @@ function readBody(env: Raw, opts: DecodeOptions): Body {
       return {
         case: 'error',
         value: {
-          code: enumName(ERROR_CODES, r.code, 'error.code'),
+          code: enumName(ERROR_CODES, r.code),
           message: text(r.message, 'error.message'),
           retryAfterMs: uint(r.retryAfterMs, 'error.retry_after_ms', MAX_INTERVAL_MS),
         },
@@ -262,7 +266,7 @@ function readBody(env: Raw, opts: DecodeOptions): Body {
     }
     case 'goodbye': {
       const r = obj(env.goodbye);
-      return { case: 'goodbye', value: { reason: enumName(GOODBYE_REASONS, r.reason, 'goodbye.reason'), message: text(r.message, 'goodbye.message') } };
+      return { case: 'goodbye', value: { reason: enumName(GOODBYE_REASONS, r.reason), message: text(r.message, 'goodbye.message') } };
     }
     case 'sharedRegion': {
       const r = obj(env.sharedRegion);
