@@ -9,7 +9,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { get } from 'node:http';
+import { readEvents } from './support/sse.js';
 import { chromium, type Browser } from 'playwright-core';
 import { startHost } from '@memballoon/host';
 import type { SnapshotEvent } from '../packages/host/src/dashboard/index.js';
@@ -25,21 +25,9 @@ if (!haveChromium) console.log(`dashboard layout tests skipped: ${CHROMIUM} not 
 const WIDTHS = [390, 800, 1280] as const;
 
 /** The first snapshot of the event stream: what the API says the page should show. */
-function firstSnapshot(url: string): Promise<SnapshotEvent> {
-  return new Promise((resolve, reject) => {
-    const req = get(`${url}/api/v1/events`, (res) => {
-      let buffer = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buffer += chunk;
-        const m = /^event: snapshot\ndata: (.*)\n\n/m.exec(buffer);
-        if (!m) return;
-        req.destroy();
-        resolve(JSON.parse(m[1]!) as SnapshotEvent);
-      });
-    });
-    req.on('error', reject);
-  });
+async function firstSnapshot(url: string): Promise<SnapshotEvent> {
+  const events = await readEvents(url, (e) => e.some((x) => x.type === 'snapshot'));
+  return events.find((e) => e.type === 'snapshot')!.data as SnapshotEvent;
 }
 
 describe.skipIf(!haveChromium)('dashboard layout in Chromium', () => {

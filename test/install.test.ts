@@ -133,7 +133,7 @@ describe('the tarballs', () => {
       expect.arrayContaining(['package/proto/memballoon/v1/memballoon.proto', 'package/dist/generated/memballoon.js']),
     );
     expect(await list('@memballoon/guest-agent')).toEqual(
-      expect.arrayContaining(['package/dist/balloon/touch-worker.mjs', 'package/dist/native/libc-binding.mjs', 'package/bin/balloon-agent.mjs']),
+      expect.arrayContaining(['package/dist/balloon/pages.mjs', 'package/dist/native/libc-binding.mjs', 'package/bin/balloon-agent.mjs']),
     );
     expect(await list('@memballoon/host')).toEqual(
       expect.arrayContaining(['package/dist/dashboard/public/index.html', 'package/dist/dashboard/public/app.js', 'package/bin/balloonctl.mjs']),

@@ -53,7 +53,7 @@ export interface AgentOptions {
   backoff?: BackoffOptions;
   /** How long to wait for the socket and Welcome, in ms (default 10 000). */
   helloTimeoutMs?: number;
-  /** Worker threads for committing pages (default: one per core, at most 4). */
+  /** Lanes of parallel fault-in, two async libc calls each on libuv's pool (default: one per core, at most 4; 0: the main thread commits). See BalloonEngineOptions.workerThreads. */
   workerThreads?: number;
   /** Page fusion's side of the session (a FusionLink from ./fusion), told of every Welcome and disconnect. */
   fusion?: SessionPlugin;

@@ -111,7 +111,7 @@ class Agent extends EventEmitter<AgentEvents> implements AgentHandle {
       this.emit('progress', s);
     });
     this.engine.on('shortfall', (s) => this.emit('shortfall', s));
-    // A worker failure is worked around by the engine; it is still news.
+    // A failed fault-in call is worked around by the engine; it is still news.
     this.engine.on('problem', (e) => this.onAgentProblem(e));
     let lockReported = false;
     this.engine.on('chunk', (c) => {

@@ -21,7 +21,7 @@ export interface Chunk {
   readonly bytes: Uint8Array;
   readonly sizeMib: number;
   readonly seed: number;
-  /** Pinned with mlock (set when it is pushed), or marked locked on fault before a worker commits it. */
+  /** Pinned with mlock (set when it is pushed), or marked locked on fault before an async call faults it in. */
   locked: boolean;
 }
 

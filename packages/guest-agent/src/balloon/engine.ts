@@ -6,8 +6,8 @@
 // This file is the loop: it moves the balloon toward the newest target,
 // re-reading the target between steps of one chunk per thread, so a new
 // target takes effect at the next chunk in either direction (latest wins).
-// The chunks live in ./chunk-stack.ts, the threads that commit them in
-// ./worker-pool.ts, the floor in ./floor.ts, the deliberate GCs in
+// The chunks live in ./chunk-stack.ts, the async calls that fault them in
+// ./fault-in-pool.ts, the floor in ./floor.ts, the deliberate GCs in
 // ./gc-schedule.ts and the page-touching code in ./pages.mjs.
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
@@ -19,7 +19,7 @@ import { allocateChunkMemory, ChunkStack, type Chunk } from './chunk-stack.js';
 import { FloorGuard } from './floor.js';
 import { GcSchedule } from './gc-schedule.js';
 import { touchPages } from './pages.mjs';
-import { WorkerPool, withTimeout } from './worker-pool.js';
+import { type FaultInCall, FaultInPool, withTimeout } from './fault-in-pool.js';
 
 /** Options of a BalloonEngine; every field has a default. */
 export interface BalloonEngineOptions {
@@ -37,7 +37,12 @@ export interface BalloonEngineOptions {
   deflateOnPressure?: boolean;
   /** How often the pressure check reads the domain, in ms (default 250). */
   pressureCheckIntervalMs?: number;
-  /** Worker threads that commit pages (default: one per core, at most 4; 0: all on the main thread). */
+  /**
+   * Lanes of parallel fault-in (default: one per core, at most 4; 0: all on
+   * the main thread). Each lane keeps two async libc calls in flight on
+   * libuv's thread pool; no thread of the engine's own (the name is kept
+   * from when each lane was a worker thread).
+   */
   workerThreads?: number;
   /** Progress is reported at least every this many MiB while moving (default 64). */
   progressEveryMib?: number;
@@ -45,7 +50,7 @@ export interface BalloonEngineOptions {
   progressEveryMs?: number;
   /** Most MiB freed between two looks at the target while deflating (default 64). */
   deflateStepMib?: number;
-  /** A worker job unanswered this long (plus 10 ms per MiB of the job) counts as a stuck worker (default 10 000). */
+  /** A fault-in call unanswered this long (plus 10 ms per MiB of its chunk) counts as stuck (default 10 000). */
   workerJobTimeoutMs?: number;
   /**
    * Set glibc's mmap threshold to 128 KiB (mallopt, process-wide), so large
@@ -54,10 +59,10 @@ export interface BalloonEngineOptions {
    * balloon-agent CLI turns it on.
    */
   tuneMalloc?: boolean;
-  /** Tests: pin as where mlock2 is missing (false: the workers mlock each chunk; default true). */
+  /** Tests: pin as where mlock2 is missing (false: each fault-in call mlocks its chunk; default true). */
   lockOnFault?: boolean;
-  /** Tests: another worker script (same messages as touch-worker.mjs) and extra workerData for it. */
-  workerScript?: { url: URL; data?: Record<string, unknown> };
+  /** Tests: another fault-in call (a faulty one), instead of libc's through koffi. */
+  faultInCall?: FaultInCall;
 }
 
 /** Events of a BalloonEngine. */
@@ -70,22 +75,22 @@ export interface BalloonEngineEvents {
   shortfall: [status: BalloonStatus];
   /** A chunk was committed (and pinned, where permitted); used to measure reaction time. */
   chunk: [info: { actualMib: number; locked: boolean }];
-  /** Something went wrong that the balloon worked around (a worker failed: code `worker_failed`). */
+  /** Something went wrong that the balloon worked around (a fault-in call failed: code `worker_failed`). */
   problem: [err: AgentError];
 }
 
-/** MiB each worker commits per message in a target's first worker step: large enough to amortise the message, small enough to report often. */
+/** MiB per lane in a target's first async step: small enough to report (and read the floor) often. */
 const WORKER_BATCH_MIB = 16;
 /**
  * …doubling each step of the same inflate up to this: at every step's end
- * the workers wait while the main thread counts the chunks, marks the next
- * ones and posts them (~0.4 ms per step, 4 % of a 32 MiB step at 3 GiB/s).
+ * the calls in flight drain while the main thread counts the chunks and
+ * marks the next ones (a few chunks' time per step).
  */
 const WORKER_BATCH_MAX_MIB = 64;
-/** How long close() lets workers finish (or cancel) their jobs before it gives up on them. */
+/** Async calls kept in flight per lane: one runs while the next waits on libuv's queue (measured: 4 on 2 cores beat 2 and 8). */
+const CALLS_PER_LANE = 2;
+/** How long close() lets the calls in flight return before it gives up on them. */
 const CLOSE_WORKER_GRACE_MS = 1000;
-/** How long close() waits for a worker thread to terminate (one stuck in native code may never). */
-const CLOSE_TERMINATE_WAIT_MS = 1000;
 
 /**
  * A balloon of pinned SharedArrayBuffer chunks, usable alone (without a
@@ -97,7 +102,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   /** The system page size, in bytes. */
   readonly pageSizeBytes: number;
   private readonly stack: ChunkStack;
-  private readonly pool: WorkerPool;
+  private readonly pool: FaultInPool;
   private readonly floor: FloorGuard;
   private readonly gc: GcSchedule;
   private readonly lockWanted: boolean;
@@ -127,13 +132,13 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   private closing: Promise<void> | null = null;
   private settleWaiters: Array<(s: BalloonStatus) => void> = [];
   private pressureTimer: NodeJS.Timeout | null = null;
-  /** Shared with the workers: [epoch]; bumping it cancels their jobs at the next chunk. */
+  /** [epoch]; bumping it stops the issuing of fault-in calls at the next chunk. */
   private readonly control = new Int32Array(new SharedArrayBuffer(4));
   /** Where the balloon ends if the step in flight completes (0: none in flight). */
   private inflightEndMib = 0;
-  /** MiB per worker in the inflate step running now (grows while the inflate goes on). */
-  private workerBatchMib = WORKER_BATCH_MIB / 2;
-  /** Whether mlock2(MLOCK_ONFAULT) works here; false: the workers mlock each chunk themselves. */
+  /** MiB per lane in the inflate step running now (grows while the inflate goes on). */
+  private laneBatchMib = WORKER_BATCH_MIB / 2;
+  /** Whether mlock2(MLOCK_ONFAULT) works here; false: each fault-in call mlocks its chunk. */
   private lockOnFault: boolean;
   /** A target arrived since the last inflate step: commit its first chunk on the main thread, at once. */
   private freshTarget = false;
@@ -159,29 +164,29 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.lockState = this.lockWanted ? (nativeAvailable() ? 'unspecified' : 'unsupported') : 'disabled';
     if (this.lockState === 'unsupported') this.lockDetail = nativeUnavailableReason();
     if (this.lockState === 'unspecified') this.probeLock();
-    this.pool = new WorkerPool({
-      // One worker per core: the main thread mostly waits (and hears targets).
-      count: Math.max(0, options.workerThreads ?? Math.min(4, availableParallelism())),
-      script: options.workerScript ?? { url: new URL('./touch-worker.mjs', import.meta.url) },
+    this.pool = new FaultInPool({
+      // One lane per core: the main thread mostly waits (and hears targets).
+      lanes: Math.max(0, options.workerThreads ?? Math.min(4, availableParallelism())),
+      callsPerLane: CALLS_PER_LANE,
+      ...(options.faultInCall ? { call: options.faultInCall } : {}),
+      native: nativeAvailable(),
       control: this.control,
-      lock: this.lockWanted,
-      jobTimeoutMs: options.workerJobTimeoutMs ?? 10_000,
+      callTimeoutMs: options.workerJobTimeoutMs ?? 10_000,
       onProblem: (err) => this.report(err),
       onReleased: (mib) => this.gc.noteFreed(mib),
       closing: () => this.closeRequested,
     });
     this.gc = new GcSchedule(
       nativeAvailable(),
-      () => this.pool.collect(),
       () => this.running !== null,
       // Deflated chunks kept for reuse go with the collection, but one: the next target's first chunk.
       () => this.stack.trimSpares(this.chunkMib),
     );
     // The first target's first chunk, mapped and committed now: its reaction faults nothing.
     this.stack.keepWarm(this.chunkMib);
-    // The threads start with the engine, not with the first target: what they
-    // cost (an isolate each, the libc binding) is then the agent's from the
-    // start, and the first inflate grows the guest by the balloon alone.
+    // libuv's thread pool starts with the engine, not with the first target:
+    // what it costs is then the agent's from the start, and the first
+    // inflate grows the guest by the balloon alone.
     this.started = this.pool.warmUp();
     if (options.tuneMalloc && nativeAvailable()) {
       // After its first free, glibc raises its mmap threshold (up to 32 MiB),
@@ -213,7 +218,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     }
   }
 
-  /** Resolves once the worker threads have started (never rejects: a worker that fails is reported and replaced). */
+  /** Resolves once the threads that fault chunks in (libuv's pool) have started; never rejects. */
   ready(): Promise<void> {
     return this.started;
   }
@@ -292,7 +297,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
    * leave the guest's cgroup at once) until handedOffMib of the balloon are
    * handed off. Absolute and idempotent: a value at or below what is handed
    * off already changes nothing, and only whole chunks held now are released
-   * (never chunks a worker is still committing), so the result may fall
+   * (never chunks a fault-in call is still committing), so the result may fall
    * short of the request; the status says what was done. actualMib does not
    * change. Synchronous: a GiB of pages is released in tens of ms.
    */
@@ -327,10 +332,10 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   }
 
   /**
-   * Deflates everything, stops the workers and timers. The engine cannot be
-   * used after. Always finishes: workers that do not answer within a grace
-   * period are given up (and the deflate runs on the main thread), and
-   * threads that will not terminate are not waited for beyond a bound.
+   * Deflates everything, stops the fault-in calls and timers. The engine
+   * cannot be used after. Always finishes: calls that do not return within a
+   * grace period are given up (their chunks released), and the deflate runs
+   * on the main thread.
    */
   close(): Promise<void> {
     if (!this.closing) {
@@ -351,14 +356,14 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     this.kick();
     const settled = this.settled();
     while ((await withTimeout(settled, CLOSE_WORKER_GRACE_MS)) === 'timeout') {
-      // A worker that ignores the cancel is stuck: its jobs count as not
-      // done, so the loop goes on (deflating needs no worker).
-      this.pool.failBusy(`did not answer within ${CLOSE_WORKER_GRACE_MS} ms of close`);
+      // A call that has not returned is stuck: its chunk counts as not
+      // done, so the loop goes on (deflating needs no call).
+      this.pool.failBusy(`did not return within ${CLOSE_WORKER_GRACE_MS} ms of close`);
     }
     this.gc.stop();
     this.stack.trimSpares(0);
     this.gc.collectNow();
-    await this.pool.close(CLOSE_TERMINATE_WAIT_MS);
+    this.pool.close();
   }
 
   private kick(): void {
@@ -477,10 +482,10 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   }
 
   private async inflateStep(missingMib: number, firstStep: boolean): Promise<{ reason: ShortfallReason; detail: string } | null> {
-    this.workerBatchMib = firstStep ? WORKER_BATCH_MIB : Math.min(WORKER_BATCH_MAX_MIB, this.workerBatchMib * 2);
-    const perWorkerChunks = Math.max(1, Math.floor(this.workerBatchMib / this.chunkMib));
-    const viaWorkers = this.pool.usable;
-    const stepMib = !viaWorkers ? this.chunkMib : (firstStep ? this.chunkMib : 0) + this.pool.size * perWorkerChunks * this.chunkMib;
+    this.laneBatchMib = firstStep ? WORKER_BATCH_MIB : Math.min(WORKER_BATCH_MAX_MIB, this.laneBatchMib * 2);
+    const perLaneChunks = Math.max(1, Math.floor(this.laneBatchMib / this.chunkMib));
+    const viaCalls = this.pool.usable;
+    const stepMib = !viaCalls ? this.chunkMib : (firstStep ? this.chunkMib : 0) + this.pool.size * perLaneChunks * this.chunkMib;
     let wantMib = Math.min(missingMib, stepMib);
     const allowed = this.floor.allowsMib(wantMib);
     if (allowed < Math.min(wantMib, this.chunkMib)) {
@@ -489,7 +494,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
     wantMib = allowed;
     let allocError = '';
     let committedMib = 0;
-    if (!viaWorkers || firstStep) {
+    if (!viaCalls || firstStep) {
       // On a fresh target the main thread commits the first chunk itself,
       // before anything else (the reaction the host sees).
       const own = this.stack.allocate(Math.min(this.chunkMib, wantMib), this.chunkMib);
@@ -498,19 +503,19 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
       this.commitHere(own.chunks[0]!);
       committedMib = own.chunks[0]!.sizeMib;
     }
-    if (!viaWorkers) {
+    if (!viaCalls) {
       // Let a new target (or a close) in between chunks.
       await new Promise<void>((r) => setImmediate(r));
     } else if (wantMib > committedMib && !allocError) {
-      // The workers take the rest, so the main thread stays free to hear
-      // the next target (which cancels their jobs at the next chunk).
+      // Async calls fault the rest in, so the main thread stays free to hear
+      // the next target (which stops the issuing at the next chunk).
       const fresh = this.stack.allocate(wantMib - committedMib, this.chunkMib);
       allocError = fresh.error;
       if (fresh.chunks.length === 0 && committedMib === 0) return { reason: 'out_of_memory', detail: allocError };
       this.inflightEndMib = this.stack.actualMib + fresh.chunks.reduce((sum, c) => sum + c.sizeMib, 0);
       const lockWanted = this.lockState === 'unspecified' || this.lockState === 'locked';
-      const marked = lockWanted ? this.markLockOnFault(fresh.chunks) : { workersLock: false, lockErrno: 0 };
-      const result = await this.pool.dispatch(fresh.chunks, Atomics.load(this.control, 0), marked.workersLock, this.pageSizeBytes / 4);
+      const marked = lockWanted ? this.markLockOnFault(fresh.chunks) : { callsLock: false, lockErrno: 0 };
+      const result = await this.pool.dispatch(fresh.chunks, Atomics.load(this.control, 0), marked.callsLock, this.pageSizeBytes / 4);
       const refusedErrno = marked.lockErrno || result.lockErrno;
       let errnoSaid = false;
       for (const { chunk, locked } of result.committed) {
@@ -518,7 +523,7 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
         errnoSaid ||= lockErrno !== 0;
         this.push(chunk, locked, lockErrno);
       }
-      // Chunks not committed (a cancel, a failed worker) were never counted; their memory is reused.
+      // Chunks not committed (a cancel, a failed call) were never counted; their memory is reused.
       for (const chunk of result.notCommitted) this.stack.recycle(chunk);
     }
     this.inflightEndMib = 0;
@@ -528,26 +533,28 @@ export class BalloonEngine extends EventEmitter<BalloonEngineEvents> {
   }
 
   /**
-   * Marks a step's chunks locked on fault (mlock2 MLOCK_ONFAULT), here on
-   * the main thread, before the workers fault them in: marking takes the
-   * process's mmap lock for writing, and workers doing it themselves
-   * between populating chunks would wait for each other (see
-   * touch-worker.mjs). Stops at the first refusal (the rest goes unpinned,
-   * and the errno is said once); where mlock2 is missing the workers mlock.
+   * Marks a step's chunks locked on fault (mlock2 MLOCK_ONFAULT) before
+   * the async calls fault them in with MADV_POPULATE_WRITE: mlock takes the
+   * process's mmap lock for writing and then populates holding it for
+   * reading, so two threads calling it take turns (perf: both slept in
+   * rwsem_down_write_slowpath under do_mlock; 1.0 of 2 cores used);
+   * populating a marked range takes the lock for reading only, which both
+   * hold at once. Stops at the first refusal (the rest goes unpinned, and
+   * the errno is said once); where mlock2 is missing each call mlocks.
    */
-  private markLockOnFault(chunks: Chunk[]): { workersLock: boolean; lockErrno: number } {
-    if (!this.lockOnFault) return { workersLock: true, lockErrno: 0 };
+  private markLockOnFault(chunks: Chunk[]): { callsLock: boolean; lockErrno: number } {
+    if (!this.lockOnFault) return { callsLock: true, lockErrno: 0 };
     for (const chunk of chunks) {
       const r = mlockOnFault(chunk.bytes);
       if (r.ok) {
         chunk.locked = true;
         continue;
       }
-      if (r.failure !== 'unavailable') return { workersLock: false, lockErrno: r.errno };
+      if (r.failure !== 'unavailable') return { callsLock: false, lockErrno: r.errno };
       this.lockOnFault = false;
-      return { workersLock: true, lockErrno: 0 };
+      return { callsLock: true, lockErrno: 0 };
     }
-    return { workersLock: false, lockErrno: 0 };
+    return { callsLock: false, lockErrno: 0 };
   }
 
   /** Commits and pins a chunk on the main thread. */

@@ -16,7 +16,7 @@ const COLLECT_WHEN_QUIET_MS = 200;
 /** Freed MiB after which new targets no longer push the collection back (bounds what spent buffers keep mapped). */
 const COLLECT_ANYWAY_AFTER_FREED_MIB = 4096;
 
-/** Schedules the balloon's deliberate full GCs (main thread and workers). */
+/** Schedules the balloon's deliberate full GCs. */
 export class GcSchedule {
   private freedMib = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -24,15 +24,13 @@ export class GcSchedule {
   constructor(
     /** Whether pages are handed back by madvise (false: only a GC frees them). */
     private readonly madviseFrees: boolean,
-    /** Asks the worker threads to collect too. */
-    private readonly collectWorkers: () => void,
     /** Whether the balloon is moving (a collection waits until it is not). */
     private readonly moving: () => boolean,
     /** Lets go of what should be unmapped by this collection (spare chunk memory beyond one chunk). */
     private readonly beforeCollect: () => void = () => {},
   ) {}
 
-  /** Chunks of `mib` MiB were freed (deflated, or released from a failed worker). */
+  /** Chunks of `mib` MiB were freed (deflated, or released after a failed call). */
   noteFreed(mib: number): void {
     this.freedMib += mib;
   }
@@ -47,12 +45,11 @@ export class GcSchedule {
     if (this.timer && this.freedMib < COLLECT_ANYWAY_AFTER_FREED_MIB) this.timer.refresh();
   }
 
-  /** Collects now, in this thread and the workers. */
+  /** Collects now. */
   collectNow(): void {
     this.freedMib = 0;
     this.beforeCollect();
     fullGc()?.();
-    this.collectWorkers();
   }
 
   /** Cancels a scheduled collection. */

@@ -1,5 +1,5 @@
-// Deliberate garbage collection, in plain JavaScript so that the main
-// thread and the worker threads share one copy. V8 frees a
+// Deliberate garbage collection (plain JavaScript from when worker threads
+// shared it). V8 frees a
 // SharedArrayBuffer's backing store (and unmaps it) only when a GC finds it
 // dead, and an idle agent may never collect: after a deflate we collect on
 // purpose so that the address space and V8's external-memory account follow

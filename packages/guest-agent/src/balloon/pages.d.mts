@@ -1,4 +1,4 @@
-// Types of ./pages.mjs (plain JS, shared with worker threads).
+// Types of ./pages.mjs (plain JS).
 
 /** Writes one distinct non-zero word per page (seed, seed + 1, …): commits the pages and keeps them unmergeable. */
 export function touchPages(sab: SharedArrayBuffer, seed: number, pageWords: number): void;

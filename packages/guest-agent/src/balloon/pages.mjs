@@ -1,6 +1,6 @@
-// The page-touching code of the balloon, in plain JavaScript so that the
-// main thread (TypeScript) and the worker threads (loaded without tsx) run
-// the same copy: committing a chunk and checking it must never disagree.
+// The page-touching code of the balloon: one copy for committing a chunk
+// and for checking it, which must never disagree. (Plain JavaScript from
+// when worker threads that loaded without tsx shared it.)
 
 /**
  * Writes one distinct non-zero word at the start of every page of a chunk:

@@ -2,24 +2,33 @@
 // measures this process's VmRSS/VmLck in /proc, away from the test runner's
 // own allocations. Commands arrive over IPC; each answer carries the status.
 import type { BalloonStatus } from '@memballoon/protocol';
+import { readdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { BalloonEngine } from './engine.js';
+import { type CallFault, faultyCall } from './faulty-call.fixture.js';
 import { fullGc } from './gc.mjs';
 
-// `rss-child.fixture.ts exit` (or throw, …): the worker is the faulty
-// fixture, failing as often as the 'arm' command says (shared across restarts).
+// `rss-child.fixture.ts error` (or throw, …): the fault-in call is the faulty
+// fixture's, failing as often as the 'arm' command says, with 8 MiB chunks.
 // `rss-child.fixture.ts fresh`: an engine as the agent makes it (default
-// threads), never warmed up by a target, for the first-inflate test.
-// `rss-child.fixture.ts mlock`: pins as where mlock2 is missing (the worker mlocks).
+// lanes), never warmed up by a target, for the first-inflate test.
+// `rss-child.fixture.ts mlock`: pins as where mlock2 is missing (each call mlocks).
 const mode = process.argv[2];
 const fresh = mode === 'fresh';
 const plainMlock = mode === 'mlock';
-const fault = fresh || plainMlock ? undefined : mode;
+const fault = fresh || plainMlock ? undefined : (mode as CallFault | undefined);
 const faults = new Int32Array(new SharedArrayBuffer(4));
+/** This process's threads (/proc/self/task). */
+const threadCount = (): number => readdirSync('/proc/self/task').length;
+// libuv's thread pool is Node's own: started here, by an async read, so that
+// what the engine adds on top of it can be counted.
+await readFile('/proc/self/status');
+const threadsBeforeEngine = threadCount();
 const engine = new BalloonEngine({
   tuneMalloc: true,
   ...(fresh ? {} : { workerThreads: 1 }),
   ...(plainMlock ? { lockOnFault: false } : {}),
-  ...(fault ? { workerScript: { url: new URL('./faulty-worker.fixture.mjs', import.meta.url), data: { fault, faults } } } : {}),
+  ...(fault ? { faultInCall: faultyCall(fault, faults), chunkMib: 8 } : {}),
 });
 const problems: string[] = [];
 engine.on('problem', (e) => problems.push(`${e.code}: ${e.message}`));
@@ -34,6 +43,7 @@ type Command =
   | { op: 'targetHandingOff'; targetMib: number }
   | { op: 'verify' }
   | { op: 'arm'; faults: number }
+  | { op: 'threads' }
   | { op: 'close' };
 
 process.on('message', (msg: Command) => {
@@ -64,6 +74,8 @@ process.on('message', (msg: Command) => {
     } else if (msg.op === 'arm') {
       Atomics.store(faults, 0, msg.faults);
       process.send!({ op: 'arm' });
+    } else if (msg.op === 'threads') {
+      process.send!({ op: 'threads', before: threadsBeforeEngine, now: threadCount() });
     } else if (msg.op === 'verify') {
       try {
         process.send!({ op: 'verify', pages: engine.verifyPages() });

@@ -1,11 +1,13 @@
-// The raw koffi binding of libc's memory calls, in plain JavaScript so that
-// the balloon's worker threads (which load without tsx) share it with the
-// typed door in ./libc.ts. TypeScript code uses ./libc.ts, never this file.
+// The raw koffi binding of libc's memory calls, in plain JavaScript (it was
+// shared with worker threads that loaded without tsx; the built package still
+// ships it as is). TypeScript code uses the typed door in ./libc.ts, never
+// this file.
 import { createRequire } from 'node:module';
 
 /**
- * Binds mlock, mlock2, munlock, madvise, mallopt, sysconf and errno once per
- * thread. Returns { fns } or { reason } when koffi or libc cannot be loaded.
+ * Binds mlock, mlock2, munlock, madvise, mallopt, sysconf and errno once.
+ * Each function also has `.async(...args, (err, result) => …)`, which runs
+ * it on libuv's thread pool. Returns { fns } or { reason } when koffi or libc cannot be loaded.
  * mlock2 is null where glibc lacks it (before 2.27).
  */
 export function bindLibc() {
@@ -31,6 +33,9 @@ export function bindLibc() {
         mallopt: lib.func('int mallopt(int param, int value)'),
         sysconf: lib.func('long sysconf(int name)'),
         errno: () => koffi.decode(errnoLocation(), 'int'),
+        // Koffi keeps the errno of an async call (made on one of libuv's
+        // threads) for its callback; errno() above reads the main thread's.
+        asyncErrno: () => koffi.errno(),
       },
       reason: '',
     };

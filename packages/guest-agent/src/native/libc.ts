@@ -129,3 +129,49 @@ export function pageSizeBytes(): number {
   const n = b.sysconf(_SC_PAGESIZE);
   return n > 0 ? n : 4096;
 }
+
+/** What an async fault-in does: populate for writing (madvise MADV_POPULATE_WRITE), or mlock (pins and populates). */
+export type FaultInHow = 'populate' | 'mlock';
+
+/** The end of an async native call: `err` when the call itself failed (koffi could not make it), else libc's result. */
+export type AsyncNativeDone = (err: unknown, result: NativeResult) => void;
+
+/**
+ * Faults memory in on one of libuv's threads (koffi's async call: no
+ * isolate, no thread of our own), then calls `done` on this thread. The
+ * memory is passed as the pointer itself (a view of a SharedArrayBuffer is
+ * not copied). Throws where the call cannot even be queued (koffi's queue is
+ * full); `unavailable` comes back at once, synchronously, without libc.
+ */
+export function faultInAsync(mem: NativeMemory, how: FaultInHow, done: AsyncNativeDone): void {
+  const b = load();
+  if (!b) {
+    done(null, unavailable());
+    return;
+  }
+  const call = how === 'mlock' ? 'mlock' : 'madvise';
+  const finish = (err: unknown, r: number) => {
+    if (err) done(err, { ok: false, failure: 'failed', errno: 0, message: `${call} failed: ${err instanceof Error ? err.message : String(err)}` });
+    else done(null, r === 0 ? { ok: true } : fromErrno(call, b.asyncErrno()));
+  };
+  if (how === 'mlock') b.mlock.async(mem, mem.byteLength, finish);
+  else b.madvise.async(mem, mem.byteLength, MADV_POPULATE_WRITE, finish);
+}
+
+/**
+ * Makes one trivial async call, so that libuv's thread pool (which Node
+ * starts at its first use) exists before the first inflate: what its threads
+ * cost is then the agent's from the start. `done` runs on this thread.
+ */
+export function startAsyncThreads(done: () => void): void {
+  const b = load();
+  if (!b) {
+    done();
+    return;
+  }
+  try {
+    b.sysconf.async(_SC_PAGESIZE, () => done());
+  } catch {
+    done();
+  }
+}

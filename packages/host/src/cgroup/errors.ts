@@ -55,6 +55,8 @@ export function errnoOf(err: unknown): string | undefined {
 export function codeOfErrno(errno: string | undefined): CgroupErrorCode | undefined {
   switch (errno) {
     case 'ENOENT':
+    // A path through a file (modifyvm --cgroup …/memory.limit_in_bytes): no such cgroup either.
+    case 'ENOTDIR':
       return 'not_found';
     case 'EEXIST':
       return 'already_exists';

@@ -43,18 +43,24 @@ export class KernelMemoryCgroup implements MemoryCgroup {
     return parseLimit(await this.read(name), this.file(name));
   }
 
-  /** Writes the hard limit; never makes the kernel reclaim below what the cgroup uses now. */
+  /** Writes the hard limit; below usage the kernel reclaims first, and where it cannot the limit stays (limit_below_usage), never an OOM kill. */
   async setLimitBytes(bytes: number | null): Promise<void> {
     if (bytes !== null && (!Number.isSafeInteger(bytes) || bytes <= 0)) {
       throw new CgroupError('invalid_value', `a memory limit must be a positive whole number of bytes (got ${bytes})`);
     }
     const name = FILES[this.version].limit;
-    // v2 would reclaim and then OOM-kill to meet a lower memory.max; v1 answers
-    // EBUSY. Checking first gives both the same answer (a race with a growing
-    // guest remains on v2: the kernel then reclaims, which is its job).
+    // v2 would reclaim and then OOM-kill to meet a lower memory.max; v1
+    // reclaims in the write and answers EBUSY. So v2 reclaims first through
+    // memory.reclaim (what v1's write does), and writes the limit only once
+    // usage is below it (a race with a growing guest remains on v2: the
+    // kernel then reclaims, which is its job).
     if (bytes !== null && this.version === 2) {
-      const usage = await this.usageBytes();
-      if (bytes < usage) throw belowUsage(this.dir, bytes, usage);
+      let usage = await this.usageBytes();
+      if (bytes < usage) {
+        await this.fs.writeText(this.file('memory.reclaim'), String(usage - bytes)).catch(() => undefined);
+        usage = await this.usageBytes();
+        if (bytes < usage) throw belowUsage(this.dir, bytes, usage);
+      }
     }
     try {
       await this.fs.writeText(this.file(name), bytes === null ? FILES[this.version].unlimited : String(bytes));
@@ -62,6 +68,12 @@ export class KernelMemoryCgroup implements MemoryCgroup {
       if (errnoOf(err) === 'EBUSY') throw belowUsage(this.dir, bytes ?? 0, await this.usageBytes().catch(() => NaN), err);
       throw CgroupError.from(err);
     }
+  }
+
+  /** Inactive file cache (v1 memory.stat total_inactive_file, v2 inactive_file). */
+  async reclaimableBytes(): Promise<number> {
+    const stat = parseKeyed(await this.read('memory.stat'));
+    return (this.version === 1 ? stat.get('total_inactive_file') : stat.get('inactive_file')) ?? 0;
   }
 
   /** OOM kills so far (v1 memory.oom_control oom_kill, v2 memory.events oom_kill). */

@@ -40,7 +40,14 @@ export function planLimits(now: LimitState, wanted: { parentBytes?: number | nul
   const finalSum = sumOfLimits(final.values());
   if (parentTo !== null && finalSum > parentTo) {
     const mib = (b: number) => (Number.isFinite(b) ? `${Math.ceil(b / 1048576)} MiB` : 'no limit');
-    throw new CgroupError('over_parent', `the guests' memory limits would sum to ${mib(finalSum)}, above the pool cgroup's ${mib(parentTo)}`);
+    // Name the cgroups with no limit: one the host did not make (a stranger
+    // under its parent) is otherwise invisible in the refusal.
+    const unlimited = [...final].filter(([, b]) => b === null).map(([n]) => n);
+    const which =
+      unlimited.length === 0
+        ? ''
+        : ` (no limit on ${unlimited.slice(0, 5).join(', ')}${unlimited.length > 5 ? ', …' : ''}: give each a limit, or move it out from under the pool cgroup)`;
+    throw new CgroupError('over_parent', `the guests' memory limits would sum to ${mib(finalSum)}${which}, above the pool cgroup's ${mib(parentTo)}`);
   }
   const lowers: LimitStep[] = [];
   const raises: LimitStep[] = [];

@@ -14,8 +14,17 @@ export interface MemoryCgroup {
   usageBytes(): Promise<number>;
   /** memory.limit_in_bytes | memory.max; null when unlimited. */
   limitBytes(): Promise<number | null>;
-  /** Writes the hard limit. Rejects with CgroupError code 'limit_below_usage' when the kernel answers EBUSY (v1) or would have to reclaim (v2: the caller checks usage first; never let v2 OOM-kill). */
+  /**
+   * Writes the hard limit. Below usage the kernel must reclaim to meet it:
+   * v1 does so in the write and answers EBUSY where it cannot (no OOM kill);
+   * v2 is asked to reclaim first (memory.reclaim), and the limit is written
+   * only once usage is below it (v2 would OOM-kill to meet memory.max).
+   * Rejects with CgroupError code 'limit_below_usage' where the kernel could
+   * not reclaim enough.
+   */
   setLimitBytes(bytes: number | null): Promise<void>;
+  /** The cgroup's inactive file cache (memory.stat): clean or not, what the kernel reclaims first when the limit comes down on it. */
+  reclaimableBytes(): Promise<number>;
   /** OOM kills so far (v1 memory.oom_control oom_kill, v2 memory.events oom_kill). */
   oomKills(): Promise<number>;
   /** Times the limit was hit (v1 memory.failcnt, v2 memory.events max). */

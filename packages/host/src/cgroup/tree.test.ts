@@ -41,7 +41,7 @@ describe('CgroupTree on a fake hierarchy', () => {
     await expect(t.createChild('web').then(() => t.createChild('web'))).rejects.toMatchObject({ code: 'already_exists' });
   });
 
-  it('v2: enables memory for the children, writes max, and refuses a limit below usage without writing', async () => {
+  it('v2: enables memory for the children, writes max, and refuses a limit below usage it could not reclaim to without writing it', async () => {
     const { fake, tree: t } = tree(2, 'a/b');
     await t.ensureParent();
     expect(readFileSync(`${fake.root}/cgroup.subtree_control`, 'utf8')).toBe('+memory');
@@ -52,7 +52,18 @@ describe('CgroupTree on a fake hierarchy', () => {
     expect(readFileSync(`${cg.dir}/memory.max`, 'utf8')).toBe(String(200 * 1048576));
     const writes = fake.writes.length;
     await expect(cg.setLimitBytes(50 * 1048576)).rejects.toMatchObject({ code: 'limit_below_usage' });
-    expect(fake.writes.length).toBe(writes);
+    // It asked the kernel to reclaim the difference first (memory.reclaim; this fake has none), and wrote no limit.
+    expect(fake.writes.slice(writes)).toEqual([{ path: `${cg.dir}/memory.reclaim`, text: String(50 * 1048576) }]);
+    expect(readFileSync(`${cg.dir}/memory.max`, 'utf8')).toBe(String(200 * 1048576));
+    // Where the reclaim brings usage down, the limit is written.
+    writeFileSync(`${cg.dir}/memory.reclaim`, '');
+    fake.fs.writeText = ((write) => async (path: string, text: string) => {
+      await write(path, text);
+      if (path.endsWith('/memory.reclaim')) writeFileSync(`${cg.dir}/memory.current`, String(40 * 1048576));
+    })(fake.fs.writeText);
+    await cg.setLimitBytes(50 * 1048576);
+    expect(readFileSync(`${cg.dir}/memory.max`, 'utf8')).toBe(String(50 * 1048576));
+    writeFileSync(`${cg.dir}/memory.current`, String(100 * 1048576));
     await cg.setLimitBytes(null);
     expect(readFileSync(`${cg.dir}/memory.max`, 'utf8')).toBe('max');
     writeFileSync(`${cg.dir}/memory.events`, 'low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n');

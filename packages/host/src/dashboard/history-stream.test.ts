@@ -1,27 +1,15 @@
 // The event stream opens with the host's history, so a page load draws the
 // last minutes at once; changes are sampled into it (trailing, at most one
 // sample per SAMPLE_INTERVAL_MS).
-import { get } from 'node:http';
+import { readEvents } from '@memballoon/e2e/sse';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VmHistory, type HistoryEvent } from './history.js';
 import { startFakeHost, type FakeHost } from './test-fixtures.js';
 
 /** The first `count` events of the stream: [type, parsed data]. */
-function firstEvents(url: string, count: number): Promise<Array<[string, unknown]>> {
-  return new Promise((resolve, reject) => {
-    const req = get(`${url}/api/v1/events`, (res) => {
-      let buffer = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buffer += chunk;
-        const blocks = buffer.split('\n\n').filter((b) => /^event: /m.test(b) && /^data: /m.test(b));
-        if (blocks.length < count || !buffer.endsWith('\n\n')) return;
-        req.destroy();
-        resolve(blocks.slice(0, count).map((b) => [/^event: (.*)$/m.exec(b)![1]!, JSON.parse(/^data: (.*)$/m.exec(b)![1]!)]));
-      });
-    });
-    req.on('error', reject);
-  });
+async function firstEvents(url: string, count: number): Promise<Array<[string, unknown]>> {
+  const events = await readEvents(url, (e) => e.length >= count);
+  return events.map((e) => [e.type, e.data]);
 }
 
 let host: FakeHost | undefined;

@@ -10,11 +10,20 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
-import { CgroupError, openMemoryHierarchy, planLimits, type CgroupFs, type CgroupTree, type KernelMemoryCgroup, type MemoryCgroup } from '../cgroup/index.js';
+import {
+  CgroupError,
+  memoryCgroupOfProc,
+  openMemoryHierarchy,
+  planLimits,
+  type CgroupFs,
+  type CgroupTree,
+  type KernelMemoryCgroup,
+  type MemoryCgroup,
+} from '../cgroup/index.js';
 import { HostError } from '../errors.js';
 import { checkCommand, findUser, resolveCommand, type GuestUser } from './command.js';
 import { toHostError } from './errors.js';
-import { isSameProcess, procStartTicks, signal } from './proc.js';
+import { isSameProcess, procCgroupText, procStartTicks, signal } from './proc.js';
 import { GuestStateDir, type GuestRecord } from './state.js';
 import type { GuestHostService, GuestsCollaborator, GuestsHostView, ManagedGuestView } from './views.js';
 
@@ -663,6 +672,18 @@ export class GuestLauncher implements GuestsCollaborator {
     }
     if (cgroup.dir === this.tree.parentDir || cgroup.dir.startsWith(`${this.tree.parentDir}/`)) {
       throw new HostError('invalid_argument', `the cgroup ${cgroup.dir} is inside the host's own parent: startvm makes those`);
+    }
+    // A hand-off lowers the adopted cgroup's limit: on the host's own cgroup,
+    // or an ancestor of it or of the pool cgroup, it would squeeze the host
+    // and every guest.
+    const ownPath = memoryCgroupOfProc(procCgroupText(process.pid), this.tree.version);
+    for (const [what, dir] of [
+      ['the host itself', ownPath === undefined ? undefined : `${this.tree.root}${ownPath === '/' ? '' : ownPath}`],
+      ["the host's parent of guests", this.tree.parentDir],
+    ] as const) {
+      if (dir !== undefined && (dir === cgroup.dir || dir.startsWith(`${cgroup.dir}/`))) {
+        throw new HostError('invalid_argument', `the cgroup ${cgroup.dir} holds ${what} (${dir}): adopt a cgroup of the guest's own`);
+      }
     }
     for (const [other, g] of this.guests) {
       if (other !== name && g.cgroup?.dir === cgroup.dir) throw new HostError('already_exists', `the cgroup ${cgroup.dir} already belongs to VM '${other}'`);

@@ -210,6 +210,31 @@ describe('hand-off planner', () => {
     expect(planHandOff({ ...base, usageMib: 300 })).toEqual({ kind: 'lower-then-release', limitMib: 768, handedOffMib: 256, batchMib: 256 });
   });
 
+  it('counts inactive file cache as headroom: a cgroup full of cache is lowered into it in batches, never below usage less that cache plus the reserve', () => {
+    // 1024 used, 400 of it inactive file cache: as if 624 were used.
+    expect(planHandOff({ ...base, usageMib: 1024, reclaimableMib: 400 })).toEqual({
+      kind: 'lower-then-release',
+      limitMib: 768,
+      handedOffMib: 256,
+      batchMib: 256,
+    });
+    expect(planHandOff({ ...base, usageMib: 1024, reclaimableMib: 100 })).toEqual({
+      kind: 'lower-then-release',
+      limitMib: 1024 - 59,
+      handedOffMib: 59,
+      batchMib: 59,
+    });
+    // A catch-up too goes down into the cache, never below what is used besides it plus the reserve.
+    expect(planHandOff({ ...base, limitMib: 1000, handedOffMib: 512, pinnedMib: 0, usageMib: 900, reclaimableMib: 600 })).toEqual({
+      kind: 'catch-up',
+      limitMib: 512,
+    });
+    expect(planHandOff({ ...base, limitMib: 1000, handedOffMib: 512, pinnedMib: 0, usageMib: 900, reclaimableMib: 200 })).toEqual({
+      kind: 'catch-up',
+      limitMib: 741,
+    });
+  });
+
   it('releases one chunk first when there is no slack for one, and never plans a limit below usage', () => {
     expect(planHandOff({ ...base, usageMib: 1024 })).toEqual({ kind: 'release-then-lower', limitMib: 1023, handedOffMib: 1, batchMib: 1 });
     expect(planHandOff({ ...base, usageMib: 1024, chunkMib: 4 })).toMatchObject({ kind: 'release-then-lower', handedOffMib: 4 });

@@ -10,7 +10,7 @@ import type { MemoryCgroup } from '../cgroup/memory-cgroup.js';
 import { handOffReserveMib, impliedLimitMib, limitMibOf, limitShareMibOf, planHandOff, reclaimedMib, usageMibOf, type HandOffStep } from './plan.js';
 
 /** What the driver uses of a guest's memory cgroup. */
-export type HandOffCgroup = Pick<MemoryCgroup, 'dir' | 'usageBytes' | 'limitBytes' | 'setLimitBytes'>;
+export type HandOffCgroup = Pick<MemoryCgroup, 'dir' | 'usageBytes' | 'limitBytes' | 'setLimitBytes'> & Partial<Pick<MemoryCgroup, 'reclaimableBytes'>>;
 
 /** A managed guest as the driver needs it. */
 export interface HandOffGuest {
@@ -248,7 +248,7 @@ export class HandOffDriver {
       // stats frames): no cgroup read at all.
       if (e.limitMib === impliedLimitMib(e.memoryMib, handedOffMib) && wantHandedOffMib - handedOffMib < Math.max(1, e.chunkMib)) return;
       const readStartMs = performance.now();
-      const [limitBytes, usageBytes] = await Promise.all([e.cgroup.limitBytes(), e.cgroup.usageBytes()]);
+      const [limitBytes, usageBytes, reclaimableBytes] = await Promise.all([e.cgroup.limitBytes(), e.cgroup.usageBytes(), this.reclaimableBytesOf(e)]);
       const readMs = performance.now() - readStartMs;
       this.noteLimit(e, limitMibOf(limitBytes, e.memoryMib), limitShareMibOf(limitBytes, e.memoryMib));
       const step = planHandOff({
@@ -256,6 +256,7 @@ export class HandOffDriver {
         chunkMib: e.chunkMib,
         limitMib: e.limitMib,
         usageMib: usageMibOf(usageBytes),
+        reclaimableMib: Math.floor(reclaimableBytes / BYTES_PER_MIB),
         handedOffMib,
         pinnedMib: Math.max(0, st.actualMib - handedOffMib),
         wantHandedOffMib,
@@ -265,7 +266,7 @@ export class HandOffDriver {
       });
       if (step.kind === 'done') return;
       const stepStartMs = performance.now();
-      const ok = await this.apply(e, step);
+      const ok = await this.apply(e, step, usageMibOf(usageBytes));
       // Where a hand-off's time goes (issue 18's split): kernel reads, the step's writes and the agent's round trip.
       e.logger.debug({ step: step.kind, limitMib: e.limitMib, readMs: round(readMs), stepMs: round(performance.now() - stepStartMs) }, 'hand-off: step');
       if (!ok) return;
@@ -273,7 +274,7 @@ export class HandOffDriver {
   }
 
   /** Does one step; false when the loop should wait for news (EBUSY, an agent that did not answer). */
-  private async apply(e: Entry, step: Exclude<HandOffStep, { kind: 'done' }>): Promise<boolean> {
+  private async apply(e: Entry, step: Exclude<HandOffStep, { kind: 'done' }>, usageMib: number): Promise<boolean> {
     switch (step.kind) {
       case 'raise':
         // No room yet (false): retried when another guest's limit comes down.
@@ -281,16 +282,19 @@ export class HandOffDriver {
       case 'catch-up':
         return this.setLimit(e, step.limitMib);
       case 'lower-then-release': {
-        if (!(await this.setLimit(e, step.limitMib))) return true;
+        // Refused at or above usage: the workload grew meanwhile, re-plan. Below
+        // it, the kernel could not drop the cache the plan counted on: wait for news.
+        if (!(await this.setLimit(e, step.limitMib))) return step.limitMib >= usageMib;
         return this.release(e, step.handedOffMib);
       }
       case 'release-then-lower': {
         if (!(await this.release(e, step.handedOffMib))) return false;
-        const usageMib = usageMibOf(await e.cgroup.usageBytes());
+        const [usageBytes, reclaimableBytes] = await Promise.all([e.cgroup.usageBytes(), this.reclaimableBytesOf(e)]);
+        const usedMib = Math.max(0, usageMibOf(usageBytes) - Math.floor(reclaimableBytes / BYTES_PER_MIB));
         // A target that came meanwhile may be inflating the balloon: leave it the room it has yet to take.
         const st = e.status;
         const inflatingMib = st && st.generation === e.generation ? inflatingMibOf(st) : 0;
-        const to = Math.max(usageMib + handOffReserveMib(e.memoryMib) + inflatingMib, step.limitMib);
+        const to = Math.max(usedMib + handOffReserveMib(e.memoryMib) + inflatingMib, step.limitMib);
         return to < e.limitMib ? this.setLimit(e, to) : true;
       }
     }
@@ -333,6 +337,11 @@ export class HandOffDriver {
     }
     this.noteLimit(e, limitMib);
     return true;
+  }
+
+  /** The guest's inactive file cache (0 where the cgroup cannot say): headroom the kernel frees when the limit comes down on it. */
+  private reclaimableBytesOf(e: Entry): Promise<number> {
+    return e.cgroup.reclaimableBytes ? e.cgroup.reclaimableBytes().catch(() => 0) : Promise.resolve(0);
   }
 
   /** Asks the agent to hand off up to handedOffMib and waits for its status; false if it did not answer in time. */

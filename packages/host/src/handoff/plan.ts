@@ -34,6 +34,15 @@ export interface HandOffState {
   limitMib: number;
   /** The cgroup's usage now (the kernel's word, rounded up). */
   usageMib: number;
+  /**
+   * Of that usage, inactive file cache (rounded down): what the kernel drops
+   * first when the limit comes down on it (v1 in the limit's write, v2
+   * through memory.reclaim; never an OOM kill: where it cannot, the write
+   * fails and the limit stays). Headroom for the plan like free memory: a
+   * guest whose cache fills its cgroup has no free slack, and without it the
+   * hand-off stalled after one chunk (test/handoff-cache.test.ts).
+   */
+  reclaimableMib?: number;
   /** MiB of the balloon the agent has handed off (its last status). */
   handedOffMib: number;
   /** MiB of the balloon the agent still holds pinned (actual − handed off). */
@@ -125,6 +134,8 @@ export function usageMibOf(bytes: number): number {
 /** The next step for one guest. Pure; the driver re-reads the kernel before every call. */
 export function planHandOff(s: HandOffState): HandOffStep {
   const implied = impliedLimitMib(s.memoryMib, s.handedOffMib);
+  // What the guest really needs of its limit: usage less the cache the kernel drops on the way down.
+  const usedMib = Math.max(0, s.usageMib - Math.max(0, s.reclaimableMib ?? 0));
   // Giving back comes first: a workload squeezed below what its balloon
   // implies is the one thing here that can hurt a guest.
   if (s.limitMib < implied) return { kind: 'raise', limitMib: implied };
@@ -138,12 +149,12 @@ export function planHandOff(s: HandOffState): HandOffStep {
     // Behind from an earlier release-first step (the workload took the chunk
     // before the limit came down): catch up, never below usage, and release
     // nothing more until then, so that the exposure stays one chunk in all.
-    const to = Math.max(implied, s.usageMib + keepMib);
+    const to = Math.max(implied, usedMib + keepMib);
     return to < s.limitMib ? { kind: 'catch-up', limitMib: to } : { kind: 'done' };
   }
   if (batch <= 0) return { kind: 'done' };
   // What can come down before the release without eating what is kept.
-  const slack = s.limitMib - s.usageMib - keepMib;
+  const slack = s.limitMib - usedMib - keepMib;
   const inflating = (s.inflatingMib ?? 0) > 0;
   if (slack >= chunk) {
     const c = Math.min(inflating ? Math.max(chunk, Math.floor(INFLATING_MAX_BATCH_MIB / chunk) * chunk) : batch, batch, Math.floor(slack / chunk) * chunk);

@@ -419,7 +419,9 @@ export class HostService {
   /** modifyvm: changes settings; resize settings only while the VM is off, policy settings any time. */
   modifyVm(name: string, patch: VmPatch): VmView {
     const record = this.record(name);
-    const s = parseVmPatch(record, patch, this.running.has(name) || this.admitting.has(name));
+    // Starting counts as running (VirtualBox locks a starting VM too): the
+    // launcher has already given the agent and the cgroup the old size.
+    const s = parseVmPatch(record, patch, this.running.has(name) || this.isStarting(name));
     const updated = this.registry.update(name, s);
     this.records.set(name, updated);
     if (this.pool.has(name)) this.pool.updateSettings(name, { memoryMinMib: updated.memoryMinMib, balloonMaxMib: updated.balloonMaxMib });
@@ -600,8 +602,9 @@ export class HostService {
     const resuming = hello.balloon.generation > 0;
     // A guest smaller than its VM (an agent's --memory-mib or cgroup limit
     // below the setting) refuses a target above its own memory, Welcome's
-    // too, and would reconnect for ever: its default balloon is capped to it.
-    const targetMib = Math.min(resuming ? hello.balloon.targetMib : record.defaultBalloonMib, balloonLimitMib(Math.min(memoryMib, hello.facts.totalMemoryMib)));
+    // too, and would reconnect for ever: the target is capped to it (its
+    // floor then stops the balloon short, honestly reported).
+    const targetMib = Math.min(resuming ? hello.balloon.targetMib : record.defaultBalloonMib, balloonLimitMib(memoryMib), hello.facts.totalMemoryMib);
     const balloonActualMib = Math.min(hello.balloon.actualMib, memoryMib);
     // The floor is the host's to give, so the reclaim knows where the guest
     // would start deflating on its own (the agent's --floor-mib overrides it).
