@@ -289,7 +289,11 @@ async function wireReactionRows(bin: string, samples: number): Promise<BenchRow[
 
 /** wireReactionRows in a fresh child process (this file, `--wire BIN SAMPLES`), its rows sent back over IPC. */
 async function wireReactionRowsInChild(bin: string, samples: number): Promise<BenchRow[]> {
-  const child = fork(fileURLToPath(import.meta.url), ['--wire', bin, String(samples)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // With the V8 flag the balloon-agent command sets (bin/balloon-agent.mjs:
+  // no optimizing compiler), so the agent measured is the agent users run;
+  // the bare-ws reference beside it runs in the same process, so with it too.
+  const execArgv = [...process.execArgv, '--no-opt'];
+  const child = fork(fileURLToPath(import.meta.url), ['--wire', bin, String(samples)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const rows = once(child, 'message') as Promise<[BenchRow[]]>;
   const [code] = (await once(child, 'exit')) as [number | null];
   if (code !== 0) throw new Error(`the socket rows' process exited with ${code}`);

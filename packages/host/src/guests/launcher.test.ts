@@ -386,13 +386,32 @@ describe('startvm of a guest the pool can never fund (real kernel)', () => {
     host.service.modifyVm('a', { memoryMinMib: 512 });
   });
 
-  /** Processes whose command line names VM `name` (an agent the launcher started for it). */
+  /** The parent pid of `pid` (0 once it is gone). */
+  const parentOf = (pid: number): number => {
+    try {
+      // The command name (field 2) is in parentheses and may hold spaces: the ppid follows its last ')'.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    } catch {
+      return 0;
+    }
+  };
+  /** Whether `pid` descends from this process (the host runs here, so its launcher's agents do). */
+  const ours = (pid: number): boolean => {
+    for (let p = parentOf(pid); p > 1; p = parentOf(p)) if (p === process.pid) return true;
+    return false;
+  };
+  /**
+   * Processes of ours whose command line names VM `name` (an agent the
+   * launcher started for it); another test run on the machine may well run
+   * an agent of the same name.
+   */
   const agentsOf = (name: string) =>
     readdirSync('/proc')
       .filter((d) => /^\d+$/.test(d))
       .filter((pid) => {
         try {
-          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`\0--name\0${name}\0`);
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`\0--name\0${name}\0`) && ours(Number(pid));
         } catch {
           return false;
         }
