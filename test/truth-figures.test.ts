@@ -4,7 +4,8 @@
 // (Guest/RAM/Usage/*, RAM/VMM/*) against the VM cgroup's limit, usage and
 // memory.stat, the pool cgroup's limit and the agent's VmLck. States: a guest
 // with a big file cache, its balloon inflated and handed off (the limit lowered
-// into the cache), and deflated. Tolerances, where a figure is sampled by the
+// into the cache), the host killed -9 and restarted with the balloon handed
+// off, deflated, and the agent killed -9. Tolerances, where a figure is sampled by the
 // agent (once a second) and the kernel's moves meanwhile: Free within 16 MiB of
 // limit − usage (the agent's heap, its log writes and a GC between the sample
 // and our read), Cache within 8 MiB of total_cache (the workload sleeps; only
@@ -15,6 +16,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostView, VmView } from '@memballoon/host';
 import { ctl, ctlJson, spawnHost, stopAll, tempDataDir, type StartedHost } from './support/host.js';
+import { freePort } from './support/ports.js';
+import { isAlive } from './support/proc.js';
 import { cgroupProcs, openTestHierarchy, testCgroupName, type TestHierarchy } from './support/memory-hierarchy.js';
 import { cgroupMib, cgroupOomKills } from './support/cgroup-v1.js';
 import { vmLockedMib } from './support/proc.js';
@@ -32,6 +35,7 @@ const PARENT = testCgroupName();
 let cg: TestHierarchy = { skipReason: '', root: '', version: 1 };
 let data: ReturnType<typeof tempDataDir>;
 let host: StartedHost;
+let port = 0;
 let files = '';
 
 const poolDir = () => join(cg.root, PARENT);
@@ -77,6 +81,14 @@ async function guestFiguresAgree(): Promise<void> {
   });
 }
 
+/** The host on this file's port (the agents reconnect to it after a restart). */
+const startHostOnPort = () =>
+  spawnHost({
+    dataDir: data.dir,
+    poolSizeMib: POOL_MIB,
+    extra: ['--listen', `127.0.0.1:${port}`, '--cgroup-parent', PARENT, '--pool-cgroup', '--policy-interval-ms', '0'],
+  });
+
 /** showvminfo --machinereadable as a map of key to value (quotes removed). */
 async function machineReadable(): Promise<Map<string, string>> {
   const r = await ctl(host.url, 'showvminfo', 't1', '--machinereadable');
@@ -96,7 +108,8 @@ beforeAll(async () => {
   data = tempDataDir();
   // On the disk (not tmpfs): file pages the kernel can drop once written back.
   files = mkdtempSync(join(data.dir, 'files-'));
-  host = await spawnHost({ dataDir: data.dir, poolSizeMib: POOL_MIB, extra: ['--cgroup-parent', PARENT, '--pool-cgroup', '--policy-interval-ms', '0'] });
+  port = await freePort();
+  host = await startHostOnPort();
   expect((await ctl(host.url, 'createvm', '--name', 't1', '--memory', String(VM_MIB))).code).toBe(0);
   // The workload fills its cgroup with clean file cache, then stays.
   const script = `dd if=/dev/zero of=${files}/cache bs=1M count=${CACHE_MIB} conv=fsync status=none && exec sleep 600`;
@@ -109,7 +122,7 @@ afterAll(async () => {
   if (cg.skipReason) return;
   await cleanUp(
     async () => {
-      if (host) await ctl(host.url, 'controlvm', 't1', 'poweroff');
+      if (host && (await vm()).state === 'running') await ctl(host.url, 'controlvm', 't1', 'poweroff');
     },
     stopAll,
     cleanPoolCgroup,
@@ -187,6 +200,30 @@ describe('kernel truth of a managed guest’s figures (real v1 cgroups)', () => 
     expect(mr.get('heldMib')).toBe(String(VM_MIB - BALLOON_MIB));
   }, 120_000);
 
+  it('the host killed -9 and restarted with the balloon handed off: the figures it rebuilds agree with the limit it left', async (ctx) => {
+    if (cg.skipReason) return ctx.skip();
+    const before = await vm();
+    await host.kill();
+    // While the host is down the kernel keeps the lowered limit; the agent holds nothing pinned.
+    expect(kernel().limitMib).toBe(VM_MIB - BALLOON_MIB);
+    host = await startHostOnPort();
+    const v = await waitFor(
+      async () => {
+        const now = await vm();
+        return now.state === 'running' && now.stats && now;
+      },
+      { what: 't1 to reconnect', timeoutMs: 60_000, intervalMs: 500 },
+    );
+    expect(v.pid).toBe(before.pid);
+    expect(v.balloon).toMatchObject({ targetMib: BALLOON_MIB, actualMib: BALLOON_MIB, handedOffMib: BALLOON_MIB, lockedMib: 0 });
+    expect(kernel().limitMib).toBe(VM_MIB - BALLOON_MIB);
+    expect(vmLockedMib(v.pid!)).toBeLessThan(2);
+    expect(cgroupMib(poolDir(), 'memory.limit_in_bytes')).toBe(POOL_MIB);
+    const h = await hostInfo();
+    expect(h.pool).toEqual({ sizeMib: POOL_MIB, heldMib: VM_MIB - BALLOON_MIB, reclaimedMib: BALLOON_MIB, freeMib: POOL_MIB - VM_MIB + BALLOON_MIB });
+    await guestFiguresAgree();
+  }, 120_000);
+
   it('deflated: the limit is the VM’s memory again, and Total, Free and the pool follow', async (ctx) => {
     if (cg.skipReason) return ctx.skip();
     const r = await ctl(host.url, 'controlvm', 't1', 'guestmemoryballoon', '0', '--wait');
@@ -198,5 +235,35 @@ describe('kernel truth of a managed guest’s figures (real v1 cgroups)', () => 
     expect(v.balloon).toMatchObject({ targetMib: 0, actualMib: 0, lockedMib: 0, handedOffMib: 0 });
     expect(vmLockedMib(v.pid!)).toBeLessThan(1);
     expect((await hostInfo()).pool).toEqual({ sizeMib: POOL_MIB, heldMib: VM_MIB, reclaimedMib: 0, freeMib: POOL_MIB - VM_MIB });
+  }, 120_000);
+
+  it('the agent killed -9: the VM powers off, its cgroup goes, and the pool holds nothing for it', async (ctx) => {
+    if (cg.skipReason) return ctx.skip();
+    const r = await ctl(host.url, 'controlvm', 't1', 'guestmemoryballoon', '64', '--wait');
+    expect(r.code, r.stderr).toBe(0);
+    const pid = (await vm()).pid!;
+    process.kill(pid, 'SIGKILL');
+    await waitFor(async () => (await vm()).state === 'poweroff' && !existsSync(vmDir()), {
+      what: 't1 to power off and its cgroup to go',
+      timeoutMs: 60_000,
+      intervalMs: 500,
+    });
+    expect(isAlive(pid)).toBe(false);
+    const v = await vm();
+    expect(v.balloon).toBeUndefined();
+    expect((await hostInfo()).pool).toEqual({ sizeMib: POOL_MIB, heldMib: 0, reclaimedMib: 0, freeMib: POOL_MIB });
+    const rows = await ctlJson<{ object: string; metric: string; valueKib: number }[]>(host.url, 'metrics', 'query');
+    expect(rows.filter((row) => row.object === 't1')).toEqual([]);
+    expect(Object.fromEntries(rows.map((row) => [row.metric, row.valueKib / 1024]))).toMatchObject({
+      'RAM/VMM/Used': 0,
+      'RAM/VMM/Ballooned': 0,
+      'RAM/VMM/Free': POOL_MIB,
+    });
+    // The pool cgroup holds nothing of the guest the kernel could not drop: v1 moves the dead
+    // cgroup's file cache up to its parent (clean cache, reclaimed under the pool's limit), so
+    // it is usage less that cache, not usage, that must be ~0.
+    const poolStat = readFileSync(join(poolDir(), 'memory.stat'), 'utf8');
+    const poolCacheMib = Number(/^total_cache (\d+)$/m.exec(poolStat)?.[1] ?? 0) / 1024 / 1024;
+    expect(cgroupMib(poolDir(), 'memory.usage_in_bytes') - poolCacheMib).toBeLessThan(16);
   }, 120_000);
 });
