@@ -7,8 +7,9 @@
 import { chownSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import { adminApi, startTestHost, testGuests } from './support/in-process-host.js';
-import { tempDataDir } from './support/host.js';
+import { BIN, spawnHost, stopAll, tempDataDir } from './support/host.js';
 
 let data: ReturnType<typeof tempDataDir>;
 let outside: ReturnType<typeof tempDataDir>;
@@ -123,6 +124,41 @@ describe("startvm's log file in a hostile data directory", () => {
       expect((await adminApi(host, 'POST', '/vms/recorded/poweroff')).status).toBe(200);
     } finally {
       await host.close();
+    }
+  });
+});
+
+describe('two hosts on one data directory', () => {
+  it('the second refuses to start, naming the first; once the first is killed -9, a new one takes the directory over', async () => {
+    try {
+      const first = await spawnHost({ dataDir: data.dir, poolSizeMib: 512, extra: ['--no-cgroups'] });
+      const second = await new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, [BIN.host, '--listen', '127.0.0.1:0', '--data-dir', data.dir, '--pool-mib', '512', '--no-cgroups'], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, MEMBALLOON_RUNTIME_DIR: join(data.dir, 'run2') },
+        });
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
+        child.stderr.on('data', (d: Buffer) => (out += d.toString('utf8')));
+        // A second host that did start is the failure: end it so the test says so.
+        const watchdog = setTimeout(() => child.kill('SIGKILL'), 30_000);
+        child.once('exit', (code) => {
+          clearTimeout(watchdog);
+          resolve({ code, out });
+        });
+      });
+      expect(second.code, second.out).not.toBe(0);
+      expect(second.code, second.out).not.toBeNull();
+      expect(second.out).toContain(`in use by balloon-host pid ${first.pid}`);
+      expect(second.out).not.toMatch(/balloon-host listening/);
+
+      await first.kill();
+      const third = await spawnHost({ dataDir: data.dir, poolSizeMib: 512, extra: ['--no-cgroups'] });
+      expect(readFileSync(join(data.dir, 'host.pid'), 'utf8')).toMatch(new RegExp(`^${third.pid} `));
+      await third.stop();
+      expect(() => readFileSync(join(data.dir, 'host.pid'))).toThrow(/ENOENT/);
+    } finally {
+      await stopAll();
     }
   });
 });

@@ -101,6 +101,14 @@ export function parseListen(value: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
 
+/** pino's level names: any other one made pino throw at start-up, a stack trace instead of a usage error. */
+const LOG_LEVELS: readonly string[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+function parseLogLevel(value: string): string {
+  if (!LOG_LEVELS.includes(value)) throw new HostError('invalid_argument', `--log-level must be one of ${LOG_LEVELS.join(', ')} (got '${value}')`);
+  return value;
+}
+
 function parseBool(value: string | undefined): boolean {
   return value !== undefined && /^(1|true|yes|on)$/i.test(value);
 }
@@ -167,7 +175,7 @@ export function loadHostConfig(argv: readonly string[], env: NodeJS.ProcessEnv =
     dataDir: str('--data-dir', 'MEMBALLOON_DATA_DIR') ?? join(dataHome, 'memballoon'),
     poolSizeMib: poolText === undefined ? defaultPoolSizeMib(Math.floor(totalmem() / BYTES_PER_MIB)) : parseInteger(poolText, '--pool-mib', 0, MAX_MEMORY_MIB),
     autoRegister: flags.get('--auto-register') === true || parseBool(env.MEMBALLOON_AUTO_REGISTER),
-    logLevel: str('--log-level', 'MEMBALLOON_LOG_LEVEL') ?? 'info',
+    logLevel: parseLogLevel(str('--log-level', 'MEMBALLOON_LOG_LEVEL') ?? 'info'),
     logPretty: flags.get('--log-pretty') === true || parseBool(env.MEMBALLOON_LOG_PRETTY) || isTty,
     policyIntervalMs: parseInteger(str('--policy-interval-ms', 'MEMBALLOON_POLICY_INTERVAL_MS') ?? '1000', '--policy-interval-ms', 0, 3_600_000),
     policyMarginMib: parseInteger(str('--policy-margin-mib', 'MEMBALLOON_POLICY_MARGIN_MIB') ?? '256', '--policy-margin-mib', 0, MAX_MEMORY_MIB),

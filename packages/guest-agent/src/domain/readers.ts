@@ -6,7 +6,7 @@ import { AgentError } from '../errors.js';
 import { parseCgroupLimit, parseKeyValues, parseMeminfo, parsePressure, parseProcCgroup, parseProcStat, parseProcStatus } from './parsers.js';
 import type { DomainAvailability, DomainKind, DomainSource, DomainStats } from './source.js';
 import { ksmMergingPages } from '../fusion/ksm-stats.js';
-import { BYTES_PER_MIB } from '@memballoon/protocol';
+import { BYTES_PER_MIB, MAX_MEMORY_MIB } from '@memballoon/protocol';
 
 function readText(path: string): string | null {
   try {
@@ -383,6 +383,12 @@ export interface DomainChoiceInput {
  * Throws AgentError('domain_unavailable' | 'invalid_config').
  */
 export function chooseDomain(input: DomainChoiceInput): DomainKind {
+  // Above the protocol's limit, Hello's uint32 wrapped (99999999999 went out
+  // as 1215752191) and the host refused it again and again: refuse it here.
+  const m = input.memoryMib;
+  if (m !== undefined && (!Number.isSafeInteger(m) || m < 1 || m > MAX_MEMORY_MIB)) {
+    throw new AgentError('invalid_config', `the VM's memory size must be a whole number of MiB from 1 to ${MAX_MEMORY_MIB} (got ${m})`);
+  }
   if (input.requested === 'auto' && input.memoryMib === undefined && !input.wrapped && !input.cgroupLimited) {
     throw new AgentError(
       'invalid_config',

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, closeSync, constants, existsSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { userInfo } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { BYTES_PER_MIB } from '@memballoon/protocol';
 import { generateToken, hashToken, tokenMatches } from '../auth/tokens.js';
@@ -650,15 +650,15 @@ export class GuestLauncher implements GuestsCollaborator {
   private async signalAll(g: Guest, sig: NodeJS.Signals): Promise<void> {
     if (g.cgroup) {
       for (const pid of await g.cgroup.pids().catch(() => [])) signal(pid, sig);
-    } else if (g.record.agentPid !== undefined) {
+    } else if (ownsGroup(g.record)) {
       // Process mode: the agent leads its own process group.
-      signal(-g.record.agentPid, sig);
+      signal(-g.record.agentPid!, sig);
     }
   }
 
   private async isEmpty(g: Guest): Promise<boolean> {
     if (g.cgroup) return (await g.cgroup.pids().catch(() => [])).length === 0;
-    return g.record.agentPid === undefined || !signal(-g.record.agentPid, 0);
+    return !ownsGroup(g.record) || !signal(-g.record.agentPid!, 0);
   }
 
   // ---- adoption ------------------------------------------------------------
@@ -727,6 +727,12 @@ export class GuestLauncher implements GuestsCollaborator {
   private async recover(): Promise<void> {
     const records = this.state.loadAll((file, err) => this.log.warn({ file, err }, 'unreadable guest record: ignored'));
     for (const record of records) {
+      // startvm makes its cgroups right under the host's parent: a record that
+      // names another would have every process in it killed and the cgroup removed.
+      if (record.kind === 'startvm' && record.cgroupDir && (!this.tree || dirname(record.cgroupDir) !== this.tree.parentDir)) {
+        this.log.warn({ vm: record.name, cgroup: record.cgroupDir }, "a guest record names a cgroup outside the host's parent: ignored");
+        continue;
+      }
       const cgroup = record.cgroupDir && this.tree ? this.tree.open(record.cgroupDir) : null;
       if (record.kind === 'adopted') {
         // A limit other than its own is the previous host's hand-off: counted until given back.
@@ -813,6 +819,20 @@ function lastLine(file: string | undefined): string {
   } catch {
     return 'no log';
   }
+}
+
+/**
+ * Whether the process group -agentPid is still the guest's: never for a pid
+ * of 1 or less (kill(-1) is every process there is), nor for a pid that
+ * another process has taken since (a host restarted long after its guest
+ * died would have killed that process's group). While any member of the old
+ * group lives, the kernel does not reuse its id.
+ */
+function ownsGroup(record: GuestRecord): boolean {
+  const pid = record.agentPid;
+  if (pid === undefined || !Number.isSafeInteger(pid) || pid <= 1) return false;
+  const ticks = procStartTicks(pid);
+  return ticks === undefined || ticks === record.agentStartTicks;
 }
 
 /**

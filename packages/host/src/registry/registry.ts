@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { chmodSync, closeSync, constants, lstatSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { HostError } from '../errors.js';
+import { claimDataDir } from './claim.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 
 /** The persisted settings of one VM. */
@@ -158,6 +159,8 @@ function storage<T>(what: string, fn: () => T): T {
 export class Registry {
   private readonly db: Database.Database;
   private readonly stmts;
+  /** Gives the data directory back (see claim.ts): one host per registry. */
+  private readonly releaseClaim: () => void;
 
   /**
    * Opens the registry in `dataDir` (migrating it as needed), or creates it
@@ -165,7 +168,26 @@ export class Registry {
    * files are 0600: they hold the guests' token hashes. ':memory:' for tests.
    */
   constructor(dataDir: string | ':memory:') {
-    this.db = storage('opening the registry', () => {
+    this.releaseClaim = dataDir === ':memory:' ? () => {} : claimDataDir(dataDir);
+    try {
+      this.db = this.openDb(dataDir);
+      this.migrate();
+    } catch (err) {
+      const db = (this as unknown as { db?: Database.Database }).db;
+      if (db?.open) db.close();
+      this.releaseClaim();
+      throw err;
+    }
+    this.stmts = {
+      all: this.db.prepare<[], Row>('SELECT * FROM vms ORDER BY created_at_ms, name'),
+      get: this.db.prepare<[string], Row>('SELECT * FROM vms WHERE name = ?'),
+      insert: this.db.prepare('INSERT INTO vms (name, memory_mib, default_balloon_mib, page_fusion, token_hash, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)'),
+      delete: this.db.prepare('DELETE FROM vms WHERE name = ?'),
+    };
+  }
+
+  private openDb(dataDir: string | ':memory:'): Database.Database {
+    const opened = storage('opening the registry', () => {
       if (dataDir === ':memory:') return new Database(':memory:');
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       const path = join(dataDir, REGISTRY_FILE);
@@ -178,20 +200,18 @@ export class Registry {
       }
       return new Database(path, { fileMustExist: true });
     });
-    storage('opening the registry', () => {
-      const db = this.db;
-      db.pragma('journal_mode = WAL');
-      // A second process on the same file waits a little instead of failing at once.
-      db.pragma('busy_timeout = 2000');
-      db.pragma('foreign_keys = ON');
-    });
-    this.migrate();
-    this.stmts = {
-      all: this.db.prepare<[], Row>('SELECT * FROM vms ORDER BY created_at_ms, name'),
-      get: this.db.prepare<[string], Row>('SELECT * FROM vms WHERE name = ?'),
-      insert: this.db.prepare('INSERT INTO vms (name, memory_mib, default_balloon_mib, page_fusion, token_hash, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)'),
-      delete: this.db.prepare('DELETE FROM vms WHERE name = ?'),
-    };
+    try {
+      storage('opening the registry', () => {
+        opened.pragma('journal_mode = WAL');
+        // A second process on the same file waits a little instead of failing at once.
+        opened.pragma('busy_timeout = 2000');
+        opened.pragma('foreign_keys = ON');
+      });
+    } catch (err) {
+      opened.close();
+      throw err;
+    }
+    return opened;
   }
 
   /** The schema version of the open database. */
@@ -262,5 +282,6 @@ export class Registry {
   /** Closes the database (checkpointing the WAL). */
   close(): void {
     if (this.db.open) this.db.close();
+    this.releaseClaim();
   }
 }
