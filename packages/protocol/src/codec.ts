@@ -179,12 +179,19 @@ function readHello(r: Raw): Hello {
   };
 }
 
+/** A part of the domain's memory (free, available): at most its total, as the .proto says. */
+function partOfTotal(value: unknown, field: string, totalBytes: number): number {
+  const n = uint(value, field);
+  if (n > totalBytes) fail('out_of_range', `${field} is ${n}, above memory_stats.total_bytes of ${totalBytes}`);
+  return n;
+}
+
 function readStats(r: Raw): MemoryStats {
   const totalBytes = uint(r.totalBytes, 'memory_stats.total_bytes');
   return {
     totalBytes,
-    freeBytes: uint(r.freeBytes, 'memory_stats.free_bytes'),
-    availableBytes: uint(r.availableBytes, 'memory_stats.available_bytes'),
+    freeBytes: partOfTotal(r.freeBytes, 'memory_stats.free_bytes', totalBytes),
+    availableBytes: partOfTotal(r.availableBytes, 'memory_stats.available_bytes', totalBytes),
     diskCachesBytes: uint(r.diskCachesBytes, 'memory_stats.disk_caches_bytes'),
     swapInBytes: uint(r.swapInBytes, 'memory_stats.swap_in_bytes'),
     swapOutBytes: uint(r.swapOutBytes, 'memory_stats.swap_out_bytes'),

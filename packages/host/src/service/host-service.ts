@@ -596,6 +596,19 @@ export class HostService {
       );
     }
     const memoryMib = record.memoryMib;
+    // The .proto: a balloon or target above the guest's memory is out of
+    // range, and for the host the VM's setting is that memory. Counting a
+    // clamped figure would take the guest's word for less than it holds.
+    for (const [field, mib] of [
+      ['actual_mib', hello.balloon.actualMib],
+      ['target_mib', hello.balloon.targetMib],
+    ] as const) {
+      if (mib > memoryMib)
+        return refuse(
+          'out_of_range',
+          `hello.balloon.${field} is ${mib} MiB, above VM '${name}''s memory of ${memoryMib} MiB on this host: deflate the guest's balloon (restart its agent), or raise the VM's memory (balloonctl modifyvm ${name} --memory MIB)`,
+        );
+    }
     // A guest that already applied targets (generation > 0) is resuming after
     // a dropped connection or a host restart: keep its target. A fresh start
     // gets the VM's default balloon.
