@@ -731,8 +731,14 @@ export class GuestLauncher implements GuestsCollaborator {
     if (existing && existing.record.cgroupDir !== cgroup.dir) await this.restoreLimit(existing, 'adopted another cgroup').catch(() => undefined);
     const record: GuestRecord = { name, kind: 'adopted', cgroupDir: cgroup.dir, limitBeforeAdoptionBytes };
     // The registry first: a record is acted on only where the registry agrees with it.
+    const notedBefore = this.options.adoptions.adoptedCgroup(name) ?? null;
     this.options.adoptions.setAdoptedCgroup(name, cgroup.dir);
-    this.state.save(record);
+    try {
+      this.state.save(record);
+    } catch (err) {
+      this.options.adoptions.setAdoptedCgroup(name, notedBefore);
+      throw err;
+    }
     this.guests.set(name, { record, cgroup, exited: Promise.resolve() });
     this.log.info({ vm: name, cgroup: cgroup.dir }, 'cgroup adopted');
   }
