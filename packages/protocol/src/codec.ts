@@ -179,7 +179,7 @@ function readHello(r: Raw): Hello {
   };
 }
 
-/** A part of the domain's memory (free, available): at most its total, as the .proto says. */
+/** Free memory is a part of the domain's memory: at most its total, as the .proto says. */
 function partOfTotal(value: unknown, field: string, totalBytes: number): number {
   const n = uint(value, field);
   if (n > totalBytes) fail('out_of_range', `${field} is ${n}, above memory_stats.total_bytes of ${totalBytes}`);
@@ -191,7 +191,8 @@ function readStats(r: Raw): MemoryStats {
   return {
     totalBytes,
     freeBytes: partOfTotal(r.freeBytes, 'memory_stats.free_bytes', totalBytes),
-    availableBytes: partOfTotal(r.availableBytes, 'memory_stats.available_bytes', totalBytes),
+    // Not bounded by the total: see the .proto (an agent counts it as if a lowered limit were not).
+    availableBytes: uint(r.availableBytes, 'memory_stats.available_bytes'),
     diskCachesBytes: uint(r.diskCachesBytes, 'memory_stats.disk_caches_bytes'),
     swapInBytes: uint(r.swapInBytes, 'memory_stats.swap_in_bytes'),
     swapOutBytes: uint(r.swapOutBytes, 'memory_stats.swap_out_bytes'),
