@@ -305,6 +305,13 @@ export class ProcessDomain implements DomainSource {
     readonly totalMib: number,
     private readonly roots: readonly number[] = [process.pid],
     private readonly pageBytes = 4096,
+    /**
+     * The memory cgroup with a limit that charges the tree (a guest the host
+     * started), if any: the reported free memory and disk caches are then the
+     * kernel's (limit − usage, its page cache), which the tree's RSS misses.
+     * Decisions (availability) stay on the tree.
+     */
+    private readonly cgroup: CgroupLocation | null = null,
   ) {
     if (!Number.isSafeInteger(totalMib) || totalMib <= 0) {
       throw new AgentError('invalid_config', "the process domain needs the VM's memory size (--memory-mib)");
@@ -344,12 +351,13 @@ export class ProcessDomain implements DomainSource {
     const used = this.usedBytes(tree);
     const machine = vmstat(this.pageBytes);
     const p = psi('/proc/pressure/memory');
+    const charge = this.cgroup ? cgroupCharge(this.cgroup) : null;
     return {
       domain: 'process',
       totalBytes: total,
       availableBytes: this.available(total, used),
-      freeBytes: Math.max(0, total - used),
-      diskCachesBytes: 0,
+      freeBytes: charge ? Math.min(Math.max(0, total - used), Math.max(0, charge.limitBytes - charge.usageBytes)) : Math.max(0, total - used),
+      diskCachesBytes: charge?.fileBytes ?? 0,
       swapInBytes: machine.swapInBytes,
       swapOutBytes: machine.swapOutBytes,
       majorFaults: tree.reduce((s, t) => s + t.majorFaults, 0),
@@ -359,6 +367,16 @@ export class ProcessDomain implements DomainSource {
       sharedBytes: tree.reduce((s, t) => s + ksmMergedBytes(t.pid, this.pageBytes), 0),
     };
   }
+}
+
+/** What the kernel charges a limited cgroup: its limit, usage and page cache in bytes (null without a limit). */
+function cgroupCharge(loc: CgroupLocation): { limitBytes: number; usageBytes: number; fileBytes: number } | null {
+  const limitBytes = cgroupLimitBytes(loc);
+  if (limitBytes === null) return null;
+  const v2 = loc.version === 2;
+  const usageBytes = Number((readText(`${loc.dir}/${v2 ? 'memory.current' : 'memory.usage_in_bytes'}`) ?? '0').trim()) || 0;
+  const stat = parseKeyValues(readText(`${loc.dir}/memory.stat`) ?? '');
+  return { limitBytes, usageBytes, fileBytes: (v2 ? stat.get('file') : stat.get('total_cache')) ?? 0 };
 }
 
 /** What the agent knows when it picks a domain. */
@@ -429,7 +447,13 @@ export function openDomain(options: OpenDomainOptions = {}): DomainSource {
   const pageBytes = options.pageBytes ?? 4096;
   switch (kind) {
     case 'process':
-      return new ProcessDomain(options.memoryMib!, options.roots ?? [process.pid], pageBytes);
+      // The agent's own cgroup charges the tree only when the tree is the agent's (no roots named).
+      return new ProcessDomain(
+        options.memoryMib!,
+        options.roots ?? [process.pid],
+        pageBytes,
+        options.roots === undefined && loc !== null && cgroupLimitBytes(loc) !== null ? loc : null,
+      );
     case 'cgroup':
       return new CgroupDomain(loc!, pageBytes);
     case 'machine':
