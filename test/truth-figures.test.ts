@@ -59,8 +59,8 @@ async function metrics(): Promise<Record<string, number>> {
 
 /**
  * Polls until the guest's reported Total, Free and Cache (the metrics and
- * showvminfo's stats) agree with the VM cgroup (Total: its limit plus what
- * was handed off, the VM's memory), within the tolerances above;
+ * showvminfo's stats) agree with the VM cgroup (Total: its limit, which
+ * with what was handed off is the VM's memory), within the tolerances above;
  * the deadline's error shows both sides.
  */
 async function guestFiguresAgree(): Promise<void> {
@@ -71,8 +71,8 @@ async function guestFiguresAgree(): Promise<void> {
       const k = kernel();
       const v = await vm();
       last = JSON.stringify({ metrics: m, stats: v.stats, kernel: k });
-      // Total is the VM's memory (the balloon is part of it, as in VirtualBox): the limit plus what was handed off.
-      const total = m['Guest/RAM/Usage/Total'] === VM_MIB && v.stats?.totalMib === VM_MIB && k.limitMib + (v.balloon?.handedOffMib ?? 0) === VM_MIB;
+      // Total is what the guest can hold now: the limit (the VM's memory less what was handed off).
+      const total = m['Guest/RAM/Usage/Total'] === k.limitMib && v.stats?.totalMib === k.limitMib && k.limitMib + (v.balloon?.handedOffMib ?? 0) === VM_MIB;
       const free = Math.abs((m['Guest/RAM/Usage/Free'] ?? -1e9) - k.freeMib) <= FREE_TOLERANCE_MIB;
       const cache = Math.abs((m['Guest/RAM/Usage/Cache'] ?? -1e9) - k.cacheMib) <= CACHE_TOLERANCE_MIB;
       return total && free && cache;
@@ -145,7 +145,7 @@ async function cleanPoolCgroup(): Promise<void> {
 }
 
 describe('kernel truth of a managed guest’s figures (real v1 cgroups)', () => {
-  it('with a big file cache: Total = the VM’s memory (the limit), Free = limit − usage, Cache = total_cache; nothing pinned', async (ctx) => {
+  it('with a big file cache: Total = the cgroup limit, Free = limit − usage, Cache = total_cache; nothing pinned', async (ctx) => {
     if (cg.skipReason) return ctx.skip();
     await guestFiguresAgree();
     const v = await vm();
@@ -165,7 +165,7 @@ describe('kernel truth of a managed guest’s figures (real v1 cgroups)', () => 
     expect(mr.get('balloonLockedMib')).toBe('0');
   }, 90_000);
 
-  it('balloon handed off into the cache: limit = memory − balloon, VmLck ~0, pool and metrics count it, Total is still the VM’s memory', async (ctx) => {
+  it('balloon handed off into the cache: limit = memory − balloon, VmLck ~0, pool and metrics count it, the guest sees its lowered limit', async (ctx) => {
     if (cg.skipReason) return ctx.skip();
     const r = await ctl(host.url, 'controlvm', 't1', 'guestmemoryballoon', String(BALLOON_MIB));
     expect(r.code, r.stderr).toBe(0);

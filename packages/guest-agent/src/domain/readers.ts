@@ -307,9 +307,11 @@ export class ProcessDomain implements DomainSource {
     private readonly pageBytes = 4096,
     /**
      * The memory cgroup with a limit that charges the tree (a guest the host
-     * started), if any: the reported free memory and disk caches are then the
-     * kernel's (limit − usage, its page cache), which the tree's RSS misses.
-     * Decisions (availability) stay on the tree.
+     * started), if any: the reported total, available, free memory and disk
+     * caches are then the kernel's (limit, limit − usage, its page cache),
+     * which the tree's RSS gets wrong (it misses the workload's file cache
+     * and counts shared pages once per process). The agent's own decisions
+     * (availability) stay on the tree.
      */
     private readonly cgroup: CgroupLocation | null = null,
   ) {
@@ -351,13 +353,14 @@ export class ProcessDomain implements DomainSource {
     const used = this.usedBytes(tree);
     const machine = vmstat(this.pageBytes);
     const p = psi('/proc/pressure/memory');
-    const charge = this.cgroup ? cgroupCharge(this.cgroup) : null;
+    // Charged to a limited cgroup: the figures a user reads are the kernel's (as the cgroup domain reports them).
+    const charged = this.cgroup ? new CgroupDomain(this.cgroup, this.pageBytes).stats() : null;
     return {
       domain: 'process',
-      totalBytes: total,
-      availableBytes: this.available(total, used),
-      freeBytes: charge ? Math.min(Math.max(0, total - used), Math.max(0, charge.limitBytes - charge.usageBytes)) : Math.max(0, total - used),
-      diskCachesBytes: charge?.fileBytes ?? 0,
+      totalBytes: charged?.totalBytes ?? total,
+      availableBytes: charged?.availableBytes ?? this.available(total, used),
+      freeBytes: charged?.freeBytes ?? Math.max(0, total - used),
+      diskCachesBytes: charged?.diskCachesBytes ?? 0,
       swapInBytes: machine.swapInBytes,
       swapOutBytes: machine.swapOutBytes,
       majorFaults: tree.reduce((s, t) => s + t.majorFaults, 0),
@@ -367,16 +370,6 @@ export class ProcessDomain implements DomainSource {
       sharedBytes: tree.reduce((s, t) => s + ksmMergedBytes(t.pid, this.pageBytes), 0),
     };
   }
-}
-
-/** What the kernel charges a limited cgroup: its limit, usage and page cache in bytes (null without a limit). */
-function cgroupCharge(loc: CgroupLocation): { limitBytes: number; usageBytes: number; fileBytes: number } | null {
-  const limitBytes = cgroupLimitBytes(loc);
-  if (limitBytes === null) return null;
-  const v2 = loc.version === 2;
-  const usageBytes = Number((readText(`${loc.dir}/${v2 ? 'memory.current' : 'memory.usage_in_bytes'}`) ?? '0').trim()) || 0;
-  const stat = parseKeyValues(readText(`${loc.dir}/memory.stat`) ?? '');
-  return { limitBytes, usageBytes, fileBytes: (v2 ? stat.get('file') : stat.get('total_cache')) ?? 0 };
 }
 
 /** What the agent knows when it picks a domain. */
