@@ -6,13 +6,13 @@
 // with no slack to lower the limit first. The hand-off must still complete:
 // the limit ends at memory − balloon, the balloon's pages are released, and
 // no workload is OOM-killed on the way.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KernelMemoryCgroup, kernelCgroupFs, type HostHandle } from '@memballoon/host';
 import { cgroupMib, cgroupNumber, cgroupOomKills, cgroupV1SkipReason, makeV1Cgroup, vmLockedMib, waitFor, type TestCgroup } from './support/index.js';
-import { BIN, tempDataDir } from './support/host.js';
+import { spawnAgent, tempDataDir, type Started } from './support/host.js';
 import { startTestHost } from './support/in-process-host.js';
 import { cleanUp } from './support/cleanup.js';
 import { captureLogger } from './support/capture-log.js';
@@ -25,9 +25,8 @@ describe.skipIf(skipReason !== '')('hand-off of a guest whose cgroup is full of 
   const cacheMib = 400;
   let cg: TestCgroup | undefined;
   let host: HostHandle | undefined;
-  let agent: ReturnType<typeof spawn> | undefined;
+  let agent: Started | undefined;
   let agentPid = 0;
-  let output = '';
   const data = tempDataDir();
   // The driver's debug log: one 'agent answered' line per release the host asked for.
   const log = captureLogger('debug');
@@ -47,39 +46,15 @@ describe.skipIf(skipReason !== '')('hand-off of a guest whose cgroup is full of 
     const cgroup = new KernelMemoryCgroup(dir, 1, kernelCgroupFs);
     host = await startTestHost({ dataDir: data.dir, poolSizeMib: 1024, logger: log.logger, cgroupOf: (name) => (name === 'g1' ? cgroup : null) });
     const { token } = host.service.createVm({ name: 'g1', memoryMib });
-    agent = spawn(
-      '/bin/sh',
-      [
-        '-c',
-        `echo $$ > ${dir}/cgroup.procs && exec "$0" "$@"`,
-        process.execPath,
-        BIN.agent,
-        '--host',
-        host.url,
-        '--name',
-        'g1',
-        '--domain',
-        'cgroup',
-        '--log-level',
-        'info',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MEMBALLOON_TOKEN: token } },
-    );
-    agent.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-    agent.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-    agentPid = agent.pid!;
-    await waitFor(() => host?.service.isRunning('g1'), { what: `the agent to connect (${output})`, timeoutMs: 30_000 });
+    // The shim joins the cgroup and becomes the agent: every page the agent ever touches is charged to it.
+    agent = spawnAgent({ url: host.url, name: 'g1', memoryMib, cgroupDir: dir, extra: ['--token', token] });
+    agentPid = agent.pid;
+    await waitFor(() => host?.service.isRunning('g1'), { what: `the agent to connect (${agent?.output()})`, timeoutMs: 30_000 });
   }, 60_000);
 
   afterAll(async () => {
     await cleanUp(
-      async () => {
-        if (agent && agent.exitCode === null && agent.signalCode === null) {
-          const exited = new Promise((r) => agent!.once('exit', r));
-          agent.kill('SIGKILL');
-          await exited;
-        }
-      },
+      () => agent?.kill(),
       () => host?.close(),
       () => rmSync(files, { recursive: true, force: true }),
       () => data.remove(),

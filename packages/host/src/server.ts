@@ -191,6 +191,7 @@ export async function startHost(options: StartHostOptions): Promise<HostHandle> 
         ...(g.poweroffGraceMs !== undefined ? { poweroffGraceMs: g.poweroffGraceMs } : {}),
         ...(g.startTimeoutMs !== undefined ? { startTimeoutMs: g.startTimeoutMs } : {}),
         forceProcessMode: g.forceProcessMode ?? false,
+        adoptions: registry,
       });
     } catch (err) {
       registry.close();

@@ -180,7 +180,12 @@ function putBalloon(
       const targetMib = targetMibOf(body!.targetMib);
       const view = service.setBalloonAtOnce(name, targetMib, 'controlvm');
       if (view !== undefined) sendJsonText(res, 202, vmViewJson(view), undefined, access);
-      else service.setBalloon(name, targetMib, 'controlvm').then((v) => sendJsonText(res, 202, vmViewJson(v), undefined, access), failHere);
+      else
+        service
+          .setBalloon(name, targetMib, 'controlvm')
+          .then((v) => sendJsonText(res, 202, vmViewJson(v), undefined, access))
+          // A throw while answering is answered (or the socket destroyed) too, never an unhandled rejection.
+          .catch(failHere);
     } catch (e) {
       failHere(e);
     }

@@ -3,7 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { listenProblem } from './listen.js';
-import { bearerOf, ensureAdminToken, generateToken, hashToken, isLoopback, readAdminToken, tokenMatches, TokenVerifier } from './tokens.js';
+import {
+  bearerOf,
+  ensureAdminToken,
+  ensureReadonlyToken,
+  generateToken,
+  hashToken,
+  isLoopback,
+  readAdminToken,
+  tokenMatches,
+  TokenVerifier,
+} from './tokens.js';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -74,6 +84,20 @@ describe('the admin token file', () => {
     const dir2 = tempDir();
     writeFileSync(join(dir2, 'admin.token'), '\n', { mode: 0o600 });
     expect(() => ensureAdminToken(dir2)).toThrow(/no usable token/);
+  });
+
+  it('says what each token file gives its reader: the read-only token changes no balloon', () => {
+    const dir = tempDir();
+    ensureAdminToken(dir);
+    writeFileSync(join(dir, 'readonly.token'), `${generateToken()}\n`, { mode: 0o644 });
+    chmodSync(join(dir, 'readonly.token'), 0o644);
+    expect(() => ensureReadonlyToken(dir)).toThrow(
+      /readonly\.token may be read or written by others \(mode 644\): whoever reads it sees every VM.*read-only: no balloon changes.*chmod 600/,
+    );
+    expect(() => ensureReadonlyToken(dir)).not.toThrow(/controls every balloon/);
+    expect(() => readAdminToken(dir, 'readonly.token')).toThrow(/read-only: no balloon changes/);
+    chmodSync(join(dir, 'admin.token'), 0o644);
+    expect(() => ensureAdminToken(dir)).toThrow(/admin\.token may be read or written by others \(mode 644\): whoever reads it controls every balloon/);
   });
 });
 

@@ -14,21 +14,33 @@ function ourUid(): number | undefined {
   return typeof process.geteuid === 'function' ? process.geteuid() : undefined;
 }
 
-/** Why a file or directory's owner and mode make it unsafe, or null; `uid` null: any owner. */
+/** What a private file holds, for the refusals that say why its owner or mode matter. */
+export interface SecretKind {
+  /** What whoever owns or writes the file can choose, e.g. 'the admin token'. */
+  what: string;
+  /** What whoever reads it can do, e.g. 'controls every balloon'. */
+  readerCan: string;
+}
+
+/** The admin token's file (and the data directory, which holds it). */
+export const ADMIN_SECRET: SecretKind = { what: 'the admin token', readerCan: 'controls every balloon' };
+
+/** Why a file or directory's owner and mode make it unsafe, or null; `uid` null: any owner; `secret`: what the file holds. */
 export function ownershipProblem(
   path: string,
   st: Pick<Stats, 'uid' | 'mode'>,
   kind: 'directory' | 'file',
   uid: number | null | undefined = ourUid(),
+  secret: SecretKind = ADMIN_SECRET,
 ): string | null {
   if (uid !== undefined && uid !== null && st.uid !== uid) {
-    return `${kind === 'directory' ? 'the data directory ' : ''}${path} belongs to user ${st.uid}, not to the user the host runs as (${uid}): whoever owns it can choose the admin token; run chown ${uid} ${path}`;
+    return `${kind === 'directory' ? 'the data directory ' : ''}${path} belongs to user ${st.uid}, not to the user the host runs as (${uid}): whoever owns it can choose ${kind === 'directory' ? ADMIN_SECRET.what : secret.what}; run chown ${uid} ${path}`;
   }
   if (kind === 'directory' && (st.mode & 0o022) !== 0) {
     return `the data directory ${path} may be written by others (mode ${mode8(st.mode)}): anyone who can write it can choose the admin token; run chmod 700 ${path}`;
   }
   if (kind === 'file' && (st.mode & 0o077) !== 0) {
-    return `${path} may be read or written by others (mode ${mode8(st.mode)}): whoever reads it controls every balloon; run chmod 600 ${path}`;
+    return `${path} may be read or written by others (mode ${mode8(st.mode)}): whoever reads it ${secret.readerCan}; run chmod 600 ${path}`;
   }
   return null;
 }
@@ -76,6 +88,8 @@ export interface ReadPrivateOptions {
   ownedByUs?: boolean;
   /** A file this user may not open reads as missing (balloonctl then asks for the token) instead of an error. */
   unreadableIsMissing?: boolean;
+  /** What the file holds, named in a refusal (default ADMIN_SECRET). */
+  secret?: SecretKind;
 }
 
 /** Reads a private file without following links; undefined if it does not exist. Checks owner, mode and type on the open file. */
@@ -93,7 +107,7 @@ export function readPrivateFile(path: string, options: ReadPrivateOptions = {}):
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new HostError('unsafe_file', `${path} is not a regular file: remove it and the host makes a new one`);
-    const problem = ownershipProblem(path, st, 'file', options.ownedByUs === false ? null : ourUid());
+    const problem = ownershipProblem(path, st, 'file', options.ownedByUs === false ? null : ourUid(), options.secret);
     if (problem) throw new HostError('unsafe_file', problem);
     // A secret file is small: read at most 64 KiB, never a huge planted file.
     const buf = Buffer.alloc(Math.min(st.size, 64 * 1024));

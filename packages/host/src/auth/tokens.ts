@@ -11,7 +11,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { HostError } from '../errors.js';
-import { createPrivateFile, ensurePrivateDir, readPrivateFile } from './private-files.js';
+import { ADMIN_SECRET, createPrivateFile, ensurePrivateDir, readPrivateFile, type SecretKind } from './private-files.js';
 
 /** Bytes of randomness in every token (256 bits). */
 export const TOKEN_BYTES = 32;
@@ -92,9 +92,20 @@ export function ensureAdminToken(dataDir: string, file = ADMIN_TOKEN_FILE): { to
   const path = join(dataDir, file);
   // O_EXCL: never overwrite a token another start created meanwhile.
   const created = createPrivateFile(path, `${generateToken()}\n`);
-  const token = (readPrivateFile(path) ?? '').trim();
+  const token = (readPrivateFile(path, { secret: secretOf(file) }) ?? '').trim();
   if (token.length < 16) throw new HostError('unsafe_file', `${path} holds no usable token; delete it to make a new one`);
   return { token, path, created };
+}
+
+/** What the read-only token's file gives whoever reads or writes it: a look, no change (the refusals say so). */
+const READONLY_SECRET: SecretKind = {
+  what: 'the read-only token',
+  readerCan: "sees every VM's settings, figures and metrics and the dashboard (read-only: no balloon changes)",
+};
+
+/** What a token file holds, for the refusals about its owner and mode. */
+function secretOf(file: string): SecretKind {
+  return file === READONLY_TOKEN_FILE ? READONLY_SECRET : ADMIN_SECRET;
 }
 
 /** `<dataDir>/readonly.token`, made and checked as the admin token is (0600, never overwritten). */
@@ -108,6 +119,6 @@ export function ensureReadonlyToken(dataDir: string): { token: string; path: str
  * link or a file others could have written is refused, not sent.
  */
 export function readAdminToken(dataDir: string, file = ADMIN_TOKEN_FILE): string | undefined {
-  const t = readPrivateFile(join(dataDir, file), { ownedByUs: false, unreadableIsMissing: true })?.trim();
+  const t = readPrivateFile(join(dataDir, file), { ownedByUs: false, unreadableIsMissing: true, secret: secretOf(file) })?.trim();
   return t === '' ? undefined : t;
 }

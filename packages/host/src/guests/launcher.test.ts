@@ -13,7 +13,7 @@ import { waitFor } from '@memballoon/e2e/wait';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostGuestsOptions, HostHandle } from '../server.js';
-import { GuestLauncher, type LauncherOptions } from './launcher.js';
+import { GuestLauncher, type AdoptionSettings, type LauncherOptions } from './launcher.js';
 
 const PATH_ENV = testGuests().pathEnv;
 const dirs: string[] = [];
@@ -39,10 +39,19 @@ const stubService = (state: 'poweroff' | 'running', isRunning: boolean, roomMib 
   subscribe: () => () => {},
 });
 
+/** The registry's adopted cgroups of launchers tested alone, per data directory (every VM is registered). */
+const adoptionsByDir = new Map<string, Map<string, string | null>>();
+const adoptionsOf = (dataDir: string): AdoptionSettings => {
+  const noted = adoptionsByDir.get(dataDir) ?? new Map<string, string | null>();
+  adoptionsByDir.set(dataDir, noted);
+  return { adoptedCgroup: (name) => noted.get(name) ?? null, setAdoptedCgroup: (name, dir) => void noted.set(name, dir) };
+};
+
 /** A launcher in process mode, tested alone (no host): its agent never reaches one. */
-const openLauncher = (options: Partial<LauncherOptions>) =>
+const openLauncher = (options: Partial<LauncherOptions>, dataDir = options.dataDir ?? tempDir()) =>
   GuestLauncher.open({
-    dataDir: tempDir(),
+    adoptions: adoptionsOf(dataDir),
+    dataDir,
     logger: pino({ level: 'silent' }),
     cgroupParent: 'unused',
     poolCgroup: false,

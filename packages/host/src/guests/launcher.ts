@@ -75,6 +75,19 @@ export interface LauncherOptions {
   forceProcessMode?: boolean;
   /** The cgroup file system (tests). */
   cgroupFs?: CgroupFs;
+  /**
+   * Where modifyvm --cgroup is noted (the registry): an adopted-kind guest
+   * record is acted on only when it names the cgroup noted here for its VM.
+   */
+  adoptions: AdoptionSettings;
+}
+
+/** The registry's word on each VM's adopted cgroup (Registry implements it). */
+export interface AdoptionSettings {
+  /** The adopted cgroup directory of a VM: null for none, undefined when the VM is not registered. */
+  adoptedCgroup(name: string): string | null | undefined;
+  /** Notes (null: clears) a VM's adopted cgroup. */
+  setAdoptedCgroup(name: string, cgroupDir: string | null): void;
 }
 
 /** What startvm is asked. */
@@ -656,6 +669,7 @@ export class GuestLauncher implements GuestsCollaborator {
     if (vm.state === 'running' || existing?.record.kind === 'startvm')
       throw new HostError('vm_running', `VM '${name}' is running: modifyvm --cgroup needs the VM powered off`);
     if (path === null) {
+      this.options.adoptions.setAdoptedCgroup(name, null);
       if (existing) {
         this.guests.delete(name);
         await this.restoreLimit(existing, 'modifyvm --cgroup none').catch((err: unknown) =>
@@ -702,6 +716,8 @@ export class GuestLauncher implements GuestsCollaborator {
     }
     if (existing && existing.record.cgroupDir !== cgroup.dir) await this.restoreLimit(existing, 'adopted another cgroup').catch(() => undefined);
     const record: GuestRecord = { name, kind: 'adopted', cgroupDir: cgroup.dir, limitBeforeAdoptionBytes };
+    // The registry first: a record is acted on only where the registry agrees with it.
+    this.options.adoptions.setAdoptedCgroup(name, cgroup.dir);
     this.state.save(record);
     this.guests.set(name, { record, cgroup, exited: Promise.resolve() });
     this.log.info({ vm: name, cgroup: cgroup.dir }, 'cgroup adopted');
@@ -718,6 +734,20 @@ export class GuestLauncher implements GuestsCollaborator {
       if (record.kind === 'startvm' && record.cgroupDir && (!this.tree || dirname(record.cgroupDir) !== this.tree.parentDir)) {
         this.log.warn({ vm: record.name, cgroup: record.cgroupDir }, "a guest record names a cgroup outside the host's parent: ignored");
         continue;
+      }
+      if (record.kind === 'adopted') {
+        // A record file is no authority over a cgroup: only the one modifyvm
+        // --cgroup noted in the registry for this VM gets its limit back.
+        const noted = this.options.adoptions.adoptedCgroup(record.name);
+        if (typeof record.cgroupDir !== 'string' || noted !== record.cgroupDir) {
+          this.log.warn(
+            { vm: record.name, cgroup: record.cgroupDir, registry: noted ?? null, file: this.state.fileOf(record.name) },
+            noted === undefined
+              ? 'an adopted-cgroup guest record names a VM that is not registered: left alone, its cgroup untouched; delete the file if the VM is gone'
+              : "an adopted-cgroup guest record disagrees with the registry's modifyvm --cgroup setting of its VM: left alone, its cgroup untouched; check the cgroup's limit by hand, delete the file, and run modifyvm --cgroup again if the VM should live there",
+          );
+          continue;
+        }
       }
       const cgroup = record.cgroupDir && this.tree ? this.tree.open(record.cgroupDir) : null;
       if (record.kind === 'adopted') {

@@ -39,6 +39,11 @@ export class GuestStateDir {
     this.dir = join(dataDir, 'guests');
   }
 
+  /** The file of a VM's record. */
+  fileOf(name: string): string {
+    return this.file(name);
+  }
+
   private file(name: string): string {
     // VM names hold no '/' (protocol VM_NAME_PATTERN); encode anyway so that
     // no name can leave the directory.

@@ -43,6 +43,15 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE vms ADD COLUMN token_hash TEXT CHECK (token_hash IS NULL OR length(token_hash) <= 128);
     `,
   },
+  {
+    version: 4,
+    description: "the cgroup modifyvm --cgroup adopted for the VM's guest",
+    // NULL: none. The guest records under <data-dir>/guests/ are acted on only
+    // where they agree with this (a record file alone is no authority).
+    sql: `
+      ALTER TABLE vms ADD COLUMN adopted_cgroup TEXT CHECK (adopted_cgroup IS NULL OR length(adopted_cgroup) <= 4096);
+    `,
+  },
 ];
 
 /** The schema version this code writes. */

@@ -183,6 +183,8 @@ export class Registry {
       get: this.db.prepare<[string], Row>('SELECT * FROM vms WHERE name = ?'),
       insert: this.db.prepare('INSERT INTO vms (name, memory_mib, default_balloon_mib, page_fusion, token_hash, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)'),
       delete: this.db.prepare('DELETE FROM vms WHERE name = ?'),
+      adopted: this.db.prepare<[string], { adopted_cgroup: string | null }>('SELECT adopted_cgroup FROM vms WHERE name = ?'),
+      setAdopted: this.db.prepare('UPDATE vms SET adopted_cgroup = ? WHERE name = ?'),
     };
   }
 
@@ -271,6 +273,18 @@ export class Registry {
       if (info.changes === 0) throw new HostError('not_found', `Could not find a registered machine named '${name}'`);
     }
     return this.get(name);
+  }
+
+  /** The cgroup directory modifyvm --cgroup adopted for a VM's guest: null for none, undefined when the VM is not registered. */
+  adoptedCgroup(name: string): string | null | undefined {
+    const row = storage('reading a VM', () => this.stmts.adopted.get(name));
+    return row ? row.adopted_cgroup : undefined;
+  }
+
+  /** Notes (or, with null, clears) the cgroup adopted for a VM's guest; not_found if it is not registered. */
+  setAdoptedCgroup(name: string, cgroupDir: string | null): void {
+    const info = storage(`modifying VM '${name}'`, () => this.stmts.setAdopted.run(cgroupDir, name));
+    if (info.changes === 0) throw new HostError('not_found', `Could not find a registered machine named '${name}'`);
   }
 
   /** Unregisters a VM; not_found if it is not registered. */
