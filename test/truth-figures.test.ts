@@ -91,6 +91,19 @@ const startHostOnPort = () =>
     extra: ['--listen', `127.0.0.1:${port}`, '--cgroup-parent', PARENT, '--pool-cgroup', '--policy-interval-ms', '0'],
   });
 
+/** The samples of `/metrics` (Prometheus text) by name with labels, read with the read-only token. */
+async function prometheus(): Promise<Map<string, number>> {
+  const token = readFileSync(join(data.dir, 'readonly.token'), 'utf8').trim();
+  const res = await fetch(`${host.url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+  expect(res.status).toBe(200);
+  const samples = new Map<string, number>();
+  for (const line of (await res.text()).split('\n')) {
+    const m = /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (m?.[1] && m[2]) samples.set(m[1], Number(m[2]));
+  }
+  return samples;
+}
+
 /** showvminfo --machinereadable as a map of key to value (quotes removed). */
 async function machineReadable(): Promise<Map<string, string>> {
   const r = await ctl(host.url, 'showvminfo', 't1', '--machinereadable');
@@ -196,6 +209,15 @@ describe('kernel truth of a managed guest’s figures (real v1 cgroups)', () => 
         .map((row) => [row.metric, row.valueKib / 1024]),
     );
     expect(hm).toMatchObject({ 'RAM/VMM/Used': VM_MIB - BALLOON_MIB, 'RAM/VMM/Free': POOL_MIB - VM_MIB + BALLOON_MIB, 'RAM/VMM/Ballooned': BALLOON_MIB });
+    // Prometheus (/metrics, with the read-only token a scraper gets) says the same of the kernel.
+    const prom = await prometheus();
+    const limitBytes = cgroupMib(vmDir(), 'memory.limit_in_bytes') * 1024 * 1024;
+    expect(prom.get('memballoon_vm_balloon_handed_off_bytes{vm="t1"}')).toBe(BALLOON_MIB * 1024 * 1024);
+    expect(prom.get('memballoon_vm_balloon_locked_bytes{vm="t1"}')).toBe(0);
+    expect(prom.get('memballoon_vm_held_bytes{vm="t1"}')).toBe(limitBytes);
+    expect(prom.get('memballoon_pool_held_bytes')).toBe(limitBytes);
+    expect(prom.get('memballoon_pool_size_bytes')).toBe(cgroupMib(poolDir(), 'memory.limit_in_bytes') * 1024 * 1024);
+    expect(prom.get('memballoon_reclaim_physical')).toBe(1);
     const mr = await machineReadable();
     expect(mr.get('balloonActualMib')).toBe(String(BALLOON_MIB));
     expect(mr.get('balloonLockedMib')).toBe('0');
