@@ -218,6 +218,10 @@ describe('kernel truth of a managed guest’s figures (real v1 cgroups)', () => 
     expect(prom.get('memballoon_pool_held_bytes')).toBe(limitBytes);
     expect(prom.get('memballoon_pool_size_bytes')).toBe(cgroupMib(poolDir(), 'memory.limit_in_bytes') * 1024 * 1024);
     expect(prom.get('memballoon_reclaim_physical')).toBe(1);
+    // list vms --json is an array of the same objects: the same balloon and held memory.
+    const listed = (await ctlJson<VmView[]>(host.url, 'list', 'vms')).find((x) => x.name === 't1');
+    expect(listed?.balloon).toMatchObject({ actualMib: BALLOON_MIB, handedOffMib: BALLOON_MIB, lockedMib: 0 });
+    expect(listed?.heldMib).toBe(VM_MIB - BALLOON_MIB);
     const mr = await machineReadable();
     expect(mr.get('balloonActualMib')).toBe(String(BALLOON_MIB));
     expect(mr.get('balloonLockedMib')).toBe('0');
