@@ -59,7 +59,8 @@ async function metrics(): Promise<Record<string, number>> {
 
 /**
  * Polls until the guest's reported Total, Free and Cache (the metrics and
- * showvminfo's stats) agree with the VM cgroup, within the tolerances above;
+ * showvminfo's stats) agree with the VM cgroup (Total: its limit, which
+ * with what was handed off is the VM's memory), within the tolerances above;
  * the deadline's error shows both sides.
  */
 async function guestFiguresAgree(): Promise<void> {
@@ -70,10 +71,11 @@ async function guestFiguresAgree(): Promise<void> {
       const k = kernel();
       const v = await vm();
       last = JSON.stringify({ metrics: m, stats: v.stats, kernel: k });
-      const total = m['Guest/RAM/Usage/Total'] === k.limitMib && v.stats?.totalMib === k.limitMib;
+      // Total is what the guest can hold now: the limit (the VM's memory less what was handed off).
+      const total = m['Guest/RAM/Usage/Total'] === k.limitMib && v.stats?.totalMib === k.limitMib && k.limitMib + (v.balloon?.handedOffMib ?? 0) === VM_MIB;
       const free = Math.abs((m['Guest/RAM/Usage/Free'] ?? -1e9) - k.freeMib) <= FREE_TOLERANCE_MIB;
       const cache = Math.abs((m['Guest/RAM/Usage/Cache'] ?? -1e9) - k.cacheMib) <= CACHE_TOLERANCE_MIB;
-      return total && free && cache && v.stats?.domain === 'cgroup';
+      return total && free && cache;
     },
     { what: 'the guest figures to agree with its cgroup', timeoutMs: 30_000, intervalMs: 500 },
   ).catch((err: Error) => {
@@ -88,6 +90,19 @@ const startHostOnPort = () =>
     poolSizeMib: POOL_MIB,
     extra: ['--listen', `127.0.0.1:${port}`, '--cgroup-parent', PARENT, '--pool-cgroup', '--policy-interval-ms', '0'],
   });
+
+/** The samples of `/metrics` (Prometheus text) by name with labels, read with the read-only token. */
+async function prometheus(): Promise<Map<string, number>> {
+  const token = readFileSync(join(data.dir, 'readonly.token'), 'utf8').trim();
+  const res = await fetch(`${host.url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+  expect(res.status).toBe(200);
+  const samples = new Map<string, number>();
+  for (const line of (await res.text()).split('\n')) {
+    const m = /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (m?.[1] && m[2]) samples.set(m[1], Number(m[2]));
+  }
+  return samples;
+}
 
 /** showvminfo --machinereadable as a map of key to value (quotes removed). */
 async function machineReadable(): Promise<Map<string, string>> {
@@ -194,6 +209,19 @@ describe('kernel truth of a managed guest’s figures (real v1 cgroups)', () => 
         .map((row) => [row.metric, row.valueKib / 1024]),
     );
     expect(hm).toMatchObject({ 'RAM/VMM/Used': VM_MIB - BALLOON_MIB, 'RAM/VMM/Free': POOL_MIB - VM_MIB + BALLOON_MIB, 'RAM/VMM/Ballooned': BALLOON_MIB });
+    // Prometheus (/metrics, with the read-only token a scraper gets) says the same of the kernel.
+    const prom = await prometheus();
+    const limitBytes = cgroupMib(vmDir(), 'memory.limit_in_bytes') * 1024 * 1024;
+    expect(prom.get('memballoon_vm_balloon_handed_off_bytes{vm="t1"}')).toBe(BALLOON_MIB * 1024 * 1024);
+    expect(prom.get('memballoon_vm_balloon_locked_bytes{vm="t1"}')).toBe(0);
+    expect(prom.get('memballoon_vm_held_bytes{vm="t1"}')).toBe(limitBytes);
+    expect(prom.get('memballoon_pool_held_bytes')).toBe(limitBytes);
+    expect(prom.get('memballoon_pool_size_bytes')).toBe(cgroupMib(poolDir(), 'memory.limit_in_bytes') * 1024 * 1024);
+    expect(prom.get('memballoon_reclaim_physical')).toBe(1);
+    // list vms --json is an array of the same objects: the same balloon and held memory.
+    const listed = (await ctlJson<VmView[]>(host.url, 'list', 'vms')).find((x) => x.name === 't1');
+    expect(listed?.balloon).toMatchObject({ actualMib: BALLOON_MIB, handedOffMib: BALLOON_MIB, lockedMib: 0 });
+    expect(listed?.heldMib).toBe(VM_MIB - BALLOON_MIB);
     const mr = await machineReadable();
     expect(mr.get('balloonActualMib')).toBe(String(BALLOON_MIB));
     expect(mr.get('balloonLockedMib')).toBe('0');

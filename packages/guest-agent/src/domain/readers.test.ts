@@ -119,6 +119,27 @@ describe('cgroup domain (files written by the test)', () => {
     );
   });
 
+  it('process domain charged to a limited cgroup: reports the kernel figures of the cgroup, decides on the tree', () => {
+    withDir(
+      {
+        'memory.usage_in_bytes': `${300 * MIB}\n`,
+        'memory.limit_in_bytes': `${448 * MIB}\n`,
+        'memory.stat': `total_cache ${200 * MIB}\ntotal_inactive_file ${150 * MIB}\n`,
+      },
+      (dir) => {
+        const charged = new ProcessDomain(512, [process.pid], 4096, { version: 1, dir });
+        const alone = new ProcessDomain(512, [process.pid], 4096);
+        const s = charged.stats();
+        // Total = the limit (the VM's 512 less 64 handed off), free = limit − usage, caches = total_cache.
+        expect(s).toMatchObject({ domain: 'process', totalBytes: 448 * MIB, freeBytes: 148 * MIB, diskCachesBytes: 200 * MIB });
+        expect(s.availableBytes).toBeLessThanOrEqual(298 * MIB);
+        // The balloon's decisions stay on the tree, against the VM's memory.
+        expect(charged.availability().totalBytes).toBe(512 * MIB);
+        expect(alone.stats()).toMatchObject({ totalBytes: 512 * MIB, diskCachesBytes: 0 });
+      },
+    );
+  });
+
   it("finds this process's memory cgroup where there is one", () => {
     const loc = findMemoryCgroup();
     if (loc) expect([1, 2]).toContain(loc.version);

@@ -305,6 +305,15 @@ export class ProcessDomain implements DomainSource {
     readonly totalMib: number,
     private readonly roots: readonly number[] = [process.pid],
     private readonly pageBytes = 4096,
+    /**
+     * The memory cgroup with a limit that charges the tree (a guest the host
+     * started), if any: the reported total, available, free memory and disk
+     * caches are then the kernel's (limit, limit − usage, its page cache),
+     * which the tree's RSS gets wrong (it misses the workload's file cache
+     * and counts shared pages once per process). The agent's own decisions
+     * (availability) stay on the tree.
+     */
+    private readonly cgroup: CgroupLocation | null = null,
   ) {
     if (!Number.isSafeInteger(totalMib) || totalMib <= 0) {
       throw new AgentError('invalid_config', "the process domain needs the VM's memory size (--memory-mib)");
@@ -344,12 +353,14 @@ export class ProcessDomain implements DomainSource {
     const used = this.usedBytes(tree);
     const machine = vmstat(this.pageBytes);
     const p = psi('/proc/pressure/memory');
+    // Charged to a limited cgroup: the figures a user reads are the kernel's (as the cgroup domain reports them).
+    const charged = this.cgroup ? new CgroupDomain(this.cgroup, this.pageBytes).stats() : null;
     return {
       domain: 'process',
-      totalBytes: total,
-      availableBytes: this.available(total, used),
-      freeBytes: Math.max(0, total - used),
-      diskCachesBytes: 0,
+      totalBytes: charged?.totalBytes ?? total,
+      availableBytes: charged?.availableBytes ?? this.available(total, used),
+      freeBytes: charged?.freeBytes ?? Math.max(0, total - used),
+      diskCachesBytes: charged?.diskCachesBytes ?? 0,
       swapInBytes: machine.swapInBytes,
       swapOutBytes: machine.swapOutBytes,
       majorFaults: tree.reduce((s, t) => s + t.majorFaults, 0),
@@ -429,7 +440,13 @@ export function openDomain(options: OpenDomainOptions = {}): DomainSource {
   const pageBytes = options.pageBytes ?? 4096;
   switch (kind) {
     case 'process':
-      return new ProcessDomain(options.memoryMib!, options.roots ?? [process.pid], pageBytes);
+      // The agent's own cgroup charges the tree only when the tree is the agent's (no roots named).
+      return new ProcessDomain(
+        options.memoryMib!,
+        options.roots ?? [process.pid],
+        pageBytes,
+        options.roots === undefined && loc !== null && cgroupLimitBytes(loc) !== null ? loc : null,
+      );
     case 'cgroup':
       return new CgroupDomain(loc!, pageBytes);
     case 'machine':

@@ -432,21 +432,7 @@ export class GuestLauncher implements GuestsCollaborator {
       const fd = openGuestLog(logsDir, logFile);
       try {
         if (user) fchownSync(fd, user.uid, user.gid);
-        // In its cgroup the agent measures the cgroup (usage, limit, page cache: what the kernel
-        // charges the VM), not its process tree, whose RSS misses the workload's cache.
-        const domainArgs = cgroup ? ['--domain', 'cgroup'] : [];
-        const agentArgv = [
-          ...this.options.agentCommand,
-          '--host',
-          this.options.hostUrl(),
-          '--name',
-          name,
-          '--memory-mib',
-          String(memoryMib),
-          ...domainArgs,
-          '--',
-          ...command,
-        ];
+        const agentArgv = [...this.options.agentCommand, '--host', this.options.hostUrl(), '--name', name, '--memory-mib', String(memoryMib), '--', ...command];
         const argv = cgroup ? ['/bin/sh', '-c', SHIM, 'memballoon-shim', `${cgroup.dir}/cgroup.procs`, ...agentArgv] : agentArgv;
         child = spawn(argv[0]!, argv.slice(1), {
           // Its own process group: a terminal's Ctrl-C to the host does not
