@@ -659,6 +659,10 @@ export class HostService {
         generation,
         pid: hello.facts.pid,
         lockedMib: Math.min(hello.balloon.lockedMib, balloonActualMib),
+        // The guest's word until the hand-off has read its cgroup (attachHandOff):
+        // a balloon handed off before a host restart is not shown as neither
+        // pinned nor handed off meanwhile (actual = pinned + handed off).
+        handedOffMib: Math.min(hello.balloon.handedOffMib ?? 0, balloonActualMib),
         startedAtMs: this.clock.nowMs(),
         status: undefined,
         stats: undefined,
