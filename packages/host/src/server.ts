@@ -79,7 +79,7 @@ export interface StartHostOptions {
   guests?: HostGuestsOptions;
   /** The memory cgroup of each managed guest, for embedders with a launcher of their own (default: the guests option's); balloons are handed off to these limits. */
   cgroupOf?: HostServiceOptions['cgroupOf'];
-  /** Hand off while a balloon still inflates; false waits for the settle (the hand-off benchmark runs both). Default: where 4 or more cores leave one free for it (handOffWhileInflatingByDefault). */
+  /** Hand off while a balloon still inflates; false waits for the settle (the hand-off benchmark runs both). Default: on 2 cores or more (handOffWhileInflatingByDefault). */
   handOffWhileInflating?: boolean;
 }
 

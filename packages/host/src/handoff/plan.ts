@@ -86,15 +86,17 @@ export const INFLATING_MAX_BATCH_MIB = 32;
 
 /**
  * Whether to hand off while balloons inflate, by default, on a machine with
- * `cores` CPUs. An inflating agent keeps three threads busy (its main thread
- * feeding two workers), so the release only overlaps the inflate where a
- * core is free for it: on 2 cores it takes the workers' CPU instead, and the
- * whole path from target to memory free grew 1.32× for 1 GiB (quiet
- * machine, 2026-11-30, `npm run bench -- handoff`), although settled → free
- * shrank 0.80×. Four cores or more: overlap.
+ * `cores` CPUs: as VirtualBox's hypervisor takes each chunk the guest's
+ * driver locks, the memory comes back as the balloon grows, not after it.
+ * Since the agent faults its chunks in on libuv's pool (no worker isolates),
+ * two cores are enough: 1 GiB was free 21 ms after the settle (928 MiB
+ * handed off by then) against 169 ms after it, and the last MiB 1.15× later
+ * from the target (quiet machine, 2026-11-30 22:20 UTC, `npm run bench --
+ * handoff`); with the worker threads it had been 1.32×. One core: the
+ * release would take the inflate's only CPU, so it waits for the settle.
  */
 export function handOffWhileInflatingByDefault(cores: number): boolean {
-  return cores >= 4;
+  return cores >= 2;
 }
 
 /** The headroom a hand-off never takes from a guest of memoryMib: 4 % of it, at least 16 MiB. */
