@@ -20,6 +20,8 @@ import { cleanUp } from './support/cleanup.js';
 const POOL_MIB = 1024;
 const VM_MIB = 512;
 const BALLOON_MIB = 192;
+/** What a fresh agent's own heap may give back between two VmRSS reads. */
+const RSS_NOISE_MIB = 16;
 const LOCK_TOLERANCE_MIB = 2;
 const SAMPLED_TOLERANCE_MIB = 16;
 const RSS_BACK_TOLERANCE_MIB = 32;
@@ -128,7 +130,10 @@ describe('kernel truth of a pinned balloon (unmanaged guest)', () => {
       throw new Error(`${err.message}: VmLck ${procMemory(pid).lockedMib} MiB`);
     });
     expect(Math.abs(smapsLockedMib(pid) - BALLOON_MIB)).toBeLessThanOrEqual(LOCK_TOLERANCE_MIB);
-    expect(k.rssMib - idle.rssMib).toBeGreaterThanOrEqual(BALLOON_MIB - LOCK_TOLERANCE_MIB);
+    // VmRSS grows by the balloon, less what a GC of the young agent's start-up
+    // garbage gave back meanwhile (seen: 7 MiB with two suites running); the
+    // pinned pages themselves are checked exactly above (VmLck, smaps Locked).
+    expect(k.rssMib - idle.rssMib).toBeGreaterThanOrEqual(BALLOON_MIB - RSS_NOISE_MIB);
     await sampledFiguresAgree();
     const h = await hostInfo();
     expect(h.pool).toEqual({ sizeMib: POOL_MIB, heldMib: VM_MIB - BALLOON_MIB, reclaimedMib: BALLOON_MIB, freeMib: POOL_MIB - VM_MIB + BALLOON_MIB });

@@ -154,8 +154,10 @@ export class KsmController {
       });
     } catch (err) {
       const e = HostError.from(err, 'ksm_io');
-      // Another host driving KSM is not a fault of KSM: it is there, just not ours.
-      return this.#set({ available: e.code !== 'ksm_unavailable', running: kernel.run, detail: e.message, kernel });
+      // Another host driving KSM (ksm_unavailable: its driver lock) is not a
+      // fault of KSM: it is there and merging, just not ours to drive. A
+      // write the kernel refused (ksm_io) is.
+      return this.#set({ available: e.code === 'ksm_unavailable', running: kernel.run, detail: e.message, kernel });
     }
   }
 

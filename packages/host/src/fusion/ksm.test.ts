@@ -245,6 +245,22 @@ describe('KSM controller', () => {
     c.close();
   });
 
+  it('reports KSM as available, and who drives it, where another host holds the driver lock', () => {
+    const dir = fakeSysfs({ run: 0, pages_to_scan: 100, sleep_millisecs: 20 });
+    const lockPath = join(dir, 'lock');
+    // Another host (this process stands for it: it is alive) drives KSM.
+    const other = new KsmSysfs({ dir, lockPath });
+    other.apply({ run: true, pagesToScan: 400, sleepMillisecs: 7 });
+    const c = new KsmController({ sysfs: new KsmSysfs({ dir, lockPath }), memTotalMib: 16 * 1024, policy: NO_BURST });
+    const r = c.tick({ fusionVmsRunning: 1, sharableMib: 64, unmergedMib: 64 });
+    expect(r).toMatchObject({ available: true, running: true, driving: false });
+    expect(r.detail).toMatch(/driven by another memballoon host/);
+    // Its settings stay the other driver's.
+    expect(readNum(dir, 'pages_to_scan')).toBe(400);
+    c.close();
+    other.restore();
+  });
+
   it('reports, without throwing, where KSM cannot be driven', () => {
     const c = new KsmController({ sysfs: new KsmSysfs({ dir: '/nonexistent/ksm' }) });
     const r = c.tick({ fusionVmsRunning: 1, sharableMib: 10, unmergedMib: 10 });
