@@ -27,7 +27,10 @@ describe('balloon engine against the kernel (child process)', () => {
     const { status } = await ask<{ status: BalloonStatus }>({ op: 'target', targetMib: 64 }, 'target');
     expect(status.actualMib).toBe(64);
     const grownMib = procMib(pid, 'VmRSS') - rssBefore;
-    expect(grownMib).toBeGreaterThan(64 - 4);
+    // Less what the child's own heap gave back meanwhile (V8's memory reducer
+    // runs on its own clock: 6 MiB seen with two suites running); the
+    // balloon's pages themselves are counted exactly below (smaps).
+    expect(grownMib).toBeGreaterThan(64 - 16);
     expect(grownMib).toBeLessThan(64 + 6);
     if (status.lock === 'locked') {
       expect(procMib(pid, 'VmLck')).toBeGreaterThanOrEqual(64);
@@ -58,9 +61,15 @@ describe('balloon engine against the kernel (child process)', () => {
     const pid = kid.pid;
     const rssBefore = procMib(pid, 'VmRSS');
     for (let i = 0; i < 3; i++) {
-      await ask({ op: 'target', targetMib: 48 }, 'target');
-      expect(procMib(pid, 'VmRSS') - rssBefore).toBeGreaterThan(44);
+      const { status } = await ask<{ status: BalloonStatus }>({ op: 'target', targetMib: 48 }, 'target');
+      expect(status.actualMib).toBe(48);
+      // Pinned: the balloon's own pages, resident and locked, as smaps counts
+      // them (a VmRSS delta also moves with the child's heap: seen −16 MiB
+      // with two suites running). Unpinned: VmRSS is the only figure.
+      if (status.lock === 'locked') expect(lockedResidentMib(pid)).toBeGreaterThanOrEqual(48);
+      else expect(procMib(pid, 'VmRSS') - rssBefore).toBeGreaterThan(44);
       await ask({ op: 'target', targetMib: 0 }, 'target');
+      expect(lockedResidentMib(pid)).toBe(0);
       expect(procMib(pid, 'VmRSS') - rssBefore).toBeLessThan(4);
     }
   });
@@ -144,7 +153,8 @@ describe.skipIf(!canDropLock)('balloon engine where mlock is not permitted (chil
       expect(status).toMatchObject({ actualMib: 32, lockedMib: 0, lock: 'not_permitted' });
       expect(status.detail).toMatch(/not pinned/);
       expect(procMib(pid, 'VmLck')).toBe(0);
-      expect(procMib(pid, 'VmRSS') - before).toBeGreaterThan(28);
+      // Unpinned, VmRSS is the only figure: less what the child's own heap may give back meanwhile.
+      expect(procMib(pid, 'VmRSS') - before).toBeGreaterThan(32 - 12);
       await askChild(child, { op: 'target', targetMib: 0 }, 'target');
       expect(procMib(pid, 'VmRSS') - before).toBeLessThan(4);
       await askChild(child, { op: 'close' }, 'close');
