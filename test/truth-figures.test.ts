@@ -11,14 +11,14 @@
 // and our read), Cache within 8 MiB of total_cache (the workload sleeps; only
 // the agent's log grows it). Limits and balloon sizes are exact.
 // Needs root and a v1 memory controller; skips with a printed reason otherwise.
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostView, VmView } from '@memballoon/host';
 import { ctl, ctlJson, spawnHost, stopAll, tempDataDir, type StartedHost } from './support/host.js';
 import { freePort } from './support/ports.js';
 import { isAlive } from './support/proc.js';
-import { cgroupProcs, openTestHierarchy, testCgroupName, type TestHierarchy } from './support/memory-hierarchy.js';
+import { openTestHierarchy, removeCgroupTree, testCgroupName, type TestHierarchy } from './support/memory-hierarchy.js';
 import { cgroupMib, cgroupOomKills } from './support/cgroup-v1.js';
 import { vmLockedMib } from './support/proc.js';
 import { waitFor } from './support/wait.js';
@@ -140,22 +140,11 @@ afterAll(async () => {
       if (host && (await vm()).state === 'running') await ctl(host.url, 'controlvm', 't1', 'poweroff');
     },
     stopAll,
-    cleanPoolCgroup,
+    () => removeCgroupTree(poolDir()),
     () => rmSync(files, { recursive: true, force: true }),
     () => data.remove(),
   );
 }, 60_000);
-
-async function cleanPoolCgroup(): Promise<void> {
-  if (!existsSync(poolDir())) return;
-  for (const child of readdirSync(poolDir(), { withFileTypes: true }).filter((d) => d.isDirectory())) {
-    const dir = join(poolDir(), child.name);
-    for (const pid of cgroupProcs(dir)) process.kill(pid, 'SIGKILL');
-    await waitFor(() => cgroupProcs(dir).length === 0, { what: `${dir} to empty`, timeoutMs: 20_000 });
-    rmdirSync(dir);
-  }
-  rmdirSync(poolDir());
-}
 
 describe('kernel truth of a managed guest’s figures (real v1 cgroups)', () => {
   it('with a big file cache: Total = the cgroup limit, Free = limit − usage, Cache = total_cache; nothing pinned', async (ctx) => {

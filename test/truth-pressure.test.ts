@@ -7,13 +7,13 @@
 // = VmLck (within 2 MiB: whole chunks), Free within 16 MiB of limit − usage,
 // and the workload reaches its peak with no OOM kill.
 // Needs root and a v1 memory controller; skips with a printed reason otherwise.
-import { existsSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostView, VmView } from '@memballoon/host';
 import { ctl, ctlJson, spawnHost, stopAll, tempDataDir, type StartedHost } from './support/host.js';
-import { cgroupProcs, openTestHierarchy, testCgroupName, type TestHierarchy } from './support/memory-hierarchy.js';
+import { cgroupProcs, openTestHierarchy, removeCgroupTree, testCgroupName, type TestHierarchy } from './support/memory-hierarchy.js';
 import { cgroupMib, cgroupOomKills } from './support/cgroup-v1.js';
 import { vmLockedMib } from './support/proc.js';
 import { waitFor } from './support/wait.js';
@@ -56,21 +56,10 @@ afterAll(async () => {
       if (host && (await vm()).state === 'running') await ctl(host.url, 'controlvm', 'q1', 'poweroff');
     },
     stopAll,
-    cleanPoolCgroup,
+    () => removeCgroupTree(poolDir()),
     () => data.remove(),
   );
 }, 60_000);
-
-async function cleanPoolCgroup(): Promise<void> {
-  if (!existsSync(poolDir())) return;
-  for (const child of readdirSync(poolDir(), { withFileTypes: true }).filter((d) => d.isDirectory())) {
-    const dir = join(poolDir(), child.name);
-    for (const pid of cgroupProcs(dir)) process.kill(pid, 'SIGKILL');
-    await waitFor(() => cgroupProcs(dir).length === 0, { what: `${dir} to empty`, timeoutMs: 20_000 });
-    rmdirSync(dir);
-  }
-  rmdirSync(poolDir());
-}
 
 /** Bookkeeping against the kernel, at one look; the reasons it disagrees ('' when it agrees). */
 async function disagreements(): Promise<string> {

@@ -2,9 +2,10 @@
 // way the host finds it: one place for the name of a test's parent, the skip
 // reason and the limit file of each version.
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { openMemoryHierarchy } from '@memballoon/host';
+import { waitFor } from './wait.js';
 
 /** A cgroup name of this run's own (memballoon-test-PID-RANDOM), for a parent the test alone uses. */
 export function testCgroupName(): string {
@@ -35,4 +36,16 @@ export function limitFileOf(dir: string, version: 1 | 2): string {
 /** The pids in a memory cgroup (its cgroup.procs). */
 export function cgroupProcs(dir: string): number[] {
   return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+}
+
+/** Removes a test's parent cgroup and its children, killing what still runs in them (nothing when it is gone). */
+export async function removeCgroupTree(parentDir: string): Promise<void> {
+  if (!existsSync(parentDir)) return;
+  for (const child of readdirSync(parentDir, { withFileTypes: true }).filter((d) => d.isDirectory())) {
+    const dir = join(parentDir, child.name);
+    for (const pid of cgroupProcs(dir)) process.kill(pid, 'SIGKILL');
+    await waitFor(() => cgroupProcs(dir).length === 0, { what: `${dir} to empty`, timeoutMs: 20_000 });
+    rmdirSync(dir);
+  }
+  rmdirSync(parentDir);
 }
