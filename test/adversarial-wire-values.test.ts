@@ -13,7 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { HostHandle } from '@memballoon/host';
 import { tempDataDir } from './support/host.js';
-import { startTestHost } from './support/in-process-host.js';
+import { createVms, startTestHost } from './support/in-process-host.js';
 import { waitFor } from './support/wait.js';
 
 const PROTO = fileURLToPath(new URL('../packages/protocol/proto/memballoon/v1/memballoon.proto', import.meta.url));
@@ -64,12 +64,12 @@ const hello = (vmName: string, credential: string, totalMemoryMib: number, ballo
 
 let host: HostHandle;
 let data: ReturnType<typeof tempDataDir>;
-const tokens = new Map<string, string>();
+let tokens: Map<string, string>;
 
 beforeAll(async () => {
   data = tempDataDir();
   host = await startTestHost({ dataDir: data.dir, poolSizeMib: 2048 });
-  for (const name of ['wv-bye', 'wv-stats', 'wv-big']) tokens.set(name, host.service.createVm({ name, memoryMib: 256 }).token);
+  tokens = createVms(host, ['wv-bye', 'wv-stats', 'wv-big'], 256);
 });
 afterAll(async () => {
   await host?.close();
